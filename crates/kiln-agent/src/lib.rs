@@ -1,1 +1,195 @@
-//! kiln-agent
+//! kiln's agent: registers with its labels, claims jobs by long poll, checks
+//! out the commit, runs the steps (see `executor`), streams the log (see
+//! `spool`), heartbeats to keep its leases, and drains on request.
+//!
+//! ```text
+//!  register ─► K slots: claim (long poll) ─► checkout ─► run steps ─► flush log ─► finish
+//!                 ▲                                  │ output ─► LogWriter ─► spool ─► upload
+//!  heartbeat every N s: status + running attempts ─► stop list (cancel / stale), drain
+//! ```
+
+pub mod checkout;
+pub mod client;
+pub mod executor;
+pub mod labels;
+pub mod spool;
+mod worker;
+
+use client::{backoff, CallError, Client};
+use kiln_wire::agent::{HeartbeatRequest, RegisterRequest, RunningJob};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub server: String,
+    pub token: String,
+    pub name: String,
+    /// Labels given on the command line (added to the detected and probed ones).
+    pub labels: BTreeMap<String, String>,
+    /// `key=command` probes run at start.
+    pub probes: Vec<String>,
+    pub concurrency: u32,
+    pub work_dir: PathBuf,
+    pub heartbeat_secs: Option<u64>,
+}
+
+/// How the agent is told to stop: `drain` finishes current jobs first; `abort`
+/// hands them back to the server at once.
+#[derive(Clone, Default)]
+pub struct Control {
+    pub drain: CancellationToken,
+    pub abort: CancellationToken,
+}
+
+/// A job this agent is running.
+pub(crate) struct Running {
+    pub attempt: i64,
+    pub key: String,
+    pub cancel: CancellationToken,
+    /// The server took the job back (stale attempt): do not report it.
+    pub stale: AtomicBool,
+    pub status_file: PathBuf,
+}
+
+pub(crate) struct Agent {
+    pub cfg: AgentConfig,
+    pub client: Client,
+    pub control: Control,
+    pub running: Mutex<HashMap<i64, Arc<Running>>>,
+    pub mirrors: checkout::Mirrors,
+}
+
+/// Every label this agent offers.
+pub fn all_labels(cfg: &AgentConfig) -> BTreeMap<String, String> {
+    let mut l = labels::detected();
+    for p in &cfg.probes {
+        if let Some((k, v)) = labels::probe(p) {
+            l.insert(k, v);
+        }
+    }
+    l.extend(cfg.labels.clone());
+    l
+}
+
+/// Register, retrying while the server is unreachable; a refusal is final.
+async fn register(cfg: &AgentConfig, labels: &BTreeMap<String, String>, control: &Control) -> anyhow::Result<(Client, u64)> {
+    let client = Client::new(&cfg.server, &cfg.token);
+    let req = RegisterRequest {
+        name: cfg.name.clone(),
+        labels: labels.clone(),
+        concurrency: cfg.concurrency,
+        protocol: kiln_wire::PROTOCOL_VERSION,
+        heartbeat_secs: cfg.heartbeat_secs,
+    };
+    let mut tries = 0;
+    loop {
+        match client.register(&req).await {
+            Ok(r) => return Ok((client.with_token(&r.token), r.heartbeat_secs)),
+            Err(CallError::Unreachable(e)) => {
+                tries += 1;
+                if tries == 1 || tries % 10 == 0 {
+                    tracing::warn!("cannot reach the server at {} ({e}); retrying", cfg.server);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff(tries)) => {}
+                    _ = control.drain.cancelled() => anyhow::bail!("stopped before registering"),
+                }
+            }
+            Err(e) => anyhow::bail!("the server refused this agent: {e}"),
+        }
+    }
+}
+
+/// Run the agent until it is drained or aborted.
+pub async fn run(cfg: AgentConfig, control: Control) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.work_dir).map_err(|e| anyhow::anyhow!("failed to create the work folder {}: {e}", cfg.work_dir.display()))?;
+    let labels = all_labels(&cfg);
+    let (client, hb) = register(&cfg, &labels, &control).await?;
+    tracing::info!("agent {} registered with {} (labels: {:?})", cfg.name, cfg.server, labels);
+    let agent = Arc::new(Agent { cfg: cfg.clone(), client, control: control.clone(), running: Default::default(), mirrors: Default::default() });
+    let hb_stop = CancellationToken::new();
+    let hb_task = tokio::spawn(heartbeat_loop(agent.clone(), Duration::from_secs(hb), hb_stop.clone()));
+    let slots: Vec<_> = (0..cfg.concurrency.max(1)).map(|i| tokio::spawn(worker::slot(agent.clone(), i))).collect();
+    for s in slots {
+        let _ = s.await;
+    }
+    hb_stop.cancel();
+    let _ = hb_task.await;
+    tracing::info!("agent {} stopped", cfg.name);
+    Ok(())
+}
+
+/// The status this agent reports: what it runs, plus what each job's steps wrote to `$KILN_STATUS_FILE`.
+fn status_json(agent: &Agent) -> serde_json::Value {
+    let running = agent.running.lock().unwrap();
+    let mut jobs = serde_json::Map::new();
+    for (id, r) in running.iter() {
+        let mut v = serde_json::json!({ "job": id, "key": r.key });
+        if let Ok(text) = std::fs::read_to_string(&r.status_file) {
+            v["status"] = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.trim().to_string()));
+        }
+        jobs.insert(id.to_string(), v);
+    }
+    serde_json::json!({ "running": running.len(), "jobs": jobs, "pid": std::process::id(), "version": env!("CARGO_PKG_VERSION") })
+}
+
+/// Heartbeat every `every`, and at once when a step changes its status file.
+async fn heartbeat_loop(agent: Arc<Agent>, every: Duration, stop: CancellationToken) {
+    let mut last_sent = tokio::time::Instant::now() - every;
+    let mut last_status = serde_json::Value::Null;
+    let mut failures = 0u32;
+    loop {
+        let status = status_json(&agent);
+        let due = last_sent.elapsed() >= every || status != last_status;
+        if due {
+            let jobs: Vec<RunningJob> =
+                agent.running.lock().unwrap().iter().map(|(id, r)| RunningJob { job_id: *id, attempt: r.attempt }).collect();
+            let req = HeartbeatRequest { status: status.clone(), jobs, draining: agent.control.drain.is_cancelled() };
+            match agent.client.heartbeat(&req).await {
+                Ok(resp) => {
+                    failures = 0;
+                    last_sent = tokio::time::Instant::now();
+                    last_status = status;
+                    for s in resp.stop {
+                        if let Some(r) = agent.running.lock().unwrap().get(&s.job_id) {
+                            if r.attempt == s.attempt {
+                                tracing::warn!("job {} attempt {}: the server asked to stop it", s.job_id, s.attempt);
+                                r.cancel.cancel();
+                            }
+                        }
+                    }
+                    if resp.drain && !agent.control.drain.is_cancelled() {
+                        tracing::info!("the server asked this agent to drain");
+                        agent.control.drain.cancel();
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 || failures % 10 == 0 {
+                        tracing::warn!("heartbeat failed: {e}");
+                    }
+                    last_sent = tokio::time::Instant::now() - every + backoff(failures).min(every);
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+/// True once the agent is asked to drain.
+pub(crate) fn draining(agent: &Agent) -> bool {
+    agent.control.drain.is_cancelled()
+}
+
+pub(crate) fn mark_stale(r: &Running) {
+    r.stale.store(true, Ordering::SeqCst);
+    r.cancel.cancel();
+}

@@ -1,1 +1,11 @@
 //! kiln's domain: everything about pipelines, jobs and tests that needs no I/O.
+pub mod diag;
+pub mod duration;
+pub mod labels;
+pub mod state;
+pub mod mask;
+pub mod cron;
+pub mod junit;
+pub mod shards;
+pub mod pipeline;
+pub mod expand;

@@ -1,1 +1,155 @@
-//! kiln-server
+//! kiln's HTTP server: the agent API, the user API, webhooks, the console, and
+//! the background services (lease reaper, pollers, cron, notifier).
+//!
+//! ```text
+//!  change sources ─► trigger::start_build ─► materialize (git + pipeline) ─► jobs queued
+//!  agents ─► agent_api::claim (long poll, woken by AppState::wake) ─► logs / finish
+//!  every change ─► AppState::events ─► console (SSE), `kiln up` summary, notifier
+//! ```
+
+pub mod agent_api;
+mod api;
+pub mod auth;
+mod badge;
+pub mod config;
+mod console;
+pub mod convert;
+pub mod error;
+pub mod events;
+pub mod git;
+mod materialize;
+mod services;
+pub mod state;
+pub mod trigger;
+
+use anyhow::Context;
+use axum::routing::get;
+use axum::Router;
+use config::ServerConfig;
+use kiln_store::Store;
+use state::{AppState, Inner};
+use std::path::Path;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// A server that is listening.
+pub struct RunningServer {
+    pub url: String,
+    pub state: AppState,
+    /// The admin token generated at first start, if one was (printed once).
+    pub generated_admin_token: Option<String>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Read a secret kept in the data folder, or make one and keep it there.
+fn kept_secret(path: &Path) -> anyhow::Result<(String, bool)> {
+    if let Ok(s) = std::fs::read_to_string(path) {
+        if !s.trim().is_empty() {
+            return Ok((s.trim().to_string(), false));
+        }
+    }
+    let s = kiln_store::random_token();
+    std::fs::write(path, &s).with_context(|| format!("failed to write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok((s, true))
+}
+
+/// Apply `[[project]]` tables: create what is missing, update what exists.
+async fn apply_config_projects(store: &Store, cfg: &ServerConfig) -> anyhow::Result<()> {
+    for pc in &cfg.projects {
+        let settings = kiln_wire::api::ProjectSettings {
+            poll: pc.poll.clone(),
+            webhook_secret: pc.webhook_secret.clone(),
+            schedule: pc.schedule.clone(),
+            notify_email: pc.notify_email.clone(),
+            notify_on: pc.notify_on.clone(),
+            notify_webhook: pc.notify_webhook.clone(),
+            cancel_superseded: pc.cancel_superseded,
+            secrets: pc.secrets.clone(),
+            poll_each_commit: None,
+        };
+        api::projects::validate_settings(&settings).map_err(|e| anyhow::anyhow!("[[project]] {}: {e}", pc.name))?;
+        match store.project_by_name(&pc.name).await {
+            Ok(mut p) => {
+                p.repo = pc.repo.clone();
+                if let Some(b) = &pc.branch {
+                    p.branch = b.clone();
+                }
+                if let Some(x) = &pc.pipeline {
+                    p.pipeline = x.clone();
+                }
+                if let Some(x) = pc.public {
+                    p.public = x;
+                }
+                api::projects::merge_settings(&mut p.settings, settings);
+                store.update_project(&p).await?;
+            }
+            Err(_) => {
+                store
+                    .create_project(
+                        &pc.name,
+                        &pc.repo,
+                        pc.branch.as_deref().unwrap_or("main"),
+                        pc.pipeline.as_deref().unwrap_or(".kiln.yml"),
+                        pc.public.unwrap_or(false),
+                        &settings,
+                    )
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The whole router.
+pub fn router(st: AppState) -> Router {
+    Router::new()
+        .route("/", get(console::home))
+        .route("/badge/{file}", get(badge::badge))
+        .merge(api::routes())
+        .merge(agent_api::routes())
+        .layer(axum::extract::DefaultBodyLimit::max(2 << 20))
+        .with_state(st)
+}
+
+/// Open the store, seed secrets and projects, start the services, and listen.
+pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result<RunningServer> {
+    std::fs::create_dir_all(&cfg.data).with_context(|| format!("failed to create the data folder {}", cfg.data.display()))?;
+    let store = Store::open(&cfg.database_url()).await?;
+    let agent_token = match &cfg.agent_token {
+        Some(t) => t.clone(),
+        None => kept_secret(&cfg.data.join("agent-token"))?.0,
+    };
+    if let Some(t) = &cfg.admin_token {
+        store.add_token(t, "admin", true, "seeded by --admin-token").await?;
+    }
+    let mut generated_admin_token = None;
+    if store.count_tokens().await? == 0 {
+        let (t, _) = kept_secret(&cfg.data.join("admin-token"))?;
+        store.add_token(&t, "admin", true, "generated at first start").await?;
+        generated_admin_token = Some(t);
+    }
+    apply_config_projects(&store, &cfg).await?;
+    let listener = tokio::net::TcpListener::bind(&cfg.listen).await.with_context(|| format!("failed to listen on {}", cfg.listen))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (events, _) = tokio::sync::broadcast::channel(4096);
+    let mirrors = git::Mirrors::new(cfg.data.join("repos"));
+    let st = AppState(Arc::new(Inner { store, cfg, agent_token, wake: Default::default(), events, mirrors }));
+    tokio::spawn(services::reaper::run(st.clone(), stop.clone()));
+    {
+        let st = st.clone();
+        tokio::spawn(async move { trigger::resume_unmaterialized(&st).await });
+    }
+    let app = router(st.clone());
+    let stop2 = stop.clone();
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { stop2.cancelled().await }).await {
+            tracing::error!("server stopped: {e}");
+        }
+    });
+    Ok(RunningServer { url, state: st, generated_admin_token, task })
+}

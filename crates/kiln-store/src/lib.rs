@@ -1,1 +1,145 @@
-//! kiln-store
+//! kiln's persistence: one `Store` type over SQLite (the embedded default) or
+//! PostgreSQL, through the same portable SQL (`$1` placeholders, epoch-millisecond
+//! timestamps, JSON as TEXT, booleans as 0/1).
+//!
+//! ```text
+//!   projects ──< builds ──< jobs ──< attempts ──< log_chunks
+//!                                       ▲
+//!   agents ── claim (UPDATE … WHERE status='queued') ─┘  lease_until renewed by heartbeats
+//! ```
+//!
+//! Nothing lives only in memory: a restarted server reads builds, queued jobs and
+//! leases back from here.
+
+mod agents;
+mod builds;
+mod error;
+mod logs;
+mod migrate;
+mod projects;
+mod queue;
+mod rows;
+mod tokens;
+
+pub use agents::AgentRow;
+pub use builds::{BuildFilter, BuildRow, NewBuild};
+pub use error::StoreError;
+pub use logs::{AppendOutcome, AttemptRow, LogRead};
+pub use projects::ProjectRow;
+pub use queue::{Claimed, FinishOutcome, JobRow, LeaseExpiry, NewJob};
+pub use tokens::TokenRow;
+
+use sqlx::any::{AnyPoolOptions, AnyConnectOptions};
+use sqlx::{AnyPool, Executor};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Which database is behind the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The one handle to kiln's database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    /// SQLite allows one writer: writes queue here instead of failing with "database is locked".
+    writer: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Milliseconds since the Unix epoch: the store's only time format.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A random secret as hex (for tokens).
+pub fn random_token() -> String {
+    let a = uuid::Uuid::new_v4();
+    let b = uuid::Uuid::new_v4();
+    format!("{}{}", a.simple(), b.simple())
+}
+
+/// SHA-256 of a token, as stored: tokens themselves are never kept.
+pub fn hash_token(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+impl Store {
+    /// Open (creating if needed) the database at `url` — `sqlite:PATH` or
+    /// `postgres://…` — and bring its schema up to date.
+    pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        };
+        let url = match backend {
+            Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+            _ => url.to_string(),
+        };
+        let opts = AnyConnectOptions::from_str(&url).map_err(|e| StoreError::Open(e.to_string()))?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA journal_mode=WAL").await?;
+                        conn.execute("PRAGMA synchronous=NORMAL").await?;
+                        conn.execute("PRAGMA busy_timeout=10000").await?;
+                        conn.execute("PRAGMA foreign_keys=ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(opts)
+            .await
+            .map_err(|e| StoreError::Open(format!("{url}: {e}")))?;
+        let store = Store { pool, backend, writer: Arc::new(tokio::sync::Mutex::new(())) };
+        migrate::run(&store).await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Take the write turn (SQLite has one writer; PostgreSQL needs no turn).
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.writer.lock().await),
+            Backend::Postgres => None,
+        }
+    }
+
+    /// A small key/value table for service state (poller positions, cron ticks).
+    pub async fn kv_get(&self, key: &str) -> Result<Option<String>> {
+        let v: Option<(String,)> = sqlx::query_as("SELECT v FROM kv WHERE k = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(v.map(|(v,)| v))
+    }
+
+    pub async fn kv_set(&self, key: &str, value: &str) -> Result<()> {
+        let _w = self.write_turn().await;
+        sqlx::query("INSERT INTO kv (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = excluded.v")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

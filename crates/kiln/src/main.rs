@@ -1,1 +1,153 @@
-fn main() {}
+//! `kiln`: the command line. It parses arguments and calls the crates that do
+//! the work (server, agent, store, core). Exit codes: 0 passed/ok, 1 failed,
+//! 2 error (bad input, unknown project or build, server unreachable).
+
+mod api_client;
+mod cmd;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "kiln", version, about = "A self-hosted CI server and distributed test runner")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every client command shares.
+#[derive(Args, Clone)]
+pub struct ClientOpts {
+    /// The kiln server's URL.
+    #[arg(long, env = "KILN_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+    pub server: String,
+    /// API token (see `kiln server` output or DATA/admin-token).
+    #[arg(long, env = "KILN_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print the API's JSON objects instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Server, web console and local agents in one process, building this repository.
+    Up(cmd::up::UpArgs),
+    /// Run the server alone.
+    Server(cmd::server::ServerArgs),
+    /// Run an agent that takes jobs from a server.
+    Agent(cmd::agent::AgentArgs),
+    /// Add, change or list projects.
+    Project {
+        #[command(subcommand)]
+        action: cmd::project::ProjectCmd,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Queue a build of a project.
+    Trigger {
+        project: String,
+        #[arg(long, conflicts_with = "commit")]
+        branch: Option<String>,
+        #[arg(long)]
+        commit: Option<String>,
+        /// Follow the build live and exit with its result (0 passed, 1 failed, 2 error).
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// List a project's builds, newest first.
+    Builds {
+        project: String,
+        #[arg(long)]
+        branch: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Show a build: its status, trigger, jobs and their attempts.
+    Show {
+        build: i64,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Print a build's logs (all jobs, or one), optionally following them live.
+    Logs {
+        build: i64,
+        /// A job's key, name or id.
+        job: Option<String>,
+        #[arg(long, short)]
+        follow: bool,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// List agents: online, labels, current jobs, reported status.
+    Agents {
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Cancel a build, or one of its jobs.
+    Cancel {
+        build: i64,
+        job: Option<String>,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Ask an agent to drain: finish its jobs, take no new one, exit.
+    Drain {
+        agent: String,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Validate a pipeline file; print each error with file, line and column.
+    Check {
+        #[arg(default_value = ".kiln.yml")]
+        file: PathBuf,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| "info,sqlx=warn,hyper=warn".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Up(a) => cmd::up::run(a).await,
+        Command::Server(a) => cmd::server::run(a).await,
+        Command::Agent(a) => cmd::agent::run(a).await,
+        Command::Project { action, client } => cmd::project::run(action, &client).await,
+        Command::Trigger { project, branch, commit, wait, client } => cmd::builds::trigger(&client, &project, branch, commit, wait).await,
+        Command::Builds { project, branch, status, limit, client } => cmd::builds::list(&client, &project, branch, status, limit).await,
+        Command::Show { build, client } => cmd::builds::show(&client, build).await,
+        Command::Logs { build, job, follow, client } => cmd::logs::run(&client, build, job, follow).await,
+        Command::Agents { client } => cmd::agents::list(&client).await,
+        Command::Cancel { build, job, client } => cmd::builds::cancel(&client, build, job).await,
+        Command::Drain { agent, client } => cmd::agents::drain(&client, &agent).await,
+        Command::Check { file } => cmd::check::run(&file),
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_tracing();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let code = match rt.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(exit) = e.downcast_ref::<api_client::Exit>() {
+                eprintln!("kiln: {}", exit.1);
+                exit.0
+            } else {
+                eprintln!("kiln: {e:#}");
+                2
+            }
+        }
+    };
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    std::process::exit(code);
+}

@@ -1,0 +1,114 @@
+//! The agent's HTTP client for the agent protocol, with retries, backoff and jitter.
+
+use kiln_wire::agent::*;
+use rand::Rng;
+use reqwest::StatusCode;
+use std::time::Duration;
+
+/// Why a call failed, as the agent must tell apart.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The server refused the write: this attempt is no longer current (fencing).
+    #[error("stale attempt: {0}")]
+    Stale(String),
+    /// The log chunk left a gap; resend from `expected`.
+    #[error("log gap: server holds {0} bytes")]
+    Gap(u64),
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// Any other answer that retrying will not fix.
+    #[error("{0}")]
+    Refused(String),
+    /// The server could not be reached (or answered 5xx): retry later.
+    #[error("server unreachable: {0}")]
+    Unreachable(String),
+}
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+/// Exponential backoff with full jitter, capped.
+pub fn backoff(attempt: u32) -> Duration {
+    let cap = 5000u64;
+    let base = 100u64.saturating_mul(1 << attempt.min(6)).min(cap);
+    Duration::from_millis(rand::rng().random_range(base / 2..=base))
+}
+
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl Client {
+    pub fn new(base: &str, token: &str) -> Client {
+        install_crypto();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("a plain HTTP client always builds");
+        Client { http, base: base.trim_end_matches('/').to_string(), token: token.to_string() }
+    }
+
+    pub fn with_token(&self, token: &str) -> Client {
+        Client { http: self.http.clone(), base: self.base.clone(), token: token.to_string() }
+    }
+
+    async fn send<T: serde::de::DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, CallError> {
+        let resp = req.bearer_auth(&self.token).send().await.map_err(|e| CallError::Unreachable(e.to_string()))?;
+        let status = resp.status();
+        if status.is_success() {
+            return resp.json::<T>().await.map_err(|e| CallError::Unreachable(format!("bad answer: {e}")));
+        }
+        let body = resp.text().await.unwrap_or_default();
+        let msg = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+            .unwrap_or(body);
+        Err(match status {
+            StatusCode::UNAUTHORIZED => CallError::Unauthorized(msg),
+            StatusCode::CONFLICT if msg.contains("leaves a gap") => {
+                let held = msg.split("holds ").nth(1).and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+                CallError::Gap(held)
+            }
+            StatusCode::CONFLICT | StatusCode::NOT_FOUND if !msg.contains("log incomplete") => CallError::Stale(msg),
+            s if s.is_server_error() || s == StatusCode::CONFLICT => CallError::Unreachable(format!("{s}: {msg}")),
+            s => CallError::Refused(format!("{s}: {msg}")),
+        })
+    }
+
+    pub async fn register(&self, req: &RegisterRequest) -> Result<RegisterResponse, CallError> {
+        self.send(self.http.post(format!("{}/api/v1/agent/register", self.base)).json(req)).await
+    }
+
+    pub async fn claim(&self) -> Result<Option<JobAssignment>, CallError> {
+        self.send(self.http.post(format!("{}/api/v1/agent/claim", self.base)).timeout(Duration::from_secs(40)).json(&serde_json::json!({})))
+            .await
+    }
+
+    pub async fn heartbeat(&self, req: &HeartbeatRequest) -> Result<HeartbeatResponse, CallError> {
+        self.send(self.http.post(format!("{}/api/v1/agent/heartbeat", self.base)).timeout(Duration::from_secs(10)).json(req)).await
+    }
+
+    pub async fn log(&self, job_id: i64, attempt: i64, offset: u64, data: Vec<u8>) -> Result<LogAck, CallError> {
+        self.send(
+            self.http
+                .post(format!("{}/api/v1/agent/jobs/{job_id}/log?attempt={attempt}&offset={offset}", self.base))
+                .timeout(Duration::from_secs(30))
+                .body(data),
+        )
+        .await
+    }
+
+    pub async fn finish(&self, job_id: i64, req: &FinishRequest) -> Result<serde_json::Value, CallError> {
+        self.send(self.http.post(format!("{}/api/v1/agent/jobs/{job_id}/finish", self.base)).json(req)).await
+    }
+
+    pub async fn release(&self, job_id: i64, attempt: i64) -> Result<serde_json::Value, CallError> {
+        self.send(self.http.post(format!("{}/api/v1/agent/jobs/{job_id}/release", self.base)).json(&serde_json::json!({ "attempt": attempt })))
+            .await
+    }
+}

@@ -1,0 +1,183 @@
+//! The executor: runs a job's steps one after another, each in its own process
+//! group, with a timeout and cancel that signal the whole group (TERM, then
+//! KILL after a grace period). Output of stdout and stderr goes, in order, to
+//! one byte stream. `kiln run` and the agent share this code.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Time between TERM and KILL when a step is stopped.
+pub const KILL_GRACE: Duration = Duration::from_millis(1000);
+
+/// How a run of steps ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Passed,
+    /// Step `step` (1-based) exited with `code`.
+    Failed { step: usize, code: i32 },
+    TimedOut { after: Duration },
+    Cancelled,
+    /// Kiln could not run the step (no shell, no folder…).
+    Errored(String),
+}
+
+impl Outcome {
+    /// The job status word for this outcome.
+    pub fn status(&self) -> &'static str {
+        match self {
+            Outcome::Passed => "passed",
+            Outcome::Failed { .. } | Outcome::TimedOut { .. } => "failed",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Errored(_) => "errored",
+        }
+    }
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            Outcome::Passed => Some(0),
+            Outcome::Failed { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            Outcome::Passed => None,
+            Outcome::Failed { step, code } => Some(format!("step {step} exited with code {code}")),
+            Outcome::TimedOut { after } => Some(format!("timed out after {}", kiln_core::duration::format_duration(*after))),
+            Outcome::Cancelled => Some("cancelled".into()),
+            Outcome::Errored(e) => Some(e.clone()),
+        }
+    }
+}
+
+/// Where output goes: chunks of bytes, in order.
+pub type OutputTx = mpsc::Sender<Vec<u8>>;
+
+fn shell() -> &'static str {
+    if Path::new("/bin/bash").exists() {
+        "/bin/bash"
+    } else {
+        "/bin/sh"
+    }
+}
+
+/// Run `steps` in `dir` with `env` added to the agent's own environment. The
+/// timeout covers all steps together. Stops at the first failing step.
+pub async fn run_steps(
+    steps: &[String],
+    env: &BTreeMap<String, String>,
+    dir: &Path,
+    timeout: Option<Duration>,
+    out: &OutputTx,
+    cancel: &CancellationToken,
+) -> Outcome {
+    let started = Instant::now();
+    for (i, step) in steps.iter().enumerate() {
+        let _ = out.send(format!("\x1b[1m$ {step}\x1b[0m\n").into_bytes()).await;
+        let left = timeout.map(|t| t.saturating_sub(started.elapsed()));
+        match run_one(step, env, dir, left, out, cancel).await {
+            StepEnd::Exited(0) => {}
+            StepEnd::Exited(code) => return Outcome::Failed { step: i + 1, code },
+            StepEnd::TimedOut => {
+                let after = timeout.unwrap_or_default();
+                let _ = out.send(format!("\nkiln: step timed out after {}; its process group was killed\n", kiln_core::duration::format_duration(after)).into_bytes()).await;
+                return Outcome::TimedOut { after };
+            }
+            StepEnd::Cancelled => {
+                let _ = out.send(b"\nkiln: cancelled; the step's process group was stopped\n".to_vec()).await;
+                return Outcome::Cancelled;
+            }
+            StepEnd::Error(e) => return Outcome::Errored(e),
+        }
+    }
+    Outcome::Passed
+}
+
+enum StepEnd {
+    Exited(i32),
+    TimedOut,
+    Cancelled,
+    Error(String),
+}
+
+/// Signal a whole process group; a group already gone is fine.
+fn signal_group(pid: u32, sig: rustix::process::Signal) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process_group(pid, sig);
+    }
+}
+
+async fn run_one(step: &str, env: &BTreeMap<String, String>, dir: &Path, timeout: Option<Duration>, out: &OutputTx, cancel: &CancellationToken) -> StepEnd {
+    let (reader, writer) = match std::io::pipe() {
+        Ok(p) => p,
+        Err(e) => return StepEnd::Error(format!("failed to make a pipe: {e}")),
+    };
+    let writer2 = match writer.try_clone() {
+        Ok(w) => w,
+        Err(e) => return StepEnd::Error(format!("failed to make a pipe: {e}")),
+    };
+    let mut cmd = tokio::process::Command::new(shell());
+    cmd.arg("-e")
+        .arg("-c")
+        .arg(step)
+        .current_dir(dir)
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::from(writer2))
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return StepEnd::Error(format!("failed to start {}: {e}", shell())),
+    };
+    drop(cmd); // our copies of the pipe's writing end must close, or the reader never sees the end
+    let pid = child.id().unwrap_or(0);
+    let out2 = out.clone();
+    let pump = tokio::task::spawn_blocking(move || pump(reader, out2));
+    let deadline = async {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let end = tokio::select! {
+        st = child.wait() => match st {
+            Ok(s) => StepEnd::Exited(s.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0))),
+            Err(e) => StepEnd::Error(format!("failed to wait for the step: {e}")),
+        },
+        _ = deadline => StepEnd::TimedOut,
+        _ = cancel.cancelled() => StepEnd::Cancelled,
+    };
+    if matches!(end, StepEnd::TimedOut | StepEnd::Cancelled) {
+        signal_group(pid, rustix::process::Signal::TERM);
+        if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
+            signal_group(pid, rustix::process::Signal::KILL);
+        }
+        let _ = child.wait().await;
+    }
+    // Whatever the step left running in its group goes with it.
+    signal_group(pid, rustix::process::Signal::KILL);
+    // A daemon that left the group may hold the pipe open: do not wait for it forever.
+    let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
+    end
+}
+
+/// Copy the pipe to the output channel until every writer is gone.
+fn pump(mut reader: std::io::PipeReader, out: OutputTx) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if out.blocking_send(buf[..n].to_vec()).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! A job's log on its way to the server: masked, capped, written to a spool
+//! file first, and uploaded from there by byte offset. If the server is down
+//! the bytes wait on disk and go when it is back; a retried chunk is never
+//! stored twice (the server skips bytes it already holds).
+
+use crate::client::{backoff, CallError, Client};
+use kiln_core::mask::Masker;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+const CHUNK: usize = 256 * 1024;
+
+/// The writing side: takes raw output, masks secrets, enforces the limit, spools.
+pub struct LogWriter {
+    file: std::fs::File,
+    masker: Masker,
+    limit: u64,
+    truncated: bool,
+    shared: Arc<Shared>,
+}
+
+/// What the writer and the uploader share.
+pub struct Shared {
+    pub path: PathBuf,
+    /// Bytes written to the spool.
+    pub written: AtomicU64,
+    /// Bytes the server acknowledged.
+    pub delivered: AtomicU64,
+    pub closed: AtomicBool,
+    /// The server refused this attempt: stop the job.
+    pub stale: AtomicBool,
+    pub wake: Notify,
+}
+
+impl LogWriter {
+    pub fn create(path: PathBuf, secrets: &[String], limit: u64) -> std::io::Result<(LogWriter, Arc<Shared>)> {
+        let file = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path)?;
+        let shared = Arc::new(Shared {
+            path,
+            written: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            stale: AtomicBool::new(false),
+            wake: Notify::new(),
+        });
+        let masker = Masker::new(secrets);
+        Ok((LogWriter { file, masker, limit: if limit == 0 { u64::MAX } else { limit }, truncated: false, shared: shared.clone() }, shared))
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        if self.truncated || bytes.is_empty() {
+            return;
+        }
+        let written = self.shared.written.load(Ordering::SeqCst);
+        let room = self.limit.saturating_sub(written) as usize;
+        let take = bytes.len().min(room);
+        let mut data = bytes[..take].to_vec();
+        if take < bytes.len() {
+            self.truncated = true;
+            data.extend_from_slice(format!("\n\n[kiln: output truncated: this job passed its {} byte log limit]\n", self.limit).as_bytes());
+        }
+        if self.file.write_all(&data).is_ok() {
+            self.shared.written.fetch_add(data.len() as u64, Ordering::SeqCst);
+            self.shared.wake.notify_one();
+        }
+    }
+
+    pub fn write(&mut self, chunk: &[u8]) {
+        let masked = self.masker.push(chunk);
+        self.put(&masked);
+    }
+
+    /// Write kiln's own note (not masked, not limited away).
+    pub fn note(&mut self, text: &str) {
+        let rest = self.masker.finish();
+        self.put(&rest);
+        self.truncated = false;
+        self.limit = u64::MAX;
+        self.put(text.as_bytes());
+    }
+
+    pub fn close(mut self) {
+        let rest = self.masker.finish();
+        self.put(&rest);
+        let _ = self.file.flush();
+        self.shared.closed.store(true, Ordering::SeqCst);
+        self.shared.wake.notify_one();
+    }
+}
+
+/// Upload the spool until it is closed and fully delivered, or the attempt is stale.
+pub async fn upload(shared: Arc<Shared>, client: Client, job_id: i64, attempt: i64) {
+    let mut failures = 0u32;
+    let mut file = match std::fs::File::open(&shared.path) {
+        Ok(f) => f,
+        Err(e) => return tracing::error!("job {job_id}: failed to open the log spool: {e}"),
+    };
+    loop {
+        let written = shared.written.load(Ordering::SeqCst);
+        let delivered = shared.delivered.load(Ordering::SeqCst);
+        if delivered >= written {
+            if shared.closed.load(Ordering::SeqCst) && shared.written.load(Ordering::SeqCst) == delivered {
+                return;
+            }
+            // Batch output a little: a line shows within ~100 ms, without one request per line.
+            tokio::select! {
+                _ = shared.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        let n = ((written - delivered) as usize).min(CHUNK);
+        let mut buf = vec![0u8; n];
+        if file.seek(SeekFrom::Start(delivered)).and_then(|_| file.read_exact(&mut buf)).is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        match client.log(job_id, attempt, delivered, buf).await {
+            Ok(ack) => {
+                failures = 0;
+                shared.delivered.store(ack.len.max(delivered), Ordering::SeqCst);
+            }
+            Err(CallError::Gap(held)) => shared.delivered.store(held, Ordering::SeqCst),
+            Err(CallError::Stale(_)) => {
+                shared.stale.store(true, Ordering::SeqCst);
+                return;
+            }
+            Err(e) => {
+                failures += 1;
+                if failures == 1 || failures % 20 == 0 {
+                    tracing::warn!("job {job_id}: log upload failed ({e}); keeping it on disk and retrying");
+                }
+                tokio::time::sleep(backoff(failures)).await;
+            }
+        }
+    }
+}

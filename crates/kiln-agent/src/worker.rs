@@ -1,0 +1,187 @@
+//! One work slot of the agent: claim, run, report, again — until drained.
+
+use crate::client::{backoff, CallError};
+use crate::executor::{run_steps, Outcome};
+use crate::spool::{upload, LogWriter};
+use crate::{draining, mark_stale, Agent, Running};
+use kiln_wire::agent::{FinishRequest, JobAssignment};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) async fn slot(agent: Arc<Agent>, index: u32) {
+    let mut failures = 0u32;
+    while !draining(&agent) {
+        let claim = tokio::select! {
+            c = agent.client.claim() => c,
+            _ = agent.control.drain.cancelled() => break,
+        };
+        match claim {
+            Ok(Some(job)) => {
+                failures = 0;
+                run_job(&agent, job).await;
+            }
+            Ok(None) => {}
+            Err(CallError::Unauthorized(e)) => {
+                tracing::error!("slot {index}: the server no longer knows this agent ({e}); restart the agent to register again");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+            Err(e) => {
+                failures += 1;
+                if failures == 1 || failures % 10 == 0 {
+                    tracing::warn!("slot {index}: claim failed: {e}; retrying");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff(failures)) => {}
+                    _ = agent.control.drain.cancelled() => break,
+                }
+            }
+        }
+    }
+}
+
+/// The environment every step sees (DESIGN.md): CI, KILN_*, matrix values, secrets.
+pub fn job_env(job: &JobAssignment, agent_name: &str, dir: &Path) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    let d = |p: &str| dir.join(p).to_string_lossy().into_owned();
+    for (k, v) in [
+        ("CI", "true".to_string()),
+        ("KILN", "true".to_string()),
+        ("KILN_BUILD_ID", job.build_id.to_string()),
+        ("KILN_JOB_ID", job.job_id.to_string()),
+        ("KILN_JOB_NAME", job.name.clone()),
+        ("KILN_ATTEMPT", job.attempt.to_string()),
+        ("KILN_PROJECT", job.project.clone()),
+        ("KILN_BRANCH", job.branch.clone()),
+        ("KILN_COMMIT", job.commit.clone()),
+        ("KILN_AGENT_NAME", agent_name.to_string()),
+        ("KILN_SHARD_INDEX", job.shard_index.to_string()),
+        ("KILN_SHARD_COUNT", job.shard_count.to_string()),
+        ("KILN_JUNIT_DIR", d("junit")),
+        ("KILN_ARTIFACTS_DIR", d("artifacts")),
+        ("KILN_STATUS_FILE", d("status.json")),
+    ] {
+        env.insert(k.to_string(), v);
+    }
+    env.extend(job.env.clone());
+    env
+}
+
+async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
+    let dir = agent.cfg.work_dir.join("jobs").join(format!("{}-{}", job.job_id, job.attempt));
+    let _ = std::fs::remove_dir_all(&dir);
+    for sub in ["junit", "artifacts"] {
+        let _ = std::fs::create_dir_all(dir.join(sub));
+    }
+    tracing::info!("job {} ({} of build {}) attempt {}: started", job.job_id, job.key, job.build_id, job.attempt);
+    let cancel = CancellationToken::new();
+    let running = Arc::new(Running {
+        attempt: job.attempt,
+        key: job.key.clone(),
+        cancel: cancel.clone(),
+        stale: AtomicBool::new(false),
+        status_file: dir.join("status.json"),
+    });
+    agent.running.lock().unwrap().insert(job.job_id, running.clone());
+    // A second SIGTERM stops the steps; the job then goes back to the queue.
+    let abort = agent.control.abort.clone();
+    let cancel2 = cancel.clone();
+    let watch_abort = tokio::spawn(async move {
+        abort.cancelled().await;
+        cancel2.cancel();
+    });
+
+    let (mut writer, shared) = match LogWriter::create(dir.join("log"), &job.secrets, job.log_limit) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!("job {}: failed to create the log spool: {e}", job.job_id);
+            agent.running.lock().unwrap().remove(&job.job_id);
+            return;
+        }
+    };
+    let uploader = tokio::spawn(upload(shared.clone(), agent.client.clone(), job.job_id, job.attempt));
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+    let write_task = tokio::task::spawn_blocking(move || {
+        while let Some(chunk) = rx.blocking_recv() {
+            writer.write(&chunk);
+        }
+        writer
+    });
+
+    let src = dir.join("src");
+    let outcome = {
+        let _ = tx.send(format!("kiln: job {} on agent {}, commit {}\n", job.key, agent.cfg.name, job.commit).into_bytes()).await;
+        match agent.mirrors.checkout(&agent.cfg.work_dir, &job.repo, &job.commit, &src).await {
+            Err(e) => {
+                let _ = tx.send(format!("kiln: {e}\n").into_bytes()).await;
+                Outcome::Errored(e)
+            }
+            Ok(()) => {
+                let env = job_env(&job, &agent.cfg.name, &dir);
+                run_steps(&job.steps, &env, &src, job.timeout_secs.map(Duration::from_secs), &tx, &cancel).await
+            }
+        }
+    };
+    drop(tx);
+    let mut writer = write_task.await.expect("log writer task");
+    let aborted = agent.control.abort.is_cancelled();
+    if let Some(r) = outcome.reason() {
+        writer.note(&format!("\nkiln: job {}: {r}\n", outcome.status()));
+    }
+    writer.close();
+    watch_abort.abort();
+    let _ = uploader.await;
+
+    let stale = shared.stale.load(Ordering::SeqCst) || running.stale.load(Ordering::SeqCst);
+    if stale {
+        tracing::warn!("job {} attempt {}: the server took it back; result dropped", job.job_id, job.attempt);
+    } else if aborted {
+        match agent.client.release(job.job_id, job.attempt).await {
+            Ok(_) => tracing::info!("job {} handed back to the server", job.job_id),
+            Err(e) => tracing::warn!("job {}: failed to hand it back ({e}); its lease will expire", job.job_id),
+        }
+    } else {
+        report(agent, &job, &outcome, shared.written.load(Ordering::SeqCst), &running).await;
+    }
+    agent.running.lock().unwrap().remove(&job.job_id);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Tell the server how the job ended, retrying until it answers.
+async fn report(agent: &Agent, job: &JobAssignment, outcome: &Outcome, log_len: u64, running: &Running) {
+    let req = FinishRequest {
+        attempt: job.attempt,
+        status: outcome.status().to_string(),
+        exit_code: outcome.exit_code(),
+        reason: outcome.reason(),
+        log_len,
+    };
+    let mut failures = 0;
+    loop {
+        match agent.client.finish(job.job_id, &req).await {
+            Ok(_) => {
+                tracing::info!("job {} ({}) attempt {}: {}", job.job_id, job.key, job.attempt, outcome.status());
+                return;
+            }
+            Err(CallError::Stale(e)) => {
+                mark_stale(running);
+                tracing::warn!("job {} attempt {}: result refused ({e})", job.job_id, job.attempt);
+                return;
+            }
+            Err(CallError::Refused(e)) => {
+                tracing::error!("job {}: result refused: {e}", job.job_id);
+                return;
+            }
+            Err(e) => {
+                failures += 1;
+                if failures == 1 || failures % 10 == 0 {
+                    tracing::warn!("job {}: cannot report the result yet ({e}); retrying", job.job_id);
+                }
+                tokio::time::sleep(backoff(failures)).await;
+            }
+        }
+    }
+}

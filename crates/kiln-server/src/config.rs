@@ -1,0 +1,84 @@
+//! Server settings: flags and `kiln.toml` alike, with the defaults a new user needs.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The commented default configuration, printed by `kiln server --print-config`.
+pub const DEFAULT_CONFIG: &str = include_str!("../kiln.example.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Folder for the SQLite database, repository mirrors and generated secrets.
+    pub data: PathBuf,
+    /// Database URL; default `sqlite:DATA/kiln.db`. `postgres://…` for several servers.
+    pub database: Option<String>,
+    /// Secret agents register with; generated into DATA/agent-token when unset.
+    pub agent_token: Option<String>,
+    /// An admin API token to seed at start (for automation).
+    pub admin_token: Option<String>,
+    /// How long a claimed job is held without a heartbeat before it is run again.
+    pub lease_secs: u64,
+    /// The heartbeat interval agents are told to use.
+    pub heartbeat_secs: u64,
+    /// Per-job log limit in bytes; past it output is truncated with a marker.
+    pub log_limit: u64,
+    /// The URL people reach the console at (for links in notifications).
+    pub public_url: Option<String>,
+    /// Projects to create (or update) at start.
+    #[serde(rename = "project")]
+    pub projects: Vec<ProjectConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    pub name: String,
+    pub repo: String,
+    pub branch: Option<String>,
+    pub pipeline: Option<String>,
+    pub public: Option<bool>,
+    pub poll: Option<String>,
+    pub webhook_secret: Option<String>,
+    pub schedule: Option<Vec<String>>,
+    pub notify_email: Option<Vec<String>>,
+    pub notify_on: Option<Vec<String>>,
+    pub notify_webhook: Option<Vec<String>>,
+    pub cancel_superseded: Option<bool>,
+    pub secrets: Option<std::collections::BTreeMap<String, String>>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            data: PathBuf::from("kiln-data"),
+            database: None,
+            agent_token: None,
+            admin_token: None,
+            lease_secs: 30,
+            heartbeat_secs: 10,
+            log_limit: 64 * 1024 * 1024,
+            public_url: None,
+            projects: Vec::new(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Read a `kiln.toml`; unknown keys are an error naming the key.
+    pub fn from_file(path: &Path) -> anyhow::Result<ServerConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("failed to read {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database.clone().unwrap_or_else(|| format!("sqlite:{}", self.data.join("kiln.db").display()))
+    }
+
+    pub fn base_url(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+}

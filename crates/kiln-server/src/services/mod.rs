@@ -1,0 +1,3 @@
+//! Background services that run beside the HTTP server.
+
+pub mod reaper;

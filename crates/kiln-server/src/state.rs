@@ -1,0 +1,40 @@
+//! What every handler and service shares: the store, settings, wake-ups, events.
+
+use crate::config::ServerConfig;
+use crate::events::{Event, EventSender};
+use crate::git::Mirrors;
+use kiln_store::Store;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+pub struct Inner {
+    pub store: Store,
+    pub cfg: ServerConfig,
+    /// The registration secret for agents.
+    pub agent_token: String,
+    /// Woken whenever a job may have become claimable (long-polling claims wait on it).
+    pub wake: Notify,
+    pub events: EventSender,
+    pub mirrors: Mirrors,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Wake every agent waiting in a claim.
+    pub fn wake_agents(&self) {
+        self.wake.notify_waiters();
+    }
+
+    pub fn emit(&self, kind: &'static str, build_id: i64, job_id: Option<i64>, project: &str, status: &str) {
+        let _ = self.events.send(Event { kind, build_id, job_id, project: project.to_string(), status: status.to_string() });
+    }
+}

@@ -1,0 +1,203 @@
+//! Builds: one run of a pipeline for one commit, its trigger, and its status.
+
+use crate::queue::{insert_jobs, NewJob};
+use crate::{now_ms, Result, Store, StoreError};
+use sqlx::Row;
+
+#[derive(Debug, Clone)]
+pub struct BuildRow {
+    pub id: i64,
+    pub project_id: i64,
+    pub project: String,
+    pub status: String,
+    pub branch: String,
+    pub commit: String,
+    pub requested_commit: Option<String>,
+    pub message: Option<String>,
+    pub author: Option<String>,
+    pub trigger: String,
+    pub triggered_by: String,
+    pub upstream_build: Option<i64>,
+    pub error: Option<String>,
+    pub materialized: bool,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// What starts a build.
+#[derive(Debug, Clone)]
+pub struct NewBuild {
+    pub project_id: i64,
+    pub branch: String,
+    pub requested_commit: Option<String>,
+    pub trigger: String,
+    pub triggered_by: String,
+    pub upstream_build: Option<i64>,
+}
+
+const COLS: &str = "b.id, b.project_id, p.name AS project, b.status, b.branch, b.commit_sha, b.requested_commit, b.message, b.author, \
+b.trigger_kind, b.triggered_by, b.upstream_build, b.error, b.materialized, b.created_at, b.started_at, b.finished_at";
+
+fn from_row(r: &sqlx::any::AnyRow) -> Result<BuildRow> {
+    Ok(BuildRow {
+        id: r.try_get("id")?,
+        project_id: r.try_get("project_id")?,
+        project: r.try_get("project")?,
+        status: r.try_get("status")?,
+        branch: r.try_get("branch")?,
+        commit: r.try_get("commit_sha")?,
+        requested_commit: r.try_get("requested_commit")?,
+        message: r.try_get("message")?,
+        author: r.try_get("author")?,
+        trigger: r.try_get("trigger_kind")?,
+        triggered_by: r.try_get("triggered_by")?,
+        upstream_build: r.try_get("upstream_build")?,
+        error: r.try_get("error")?,
+        materialized: r.try_get::<i64, _>("materialized")? != 0,
+        created_at: r.try_get("created_at")?,
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+    })
+}
+
+/// Filters for listing a project's builds.
+#[derive(Debug, Clone, Default)]
+pub struct BuildFilter {
+    pub branch: Option<String>,
+    pub status: Option<String>,
+    pub trigger: Option<String>,
+}
+
+impl Store {
+    /// Record a new build, queued and not yet expanded into jobs.
+    pub async fn create_build(&self, nb: &NewBuild) -> Result<BuildRow> {
+        let id: i64 = {
+            let _w = self.write_turn().await;
+            sqlx::query_scalar(
+                "INSERT INTO builds (project_id, status, branch, requested_commit, trigger_kind, triggered_by, upstream_build, created_at) \
+                 VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7) RETURNING id",
+            )
+            .bind(nb.project_id)
+            .bind(&nb.branch)
+            .bind(&nb.requested_commit)
+            .bind(&nb.trigger)
+            .bind(&nb.triggered_by)
+            .bind(nb.upstream_build)
+            .bind(now_ms())
+            .fetch_one(self.pool())
+            .await?
+        };
+        self.build(id).await
+    }
+
+    pub async fn build(&self, id: i64) -> Result<BuildRow> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLS} FROM builds b JOIN projects p ON p.id = b.project_id WHERE b.id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("build {id}")))?;
+        from_row(&row)
+    }
+
+    /// A project's builds, newest first.
+    pub async fn list_builds(&self, project_id: i64, f: &BuildFilter, limit: i64, offset: i64) -> Result<(Vec<BuildRow>, i64)> {
+        let where_ = "b.project_id = $1 AND ($2 = '' OR b.branch = $2) AND ($3 = '' OR b.status = $3) AND ($4 = '' OR b.trigger_kind = $4)";
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLS} FROM builds b JOIN projects p ON p.id = b.project_id WHERE {where_} ORDER BY b.id DESC LIMIT $5 OFFSET $6"
+        )))
+        .bind(project_id)
+        .bind(f.branch.clone().unwrap_or_default())
+        .bind(f.status.clone().unwrap_or_default())
+        .bind(f.trigger.clone().unwrap_or_default())
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(self.pool())
+        .await?;
+        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM builds b WHERE {where_}")))
+            .bind(project_id)
+            .bind(f.branch.clone().unwrap_or_default())
+            .bind(f.status.clone().unwrap_or_default())
+            .bind(f.trigger.clone().unwrap_or_default())
+            .fetch_one(self.pool())
+            .await?;
+        Ok((rows.iter().map(from_row).collect::<Result<_>>()?, total))
+    }
+
+    /// Builds recorded but not yet expanded into jobs (after a crash, or still being read).
+    pub async fn unmaterialized_builds(&self) -> Result<Vec<BuildRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLS} FROM builds b JOIN projects p ON p.id = b.project_id WHERE b.materialized = 0 ORDER BY b.id"
+        )))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Builds of a project on a branch that are not finished (for superseding).
+    pub async fn unfinished_builds(&self, project_id: i64, branch: &str) -> Result<Vec<BuildRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLS} FROM builds b JOIN projects p ON p.id = b.project_id \
+             WHERE b.project_id = $1 AND b.branch = $2 AND b.status IN ('queued', 'running') ORDER BY b.id"
+        )))
+        .bind(project_id)
+        .bind(branch)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Expand a build: record its commit and insert its jobs, in one transaction.
+    /// Jobs that need nothing are ready at once.
+    pub async fn materialize_build(&self, build_id: i64, commit: &str, message: &str, author: &str, jobs: &[NewJob]) -> Result<()> {
+        let _w = self.write_turn().await;
+        let mut tx = self.pool().begin().await?;
+        let done: i64 = sqlx::query_scalar("SELECT materialized FROM builds WHERE id = $1")
+            .bind(build_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if done != 0 {
+            return Ok(());
+        }
+        sqlx::query("UPDATE builds SET commit_sha = $1, message = $2, author = $3, materialized = 1 WHERE id = $4")
+            .bind(commit)
+            .bind(message)
+            .bind(author)
+            .bind(build_id)
+            .execute(&mut *tx)
+            .await?;
+        insert_jobs(&mut tx, build_id, jobs).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// End a build as errored before it ran (bad pipeline, unknown commit…).
+    pub async fn error_build(&self, build_id: i64, commit: &str, reason: &str) -> Result<()> {
+        let _w = self.write_turn().await;
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE builds SET status = 'errored', error = $1, commit_sha = CASE WHEN $2 = '' THEN commit_sha ELSE $2 END, \
+             materialized = 1, finished_at = $3 WHERE id = $4",
+        )
+        .bind(reason)
+        .bind(commit)
+        .bind(now)
+        .bind(build_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The newest build of each project (for the projects list).
+    pub async fn latest_build(&self, project_id: i64) -> Result<Option<BuildRow>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLS} FROM builds b JOIN projects p ON p.id = b.project_id WHERE b.project_id = $1 ORDER BY b.id DESC LIMIT 1"
+        )))
+        .bind(project_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+}

@@ -1,0 +1,31 @@
+//! Schema migrations, embedded in the binary: one folder per backend, applied in order.
+
+use crate::{Backend, Result, Store, StoreError};
+
+const SQLITE: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+const POSTGRES: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+
+/// Apply every migration newer than the database's recorded version.
+pub(crate) async fn run(store: &Store) -> Result<()> {
+    let pool = store.pool();
+    sqlx::raw_sql("CREATE TABLE IF NOT EXISTS kiln_schema (version BIGINT NOT NULL)")
+        .execute(pool)
+        .await
+        .map_err(|e| StoreError::Migrate(e.to_string()))?;
+    let current: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM kiln_schema").fetch_one(pool).await?;
+    let current = current.unwrap_or(0);
+    let list = match store.backend() {
+        Backend::Sqlite => SQLITE,
+        Backend::Postgres => POSTGRES,
+    };
+    for (version, sql) in list.iter().filter(|(v, _)| *v > current) {
+        let mut tx = pool.begin().await?;
+        sqlx::raw_sql(*sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::Migrate(format!("version {version}: {e}")))?;
+        sqlx::query("INSERT INTO kiln_schema (version) VALUES ($1)").bind(*version).execute(&mut *tx).await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}

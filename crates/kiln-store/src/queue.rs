@@ -1,0 +1,491 @@
+//! The job queue: claims with leases, heartbeats that renew them, finishing with
+//! fencing by attempt, requeue of expired leases, cancel, and the DAG step that
+//! readies or skips dependents and derives the build's status.
+//!
+//! Invariant: a job is finished at most once. Every write names the attempt it
+//! belongs to, and only the job's current attempt of a running job may write.
+
+use crate::rows::{json_list, json_map, to_json};
+use crate::{now_ms, Result, Store, StoreError};
+use kiln_core::state::{derive_build_status, resolve_dependents, JobStatus};
+use sqlx::{Any, Row, Transaction};
+use std::collections::BTreeMap;
+
+/// A job to insert when a build is expanded.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub key: String,
+    pub name: String,
+    /// The assignment template (JSON) handed to the agent at claim time.
+    pub spec: String,
+    pub requires: BTreeMap<String, String>,
+    pub needs: Vec<String>,
+    pub max_attempts: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    pub id: i64,
+    pub build_id: i64,
+    pub key: String,
+    pub name: String,
+    pub status: String,
+    pub ready: bool,
+    pub spec: String,
+    pub requires: BTreeMap<String, String>,
+    pub needs: Vec<String>,
+    pub attempt: i64,
+    pub max_attempts: i64,
+    pub agent_name: Option<String>,
+    pub lease_until: Option<i64>,
+    pub cancel_requested: bool,
+    pub exit_code: Option<i64>,
+    pub reason: Option<String>,
+    pub created_at: i64,
+    pub queued_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// The result of a successful claim.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub job: JobRow,
+}
+
+/// What finishing a job changed.
+#[derive(Debug, Clone)]
+pub struct FinishOutcome {
+    pub build_id: i64,
+    /// The build's status after the change, and whether it just became final.
+    pub build_status: String,
+    pub build_finished: bool,
+    /// Some dependents became ready: wake the agents.
+    pub readied: bool,
+    /// The same finish had already been recorded (a retried call).
+    pub repeated: bool,
+}
+
+/// A running job whose lease ran out.
+#[derive(Debug, Clone)]
+pub struct LeaseExpiry {
+    pub job_id: i64,
+    pub build_id: i64,
+    pub attempt: i64,
+    pub agent: String,
+    pub requeued: bool,
+}
+
+const COLS: &str = "id, build_id, job_key, name, status, ready, spec, requires, needs, attempt, max_attempts, agent_name, \
+lease_until, cancel_requested, exit_code, reason, created_at, queued_at, started_at, finished_at";
+
+fn from_row(r: &sqlx::any::AnyRow) -> Result<JobRow> {
+    Ok(JobRow {
+        id: r.try_get("id")?,
+        build_id: r.try_get("build_id")?,
+        key: r.try_get("job_key")?,
+        name: r.try_get("name")?,
+        status: r.try_get("status")?,
+        ready: r.try_get::<i64, _>("ready")? != 0,
+        spec: r.try_get("spec")?,
+        requires: json_map(&r.try_get::<String, _>("requires")?)?,
+        needs: json_list(&r.try_get::<String, _>("needs")?)?,
+        attempt: r.try_get("attempt")?,
+        max_attempts: r.try_get("max_attempts")?,
+        agent_name: r.try_get("agent_name")?,
+        lease_until: r.try_get("lease_until")?,
+        cancel_requested: r.try_get::<i64, _>("cancel_requested")? != 0,
+        exit_code: r.try_get("exit_code")?,
+        reason: r.try_get("reason")?,
+        created_at: r.try_get("created_at")?,
+        queued_at: r.try_get("queued_at")?,
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+    })
+}
+
+pub(crate) async fn insert_jobs(tx: &mut Transaction<'_, Any>, build_id: i64, jobs: &[NewJob]) -> Result<()> {
+    let now = now_ms();
+    for j in jobs {
+        let ready = j.needs.is_empty();
+        sqlx::query(
+            "INSERT INTO jobs (build_id, job_key, name, status, ready, spec, requires, needs, max_attempts, created_at, queued_at) \
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(build_id)
+        .bind(&j.key)
+        .bind(&j.name)
+        .bind(ready as i64)
+        .bind(&j.spec)
+        .bind(to_json(&j.requires))
+        .bind(to_json(&j.needs))
+        .bind(j.max_attempts)
+        .bind(now)
+        .bind(if ready { Some(now) } else { None })
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Ready or skip dependents until nothing changes, then store the build's derived status.
+/// Returns (status, became_final, readied_any).
+async fn settle_build(tx: &mut Transaction<'_, Any>, build_id: i64) -> Result<(String, bool, bool)> {
+    let now = now_ms();
+    let mut readied = false;
+    loop {
+        let rows = sqlx::query("SELECT id, job_key, needs, status, ready FROM jobs WHERE build_id = $1")
+            .bind(build_id)
+            .fetch_all(&mut **tx)
+            .await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        let mut ready_now = std::collections::HashSet::new();
+        for r in &rows {
+            let key: String = r.try_get("job_key")?;
+            let status: String = r.try_get("status")?;
+            let st = JobStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("job status {status:?}")))?;
+            if r.try_get::<i64, _>("ready")? != 0 {
+                ready_now.insert(key.clone());
+            }
+            jobs.push((key, json_list(&r.try_get::<String, _>("needs")?)?, st));
+        }
+        let (ready, skip) = resolve_dependents(&jobs);
+        let ready: Vec<_> = ready.into_iter().filter(|k| !ready_now.contains(k)).collect();
+        if ready.is_empty() && skip.is_empty() {
+            let statuses: Vec<JobStatus> = jobs.iter().map(|j| j.2).collect();
+            let status = derive_build_status(&statuses);
+            let old: String = sqlx::query_scalar("SELECT status FROM builds WHERE id = $1").bind(build_id).fetch_one(&mut **tx).await?;
+            let final_ = status.is_final();
+            let became_final = final_ && old != status.as_str();
+            sqlx::query(
+                "UPDATE builds SET status = $1, \
+                 started_at = CASE WHEN started_at IS NULL AND $2 = 1 THEN $3 ELSE started_at END, \
+                 finished_at = CASE WHEN $4 = 1 THEN COALESCE(finished_at, $3) ELSE NULL END WHERE id = $5",
+            )
+            .bind(status.as_str())
+            .bind((status != kiln_core::state::BuildStatus::Queued) as i64)
+            .bind(now)
+            .bind(final_ as i64)
+            .bind(build_id)
+            .execute(&mut **tx)
+            .await?;
+            return Ok((status.as_str().to_string(), became_final, readied));
+        }
+        for key in &ready {
+            sqlx::query("UPDATE jobs SET ready = 1, queued_at = $1 WHERE build_id = $2 AND job_key = $3 AND status = 'queued'")
+                .bind(now)
+                .bind(build_id)
+                .bind(key)
+                .execute(&mut **tx)
+                .await?;
+            readied = true;
+        }
+        for key in &skip {
+            sqlx::query(
+                "UPDATE jobs SET status = 'skipped', reason = 'a job it needs did not pass', finished_at = $1 \
+                 WHERE build_id = $2 AND job_key = $3 AND status = 'queued'",
+            )
+            .bind(now)
+            .bind(build_id)
+            .bind(key)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+}
+
+impl Store {
+    pub async fn job(&self, id: i64) -> Result<JobRow> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLS} FROM jobs WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("job {id}")))?;
+        from_row(&row)
+    }
+
+    pub async fn jobs_of_build(&self, build_id: i64) -> Result<Vec<JobRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLS} FROM jobs WHERE build_id = $1 ORDER BY id")))
+            .bind(build_id)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Jobs waiting in the queue (ready and not yet claimed), oldest first.
+    pub async fn queued_jobs(&self, limit: i64) -> Result<Vec<JobRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLS} FROM jobs WHERE status = 'queued' AND ready = 1 ORDER BY id LIMIT $1"
+        )))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Jobs an agent currently holds.
+    pub async fn running_jobs_of_agent(&self, agent: &str) -> Result<Vec<JobRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLS} FROM jobs WHERE status = 'running' AND agent_name = $1 ORDER BY id"
+        )))
+        .bind(agent)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Claim the oldest ready job this agent's labels satisfy. The claim takes
+    /// a new attempt number and a lease that heartbeats must renew.
+    pub async fn claim(&self, agent: &str, labels: &BTreeMap<String, String>, lease_ms: i64) -> Result<Option<Claimed>> {
+        let candidates = sqlx::query("SELECT id, requires FROM jobs WHERE status = 'queued' AND ready = 1 ORDER BY id LIMIT 500")
+            .fetch_all(self.pool())
+            .await?;
+        for c in candidates {
+            let requires = json_map(&c.try_get::<String, _>("requires")?)?;
+            if !kiln_core::labels::matches(&requires, labels) {
+                continue;
+            }
+            let id: i64 = c.try_get("id")?;
+            let _w = self.write_turn().await;
+            let now = now_ms();
+            let mut tx = self.pool().begin().await?;
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE jobs SET status = 'running', attempt = attempt + 1, agent_name = $1, lease_until = $2, \
+                 started_at = COALESCE(started_at, $3) WHERE id = $4 AND status = 'queued' AND ready = 1 RETURNING {COLS}"
+            )))
+            .bind(agent)
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else { continue };
+            let job = from_row(&row)?;
+            sqlx::query(
+                "INSERT INTO attempts (job_id, attempt, agent_name, status, started_at) VALUES ($1, $2, $3, 'running', $4) \
+                 ON CONFLICT (job_id, attempt) DO NOTHING",
+            )
+            .bind(job.id)
+            .bind(job.attempt)
+            .bind(agent)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE builds SET status = 'running', started_at = COALESCE(started_at, $1) WHERE id = $2 AND status = 'queued'")
+                .bind(now)
+                .bind(job.build_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Ok(Some(Claimed { job }));
+        }
+        Ok(None)
+    }
+
+    /// Renew the leases of the jobs an agent says it runs. Returns the ones it
+    /// must stop: no longer its current attempt, or cancelled.
+    pub async fn renew_leases(&self, agent: &str, jobs: &[(i64, i64)], lease_ms: i64) -> Result<Vec<(i64, i64)>> {
+        let mut stop = Vec::new();
+        let _w = self.write_turn().await;
+        let until = now_ms() + lease_ms;
+        for &(job_id, attempt) in jobs {
+            let r = sqlx::query(
+                "UPDATE jobs SET lease_until = $1 WHERE id = $2 AND attempt = $3 AND agent_name = $4 AND status = 'running' \
+                 RETURNING cancel_requested",
+            )
+            .bind(until)
+            .bind(job_id)
+            .bind(attempt)
+            .bind(agent)
+            .fetch_optional(self.pool())
+            .await?;
+            match r {
+                Some(r) if r.try_get::<i64, _>("cancel_requested")? == 0 => {}
+                _ => stop.push((job_id, attempt)),
+            }
+        }
+        Ok(stop)
+    }
+
+    /// Check that `attempt` is the current attempt of a running job.
+    pub async fn check_current(&self, job_id: i64, attempt: i64) -> Result<JobRow> {
+        let job = self.job(job_id).await?;
+        if job.attempt != attempt || job.status != "running" {
+            return Err(StoreError::Stale { job_id, attempt });
+        }
+        Ok(job)
+    }
+
+    /// Finish the current attempt of a job. A repeat of a finish already
+    /// recorded answers as before; any other write from a stale attempt is refused.
+    pub async fn finish_job(&self, job_id: i64, attempt: i64, status: JobStatus, exit_code: Option<i64>, reason: Option<&str>) -> Result<FinishOutcome> {
+        let _w = self.write_turn().await;
+        let mut tx = self.pool().begin().await?;
+        let row = sqlx::query("SELECT build_id, status, attempt FROM jobs WHERE id = $1")
+            .bind(job_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))?;
+        let build_id: i64 = row.try_get("build_id")?;
+        let cur_status: String = row.try_get("status")?;
+        let cur_attempt: i64 = row.try_get("attempt")?;
+        if cur_attempt != attempt {
+            return Err(StoreError::Stale { job_id, attempt });
+        }
+        if cur_status != "running" {
+            if cur_status == status.as_str() || cur_status == "cancelled" {
+                let b: String = sqlx::query_scalar("SELECT status FROM builds WHERE id = $1").bind(build_id).fetch_one(&mut *tx).await?;
+                return Ok(FinishOutcome { build_id, build_status: b, build_finished: false, readied: false, repeated: true });
+            }
+            return Err(StoreError::Stale { job_id, attempt });
+        }
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE jobs SET status = $1, exit_code = $2, reason = $3, finished_at = $4, lease_until = NULL WHERE id = $5",
+        )
+        .bind(status.as_str())
+        .bind(exit_code)
+        .bind(reason)
+        .bind(now)
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE attempts SET status = $1, reason = $2, finished_at = $3 WHERE job_id = $4 AND attempt = $5")
+            .bind(status.as_str())
+            .bind(reason)
+            .bind(now)
+            .bind(job_id)
+            .bind(attempt)
+            .execute(&mut *tx)
+            .await?;
+        let (build_status, build_finished, readied) = settle_build(&mut tx, build_id).await?;
+        tx.commit().await?;
+        Ok(FinishOutcome { build_id, build_status, build_finished, readied, repeated: false })
+    }
+
+    /// Take back every running job whose lease ran out: back to the queue with
+    /// a new attempt to come, or errored once its attempts are spent.
+    pub async fn expire_leases(&self) -> Result<Vec<LeaseExpiry>> {
+        let now = now_ms();
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM jobs WHERE status = 'running' AND lease_until < $1")
+            .bind(now)
+            .fetch_all(self.pool())
+            .await?;
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(e) = self.take_back(id, None, "its agent stopped answering (lease expired)").await? {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Take back the running jobs of an agent at once (it restarted, or aborted a drain).
+    pub async fn requeue_agent_jobs(&self, agent: &str, why: &str) -> Result<Vec<LeaseExpiry>> {
+        let mut out = Vec::new();
+        for job in self.running_jobs_of_agent(agent).await? {
+            if let Some(e) = self.take_back(job.id, Some(job.attempt), why).await? {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// An agent hands a job back (it is shutting down): queue it again at once.
+    pub async fn release_job(&self, job_id: i64, attempt: i64) -> Result<Option<LeaseExpiry>> {
+        self.take_back(job_id, Some(attempt), "its agent handed it back").await
+    }
+
+    async fn take_back(&self, job_id: i64, attempt: Option<i64>, why: &str) -> Result<Option<LeaseExpiry>> {
+        let _w = self.write_turn().await;
+        let mut tx = self.pool().begin().await?;
+        let row = sqlx::query("SELECT build_id, attempt, max_attempts, agent_name, status, cancel_requested FROM jobs WHERE id = $1")
+            .bind(job_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let status: String = row.try_get("status")?;
+        let cur: i64 = row.try_get("attempt")?;
+        if status != "running" || attempt.is_some_and(|a| a != cur) {
+            return Ok(None);
+        }
+        let build_id: i64 = row.try_get("build_id")?;
+        let max: i64 = row.try_get("max_attempts")?;
+        let agent: String = row.try_get::<Option<String>, _>("agent_name")?.unwrap_or_default();
+        let cancelled = row.try_get::<i64, _>("cancel_requested")? != 0;
+        let now = now_ms();
+        let requeue = cur < max && !cancelled;
+        let attempt_reason = format!("{why} on agent {agent}");
+        sqlx::query("UPDATE attempts SET status = 'errored', reason = $1, finished_at = $2 WHERE job_id = $3 AND attempt = $4")
+            .bind(&attempt_reason)
+            .bind(now)
+            .bind(job_id)
+            .bind(cur)
+            .execute(&mut *tx)
+            .await?;
+        if requeue {
+            sqlx::query("UPDATE jobs SET status = 'queued', agent_name = NULL, lease_until = NULL, queued_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(job_id)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            let (st, reason) = if cancelled {
+                ("cancelled", "cancelled".to_string())
+            } else {
+                ("errored", format!("{attempt_reason}; gave up after {cur} attempts"))
+            };
+            sqlx::query("UPDATE jobs SET status = $1, reason = $2, lease_until = NULL, finished_at = $3 WHERE id = $4")
+                .bind(st)
+                .bind(reason)
+                .bind(now)
+                .bind(job_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        settle_build(&mut tx, build_id).await?;
+        tx.commit().await?;
+        Ok(Some(LeaseExpiry { job_id, build_id, attempt: cur, agent, requeued: requeue }))
+    }
+
+    /// Cancel a build (or one of its jobs): queued jobs end cancelled at once,
+    /// running ones are flagged for their agent to stop. Returns the running job ids.
+    pub async fn cancel(&self, build_id: i64, job_id: Option<i64>) -> Result<Vec<i64>> {
+        let _w = self.write_turn().await;
+        let mut tx = self.pool().begin().await?;
+        let now = now_ms();
+        let sel = job_id.unwrap_or(0);
+        sqlx::query(
+            "UPDATE jobs SET status = 'cancelled', reason = 'cancelled before it started', finished_at = $1 \
+             WHERE build_id = $2 AND status = 'queued' AND ($3 = 0 OR id = $3)",
+        )
+        .bind(now)
+        .bind(build_id)
+        .bind(sel)
+        .execute(&mut *tx)
+        .await?;
+        let running: Vec<i64> = sqlx::query_scalar(
+            "UPDATE jobs SET cancel_requested = 1 WHERE build_id = $1 AND status = 'running' AND ($2 = 0 OR id = $2) RETURNING id",
+        )
+        .bind(build_id)
+        .bind(sel)
+        .fetch_all(&mut *tx)
+        .await?;
+        // A build that never got its jobs (still being read) ends here too.
+        sqlx::query("UPDATE builds SET status = 'cancelled', materialized = 1, finished_at = $1 WHERE id = $2 AND materialized = 0")
+            .bind(now)
+            .bind(build_id)
+            .execute(&mut *tx)
+            .await?;
+        let has_jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE build_id = $1").bind(build_id).fetch_one(&mut *tx).await?;
+        if has_jobs > 0 {
+            settle_build(&mut tx, build_id).await?;
+        }
+        tx.commit().await?;
+        Ok(running)
+    }
+
+    /// Attempts of a job, oldest first: (attempt, agent, status, reason, log_len, started, finished).
+    pub async fn attempts(&self, job_id: i64) -> Result<Vec<crate::logs::AttemptRow>> {
+        crate::logs::attempts_of(self, job_id).await
+    }
+}

@@ -1,0 +1,51 @@
+//! API tokens for people and scripts (stored as SHA-256 hashes, never in clear).
+
+use crate::{hash_token, now_ms, Result, Store};
+use sqlx::Row;
+
+#[derive(Debug, Clone)]
+pub struct TokenRow {
+    pub id: i64,
+    pub user: String,
+    pub admin: bool,
+    pub label: String,
+}
+
+impl Store {
+    /// Store a token (idempotent for the same token).
+    pub async fn add_token(&self, token: &str, user: &str, admin: bool, label: &str) -> Result<()> {
+        let _w = self.write_turn().await;
+        sqlx::query(
+            "INSERT INTO api_tokens (token_hash, user_name, is_admin, label, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (token_hash) DO NOTHING",
+        )
+        .bind(hash_token(token))
+        .bind(user)
+        .bind(admin as i64)
+        .bind(label)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn token(&self, token: &str) -> Result<Option<TokenRow>> {
+        let row = sqlx::query("SELECT id, user_name, is_admin, label FROM api_tokens WHERE token_hash = $1")
+            .bind(hash_token(token))
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| {
+            Ok(TokenRow {
+                id: r.try_get("id")?,
+                user: r.try_get("user_name")?,
+                admin: r.try_get::<i64, _>("is_admin")? != 0,
+                label: r.try_get("label")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn count_tokens(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens").fetch_one(self.pool()).await?)
+    }
+}

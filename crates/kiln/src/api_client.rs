@@ -1,0 +1,76 @@
+//! A thin client for the REST API, used by the client commands.
+
+use anyhow::anyhow;
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// A CLI error that carries its exit code (2 unless said otherwise).
+#[derive(Debug)]
+pub struct Exit(pub i32, pub String);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.1)
+    }
+}
+impl std::error::Error for Exit {}
+
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Api {
+    pub fn new(base: &str, token: Option<String>) -> Api {
+        kiln_agent::client::install_crypto();
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .expect("a plain HTTP client always builds");
+        Api { http, base: base.trim_end_matches('/').to_string(), token: token.filter(|t| !t.is_empty()) }
+    }
+
+    pub async fn call<T: DeserializeOwned, B: Serialize>(&self, method: Method, path: &str, body: Option<&B>) -> anyhow::Result<T> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| Exit(2, format!("cannot reach the kiln server at {}: {e} (set --server or KILN_SERVER)", self.base)))?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if !status.is_success() {
+            let msg = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+                .unwrap_or_else(|| text.trim().to_string());
+            let hint = if status == StatusCode::UNAUTHORIZED { " (set KILN_TOKEN or --token)" } else { "" };
+            return Err(Exit(2, format!("{msg}{hint}")).into());
+        }
+        serde_json::from_str(&text).map_err(|e| anyhow!("unexpected answer from the server: {e}"))
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.call::<T, ()>(Method::GET, path, None).await
+    }
+
+    pub async fn post<T: DeserializeOwned, B: Serialize>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn patch<T: DeserializeOwned, B: Serialize>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+}
+
+/// Percent-encode a path segment.
+pub fn seg(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}

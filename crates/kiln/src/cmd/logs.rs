@@ -1,0 +1,81 @@
+//! `kiln logs BUILD [JOB] [--follow]`: every attempt's log, in order, live if asked.
+
+use super::api;
+use super::builds::is_final;
+use crate::api_client::{Api, Exit};
+use crate::ClientOpts;
+use kiln_wire::api::{Build, Job, LogSlice};
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::Duration;
+
+/// Print one attempt's log from `offset`; returns (new offset, attempt over).
+async fn drain(api: &Api, job: &Job, attempt: i64, mut offset: u64) -> anyhow::Result<(u64, bool)> {
+    loop {
+        let s: LogSlice = api.get(&format!("/api/v1/jobs/{}/log?attempt={attempt}&offset={offset}", job.id)).await?;
+        let mut out = std::io::stdout().lock();
+        out.write_all(s.text.as_bytes())?;
+        out.flush()?;
+        let progressed = s.next_offset > offset;
+        offset = s.next_offset;
+        if !progressed {
+            return Ok((offset, s.done));
+        }
+    }
+}
+
+pub async fn run(c: &ClientOpts, build: i64, job: Option<String>, follow: bool) -> anyhow::Result<i32> {
+    let api = api(c);
+    let mut printed: HashMap<(i64, i64), (u64, bool)> = HashMap::new();
+    let mut header_for: Option<(i64, i64)> = None;
+    loop {
+        let b: Build = api.get(&format!("/api/v1/builds/{build}")).await?;
+        let jobs: Vec<&Job> = match &job {
+            None => b.jobs.iter().collect(),
+            Some(j) => {
+                let found: Vec<&Job> = b.jobs.iter().filter(|x| &x.key == j || &x.name == j || x.id.to_string() == *j).collect();
+                if found.is_empty() {
+                    return Err(Exit(2, format!("build {build} has no job {j:?}")).into());
+                }
+                found
+            }
+        };
+        if b.jobs.is_empty() {
+            if let Some(e) = &b.error {
+                println!("{e}");
+            }
+        }
+        for j in &jobs {
+            for a in 1..=j.attempt {
+                let key = (j.id, a);
+                let (offset, done) = printed.get(&key).copied().unwrap_or((0, false));
+                if done {
+                    continue;
+                }
+                if header_for != Some(key) {
+                    let agent = j.attempts.iter().find(|x| x.attempt == a).map(|x| x.agent.clone()).unwrap_or_default();
+                    println!("── {} (attempt {a} on {agent}) ──", j.key);
+                    header_for = Some(key);
+                }
+                let (off, over) = drain(&api, j, a, offset).await?;
+                printed.insert(key, (off, over));
+                if !over && follow {
+                    break; // stay on this attempt until it ends, so lines never interleave
+                }
+            }
+        }
+        if !follow || is_final(&b.status) {
+            // One last pass picks up what arrived since.
+            if follow {
+                for j in &jobs {
+                    for a in 1..=j.attempt {
+                        let (offset, _) = printed.get(&(j.id, a)).copied().unwrap_or((0, false));
+                        drain(&api, j, a, offset).await?;
+                    }
+                }
+            }
+            return Ok(0);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

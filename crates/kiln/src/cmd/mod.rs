@@ -1,0 +1,33 @@
+//! One module per group of subcommands.
+
+pub mod agent;
+pub mod agents;
+pub mod builds;
+pub mod check;
+pub mod logs;
+pub mod project;
+pub mod server;
+pub mod up;
+
+use crate::api_client::Api;
+use crate::ClientOpts;
+
+pub fn api(c: &ClientOpts) -> Api {
+    Api::new(&c.server, c.token.clone())
+}
+
+/// Print a value as pretty JSON (the `--json` output).
+pub fn print_json<T: serde::Serialize>(v: &T) {
+    println!("{}", serde_json::to_string_pretty(v).expect("plain data serialises"));
+}
+
+/// Wait for SIGINT or SIGTERM.
+pub async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("signal handler");
+    let mut int = signal(SignalKind::interrupt()).expect("signal handler");
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}

@@ -1,0 +1,152 @@
+//! `kiln project add|set|list|show`.
+
+use super::{api, print_json};
+use crate::api_client::seg;
+use crate::ClientOpts;
+use clap::{Args, Subcommand};
+use kiln_wire::api::{Project, ProjectCreate, ProjectSettings, ProjectUpdate};
+
+#[derive(Subcommand)]
+pub enum ProjectCmd {
+    /// Add a project.
+    Add {
+        name: String,
+        /// Repository: any git URL or a local path.
+        #[arg(long)]
+        repo: String,
+        #[command(flatten)]
+        opts: ProjectOpts,
+    },
+    /// Change a project's settings (what is not given stays).
+    Set {
+        name: String,
+        #[arg(long)]
+        repo: Option<String>,
+        #[command(flatten)]
+        opts: ProjectOpts,
+    },
+    /// List projects.
+    List,
+    /// Show one project.
+    Show { name: String },
+}
+
+#[derive(Args, Default)]
+pub struct ProjectOpts {
+    /// Default branch [default: main].
+    #[arg(long)]
+    branch: Option<String>,
+    /// Pipeline file in the repository [default: .kiln.yml].
+    #[arg(long)]
+    pipeline: Option<String>,
+    /// Anyone may see it (console, API, badge).
+    #[arg(long, conflicts_with = "private")]
+    public: bool,
+    /// Only signed-in users may see it (the default).
+    #[arg(long)]
+    private: bool,
+    /// Poll the repository for new commits this often (e.g. 30s).
+    #[arg(long)]
+    poll: Option<String>,
+    /// With --poll: build every new commit, not only the newest.
+    #[arg(long)]
+    poll_each_commit: bool,
+    /// Secret for incoming webhooks (and the signature of outgoing ones).
+    #[arg(long)]
+    webhook_secret: Option<String>,
+    /// Cancel a running build when a newer commit on its branch is queued.
+    #[arg(long)]
+    cancel_superseded: Option<bool>,
+    /// Cron schedules (UTC), comma-separated.
+    #[arg(long, value_delimiter = ';')]
+    schedule: Vec<String>,
+    /// Email recipients, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    notify_email: Vec<String>,
+    /// When to notify: failure, fixed, always (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    notify_on: Vec<String>,
+    /// URLs to POST build events to, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    notify_webhook: Vec<String>,
+    /// A secret NAME=VALUE given to steps as an env var and masked in logs (repeatable).
+    #[arg(long = "secret")]
+    secrets: Vec<String>,
+}
+
+fn non_empty(v: Vec<String>) -> Option<Vec<String>> {
+    let v: Vec<String> = v.into_iter().filter(|s| !s.trim().is_empty()).collect();
+    (!v.is_empty()).then_some(v)
+}
+
+impl ProjectOpts {
+    fn settings(&self) -> anyhow::Result<ProjectSettings> {
+        let mut secrets = std::collections::BTreeMap::new();
+        for s in &self.secrets {
+            let (k, v) = s.split_once('=').ok_or_else(|| crate::api_client::Exit(2, format!("--secret {s:?}: write NAME=VALUE")))?;
+            secrets.insert(k.to_string(), v.to_string());
+        }
+        Ok(ProjectSettings {
+            poll: self.poll.clone(),
+            poll_each_commit: self.poll_each_commit.then_some(true),
+            webhook_secret: self.webhook_secret.clone(),
+            cancel_superseded: self.cancel_superseded,
+            notify_email: non_empty(self.notify_email.clone()),
+            notify_on: non_empty(self.notify_on.clone()),
+            notify_webhook: non_empty(self.notify_webhook.clone()),
+            secrets: (!secrets.is_empty()).then_some(secrets),
+            schedule: non_empty(self.schedule.clone()),
+        })
+    }
+    fn public(&self) -> Option<bool> {
+        if self.public {
+            Some(true)
+        } else if self.private {
+            Some(false)
+        } else {
+            None
+        }
+    }
+}
+
+fn print_project(p: &Project) {
+    let vis = if p.public { "public" } else { "private" };
+    let last = p.last_build.as_ref().map(|b| format!("  last build #{} {}", b.id, b.status)).unwrap_or_default();
+    println!("{}  {}  branch {}  {}{}", p.name, p.repo, p.branch, vis, last);
+}
+
+pub async fn run(action: ProjectCmd, c: &ClientOpts) -> anyhow::Result<i32> {
+    let api = api(c);
+    match action {
+        ProjectCmd::Add { name, repo, opts } => {
+            // A local path is stored absolute, so the server and agents find it wherever they run.
+            let repo = match std::path::Path::new(&repo).canonicalize() {
+                Ok(p) if !repo.contains("://") && !repo.contains('@') => p.to_string_lossy().into_owned(),
+                _ => repo,
+            };
+            let req = ProjectCreate { name, repo, branch: opts.branch.clone(), pipeline: opts.pipeline.clone(), public: opts.public(), settings: opts.settings()? };
+            let p: Project = api.post("/api/v1/projects", &req).await?;
+            if c.json { print_json(&p) } else { print_project(&p) }
+        }
+        ProjectCmd::Set { name, repo, opts } => {
+            let req = ProjectUpdate { repo, branch: opts.branch.clone(), pipeline: opts.pipeline.clone(), public: opts.public(), settings: opts.settings()? };
+            let p: Project = api.patch(&format!("/api/v1/projects/{}", seg(&name)), &req).await?;
+            if c.json { print_json(&p) } else { print_project(&p) }
+        }
+        ProjectCmd::List => {
+            let ps: Vec<Project> = api.get("/api/v1/projects").await?;
+            if c.json {
+                print_json(&ps)
+            } else if ps.is_empty() {
+                println!("no projects yet: kiln project add NAME --repo URL-or-path");
+            } else {
+                ps.iter().for_each(print_project)
+            }
+        }
+        ProjectCmd::Show { name } => {
+            let p: Project = api.get(&format!("/api/v1/projects/{}", seg(&name))).await?;
+            if c.json { print_json(&p) } else { print_project(&p) }
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,90 @@
+//! `kiln server`: the HTTP server alone, from flags and/or `kiln.toml`.
+
+use clap::Args;
+use kiln_server::config::{ServerConfig, DEFAULT_CONFIG};
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Args)]
+pub struct ServerArgs {
+    /// A kiln.toml with the settings below (flags win over the file).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Data folder (SQLite database, mirrors, secrets) [default: ./kiln-data].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Database URL: sqlite:PATH or postgres://… [default: sqlite:DATA/kiln.db].
+    #[arg(long, env = "KILN_DATABASE_URL")]
+    database: Option<String>,
+    /// Secret agents register with [default: generated into DATA/agent-token].
+    #[arg(long, env = "KILN_AGENT_TOKEN", hide_env_values = true)]
+    agent_token: Option<String>,
+    /// Seed an admin API token (for automation).
+    #[arg(long, env = "KILN_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Seconds without a heartbeat before a job runs again elsewhere [default: 30].
+    #[arg(long)]
+    lease: Option<u64>,
+    /// Heartbeat interval agents are told to use, in seconds [default: 10].
+    #[arg(long)]
+    heartbeat: Option<u64>,
+    /// Per-job log limit in bytes [default: 64 MiB].
+    #[arg(long)]
+    log_limit: Option<u64>,
+    /// The URL people reach the console at (for links).
+    #[arg(long)]
+    public_url: Option<String>,
+    /// Print the commented default kiln.toml and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+impl ServerArgs {
+    /// The configuration: file first, then flags over it.
+    pub fn config(&self) -> anyhow::Result<ServerConfig> {
+        let mut cfg = match &self.config {
+            Some(p) => ServerConfig::from_file(p)?,
+            None => ServerConfig::default(),
+        };
+        macro_rules! over {
+            ($($f:ident => $t:ident),*) => { $( if let Some(v) = &self.$f { cfg.$t = v.clone().into(); } )* };
+        }
+        over!(listen => listen, data => data, lease => lease_secs, heartbeat => heartbeat_secs, log_limit => log_limit);
+        if self.database.is_some() {
+            cfg.database = self.database.clone();
+        }
+        if self.agent_token.is_some() {
+            cfg.agent_token = self.agent_token.clone();
+        }
+        if self.admin_token.is_some() {
+            cfg.admin_token = self.admin_token.clone();
+        }
+        if self.public_url.is_some() {
+            cfg.public_url = self.public_url.clone();
+        }
+        Ok(cfg)
+    }
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<i32> {
+    if args.print_config {
+        print!("{DEFAULT_CONFIG}");
+        return Ok(0);
+    }
+    let cfg = args.config()?;
+    let stop = CancellationToken::new();
+    let data = cfg.data.clone();
+    let srv = kiln_server::start(cfg, stop.clone()).await?;
+    println!("kiln server listening on {}", srv.url);
+    if srv.generated_admin_token.is_some() {
+        println!("an admin API token was generated: it is in {}/admin-token (export KILN_TOKEN=$(cat {}/admin-token))", data.display(), data.display());
+    }
+    let sig = super::shutdown_signal().await;
+    tracing::info!("{sig}: stopping the server");
+    stop.cancel();
+    let _ = srv.task.await;
+    Ok(0)
+}

@@ -1,0 +1,142 @@
+//! `kiln up`: server, console and local agents in one process, with the
+//! current git repository (and any `--repo`) added as public projects and
+//! built once at start. Prints the URL and one line per finished build.
+
+use clap::Args;
+use kiln_server::config::ServerConfig;
+use kiln_server::state::AppState;
+use kiln_server::trigger::{start_build, Origin};
+use std::path::{Path, PathBuf};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Args)]
+pub struct UpArgs {
+    /// More repositories to build (paths or git URLs); the current repository is added too.
+    #[arg(long = "repo")]
+    repos: Vec<String>,
+    /// Local agents to start.
+    #[arg(long, default_value_t = 2)]
+    agents: u32,
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    #[arg(long, default_value = "kiln-data")]
+    data: PathBuf,
+    /// Do not add the git repository kiln is started in.
+    #[arg(long)]
+    no_current: bool,
+}
+
+fn git_out(dir: &Path, args: &[&str]) -> Option<String> {
+    let o = std::process::Command::new("git").arg("-C").arg(dir).args(args).output().ok()?;
+    o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// (name, repo, branch) for a repository argument.
+fn describe(repo: &str) -> (String, String, String) {
+    let local = Path::new(repo);
+    if local.exists() {
+        let top = git_out(local, &["rev-parse", "--show-toplevel"]).unwrap_or_else(|| repo.to_string());
+        let branch = git_out(Path::new(&top), &["symbolic-ref", "--short", "HEAD"]).unwrap_or_else(|| "main".into());
+        let name = Path::new(&top).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "project".into());
+        return (sanitize(&name), top, branch);
+    }
+    let name = repo.trim_end_matches('/').trim_end_matches(".git").rsplit(['/', ':']).next().unwrap_or("project");
+    (sanitize(name), repo.to_string(), "main".into())
+}
+
+fn sanitize(name: &str) -> String {
+    let s: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' }).collect();
+    s.trim_start_matches('.').to_string()
+}
+
+async fn add_and_build(st: &AppState, repo: &str) -> anyhow::Result<()> {
+    let (name, repo, branch) = describe(repo);
+    let p = match st.store.project_by_name(&name).await {
+        Ok(mut p) => {
+            p.repo = repo;
+            p.branch = branch;
+            st.store.update_project(&p).await?;
+            p
+        }
+        Err(_) => st.store.create_project(&name, &repo, &branch, ".kiln.yml", true, &Default::default()).await?,
+    };
+    let b = start_build(st, &p, None, None, Origin { trigger: "manual", by: "kiln up".into(), upstream: None }).await?;
+    println!("  building {} ({} @ {}) as build #{}", p.name, p.repo, p.branch, b.id);
+    Ok(())
+}
+
+/// Print one line as each build finishes.
+async fn summaries(st: AppState, base: String) {
+    let mut rx = st.events.subscribe();
+    loop {
+        match rx.recv().await {
+            Ok(ev) if ev.kind == "build" && super::builds::is_final(&ev.status) && ev.job_id.is_none() => {
+                if let Ok(b) = st.store.build(ev.build_id).await {
+                    let jobs = st.store.jobs_of_build(b.id).await.unwrap_or_default();
+                    let dur = match (b.started_at, b.finished_at) {
+                        (Some(s), Some(f)) => kiln_core::duration::format_duration(std::time::Duration::from_millis((f - s).max(0) as u64)),
+                        _ => "-".into(),
+                    };
+                    let failed: Vec<&str> = jobs.iter().filter(|j| j.status == "failed" || j.status == "errored").map(|j| j.key.as_str()).collect();
+                    let extra = if failed.is_empty() { String::new() } else { format!(" — failed: {}", failed.join(", ")) };
+                    let err = b.error.as_deref().map(|e| format!(" — {}", e.lines().next().unwrap_or(""))).unwrap_or_default();
+                    println!("build #{} {} {} in {dur}, {} job(s){extra}{err}  {base}/builds/{}", b.id, b.project, b.status.to_uppercase(), jobs.len(), b.id);
+                }
+            }
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+pub async fn run(a: UpArgs) -> anyhow::Result<i32> {
+    let cfg = ServerConfig { listen: a.listen.clone(), data: a.data.clone(), ..Default::default() };
+    let stop = CancellationToken::new();
+    let srv = kiln_server::start(cfg, stop.clone()).await?;
+    let st = srv.state.clone();
+    println!("kiln is up: {}", srv.url);
+    println!("  admin API token in {}/admin-token (export KILN_TOKEN=$(cat {}/admin-token))", a.data.display(), a.data.display());
+    tokio::spawn(summaries(st.clone(), srv.url.clone()));
+
+    let control = kiln_agent::Control::default();
+    let mut agents = Vec::new();
+    for i in 1..=a.agents.max(1) {
+        let cfg = kiln_agent::AgentConfig {
+            server: srv.url.clone(),
+            token: st.agent_token.clone(),
+            name: format!("local-{i}"),
+            labels: Default::default(),
+            probes: Vec::new(),
+            concurrency: 1,
+            work_dir: a.data.join(format!("agent-{i}")),
+            heartbeat_secs: None,
+        };
+        let c = control.clone();
+        agents.push(tokio::spawn(async move { kiln_agent::run(cfg, c).await }));
+    }
+    println!("  {} local agent(s) started", a.agents.max(1));
+
+    let mut repos = a.repos.clone();
+    if !a.no_current {
+        if let Some(top) = git_out(Path::new("."), &["rev-parse", "--show-toplevel"]) {
+            repos.insert(0, top);
+        } else if repos.is_empty() {
+            println!("  not in a git repository: add one with `kiln up --repo PATH` or `kiln project add`");
+        }
+    }
+    for r in &repos {
+        if let Err(e) = add_and_build(&st, r).await {
+            eprintln!("kiln: failed to add {r}: {e}");
+        }
+    }
+    let sig = super::shutdown_signal().await;
+    println!("{sig}: stopping (agents finish their current jobs)");
+    control.drain.cancel();
+    for t in agents {
+        let _ = t.await;
+    }
+    stop.cancel();
+    let _ = srv.task.await;
+    Ok(0)
+}
