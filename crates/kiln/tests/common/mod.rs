@@ -1,0 +1,210 @@
+//! Test harness: the real `kiln` binary as separate processes — a server on a
+//! free 127.0.0.1 port with a temp data folder, agents, CLI calls — and real
+//! git repositories in temp folders.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_kiln");
+pub const AGENT_TOKEN: &str = "test-agent-secret";
+pub const ADMIN: &str = "test-admin-token";
+
+pub struct Kiln {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub server: Option<Child>,
+    pub agents: Vec<(String, Child)>,
+    pub server_args: Vec<String>,
+    listen: String,
+}
+
+/// Start the server with `args`, wait until it listens, return (child, url).
+fn spawn_server(data: &Path, listen: &str, args: &[String]) -> (Child, String) {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(data.with_extension("log")).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["server", "--listen", listen, "--data"])
+        .arg(data)
+        .args(["--agent-token", AGENT_TOKEN, "--admin-token", ADMIN])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("start kiln server");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if out.read_line(&mut line).unwrap() == 0 {
+            panic!("kiln server exited before listening; see {}", data.with_extension("log").display());
+        }
+        if let Some(url) = line.trim().strip_prefix("kiln server listening on ") {
+            let url = url.to_string();
+            std::thread::spawn(move || for _ in out.lines() {});
+            return (child, url);
+        }
+    }
+}
+
+impl Kiln {
+    pub fn start() -> Kiln {
+        Kiln::start_with(&[])
+    }
+
+    pub fn start_with(args: &[&str]) -> Kiln {
+        let dir = tempfile::tempdir().unwrap();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let (server, url) = spawn_server(&dir.path().join("data"), "127.0.0.1:0", &args);
+        let listen = url.trim_start_matches("http://").to_string();
+        Kiln { dir, url, server: Some(server), agents: Vec::new(), server_args: args, listen }
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// Kill the server hard (like a crash).
+    pub fn kill_server(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+    }
+
+    /// Start the server again on the same port and data folder.
+    pub fn restart_server(&mut self) {
+        self.kill_server();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if std::net::TcpListener::bind(&self.listen).is_ok() || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let (s, _) = spawn_server(&self.path("data"), &self.listen, &self.server_args);
+        self.server = Some(s);
+    }
+
+    /// Start an agent with extra args (e.g. "--label", "python=3.12").
+    pub fn agent(&mut self, name: &str, args: &[&str]) -> u32 {
+        let log = std::fs::File::create(self.path(&format!("agent-{name}.log"))).unwrap();
+        let child = Command::new(BIN)
+            .args(["agent", "--server", &self.url, "--token", AGENT_TOKEN, "--name", name, "--work-dir"])
+            .arg(self.path(&format!("work-{name}")))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start kiln agent");
+        let pid = child.id();
+        self.agents.push((name.to_string(), child));
+        pid
+    }
+
+    pub fn agent_log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(&format!("agent-{name}.log"))).unwrap_or_default()
+    }
+
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.path("data.log")).unwrap_or_default()
+    }
+
+    /// Run a client command.
+    pub fn kiln(&self, args: &[&str]) -> Output {
+        Command::new(BIN).args(args).env("KILN_SERVER", &self.url).env("KILN_TOKEN", ADMIN).output().expect("run kiln")
+    }
+
+    /// Run a client command with `--json` and parse its output.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let out = self.kiln(&a);
+        assert!(out.status.success(), "kiln {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("kiln {args:?}: bad JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Make a git repository with `.kiln.yml` = `pipeline` and one commit.
+    pub fn repo(&self, name: &str, pipeline: &str) -> PathBuf {
+        let dir = self.path(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        git(&dir, &["init", "-q", "-b", "main"]);
+        std::fs::write(dir.join(".kiln.yml"), pipeline).unwrap();
+        commit_all(&dir, "init");
+        dir
+    }
+
+    /// `project add NAME --repo DIR` plus extra flags.
+    pub fn add_project(&self, name: &str, repo: &Path, extra: &[&str]) {
+        let mut a = vec!["project", "add", name, "--repo", repo.to_str().unwrap()];
+        a.extend_from_slice(extra);
+        let out = self.kiln(&a);
+        assert!(out.status.success(), "project add failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Trigger a build (no wait) and return its id.
+    pub fn trigger(&self, project: &str) -> i64 {
+        self.json(&["trigger", project])["id"].as_i64().unwrap()
+    }
+
+    pub fn build(&self, id: i64) -> Value {
+        self.json(&["show", &id.to_string()])
+    }
+
+    /// Poll until the build is final; return it.
+    pub fn wait_build(&self, id: i64, secs: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let b = self.build(id);
+            if matches!(b["status"].as_str(), Some("passed" | "failed" | "errored" | "cancelled")) {
+                return b;
+            }
+            assert!(Instant::now() < deadline, "build {id} not final after {secs}s: {b:#}\nserver log:\n{}", self.server_log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Poll until `f` holds (or panic after `secs`).
+    pub fn wait_for(&self, what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn logs(&self, id: i64) -> String {
+        let out = self.kiln(&["logs", &id.to_string()]);
+        assert!(out.status.success(), "logs failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Find a job of a build JSON by key.
+    pub fn job<'a>(build: &'a Value, key: &str) -> &'a Value {
+        build["jobs"].as_array().unwrap().iter().find(|j| j["key"] == key).unwrap_or_else(|| panic!("no job {key} in {build:#}"))
+    }
+}
+
+impl Drop for Kiln {
+    fn drop(&mut self) {
+        for (_, a) in &mut self.agents {
+            let _ = a.kill();
+            let _ = a.wait();
+        }
+        self.kill_server();
+    }
+}
+
+pub fn git(dir: &Path, args: &[&str]) {
+    let st = Command::new("git").arg("-C").arg(dir).args(args).stdout(Stdio::null()).status().unwrap();
+    assert!(st.success(), "git {args:?} failed");
+}
+
+pub fn commit_all(dir: &Path, msg: &str) -> String {
+    git(dir, &["add", "-A"]);
+    git(dir, &["-c", "user.email=t@kiln.test", "-c", "user.name=tester", "commit", "-qm", msg]);
+    let out = Command::new("git").arg("-C").arg(dir).args(["rev-parse", "HEAD"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
