@@ -92,12 +92,20 @@ pub fn build(b: &BuildRow, jobs: Vec<api::Job>) -> api::Build {
 
 /// A build with its jobs, their attempts, and for ready queued jobs the labels no online agent offers.
 pub async fn full_build(store: &Store, b: &BuildRow) -> kiln_store::Result<api::Build> {
+    full_build_with(store, b, &online_agents(store).await?).await
+}
+
+pub async fn online_agents(store: &Store) -> kiln_store::Result<Vec<AgentRow>> {
     let now = kiln_store::now_ms();
-    let agents: Vec<AgentRow> = store.list_agents().await?.into_iter().filter(|a| a.online(now)).collect();
+    Ok(store.list_agents().await?.into_iter().filter(|a| a.online(now)).collect())
+}
+
+/// As `full_build`, with the online agents already read (for lists).
+pub async fn full_build_with(store: &Store, b: &BuildRow, agents: &[AgentRow]) -> kiln_store::Result<api::Build> {
     let mut jobs = Vec::new();
     for j in store.jobs_of_build(b.id).await? {
         let attempts = store.attempts(j.id).await?.iter().map(attempt).collect();
-        let waiting = if j.status == "queued" && j.ready { waiting_for(&j.requires, &agents) } else { Vec::new() };
+        let waiting = if j.status == "queued" && j.ready { waiting_for(&j.requires, agents) } else { Vec::new() };
         jobs.push(job(&j, attempts, waiting));
     }
     Ok(build(b, jobs))

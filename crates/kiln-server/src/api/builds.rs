@@ -25,9 +25,10 @@ pub async fn list(State(st): State<AppState>, viewer: Viewer, Path(name): Path<S
     let p = visible(&st, &viewer, &name).await?;
     let f = BuildFilter { branch: q.branch, status: q.status, trigger: q.trigger };
     let (rows, total) = st.store.list_builds(p.id, &f, q.limit.unwrap_or(50).clamp(1, 500), q.offset.unwrap_or(0).max(0)).await?;
+    let agents = convert::online_agents(&st.store).await?;
     let mut builds = Vec::new();
     for b in &rows {
-        builds.push(convert::full_build(&st.store, b).await?);
+        builds.push(convert::full_build_with(&st.store, b, &agents).await?);
     }
     Ok(Json(BuildList { builds, total }))
 }

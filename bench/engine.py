@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Engine benchmark: N builds of one trivial job (`true`) through one server and 4 agents.
+
+Prints jobs per second (first build queued -> last build finished), p50/p99 latency
+from a job being queued to it being started (server timestamps), and peak RSS of the
+server and of each agent. Usage: bench/engine.py [BUILDS] (default 1000). Builds the
+release binary first. Figures vary with the machine's load: compare ratios in one run.
+"""
+import concurrent.futures, datetime, json, os, shutil, socket, subprocess, sys, tempfile, time, urllib.request
+
+N = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target/release/kiln")
+subprocess.run(["cargo", "build", "--release", "-q", "-p", "kiln"], cwd=ROOT, check=True)
+
+tmp = tempfile.mkdtemp(prefix="kiln-bench-")
+port = (lambda s: (s.bind(("127.0.0.1", 0)), s.getsockname()[1], s.close())[1])(socket.socket())
+url = f"http://127.0.0.1:{port}"
+TOKEN = "bench-admin"
+procs = []
+
+def api(method, path, body=None):
+    req = urllib.request.Request(url + path, method=method, data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.load(r)
+
+def ts(s):
+    return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+def peak_rss_mb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+try:
+    server = subprocess.Popen([BIN, "server", "--listen", f"127.0.0.1:{port}", "--data", f"{tmp}/data", "--agent-token", "bench",
+                               "--admin-token", TOKEN], stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/server.log", "w"))
+    procs.append(server)
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url + "/api/v1/projects", timeout=1); break
+        except Exception:
+            time.sleep(0.1)
+    agents = [subprocess.Popen([BIN, "agent", "--server", url, "--token", "bench", "--name", f"a{i}", "--work-dir", f"{tmp}/w{i}"],
+                               stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/agent{i}.log", "w"), env={**os.environ, "KILN_LOG": "warn"})
+              for i in range(4)]
+    procs += agents
+    repo = f"{tmp}/repo"
+    os.makedirs(repo)
+    open(f"{repo}/.kiln.yml", "w").write("jobs:\n  t:\n    steps: [\"true\"]\n")
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["-c", "user.email=b@b", "-c", "user.name=b", "commit", "-qm", "x"]):
+        subprocess.run(["git", "-C", repo] + cmd, check=True)
+    api("POST", "/api/v1/projects", {"name": "bench", "repo": repo})
+    time.sleep(1.5)  # agents registered and waiting in their long poll
+    t0 = time.time()
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        list(ex.map(lambda _: api("POST", "/api/v1/projects/bench/builds", {}), range(N)))
+    t_submit = time.time() - t0
+    while True:
+        done = api("GET", "/api/v1/projects/bench/builds?status=passed&limit=1")["total"]
+        if done >= N:
+            break
+        time.sleep(0.2)
+    builds = []
+    for off in range(0, N, 500):
+        builds += api("GET", f"/api/v1/projects/bench/builds?limit=500&offset={off}")["builds"]
+    jobs = [j for b in builds for j in b["jobs"]]
+    first = min(ts(b["created_at"]) for b in builds)
+    last = max(ts(b["finished_at"]) for b in builds)
+    lat = sorted((ts(j["started_at"]) - ts(j["created_at"])) * 1000 for j in jobs)
+    pct = lambda p: lat[min(len(lat) - 1, int(p / 100 * len(lat)))]
+    print(f"builds: {len(builds)} (submitted in {t_submit:.1f}s by 8 client threads), all passed: {all(b['status'] == 'passed' for b in builds)}")
+    print(f"throughput: {len(jobs) / (last - first):.0f} jobs/s (first queued -> last finished, {last - first:.2f}s)")
+    print(f"queued -> started: p50 {pct(50):.1f} ms, p99 {pct(99):.1f} ms")
+    print(f"peak RSS: server {peak_rss_mb(server.pid):.1f} MB, agents " + ", ".join(f"{peak_rss_mb(a.pid):.1f}" for a in agents) + " MB")
+finally:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try: p.wait(5)
+        except Exception: p.kill()
+    shutil.rmtree(tmp, ignore_errors=True)
