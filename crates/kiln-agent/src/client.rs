@@ -38,6 +38,11 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(rand::rng().random_range(base / 2..=base))
 }
 
+/// Log the first failure of a run of failures, then every tenth.
+pub fn worth_logging(failures: u32) -> bool {
+    failures == 1 || failures.is_multiple_of(10)
+}
+
 pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }

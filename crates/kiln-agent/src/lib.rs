@@ -170,7 +170,7 @@ async fn heartbeat_loop(agent: Arc<Agent>, every: Duration, stop: CancellationTo
                 }
                 Err(e) => {
                     failures += 1;
-                    if failures == 1 || failures % 10 == 0 {
+                    if crate::client::worth_logging(failures) {
                         tracing::warn!("heartbeat failed: {e}");
                     }
                     last_sent = tokio::time::Instant::now() - every + backoff(failures).min(every);

@@ -132,7 +132,7 @@ pub async fn upload(shared: Arc<Shared>, client: Client, job_id: i64, attempt: i
             }
             Err(e) => {
                 failures += 1;
-                if failures == 1 || failures % 20 == 0 {
+                if crate::client::worth_logging(failures) {
                     tracing::warn!("job {job_id}: log upload failed ({e}); keeping it on disk and retrying");
                 }
                 tokio::time::sleep(backoff(failures)).await;

@@ -31,7 +31,7 @@ pub(crate) async fn slot(agent: Arc<Agent>, index: u32) {
             }
             Err(e) => {
                 failures += 1;
-                if failures == 1 || failures % 10 == 0 {
+                if crate::client::worth_logging(failures) {
                     tracing::warn!("slot {index}: claim failed: {e}; retrying");
                 }
                 tokio::select! {
@@ -177,7 +177,7 @@ async fn report(agent: &Agent, job: &JobAssignment, outcome: &Outcome, log_len: 
             }
             Err(e) => {
                 failures += 1;
-                if failures == 1 || failures % 10 == 0 {
+                if crate::client::worth_logging(failures) {
                     tracing::warn!("job {}: cannot report the result yet ({e}); retrying", job.job_id);
                 }
                 tokio::time::sleep(backoff(failures)).await;

@@ -127,7 +127,7 @@ async fn log(
             st.emit("log", j.build_id, Some(job_id), "", "running");
         }
     }
-    Ok(Json(LogAck { len: out.len() }))
+    Ok(Json(LogAck { len: out.held() }))
 }
 
 async fn finish(State(st): State<AppState>, AgentAuth(_agent): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<FinishRequest>) -> AppResult<Json<serde_json::Value>> {
@@ -151,6 +151,10 @@ async fn finish(State(st): State<AppState>, AgentAuth(_agent): AgentAuth, Path(j
         st.emit("job", out.build_id, Some(job_id), &b.project, status.as_str());
         if out.build_finished {
             st.emit("build", out.build_id, None, &b.project, &out.build_status);
+            if out.build_status == "passed" {
+                let st = st.clone();
+                tokio::spawn(async move { crate::sources::downstream::on_passed(&st, out.build_id).await });
+            }
         }
     }
     Ok(Json(serde_json::json!({ "build_status": out.build_status })))

@@ -19,6 +19,8 @@ pub mod events;
 pub mod git;
 mod materialize;
 mod services;
+pub mod signature;
+pub mod sources;
 pub mod state;
 pub mod trigger;
 
@@ -110,6 +112,8 @@ pub fn router(st: AppState) -> Router {
     Router::new()
         .route("/", get(console::home))
         .route("/badge/{file}", get(badge::badge))
+        .route("/hooks/{forge}/{project}", axum::routing::post(sources::hooks::hook))
+        .route("/api/v1/projects/{name}/push", axum::routing::post(sources::hooks::push))
         .merge(api::routes())
         .merge(agent_api::routes())
         .layer(axum::extract::DefaultBodyLimit::max(2 << 20))
@@ -140,9 +144,16 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
     let mirrors = git::Mirrors::new(cfg.data.join("repos"));
     let st = AppState(Arc::new(Inner { store, cfg, agent_token, wake: Default::default(), events, mirrors }));
     tokio::spawn(services::reaper::run(st.clone(), stop.clone()));
+    tokio::spawn(sources::poller::run(st.clone(), stop.clone()));
+    tokio::spawn(sources::schedule::run(st.clone(), stop.clone()));
     {
         let st = st.clone();
-        tokio::spawn(async move { trigger::resume_unmaterialized(&st).await });
+        tokio::spawn(async move {
+            trigger::resume_unmaterialized(&st).await;
+            for p in st.store.list_projects().await.unwrap_or_default() {
+                sources::meta::refresh(&st, &p).await;
+            }
+        });
     }
     let app = router(st.clone());
     let stop2 = stop.clone();

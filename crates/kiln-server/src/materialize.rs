@@ -3,7 +3,9 @@
 //! A bad pipeline ends the build `errored` with every diagnostic's position.
 
 use crate::git;
+use crate::sources::meta;
 use crate::state::AppState;
+use kiln_core::pipeline::Pipeline;
 use kiln_core::expand::{expand, PlannedJob};
 use kiln_store::{BuildRow, NewJob, ProjectRow};
 use kiln_wire::agent::{JobAssignment, TestsAssignment};
@@ -17,7 +19,15 @@ struct Prepared {
     jobs: Vec<NewJob>,
 }
 
-/// Expand `build` into jobs (or end it errored), then wake the agents.
+/// Why a build did not get jobs.
+enum Unrun {
+    /// Something is wrong (bad pipeline, unknown commit): the build is `errored`.
+    Errored(String, String),
+    /// The change does not build (filters, triggers off): recorded as `skipped`.
+    Skipped(String, String),
+}
+
+/// Expand `build` into jobs (or end it errored or skipped), then wake the agents.
 pub async fn materialize(st: &AppState, build: BuildRow, asked_at: Instant) {
     let project = match st.store.project_by_id(build.project_id).await {
         Ok(p) => p,
@@ -25,9 +35,13 @@ pub async fn materialize(st: &AppState, build: BuildRow, asked_at: Instant) {
     };
     let res = match prepare(st, &project, &build, asked_at).await {
         Ok(p) => st.store.materialize_build(build.id, &p.commit, &p.message, &p.author, &p.jobs).await,
-        Err((commit, reason)) => {
+        Err(Unrun::Errored(commit, reason)) => {
             tracing::warn!("build {} of {} errored: {reason}", build.id, project.name);
             st.store.error_build(build.id, &commit, &reason).await
+        }
+        Err(Unrun::Skipped(commit, reason)) => {
+            tracing::info!("build {} of {} skipped: {reason}", build.id, project.name);
+            st.store.skip_build(build.id, &commit, &reason).await
         }
     };
     if let Err(e) = res {
@@ -38,7 +52,8 @@ pub async fn materialize(st: &AppState, build: BuildRow, asked_at: Instant) {
     st.emit("build", build.id, None, &project.name, &status);
 }
 
-async fn prepare(st: &AppState, project: &ProjectRow, build: &BuildRow, asked_at: Instant) -> Result<Prepared, (String, String)> {
+async fn prepare(st: &AppState, project: &ProjectRow, build: &BuildRow, asked_at: Instant) -> Result<Prepared, Unrun> {
+    let err = |commit: &str, reason: String| Unrun::Errored(commit.to_string(), reason);
     let rev = build.requested_commit.clone().unwrap_or_else(|| format!("refs/heads/{}", build.branch));
     let known = match &build.requested_commit {
         Some(c) => st.mirrors.has_commit(project.id, c).await,
@@ -47,19 +62,28 @@ async fn prepare(st: &AppState, project: &ProjectRow, build: &BuildRow, asked_at
     let mirror = if known {
         st.mirrors.path(project.id)
     } else {
-        st.mirrors.refresh(project.id, &project.repo, asked_at).await.map_err(|e| (String::new(), e))?
+        st.mirrors.refresh(project.id, &project.repo, asked_at).await.map_err(|e| err("", e))?
     };
-    let commit = git::resolve(&mirror, &rev).await.map_err(|e| (String::new(), e))?;
+    let commit = git::resolve(&mirror, &rev).await.map_err(|e| err("", e))?;
     let (message, author) = git::commit_info(&mirror, &commit).await;
     let file = &project.pipeline;
     let text = git::read_file(&mirror, &commit, file)
         .await
-        .map_err(|e| (commit.clone(), format!("failed to read {file}: {e}")))?
-        .ok_or_else(|| (commit.clone(), format!("{file}:1:1: no pipeline file {file} in commit {}; add one (see `kiln check`)", &commit[..12.min(commit.len())])))?;
+        .map_err(|e| err(&commit, format!("failed to read {file}: {e}")))?
+        .ok_or_else(|| err(&commit, format!("{file}:1:1: no pipeline file {file} in commit {}; add one (see `kiln check`)", &commit[..12.min(commit.len())])))?;
     let pipeline = kiln_core::pipeline::parse(file, &text).map_err(|diags| {
         let lines: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
-        (commit.clone(), lines.join("\n"))
+        err(&commit, lines.join("\n"))
     })?;
+    if build.branch == project.branch {
+        if !pipeline.on.after.is_empty() {
+            meta::check_after(st, &project.name, &pipeline.on.after).await.map_err(|e| err(&commit, format!("{file}: {e}")))?;
+        }
+        meta::record(st, project.id, &pipeline).await;
+    }
+    if let Some(reason) = skip_reason(&pipeline, build, &mirror, &commit).await {
+        return Err(Unrun::Skipped(commit, reason));
+    }
     let jobs = expand(&pipeline)
         .into_iter()
         .map(|pj| new_job(project, build, &commit, pj))
@@ -100,4 +124,49 @@ fn new_job(project: &ProjectRow, build: &BuildRow, commit: &str, pj: PlannedJob)
         needs: pj.needs,
         max_attempts: 1 + pj.retries as i64,
     }
+}
+
+/// Why this change should not build, from the pipeline's `on:` block (None: build it).
+async fn skip_reason(p: &Pipeline, build: &BuildRow, mirror: &std::path::Path, commit: &str) -> Option<String> {
+    match build.trigger.as_str() {
+        "manual" if !p.on.manual => Some("manual triggers are off for this pipeline (on.manual: false)".into()),
+        "poll" | "webhook" | "hook" => {
+            let Some(push) = &p.on.push else {
+                return Some("the pipeline's `on:` has no push trigger".into());
+            };
+            if !kiln_core::labels::branch_matches(&push.branches, &build.branch) {
+                return Some(format!("branch {} does not match on.push.branches {:?}", build.branch, push.branches));
+            }
+            if !push.paths.is_empty() {
+                let changed = match &build.changed_paths {
+                    Some(c) => c.clone(),
+                    None => changed_paths(mirror, build.before_commit.as_deref(), commit).await,
+                };
+                if !kiln_core::labels::paths_match(&push.paths, &changed) {
+                    return Some(format!("no changed path matches on.push.paths {:?} (changed: {})", push.paths, summarize(&changed)));
+                }
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+fn summarize(paths: &[String]) -> String {
+    match paths.len() {
+        0 => "nothing".into(),
+        n if n <= 5 => paths.join(", "),
+        n => format!("{} and {} more", paths[..5].join(", "), n - 5),
+    }
+}
+
+/// Paths a push changed: from `before` when the mirror has it, else the commit's own change.
+async fn changed_paths(mirror: &std::path::Path, before: Option<&str>, commit: &str) -> Vec<String> {
+    let out = match before {
+        Some(b) if git::git(Some(mirror), &["cat-file", "-e", &format!("{b}^{{commit}}")]).await.is_ok() => {
+            git::git(Some(mirror), &["diff", "--name-only", b, commit]).await
+        }
+        _ => git::git(Some(mirror), &["diff-tree", "--no-commit-id", "--name-only", "-r", "--root", commit]).await,
+    };
+    out.unwrap_or_default().lines().map(str::to_string).collect()
 }

@@ -7,10 +7,22 @@ use kiln_store::{BuildRow, NewBuild, ProjectRow};
 use std::time::Instant;
 
 /// Where a build comes from.
+#[derive(Debug, Clone, Default)]
 pub struct Origin {
+    /// manual, poll, webhook, hook, schedule, upstream, upload
     pub trigger: &'static str,
+    /// Who or what sent it.
     pub by: String,
     pub upstream: Option<i64>,
+    /// For a push: where the branch was before, and the paths it changed (if the source said).
+    pub before: Option<String>,
+    pub changed_paths: Option<Vec<String>>,
+}
+
+impl Origin {
+    pub fn new(trigger: &'static str, by: impl Into<String>) -> Origin {
+        Origin { trigger, by: by.into(), ..Default::default() }
+    }
 }
 
 /// Record a build and expand it in the background. Returns it queued.
@@ -31,9 +43,14 @@ pub async fn start_build(
             trigger: origin.trigger.to_string(),
             triggered_by: origin.by,
             upstream_build: origin.upstream,
+            before_commit: origin.before.filter(|b| !b.is_empty() && !b.bytes().all(|c| c == b'0')),
+            changed_paths: origin.changed_paths,
         })
         .await?;
     st.emit("build", b.id, None, &project.name, "queued");
+    if project.settings.cancel_superseded == Some(true) {
+        cancel_superseded(st, &b).await;
+    }
     let st2 = st.clone();
     let b2 = b.clone();
     tokio::spawn(async move { materialize(&st2, b2, asked_at).await });
@@ -49,5 +66,16 @@ pub async fn resume_unmaterialized(st: &AppState) {
             }
         }
         Err(e) => tracing::error!("failed to list builds to resume: {e}"),
+    }
+}
+
+/// A newer build on a branch cancels the older unfinished builds of that branch.
+async fn cancel_superseded(st: &AppState, newer: &BuildRow) {
+    let Ok(older) = st.store.unfinished_builds(newer.project_id, &newer.branch).await else { return };
+    for b in older.into_iter().filter(|b| b.id < newer.id) {
+        tracing::info!("build {} of {} superseded by build {}: cancelling it", b.id, b.project, newer.id);
+        if st.store.cancel(b.id, None).await.is_ok() {
+            st.emit("build", b.id, None, &b.project, "cancelled");
+        }
     }
 }

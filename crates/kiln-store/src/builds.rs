@@ -18,6 +18,9 @@ pub struct BuildRow {
     pub trigger: String,
     pub triggered_by: String,
     pub upstream_build: Option<i64>,
+    /// For a push: the commit the branch was at before, and the paths it changed (when the source said).
+    pub before_commit: Option<String>,
+    pub changed_paths: Option<Vec<String>>,
     pub error: Option<String>,
     pub materialized: bool,
     pub created_at: i64,
@@ -34,10 +37,12 @@ pub struct NewBuild {
     pub trigger: String,
     pub triggered_by: String,
     pub upstream_build: Option<i64>,
+    pub before_commit: Option<String>,
+    pub changed_paths: Option<Vec<String>>,
 }
 
 const COLS: &str = "b.id, b.project_id, p.name AS project, b.status, b.branch, b.commit_sha, b.requested_commit, b.message, b.author, \
-b.trigger_kind, b.triggered_by, b.upstream_build, b.error, b.materialized, b.created_at, b.started_at, b.finished_at";
+b.trigger_kind, b.triggered_by, b.upstream_build, b.before_commit, b.changed_paths, b.error, b.materialized, b.created_at, b.started_at, b.finished_at";
 
 fn from_row(r: &sqlx::any::AnyRow) -> Result<BuildRow> {
     Ok(BuildRow {
@@ -53,6 +58,8 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<BuildRow> {
         trigger: r.try_get("trigger_kind")?,
         triggered_by: r.try_get("triggered_by")?,
         upstream_build: r.try_get("upstream_build")?,
+        before_commit: r.try_get("before_commit")?,
+        changed_paths: r.try_get::<Option<String>, _>("changed_paths")?.map(|t| crate::rows::json_list(&t)).transpose()?,
         error: r.try_get("error")?,
         materialized: r.try_get::<i64, _>("materialized")? != 0,
         created_at: r.try_get("created_at")?,
@@ -75,8 +82,8 @@ impl Store {
         let id: i64 = {
             let _w = self.write_turn().await;
             sqlx::query_scalar(
-                "INSERT INTO builds (project_id, status, branch, requested_commit, trigger_kind, triggered_by, upstream_build, created_at) \
-                 VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7) RETURNING id",
+                "INSERT INTO builds (project_id, status, branch, requested_commit, trigger_kind, triggered_by, upstream_build, before_commit, changed_paths, created_at) \
+                 VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
             )
             .bind(nb.project_id)
             .bind(&nb.branch)
@@ -84,6 +91,8 @@ impl Store {
             .bind(&nb.trigger)
             .bind(&nb.triggered_by)
             .bind(nb.upstream_build)
+            .bind(&nb.before_commit)
+            .bind(nb.changed_paths.as_ref().map(crate::rows::to_json))
             .bind(now_ms())
             .fetch_one(self.pool())
             .await?
@@ -175,16 +184,26 @@ impl Store {
 
     /// End a build as errored before it ran (bad pipeline, unknown commit…).
     pub async fn error_build(&self, build_id: i64, commit: &str, reason: &str) -> Result<()> {
+        self.end_unrun_build(build_id, commit, "errored", reason).await
+    }
+
+    /// Record that a change did not build (branch or path filters, triggers off), with the reason.
+    pub async fn skip_build(&self, build_id: i64, commit: &str, reason: &str) -> Result<()> {
+        self.end_unrun_build(build_id, commit, "skipped", reason).await
+    }
+
+    async fn end_unrun_build(&self, build_id: i64, commit: &str, status: &str, reason: &str) -> Result<()> {
         let _w = self.write_turn().await;
         let now = now_ms();
         sqlx::query(
-            "UPDATE builds SET status = 'errored', error = $1, commit_sha = CASE WHEN $2 = '' THEN commit_sha ELSE $2 END, \
+            "UPDATE builds SET status = $5, error = $1, commit_sha = CASE WHEN $2 = '' THEN commit_sha ELSE $2 END, \
              materialized = 1, finished_at = $3 WHERE id = $4",
         )
         .bind(reason)
         .bind(commit)
         .bind(now)
         .bind(build_id)
+        .bind(status)
         .execute(self.pool())
         .await?;
         Ok(())

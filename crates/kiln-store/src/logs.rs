@@ -25,7 +25,8 @@ pub enum AppendOutcome {
 }
 
 impl AppendOutcome {
-    pub fn len(self) -> u64 {
+    /// Bytes of the attempt's log the server holds now.
+    pub fn held(self) -> u64 {
         match self {
             AppendOutcome::Stored(n) | AppendOutcome::Duplicate(n) => n,
         }

@@ -2,8 +2,14 @@
 
 use crate::{Backend, Result, Store, StoreError};
 
-const SQLITE: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
-const POSTGRES: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+const SQLITE: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (5, include_str!("../migrations/sqlite/0005_sources.sql")),
+];
+const POSTGRES: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (5, include_str!("../migrations/postgres/0005_sources.sql")),
+];
 
 /// Apply every migration newer than the database's recorded version.
 pub(crate) async fn run(store: &Store) -> Result<()> {

@@ -103,6 +103,12 @@ enum Command {
         #[command(flatten)]
         client: ClientOpts,
     },
+    /// For a git post-receive hook: read `oldrev newrev refname` lines and tell the server.
+    Notify {
+        project: String,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
     /// Validate a pipeline file; print each error with file, line and column.
     Check {
         #[arg(default_value = ".kiln.yml")]
@@ -128,6 +134,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Agents { client } => cmd::agents::list(&client).await,
         Command::Cancel { build, job, client } => cmd::builds::cancel(&client, build, job).await,
         Command::Drain { agent, client } => cmd::agents::drain(&client, &agent).await,
+        Command::Notify { project, client } => cmd::notify::run(&client, &project).await,
         Command::Check { file } => cmd::check::run(&file),
     }
 }

@@ -25,7 +25,8 @@ type Combo = (BTreeMap<String, String>, Vec<(String, Pos)>);
 
 impl Reader<'_> {
     pub(super) fn triggers(&mut self, key: &Node, node: &Node) -> Triggers {
-        let mut t = Triggers::default();
+        // Manual triggers stay allowed unless the file says `manual: false`.
+        let mut t = Triggers { manual: true, ..Triggers::default() };
         if let Value::Scalar(..) | Value::Seq(_) = node.value {
             // `on: push` / `on: [push, manual]`
             for (event, pos) in self.strings(node, node.pos, "`on`") {

@@ -31,6 +31,7 @@ pub struct Pipeline {
 }
 
 /// When the pipeline runs. Without an `on:` key: on every push, and manually.
+/// Manual triggers are allowed unless `on.manual: false`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Triggers {
     pub push: Option<PushFilter>,

@@ -120,21 +120,24 @@ fn scalars_where_strings_are_expected_keep_their_text() {
 
 #[test]
 fn trigger_forms() {
+    // Manual triggers are on unless the file turns them off.
+    let d = Triggers { manual: true, ..Triggers::default() };
     let cases: &[(&str, Triggers)] = &[
         (
             "",
             Triggers {
                 push: Some(PushFilter::default()),
                 manual: true,
-                ..Triggers::default()
+                ..d.clone()
             },
         ),
-        ("on:\n", Triggers::default()),
+        ("on:\n", d.clone()),
+        ("on: { manual: false }\n", Triggers::default()),
         (
             "on: push\n",
             Triggers {
                 push: Some(PushFilter::default()),
-                ..Triggers::default()
+                ..d.clone()
             },
         ),
         (
@@ -142,28 +145,28 @@ fn trigger_forms() {
             Triggers {
                 push: Some(PushFilter::default()),
                 manual: true,
-                ..Triggers::default()
+                ..d.clone()
             },
         ),
         (
             "on: { manual: true }\n",
             Triggers {
                 manual: true,
-                ..Triggers::default()
+                ..d.clone()
             },
         ),
         (
             "on: { push: }\n",
             Triggers {
                 push: Some(PushFilter::default()),
-                ..Triggers::default()
+                ..d.clone()
             },
         ),
         (
             "on: { push: false, after: lib }\n",
             Triggers {
                 after: strings(&["lib"]),
-                ..Triggers::default()
+                ..d.clone()
             },
         ),
         (
@@ -174,7 +177,7 @@ fn trigger_forms() {
                     paths: vec![],
                 }),
                 schedule: strings(&["@daily", "*/5 * * * *"]),
-                ..Triggers::default()
+                ..d.clone()
             },
         ),
     ];

@@ -41,7 +41,7 @@ pub async fn trigger(State(st): State<AppState>, viewer: Viewer, Path(name): Pat
             return Err(AppError::BadRequest(format!("{c:?} is not a commit id (hex, at least 4 digits)")));
         }
     }
-    let b = start_build(&st, &p, req.branch.as_deref(), req.commit.as_deref(), Origin { trigger: "manual", by: who, upstream: None }).await?;
+    let b = start_build(&st, &p, req.branch.as_deref(), req.commit.as_deref(), Origin::new("manual", who)).await?;
     Ok(Json(convert::build(&b, Vec::new())))
 }
 

@@ -75,6 +75,7 @@ pub async fn create(State(st): State<AppState>, viewer: Viewer, Json(req): Json<
             &req.settings,
         )
         .await?;
+    project_changed(&st, &p).await;
     Ok(Json(convert::project(&p)))
 }
 
@@ -107,5 +108,18 @@ pub async fn update(State(st): State<AppState>, viewer: Viewer, Path(name): Path
     }
     merge_settings(&mut p.settings, req.settings);
     st.store.update_project(&p).await?;
+    project_changed(&st, &p).await;
     Ok(Json(convert::project(&p)))
+}
+
+/// After a project is added or changed: start polling from the current heads
+/// (so a commit made right after `project add` builds), and read its triggers.
+async fn project_changed(st: &AppState, p: &ProjectRow) {
+    if p.settings.poll.is_some() {
+        if let Err(e) = crate::sources::poller::ensure_baseline(st, p).await {
+            tracing::warn!("project {}: cannot read the repository yet ({e}); the poller will retry", p.name);
+        }
+    }
+    let (st, p) = (st.clone(), p.clone());
+    tokio::spawn(async move { crate::sources::meta::refresh(&st, &p).await });
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::Duration;
 
-/// Exit code for a finished build: 0 passed, 1 failed, 2 errored or cancelled.
+/// Exit code for a finished build: 0 passed, 1 failed, 2 errored, cancelled or skipped.
 pub fn exit_code(status: &str) -> i32 {
     match status {
         "passed" => 0,
@@ -22,7 +22,7 @@ fn short(sha: &str) -> &str {
 }
 
 pub fn is_final(status: &str) -> bool {
-    matches!(status, "passed" | "failed" | "errored" | "cancelled")
+    matches!(status, "passed" | "failed" | "errored" | "cancelled" | "skipped")
 }
 
 /// One line for a build.

@@ -60,7 +60,7 @@ async fn add_and_build(st: &AppState, repo: &str) -> anyhow::Result<()> {
         }
         Err(_) => st.store.create_project(&name, &repo, &branch, ".kiln.yml", true, &Default::default()).await?,
     };
-    let b = start_build(st, &p, None, None, Origin { trigger: "manual", by: "kiln up".into(), upstream: None }).await?;
+    let b = start_build(st, &p, None, None, Origin::new("manual", "kiln up")).await?;
     println!("  building {} ({} @ {}) as build #{}", p.name, p.repo, p.branch, b.id);
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Test harness: the real `kiln` binary as separate processes — a server on a
 //! free 127.0.0.1 port with a temp data folder, agents, CLI calls — and real
 //! git repositories in temp folders.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::zombie_processes)]
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -158,7 +158,7 @@ impl Kiln {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let b = self.build(id);
-            if matches!(b["status"].as_str(), Some("passed" | "failed" | "errored" | "cancelled")) {
+            if matches!(b["status"].as_str(), Some("passed" | "failed" | "errored" | "cancelled" | "skipped")) {
                 return b;
             }
             assert!(Instant::now() < deadline, "build {id} not final after {secs}s: {b:#}\nserver log:\n{}", self.server_log());
@@ -207,4 +207,31 @@ pub fn commit_all(dir: &Path, msg: &str) -> String {
     git(dir, &["-c", "user.email=t@kiln.test", "-c", "user.name=tester", "commit", "-qm", msg]);
     let out = Command::new("git").arg("-C").arg(dir).args(["rev-parse", "HEAD"]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A plain HTTP/1.1 request with std only: returns (status, body).
+pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut s = std::net::TcpStream::connect(host).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// The builds of a project, newest first (JSON objects).
+pub fn builds(k: &Kiln, project: &str) -> Vec<Value> {
+    k.json(&["builds", project]).as_array().cloned().unwrap_or_default()
 }

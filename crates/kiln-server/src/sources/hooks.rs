@@ -1,0 +1,102 @@
+//! Incoming webhooks (`/hooks/{github,gitea,gitlab,generic}/PROJECT`) and the
+//! push endpoint behind `kiln notify`. A bad or missing signature gets 401,
+//! creates nothing, and is logged.
+
+use super::forge::{self, Event, Push};
+use crate::api::projects::visible;
+use crate::auth::{constant_time_eq, Viewer};
+use crate::error::{AppError, AppResult};
+use crate::signature;
+use crate::state::AppState;
+use crate::trigger::{start_build, Origin};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
+    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+/// Check the request's signature for this forge against the project's secret.
+fn authentic(forge: &str, secret: &str, h: &HeaderMap, body: &[u8]) -> bool {
+    match forge {
+        "github" => signature::verify(secret, body, header(h, "x-hub-signature-256")),
+        "gitea" => {
+            let sig = [header(h, "x-gitea-signature"), header(h, "x-forgejo-signature"), header(h, "x-hub-signature-256")]
+                .into_iter()
+                .find(|s| !s.is_empty())
+                .unwrap_or("");
+            signature::verify(secret, body, sig)
+        }
+        "gitlab" => constant_time_eq(header(h, "x-gitlab-token").as_bytes(), secret.as_bytes()),
+        _ => {
+            let sig = [header(h, "x-kiln-signature-256"), header(h, "x-hub-signature-256")].into_iter().find(|s| !s.is_empty()).unwrap_or("");
+            signature::verify(secret, body, sig)
+        }
+    }
+}
+
+/// `POST /hooks/{forge}/{project}`.
+pub async fn hook(State(st): State<AppState>, Path((forge, name)): Path<(String, String)>, headers: HeaderMap, body: Bytes) -> AppResult<(StatusCode, Json<Value>)> {
+    if !matches!(forge.as_str(), "github" | "gitea" | "gitlab" | "generic") {
+        return Err(AppError::NotFound(format!("no webhook for {forge:?}: use github, gitea, gitlab or generic")));
+    }
+    let project = st.store.project_by_name(&name).await.map_err(|_| AppError::NotFound(format!("project {name:?} not found")))?;
+    let Some(secret) = project.settings.webhook_secret.clone().filter(|s| !s.is_empty()) else {
+        tracing::warn!("{forge} webhook for {name} refused: the project has no webhook secret");
+        return Err(AppError::Unauthorized(format!("project {name} has no webhook secret: set one with `kiln project set {name} --webhook-secret S`")));
+    };
+    if !authentic(&forge, &secret, &headers, &body) {
+        tracing::warn!("{forge} webhook for {name} refused: bad or missing signature");
+        return Err(AppError::Unauthorized("bad or missing webhook signature".into()));
+    }
+    let event = match forge.as_str() {
+        "github" => forge::github(header(&headers, "x-github-event"), &body),
+        "gitea" => forge::gitea(header(&headers, "x-gitea-event"), &body),
+        "gitlab" => forge::gitlab(header(&headers, "x-gitlab-event"), &body),
+        _ => forge::generic(&body),
+    }
+    .map_err(AppError::BadRequest)?;
+    match event {
+        Event::Ignore(why) => Ok((StatusCode::OK, Json(json!({ "ignored": why })))),
+        Event::Push(p) => {
+            let by = format!("{forge}:{}", p.pusher.clone().unwrap_or_else(|| "webhook".into()));
+            start_push(&st, &project, p, "webhook", by).await
+        }
+    }
+}
+
+async fn start_push(st: &AppState, project: &kiln_store::ProjectRow, p: Push, trigger: &'static str, by: String) -> AppResult<(StatusCode, Json<Value>)> {
+    let origin = Origin { trigger, by, before: p.before.clone(), changed_paths: p.changed_paths.clone(), ..Default::default() };
+    let commit = (!p.after.is_empty()).then_some(p.after.as_str());
+    let b = start_build(st, project, Some(&p.branch), commit, origin).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "build": b.id, "project": project.name, "branch": p.branch }))))
+}
+
+#[derive(Deserialize)]
+pub struct PushRequest {
+    #[serde(default)]
+    before: String,
+    after: String,
+    #[serde(rename = "ref")]
+    refname: String,
+}
+
+/// `POST /api/v1/projects/{name}/push`: what `kiln notify` sends for each
+/// `oldrev newrev refname` line a post-receive hook reads.
+pub async fn push(State(st): State<AppState>, viewer: Viewer, Path(name): Path<String>, Json(req): Json<PushRequest>) -> AppResult<(StatusCode, Json<Value>)> {
+    let who = viewer.require_user()?;
+    let project = visible(&st, &viewer, &name).await?;
+    let zero = |s: &str| !s.is_empty() && s.bytes().all(|c| c == b'0');
+    let Some(branch) = req.refname.strip_prefix("refs/heads/") else {
+        return Ok((StatusCode::OK, Json(json!({ "ignored": format!("{} is not a branch", req.refname) }))));
+    };
+    if zero(&req.after) {
+        return Ok((StatusCode::OK, Json(json!({ "ignored": format!("{} was deleted", req.refname) }))));
+    }
+    let p = Push { branch: branch.to_string(), after: req.after, before: Some(req.before), changed_paths: None, pusher: Some(who.clone()) };
+    start_push(&st, &project, p, "hook", format!("post-receive:{who}")).await
+}

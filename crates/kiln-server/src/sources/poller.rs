@@ -1,0 +1,100 @@
+//! The poller: projects with `poll` set have their repository fetched at that
+//! interval; a branch head that moved starts one build of the newest commit
+//! (or one per new commit with `poll_each_commit`). Heads seen are kept in the
+//! database, so after a restart no old commit is built again.
+
+use crate::git;
+use crate::state::AppState;
+use crate::trigger::{start_build, Origin};
+use kiln_store::ProjectRow;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// At most this many builds for one poll with `poll_each_commit`.
+const EACH_COMMIT_CAP: usize = 20;
+
+fn head_key(project_id: i64, branch: &str) -> String {
+    format!("poll:{project_id}:head:{branch}")
+}
+
+fn baseline_key(project_id: i64) -> String {
+    format!("poll:{project_id}:baseline")
+}
+
+/// Record the current heads without building (when polling starts for a project).
+pub async fn baseline(st: &AppState, p: &ProjectRow) -> Result<(), String> {
+    let mirror = st.mirrors.refresh(p.id, &p.repo, Instant::now()).await?;
+    for (branch, sha) in git::branch_heads(&mirror).await? {
+        st.store.kv_set(&head_key(p.id, &branch), &sha).await.map_err(|e| e.to_string())?;
+    }
+    st.store.kv_set(&baseline_key(p.id), "1").await.map_err(|e| e.to_string())
+}
+
+/// Record the heads unless polling already has a baseline for this project.
+pub async fn ensure_baseline(st: &AppState, p: &ProjectRow) -> Result<(), String> {
+    if st.store.kv_get(&baseline_key(p.id)).await.map_err(|e| e.to_string())?.is_some() {
+        return Ok(());
+    }
+    baseline(st, p).await
+}
+
+/// Fetch once and start builds for branches whose head moved.
+pub async fn poll(st: &AppState, p: &ProjectRow) -> Result<usize, String> {
+    if st.store.kv_get(&baseline_key(p.id)).await.map_err(|e| e.to_string())?.is_none() {
+        baseline(st, p).await?;
+        return Ok(0);
+    }
+    let mirror = st.mirrors.refresh(p.id, &p.repo, Instant::now()).await?;
+    let mut started = 0;
+    for (branch, sha) in git::branch_heads(&mirror).await? {
+        let key = head_key(p.id, &branch);
+        let old = st.store.kv_get(&key).await.map_err(|e| e.to_string())?;
+        if old.as_deref() == Some(sha.as_str()) {
+            continue;
+        }
+        let commits = match (&old, p.settings.poll_each_commit == Some(true)) {
+            (Some(o), true) => {
+                let out = git::git(Some(&mirror), &["rev-list", "--reverse", &format!("{o}..{sha}")]).await.unwrap_or_default();
+                let mut list: Vec<String> = out.lines().map(str::to_string).collect();
+                if list.len() > EACH_COMMIT_CAP {
+                    list.drain(..list.len() - EACH_COMMIT_CAP);
+                }
+                if list.is_empty() { vec![sha.clone()] } else { list }
+            }
+            _ => vec![sha.clone()],
+        };
+        let mut before = old.clone();
+        for c in commits {
+            let origin = Origin { before: before.clone(), ..Origin::new("poll", format!("poller ({})", p.settings.poll.as_deref().unwrap_or("")))};
+            start_build(st, p, Some(&branch), Some(&c), origin).await.map_err(|e| e.to_string())?;
+            before = Some(c);
+            started += 1;
+        }
+        st.store.kv_set(&key, &sha).await.map_err(|e| e.to_string())?;
+    }
+    Ok(started)
+}
+
+/// The poller service: checks every second which projects are due.
+pub async fn run(st: AppState, stop: CancellationToken) {
+    let mut last: HashMap<i64, Instant> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Ok(projects) = st.store.list_projects().await else { continue };
+        for p in projects {
+            let Some(every) = p.settings.poll.as_deref().and_then(|s| kiln_core::duration::parse_duration(s).ok()) else { continue };
+            if last.get(&p.id).is_some_and(|t| t.elapsed() < every) {
+                continue;
+            }
+            last.insert(p.id, Instant::now());
+            if let Err(e) = poll(&st, &p).await {
+                tracing::warn!("polling {} failed: {e}", p.name);
+            }
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Cron schedules: `on.schedule` in a project's pipeline (default branch) and
+//! `schedule` in its settings build the default branch's head at the right
+//! minutes (UTC). Ticks missed while the server was down run once at start-up,
+//! not once per missed tick.
+
+use super::meta;
+use crate::state::AppState;
+use crate::trigger::{start_build, Origin};
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Is a tick of `expr` due at `now`, given the last time it fired (or was armed)?
+pub fn due(expr: &str, last: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    kiln_core::cron::next_after(expr, last).is_some_and(|next| next <= now)
+}
+
+fn key(project_id: i64, expr: &str) -> String {
+    format!("cron:{project_id}:{expr}")
+}
+
+/// Check every schedule of every project once, at `now`.
+pub async fn check(st: &AppState, now: DateTime<Utc>) {
+    let Ok(projects) = st.store.list_projects().await else { return };
+    for p in projects {
+        let mut exprs = p.settings.schedule.clone().unwrap_or_default();
+        exprs.extend(meta::get(st, p.id).await.schedule);
+        exprs.dedup();
+        for expr in exprs {
+            let k = key(p.id, &expr);
+            let last = st.store.kv_get(&k).await.ok().flatten().and_then(|v| v.parse::<i64>().ok()).and_then(DateTime::from_timestamp_millis);
+            let Some(last) = last else {
+                // A new schedule counts from now: nothing in the past is owed.
+                let _ = st.store.kv_set(&k, &now.timestamp_millis().to_string()).await;
+                continue;
+            };
+            if due(&expr, last, now) {
+                let _ = st.store.kv_set(&k, &now.timestamp_millis().to_string()).await;
+                match start_build(st, &p, None, None, Origin::new("schedule", format!("cron \"{expr}\""))).await {
+                    Ok(b) => tracing::info!("schedule \"{expr}\" started build {} of {}", b.id, p.name),
+                    Err(e) => tracing::error!("schedule \"{expr}\" of {}: {e}", p.name),
+                }
+            }
+        }
+    }
+}
+
+pub async fn run(st: AppState, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        check(&st, Utc::now()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn due_once_per_tick_and_once_for_many_missed() {
+        let last = t("2026-01-01T03:00:30Z");
+        assert!(!due("0 3 * * *", last, t("2026-01-01T23:59:59Z")));
+        assert!(due("0 3 * * *", last, t("2026-01-02T03:00:00Z")));
+        // Down for a week: due (once — the caller then moves `last` to now).
+        assert!(due("0 3 * * *", last, t("2026-01-09T12:00:00Z")));
+        assert!(!due("0 3 * * *", t("2026-01-09T12:00:00Z"), t("2026-01-09T12:00:59Z")));
+        assert!(due("*/5 * * * *", t("2026-01-01T00:04:59Z"), t("2026-01-01T00:05:00Z")));
+        assert!(!due("not a cron", last, t("2030-01-01T00:00:00Z")));
+    }
+}
