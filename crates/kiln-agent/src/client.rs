@@ -89,9 +89,14 @@ impl Client {
         self.send(self.http.post(format!("{}/api/v1/agent/register", self.base)).json(req)).await
     }
 
-    pub async fn claim(&self) -> Result<Option<JobAssignment>, CallError> {
-        self.send(self.http.post(format!("{}/api/v1/agent/claim", self.base)).timeout(Duration::from_secs(40)).json(&serde_json::json!({})))
-            .await
+    pub async fn claim(&self, claim_id: &str) -> Result<Option<JobAssignment>, CallError> {
+        let req = ClaimRequest { claim_id: Some(claim_id.to_string()) };
+        self.send(self.http.post(format!("{}/api/v1/agent/claim", self.base)).timeout(Duration::from_secs(40)).json(&req)).await
+    }
+
+    /// The control long poll: returns when a job must stop or the agent must drain (or after ~25 s).
+    pub async fn wait(&self, req: &WaitRequest) -> Result<HeartbeatResponse, CallError> {
+        self.send(self.http.post(format!("{}/api/v1/agent/wait", self.base)).timeout(Duration::from_secs(40)).json(req)).await
     }
 
     pub async fn heartbeat(&self, req: &HeartbeatRequest) -> Result<HeartbeatResponse, CallError> {

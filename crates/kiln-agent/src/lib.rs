@@ -114,12 +114,14 @@ pub async fn run(cfg: AgentConfig, control: Control) -> anyhow::Result<()> {
     let agent = Arc::new(Agent { cfg: cfg.clone(), client, control: control.clone(), running: Default::default(), mirrors: Default::default() });
     let hb_stop = CancellationToken::new();
     let hb_task = tokio::spawn(heartbeat_loop(agent.clone(), Duration::from_secs(hb), hb_stop.clone()));
+    let control_task = tokio::spawn(control_loop(agent.clone(), hb_stop.clone()));
     let slots: Vec<_> = (0..cfg.concurrency.max(1)).map(|i| tokio::spawn(worker::slot(agent.clone(), i))).collect();
     for s in slots {
         let _ = s.await;
     }
     hb_stop.cancel();
     let _ = hb_task.await;
+    let _ = control_task.await;
     tracing::info!("agent {} stopped", cfg.name);
     Ok(())
 }
@@ -138,6 +140,56 @@ fn status_json(agent: &Agent) -> serde_json::Value {
     serde_json::json!({ "running": running.len(), "jobs": jobs, "pid": std::process::id(), "version": env!("CARGO_PKG_VERSION") })
 }
 
+/// Act on what the server says about running jobs and draining.
+fn apply(agent: &Agent, resp: kiln_wire::agent::HeartbeatResponse) {
+    for s in resp.stop {
+        if let Some(r) = agent.running.lock().unwrap().get(&s.job_id) {
+            if r.attempt == s.attempt && !r.cancel.is_cancelled() {
+                tracing::warn!("job {} attempt {}: the server asked to stop it", s.job_id, s.attempt);
+                r.cancel.cancel();
+            }
+        }
+    }
+    if resp.drain && !agent.control.drain.is_cancelled() {
+        tracing::info!("the server asked this agent to drain");
+        agent.control.drain.cancel();
+    }
+}
+
+fn running_jobs(agent: &Agent) -> Vec<RunningJob> {
+    agent.running.lock().unwrap().iter().map(|(id, r)| RunningJob { job_id: *id, attempt: r.attempt }).collect()
+}
+
+/// The control long poll: a cancel or drain reaches the agent at once, not at the next heartbeat.
+async fn control_loop(agent: Arc<Agent>, stop: CancellationToken) {
+    let mut failures = 0u32;
+    loop {
+        let req = kiln_wire::agent::WaitRequest { jobs: running_jobs(&agent) };
+        let res = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = agent.client.wait(&req) => r,
+        };
+        match res {
+            Ok(resp) => {
+                failures = 0;
+                let acted = !resp.stop.is_empty() || resp.drain;
+                apply(&agent, resp);
+                if acted {
+                    // The same answer repeats until the job is gone: do not spin on it.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            Err(_) => {
+                failures += 1;
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(backoff(failures)) => {}
+                }
+            }
+        }
+    }
+}
+
 /// Heartbeat every `every`, and at once when a step changes its status file.
 async fn heartbeat_loop(agent: Arc<Agent>, every: Duration, stop: CancellationToken) {
     let mut last_sent = tokio::time::Instant::now() - every;
@@ -147,26 +199,13 @@ async fn heartbeat_loop(agent: Arc<Agent>, every: Duration, stop: CancellationTo
         let status = status_json(&agent);
         let due = last_sent.elapsed() >= every || status != last_status;
         if due {
-            let jobs: Vec<RunningJob> =
-                agent.running.lock().unwrap().iter().map(|(id, r)| RunningJob { job_id: *id, attempt: r.attempt }).collect();
-            let req = HeartbeatRequest { status: status.clone(), jobs, draining: agent.control.drain.is_cancelled() };
+            let req = HeartbeatRequest { status: status.clone(), jobs: running_jobs(&agent), draining: agent.control.drain.is_cancelled() };
             match agent.client.heartbeat(&req).await {
                 Ok(resp) => {
                     failures = 0;
                     last_sent = tokio::time::Instant::now();
                     last_status = status;
-                    for s in resp.stop {
-                        if let Some(r) = agent.running.lock().unwrap().get(&s.job_id) {
-                            if r.attempt == s.attempt {
-                                tracing::warn!("job {} attempt {}: the server asked to stop it", s.job_id, s.attempt);
-                                r.cancel.cancel();
-                            }
-                        }
-                    }
-                    if resp.drain && !agent.control.drain.is_cancelled() {
-                        tracing::info!("the server asked this agent to drain");
-                        agent.control.drain.cancel();
-                    }
+                    apply(&agent, resp);
                 }
                 Err(e) => {
                     failures += 1;

@@ -14,17 +14,20 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) async fn slot(agent: Arc<Agent>, index: u32) {
     let mut failures = 0u32;
+    // A claim retried after a lost answer keeps its id, so the server hands back the same job.
+    let mut claim_id = uuid_like();
     while !draining(&agent) {
         let claim = tokio::select! {
-            c = agent.client.claim() => c,
+            c = agent.client.claim(&claim_id) => c,
             _ = agent.control.drain.cancelled() => break,
         };
         match claim {
             Ok(Some(job)) => {
                 failures = 0;
+                claim_id = uuid_like();
                 run_job(&agent, job).await;
             }
-            Ok(None) => {}
+            Ok(None) => claim_id = uuid_like(),
             Err(CallError::Unauthorized(e)) => {
                 tracing::error!("slot {index}: the server no longer knows this agent ({e}); restart the agent to register again");
                 tokio::time::sleep(Duration::from_secs(5)).await;
@@ -41,6 +44,11 @@ pub(crate) async fn slot(agent: Arc<Agent>, index: u32) {
             }
         }
     }
+}
+
+fn uuid_like() -> String {
+    use rand::Rng;
+    format!("{:032x}", rand::rng().random::<u128>())
 }
 
 /// The environment every step sees (DESIGN.md): CI, KILN_*, matrix values, secrets.

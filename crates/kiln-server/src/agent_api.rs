@@ -23,6 +23,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/agent/register", post(register))
         .route("/api/v1/agent/claim", post(claim))
         .route("/api/v1/agent/heartbeat", post(heartbeat))
+        .route("/api/v1/agent/wait", post(wait))
         .route("/api/v1/agent/jobs/{id}/log", post(log))
         .route("/api/v1/agent/jobs/{id}/finish", post(finish))
         .route("/api/v1/agent/jobs/{id}/release", post(release))
@@ -62,7 +63,17 @@ async fn register(State(st): State<AppState>, headers: HeaderMap, Json(req): Jso
 }
 
 /// Long poll: answer at once with a job, or wait until one may be ready.
-async fn claim(State(st): State<AppState>, AgentAuth(agent): AgentAuth) -> AppResult<Json<Option<JobAssignment>>> {
+async fn claim(State(st): State<AppState>, AgentAuth(agent): AgentAuth, body: Option<Json<ClaimRequest>>) -> AppResult<Json<Option<JobAssignment>>> {
+    let claim_id = body.and_then(|Json(r)| r.claim_id);
+    // A retried claim whose answer was lost gets the same job, not a second one.
+    if let Some(id) = &claim_id {
+        let prev = st.claims.lock().unwrap().get(&agent.name).filter(|(c, _)| c == id).map(|(_, a)| a.clone());
+        if let Some(a) = prev {
+            if st.store.check_current(a.job_id, a.attempt).await.is_ok() {
+                return Ok(Json(Some(a)));
+            }
+        }
+    }
     let deadline = tokio::time::Instant::now() + CLAIM_WAIT;
     let lease_ms = st.cfg.lease_secs.max(2) as i64 * 1000;
     loop {
@@ -84,6 +95,9 @@ async fn claim(State(st): State<AppState>, AgentAuth(agent): AgentAuth) -> AppRe
                 }
             }
             st.emit("job", a.build_id, Some(a.job_id), &a.project, "running");
+            if let Some(id) = claim_id {
+                st.claims.lock().unwrap().insert(agent.name.clone(), (id, a.clone()));
+            }
             return Ok(Json(Some(a)));
         }
         tokio::select! {
@@ -102,6 +116,32 @@ async fn heartbeat(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Json
         stop: stop.into_iter().map(|(job_id, attempt)| RunningJob { job_id, attempt }).collect(),
         drain,
     }))
+}
+
+/// The control long poll: answers at once when one of this agent's jobs must
+/// stop (cancelled, or taken back) or it must drain; otherwise after a while with nothing.
+async fn wait(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Json(req): Json<WaitRequest>) -> AppResult<Json<HeartbeatResponse>> {
+    let deadline = tokio::time::Instant::now() + CLAIM_WAIT;
+    let jobs: Vec<(i64, i64)> = req.jobs.iter().map(|j| (j.job_id, j.attempt)).collect();
+    loop {
+        let woken = st.control.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let mut stop = st.store.stale_attempts(&agent.name, &jobs).await?;
+        for c in st.store.cancelled_jobs_of_agent(&agent.name).await? {
+            if !stop.contains(&c) {
+                stop.push(c);
+            }
+        }
+        let drain = st.store.agent_by_name(&agent.name).await?.draining;
+        if !stop.is_empty() || drain {
+            return Ok(Json(HeartbeatResponse { stop: stop.into_iter().map(|(job_id, attempt)| RunningJob { job_id, attempt }).collect(), drain }));
+        }
+        tokio::select! {
+            _ = &mut woken => {}
+            _ = tokio::time::sleep_until(deadline) => return Ok(Json(HeartbeatResponse::default())),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -173,5 +213,6 @@ async fn release(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(j
     }
     let out = st.store.release_job(job_id, req.attempt).await?;
     st.wake_agents();
+    st.wake_control();
     Ok(Json(serde_json::json!({ "requeued": out.is_some_and(|e| e.requeued) })))
 }

@@ -142,7 +142,21 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
     let url = format!("http://{}", listener.local_addr()?);
     let (events, _) = tokio::sync::broadcast::channel(4096);
     let mirrors = git::Mirrors::new(cfg.data.join("repos"));
-    let st = AppState(Arc::new(Inner { store, cfg, agent_token, wake: Default::default(), events, mirrors }));
+    // Agents keep running while the server is down: give them a lease's time to report back.
+    let grace = store.extend_running_leases(cfg.lease_secs.max(2) as i64 * 1000).await?;
+    if grace > 0 {
+        tracing::info!("{grace} running job(s) found: their agents have {} s to report back", cfg.lease_secs);
+    }
+    let st = AppState(Arc::new(Inner {
+        store,
+        cfg,
+        agent_token,
+        wake: Default::default(),
+        control: Default::default(),
+        claims: Default::default(),
+        events,
+        mirrors,
+    }));
     tokio::spawn(services::reaper::run(st.clone(), stop.clone()));
     tokio::spawn(sources::poller::run(st.clone(), stop.clone()));
     tokio::spawn(sources::schedule::run(st.clone(), stop.clone()));

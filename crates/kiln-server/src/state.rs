@@ -17,6 +17,10 @@ pub struct Inner {
     pub agent_token: String,
     /// Woken whenever a job may have become claimable (long-polling claims wait on it).
     pub wake: Notify,
+    /// Woken when an agent may have something to stop (cancel, drain, a job taken back).
+    pub control: Notify,
+    /// The last answer to each agent's claim, by the claim's id: a retried claim gets the same job.
+    pub claims: std::sync::Mutex<std::collections::HashMap<String, (String, kiln_wire::agent::JobAssignment)>>,
     pub events: EventSender,
     pub mirrors: Mirrors,
 }
@@ -32,6 +36,11 @@ impl AppState {
     /// Wake every agent waiting in a claim.
     pub fn wake_agents(&self) {
         self.wake.notify_waiters();
+    }
+
+    /// Wake every agent waiting for control messages (stop a job, drain).
+    pub fn wake_control(&self) {
+        self.control.notify_waiters();
     }
 
     pub fn emit(&self, kind: &'static str, build_id: i64, job_id: Option<i64>, project: &str, status: &str) {

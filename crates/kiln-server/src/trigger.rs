@@ -75,6 +75,7 @@ async fn cancel_superseded(st: &AppState, newer: &BuildRow) {
     for b in older.into_iter().filter(|b| b.id < newer.id) {
         tracing::info!("build {} of {} superseded by build {}: cancelling it", b.id, b.project, newer.id);
         if st.store.cancel(b.id, None).await.is_ok() {
+            st.wake_control();
             st.emit("build", b.id, None, &b.project, "cancelled");
         }
     }

@@ -307,6 +307,44 @@ impl Store {
         Ok(stop)
     }
 
+    /// Push every running lease to at least now + `lease_ms` (at server start:
+    /// agents kept working while the server was down). Returns how many.
+    pub async fn extend_running_leases(&self, lease_ms: i64) -> Result<u64> {
+        let _w = self.write_turn().await;
+        let until = now_ms() + lease_ms;
+        let n = sqlx::query("UPDATE jobs SET lease_until = $1 WHERE status = 'running' AND lease_until < $1")
+            .bind(until)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        Ok(n)
+    }
+
+    /// Running jobs of an agent that it must stop because they were cancelled.
+    pub async fn cancelled_jobs_of_agent(&self, agent: &str) -> Result<Vec<(i64, i64)>> {
+        let rows = sqlx::query("SELECT id, attempt FROM jobs WHERE status = 'running' AND agent_name = $1 AND cancel_requested = 1")
+            .bind(agent)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get("id")?, r.try_get("attempt")?))).collect()
+    }
+
+    /// Of the (job, attempt) pairs an agent runs, those that are no longer its current running attempt.
+    pub async fn stale_attempts(&self, agent: &str, jobs: &[(i64, i64)]) -> Result<Vec<(i64, i64)>> {
+        let mut out = Vec::new();
+        for &(job_id, attempt) in jobs {
+            let cur: Option<i64> = sqlx::query_scalar("SELECT attempt FROM jobs WHERE id = $1 AND status = 'running' AND agent_name = $2")
+                .bind(job_id)
+                .bind(agent)
+                .fetch_optional(self.pool())
+                .await?;
+            if cur != Some(attempt) {
+                out.push((job_id, attempt));
+            }
+        }
+        Ok(out)
+    }
+
     /// Check that `attempt` is the current attempt of a running job.
     pub async fn check_current(&self, job_id: i64, attempt: i64) -> Result<JobRow> {
         let job = self.job(job_id).await?;

@@ -111,6 +111,19 @@ pub mod agent {
         pub log_len: u64,
     }
 
+    /// A claim; a retry of the same claim (after a lost answer) reuses its id and gets the same job.
+    #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+    pub struct ClaimRequest {
+        #[serde(default)]
+        pub claim_id: Option<String>,
+    }
+
+    /// The control long poll: the attempts the agent runs; the answer says what to stop.
+    #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+    pub struct WaitRequest {
+        pub jobs: Vec<RunningJob>,
+    }
+
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct ClaimTestsRequest {
         pub attempt: i64,

@@ -22,6 +22,7 @@ pub async fn drain(State(st): State<AppState>, viewer: Viewer, Path(name): Path<
     viewer.require_admin()?;
     st.store.set_draining(&name, true).await?;
     st.wake_agents();
+    st.wake_control();
     let a = st.store.agent_by_name(&name).await?;
     let jobs = st.store.running_jobs_of_agent(&a.name).await?.iter().map(|j| j.id).collect();
     Ok(Json(convert::agent(&a, jobs, kiln_store::now_ms())))

@@ -74,6 +74,7 @@ pub async fn cancel(State(st): State<AppState>, viewer: Viewer, Path(id): Path<i
         }
     };
     st.store.cancel(id, job_id).await?;
+    st.wake_control();
     let b = st.store.build(b.id).await?;
     st.emit("build", b.id, None, &b.project, &b.status);
     Ok(Json(convert::full_build(&st.store, &b).await?))

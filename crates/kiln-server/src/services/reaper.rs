@@ -27,6 +27,7 @@ pub async fn run(st: AppState, stop: CancellationToken) {
                     }
                 }
                 st.wake_agents();
+                st.wake_control();
             }
             Ok(_) => {}
             Err(e) => tracing::error!("lease reaper: {e}"),

@@ -181,9 +181,10 @@ impl Kiln {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Find a job of a build JSON by key.
+    /// Find a job of a build JSON by key (JSON null while the build has no such job).
     pub fn job<'a>(build: &'a Value, key: &str) -> &'a Value {
-        build["jobs"].as_array().unwrap().iter().find(|j| j["key"] == key).unwrap_or_else(|| panic!("no job {key} in {build:#}"))
+        static NULL: Value = Value::Null;
+        build["jobs"].as_array().and_then(|js| js.iter().find(|j| j["key"] == key)).unwrap_or(&NULL)
     }
 }
 
@@ -234,4 +235,32 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> (
 /// The builds of a project, newest first (JSON objects).
 pub fn builds(k: &Kiln, project: &str) -> Vec<Value> {
     k.json(&["builds", project]).as_array().cloned().unwrap_or_default()
+}
+
+/// Send a signal (`-9`, `-STOP`, `-CONT`, `-TERM`) to a process.
+pub fn signal(pid: u32, sig: &str) {
+    let st = Command::new("kill").arg(sig).arg(pid.to_string()).status().unwrap();
+    assert!(st.success(), "kill {sig} {pid} failed");
+}
+
+impl Kiln {
+    /// Wait for an agent process to exit; its exit code.
+    pub fn agent_exit(&mut self, name: &str, secs: u64) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let (_, child) = self.agents.iter_mut().find(|(n, _)| n == name).expect("no such agent");
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The server's process id.
+    pub fn server_pid(&self) -> u32 {
+        self.server.as_ref().unwrap().id()
+    }
 }
