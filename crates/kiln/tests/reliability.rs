@@ -119,7 +119,7 @@ fn fifty_builds_with_random_agent_kills_all_pass_once() {
     let mut k = Kiln::start_with(&["--lease", "2"]);
     let names: Vec<String> = (0..3).map(|i| format!("c{i}")).collect();
     let mut pids: Vec<u32> = names.iter().map(|n| k.agent(n, &["--heartbeat", "1"])).collect();
-    let repo = k.repo("chaos", "jobs:\n  a:\n    retries: 5\n    steps: [\"sleep 0.$((RANDOM % 5))\", echo a-done]\n  b:\n    needs: [a]\n    retries: 5\n    steps: [\"sleep 0.2\", echo b-done]\n");
+    let repo = k.repo("chaos", "jobs:\n  a:\n    retries: 5\n    steps: [\"sleep 0.$((5 + RANDOM % 5))\", echo a-done]\n  b:\n    needs: [a]\n    retries: 5\n    steps: [\"sleep 0.5\", echo b-done]\n");
     k.add_project("chaos", &repo, &[]);
     let ids: Vec<i64> = (0..50).map(|_| k.trigger("chaos")).collect();
     let mut kills = 0;
@@ -129,8 +129,8 @@ fn fifty_builds_with_random_agent_kills_all_pass_once() {
         if done == ids.len() {
             break;
         }
-        // Bounded chaos: at most 12 kills, each followed by a restart under the same name.
-        if kills < 12 && next() % 3 == 0 {
+        // Bounded chaos: at most 15 kills, each followed by a restart under the same name.
+        if kills < 15 && next() % 2 == 0 {
             let i = (next() % 3) as usize;
             signal(pids[i], "-9");
             kills += 1;
