@@ -77,7 +77,9 @@ pub async fn run_steps(
 ) -> Outcome {
     let started = Instant::now();
     for (i, step) in steps.iter().enumerate() {
-        let _ = out.send(format!("\x1b[1m$ {step}\x1b[0m\n").into_bytes()).await;
+        // A marker, not the command: the command is in the job's definition (`kiln show`),
+        // and the log holds only what the steps printed and kiln's own notes.
+        let _ = out.send(format!("\x1b[1m▶ step {} of {}\x1b[0m\n", i + 1, steps.len()).into_bytes()).await;
         let left = timeout.map(|t| t.saturating_sub(started.elapsed()));
         match run_one(step, env, dir, left, out, cancel).await {
             StepEnd::Exited(0) => {}

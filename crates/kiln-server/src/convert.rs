@@ -54,6 +54,7 @@ pub fn job(j: &JobRow, attempts: Vec<api::Attempt>, waiting_for: Vec<String>) ->
         status: j.status.clone(),
         needs: j.needs.clone(),
         requires: j.requires.clone(),
+        steps: serde_json::from_str::<kiln_wire::agent::JobAssignment>(&j.spec).map(|a| a.steps).unwrap_or_default(),
         attempt: j.attempt,
         agent: j.agent_name.clone().or_else(|| attempts.last().map(|a| a.agent.clone())),
         exit_code: j.exit_code,

@@ -256,6 +256,9 @@ pub mod api {
         pub status: String,
         pub needs: Vec<String>,
         pub requires: BTreeMap<String, String>,
+        /// The shell commands the job runs, in order.
+        #[serde(default)]
+        pub steps: Vec<String>,
         pub attempt: i64,
         pub agent: Option<String>,
         pub exit_code: Option<i64>,

@@ -167,6 +167,11 @@ pub async fn show(c: &ClientOpts, id: i64) -> anyhow::Result<i32> {
             line.push_str(&format!(" — waiting for an agent with {}", j.waiting_for.join(", ")));
         }
         println!("{line}");
+        for (i, step) in j.steps.iter().enumerate() {
+            let first = step.lines().next().unwrap_or("");
+            let more = if step.lines().count() > 1 { " …" } else { "" };
+            println!("      step {}: {first}{more}", i + 1);
+        }
         for a in &j.attempts {
             println!(
                 "      attempt {} on {}: {}{}",
