@@ -58,10 +58,13 @@ try:
     with concurrent.futures.ThreadPoolExecutor(8) as ex:
         list(ex.map(lambda _: api("POST", "/api/v1/projects/bench/builds", {}), range(N)))
     t_submit = time.time() - t0
+    deadline = time.time() + 600
     while True:
         done = api("GET", "/api/v1/projects/bench/builds?status=passed&limit=1")["total"]
         if done >= N:
             break
+        if time.time() > deadline:
+            sys.exit(f"only {done}/{N} builds passed after 10 minutes; see {tmp}/server.log")
         time.sleep(0.2)
     builds = []
     for off in range(0, N, 500):

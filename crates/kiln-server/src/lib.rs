@@ -17,7 +17,7 @@ pub mod convert;
 pub mod error;
 pub mod events;
 pub mod git;
-mod materialize;
+pub(crate) mod materialize;
 mod services;
 pub mod signature;
 pub mod sources;

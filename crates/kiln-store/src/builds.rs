@@ -162,7 +162,7 @@ impl Store {
     /// Jobs that need nothing are ready at once.
     pub async fn materialize_build(&self, build_id: i64, commit: &str, message: &str, author: &str, jobs: &[NewJob]) -> Result<()> {
         let _w = self.write_turn().await;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let done: i64 = sqlx::query_scalar("SELECT materialized FROM builds WHERE id = $1")
             .bind(build_id)
             .fetch_one(&mut *tx)

@@ -124,6 +124,16 @@ impl Store {
         }
     }
 
+    /// Begin a transaction that will write. On SQLite it takes the write lock at
+    /// once (`BEGIN IMMEDIATE`), so it waits its turn instead of failing with
+    /// "database is locked" when it would upgrade from reading to writing.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// A small key/value table for service state (poller positions, cron ticks).
     pub async fn kv_get(&self, key: &str) -> Result<Option<String>> {
         let v: Option<(String,)> = sqlx::query_as("SELECT v FROM kv WHERE k = $1")

@@ -69,7 +69,7 @@ impl Store {
     /// attempt of a running job may add bytes.
     pub async fn append_log(&self, job_id: i64, attempt: i64, offset: u64, data: &[u8]) -> Result<AppendOutcome> {
         let _w = self.write_turn().await;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let len: Option<i64> = sqlx::query_scalar("SELECT log_len FROM attempts WHERE job_id = $1 AND attempt = $2")
             .bind(job_id)
             .bind(attempt)

@@ -248,7 +248,7 @@ impl Store {
             let id: i64 = c.try_get("id")?;
             let _w = self.write_turn().await;
             let now = now_ms();
-            let mut tx = self.pool().begin().await?;
+            let mut tx = self.begin_write().await?;
             let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE jobs SET status = 'running', attempt = attempt + 1, agent_name = $1, lease_until = $2, \
                  started_at = COALESCE(started_at, $3) WHERE id = $4 AND status = 'queued' AND ready = 1 RETURNING {COLS}"
@@ -259,7 +259,12 @@ impl Store {
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
-            let Some(row) = row else { continue };
+            let Some(row) = row else {
+                // Another agent took it. Roll back now, while we hold the write turn: a
+                // transaction left to roll back later would keep SQLite's write lock.
+                tx.rollback().await?;
+                continue;
+            };
             let job = from_row(&row)?;
             sqlx::query(
                 "INSERT INTO attempts (job_id, attempt, agent_name, status, started_at) VALUES ($1, $2, $3, 'running', $4) \
@@ -358,7 +363,7 @@ impl Store {
     /// recorded answers as before; any other write from a stale attempt is refused.
     pub async fn finish_job(&self, job_id: i64, attempt: i64, status: JobStatus, exit_code: Option<i64>, reason: Option<&str>) -> Result<FinishOutcome> {
         let _w = self.write_turn().await;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query("SELECT build_id, status, attempt FROM jobs WHERE id = $1")
             .bind(job_id)
             .fetch_optional(&mut *tx)
@@ -436,7 +441,7 @@ impl Store {
 
     async fn take_back(&self, job_id: i64, attempt: Option<i64>, why: &str) -> Result<Option<LeaseExpiry>> {
         let _w = self.write_turn().await;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query("SELECT build_id, attempt, max_attempts, agent_name, status, cancel_requested FROM jobs WHERE id = $1")
             .bind(job_id)
             .fetch_one(&mut *tx)
@@ -489,7 +494,7 @@ impl Store {
     /// running ones are flagged for their agent to stop. Returns the running job ids.
     pub async fn cancel(&self, build_id: i64, job_id: Option<i64>) -> Result<Vec<i64>> {
         let _w = self.write_turn().await;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let now = now_ms();
         let sel = job_id.unwrap_or(0);
         sqlx::query(

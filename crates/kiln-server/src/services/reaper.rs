@@ -5,12 +5,26 @@ use crate::state::AppState;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// A build recorded this long ago and still not expanded is expanded again
+/// (its first try failed to record its jobs).
+const STUCK_MS: i64 = 60_000;
+
 pub async fn run(st: AppState, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut n = 0u64;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        n += 1;
+        if n.is_multiple_of(20) {
+            for b in st.store.unmaterialized_builds().await.unwrap_or_default() {
+                if kiln_store::now_ms() - b.created_at > STUCK_MS {
+                    tracing::warn!("build {} of {} was never expanded: trying again", b.id, b.project);
+                    crate::materialize::materialize(&st, b, std::time::Instant::now()).await;
+                }
+            }
         }
         match st.store.expire_leases().await {
             Ok(expired) if !expired.is_empty() => {
