@@ -18,6 +18,7 @@ pub mod error;
 pub mod events;
 pub mod git;
 mod materialize;
+pub mod notify;
 mod services;
 pub mod state;
 pub mod trigger;
@@ -71,6 +72,7 @@ async fn apply_config_projects(store: &Store, cfg: &ServerConfig) -> anyhow::Res
             cancel_superseded: pc.cancel_superseded,
             secrets: pc.secrets.clone(),
             poll_each_commit: None,
+            commit_status: notify::commit_status::from_project_config(pc),
         };
         api::projects::validate_settings(&settings).map_err(|e| anyhow::anyhow!("[[project]] {}: {e}", pc.name))?;
         match store.project_by_name(&pc.name).await {
@@ -133,6 +135,9 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
         store.add_token(&t, "admin", true, "generated at first start").await?;
         generated_admin_token = Some(t);
     }
+    if let Some(smtp) = &cfg.smtp {
+        notify::email::settings(smtp).map_err(anyhow::Error::msg)?;
+    }
     apply_config_projects(&store, &cfg).await?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen).await.with_context(|| format!("failed to listen on {}", cfg.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
@@ -140,6 +145,8 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
     let mirrors = git::Mirrors::new(cfg.data.join("repos"));
     let st = AppState(Arc::new(Inner { store, cfg, agent_token, wake: Default::default(), events, mirrors }));
     tokio::spawn(services::reaper::run(st.clone(), stop.clone()));
+    let base_url = st.cfg.public_url.clone().unwrap_or_else(|| url.clone());
+    let notifier = tokio::spawn(services::notifier::run(st.clone(), stop.clone(), base_url));
     {
         let st = st.clone();
         tokio::spawn(async move { trigger::resume_unmaterialized(&st).await });
@@ -150,6 +157,8 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { stop2.cancelled().await }).await {
             tracing::error!("server stopped: {e}");
         }
+        // The notifier drops its SMTP transport inside the runtime before the server is done.
+        let _ = notifier.await;
     });
     Ok(RunningServer { url, state: st, generated_admin_token, task })
 }
