@@ -72,6 +72,12 @@ pub struct Unnotified {
 const COLS: &str = "id, project_id, build_id, kind, target, event, build_status, payload, status, attempts, last_error, \
 next_at, locked_until, created_at, sent_at";
 
+/// Pending, not held by a sender (`$1` = now), and not behind an older pending
+/// delivery to the same target for the same build.
+const SENDABLE: &str = "n.status = 'pending' AND (n.locked_until IS NULL OR n.locked_until < $1) \
+AND NOT EXISTS (SELECT 1 FROM notifications o WHERE o.build_id = n.build_id AND o.target = n.target \
+AND o.kind = n.kind AND o.status = 'pending' AND o.id < n.id)";
+
 /// Build statuses that are notified; `queued` is not (nothing has happened yet).
 const NOTIFIED: &str = "('running', 'passed', 'failed', 'errored', 'cancelled')";
 
@@ -188,11 +194,7 @@ impl Store {
     /// waits while an older one for the same build and target is pending (order kept).
     pub async fn due_notifications(&self, limit: i64) -> Result<Vec<NotificationRow>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLS} FROM notifications n WHERE n.status = 'pending' AND n.next_at <= $1 \
-             AND (n.locked_until IS NULL OR n.locked_until < $1) \
-             AND NOT EXISTS (SELECT 1 FROM notifications o WHERE o.build_id = n.build_id AND o.target = n.target \
-                             AND o.kind = n.kind AND o.status = 'pending' AND o.id < n.id) \
-             ORDER BY n.id LIMIT $2"
+            "SELECT {COLS} FROM notifications n WHERE {SENDABLE} AND n.next_at <= $1 ORDER BY n.id LIMIT $2"
         )))
         .bind(now_ms())
         .bind(limit)
@@ -201,9 +203,11 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
-    /// When the next pending delivery is due (epoch ms), if any.
+    /// When the next sendable delivery is due (epoch ms), if any. Deliveries being
+    /// sent are left out: their end wakes the notifier.
     pub async fn next_notification_at(&self) -> Result<Option<i64>> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT MIN(COALESCE(locked_until, next_at)) FROM notifications WHERE status = 'pending'")
+        let v: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT MIN(n.next_at) FROM notifications n WHERE {SENDABLE}")))
+            .bind(now_ms())
             .fetch_one(self.pool())
             .await?;
         Ok(v)

@@ -122,7 +122,7 @@ pub async fn post(http: &reqwest::Client, p: &ProjectRow, target: &str, n: &Buil
     let resp = req
         .send()
         .await
-        .map_err(|e| SendError::Retry(format!("{kind} at {base} unreachable: {}", super::webhook_out::error_chain(&e))))?;
+        .map_err(|e| SendError::Retry(format!("{kind} at {base} unreachable: {}", super::webhook_out::http_error(&e))))?;
     let status = resp.status();
     if status.is_success() {
         return Ok(());

@@ -100,9 +100,9 @@ pub fn shown_target(kind: &str, target: &str) -> String {
     match kind {
         "webhook" | "chat" => match target.split_once("://") {
             Some((scheme, rest)) => {
-                let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-                let host = host.rsplit('@').next().unwrap_or(host);
-                let more = rest.len() > host.len() + 1;
+                let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+                let host = authority.rsplit('@').next().unwrap_or(authority);
+                let more = rest.len() > authority.len() + 1;
                 format!("{scheme}://{host}{}", if more { "/…" } else { "" })
             }
             None => target.to_string(),

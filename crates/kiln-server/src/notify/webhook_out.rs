@@ -76,7 +76,7 @@ pub async fn post(http: &reqwest::Client, target: &str, delivery: i64, notice: &
         req = req.header(SIGNATURE_HEADER, sign(s, &body));
     }
     let shown = super::shown_target(t.kind(), target);
-    let resp = req.body(body).send().await.map_err(|e| SendError::Retry(format!("webhook {shown} unreachable: {}", error_chain(&e))))?;
+    let resp = req.body(body).send().await.map_err(|e| SendError::Retry(format!("webhook {shown} unreachable: {}", http_error(&e))))?;
     let status = resp.status();
     if status.is_success() {
         return Ok(());
@@ -84,6 +84,18 @@ pub async fn post(http: &reqwest::Client, target: &str, delivery: i64, notice: &
     let text = resp.text().await.unwrap_or_default();
     let text: String = text.trim().chars().take(200).collect();
     Err(SendError::Retry(format!("webhook {shown} answered {status}{}", if text.is_empty() { String::new() } else { format!(": {text}") })))
+}
+
+/// Why an HTTP call failed, in a few words ("connection refused", "timed out").
+pub fn http_error(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "timed out".into();
+    }
+    let mut root: &dyn std::error::Error = e;
+    while let Some(c) = root.source() {
+        root = c;
+    }
+    root.to_string()
 }
 
 /// An error with its causes ("error sending request: connection refused").

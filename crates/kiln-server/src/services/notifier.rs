@@ -28,6 +28,8 @@ use tokio_util::sync::CancellationToken;
 const MAX_IN_FLIGHT: usize = 8;
 /// How long a delivery is held while being sent (longer than any send's timeout).
 const HOLD_MS: i64 = 120_000;
+/// The longest one send may take (well under HOLD_MS).
+const SEND_TIMEOUT: Duration = Duration::from_secs(90);
 /// The longest sleep between passes (a safety net; events usually wake it first).
 const IDLE: Duration = Duration::from_secs(5);
 
@@ -53,6 +55,8 @@ pub async fn run(st: AppState, stop: CancellationToken, base_url: String) {
             tracing::error!("notifier: failed to read due notifications: {e}");
         }
         let wait = match st.store.next_notification_at().await {
+            // Full: a finishing send wakes the loop.
+            _ if in_flight.len() >= MAX_IN_FLIGHT => IDLE,
             Ok(Some(at)) => Duration::from_millis((at - kiln_store::now_ms()).clamp(20, IDLE.as_millis() as i64) as u64),
             _ => IDLE,
         };
@@ -62,6 +66,8 @@ pub async fn run(st: AppState, stop: CancellationToken, base_url: String) {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => {
+                    // Let sends under way finish (and be recorded) for a moment, then abort the rest.
+                    let _ = tokio::time::timeout(Duration::from_secs(5), async { while in_flight.join_next().await.is_some() {} }).await;
                     in_flight.shutdown().await;
                     drop(sender);
                     return;
@@ -124,7 +130,10 @@ async fn dispatch_due(st: &AppState, sender: &Arc<Sender>, in_flight: &mut JoinS
 /// Send one delivery and record the outcome.
 async fn deliver(st: &AppState, sender: &Sender, row: NotificationRow, max_attempts: u32) {
     let attempt = row.attempts as u32 + 1;
-    let outcome = match sender.send(st, &row).await {
+    let sent = tokio::time::timeout(SEND_TIMEOUT, sender.send(st, &row))
+        .await
+        .unwrap_or_else(|_| Err(SendError::Retry(format!("no answer within {}s", SEND_TIMEOUT.as_secs()))));
+    let outcome = match sent {
         Ok(()) => DeliveryOutcome::Sent,
         Err(SendError::Permanent(error)) => DeliveryOutcome::Failed { error },
         Err(SendError::Retry(error)) if attempt >= max_attempts => {
