@@ -115,6 +115,27 @@ pub fn shown_target(kind: &str, target: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Every commented `key = value` and `[table]` line of the example config, switched on, still parses.
+    #[test]
+    fn the_example_config_documents_real_keys() {
+        let on: String = crate::config::DEFAULT_CONFIG
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(r) if r.starts_with('[') => r,
+                Some(r) if r.split_once(" = ").is_some_and(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')) => r,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let cfg: ServerConfig = toml::from_str(&on).unwrap_or_else(|e| panic!("{e}\n{on}"));
+        let smtp = cfg.smtp.as_ref().expect("[smtp] in the example");
+        assert_eq!(email::settings(smtp).unwrap().tls, email::TlsMode::StartTls);
+        let p = &cfg.projects[0];
+        let cs = commit_status::from_project_config(p).unwrap();
+        assert_eq!((cs.forge.as_deref(), cs.repo.as_deref()), (Some("github"), Some("example/app")));
+        assert_eq!(cfg.notify_attempts, 10);
+    }
+
     #[test]
     fn webhook_targets_hide_their_path_and_credentials() {
         assert_eq!(shown_target("chat", "slack+https://hooks.slack.com/services/T0/B0/XYZ"), "slack+https://hooks.slack.com/…");

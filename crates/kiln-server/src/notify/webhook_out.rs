@@ -37,7 +37,7 @@ impl Target<'_> {
 pub fn parse_target(s: &str) -> Result<Target<'_>, String> {
     let s = s.trim();
     let (chat, url) = match s.split_once('+') {
-        Some((p, rest)) if matches!(p, "slack" | "mattermost" | "chat") => (true, rest),
+        Some(("slack" | "mattermost" | "chat", rest)) => (true, rest),
         _ => (false, s),
     };
     let ok = (url.starts_with("http://") || url.starts_with("https://")) && url.len() > "https://".len();
