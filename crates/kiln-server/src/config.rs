@@ -30,6 +30,26 @@ pub struct ServerConfig {
     /// Projects to create (or update) at start.
     #[serde(rename = "project")]
     pub projects: Vec<ProjectConfig>,
+    /// The SMTP server for email notifications (`[smtp]`).
+    pub smtp: Option<SmtpConfig>,
+    /// Attempts per notification delivery before it is recorded as failed (backoff 1 s, doubling).
+    pub notify_attempts: u32,
+}
+
+/// `[smtp]`: where email notifications go out.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// `smtp://HOST[:PORT]` (STARTTLS, port 587) or `smtps://HOST[:PORT]` (TLS, port 465);
+    /// user and password may be given in the URL.
+    pub url: String,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// `starttls`, `tls` or `none` (plain: allowed only to localhost). Default: from the URL;
+    /// `smtp://` to localhost is plain.
+    pub tls: Option<String>,
+    /// The From address [default: kiln@localhost].
+    pub from: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -48,6 +68,13 @@ pub struct ProjectConfig {
     pub notify_webhook: Option<Vec<String>>,
     pub cancel_superseded: Option<bool>,
     pub secrets: Option<std::collections::BTreeMap<String, String>>,
+    /// Commit status: `github`, `gitea` or `off`, with the forge's API base, `owner/name`,
+    /// the secret holding the token, and the status context.
+    pub commit_status: Option<String>,
+    pub forge_url: Option<String>,
+    pub forge_repo: Option<String>,
+    pub forge_token_secret: Option<String>,
+    pub status_context: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +90,8 @@ impl Default for ServerConfig {
             log_limit: 64 * 1024 * 1024,
             public_url: None,
             projects: Vec::new(),
+            smtp: None,
+            notify_attempts: 10,
         }
     }
 }

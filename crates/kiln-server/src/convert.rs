@@ -136,3 +136,21 @@ pub fn agent(a: &AgentRow, jobs: Vec<i64>, now: i64) -> api::Agent {
         jobs,
     }
 }
+
+/// A notification delivery, its target shown without secrets.
+pub fn delivery(n: &kiln_store::NotificationRow) -> kiln_wire::notify::Delivery {
+    kiln_wire::notify::Delivery {
+        id: n.id,
+        build_id: n.build_id,
+        kind: n.kind.clone(),
+        target: crate::notify::shown_target(&n.kind, &n.target),
+        event: n.event.clone(),
+        build_status: n.build_status.clone(),
+        status: n.status.clone(),
+        attempts: n.attempts,
+        last_error: n.last_error.clone(),
+        created_at: ts(n.created_at),
+        next_attempt_at: (n.status == "pending").then(|| ts(n.next_at)),
+        sent_at: n.sent_at.map(ts),
+    }
+}

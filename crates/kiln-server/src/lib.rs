@@ -18,6 +18,7 @@ pub mod error;
 pub mod events;
 pub mod git;
 pub(crate) mod materialize;
+pub mod notify;
 mod services;
 pub mod signature;
 pub mod sources;
@@ -73,6 +74,7 @@ async fn apply_config_projects(store: &Store, cfg: &ServerConfig) -> anyhow::Res
             cancel_superseded: pc.cancel_superseded,
             secrets: pc.secrets.clone(),
             poll_each_commit: None,
+            commit_status: notify::commit_status::from_project_config(pc),
         };
         api::projects::validate_settings(&settings).map_err(|e| anyhow::anyhow!("[[project]] {}: {e}", pc.name))?;
         match store.project_by_name(&pc.name).await {
@@ -137,6 +139,9 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
         store.add_token(&t, "admin", true, "generated at first start").await?;
         generated_admin_token = Some(t);
     }
+    if let Some(smtp) = &cfg.smtp {
+        notify::email::settings(smtp).map_err(anyhow::Error::msg)?;
+    }
     apply_config_projects(&store, &cfg).await?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen).await.with_context(|| format!("failed to listen on {}", cfg.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
@@ -160,6 +165,8 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
     tokio::spawn(services::reaper::run(st.clone(), stop.clone()));
     tokio::spawn(sources::poller::run(st.clone(), stop.clone()));
     tokio::spawn(sources::schedule::run(st.clone(), stop.clone()));
+    let base_url = st.cfg.public_url.clone().unwrap_or_else(|| url.clone());
+    let notifier = tokio::spawn(services::notifier::run(st.clone(), stop.clone(), base_url));
     {
         let st = st.clone();
         tokio::spawn(async move {
@@ -175,6 +182,8 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { stop2.cancelled().await }).await {
             tracing::error!("server stopped: {e}");
         }
+        // The notifier drops its SMTP transport inside the runtime before the server is done.
+        let _ = notifier.await;
     });
     Ok(RunningServer { url, state: st, generated_admin_token, task })
 }

@@ -4,10 +4,12 @@ use crate::{Backend, Result, Store, StoreError};
 
 const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../migrations/sqlite/0002_notify.sql")),
     (5, include_str!("../migrations/sqlite/0005_sources.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../migrations/postgres/0002_notify.sql")),
     (5, include_str!("../migrations/postgres/0005_sources.sql")),
 ];
 
@@ -18,13 +20,13 @@ pub(crate) async fn run(store: &Store) -> Result<()> {
         .execute(pool)
         .await
         .map_err(|e| StoreError::Migrate(e.to_string()))?;
-    let current: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM kiln_schema").fetch_one(pool).await?;
-    let current = current.unwrap_or(0);
+    // Each migration is applied once, whatever order they were added in.
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM kiln_schema").fetch_all(pool).await?;
     let list = match store.backend() {
         Backend::Sqlite => SQLITE,
         Backend::Postgres => POSTGRES,
     };
-    for (version, sql) in list.iter().filter(|(v, _)| *v > current) {
+    for (version, sql) in list.iter().filter(|(v, _)| !applied.contains(v)) {
         let mut tx = pool.begin().await?;
         sqlx::raw_sql(*sql)
             .execute(&mut *tx)

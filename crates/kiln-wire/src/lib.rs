@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 /// Version of the agent protocol; the server refuses agents that speak another.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+pub mod notify;
+
 pub mod agent {
     //! The agent protocol: register, claim (a long poll), logs, heartbeat, finish.
     use super::*;
@@ -167,6 +169,9 @@ pub mod api {
         pub secrets: Option<BTreeMap<String, String>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub schedule: Option<Vec<String>>,
+        /// Commit status back to the forge (GitHub or Gitea).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub commit_status: Option<crate::notify::CommitStatusSettings>,
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -2,6 +2,7 @@
 
 mod agents;
 mod builds;
+mod notifications;
 pub(crate) mod projects;
 
 use crate::state::AppState;
@@ -13,6 +14,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/projects", get(projects::list).post(projects::create))
         .route("/api/v1/projects/{name}", get(projects::show).patch(projects::update))
         .route("/api/v1/projects/{name}/builds", get(builds::list).post(builds::trigger))
+        .route("/api/v1/projects/{name}/notifications", get(notifications::list))
         .route("/api/v1/builds/{id}", get(builds::show))
         .route("/api/v1/builds/{id}/cancel", post(builds::cancel))
         .route("/api/v1/jobs/{id}/log", get(builds::log))

@@ -54,6 +54,7 @@ pub fn validate_settings(s: &ProjectSettings) -> AppResult<()> {
     for c in s.schedule.iter().flatten() {
         kiln_core::cron::validate_cron(c).map_err(|e| AppError::BadRequest(format!("invalid schedule {c:?}: {e}")))?;
     }
+    crate::notify::validate_settings(s).map_err(AppError::BadRequest)?;
     Ok(())
 }
 
@@ -85,6 +86,9 @@ pub fn merge_settings(old: &mut ProjectSettings, new: ProjectSettings) {
         ($($f:ident),*) => { $( if new.$f.is_some() { old.$f = new.$f; } )* };
     }
     take!(poll, poll_each_commit, webhook_secret, cancel_superseded, notify_email, notify_on, notify_webhook, schedule);
+    if let Some(cs) = new.commit_status {
+        old.commit_status.get_or_insert_with(Default::default).merge(cs);
+    }
     if let Some(s) = new.secrets {
         old.secrets.get_or_insert_with(Default::default).extend(s);
     }

@@ -1,3 +1,4 @@
 //! Background services that run beside the HTTP server.
 
 pub mod reaper;
+pub mod notifier;

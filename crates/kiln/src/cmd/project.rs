@@ -5,6 +5,7 @@ use crate::api_client::seg;
 use crate::ClientOpts;
 use clap::{Args, Subcommand};
 use kiln_wire::api::{Project, ProjectCreate, ProjectSettings, ProjectUpdate};
+use kiln_wire::notify::{CommitStatusSettings, Delivery};
 
 #[derive(Subcommand)]
 pub enum ProjectCmd {
@@ -29,6 +30,12 @@ pub enum ProjectCmd {
     List,
     /// Show one project.
     Show { name: String },
+    /// Recent notification deliveries (email, webhooks, commit status) and how they went.
+    Notifications {
+        name: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
 }
 
 #[derive(Args, Default)]
@@ -63,15 +70,30 @@ pub struct ProjectOpts {
     /// Email recipients, comma-separated.
     #[arg(long, value_delimiter = ',')]
     notify_email: Vec<String>,
-    /// When to notify: failure, fixed, always (comma-separated).
+    /// When to notify: failure, fixed, success, always, started (comma-separated) [default: failure,fixed].
     #[arg(long, value_delimiter = ',')]
     notify_on: Vec<String>,
-    /// URLs to POST build events to, comma-separated.
+    /// URLs to POST build events to, comma-separated; slack+https://… posts a chat message.
     #[arg(long, value_delimiter = ',')]
     notify_webhook: Vec<String>,
     /// A secret NAME=VALUE given to steps as an env var and masked in logs (repeatable).
     #[arg(long = "secret")]
     secrets: Vec<String>,
+    /// Report commit status to a forge: github, gitea, or off.
+    #[arg(long, value_name = "FORGE")]
+    commit_status: Option<String>,
+    /// The forge's API base [default: https://api.github.com; Gitea: the repository's host + /api/v1].
+    #[arg(long, value_name = "URL")]
+    forge_url: Option<String>,
+    /// The repository on the forge [default: from --repo's URL].
+    #[arg(long, value_name = "OWNER/NAME")]
+    forge_repo: Option<String>,
+    /// The project secret holding the forge token [default: GITHUB_TOKEN or GITEA_TOKEN].
+    #[arg(long, value_name = "NAME")]
+    forge_token_secret: Option<String>,
+    /// The commit status context [default: kiln/PROJECT].
+    #[arg(long, value_name = "TEXT")]
+    status_context: Option<String>,
 }
 
 fn non_empty(v: Vec<String>) -> Option<Vec<String>> {
@@ -96,7 +118,18 @@ impl ProjectOpts {
             notify_webhook: non_empty(self.notify_webhook.clone()),
             secrets: (!secrets.is_empty()).then_some(secrets),
             schedule: non_empty(self.schedule.clone()),
+            commit_status: self.commit_status_settings(),
         })
+    }
+    fn commit_status_settings(&self) -> Option<CommitStatusSettings> {
+        let cs = CommitStatusSettings {
+            forge: self.commit_status.clone(),
+            url: self.forge_url.clone(),
+            repo: self.forge_repo.clone(),
+            token_secret: self.forge_token_secret.clone(),
+            context: self.status_context.clone(),
+        };
+        (cs != CommitStatusSettings::default()).then_some(cs)
     }
     fn public(&self) -> Option<bool> {
         if self.public {
@@ -141,6 +174,19 @@ pub async fn run(action: ProjectCmd, c: &ClientOpts) -> anyhow::Result<i32> {
                 println!("no projects yet: kiln project add NAME --repo URL-or-path");
             } else {
                 ps.iter().for_each(print_project)
+            }
+        }
+        ProjectCmd::Notifications { name, limit } => {
+            let ds: Vec<Delivery> = api.get(&format!("/api/v1/projects/{}/notifications?limit={limit}", seg(&name))).await?;
+            if c.json {
+                print_json(&ds)
+            } else if ds.is_empty() {
+                println!("no notifications yet for {name}");
+            } else {
+                for d in &ds {
+                    let err = d.last_error.as_deref().map(|e| format!("  {e}")).unwrap_or_default();
+                    println!("#{:<5} build {:<5} {:<13} {:<14} {:<8} {:<7} x{} {}{err}", d.id, d.build_id, d.kind, d.event, d.build_status, d.status, d.attempts, d.target);
+                }
             }
         }
         ProjectCmd::Show { name } => {

@@ -37,6 +37,24 @@ pub struct ServerArgs {
     /// The URL people reach the console at (for links).
     #[arg(long)]
     public_url: Option<String>,
+    /// SMTP server for email notifications: smtp://HOST:PORT (STARTTLS; plain to localhost) or smtps://HOST:PORT (TLS).
+    #[arg(long, value_name = "URL")]
+    smtp_url: Option<String>,
+    /// SMTP login user.
+    #[arg(long)]
+    smtp_user: Option<String>,
+    /// SMTP login password.
+    #[arg(long, env = "KILN_SMTP_PASSWORD", hide_env_values = true)]
+    smtp_password: Option<String>,
+    /// SMTP encryption: starttls, tls, or none (only to localhost) [default: from the URL].
+    #[arg(long, value_name = "MODE")]
+    smtp_tls: Option<String>,
+    /// The From address of notification mail [default: kiln@localhost].
+    #[arg(long, value_name = "ADDRESS")]
+    smtp_from: Option<String>,
+    /// Attempts per notification delivery before it is recorded as failed [default: 10].
+    #[arg(long)]
+    notify_attempts: Option<u32>,
     /// Print the commented default kiln.toml and exit.
     #[arg(long)]
     print_config: bool,
@@ -65,7 +83,31 @@ impl ServerArgs {
         if self.public_url.is_some() {
             cfg.public_url = self.public_url.clone();
         }
+        if let Some(n) = self.notify_attempts {
+            cfg.notify_attempts = n;
+        }
+        self.smtp_over(&mut cfg)?;
         Ok(cfg)
+    }
+
+    /// `--smtp-*` flags over the `[smtp]` table.
+    fn smtp_over(&self, cfg: &mut ServerConfig) -> anyhow::Result<()> {
+        let any = self.smtp_user.is_some() || self.smtp_password.is_some() || self.smtp_tls.is_some() || self.smtp_from.is_some();
+        if self.smtp_url.is_none() && cfg.smtp.is_none() {
+            if any {
+                anyhow::bail!("the --smtp-* settings need --smtp-url smtp://HOST:PORT (or an [smtp] table with url)");
+            }
+            return Ok(());
+        }
+        let smtp = cfg.smtp.get_or_insert_with(Default::default);
+        if let Some(u) = &self.smtp_url {
+            smtp.url = u.clone();
+        }
+        macro_rules! over {
+            ($($f:ident => $t:ident),*) => { $( if self.$f.is_some() { smtp.$t = self.$f.clone(); } )* };
+        }
+        over!(smtp_user => user, smtp_password => password, smtp_tls => tls, smtp_from => from);
+        Ok(())
     }
 }
 

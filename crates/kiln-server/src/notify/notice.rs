@@ -1,0 +1,121 @@
+//! The facts a notification carries (`BuildNotice`, also the webhook body), and
+//! the one-line summary used for chat messages and subjects.
+
+use crate::convert::ts;
+use kiln_store::{BuildRow, JobRow, Store};
+use kiln_wire::notify::{BuildNotice, FailedTest, NoticeBuild, NoticeJob};
+
+/// How many failed tests a notification lists.
+pub const MAX_FAILED_TESTS: usize = 10;
+
+/// The first failed tests of a build (at most ten) with their messages.
+///
+/// Not yet wired: the test-results tables are being added by the test-distribution
+/// work (issue 6). Until then this returns an empty list; replace the body with a
+/// query on those tables (`ORDER BY id LIMIT 10`, outcome failed or errored).
+pub async fn failed_tests_of_build(_store: &Store, _build_id: i64) -> Vec<FailedTest> {
+    Vec::new()
+}
+
+/// Links into the console.
+pub fn build_url(base: &str, build_id: i64) -> String {
+    format!("{}/builds/{build_id}", base.trim_end_matches('/'))
+}
+
+pub fn project_url(base: &str, project: &str) -> String {
+    format!("{}/projects/{project}", base.trim_end_matches('/'))
+}
+
+/// The notice for `b` as it stands, or as it was when it started (`started`).
+pub fn build_notice(
+    base: &str,
+    b: &BuildRow,
+    jobs: &[JobRow],
+    started: bool,
+    reason: &str,
+    previous: Option<String>,
+    failed_tests: Vec<FailedTest>,
+) -> BuildNotice {
+    let status = if started { "running".to_string() } else { b.status.clone() };
+    let finished_at = if started { None } else { b.finished_at };
+    let jobs = jobs
+        .iter()
+        .map(|j| NoticeJob {
+            key: j.key.clone(),
+            status: if started && !matches!(j.status.as_str(), "queued" | "running") { "running".into() } else { j.status.clone() },
+            exit_code: if started { None } else { j.exit_code },
+            reason: if started { None } else { j.reason.clone() },
+        })
+        .collect();
+    let build = NoticeBuild {
+        id: b.id,
+        url: build_url(base, b.id),
+        status,
+        previous_status: previous,
+        branch: b.branch.clone(),
+        commit: b.commit.clone(),
+        message: b.message.clone(),
+        author: b.author.clone(),
+        trigger: b.trigger.clone(),
+        triggered_by: b.triggered_by.clone(),
+        error: if started { None } else { b.error.clone() },
+        created_at: ts(b.created_at),
+        started_at: b.started_at.map(ts),
+        finished_at: finished_at.map(ts),
+        duration_ms: match (b.started_at, finished_at) {
+            (Some(s), Some(f)) => Some((f - s).max(0)),
+            _ => None,
+        },
+        jobs,
+    };
+    let mut n = BuildNotice {
+        event: if started { "build.started" } else { "build.finished" }.into(),
+        reason: reason.into(),
+        project: b.project.clone(),
+        project_url: project_url(base, &b.project),
+        build,
+        failed_tests: failed_tests.into_iter().take(MAX_FAILED_TESTS).collect(),
+        text: String::new(),
+    };
+    n.text = summary(&n);
+    n
+}
+
+/// The short commit id.
+pub fn short(commit: &str) -> &str {
+    commit.get(..10).unwrap_or(commit)
+}
+
+/// How the status reads in a sentence.
+pub fn status_words(n: &BuildNotice) -> String {
+    match (n.build.status.as_str(), n.reason.as_str()) {
+        ("passed", "fixed") => "was fixed".into(),
+        ("running", _) => "started".into(),
+        (s, _) => s.to_string(),
+    }
+}
+
+pub fn duration_text(n: &BuildNotice) -> Option<String> {
+    n.build.duration_ms.map(|ms| kiln_core::duration::format_duration(std::time::Duration::from_millis(ms as u64)))
+}
+
+/// `app #12 failed on main (1a2b3c4d5e) by Ann in 1m 3s; did not pass: test, lint — URL`
+pub fn summary(n: &BuildNotice) -> String {
+    let b = &n.build;
+    let mut s = format!("{} #{} {} on {}", n.project, b.id, status_words(n), b.branch);
+    if !b.commit.is_empty() {
+        s.push_str(&format!(" ({})", short(&b.commit)));
+    }
+    if let Some(a) = b.author.as_deref().filter(|a| !a.is_empty()) {
+        s.push_str(&format!(" by {}", a.split(" <").next().unwrap_or(a)));
+    }
+    if let Some(d) = duration_text(n) {
+        s.push_str(&format!(" in {d}"));
+    }
+    let bad: Vec<&str> = b.jobs.iter().filter(|j| matches!(j.status.as_str(), "failed" | "errored")).map(|j| j.key.as_str()).collect();
+    if !bad.is_empty() {
+        s.push_str(&format!("; did not pass: {}", bad.join(", ")));
+    }
+    s.push_str(&format!(" — {}", b.url));
+    s
+}
