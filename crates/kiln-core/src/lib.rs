@@ -9,3 +9,4 @@ pub mod junit;
 pub mod shards;
 pub mod pipeline;
 pub mod expand;
+pub mod paths;

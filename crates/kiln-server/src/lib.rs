@@ -21,6 +21,8 @@ mod materialize;
 mod services;
 pub mod state;
 pub mod trigger;
+pub mod uploads;
+pub mod users;
 
 use anyhow::Context;
 use axum::routing::get;
@@ -38,6 +40,8 @@ pub struct RunningServer {
     pub state: AppState,
     /// The admin token generated at first start, if one was (printed once).
     pub generated_admin_token: Option<String>,
+    /// The first admin user's password, when it was generated at first start (print it once).
+    pub generated_admin_password: Option<String>,
     pub task: tokio::task::JoinHandle<()>,
 }
 
@@ -108,8 +112,9 @@ async fn apply_config_projects(store: &Store, cfg: &ServerConfig) -> anyhow::Res
 /// The whole router.
 pub fn router(st: AppState) -> Router {
     Router::new()
-        .route("/", get(console::home))
         .route("/badge/{file}", get(badge::badge))
+        .merge(console::routes())
+        .merge(uploads::routes())
         .merge(api::routes())
         .merge(agent_api::routes())
         .layer(axum::extract::DefaultBodyLimit::max(2 << 20))
@@ -133,12 +138,15 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
         store.add_token(&t, "admin", true, "generated at first start").await?;
         generated_admin_token = Some(t);
     }
+    let generated_admin_password = users::seed_first_admin(&store, cfg.admin_password.as_deref())
+        .await
+        .map_err(|e| anyhow::anyhow!("failed to create the first admin user: {e}"))?;
     apply_config_projects(&store, &cfg).await?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen).await.with_context(|| format!("failed to listen on {}", cfg.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
     let (events, _) = tokio::sync::broadcast::channel(4096);
     let mirrors = git::Mirrors::new(cfg.data.join("repos"));
-    let st = AppState(Arc::new(Inner { store, cfg, agent_token, wake: Default::default(), events, mirrors }));
+    let st = AppState(Arc::new(Inner { store, cfg, agent_token, wake: Default::default(), events, mirrors, stop: stop.clone() }));
     tokio::spawn(services::reaper::run(st.clone(), stop.clone()));
     {
         let st = st.clone();
@@ -151,5 +159,5 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
             tracing::error!("server stopped: {e}");
         }
     });
-    Ok(RunningServer { url, state: st, generated_admin_token, task })
+    Ok(RunningServer { url, state: st, generated_admin_token, generated_admin_password, task })
 }

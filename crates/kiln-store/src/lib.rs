@@ -16,10 +16,13 @@ mod builds;
 mod error;
 mod logs;
 mod migrate;
+mod pages;
 mod projects;
 mod queue;
 mod rows;
 mod tokens;
+mod uploads;
+mod users;
 
 pub use agents::AgentRow;
 pub use builds::{BuildFilter, BuildRow, NewBuild};
@@ -28,6 +31,9 @@ pub use logs::{AppendOutcome, AttemptRow, LogRead};
 pub use projects::ProjectRow;
 pub use queue::{Claimed, FinishOutcome, JobRow, LeaseExpiry, NewJob};
 pub use tokens::TokenRow;
+pub use pages::{QueueCounts, QueuedJob, RunningJobView};
+pub use uploads::UploadRow;
+pub use users::{SessionRow, TokenInfo, UserRow};
 
 use sqlx::any::{AnyPoolOptions, AnyConnectOptions};
 use sqlx::{AnyPool, Executor};

@@ -2,8 +2,14 @@
 
 use crate::{Backend, Result, Store, StoreError};
 
-const SQLITE: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
-const POSTGRES: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+const SQLITE: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (4, include_str!("../migrations/sqlite/0004_console.sql")),
+];
+const POSTGRES: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (4, include_str!("../migrations/postgres/0004_console.sql")),
+];
 
 /// Apply every migration newer than the database's recorded version.
 pub(crate) async fn run(store: &Store) -> Result<()> {
