@@ -7,7 +7,9 @@ pub mod check;
 pub mod logs;
 pub mod project;
 pub mod server;
+pub mod submit;
 pub mod up;
+pub mod users;
 
 use crate::api_client::Api;
 use crate::ClientOpts;
