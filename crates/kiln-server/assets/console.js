@@ -217,6 +217,15 @@
   // After the jobs were redrawn: mark the selected one, follow its attempt and status.
   function afterSwap() {
     if (!panel) return;
+    if (!log.job) { // the build had no jobs yet when the page was drawn: show the first one now
+      const first = $(".job.running") || $(".job.failed") || $(".job.errored") || $(".job");
+      if (!first) return;
+      panel.hidden = false;
+      first.classList.add("sel");
+      $("#log-key").textContent = first.dataset.key;
+      resetLog(first.dataset.job, first.dataset.attempt, first.dataset.status);
+      return;
+    }
     const card = $(`.job[data-job="${log.job}"]`);
     $$(".job.sel").forEach((j) => j !== card && j.classList.remove("sel"));
     if (!card) return;

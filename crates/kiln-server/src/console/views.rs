@@ -81,7 +81,8 @@ pub fn build_view(b: &BuildRow) -> BuildView {
         commit: b.commit.clone(),
         short: b.commit.chars().take(8).collect(),
         title,
-        author: b.author.clone().unwrap_or_default(),
+        // "Name <mail>" shows as the name; the address stays in the API.
+        author: b.author.as_deref().map(|a| a.split(" <").next().unwrap_or(a).trim().to_string()).unwrap_or_default(),
         trigger: b.trigger.clone(),
         by: b.triggered_by.clone(),
         created_at: b.created_at,
