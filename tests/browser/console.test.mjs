@@ -121,6 +121,10 @@ test("the console, end to end in a browser", { timeout: 240_000 }, async (t) => 
       console.error(await page.content());
       throw e;
     });
+    // Follow the build job's log (the page may have opened another job's).
+    await page.waitForSelector('.job[data-key="build"].running', { timeout: 30_000 });
+    await page.click('.job[data-key="build"]');
+    await page.evaluate(() => { window.__since = Date.now(); });
     // Lines arrive while the step runs, without a reload.
     await page.waitForFunction(() => document.getElementById("log").innerText.includes("step-line-3"), null, { timeout: 30_000 });
     assert.notEqual(await page.textContent("#build-status"), "passed", "the build is still running while lines arrive");
@@ -131,9 +135,11 @@ test("the console, end to end in a browser", { timeout: 240_000 }, async (t) => 
     assert.match(log, /build finished/);
     assert.equal(await page.locator("#log .l .f32").first().textContent(), "✔ build finished", "ANSI colours are rendered as styled spans");
     assert.equal(await page.locator(".job.passed").count(), 5, "lint, build, 2 test cells, deploy: all passed");
-    const seen = Object.values(await page.evaluate(() => window.__seen));
+    // Only lines printed after the log was open count (earlier ones came with the first read).
+    const since = await page.evaluate(() => window.__since);
+    const seen = Object.values(await page.evaluate(() => window.__seen)).filter((s) => s.printed > since + 50);
     const lat = seen.map((s) => s.shown - s.printed).sort((a, b) => a - b);
-    assert.ok(lat.length >= 5, `saw ${lat.length} timed lines`);
+    assert.ok(lat.length >= 3, `saw ${lat.length} timed lines`);
     const med = lat[Math.floor(lat.length / 2)];
     console.log(`# log line latency (printed by a step → shown in the open page): median ${med} ms, max ${lat[lat.length - 1]} ms over ${lat.length} lines`);
     // Line anchors are links; the raw log downloads as text.
