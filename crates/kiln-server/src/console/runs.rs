@@ -42,10 +42,15 @@ pub async fn list(State(st): State<AppState>, page: Page, Query(q): Query<RunsQu
     let mut public = std::collections::HashMap::new();
     for b in st.store.recent_uploads(200).await? {
         if !page.viewer.signed_in() {
-            if !public.contains_key(&b.project_id) {
-                public.insert(b.project_id, st.store.project_by_id(b.project_id).await.map(|p| p.public).unwrap_or(false));
-            }
-            if !public[&b.project_id] {
+            let open = match public.get(&b.project_id) {
+                Some(open) => *open,
+                None => {
+                    let open = st.store.project_by_id(b.project_id).await.map(|p| p.public).unwrap_or(false);
+                    public.insert(b.project_id, open);
+                    open
+                }
+            };
+            if !open {
                 continue;
             }
         }
