@@ -6,6 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { Kiln, browser, ROOT, ADMIN_PASSWORD } from "./kiln.mjs";
 
@@ -117,8 +118,9 @@ test("the console, end to end in a browser", { timeout: 240_000 }, async (t) => 
     buildId = +page.url().match(/builds\/(\d+)/)[1];
     await page.evaluate(() => { window.__sameDocument = true; });
     await page.waitForSelector(".job.running", { timeout: 30_000 }).catch(async (e) => {
-      await save(page, "debug-build");
-      console.error(await page.content());
+      const shot = path.join(os.tmpdir(), "kiln-browser-failure.png");
+      await page.screenshot({ path: shot, fullPage: true });
+      console.error(`# no running job showed; screenshot in ${shot}; page:\n${await page.content()}`);
       throw e;
     });
     // Follow the build job's log (the page may have opened another job's).
