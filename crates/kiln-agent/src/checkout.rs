@@ -1,5 +1,6 @@
 //! Check out a job's commit: one cached bare mirror per repository, fetched
-//! only when it lacks the commit, and a fresh working copy per job.
+//! only when it lacks the commit, and a fresh working copy per job — or, for an
+//! uploaded test run, the run's package unpacked instead (`package.rs`).
 
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -62,5 +63,13 @@ impl Mirrors {
             .await
             .map_err(|e| format!("failed to check out {commit}: {e}"))?;
         Ok(())
+    }
+}
+
+/// Put the job's files at `dest`: its uploaded package when it has one, else a git checkout.
+pub(crate) async fn prepare(agent: &crate::Agent, job: &kiln_wire::agent::JobAssignment, dest: &Path) -> Result<(), String> {
+    match &job.package {
+        Some(url) => crate::package::fetch(&agent.client, url, dest).await,
+        None => agent.mirrors.checkout(&agent.cfg.work_dir, &job.repo, &job.commit, dest).await,
     }
 }

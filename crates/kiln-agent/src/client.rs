@@ -117,6 +117,24 @@ impl Client {
         self.send(self.http.post(format!("{}/api/v1/agent/jobs/{job_id}/finish", self.base)).json(req)).await
     }
 
+    /// GET a file the server keeps for a job (an uploaded run's package), with the agent's token.
+    pub async fn download(&self, path: &str) -> Result<Vec<u8>, CallError> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .timeout(Duration::from_secs(600))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| CallError::Unreachable(e.to_string()))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(if status.is_server_error() { CallError::Unreachable(format!("{status}: {body}")) } else { CallError::Refused(format!("{status}: {body}")) });
+        }
+        resp.bytes().await.map(|b| b.to_vec()).map_err(|e| CallError::Unreachable(e.to_string()))
+    }
+
     pub async fn release(&self, job_id: i64, attempt: i64) -> Result<serde_json::Value, CallError> {
         self.send(self.http.post(format!("{}/api/v1/agent/jobs/{job_id}/release", self.base)).json(&serde_json::json!({ "attempt": attempt })))
             .await

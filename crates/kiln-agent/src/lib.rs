@@ -12,6 +12,7 @@ pub mod checkout;
 pub mod client;
 pub mod executor;
 pub mod labels;
+pub mod package;
 pub mod spool;
 mod worker;
 

@@ -122,7 +122,7 @@ async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
     let src = dir.join("src");
     let outcome = {
         let _ = tx.send(format!("kiln: job {} on agent {}, commit {}\n", job.key, agent.cfg.name, job.commit).into_bytes()).await;
-        match agent.mirrors.checkout(&agent.cfg.work_dir, &job.repo, &job.commit, &src).await {
+        match crate::checkout::prepare(agent, &job, &src).await {
             Err(e) => {
                 let _ = tx.send(format!("kiln: {e}\n").into_bytes()).await;
                 Outcome::Errored(e)

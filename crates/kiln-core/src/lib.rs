@@ -10,3 +10,4 @@ pub mod shards;
 pub mod pipeline;
 pub mod expand;
 pub mod notify;
+pub mod paths;

@@ -24,6 +24,8 @@ pub mod signature;
 pub mod sources;
 pub mod state;
 pub mod trigger;
+pub mod uploads;
+pub mod users;
 
 use anyhow::Context;
 use axum::routing::get;
@@ -41,6 +43,8 @@ pub struct RunningServer {
     pub state: AppState,
     /// The admin token generated at first start, if one was (printed once).
     pub generated_admin_token: Option<String>,
+    /// The first admin user's password, when it was generated at first start (print it once).
+    pub generated_admin_password: Option<String>,
     pub task: tokio::task::JoinHandle<()>,
 }
 
@@ -112,10 +116,11 @@ async fn apply_config_projects(store: &Store, cfg: &ServerConfig) -> anyhow::Res
 /// The whole router.
 pub fn router(st: AppState) -> Router {
     Router::new()
-        .route("/", get(console::home))
         .route("/badge/{file}", get(badge::badge))
         .route("/hooks/{forge}/{project}", axum::routing::post(sources::hooks::hook))
         .route("/api/v1/projects/{name}/push", axum::routing::post(sources::hooks::push))
+        .merge(console::routes())
+        .merge(uploads::routes())
         .merge(api::routes())
         .merge(agent_api::routes())
         .layer(axum::extract::DefaultBodyLimit::max(2 << 20))
@@ -142,6 +147,9 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
     if let Some(smtp) = &cfg.smtp {
         notify::email::settings(smtp).map_err(anyhow::Error::msg)?;
     }
+    let generated_admin_password = users::seed_first_admin(&store, cfg.admin_password.as_deref())
+        .await
+        .map_err(|e| anyhow::anyhow!("failed to create the first admin user: {e}"))?;
     apply_config_projects(&store, &cfg).await?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen).await.with_context(|| format!("failed to listen on {}", cfg.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
@@ -161,6 +169,7 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
         claims: Default::default(),
         events,
         mirrors,
+        stop: stop.clone(),
     }));
     tokio::spawn(services::reaper::run(st.clone(), stop.clone()));
     tokio::spawn(sources::poller::run(st.clone(), stop.clone()));
@@ -185,5 +194,5 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
         // The notifier drops its SMTP transport inside the runtime before the server is done.
         let _ = notifier.await;
     });
-    Ok(RunningServer { url, state: st, generated_admin_token, task })
+    Ok(RunningServer { url, state: st, generated_admin_token, generated_admin_password, task })
 }

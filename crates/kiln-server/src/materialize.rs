@@ -12,11 +12,11 @@ use kiln_wire::agent::{JobAssignment, TestsAssignment};
 use std::time::Instant;
 
 /// What a successful read of the pipeline gives.
-struct Prepared {
-    commit: String,
-    message: String,
-    author: String,
-    jobs: Vec<NewJob>,
+pub(crate) struct Prepared {
+    pub(crate) commit: String,
+    pub(crate) message: String,
+    pub(crate) author: String,
+    pub(crate) jobs: Vec<NewJob>,
 }
 
 /// Why a build did not get jobs.
@@ -54,6 +54,9 @@ pub async fn materialize(st: &AppState, build: BuildRow, asked_at: Instant) {
 
 async fn prepare(st: &AppState, project: &ProjectRow, build: &BuildRow, asked_at: Instant) -> Result<Prepared, Unrun> {
     let err = |commit: &str, reason: String| Unrun::Errored(commit.to_string(), reason);
+    if let Some(up) = crate::uploads::of_build(st, build).await {
+        return crate::uploads::prepare(st, project, build, up, asked_at).await.map_err(|(c, r)| Unrun::Errored(c, r));
+    }
     let rev = build.requested_commit.clone().unwrap_or_else(|| format!("refs/heads/{}", build.branch));
     let known = match &build.requested_commit {
         Some(c) => st.mirrors.has_commit(project.id, c).await,
@@ -86,12 +89,13 @@ async fn prepare(st: &AppState, project: &ProjectRow, build: &BuildRow, asked_at
     }
     let jobs = expand(&pipeline)
         .into_iter()
-        .map(|pj| new_job(project, build, &commit, pj))
+        .map(|pj| new_job(project, build, &commit, pj, None))
         .collect();
     Ok(Prepared { commit, message, author, jobs })
 }
 
-fn new_job(project: &ProjectRow, build: &BuildRow, commit: &str, pj: PlannedJob) -> NewJob {
+/// A job row for `pj`; `package` is set for uploaded runs (see `uploads`).
+pub(crate) fn new_job(project: &ProjectRow, build: &BuildRow, commit: &str, pj: PlannedJob, package: Option<&str>) -> NewJob {
     let spec = JobAssignment {
         job_id: 0,
         attempt: 0,
@@ -115,6 +119,7 @@ fn new_job(project: &ProjectRow, build: &BuildRow, commit: &str, pj: PlannedJob)
             split_files: t.split_files.clone(),
             reports: t.reports.clone(),
         }),
+        package: package.map(str::to_string),
     };
     NewJob {
         key: pj.key,

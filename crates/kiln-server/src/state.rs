@@ -6,6 +6,7 @@ use crate::git::Mirrors;
 use kiln_store::Store;
 use std::sync::Arc;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Clone)]
 pub struct AppState(pub Arc<Inner>);
@@ -23,6 +24,8 @@ pub struct Inner {
     pub claims: std::sync::Mutex<std::collections::HashMap<String, (String, kiln_wire::agent::JobAssignment)>>,
     pub events: EventSender,
     pub mirrors: Mirrors,
+    /// Cancelled when the server stops (ends long-lived streams such as the console's events).
+    pub stop: CancellationToken,
 }
 
 impl std::ops::Deref for AppState {

@@ -41,10 +41,10 @@ pub struct NewBuild {
     pub changed_paths: Option<Vec<String>>,
 }
 
-const COLS: &str = "b.id, b.project_id, p.name AS project, b.status, b.branch, b.commit_sha, b.requested_commit, b.message, b.author, \
+pub(crate) const COLS: &str = "b.id, b.project_id, p.name AS project, b.status, b.branch, b.commit_sha, b.requested_commit, b.message, b.author, \
 b.trigger_kind, b.triggered_by, b.upstream_build, b.before_commit, b.changed_paths, b.error, b.materialized, b.created_at, b.started_at, b.finished_at";
 
-fn from_row(r: &sqlx::any::AnyRow) -> Result<BuildRow> {
+pub(crate) fn from_row(r: &sqlx::any::AnyRow) -> Result<BuildRow> {
     Ok(BuildRow {
         id: r.try_get("id")?,
         project_id: r.try_get("project_id")?,

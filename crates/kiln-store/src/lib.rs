@@ -17,10 +17,13 @@ mod error;
 mod logs;
 mod migrate;
 mod notify;
+mod pages;
 mod projects;
 mod queue;
 mod rows;
 mod tokens;
+mod uploads;
+mod users;
 
 pub use agents::AgentRow;
 pub use builds::{BuildFilter, BuildRow, NewBuild};
@@ -30,6 +33,9 @@ pub use notify::{DeliveryOutcome, NewNotification, NotificationRow, Unnotified};
 pub use projects::ProjectRow;
 pub use queue::{Claimed, FinishOutcome, JobRow, LeaseExpiry, NewJob};
 pub use tokens::TokenRow;
+pub use pages::{QueueCounts, QueuedJob, RunningJobView};
+pub use uploads::UploadRow;
+pub use users::{SessionRow, TokenInfo, UserRow};
 
 use sqlx::any::{AnyPoolOptions, AnyConnectOptions};
 use sqlx::{AnyPool, Executor};

@@ -146,7 +146,7 @@ impl Store {
         supersede_kind: Option<&str>,
     ) -> Result<bool> {
         let _w = self.write_turn().await;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let now = now_ms();
         let marked = sqlx::query(
             "UPDATE builds SET notified_status = $1 WHERE id = $2 AND status = $1 AND COALESCE(notified_status, '') = $3",

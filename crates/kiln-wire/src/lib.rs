@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 pub const PROTOCOL_VERSION: u32 = 1;
 
 pub mod notify;
+pub mod users;
 
 pub mod agent {
     //! The agent protocol: register, claim (a long poll), logs, heartbeat, finish.
@@ -61,6 +62,10 @@ pub mod agent {
         /// Present for a job with a `tests:` block.
         #[serde(default)]
         pub tests: Option<TestsAssignment>,
+        /// For an uploaded test run: the URL path (on the server, fetched with the
+        /// agent's token) of a .tar.gz to unpack instead of checking out `repo`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub package: Option<String>,
     }
 
     /// The `tests:` block of a sharded job, as the agent needs it.

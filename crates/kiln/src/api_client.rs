@@ -55,6 +55,30 @@ impl Api {
         serde_json::from_str(&text).map_err(|e| anyhow!("unexpected answer from the server: {e}"))
     }
 
+    /// POST a multipart form (uploads), with a longer time limit.
+    pub async fn post_multipart<T: DeserializeOwned>(&self, path: &str, form: reqwest::multipart::Form) -> anyhow::Result<T> {
+        let mut req = self.http.post(format!("{}{path}", self.base)).multipart(form).timeout(std::time::Duration::from_secs(900));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.map_err(|e| Exit(2, format!("cannot reach the kiln server at {}: {e} (set --server or KILN_SERVER)", self.base)))?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if !status.is_success() {
+            let msg = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+                .unwrap_or_else(|| text.trim().to_string());
+            let hint = if status == StatusCode::UNAUTHORIZED { " (set KILN_TOKEN or --token)" } else { "" };
+            return Err(Exit(2, format!("{msg}{hint}")).into());
+        }
+        serde_json::from_str(&text).map_err(|e| anyhow!("unexpected answer from the server: {e}"))
+    }
+
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.call::<T, ()>(Method::DELETE, path, None).await
+    }
+
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.call::<T, ()>(Method::GET, path, None).await
     }

@@ -109,6 +109,22 @@ enum Command {
         #[command(flatten)]
         client: ClientOpts,
     },
+    /// Run local test files on a project's pipeline (an uploaded test run).
+    Submit(cmd::submit::SubmitArgs),
+    /// Users: add (admins), list, change a password.
+    User {
+        #[command(subcommand)]
+        action: cmd::users::UserCmd,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Your personal API tokens: create, list, revoke.
+    Token {
+        #[command(subcommand)]
+        action: cmd::users::TokenCmd,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
     /// Validate a pipeline file; print each error with file, line and column.
     Check {
         #[arg(default_value = ".kiln.yml")]
@@ -136,6 +152,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Drain { agent, client } => cmd::agents::drain(&client, &agent).await,
         Command::Notify { project, client } => cmd::notify::run(&client, &project).await,
         Command::Check { file } => cmd::check::run(&file),
+        Command::Submit(a) => cmd::submit::run(a).await,
+        Command::User { action, client } => cmd::users::user(action, &client).await,
+        Command::Token { action, client } => cmd::users::token(action, &client).await,
     }
 }
 

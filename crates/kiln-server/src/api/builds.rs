@@ -46,7 +46,7 @@ pub async fn trigger(State(st): State<AppState>, viewer: Viewer, Path(name): Pat
 }
 
 /// A build the viewer may see.
-async fn visible_build(st: &AppState, viewer: &Viewer, id: i64) -> AppResult<kiln_store::BuildRow> {
+pub(crate) async fn visible_build(st: &AppState, viewer: &Viewer, id: i64) -> AppResult<kiln_store::BuildRow> {
     let b = st.store.build(id).await.map_err(|_| AppError::NotFound(format!("build {id} not found")))?;
     visible(st, viewer, &b.project).await.map_err(|_| AppError::NotFound(format!("build {id} not found")))?;
     Ok(b)

@@ -1,12 +1,15 @@
 //! The user-facing JSON API under `/api/v1/` (documented in docs/api.md).
 
 mod agents;
-mod builds;
+pub(crate) mod builds;
+mod downloads;
+mod events;
 mod notifications;
 pub(crate) mod projects;
+pub(crate) mod users;
 
 use crate::state::AppState;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 
 pub fn routes() -> Router<AppState> {
@@ -20,4 +23,12 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/jobs/{id}/log", get(builds::log))
         .route("/api/v1/agents", get(agents::list))
         .route("/api/v1/agents/{name}/drain", post(agents::drain))
+        .route("/api/v1/events", get(events::events))
+        .route("/api/v1/me", get(users::me))
+        .route("/api/v1/users", get(users::list).post(users::create))
+        .route("/api/v1/users/{name}/password", post(users::set_password))
+        .route("/api/v1/tokens", get(users::tokens).post(users::create_token))
+        .route("/api/v1/tokens/{id}", delete(users::revoke_token))
+        .route("/api/v1/jobs/{id}/raw", get(downloads::raw_log))
+        .route("/api/v1/builds/{id}/package", get(downloads::package))
 }

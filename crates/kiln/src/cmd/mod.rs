@@ -8,7 +8,9 @@ pub mod logs;
 pub mod notify;
 pub mod project;
 pub mod server;
+pub mod submit;
 pub mod up;
+pub mod users;
 
 use crate::api_client::Api;
 use crate::ClientOpts;

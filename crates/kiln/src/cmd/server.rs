@@ -55,6 +55,12 @@ pub struct ServerArgs {
     /// Attempts per notification delivery before it is recorded as failed [default: 10].
     #[arg(long)]
     notify_attempts: Option<u32>,
+    /// Password of the first admin user "admin", made at first start [default: generated and printed once].
+    #[arg(long, env = "KILN_ADMIN_PASSWORD", hide_env_values = true)]
+    admin_password: Option<String>,
+    /// Largest upload (test-run files or archive) in bytes; past it 413 [default: 100 MiB].
+    #[arg(long)]
+    upload_limit: Option<u64>,
     /// Print the commented default kiln.toml and exit.
     #[arg(long)]
     print_config: bool,
@@ -79,6 +85,12 @@ impl ServerArgs {
         }
         if self.admin_token.is_some() {
             cfg.admin_token = self.admin_token.clone();
+        }
+        if self.admin_password.is_some() {
+            cfg.admin_password = self.admin_password.clone();
+        }
+        if let Some(n) = self.upload_limit {
+            cfg.upload_limit = n;
         }
         if self.public_url.is_some() {
             cfg.public_url = self.public_url.clone();
@@ -123,6 +135,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<i32> {
     println!("kiln server listening on {}", srv.url);
     if srv.generated_admin_token.is_some() {
         println!("an admin API token was generated: it is in {}/admin-token (export KILN_TOKEN=$(cat {}/admin-token))", data.display(), data.display());
+    }
+    if let Some(p) = &srv.generated_admin_password {
+        println!("first start: created the admin user \"admin\" with password {p}");
+        println!("  (shown only this once: sign in at {}/login and change it on your account page)", srv.url);
     }
     let sig = super::shutdown_signal().await;
     tracing::info!("{sig}: stopping the server");

@@ -97,6 +97,9 @@ pub async fn run(a: UpArgs) -> anyhow::Result<i32> {
     let st = srv.state.clone();
     println!("kiln is up: {}", srv.url);
     println!("  admin API token in {}/admin-token (export KILN_TOKEN=$(cat {}/admin-token))", a.data.display(), a.data.display());
+    if let Some(p) = &srv.generated_admin_password {
+        println!("  console sign-in: admin / {p} (shown only this once)");
+    }
     tokio::spawn(summaries(st.clone(), srv.url.clone()));
 
     let control = kiln_agent::Control::default();

@@ -1,0 +1,265 @@
+// kiln console: live updates for server-rendered pages. No framework, no build step.
+//  - [data-ts] shows "3 s ago", [data-since] a running duration; both tick every second.
+//  - [data-live-src] elements are re-fetched (the same page with ?partial=1) when the
+//    event stream (/api/v1/events, server-sent events) says something changed.
+//  - On a build page, #log-panel streams the selected job's log: ANSI colours, line
+//    anchors (#L12), follow that stops when the reader scrolls up, raw download.
+(function () {
+  "use strict";
+  const $ = (s, el) => (el || document).querySelector(s);
+  const $$ = (s, el) => Array.from((el || document).querySelectorAll(s));
+
+  // ── time ────────────────────────────────────────────────────────────────
+  function ago(ms) {
+    const s = Math.max(0, Math.floor(ms / 1000));
+    if (s < 1) return "just now";
+    if (s < 60) return s + " s ago";
+    if (s < 3600) return Math.floor(s / 60) + " min ago";
+    if (s < 86400) return Math.floor(s / 3600) + " h ago";
+    return Math.floor(s / 86400) + " d ago";
+  }
+  function dur(ms) {
+    const s = Math.max(0, Math.floor(ms / 1000));
+    if (s < 60) return s + "s";
+    if (s < 3600) return Math.floor(s / 60) + "m " + String(s % 60).padStart(2, "0") + "s";
+    return Math.floor(s / 3600) + "h " + String(Math.floor((s % 3600) / 60)).padStart(2, "0") + "m";
+  }
+  function tick() {
+    const now = Date.now();
+    $$("[data-ts]").forEach((el) => { const t = +el.dataset.ts; if (t) el.textContent = ago(now - t); });
+    $$("[data-since]").forEach((el) => { const t = +el.dataset.since; if (t) el.textContent = dur(now - t); });
+  }
+  tick();
+  setInterval(tick, 1000);
+
+  // Forms that ask first.
+  document.addEventListener("submit", (e) => {
+    const msg = e.target.dataset && e.target.dataset.confirm;
+    if (msg && !window.confirm(msg)) e.preventDefault();
+  });
+
+  // ── live fragments ──────────────────────────────────────────────────────
+  const body = document.body;
+  const buildId = body.dataset.build || "";
+  let refreshTimer = null;
+  let refreshing = false;
+  async function refresh() {
+    if (refreshing) { soon(); return; }
+    refreshing = true;
+    try {
+      for (const el of $$("[data-live-src]")) {
+        let src = el.dataset.liveSrc;
+        if (log.job) src += (src.includes("?") ? "&" : "?") + "job=" + log.job;
+        const r = await fetch(src, { headers: { Accept: "text/html" }, credentials: "same-origin" });
+        if (r.ok) { el.innerHTML = await r.text(); }
+      }
+      tick();
+      afterSwap();
+    } catch (_) { /* the next event or period tries again */ }
+    refreshing = false;
+  }
+  function soon() { clearTimeout(refreshTimer); refreshTimer = setTimeout(refresh, 120); }
+
+  const dot = $("#live-dot");
+  if (body.dataset.events) {
+    const es = new EventSource("/api/v1/events" + (buildId ? "?build=" + buildId : ""));
+    let opened = false;
+    es.onopen = () => {
+      if (dot) { dot.classList.add("on"); dot.title = "live"; }
+      if (opened) { soon(); pullLog(); } // reconnected: catch up on what was missed
+      opened = true;
+    };
+    es.onerror = () => { if (dot) { dot.classList.remove("on"); dot.title = "reconnecting…"; } };
+    ["build", "job", "agent", "resync"].forEach((k) => es.addEventListener(k, soon));
+    es.addEventListener("log", (e) => {
+      try { const d = JSON.parse(e.data); if (String(d.job_id) === String(log.job)) pullLog(); } catch (_) {}
+    });
+  }
+  if (body.dataset.refresh) setInterval(soon, +body.dataset.refresh);
+
+  // ── the log ─────────────────────────────────────────────────────────────
+  const panel = $("#log-panel");
+  const box = $("#log");
+  const log = { job: panel ? panel.dataset.job : "", attempt: panel ? +panel.dataset.attempt : 0, offset: 0, line: 0,
+    rest: "", style: {}, done: false, busy: false, again: false, follow: true, target: null, partialEl: null };
+  const followBtn = $("#follow");
+
+  function atBottom() { return box.scrollHeight - box.scrollTop - box.clientHeight < 30; }
+  function showFollow() { if (followBtn) followBtn.hidden = log.follow || log.done; }
+
+  // ANSI SGR → spans with classes (16 colours) or inline colours (256 / truecolor).
+  const P256 = (n) => {
+    if (n < 16) return ["#000", "#c00", "#0c0", "#cc0", "#00c", "#c0c", "#0cc", "#ccc", "#777", "#f55", "#5f5", "#ff5", "#55f", "#f5f", "#5ff", "#fff"][n];
+    if (n >= 232) { const v = 8 + (n - 232) * 10; return `rgb(${v},${v},${v})`; }
+    n -= 16; const c = (x) => (x ? 55 + x * 40 : 0);
+    return `rgb(${c(Math.floor(n / 36))},${c(Math.floor(n / 6) % 6)},${c(n % 6)})`;
+  };
+  function applySgr(st, codes) {
+    const a = codes === "" ? [0] : codes.split(";").map((x) => +x || 0);
+    for (let i = 0; i < a.length; i++) {
+      const c = a[i];
+      if (c === 0) { for (const k in st) delete st[k]; }
+      else if (c === 1) st.b = true; else if (c === 2) st.d = true; else if (c === 3) st.i = true; else if (c === 4) st.u = true;
+      else if (c === 22) { delete st.b; delete st.d; } else if (c === 23) delete st.i; else if (c === 24) delete st.u;
+      else if ((c >= 30 && c <= 37) || (c >= 90 && c <= 97)) { st.f = c; delete st.fc; }
+      else if (c === 39) { delete st.f; delete st.fc; }
+      else if ((c >= 40 && c <= 47)) { st.g = c; delete st.gc; } else if (c === 49) { delete st.g; delete st.gc; }
+      else if ((c === 38 || c === 48) && a[i + 1] === 5) { const col = P256(a[i + 2] || 0); if (c === 38) { st.fc = col; delete st.f; } else { st.gc = col; delete st.g; } i += 2; }
+      else if ((c === 38 || c === 48) && a[i + 1] === 2) { const col = `rgb(${a[i + 2] || 0},${a[i + 3] || 0},${a[i + 4] || 0})`; if (c === 38) { st.fc = col; delete st.f; } else { st.gc = col; delete st.g; } i += 4; }
+    }
+  }
+  function span(text, st) {
+    const cls = [];
+    if (st.b) cls.push("b"); if (st.d) cls.push("d"); if (st.i) cls.push("i"); if (st.u) cls.push("u");
+    if (st.f) cls.push("f" + st.f); if (st.g) cls.push("g" + st.g);
+    if (!cls.length && !st.fc && !st.gc) return document.createTextNode(text);
+    const s = document.createElement("span");
+    if (cls.length) s.className = cls.join(" ");
+    if (st.fc) s.style.color = st.fc; if (st.gc) s.style.background = st.gc;
+    s.textContent = text;
+    return s;
+  }
+  // Render one line into `el`; returns the style after it (colours carry over lines).
+  function renderLine(el, text, style) {
+    let t = text.endsWith("\r") ? text.slice(0, -1) : text;
+    if (t.includes("\r")) t = t.split("\r").filter((x) => x.length).pop() || ""; // progress bars: keep the last redraw
+    const st = Object.assign({}, style);
+    const re = /\x1b\[([0-9;]*)m|\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]|\x1b/g;
+    let last = 0, m;
+    while ((m = re.exec(t))) {
+      if (m.index > last) el.appendChild(span(t.slice(last, m.index), st));
+      if (m[1] !== undefined) applySgr(st, m[1]);
+      last = re.lastIndex;
+    }
+    if (last < t.length) el.appendChild(span(t.slice(last), st));
+    if (t.startsWith("kiln: ")) el.classList.add("kiln");
+    return st;
+  }
+  function lineEl(n) {
+    const row = document.createElement("div");
+    row.className = "l";
+    row.id = "L" + n;
+    const a = document.createElement("a");
+    a.className = "n"; a.href = "#L" + n; a.textContent = n;
+    const t = document.createElement("span");
+    t.className = "t";
+    row.append(a, t);
+    return [row, t];
+  }
+  function append(text) {
+    if (!text) return;
+    const empty = $(".log-empty", box);
+    if (empty) empty.remove();
+    const stick = log.follow && atBottom();
+    if (log.partialEl) { log.partialEl.remove(); log.partialEl = null; log.line--; }
+    const parts = (log.rest + text).split("\n");
+    log.rest = parts.pop();
+    const frag = document.createDocumentFragment();
+    for (const p of parts) {
+      const [row, t] = lineEl(++log.line);
+      log.style = renderLine(t, p, log.style);
+      frag.appendChild(row);
+    }
+    if (log.rest) { // an unfinished line shows now and is redrawn when it ends
+      const [row, t] = lineEl(++log.line);
+      renderLine(t, log.rest, log.style);
+      log.partialEl = row;
+      frag.appendChild(row);
+    }
+    box.appendChild(frag);
+    if (log.target && $("#" + log.target, box)) { jumpTo(log.target); log.target = null; }
+    else if (stick) box.scrollTop = box.scrollHeight;
+  }
+  function jumpTo(id) {
+    const el = $("#" + id, box);
+    if (!el) return;
+    $$(".l.hl", box).forEach((x) => x.classList.remove("hl"));
+    el.classList.add("hl");
+    log.follow = false;
+    box.scrollTop = el.offsetTop - box.clientHeight / 3;
+    showFollow();
+  }
+  async function pullLog() {
+    if (!panel || !log.job || !log.attempt || log.done) return;
+    if (log.busy) { log.again = true; return; }
+    log.busy = true;
+    try {
+      for (;;) {
+        log.again = false;
+        const r = await fetch(`/api/v1/jobs/${log.job}/log?attempt=${log.attempt}&offset=${log.offset}`, { credentials: "same-origin" });
+        if (!r.ok) break;
+        const s = await r.json();
+        if (s.offset !== log.offset) break;
+        append(s.text);
+        log.offset = s.next_offset;
+        if (s.done) { log.done = true; showFollow(); break; }
+        if (!s.text && !log.again) break;
+      }
+    } catch (_) { /* retried on the next event */ }
+    log.busy = false;
+    if (log.again) pullLog();
+  }
+  function resetLog(job, attempt, status) {
+    log.job = String(job); log.attempt = +attempt; log.offset = 0; log.line = 0; log.rest = ""; log.style = {};
+    log.done = false; log.partialEl = null; log.follow = true;
+    box.innerHTML = `<div class="log-empty muted">${log.attempt ? "loading…" : "waiting for an agent…"}</div>`;
+    panel.dataset.job = log.job; panel.dataset.attempt = log.attempt;
+    const raw = `/api/v1/jobs/${log.job}/raw?attempt=${log.attempt}`;
+    $("#raw").href = raw; $("#download").href = raw + "&download=1";
+    setStatus(status);
+    showFollow();
+    pullLog();
+  }
+  function setStatus(status) {
+    const s = $("#log-status");
+    if (s && status) { s.className = "pill " + status; s.textContent = status; }
+  }
+  // After the jobs were redrawn: mark the selected one, follow its attempt and status.
+  function afterSwap() {
+    if (!panel) return;
+    if (!log.job) { // the build had no jobs yet when the page was drawn: show the first one now
+      const first = $(".job.running") || $(".job.failed") || $(".job.errored") || $(".job");
+      if (!first) return;
+      panel.hidden = false;
+      first.classList.add("sel");
+      $("#log-key").textContent = first.dataset.key;
+      resetLog(first.dataset.job, first.dataset.attempt, first.dataset.status);
+      return;
+    }
+    const card = $(`.job[data-job="${log.job}"]`);
+    $$(".job.sel").forEach((j) => j !== card && j.classList.remove("sel"));
+    if (!card) return;
+    card.classList.add("sel");
+    const key = $("#log-key"); if (key) key.textContent = card.dataset.key;
+    const attempt = +card.dataset.attempt;
+    if (attempt > log.attempt && !location.search.includes("attempt=")) { resetLog(log.job, attempt, card.dataset.status); return; }
+    setStatus(card.dataset.status);
+    if (/^(passed|failed|errored|cancelled|skipped)$/.test(card.dataset.status)) pullLog();
+  }
+
+  if (panel) {
+    box.addEventListener("scroll", () => { log.follow = atBottom(); showFollow(); });
+    if (followBtn) followBtn.addEventListener("click", () => { log.follow = true; box.scrollTop = box.scrollHeight; showFollow(); });
+    box.addEventListener("click", (e) => {
+      const a = e.target.closest("a.n");
+      if (!a) return;
+      e.preventDefault();
+      history.replaceState(null, "", a.getAttribute("href"));
+      jumpTo(a.getAttribute("href").slice(1));
+    });
+    document.addEventListener("click", (e) => {
+      const card = e.target.closest("a.job");
+      if (!card || e.metaKey || e.ctrlKey || e.shiftKey) return;
+      e.preventDefault();
+      history.replaceState(null, "", "?job=" + card.dataset.job);
+      $$(".job.sel").forEach((j) => j.classList.remove("sel"));
+      card.classList.add("sel");
+      $("#log-key").textContent = card.dataset.key;
+      resetLog(card.dataset.job, card.dataset.attempt, card.dataset.status);
+    });
+    if (/^#L\d+$/.test(location.hash)) { log.target = location.hash.slice(1); log.follow = false; }
+    pullLog();
+    // A safety net for a missed event: a running job's log is asked for now and then too.
+    setInterval(() => { if (!log.done && log.attempt) pullLog(); }, 3000);
+  }
+})();

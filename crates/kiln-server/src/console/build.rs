@@ -1,0 +1,206 @@
+//! A build's page: header with status and actions, the jobs as a DAG (one
+//! column per stage of `needs`, matrix cells and shards stacked), a marked
+//! place for test results, and the selected job's log, streamed live by the
+//! script (ANSI colours, line anchors, follow that stops when you scroll up).
+
+use super::views::{build_view, duration, is_final, BuildView};
+use super::{render, require_user, see_other, Layout, PageResult};
+use crate::api::builds::visible_build;
+use crate::api::projects::visible;
+use crate::auth::Page;
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::trigger::{start_build, Origin};
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::Form;
+use kiln_wire::api::Job;
+use serde::Deserialize;
+use std::collections::HashMap;
+
+pub struct JobCard {
+    pub id: i64,
+    pub key: String,
+    pub status: String,
+    pub agent: String,
+    pub duration: String,
+    /// Epoch ms the job started, while it runs (the script ticks its duration).
+    pub since: i64,
+    pub attempt: i64,
+    pub reason: String,
+    pub waiting_for: String,
+    pub selected: bool,
+}
+
+pub struct Column {
+    pub jobs: Vec<JobCard>,
+}
+
+#[derive(Template)]
+#[template(path = "build_live.html")]
+struct BuildLive {
+    b: BuildView,
+    columns: Vec<Column>,
+    signed_in: bool,
+    csrf: String,
+    upload: String,
+}
+
+/// The selected job's log panel.
+pub struct Selected {
+    pub id: i64,
+    pub key: String,
+    pub status: String,
+    pub attempt: i64,
+    pub attempts: Vec<i64>,
+}
+
+#[derive(Template)]
+#[template(path = "build.html")]
+struct BuildTpl {
+    l: Layout,
+    b: BuildView,
+    live: String,
+    live_src: String,
+    sel: Option<Selected>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct BuildQuery {
+    job: Option<i64>,
+    attempt: Option<i64>,
+    partial: Option<u8>,
+}
+
+/// Stage of each job name: 0 without needs, else one more than its deepest need.
+fn stages(jobs: &[Job]) -> HashMap<String, usize> {
+    let needs: HashMap<&str, &Vec<String>> = jobs.iter().map(|j| (j.name.as_str(), &j.needs)).collect();
+    fn depth<'a>(n: &'a str, needs: &HashMap<&'a str, &'a Vec<String>>, memo: &mut HashMap<String, usize>, guard: usize) -> usize {
+        if let Some(d) = memo.get(n) {
+            return *d;
+        }
+        let d = match needs.get(n) {
+            Some(list) if guard < 64 => list.iter().map(|m| depth(m, needs, memo, guard + 1) + 1).max().unwrap_or(0),
+            _ => 0,
+        };
+        memo.insert(n.to_string(), d);
+        d
+    }
+    let mut memo = HashMap::new();
+    for j in jobs {
+        depth(&j.name, &needs, &mut memo, 0);
+    }
+    memo
+}
+
+/// The job to show first: the asked one, else the first failed, else the first running, else the first.
+fn pick(jobs: &[Job], asked: Option<i64>) -> Option<&Job> {
+    asked
+        .and_then(|id| jobs.iter().find(|j| j.id == id))
+        .or_else(|| jobs.iter().find(|j| matches!(j.status.as_str(), "failed" | "errored")))
+        .or_else(|| jobs.iter().find(|j| j.status == "running"))
+        .or_else(|| jobs.first())
+}
+
+fn job_card(j: &Job, selected: bool) -> JobCard {
+    let ms = |s: &Option<String>| s.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).map(|t| t.timestamp_millis());
+    let (start, end) = (ms(&j.started_at), ms(&j.finished_at));
+    JobCard {
+        id: j.id,
+        key: j.key.clone(),
+        status: j.status.clone(),
+        agent: j.agent.clone().unwrap_or_default(),
+        duration: match (start, end) {
+            (Some(s), Some(e)) => duration(e - s),
+            _ => String::new(),
+        },
+        since: if j.status == "running" { start.unwrap_or(0) } else { 0 },
+        attempt: j.attempt,
+        reason: j.reason.clone().unwrap_or_default(),
+        waiting_for: j.waiting_for.join(", "),
+        selected,
+    }
+}
+
+pub async fn page(State(st): State<AppState>, page: Page, Path(id): Path<i64>, Query(q): Query<BuildQuery>) -> PageResult<Response> {
+    let row = visible_build(&st, &page.viewer, id).await?;
+    let full = crate::convert::full_build(&st.store, &row).await?;
+    let sel = pick(&full.jobs, q.job);
+    let sel_id = sel.map(|j| j.id);
+    let depth = stages(&full.jobs);
+    let mut columns: Vec<Column> = Vec::new();
+    for j in &full.jobs {
+        let d = depth.get(&j.name).copied().unwrap_or(0);
+        while columns.len() <= d {
+            columns.push(Column { jobs: Vec::new() });
+        }
+        columns[d].jobs.push(job_card(j, Some(j.id) == sel_id));
+    }
+    columns.retain(|c| !c.jobs.is_empty());
+    let upload = match st.store.upload(id).await? {
+        Some(u) => format!("{} file{}, {}", u.files, if u.files == 1 { "" } else { "s" }, crate::uploads::human_bytes(u.size)),
+        None => String::new(),
+    };
+    let live = BuildLive {
+        b: build_view(&row),
+        columns,
+        signed_in: page.viewer.signed_in(),
+        csrf: page.csrf().to_string(),
+        upload,
+    };
+    if q.partial.unwrap_or(0) != 0 {
+        return render(&live);
+    }
+    let sel = sel.map(|j| {
+        let attempts: Vec<i64> = j.attempts.iter().map(|a| a.attempt).collect();
+        Selected {
+            id: j.id,
+            key: j.key.clone(),
+            status: j.status.clone(),
+            attempt: q.attempt.filter(|a| attempts.contains(a)).unwrap_or(j.attempt),
+            attempts,
+        }
+    });
+    let t = BuildTpl {
+        l: Layout::of(&page, "projects"),
+        b: build_view(&row),
+        live: live.render().map_err(|e| AppError::Internal(e.to_string()))?,
+        live_src: format!("/builds/{id}?partial=1"),
+        sel,
+    };
+    render(&t)
+}
+
+#[derive(Deserialize)]
+pub struct ActionForm {
+    #[serde(rename = "_csrf", default)]
+    csrf: String,
+}
+
+pub async fn rebuild(State(st): State<AppState>, page: Page, Path(id): Path<i64>, Form(f): Form<ActionForm>) -> PageResult<Response> {
+    let who = require_user(&page)?;
+    page.check_csrf(&f.csrf)?;
+    let b = visible_build(&st, &page.viewer, id).await?;
+    let p = visible(&st, &page.viewer, &b.project).await?;
+    let nb = match crate::uploads::of_build(&st, &b).await {
+        Some(up) => crate::uploads::rerun(&st, &p, &up, &who).await?,
+        None => {
+            let commit = Some(b.commit.as_str()).filter(|c| !c.is_empty());
+            start_build(&st, &p, Some(&b.branch), commit, Origin::new("manual", who)).await.map_err(AppError::from)?
+        }
+    };
+    Ok(see_other(&format!("/builds/{}", nb.id)))
+}
+
+pub async fn cancel(State(st): State<AppState>, page: Page, Path(id): Path<i64>, Form(f): Form<ActionForm>) -> PageResult<Response> {
+    require_user(&page)?;
+    page.check_csrf(&f.csrf)?;
+    let b = visible_build(&st, &page.viewer, id).await?;
+    if !is_final(&b.status) {
+        st.store.cancel(id, None).await?;
+        let b = st.store.build(id).await?;
+        st.emit("build", b.id, None, &b.project, &b.status);
+    }
+    Ok(see_other(&format!("/builds/{id}")))
+}

@@ -1,0 +1,253 @@
+//! The projects page (status per branch, badge, duration chart), one project's
+//! builds (filters, pages), adding a project, and triggering a build.
+
+use super::views::{build_view, duration_chart, BuildView};
+use super::{render, require_user, see_other, urlencode, Layout, PageResult};
+use crate::api::projects::{validate_name, visible};
+use crate::auth::Page;
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::trigger::{start_build, Origin};
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::Form;
+use kiln_store::BuildFilter;
+use serde::Deserialize;
+
+/// Builds per page on a project's page.
+const PER_PAGE: i64 = 50;
+
+pub struct ProjectCard {
+    pub name: String,
+    pub repo: String,
+    pub public: bool,
+    pub branches: Vec<BuildView>,
+    pub chart: String,
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomeTpl {
+    l: Layout,
+    live: String,
+}
+
+#[derive(Template)]
+#[template(path = "home_live.html")]
+struct HomeLive {
+    projects: Vec<ProjectCard>,
+    signed_in: bool,
+}
+
+#[derive(Deserialize, Default)]
+pub struct PartialQuery {
+    pub partial: Option<u8>,
+}
+
+pub async fn home(State(st): State<AppState>, page: Page, Query(q): Query<PartialQuery>) -> PageResult<Response> {
+    let mut projects = Vec::new();
+    for p in st.store.list_projects().await? {
+        if !(p.public || page.viewer.signed_in()) {
+            continue;
+        }
+        let recent = st.store.recent_builds(p.id, 24).await?;
+        let branches = st.store.latest_per_branch(p.id, 4).await?;
+        projects.push(ProjectCard {
+            name: p.name.clone(),
+            repo: p.repo.clone(),
+            public: p.public,
+            branches: branches.iter().map(build_view).collect(),
+            chart: duration_chart(&recent),
+        });
+    }
+    let live = HomeLive { projects, signed_in: page.viewer.signed_in() };
+    if q.partial.unwrap_or(0) != 0 {
+        return render(&live);
+    }
+    let live = live.render().map_err(|e| AppError::Internal(e.to_string()))?;
+    render(&HomeTpl { l: Layout::of(&page, "projects"), live })
+}
+
+#[derive(Deserialize, Default)]
+pub struct BuildsQuery {
+    branch: Option<String>,
+    status: Option<String>,
+    trigger: Option<String>,
+    page: Option<i64>,
+    partial: Option<u8>,
+}
+
+#[derive(Template)]
+#[template(path = "project.html")]
+struct ProjectTpl {
+    l: Layout,
+    name: String,
+    repo: String,
+    default_branch: String,
+    pipeline: String,
+    public: bool,
+    branches: Vec<String>,
+    branch: String,
+    status: String,
+    trigger: String,
+    live_src: String,
+    live: String,
+}
+
+#[derive(Template)]
+#[template(path = "project_live.html")]
+struct ProjectLive {
+    builds: Vec<BuildView>,
+    total: i64,
+    first: i64,
+    last: i64,
+    newer: String,
+    older: String,
+    page: i64,
+    pages: i64,
+}
+
+fn filter_query(q: &BuildsQuery, page: i64) -> String {
+    let mut parts = Vec::new();
+    for (k, v) in [("branch", &q.branch), ("status", &q.status), ("trigger", &q.trigger)] {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            parts.push(format!("{k}={}", urlencode(v)));
+        }
+    }
+    if page > 1 {
+        parts.push(format!("page={page}"));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+pub async fn project(State(st): State<AppState>, page: Page, Path(name): Path<String>, Query(q): Query<BuildsQuery>) -> PageResult<Response> {
+    let p = visible(&st, &page.viewer, &name).await?;
+    let f = BuildFilter { branch: q.branch.clone(), status: q.status.clone(), trigger: q.trigger.clone() };
+    let n = q.page.unwrap_or(1).max(1);
+    let (rows, total) = st.store.builds_page(p.id, &f, PER_PAGE, (n - 1) * PER_PAGE).await?;
+    let pages = ((total + PER_PAGE - 1) / PER_PAGE).max(1);
+    let base = format!("/projects/{}", urlencode(&p.name));
+    let live = ProjectLive {
+        first: if rows.is_empty() { 0 } else { (n - 1) * PER_PAGE + 1 },
+        last: (n - 1) * PER_PAGE + rows.len() as i64,
+        builds: rows.iter().map(build_view).collect(),
+        total,
+        newer: if n > 1 { format!("{base}{}", filter_query(&q, n - 1)) } else { String::new() },
+        older: if n < pages { format!("{base}{}", filter_query(&q, n + 1)) } else { String::new() },
+        page: n,
+        pages,
+    };
+    if q.partial.unwrap_or(0) != 0 {
+        return render(&live);
+    }
+    let live_src = {
+        let fq = filter_query(&q, n);
+        format!("{base}{}{}partial=1", fq, if fq.is_empty() { "?" } else { "&" })
+    };
+    let t = ProjectTpl {
+        l: Layout::of(&page, "projects"),
+        name: p.name.clone(),
+        repo: p.repo.clone(),
+        default_branch: p.branch.clone(),
+        pipeline: p.pipeline.clone(),
+        public: p.public,
+        branches: st.store.build_branches(p.id).await?,
+        branch: q.branch.clone().unwrap_or_default(),
+        status: q.status.clone().unwrap_or_default(),
+        trigger: q.trigger.clone().unwrap_or_default(),
+        live_src,
+        live: live.render().map_err(|e| AppError::Internal(e.to_string()))?,
+    };
+    render(&t)
+}
+
+#[derive(Template)]
+#[template(path = "project_new.html")]
+struct NewProjectTpl {
+    l: Layout,
+    error: String,
+    name: String,
+    repo: String,
+    branch: String,
+    pipeline: String,
+    public: bool,
+}
+
+pub async fn new_project_form(page: Page) -> PageResult<Response> {
+    require_user(&page)?;
+    render(&NewProjectTpl {
+        l: Layout::of(&page, "projects"),
+        error: String::new(),
+        name: String::new(),
+        repo: String::new(),
+        branch: "main".into(),
+        pipeline: ".kiln.yml".into(),
+        public: false,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct NewProjectForm {
+    #[serde(rename = "_csrf", default)]
+    csrf: String,
+    name: String,
+    repo: String,
+    #[serde(default)]
+    branch: String,
+    #[serde(default)]
+    pipeline: String,
+    #[serde(default)]
+    visibility: String,
+}
+
+pub async fn new_project(State(st): State<AppState>, page: Page, Form(f): Form<NewProjectForm>) -> PageResult<Response> {
+    require_user(&page)?;
+    page.check_csrf(&f.csrf)?;
+    let branch = if f.branch.trim().is_empty() { "main" } else { f.branch.trim() };
+    let pipeline = if f.pipeline.trim().is_empty() { ".kiln.yml" } else { f.pipeline.trim() };
+    let public = f.visibility == "public";
+    let name = f.name.trim();
+    let res = match validate_name(name) {
+        Err(e) => Err(e),
+        Ok(()) if f.repo.trim().is_empty() => Err(AppError::BadRequest("a project needs a repository: a git URL or a path on the server".into())),
+        Ok(()) => st.store.create_project(name, f.repo.trim(), branch, pipeline, public, &Default::default()).await.map_err(AppError::from),
+    };
+    match res {
+        Ok(p) => Ok(see_other(&format!("/projects/{}", urlencode(&p.name)))),
+        Err(e) => {
+            let mut r = render(&NewProjectTpl {
+                l: Layout::of(&page, "projects"),
+                error: e.to_string(),
+                name: name.to_string(),
+                repo: f.repo.clone(),
+                branch: branch.to_string(),
+                pipeline: pipeline.to_string(),
+                public,
+            })?;
+            *r.status_mut() = e.status();
+            Ok(r)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct TriggerForm {
+    #[serde(rename = "_csrf", default)]
+    csrf: String,
+    #[serde(default)]
+    branch: String,
+}
+
+pub async fn trigger(State(st): State<AppState>, page: Page, Path(name): Path<String>, Form(f): Form<TriggerForm>) -> PageResult<Response> {
+    let who = require_user(&page)?;
+    page.check_csrf(&f.csrf)?;
+    let p = visible(&st, &page.viewer, &name).await?;
+    let branch = Some(f.branch.trim()).filter(|b| !b.is_empty());
+    let b = start_build(&st, &p, branch, None, Origin::new("manual", who)).await?;
+    Ok(see_other(&format!("/builds/{}", b.id)))
+}
