@@ -7,5 +7,6 @@ pub mod mask;
 pub mod cron;
 pub mod junit;
 pub mod shards;
+pub mod testrun;
 pub mod pipeline;
 pub mod expand;

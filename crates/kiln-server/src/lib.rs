@@ -20,6 +20,7 @@ pub mod git;
 mod materialize;
 mod services;
 pub mod state;
+pub mod tests_api;
 pub mod trigger;
 
 use anyhow::Context;
@@ -112,6 +113,7 @@ pub fn router(st: AppState) -> Router {
         .route("/badge/{file}", get(badge::badge))
         .merge(api::routes())
         .merge(agent_api::routes())
+        .merge(tests_api::routes())
         .layer(axum::extract::DefaultBodyLimit::max(2 << 20))
         .with_state(st)
 }

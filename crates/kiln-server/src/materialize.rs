@@ -90,6 +90,8 @@ fn new_job(project: &ProjectRow, build: &BuildRow, commit: &str, pj: PlannedJob)
             run: t.run.clone(),
             split_files: t.split_files.clone(),
             reports: t.reports.clone(),
+            retries: t.retries,
+            flaky_fails_build: t.flaky_fails_build,
         }),
     };
     NewJob {

@@ -19,6 +19,8 @@ mod migrate;
 mod projects;
 mod queue;
 mod rows;
+mod testqueue;
+mod testresults;
 mod tokens;
 
 pub use agents::AgentRow;
@@ -27,6 +29,8 @@ pub use error::StoreError;
 pub use logs::{AppendOutcome, AttemptRow, LogRead};
 pub use projects::ProjectRow;
 pub use queue::{Claimed, FinishOutcome, JobRow, LeaseExpiry, NewJob};
+pub use testqueue::{BatchSummary, TestClaim, TestGroup};
+pub use testresults::{TestResultRow, TestStatsRow};
 pub use tokens::TokenRow;
 
 use sqlx::any::{AnyPoolOptions, AnyConnectOptions};

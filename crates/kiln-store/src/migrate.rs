@@ -2,8 +2,8 @@
 
 use crate::{Backend, Result, Store, StoreError};
 
-const SQLITE: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
-const POSTGRES: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+const SQLITE: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql")), (3, include_str!("../migrations/sqlite/0003_tests.sql"))];
+const POSTGRES: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql")), (3, include_str!("../migrations/postgres/0003_tests.sql"))];
 
 /// Apply every migration newer than the database's recorded version.
 pub(crate) async fn run(store: &Store) -> Result<()> {

@@ -3,6 +3,7 @@
 mod agents;
 mod builds;
 pub(crate) mod projects;
+mod tests;
 
 use crate::state::AppState;
 use axum::routing::{get, post};
@@ -16,6 +17,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/builds/{id}", get(builds::show))
         .route("/api/v1/builds/{id}/cancel", post(builds::cancel))
         .route("/api/v1/jobs/{id}/log", get(builds::log))
+        .route("/api/v1/builds/{id}/tests", get(tests::of_build))
+        .route("/api/v1/projects/{name}/tests", get(tests::of_project))
         .route("/api/v1/agents", get(agents::list))
         .route("/api/v1/agents/{name}/drain", post(agents::drain))
 }
