@@ -12,8 +12,13 @@ pub mod checkout;
 pub mod client;
 pub mod executor;
 pub mod labels;
+pub mod reports;
 pub mod spool;
+pub mod testhttp;
+pub mod testloop;
 mod worker;
+
+pub use worker::job_env;
 
 use client::{backoff, CallError, Client};
 use kiln_wire::agent::{HeartbeatRequest, RegisterRequest, RunningJob};

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use std::time::Duration;
 
 /// The largest JUnit report one upload may carry; larger gets 413.
-pub const JUNIT_LIMIT: usize = 8 << 20;
+pub const JUNIT_LIMIT: usize = kiln_wire::agent::JUNIT_LIMIT;
 /// How long a claim waits, on the server, for another shard to finish listing.
 const LIST_WAIT: Duration = Duration::from_secs(3);
 

@@ -14,6 +14,9 @@ pub mod agent {
     //! The agent protocol: register, claim (a long poll), logs, heartbeat, finish.
     use super::*;
 
+    /// The largest JUnit report one upload may carry; the server answers 413 past it.
+    pub const JUNIT_LIMIT: usize = 8 << 20;
+
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct RegisterRequest {
         pub name: String,
