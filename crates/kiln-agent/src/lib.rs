@@ -12,6 +12,8 @@ pub mod checkout;
 pub mod client;
 pub mod executor;
 pub mod labels;
+pub mod local;
+pub mod localqueue;
 pub mod reports;
 pub mod spool;
 pub mod testhttp;

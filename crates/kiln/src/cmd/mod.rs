@@ -6,7 +6,9 @@ pub mod builds;
 pub mod check;
 pub mod logs;
 pub mod project;
+pub mod run;
 pub mod server;
+pub mod tests;
 pub mod up;
 
 use crate::api_client::Api;
