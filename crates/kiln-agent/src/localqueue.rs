@@ -56,6 +56,9 @@ struct State {
     items: Vec<Item>,
     /// Batch id → (shard, items).
     batches: HashMap<i64, (u32, Vec<usize>)>,
+    /// Running batch id → (claimed at, estimated ms); and the overheads of finished ones.
+    timing: HashMap<i64, (std::time::Instant, u64)>,
+    overheads: Vec<u64>,
     results: Vec<LocalResult>,
 }
 
@@ -71,7 +74,7 @@ pub struct LocalGroup {
 
 impl LocalGroup {
     pub fn new(key: &str, shards: u32, retries: u32, history: HashMap<String, u64>, ids: Arc<std::sync::atomic::AtomicI64>) -> Arc<LocalGroup> {
-        let state = State { listing: Listing::Unlisted, items: Vec::new(), batches: HashMap::new(), results: Vec::new() };
+        let state = State { listing: Listing::Unlisted, items: Vec::new(), batches: HashMap::new(), timing: HashMap::new(), overheads: Vec::new(), results: Vec::new() };
         Arc::new(LocalGroup { key: key.to_string(), shards: shards.max(1), retries, history, state: Mutex::new(state), next_batch_id: ids })
     }
 
@@ -119,12 +122,18 @@ impl LocalShard {
             return TestBatch { done: true, failed, flaky, ..Default::default() };
         }
         let pending: Vec<(String, Option<u64>)> = visible.iter().map(|&i| (st.items[i].key.clone(), st.items[i].estimate)).collect();
-        let n = next_batch(&pending, g.shards, static_split).clamp(1, pending.len());
+        let in_flight: Vec<u64> = st.timing.values().map(|(at, est)| est.saturating_sub(at.elapsed().as_millis() as u64)).collect();
+        let mut o = st.overheads.clone();
+        o.sort_unstable();
+        let overhead = o.get(o.len() / 2).copied().unwrap_or(kiln_core::testrun::DEFAULT_BATCH_OVERHEAD_MS);
+        let n = next_batch(&pending, g.shards, static_split, &in_flight, overhead).clamp(1, pending.len());
         let id = g.next_batch_id.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let taken: Vec<usize> = visible[..n].to_vec();
         for &i in &taken {
             st.items[i].state = ItemState::Claimed(id);
         }
+        let est = taken.iter().filter_map(|&i| st.items[i].estimate).sum();
+        st.timing.insert(id, (std::time::Instant::now(), est));
         st.batches.insert(id, (self.shard, taken));
         TestBatch { batch_id: Some(id), tests: pending.into_iter().take(n).map(|p| p.0).collect(), ..Default::default() }
     }
@@ -183,6 +192,10 @@ impl LocalShard {
         let mut st = g.state.lock().unwrap();
         let items = st.batches.get(&batch).map(|b| b.1.clone()).unwrap_or_default();
         let mut ack = BatchDoneAck::default();
+        if let Some((at, _)) = st.timing.remove(&batch) {
+            let ran: u64 = st.results.iter().filter(|r| r.batch == Some(batch)).map(|r| r.case.duration_ms).sum();
+            st.overheads.push((at.elapsed().as_millis() as u64).saturating_sub(ran));
+        }
         for i in items {
             if st.items[i].state != ItemState::Claimed(batch) {
                 continue;

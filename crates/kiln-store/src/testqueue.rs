@@ -111,6 +111,41 @@ async fn return_stale_batches(tx: &mut Transaction<'_, Any>, build_id: i64, grou
     Ok(())
 }
 
+/// What the other shards of a group still have in flight (estimated ms left per running
+/// batch), and the group's per-batch overhead so far (claim to done, less the tests' time).
+async fn batch_context(tx: &mut Transaction<'_, Any>, build_id: i64, group: &str) -> Result<(Vec<u64>, u64)> {
+    let now = now_ms();
+    let mut in_flight = Vec::new();
+    for r in sqlx::query(
+        "SELECT b.claimed_at, CAST(COALESCE(SUM(i.estimate_ms), 0) AS BIGINT) AS est FROM test_batches b JOIN test_items i ON i.batch_id = b.id \
+         WHERE b.build_id = $1 AND b.group_key = $2 AND b.state = 'running' GROUP BY b.id, b.claimed_at",
+    )
+    .bind(build_id)
+    .bind(group)
+    .fetch_all(&mut **tx)
+    .await?
+    {
+        let (claimed, est): (i64, i64) = (r.try_get("claimed_at")?, r.try_get("est")?);
+        in_flight.push((est - (now - claimed)).max(0) as u64);
+    }
+    let mut overheads = Vec::new();
+    for r in sqlx::query(
+        "SELECT b.finished_at - b.claimed_at AS took, (SELECT CAST(COALESCE(SUM(r.duration_ms), 0) AS BIGINT) FROM test_results r WHERE r.batch_id = b.id) AS ran \
+         FROM test_batches b WHERE b.build_id = $1 AND b.group_key = $2 AND b.state = 'done' ORDER BY b.id DESC LIMIT 20",
+    )
+    .bind(build_id)
+    .bind(group)
+    .fetch_all(&mut **tx)
+    .await?
+    {
+        let (took, ran): (i64, i64) = (r.try_get("took")?, r.try_get("ran")?);
+        overheads.push((took - ran).max(0) as u64);
+    }
+    overheads.sort_unstable();
+    let overhead = overheads.get(overheads.len() / 2).copied().unwrap_or(kiln_core::testrun::DEFAULT_BATCH_OVERHEAD_MS);
+    Ok((in_flight, overhead))
+}
+
 fn outcome_of(s: &str) -> Result<Outcome> {
     Outcome::parse(s).ok_or_else(|| StoreError::Corrupt(format!("test outcome {s:?}")))
 }
@@ -207,7 +242,8 @@ impl Store {
             pending.push((r.try_get::<String, _>("test_key")?, est.map(|e| e.max(0) as u64)));
             ids.push(r.try_get::<i64, _>("id")?);
         }
-        let n = next_batch(&pending, g.shards, static_split).max(1).min(pending.len());
+        let (in_flight, overhead) = batch_context(&mut tx, build_id, &g.key).await?;
+        let n = next_batch(&pending, g.shards, static_split, &in_flight, overhead).clamp(1, pending.len());
         let batch_id: i64 = sqlx::query_scalar(
             "INSERT INTO test_batches (build_id, group_key, job_id, attempt, state, claimed_at) VALUES ($1, $2, $3, $4, 'running', $5) RETURNING id",
         )

@@ -20,12 +20,13 @@ fn ms(ms: u64) -> String {
     }
 }
 
-/// The name a person knows a test by: its listed key, or suite/class and name.
+/// The name a person knows a test by: its listed id, with the case's own name when the id
+/// names more than the case (a file).
 fn test_name(t: &TestResult) -> String {
     let own = if t.classname.is_empty() { t.name.clone() } else { format!("{}::{}", t.classname, t.name) };
-    if t.key.is_empty() || t.key == own || t.key == t.name {
+    if t.key.is_empty() || t.key == own {
         own
-    } else if t.classname.is_empty() && t.name == t.key {
+    } else if t.key.ends_with(&t.name) {
         t.key.clone()
     } else {
         format!("{} ({own})", t.key)
