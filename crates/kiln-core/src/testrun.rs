@@ -100,8 +100,24 @@ pub fn static_assignment(files: &[String], history: &HashMap<String, u64>, shard
 pub fn match_cases(listed: &[String], cases: &[TestCase]) -> Vec<Option<usize>> {
     cases
         .iter()
-        .map(|c| listed.iter().position(|id| matches_id(id, c)))
+        .map(|c| {
+            listed
+                .iter()
+                .position(|id| matches_id(id, c))
+                .or_else(|| listed.iter().position(|id| in_python_file(id, c)))
+        })
         .collect()
+}
+
+/// Whether a listed Python file (`split: files`) holds the case: pytest's JUnit (xunit2) has no
+/// `file` attribute, but its classname is the file's module (`tests/test_a.py` →
+/// `tests.test_a`), followed by `.Class` for a method.
+fn in_python_file(listed: &str, case: &TestCase) -> bool {
+    let Some(stem) = listed.strip_prefix("./").unwrap_or(listed).strip_suffix(".py") else {
+        return false;
+    };
+    let module = stem.replace('/', ".");
+    case.classname == module || case.classname.strip_prefix(&module).is_some_and(|rest| rest.starts_with('.'))
 }
 
 /// The outcome of one listed test from the outcomes of the cases that report on it (a listed
@@ -305,6 +321,10 @@ mod tests {
             case("other", "unlisted", Outcome::Passed),
         ];
         assert_eq!(match_cases(&listed, &cases), [Some(0), Some(1), None]);
+        // Files of `split: files`: pytest's classname is the module (and class).
+        let files = vec!["tests/test_a.py".to_string(), "tests/test_ab.py".to_string()];
+        let cases = [case("tests.test_a", "x", Outcome::Passed), case("tests.test_ab.TestK", "y", Outcome::Passed), case("tests.test_abc", "z", Outcome::Passed)];
+        assert_eq!(match_cases(&files, &cases), [Some(0), Some(1), None]);
         use Outcome::*;
         assert_eq!(item_outcome([Passed, Skipped]), Some(Passed));
         assert_eq!(item_outcome([Skipped, Skipped]), Some(Skipped));
