@@ -39,7 +39,7 @@ impl HttpQueue {
                 Err(CallError::Refused(e) | CallError::Unauthorized(e)) => return Err(QueueError::Refused(refusal(&e))),
                 Err(e) => {
                     failures += 1;
-                    if failures == 1 || failures % 10 == 0 {
+                    if failures == 1 || failures.is_multiple_of(10) {
                         tracing::warn!("job {}: {what} failed ({e}); retrying", self.job_id);
                     }
                     tokio::select! {

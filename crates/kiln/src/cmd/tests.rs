@@ -64,7 +64,7 @@ pub async fn show_build(c: &ClientOpts, id: i64) -> anyhow::Result<i32> {
         }
     }
     let mut slow: Vec<&&TestResult> = finals.iter().collect();
-    slow.sort_by(|a, b| b.duration_ms.cmp(&a.duration_ms));
+    slow.sort_by_key(|t| std::cmp::Reverse(t.duration_ms));
     println!("\nslowest:");
     for t in slow.iter().take(5) {
         println!("  {:>9}  {}", ms(t.duration_ms), test_name(t));
