@@ -139,4 +139,38 @@ impl Client {
         self.send(self.http.post(format!("{}/api/v1/agent/jobs/{job_id}/release", self.base)).json(&serde_json::json!({ "attempt": attempt })))
             .await
     }
+
+    pub async fn claim_tests(&self, job_id: i64, attempt: i64) -> Result<TestBatch, CallError> {
+        self.send(
+            self.http
+                .post(format!("{}/api/v1/agent/jobs/{job_id}/tests/claim", self.base))
+                .timeout(Duration::from_secs(30))
+                .json(&ClaimTestsRequest { attempt }),
+        )
+        .await
+    }
+
+    pub async fn upload_test_list(&self, job_id: i64, req: &TestListUpload) -> Result<serde_json::Value, CallError> {
+        self.send(self.http.post(format!("{}/api/v1/agent/jobs/{job_id}/tests/list", self.base)).json(req)).await
+    }
+
+    /// Upload one JUnit report; `path` names it in messages and makes a repeat replace it.
+    pub async fn upload_report(&self, job_id: i64, attempt: i64, batch: Option<i64>, path: &str, xml: Vec<u8>) -> Result<ReportAck, CallError> {
+        let mut url = format!("{}/api/v1/agent/jobs/{job_id}/tests/report?attempt={attempt}&path={}", self.base, percent(path));
+        if let Some(b) = batch {
+            url.push_str(&format!("&batch={b}"));
+        }
+        self.send(self.http.post(url).timeout(Duration::from_secs(120)).body(xml)).await
+    }
+
+    pub async fn finish_batch(&self, job_id: i64, req: &BatchDone) -> Result<BatchDoneAck, CallError> {
+        self.send(self.http.post(format!("{}/api/v1/agent/jobs/{job_id}/tests/done", self.base)).json(req)).await
+    }
+}
+
+/// Percent-encode a query value.
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
 }

@@ -24,6 +24,8 @@ pub enum Outcome {
     Cancelled,
     /// Kiln could not run the step (no shell, no folder…).
     Errored(String),
+    /// The steps ran, but tests failed (a sharded job's verdict, with the tests named).
+    TestsFailed(String),
 }
 
 impl Outcome {
@@ -31,7 +33,7 @@ impl Outcome {
     pub fn status(&self) -> &'static str {
         match self {
             Outcome::Passed => "passed",
-            Outcome::Failed { .. } | Outcome::TimedOut { .. } => "failed",
+            Outcome::Failed { .. } | Outcome::TimedOut { .. } | Outcome::TestsFailed(_) => "failed",
             Outcome::Cancelled => "cancelled",
             Outcome::Errored(_) => "errored",
         }
@@ -40,6 +42,7 @@ impl Outcome {
         match self {
             Outcome::Passed => Some(0),
             Outcome::Failed { code, .. } => Some(*code),
+            Outcome::TestsFailed(_) => Some(1),
             _ => None,
         }
     }
@@ -49,7 +52,7 @@ impl Outcome {
             Outcome::Failed { step, code } => Some(format!("step {step} exited with code {code}")),
             Outcome::TimedOut { after } => Some(format!("timed out after {}", kiln_core::duration::format_duration(*after))),
             Outcome::Cancelled => Some("cancelled".into()),
-            Outcome::Errored(e) => Some(e.clone()),
+            Outcome::Errored(e) | Outcome::TestsFailed(e) => Some(e.clone()),
         }
     }
 }

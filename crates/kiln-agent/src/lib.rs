@@ -13,8 +13,15 @@ pub mod client;
 pub mod executor;
 pub mod labels;
 pub mod package;
+pub mod local;
+pub mod localqueue;
+pub mod reports;
 pub mod spool;
+pub mod testhttp;
+pub mod testloop;
 mod worker;
+
+pub use worker::job_env;
 
 use client::{backoff, CallError, Client};
 use kiln_wire::agent::{HeartbeatRequest, RegisterRequest, RunningJob};

@@ -1,7 +1,9 @@
 //! One work slot of the agent: claim, run, report, again — until drained.
 
 use crate::client::{backoff, CallError};
-use crate::executor::{run_steps, Outcome};
+use crate::executor::Outcome;
+use crate::testhttp::HttpQueue;
+use crate::testloop::{run_body, Body};
 use crate::spool::{upload, LogWriter};
 use crate::{draining, mark_stale, Agent, Running};
 use kiln_wire::agent::{FinishRequest, JobAssignment};
@@ -120,6 +122,7 @@ async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
     });
 
     let src = dir.join("src");
+    let queue = HttpQueue::new(agent.client.clone(), job.job_id, job.attempt, cancel.clone());
     let outcome = {
         let _ = tx.send(format!("kiln: job {} on agent {}, commit {}\n", job.key, agent.cfg.name, job.commit).into_bytes()).await;
         match crate::checkout::prepare(agent, &job, &src).await {
@@ -129,7 +132,22 @@ async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
             }
             Ok(()) => {
                 let env = job_env(&job, &agent.cfg.name, &dir);
-                run_steps(&job.steps, &env, &src, job.timeout_secs.map(Duration::from_secs), &tx, &cancel).await
+                let body = Body {
+                    steps: &job.steps,
+                    tests: job.tests.as_ref(),
+                    env: &env,
+                    src: &src,
+                    work: &dir,
+                    timeout: job.timeout_secs.map(Duration::from_secs),
+                    out: &tx,
+                    cancel: &cancel,
+                    events: None,
+                };
+                let outcome = run_body(&queue, &body).await;
+                if queue.stale.load(Ordering::SeqCst) {
+                    mark_stale(&running);
+                }
+                outcome
             }
         }
     };

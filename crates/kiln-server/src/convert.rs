@@ -88,6 +88,7 @@ pub fn build(b: &BuildRow, jobs: Vec<api::Job>) -> api::Build {
             _ => None,
         },
         jobs,
+        tests: None,
     }
 }
 
@@ -109,7 +110,9 @@ pub async fn full_build_with(store: &Store, b: &BuildRow, agents: &[AgentRow]) -
         let waiting = if j.status == "queued" && j.ready { waiting_for(&j.requires, agents) } else { Vec::new() };
         jobs.push(job(&j, attempts, waiting));
     }
-    Ok(build(b, jobs))
+    let mut out = build(b, jobs);
+    out.tests = store.build_test_counts(b.id).await?.map(test_summary);
+    Ok(out)
 }
 
 /// The requirements no online agent meets (empty when some agent can take the job).
@@ -152,5 +155,57 @@ pub fn delivery(n: &kiln_store::NotificationRow) -> kiln_wire::notify::Delivery 
         created_at: ts(n.created_at),
         next_attempt_at: (n.status == "pending").then(|| ts(n.next_at)),
         sent_at: n.sent_at.map(ts),
+    }
+}
+
+pub fn test_summary(c: kiln_core::testrun::Counts) -> api::TestSummary {
+    api::TestSummary { total: c.total, passed: c.passed, failed: c.failed, errored: c.errored, skipped: c.skipped, flaky: c.flaky }
+}
+
+/// A build's test results: failures first (with messages), then flaky, then slowest first.
+pub fn build_tests(build_id: i64, rows: &[kiln_store::TestResultRow]) -> api::BuildTests {
+    let mut counts = kiln_core::testrun::Counts::default();
+    let mut tests: Vec<api::TestResult> = Vec::with_capacity(rows.len());
+    for r in rows {
+        if r.is_final {
+            counts.add(r.outcome, r.flaky);
+        }
+        tests.push(api::TestResult {
+            job: r.job_key.clone(),
+            group: r.group.clone(),
+            key: r.key.clone(),
+            suite: r.suite.clone(),
+            classname: r.classname.clone(),
+            name: r.name.clone(),
+            file: r.file.clone(),
+            duration_ms: r.duration_ms,
+            outcome: r.outcome.as_str().to_string(),
+            message: r.message.clone(),
+            try_number: r.try_number,
+            flaky: r.flaky,
+            is_final: r.is_final,
+        });
+    }
+    let rank = |t: &api::TestResult| match (t.is_final, t.outcome.as_str(), t.flaky) {
+        (true, "failed" | "errored", _) => 0,
+        (true, _, true) => 1,
+        (true, _, _) => 2,
+        _ => 3,
+    };
+    tests.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| b.duration_ms.cmp(&a.duration_ms)));
+    api::BuildTests { build_id, summary: test_summary(counts), tests }
+}
+
+pub fn test_stats(s: &kiln_store::TestStatsRow) -> api::TestStats {
+    api::TestStats {
+        key: s.key.clone(),
+        runs: s.runs,
+        failures: s.failures,
+        flaky: s.flaky,
+        flaky_rate: if s.runs == 0 { 0.0 } else { s.flaky as f64 / s.runs as f64 },
+        avg_ms: s.avg_ms,
+        last_ms: s.last_ms,
+        last_outcome: s.last_outcome.clone(),
+        recent_ms: s.recent.clone(),
     }
 }

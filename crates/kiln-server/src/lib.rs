@@ -23,6 +23,7 @@ mod services;
 pub mod signature;
 pub mod sources;
 pub mod state;
+pub mod tests_api;
 pub mod trigger;
 pub mod uploads;
 pub mod users;
@@ -123,6 +124,7 @@ pub fn router(st: AppState) -> Router {
         .merge(uploads::routes())
         .merge(api::routes())
         .merge(agent_api::routes())
+        .merge(tests_api::routes())
         .layer(axum::extract::DefaultBodyLimit::max(2 << 20))
         .with_state(st)
 }

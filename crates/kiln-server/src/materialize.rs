@@ -118,6 +118,8 @@ pub(crate) fn new_job(project: &ProjectRow, build: &BuildRow, commit: &str, pj: 
             run: t.run.clone(),
             split_files: t.split_files.clone(),
             reports: t.reports.clone(),
+            retries: t.retries,
+            flaky_fails_build: t.flaky_fails_build,
         }),
         package: package.map(str::to_string),
     };

@@ -5,12 +5,14 @@ use crate::{Backend, Result, Store, StoreError};
 const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_notify.sql")),
+    (3, include_str!("../migrations/sqlite/0003_tests.sql")),
     (4, include_str!("../migrations/sqlite/0004_console.sql")),
     (5, include_str!("../migrations/sqlite/0005_sources.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_notify.sql")),
+    (3, include_str!("../migrations/postgres/0003_tests.sql")),
     (4, include_str!("../migrations/postgres/0004_console.sql")),
     (5, include_str!("../migrations/postgres/0005_sources.sql")),
 ];

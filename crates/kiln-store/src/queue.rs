@@ -465,6 +465,7 @@ impl Store {
             .bind(cur)
             .execute(&mut *tx)
             .await?;
+        crate::testqueue::return_attempt_batches(&mut tx, job_id, cur).await?;
         if requeue {
             sqlx::query("UPDATE jobs SET status = 'queued', agent_name = NULL, lease_until = NULL, queued_at = $1 WHERE id = $2")
                 .bind(now)

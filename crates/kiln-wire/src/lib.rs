@@ -17,6 +17,9 @@ pub mod agent {
     //! The agent protocol: register, claim (a long poll), logs, heartbeat, finish.
     use super::*;
 
+    /// The largest JUnit report one upload may carry; the server answers 413 past it.
+    pub const JUNIT_LIMIT: usize = 8 << 20;
+
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct RegisterRequest {
         pub name: String,
@@ -75,6 +78,12 @@ pub mod agent {
         pub run: String,
         pub split_files: Option<String>,
         pub reports: Vec<String>,
+        /// How many times a failed test runs again (on any shard).
+        #[serde(default)]
+        pub retries: u32,
+        /// Whether a flaky test (failed, then passed) fails the job.
+        #[serde(default)]
+        pub flaky_fails_build: bool,
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -136,12 +145,64 @@ pub mod agent {
         pub attempt: i64,
     }
 
-    /// A batch of test ids for a shard, or `done` when the queue is empty.
-    #[derive(Debug, Clone, Serialize, Deserialize)]
+    /// A batch of test ids for a shard, or `done` when the queue is empty. Before the queue
+    /// exists, `list` asks this shard to run the list command (or expand the `split: files`
+    /// glob) and upload the ids, and `wait` says another shard is doing it. `error` ends the
+    /// shard: the list failed.
+    #[derive(Debug, Clone, Serialize, Deserialize, Default)]
     pub struct TestBatch {
         pub batch_id: Option<i64>,
         pub tests: Vec<String>,
         pub done: bool,
+        #[serde(default)]
+        pub list: bool,
+        #[serde(default)]
+        pub wait: bool,
+        #[serde(default)]
+        pub error: Option<String>,
+        /// With `done`: the tests this shard ran whose final try failed (its job fails).
+        #[serde(default)]
+        pub failed: Vec<String>,
+        /// With `done`: the tests this shard ran that failed, then passed on a retry.
+        #[serde(default)]
+        pub flaky: Vec<String>,
+    }
+
+    /// The ids a shard's list command printed (or the files of `split: files`), or why there
+    /// are none. The first upload for a build's job wins.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct TestListUpload {
+        pub attempt: i64,
+        pub ids: Vec<String>,
+        #[serde(default)]
+        pub error: Option<String>,
+        /// The ids are files to split statically (`split: files`).
+        #[serde(default)]
+        pub static_split: bool,
+    }
+
+    /// A batch's run command ended; its JUnit reports are uploaded.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct BatchDone {
+        pub attempt: i64,
+        pub batch_id: i64,
+        pub exit_code: Option<i32>,
+    }
+
+    /// What the server made of a finished batch.
+    #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+    pub struct BatchDoneAck {
+        pub passed: u32,
+        /// Failed or errored (including "no result reported"), whether retried or not.
+        pub failed: u32,
+        /// Queued again for a retry.
+        pub retried: u32,
+    }
+
+    /// Answer to one JUnit report upload.
+    #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+    pub struct ReportAck {
+        pub cases: u32,
     }
 }
 
@@ -253,6 +314,77 @@ pub mod api {
         pub finished_at: Option<String>,
         pub duration_ms: Option<i64>,
         pub jobs: Vec<Job>,
+        /// Test counts, once any test result is in.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub tests: Option<TestSummary>,
+    }
+
+    /// Counts over a build's distinct tests by their final try; `passed` includes `flaky`.
+    #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+    pub struct TestSummary {
+        pub total: u64,
+        pub passed: u64,
+        pub failed: u64,
+        pub errored: u64,
+        pub skipped: u64,
+        pub flaky: u64,
+    }
+
+    /// One try of one test case in a build.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct TestResult {
+        /// The job (shard) that ran it, and the queue it came from (the job key without shard).
+        pub job: String,
+        pub group: String,
+        /// The listed id it answers for (or the case's own id when nothing listed it).
+        pub key: String,
+        pub suite: String,
+        pub classname: String,
+        pub name: String,
+        pub file: Option<String>,
+        pub duration_ms: u64,
+        /// passed, failed, errored, skipped
+        pub outcome: String,
+        pub message: Option<String>,
+        /// 0 for the first run, 1 for the first retry…
+        pub try_number: u32,
+        /// This try passed after an earlier one failed.
+        pub flaky: bool,
+        /// Whether this is the test's final try (what the counts use).
+        pub is_final: bool,
+    }
+
+    /// GET /api/v1/builds/{id}/tests
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct BuildTests {
+        pub build_id: i64,
+        pub summary: TestSummary,
+        /// Failures first, then flaky, then by duration, slowest first.
+        pub tests: Vec<TestResult>,
+    }
+
+    /// One test's history on a project's branch.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct TestStats {
+        pub key: String,
+        pub runs: u64,
+        pub failures: u64,
+        pub flaky: u64,
+        /// flaky ÷ runs
+        pub flaky_rate: f64,
+        pub avg_ms: u64,
+        pub last_ms: u64,
+        pub last_outcome: String,
+        /// Recent durations, oldest first.
+        pub recent_ms: Vec<u64>,
+    }
+
+    /// GET /api/v1/projects/{name}/tests
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct TestStatsList {
+        pub project: String,
+        pub branch: String,
+        pub tests: Vec<TestStats>,
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -72,9 +72,29 @@ enum Command {
     /// Show a build: its status, trigger, jobs and their attempts.
     Show {
         build: i64,
+        /// Show the build's test results instead: failures first with messages, slowest, counts.
+        #[arg(long)]
+        tests: bool,
         #[command(flatten)]
         client: ClientOpts,
     },
+    /// A project's test history on a branch: the slowest (default) or flakiest tests.
+    Tests {
+        project: String,
+        /// The branch [default: the project's branch].
+        #[arg(long)]
+        branch: Option<String>,
+        #[arg(long, conflicts_with = "flakiest")]
+        slowest: bool,
+        #[arg(long)]
+        flakiest: bool,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Run this repository's pipeline right here, without a server, on N local workers.
+    Run(cmd::run::RunArgs),
     /// Print a build's logs (all jobs, or one), optionally following them live.
     Logs {
         build: i64,
@@ -145,7 +165,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Project { action, client } => cmd::project::run(action, &client).await,
         Command::Trigger { project, branch, commit, wait, client } => cmd::builds::trigger(&client, &project, branch, commit, wait).await,
         Command::Builds { project, branch, status, limit, client } => cmd::builds::list(&client, &project, branch, status, limit).await,
-        Command::Show { build, client } => cmd::builds::show(&client, build).await,
+        Command::Show { build, tests: true, client } => cmd::tests::show_build(&client, build).await,
+        Command::Show { build, client, .. } => cmd::builds::show(&client, build).await,
+        Command::Tests { project, branch, flakiest, limit, client, .. } => cmd::tests::history(&client, &project, branch, flakiest, limit).await,
+        Command::Run(a) => cmd::run::run(a).await,
         Command::Logs { build, job, follow, client } => cmd::logs::run(&client, build, job, follow).await,
         Command::Agents { client } => cmd::agents::list(&client).await,
         Command::Cancel { build, job, client } => cmd::builds::cancel(&client, build, job).await,

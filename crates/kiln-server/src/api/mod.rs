@@ -7,6 +7,7 @@ mod events;
 mod notifications;
 pub(crate) mod projects;
 pub(crate) mod users;
+mod tests;
 
 use crate::state::AppState;
 use axum::routing::{delete, get, post};
@@ -21,6 +22,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/builds/{id}", get(builds::show))
         .route("/api/v1/builds/{id}/cancel", post(builds::cancel))
         .route("/api/v1/jobs/{id}/log", get(builds::log))
+        .route("/api/v1/builds/{id}/tests", get(tests::of_build))
+        .route("/api/v1/projects/{name}/tests", get(tests::of_project))
         .route("/api/v1/agents", get(agents::list))
         .route("/api/v1/agents/{name}/drain", post(agents::drain))
         .route("/api/v1/events", get(events::events))

@@ -28,8 +28,9 @@ pub fn is_final(status: &str) -> bool {
 /// One line for a build.
 pub fn build_line(b: &Build) -> String {
     let dur = b.duration_ms.map(|d| format!(" in {}", kiln_core::duration::format_duration(Duration::from_millis(d as u64)))).unwrap_or_default();
+    let tests = b.tests.as_ref().map(|t| format!(" — tests: {}", super::tests::summary_line(t))).unwrap_or_default();
     format!(
-        "#{} {} {} {}@{} ({} by {}){}{}",
+        "#{} {} {} {}@{} ({} by {}){}{tests}{}",
         b.id,
         b.project,
         b.status,

@@ -7,8 +7,10 @@ pub mod check;
 pub mod logs;
 pub mod notify;
 pub mod project;
+pub mod run;
 pub mod server;
 pub mod submit;
+pub mod tests;
 pub mod up;
 pub mod users;
 

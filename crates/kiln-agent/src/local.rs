@@ -1,0 +1,250 @@
+//! `kiln run`: a repository's pipeline run right here, with no server, on N local workers.
+//! Jobs follow their `needs`; a `tests:` job becomes N shards working one in-process queue
+//! (`localqueue`), through the same job body the agent runs (`testloop::run_body`, which uses
+//! the agent's executor).
+//!
+//! ```text
+//!  .kiln.yml ─► parse ─► expand (tests: N shards) ─► ready jobs ─► N workers ─► run_body
+//!                                       ▲                                        │
+//!                                       └──────── needs settled (skip on fail) ◄─┘
+//! ```
+
+use crate::executor::Outcome;
+use crate::localqueue::{LocalGroup, LocalResult, LocalShard};
+use crate::testloop::{run_body, Body, ShardEvent};
+use kiln_core::expand::{expand, PlannedJob};
+use kiln_core::state::{resolve_dependents, JobStatus};
+use kiln_wire::agent::{JobAssignment, TestsAssignment};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// What to run.
+pub struct LocalRun {
+    /// The repository (the working tree is used as it is, uncommitted changes included).
+    pub dir: PathBuf,
+    /// The pipeline file, relative to `dir`.
+    pub pipeline: String,
+    pub workers: u32,
+    /// Where job logs and JUnit folders go.
+    pub work: PathBuf,
+}
+
+/// What happened, as it happens (for the progress display).
+#[derive(Debug, Clone)]
+pub enum RunEvent {
+    Planned { jobs: usize },
+    JobStarted { key: String, worker: u32 },
+    JobFinished { key: String, status: JobStatus, reason: Option<String>, elapsed: Duration },
+    Tests { key: String, event: ShardEvent },
+}
+
+/// One job's end.
+#[derive(Debug, Clone)]
+pub struct JobEnd {
+    pub key: String,
+    pub status: JobStatus,
+    pub reason: Option<String>,
+    pub log: PathBuf,
+    pub elapsed: Duration,
+}
+
+/// The whole run's end.
+pub struct RunSummary {
+    pub jobs: Vec<JobEnd>,
+    pub results: Vec<LocalResult>,
+    pub elapsed: Duration,
+}
+
+impl RunSummary {
+    /// 0 every job passed, 1 some job failed, 2 some job errored or was cancelled.
+    pub fn exit_code(&self) -> i32 {
+        if self.jobs.iter().any(|j| matches!(j.status, JobStatus::Errored | JobStatus::Cancelled)) {
+            2
+        } else if self.jobs.iter().any(|j| j.status != JobStatus::Passed) {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+fn status_of(o: &Outcome) -> JobStatus {
+    JobStatus::parse(o.status()).unwrap_or(JobStatus::Errored)
+}
+
+/// Parse the pipeline and plan its jobs, every `tests:` job split over `workers` shards.
+pub fn plan(dir: &Path, file: &str, workers: u32) -> anyhow::Result<Vec<PlannedJob>> {
+    let path = dir.join(file);
+    let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("failed to read {}: {e}", path.display()))?;
+    let mut pipeline = kiln_core::pipeline::parse(file, &text).map_err(|diags| {
+        let lines: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        anyhow::anyhow!("{}", lines.join("\n"))
+    })?;
+    for job in &mut pipeline.jobs {
+        if let Some(t) = job.tests.as_mut() {
+            t.shards = workers.max(1);
+        }
+    }
+    Ok(expand(&pipeline))
+}
+
+/// The assignment an agent would get for this planned job (for the step environment).
+fn assignment(pj: &PlannedJob, index: usize, dir: &Path) -> JobAssignment {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    let project = dir.canonicalize().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_default();
+    JobAssignment {
+        job_id: index as i64 + 1,
+        attempt: 1,
+        build_id: 0,
+        project,
+        repo: dir.to_string_lossy().into_owned(),
+        branch: git(&["symbolic-ref", "--short", "HEAD"]),
+        commit: git(&["rev-parse", "HEAD"]),
+        key: pj.key.clone(),
+        name: pj.name.clone(),
+        steps: pj.steps.clone(),
+        env: pj.env.clone(),
+        timeout_secs: pj.timeout.map(|t| t.as_secs().max(1)),
+        shard_index: pj.shard_index,
+        shard_count: pj.shard_count,
+        secrets: Vec::new(),
+        log_limit: 0,
+        package: None,
+        tests: pj.tests.as_ref().map(|t| TestsAssignment {
+            list: t.list.clone(),
+            run: t.run.clone(),
+            split_files: t.split_files.clone(),
+            reports: t.reports.clone(),
+            retries: t.retries,
+            flaky_fails_build: t.flaky_fails_build,
+        }),
+    }
+}
+
+/// Run one job in `work` with its log in `log`.
+async fn run_job(job: JobAssignment, dir: PathBuf, work: PathBuf, queue: LocalShard, cancel: CancellationToken, events: Arc<dyn Fn(RunEvent) + Send + Sync>) -> Outcome {
+    let _ = std::fs::remove_dir_all(&work);
+    for sub in ["junit", "artifacts"] {
+        let _ = std::fs::create_dir_all(work.join(sub));
+    }
+    let log = match std::fs::File::create(work.join("log")) {
+        Ok(f) => f,
+        Err(e) => return Outcome::Errored(format!("failed to create the job's log in {}: {e}", work.display())),
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut log = std::io::BufWriter::new(log);
+        while let Some(chunk) = rx.blocking_recv() {
+            let _ = log.write_all(&chunk);
+        }
+        let _ = log.flush();
+    });
+    let env = crate::job_env(&job, "local", &work);
+    let key = job.key.clone();
+    let on_tests = move |e: ShardEvent| events(RunEvent::Tests { key: key.clone(), event: e });
+    let body = Body {
+        steps: &job.steps,
+        tests: job.tests.as_ref(),
+        env: &env,
+        src: &dir,
+        work: &work,
+        timeout: job.timeout_secs.map(Duration::from_secs),
+        out: &tx,
+        cancel: &cancel,
+        events: Some(&on_tests),
+    };
+    let outcome = run_body(&queue, &body).await;
+    if let Some(r) = outcome.reason() {
+        let _ = tx.send(format!("\nkiln: job {}: {r}\n", outcome.status()).into_bytes()).await;
+    }
+    drop(tx);
+    let _ = writer.await;
+    outcome
+}
+
+/// Run the pipeline; `events` sees each step of the way. Cancelling `cancel` stops every job.
+pub async fn run_pipeline(cfg: &LocalRun, events: Arc<dyn Fn(RunEvent) + Send + Sync>, cancel: CancellationToken) -> anyhow::Result<RunSummary> {
+    let started = Instant::now();
+    let planned = plan(&cfg.dir, &cfg.pipeline, cfg.workers)?;
+    std::fs::create_dir_all(&cfg.work).map_err(|e| anyhow::anyhow!("failed to create {}: {e}", cfg.work.display()))?;
+    events(RunEvent::Planned { jobs: planned.len() });
+    let ids = Arc::new(AtomicI64::new(1));
+    let mut groups: HashMap<String, Arc<LocalGroup>> = HashMap::new();
+    let mut status: Vec<JobStatus> = vec![JobStatus::Queued; planned.len()];
+    let mut ready: Vec<bool> = planned.iter().map(|p| p.needs.is_empty()).collect();
+    let mut ends: Vec<Option<JobEnd>> = vec![None; planned.len()];
+    let mut running = tokio::task::JoinSet::new();
+    let mut free: Vec<u32> = (1..=cfg.workers.max(1)).rev().collect();
+    loop {
+        while let Some(i) = (0..planned.len()).find(|&i| ready[i] && status[i] == JobStatus::Queued) {
+            let Some(worker) = free.pop() else { break };
+            let pj = &planned[i];
+            status[i] = JobStatus::Running;
+            let group_key = kiln_core::testrun::group_key(&pj.key, pj.shard_count);
+            let retries = pj.tests.as_ref().map_or(0, |t| t.retries);
+            let group = groups
+                .entry(group_key.clone())
+                .or_insert_with(|| LocalGroup::new(&group_key, pj.shard_count, retries, HashMap::new(), ids.clone()))
+                .clone();
+            let queue = LocalShard { group, shard: pj.shard_index, job: pj.key.clone() };
+            let job = assignment(pj, i, &cfg.dir);
+            let work = cfg.work.join(format!("job-{}", i + 1));
+            events(RunEvent::JobStarted { key: pj.key.clone(), worker });
+            let (dir, cancel, ev) = (cfg.dir.clone(), cancel.clone(), events.clone());
+            running.spawn(async move {
+                let t = Instant::now();
+                let outcome = run_job(job, dir, work, queue, cancel, ev).await;
+                (i, worker, outcome, t.elapsed())
+            });
+        }
+        let Some(done) = running.join_next().await else { break };
+        let (i, worker, outcome, elapsed) = done.map_err(|e| anyhow::anyhow!("a job's task failed: {e}"))?;
+        free.push(worker);
+        status[i] = status_of(&outcome);
+        let key = planned[i].key.clone();
+        events(RunEvent::JobFinished { key: key.clone(), status: status[i], reason: outcome.reason(), elapsed });
+        ends[i] = Some(JobEnd { key, status: status[i], reason: outcome.reason(), log: cfg.work.join(format!("job-{}", i + 1)).join("log"), elapsed });
+        let jobs: Vec<(String, Vec<String>, JobStatus)> = planned.iter().zip(&status).map(|(p, s)| (p.key.clone(), p.needs.clone(), *s)).collect();
+        let (now_ready, skip) = resolve_dependents(&jobs);
+        for (j, p) in planned.iter().enumerate() {
+            if now_ready.contains(&p.key) {
+                ready[j] = true;
+            }
+            if skip.contains(&p.key) && status[j] == JobStatus::Queued {
+                status[j] = JobStatus::Skipped;
+                let reason = Some("a job it needs did not pass".to_string());
+                events(RunEvent::JobFinished { key: p.key.clone(), status: JobStatus::Skipped, reason: reason.clone(), elapsed: Duration::ZERO });
+                ends[j] = Some(JobEnd { key: p.key.clone(), status: JobStatus::Skipped, reason, log: PathBuf::new(), elapsed: Duration::ZERO });
+            }
+        }
+    }
+    let jobs = ends
+        .into_iter()
+        .zip(&planned)
+        .map(|(e, p)| {
+            e.unwrap_or_else(|| JobEnd { key: p.key.clone(), status: JobStatus::Skipped, reason: Some("never became ready".into()), log: PathBuf::new(), elapsed: Duration::ZERO })
+        })
+        .collect();
+    let mut results = Vec::new();
+    let mut keys: Vec<&String> = groups.keys().collect();
+    keys.sort();
+    for k in keys {
+        results.extend(groups[k].results());
+    }
+    Ok(RunSummary { jobs, results, elapsed: started.elapsed() })
+}

@@ -1,0 +1,250 @@
+//! The in-process test queue of `kiln run`: the same rules as the server's queue (first shard
+//! lists, batches sized by `kiln_core::shards`, retries, flaky), kept in memory for the shards
+//! of one local run.
+
+use crate::testloop::{QueueError, TestQueue};
+use kiln_core::junit::{Outcome, TestCase};
+use kiln_core::testrun::{item_outcome, match_cases, next_batch, no_result_message, resolve_try, static_assignment};
+use kiln_wire::agent::{BatchDoneAck, TestBatch};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Clone, PartialEq)]
+enum Listing {
+    Unlisted,
+    By(u32),
+    Ready { static_split: bool },
+    Failed(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ItemState {
+    Pending,
+    Claimed(i64),
+    Done,
+}
+
+#[derive(Debug, Clone)]
+struct Item {
+    key: String,
+    estimate: Option<u64>,
+    try_number: u32,
+    shard: Option<u32>,
+    state: ItemState,
+    outcome: Option<Outcome>,
+    superseded: bool,
+}
+
+/// One stored case of a local run.
+#[derive(Debug, Clone)]
+pub struct LocalResult {
+    pub group: String,
+    /// The job (shard) that ran it.
+    pub job: String,
+    /// The listed id it answers for (or the case's own id).
+    pub key: String,
+    pub case: TestCase,
+    pub try_number: u32,
+    pub flaky: bool,
+    batch: Option<i64>,
+    report: String,
+    item: Option<usize>,
+}
+
+struct State {
+    listing: Listing,
+    items: Vec<Item>,
+    /// Batch id → (shard, items).
+    batches: HashMap<i64, (u32, Vec<usize>)>,
+    /// Running batch id → (claimed at, estimated ms); and the overheads of finished ones.
+    timing: HashMap<i64, (std::time::Instant, u64)>,
+    overheads: Vec<u64>,
+    results: Vec<LocalResult>,
+}
+
+/// The queue of one sharded job (or the results of one plain job) in a local run.
+pub struct LocalGroup {
+    pub key: String,
+    shards: u32,
+    retries: u32,
+    history: HashMap<String, u64>,
+    state: Mutex<State>,
+    next_batch_id: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl LocalGroup {
+    pub fn new(key: &str, shards: u32, retries: u32, history: HashMap<String, u64>, ids: Arc<std::sync::atomic::AtomicI64>) -> Arc<LocalGroup> {
+        let state = State { listing: Listing::Unlisted, items: Vec::new(), batches: HashMap::new(), timing: HashMap::new(), overheads: Vec::new(), results: Vec::new() };
+        Arc::new(LocalGroup { key: key.to_string(), shards: shards.max(1), retries, history, state: Mutex::new(state), next_batch_id: ids })
+    }
+
+    /// Every case stored so far.
+    pub fn results(&self) -> Vec<LocalResult> {
+        self.state.lock().unwrap().results.clone()
+    }
+}
+
+/// One shard's (or one plain job's) handle on a group.
+pub struct LocalShard {
+    pub group: Arc<LocalGroup>,
+    pub shard: u32,
+    pub job: String,
+}
+
+impl LocalShard {
+    fn claim_now(&self) -> TestBatch {
+        let g = &self.group;
+        let mut st = g.state.lock().unwrap();
+        let static_split = match st.listing.clone() {
+            Listing::Unlisted => {
+                st.listing = Listing::By(self.shard);
+                return TestBatch { list: true, ..Default::default() };
+            }
+            Listing::By(s) if s == self.shard => return TestBatch { list: true, ..Default::default() },
+            Listing::By(_) => return TestBatch { wait: true, ..Default::default() },
+            Listing::Failed(e) => return TestBatch { error: Some(e), ..Default::default() },
+            Listing::Ready { static_split } => static_split,
+        };
+        let visible: Vec<usize> = (0..st.items.len())
+            .filter(|&i| st.items[i].state == ItemState::Pending && st.items[i].shard.is_none_or(|s| s == self.shard))
+            .collect();
+        if visible.is_empty() {
+            let mine: HashSet<usize> = st.batches.values().filter(|b| b.0 == self.shard).flat_map(|b| b.1.iter().copied()).collect();
+            let failed = mine
+                .iter()
+                .map(|&i| &st.items[i])
+                .filter(|it| it.state == ItemState::Done && !it.superseded && matches!(it.outcome, Some(Outcome::Failed | Outcome::Errored)))
+                .map(|it| it.key.clone())
+                .collect();
+            let mut flaky: Vec<String> = st.results.iter().filter(|r| r.flaky && r.item.is_some_and(|i| mine.contains(&i))).map(|r| r.key.clone()).collect();
+            flaky.sort();
+            flaky.dedup();
+            return TestBatch { done: true, failed, flaky, ..Default::default() };
+        }
+        let pending: Vec<(String, Option<u64>)> = visible.iter().map(|&i| (st.items[i].key.clone(), st.items[i].estimate)).collect();
+        let in_flight: Vec<u64> = st.timing.values().map(|(at, est)| est.saturating_sub(at.elapsed().as_millis() as u64)).collect();
+        let mut o = st.overheads.clone();
+        o.sort_unstable();
+        let overhead = o.get(o.len() / 2).copied().unwrap_or(kiln_core::testrun::DEFAULT_BATCH_OVERHEAD_MS);
+        let n = next_batch(&pending, g.shards, static_split, &in_flight, overhead).clamp(1, pending.len());
+        let id = g.next_batch_id.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let taken: Vec<usize> = visible[..n].to_vec();
+        for &i in &taken {
+            st.items[i].state = ItemState::Claimed(id);
+        }
+        let est = taken.iter().filter_map(|&i| st.items[i].estimate).sum();
+        st.timing.insert(id, (std::time::Instant::now(), est));
+        st.batches.insert(id, (self.shard, taken));
+        TestBatch { batch_id: Some(id), tests: pending.into_iter().take(n).map(|p| p.0).collect(), ..Default::default() }
+    }
+
+    fn list_now(&self, ids: Result<Vec<String>, String>, static_split: bool) {
+        let g = &self.group;
+        let mut st = g.state.lock().unwrap();
+        if !matches!(st.listing, Listing::By(_) | Listing::Unlisted) {
+            return;
+        }
+        let ids = match ids {
+            Err(e) => {
+                st.listing = Listing::Failed(e);
+                return;
+            }
+            Ok(ids) => {
+                let mut seen = HashSet::new();
+                ids.into_iter().filter(|i| seen.insert(i.clone())).collect::<Vec<_>>()
+            }
+        };
+        let (order, owners): (Vec<String>, Vec<Option<u32>>) = if static_split {
+            let o = static_assignment(&ids, &g.history, g.shards);
+            (ids, o.into_iter().map(Some).collect())
+        } else {
+            let ordered = kiln_core::shards::order_by_history(&ids, &g.history);
+            let n = ordered.len();
+            (ordered, vec![None; n])
+        };
+        st.items = order
+            .into_iter()
+            .zip(owners)
+            .map(|(key, shard)| Item { estimate: g.history.get(&key).copied(), key, try_number: 0, shard, state: ItemState::Pending, outcome: None, superseded: false })
+            .collect();
+        st.listing = Listing::Ready { static_split };
+    }
+
+    fn report_now(&self, batch: Option<i64>, path: &str, xml: &[u8]) -> Result<u32, QueueError> {
+        let cases = kiln_core::junit::parse(path, xml).map_err(|e| QueueError::Refused(format!("malformed JUnit report {e}")))?;
+        let mut st = self.group.state.lock().unwrap();
+        let items: Vec<usize> = batch.and_then(|b| st.batches.get(&b)).map(|b| b.1.clone()).unwrap_or_default();
+        let listed: Vec<String> = items.iter().map(|&i| st.items[i].key.clone()).collect();
+        st.results.retain(|r| !(r.batch == batch && r.report == path && r.job == self.job));
+        for (case, m) in cases.iter().zip(match_cases(&listed, &cases)) {
+            let item = m.map(|j| items[j]);
+            let (key, try_number) = match item {
+                Some(i) => (st.items[i].key.clone(), st.items[i].try_number),
+                None => (case.id(), 0),
+            };
+            st.results.push(LocalResult { group: self.group.key.clone(), job: self.job.clone(), key, case: case.clone(), try_number, flaky: false, batch, report: path.to_string(), item });
+        }
+        Ok(cases.len() as u32)
+    }
+
+    fn done_now(&self, batch: i64, exit_code: Option<i32>) -> BatchDoneAck {
+        let g = &self.group;
+        let mut st = g.state.lock().unwrap();
+        let items = st.batches.get(&batch).map(|b| b.1.clone()).unwrap_or_default();
+        let mut ack = BatchDoneAck::default();
+        if let Some((at, _)) = st.timing.remove(&batch) {
+            let ran: u64 = st.results.iter().filter(|r| r.batch == Some(batch)).map(|r| r.case.duration_ms).sum();
+            st.overheads.push((at.elapsed().as_millis() as u64).saturating_sub(ran));
+        }
+        for i in items {
+            if st.items[i].state != ItemState::Claimed(batch) {
+                continue;
+            }
+            let got: Vec<(Outcome, u64)> = st.results.iter().filter(|r| r.item == Some(i)).map(|r| (r.case.outcome, r.case.duration_ms)).collect();
+            let ms: u64 = got.iter().map(|g| g.1).sum();
+            let (key, try_number) = (st.items[i].key.clone(), st.items[i].try_number);
+            let outcome = item_outcome(got.iter().map(|g| g.0)).unwrap_or_else(|| {
+                let case = TestCase { suite: String::new(), classname: String::new(), name: key.clone(), file: None, duration_ms: 0, outcome: Outcome::Errored, message: Some(no_result_message(exit_code)) };
+                let r = LocalResult { group: g.key.clone(), job: self.job.clone(), key: key.clone(), case, try_number, flaky: false, batch: Some(batch), report: String::new(), item: Some(i) };
+                st.results.push(r);
+                Outcome::Errored
+            });
+            let failed_before = st.items.iter().any(|it| it.key == key && it.try_number < try_number && matches!(it.outcome, Some(Outcome::Failed | Outcome::Errored)));
+            let r = resolve_try(outcome, try_number, g.retries, failed_before);
+            let it = &mut st.items[i];
+            it.state = ItemState::Done;
+            it.outcome = Some(outcome);
+            it.superseded = r.retry;
+            if matches!(outcome, Outcome::Failed | Outcome::Errored) {
+                ack.failed += 1;
+            } else {
+                ack.passed += 1;
+            }
+            if r.retry {
+                ack.retried += 1;
+                let estimate = if ms > 0 { Some(ms) } else { it.estimate };
+                st.items.push(Item { key: key.clone(), estimate, try_number: try_number + 1, shard: None, state: ItemState::Pending, outcome: None, superseded: false });
+            }
+            if r.flaky {
+                st.results.iter_mut().filter(|r| r.item == Some(i)).for_each(|r| r.flaky = true);
+            }
+        }
+        ack
+    }
+}
+
+impl TestQueue for LocalShard {
+    async fn claim(&self) -> Result<TestBatch, QueueError> {
+        Ok(self.claim_now())
+    }
+    async fn upload_list(&self, ids: Result<Vec<String>, String>, static_split: bool) -> Result<(), QueueError> {
+        self.list_now(ids, static_split);
+        Ok(())
+    }
+    async fn report(&self, batch: Option<i64>, path: &str, xml: Vec<u8>) -> Result<u32, QueueError> {
+        self.report_now(batch, path, &xml)
+    }
+    async fn batch_done(&self, batch: i64, exit_code: Option<i32>) -> Result<BatchDoneAck, QueueError> {
+        Ok(self.done_now(batch, exit_code))
+    }
+}

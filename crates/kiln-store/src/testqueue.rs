@@ -1,0 +1,481 @@
+//! The test queue of a sharded job: one per build and job group (the job key without its
+//! shard suffix). The first shard to claim runs the list command and uploads the ids; then
+//! every shard claims batches (longest-known first, sized by `kiln_core::shards`) until the
+//! queue is empty. Batches belong to one (job, attempt): a batch of an attempt that lost its
+//! job goes back to the queue, and its partial results are dropped.
+//!
+//! ```text
+//!  group: listing ──upload ids──► ready ──► items pending ─claim─► claimed ─done─► done
+//!           │                                   ▲                    │  (retry: a new item)
+//!           └─ list failed ─► failed            └──── stale attempt ─┘
+//! ```
+
+use crate::{now_ms, Result, Store, StoreError};
+use kiln_core::junit::Outcome;
+use kiln_core::testrun::{item_outcome, next_batch, no_result_message, resolve_try, static_assignment};
+use sqlx::{Any, Row, Transaction};
+use std::collections::{HashMap, HashSet};
+
+/// Which queue a shard works, and its rules.
+#[derive(Debug, Clone)]
+pub struct TestGroup {
+    pub key: String,
+    pub shards: u32,
+    pub shard_index: u32,
+    pub retries: u32,
+}
+
+/// The answer to a shard's claim.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TestClaim {
+    /// Run the list command (or expand the files glob) and upload the ids.
+    List,
+    /// Another shard is listing: ask again shortly.
+    Wait,
+    /// Listing failed: the shard ends errored with this reason.
+    Error(String),
+    Batch { id: i64, tests: Vec<String> },
+    /// Nothing left for this shard; the tests it ran last that failed, and the flaky ones.
+    Done { failed: Vec<String>, flaky: Vec<String> },
+}
+
+/// What a finished batch came to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BatchSummary {
+    pub passed: u32,
+    pub failed: u32,
+    pub retried: u32,
+}
+
+/// Refuse anything from an attempt that is not the running one of its job.
+pub(crate) async fn check_attempt(tx: &mut Transaction<'_, Any>, job_id: i64, attempt: i64) -> Result<i64> {
+    let row = sqlx::query("SELECT build_id, status, attempt FROM jobs WHERE id = $1")
+        .bind(job_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))?;
+    let status: String = row.try_get("status")?;
+    if status != "running" || row.try_get::<i64, _>("attempt")? != attempt {
+        return Err(StoreError::Stale { job_id, attempt });
+    }
+    Ok(row.try_get("build_id")?)
+}
+
+/// Put a batch's unfinished tests back in the queue and drop its partial results.
+async fn return_batch(tx: &mut Transaction<'_, Any>, batch_id: i64) -> Result<()> {
+    sqlx::query("UPDATE test_items SET state = 'pending', batch_id = NULL WHERE batch_id = $1 AND state = 'claimed'")
+        .bind(batch_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM test_results WHERE batch_id = $1").bind(batch_id).execute(&mut **tx).await?;
+    sqlx::query("UPDATE test_batches SET state = 'returned', finished_at = $1 WHERE id = $2")
+        .bind(now_ms())
+        .bind(batch_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// An attempt lost its job (lease expired, agent restarted, handed back): its running
+/// batches go back to the queue, and results it uploaded outside batches are dropped.
+pub(crate) async fn return_attempt_batches(tx: &mut Transaction<'_, Any>, job_id: i64, attempt: i64) -> Result<()> {
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM test_batches WHERE job_id = $1 AND attempt = $2 AND state = 'running'")
+        .bind(job_id)
+        .bind(attempt)
+        .fetch_all(&mut **tx)
+        .await?;
+    for id in ids {
+        return_batch(tx, id).await?;
+    }
+    sqlx::query("DELETE FROM test_results WHERE job_id = $1 AND attempt = $2 AND batch_id IS NULL")
+        .bind(job_id)
+        .bind(attempt)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Return the running batches of a group whose attempt is no longer its job's running one.
+async fn return_stale_batches(tx: &mut Transaction<'_, Any>, build_id: i64, group: &str) -> Result<()> {
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT b.id FROM test_batches b JOIN jobs j ON j.id = b.job_id \
+         WHERE b.build_id = $1 AND b.group_key = $2 AND b.state = 'running' AND (j.status <> 'running' OR j.attempt <> b.attempt)",
+    )
+    .bind(build_id)
+    .bind(group)
+    .fetch_all(&mut **tx)
+    .await?;
+    for id in ids {
+        return_batch(tx, id).await?;
+    }
+    Ok(())
+}
+
+/// What the other shards of a group still have in flight (estimated ms left per running
+/// batch), and the group's per-batch overhead so far (claim to done, less the tests' time).
+async fn batch_context(tx: &mut Transaction<'_, Any>, build_id: i64, group: &str) -> Result<(Vec<u64>, u64)> {
+    let now = now_ms();
+    let mut in_flight = Vec::new();
+    for r in sqlx::query(
+        "SELECT b.claimed_at, CAST(COALESCE(SUM(i.estimate_ms), 0) AS BIGINT) AS est FROM test_batches b JOIN test_items i ON i.batch_id = b.id \
+         WHERE b.build_id = $1 AND b.group_key = $2 AND b.state = 'running' GROUP BY b.id, b.claimed_at",
+    )
+    .bind(build_id)
+    .bind(group)
+    .fetch_all(&mut **tx)
+    .await?
+    {
+        let (claimed, est): (i64, i64) = (r.try_get("claimed_at")?, r.try_get("est")?);
+        in_flight.push((est - (now - claimed)).max(0) as u64);
+    }
+    let mut overheads = Vec::new();
+    for r in sqlx::query(
+        "SELECT b.finished_at - b.claimed_at AS took, (SELECT CAST(COALESCE(SUM(r.duration_ms), 0) AS BIGINT) FROM test_results r WHERE r.batch_id = b.id) AS ran \
+         FROM test_batches b WHERE b.build_id = $1 AND b.group_key = $2 AND b.state = 'done' ORDER BY b.id DESC LIMIT 20",
+    )
+    .bind(build_id)
+    .bind(group)
+    .fetch_all(&mut **tx)
+    .await?
+    {
+        let (took, ran): (i64, i64) = (r.try_get("took")?, r.try_get("ran")?);
+        overheads.push((took - ran).max(0) as u64);
+    }
+    overheads.sort_unstable();
+    let overhead = overheads.get(overheads.len() / 2).copied().unwrap_or(kiln_core::testrun::DEFAULT_BATCH_OVERHEAD_MS);
+    Ok((in_flight, overhead))
+}
+
+fn outcome_of(s: &str) -> Result<Outcome> {
+    Outcome::parse(s).ok_or_else(|| StoreError::Corrupt(format!("test outcome {s:?}")))
+}
+
+impl Store {
+    /// A shard asks for work: list, wait, a batch, or done (with its verdict).
+    pub async fn claim_tests(&self, job_id: i64, attempt: i64, g: &TestGroup) -> Result<TestClaim> {
+        let _w = self.write_turn().await;
+        let mut tx = self.pool().begin().await?;
+        let build_id = check_attempt(&mut tx, job_id, attempt).await?;
+        // Serialise claims of one group (a row lock on PostgreSQL; SQLite has one writer).
+        let bumped = sqlx::query("UPDATE test_groups SET version = version + 1 WHERE build_id = $1 AND group_key = $2 RETURNING state, lister_job, lister_attempt, error, static_split")
+            .bind(build_id)
+            .bind(&g.key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(group) = bumped else {
+            let inserted: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO test_groups (build_id, group_key, state, lister_job, lister_attempt, shards, retries, created_at) \
+                 VALUES ($1, $2, 'listing', $3, $4, $5, $6, $7) ON CONFLICT (build_id, group_key) DO NOTHING RETURNING build_id",
+            )
+            .bind(build_id)
+            .bind(&g.key)
+            .bind(job_id)
+            .bind(attempt)
+            .bind(i64::from(g.shards))
+            .bind(i64::from(g.retries))
+            .bind(now_ms())
+            .fetch_optional(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            // Another shard's claim made the group first (PostgreSQL): it lists.
+            return Ok(if inserted.is_some() { TestClaim::List } else { TestClaim::Wait });
+        };
+        let state: String = group.try_get("state")?;
+        match state.as_str() {
+            "listing" => {
+                let (lj, la): (Option<i64>, Option<i64>) = (group.try_get("lister_job")?, group.try_get("lister_attempt")?);
+                if (lj, la) == (Some(job_id), Some(attempt)) {
+                    tx.commit().await?;
+                    return Ok(TestClaim::List);
+                }
+                let lister_alive = match (lj, la) {
+                    (Some(j), Some(a)) => sqlx::query("SELECT 1 AS x FROM jobs WHERE id = $1 AND attempt = $2 AND status = 'running'")
+                        .bind(j)
+                        .bind(a)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .is_some(),
+                    _ => false,
+                };
+                if lister_alive {
+                    tx.commit().await?;
+                    return Ok(TestClaim::Wait);
+                }
+                // The shard that was listing lost its job: this one lists instead.
+                sqlx::query("UPDATE test_groups SET lister_job = $1, lister_attempt = $2 WHERE build_id = $3 AND group_key = $4")
+                    .bind(job_id)
+                    .bind(attempt)
+                    .bind(build_id)
+                    .bind(&g.key)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                return Ok(TestClaim::List);
+            }
+            "failed" => {
+                let e: Option<String> = group.try_get("error")?;
+                tx.commit().await?;
+                return Ok(TestClaim::Error(e.unwrap_or_else(|| "listing the tests failed".into())));
+            }
+            _ => {}
+        }
+        let static_split = group.try_get::<i64, _>("static_split")? != 0;
+        return_stale_batches(&mut tx, build_id, &g.key).await?;
+        let rows = sqlx::query(
+            "SELECT id, test_key, estimate_ms FROM test_items WHERE build_id = $1 AND group_key = $2 AND state = 'pending' \
+             AND (shard IS NULL OR shard = $3) ORDER BY seq, id",
+        )
+        .bind(build_id)
+        .bind(&g.key)
+        .bind(i64::from(g.shard_index))
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            let claim = self.verdict(&mut tx, job_id, attempt).await?;
+            tx.commit().await?;
+            return Ok(claim);
+        }
+        let mut pending = Vec::with_capacity(rows.len());
+        let mut ids = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let est: Option<i64> = r.try_get("estimate_ms")?;
+            pending.push((r.try_get::<String, _>("test_key")?, est.map(|e| e.max(0) as u64)));
+            ids.push(r.try_get::<i64, _>("id")?);
+        }
+        let (in_flight, overhead) = batch_context(&mut tx, build_id, &g.key).await?;
+        let n = next_batch(&pending, g.shards, static_split, &in_flight, overhead).clamp(1, pending.len());
+        let batch_id: i64 = sqlx::query_scalar(
+            "INSERT INTO test_batches (build_id, group_key, job_id, attempt, state, claimed_at) VALUES ($1, $2, $3, $4, 'running', $5) RETURNING id",
+        )
+        .bind(build_id)
+        .bind(&g.key)
+        .bind(job_id)
+        .bind(attempt)
+        .bind(now_ms())
+        .fetch_one(&mut *tx)
+        .await?;
+        for id in &ids[..n] {
+            sqlx::query("UPDATE test_items SET state = 'claimed', batch_id = $1 WHERE id = $2 AND state = 'pending'")
+                .bind(batch_id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        let tests = pending.into_iter().take(n).map(|(k, _)| k).collect();
+        Ok(TestClaim::Batch { id: batch_id, tests })
+    }
+
+    /// The tests this attempt ran whose final try failed, and the flaky ones.
+    async fn verdict(&self, tx: &mut Transaction<'_, Any>, job_id: i64, attempt: i64) -> Result<TestClaim> {
+        let failed: Vec<String> = sqlx::query_scalar(
+            "SELECT i.test_key FROM test_items i JOIN test_batches b ON b.id = i.batch_id WHERE b.job_id = $1 AND b.attempt = $2 \
+             AND i.state = 'done' AND i.superseded = 0 AND i.outcome IN ('failed', 'errored') ORDER BY i.id",
+        )
+        .bind(job_id)
+        .bind(attempt)
+        .fetch_all(&mut **tx)
+        .await?;
+        let flaky: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT r.test_key FROM test_results r JOIN test_batches b ON b.id = r.batch_id \
+             WHERE b.job_id = $1 AND b.attempt = $2 AND r.flaky = 1 ORDER BY r.test_key",
+        )
+        .bind(job_id)
+        .bind(attempt)
+        .fetch_all(&mut **tx)
+        .await?;
+        Ok(TestClaim::Done { failed, flaky })
+    }
+
+    /// The listing shard uploads the ids (or why there are none). The first upload wins; the
+    /// queue is ordered longest-known first from the project's history on this branch.
+    pub async fn upload_test_list(&self, job_id: i64, attempt: i64, g: &TestGroup, ids: std::result::Result<Vec<String>, String>, static_split: bool) -> Result<()> {
+        let job = self.job(job_id).await?;
+        let build = self.build(job.build_id).await?;
+        self.record_finished_history(build.project_id).await?;
+        let history = self.history_estimates(build.project_id, &build.branch).await?;
+        let _w = self.write_turn().await;
+        let mut tx = self.pool().begin().await?;
+        let build_id = check_attempt(&mut tx, job_id, attempt).await?;
+        let state: Option<String> = sqlx::query_scalar("SELECT state FROM test_groups WHERE build_id = $1 AND group_key = $2")
+            .bind(build_id)
+            .bind(&g.key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if state.as_deref() != Some("listing") {
+            // Another shard's list won (or none was asked for): nothing to do.
+            tx.commit().await?;
+            return Ok(());
+        }
+        let ids = match ids {
+            Err(e) => {
+                sqlx::query("UPDATE test_groups SET state = 'failed', error = $1 WHERE build_id = $2 AND group_key = $3")
+                    .bind(&e)
+                    .bind(build_id)
+                    .bind(&g.key)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                return Ok(());
+            }
+            Ok(ids) => {
+                let mut seen = HashSet::new();
+                ids.into_iter().filter(|i| seen.insert(i.clone())).collect::<Vec<_>>()
+            }
+        };
+        let (order, shard_of): (Vec<String>, Vec<Option<u32>>) = if static_split {
+            let owners = static_assignment(&ids, &history, g.shards);
+            (ids.clone(), owners.into_iter().map(Some).collect())
+        } else {
+            let ordered = kiln_core::shards::order_by_history(&ids, &history);
+            let n = ordered.len();
+            (ordered, vec![None; n])
+        };
+        for (seq, (key, shard)) in order.iter().zip(shard_of).enumerate() {
+            sqlx::query(
+                "INSERT INTO test_items (build_id, group_key, test_key, seq, estimate_ms, try_number, shard, state) \
+                 VALUES ($1, $2, $3, $4, $5, 0, $6, 'pending')",
+            )
+            .bind(build_id)
+            .bind(&g.key)
+            .bind(key)
+            .bind(seq as i64)
+            .bind(history.get(key).map(|&ms| ms as i64))
+            .bind(shard.map(i64::from))
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("UPDATE test_groups SET state = 'ready', static_split = $1 WHERE build_id = $2 AND group_key = $3")
+            .bind(static_split as i64)
+            .bind(build_id)
+            .bind(&g.key)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A batch's run ended and its reports are in: every listed test gets its outcome (errored
+    /// "no result reported" when no case named it); failures are queued again while retries
+    /// last; a pass after a failure is marked flaky.
+    pub async fn finish_test_batch(&self, job_id: i64, attempt: i64, batch_id: i64, exit_code: Option<i32>) -> Result<BatchSummary> {
+        let _w = self.write_turn().await;
+        let mut tx = self.pool().begin().await?;
+        let build_id = check_attempt(&mut tx, job_id, attempt).await?;
+        let batch = sqlx::query("SELECT group_key, job_id, attempt, state FROM test_batches WHERE id = $1")
+            .bind(batch_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("test batch {batch_id}")))?;
+        if batch.try_get::<i64, _>("job_id")? != job_id || batch.try_get::<i64, _>("attempt")? != attempt {
+            return Err(StoreError::Stale { job_id, attempt });
+        }
+        let state: String = batch.try_get("state")?;
+        if state == "returned" {
+            return Err(StoreError::Stale { job_id, attempt });
+        }
+        let group: String = batch.try_get("group_key")?;
+        let retries: i64 = sqlx::query_scalar("SELECT retries FROM test_groups WHERE build_id = $1 AND group_key = $2")
+            .bind(build_id)
+            .bind(&group)
+            .fetch_one(&mut *tx)
+            .await?;
+        let items = sqlx::query("SELECT id, test_key, try_number, estimate_ms FROM test_items WHERE batch_id = $1 AND state = 'claimed' ORDER BY seq, id")
+            .bind(batch_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut outcomes: HashMap<i64, (Vec<Outcome>, u64)> = HashMap::new();
+        for r in sqlx::query("SELECT item_id, outcome, duration_ms FROM test_results WHERE batch_id = $1 AND item_id IS NOT NULL")
+            .bind(batch_id)
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            let e = outcomes.entry(r.try_get("item_id")?).or_default();
+            e.0.push(outcome_of(&r.try_get::<String, _>("outcome")?)?);
+            e.1 += r.try_get::<i64, _>("duration_ms")?.max(0) as u64;
+        }
+        let now = now_ms();
+        let mut sum = BatchSummary::default();
+        let mut next_seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM test_items WHERE build_id = $1 AND group_key = $2")
+            .bind(build_id)
+            .bind(&group)
+            .fetch_one(&mut *tx)
+            .await?;
+        for it in &items {
+            let item_id: i64 = it.try_get("id")?;
+            let key: String = it.try_get("test_key")?;
+            let try_number: i64 = it.try_get("try_number")?;
+            let (got, ms) = outcomes.remove(&item_id).unwrap_or_default();
+            let outcome = match item_outcome(got) {
+                Some(o) => o,
+                None => {
+                    sqlx::query(
+                        "INSERT INTO test_results (build_id, job_id, attempt, batch_id, item_id, report, group_key, test_key, suite, classname, name, \
+                         duration_ms, outcome, message, try_number, created_at) VALUES ($1, $2, $3, $4, $5, '', $6, $7, '', '', $7, 0, 'errored', $8, $9, $10)",
+                    )
+                    .bind(build_id)
+                    .bind(job_id)
+                    .bind(attempt)
+                    .bind(batch_id)
+                    .bind(item_id)
+                    .bind(&group)
+                    .bind(&key)
+                    .bind(no_result_message(exit_code))
+                    .bind(try_number)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    Outcome::Errored
+                }
+            };
+            let failed_before: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM test_items WHERE build_id = $1 AND group_key = $2 AND test_key = $3 AND try_number < $4 AND outcome IN ('failed', 'errored')",
+            )
+            .bind(build_id)
+            .bind(&group)
+            .bind(&key)
+            .bind(try_number)
+            .fetch_one(&mut *tx)
+            .await?;
+            let r = resolve_try(outcome, try_number as u32, retries.max(0) as u32, failed_before > 0);
+            sqlx::query("UPDATE test_items SET state = 'done', outcome = $1, superseded = $2 WHERE id = $3")
+                .bind(outcome.as_str())
+                .bind(r.retry as i64)
+                .bind(item_id)
+                .execute(&mut *tx)
+                .await?;
+            match outcome {
+                Outcome::Failed | Outcome::Errored => sum.failed += 1,
+                _ => sum.passed += 1,
+            }
+            if r.retry {
+                sum.retried += 1;
+                let estimate: Option<i64> = if ms > 0 { Some(ms as i64) } else { it.try_get("estimate_ms")? };
+                sqlx::query(
+                    "INSERT INTO test_items (build_id, group_key, test_key, seq, estimate_ms, try_number, shard, state) \
+                     VALUES ($1, $2, $3, $4, $5, $6, NULL, 'pending')",
+                )
+                .bind(build_id)
+                .bind(&group)
+                .bind(&key)
+                .bind(next_seq)
+                .bind(estimate)
+                .bind(try_number + 1)
+                .execute(&mut *tx)
+                .await?;
+                next_seq += 1;
+            }
+            if r.flaky {
+                sqlx::query("UPDATE test_results SET flaky = 1 WHERE item_id = $1").bind(item_id).execute(&mut *tx).await?;
+            }
+        }
+        sqlx::query("UPDATE test_batches SET state = 'done', exit_code = $1, finished_at = $2 WHERE id = $3")
+            .bind(exit_code.map(i64::from))
+            .bind(now)
+            .bind(batch_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(sum)
+    }
+}
