@@ -35,29 +35,19 @@ impl Api {
 
     pub async fn call<T: DeserializeOwned, B: Serialize>(&self, method: Method, path: &str, body: Option<&B>) -> anyhow::Result<T> {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(|e| Exit(2, format!("cannot reach the kiln server at {}: {e} (set --server or KILN_SERVER)", self.base)))?;
-        let status = resp.status();
-        let text = resp.text().await?;
-        if !status.is_success() {
-            let msg = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-                .unwrap_or_else(|| text.trim().to_string());
-            let hint = if status == StatusCode::UNAUTHORIZED { " (set KILN_TOKEN or --token)" } else { "" };
-            return Err(Exit(2, format!("{msg}{hint}")).into());
-        }
-        serde_json::from_str(&text).map_err(|e| anyhow!("unexpected answer from the server: {e}"))
+        self.send(req).await
     }
 
     /// POST a multipart form (uploads), with a longer time limit.
     pub async fn post_multipart<T: DeserializeOwned>(&self, path: &str, form: reqwest::multipart::Form) -> anyhow::Result<T> {
-        let mut req = self.http.post(format!("{}{path}", self.base)).multipart(form).timeout(std::time::Duration::from_secs(900));
+        self.send(self.http.post(format!("{}{path}", self.base)).multipart(form).timeout(std::time::Duration::from_secs(900))).await
+    }
+
+    /// Send with the token; a refusal becomes an `Exit(2, the server's message)`.
+    async fn send<T: DeserializeOwned>(&self, mut req: reqwest::RequestBuilder) -> anyhow::Result<T> {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }

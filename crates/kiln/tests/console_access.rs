@@ -4,8 +4,6 @@
 //! change needs a signed-in caller, and forms without their CSRF token fail.
 
 mod common;
-#[path = "common/http.rs"]
-mod http;
 use common::*;
 use http::{get, send, sign_in};
 

@@ -3,8 +3,6 @@
 //! nothing written outside); uploads past the limit get 413.
 
 mod common;
-#[path = "common/http.rs"]
-mod http;
 use common::*;
 use http::{multipart, send};
 use std::io::Write;

@@ -53,8 +53,13 @@ pub async fn trigger(c: &ClientOpts, project: &str, branch: Option<String>, comm
     if !c.json {
         println!("queued build #{} of {} — following it", b.id, b.project);
     }
-    let done = follow(&api, b.id, !c.json).await?;
-    if c.json {
+    follow_to_end(&api, b.id, c.json).await
+}
+
+/// Follow a build to its end, print it (or its JSON), and return its exit code.
+pub async fn follow_to_end(api: &Api, id: i64, json: bool) -> anyhow::Result<i32> {
+    let done = follow(api, id, !json).await?;
+    if json {
         print_json(&done);
     } else {
         println!("{}", build_line(&done));

@@ -2,7 +2,7 @@
 //! from local files (folders are walked; .zip/.tar/.tar.gz/.tgz files are sent
 //! as archives the server unpacks). Exit code with --wait: 0 passed, 1 failed, 2 error.
 
-use super::builds::{build_line, exit_code, follow};
+use super::builds::follow_to_end;
 use super::{api, print_json};
 use crate::api_client::{seg, Exit};
 use crate::ClientOpts;
@@ -104,16 +104,7 @@ pub async fn run(a: SubmitArgs) -> anyhow::Result<i32> {
     if !a.client.json {
         println!("created test run #{} of {} — following it", b.id, b.project);
     }
-    let done = follow(&api, b.id, !a.client.json).await?;
-    if a.client.json {
-        print_json(&done);
-    } else {
-        println!("{}", build_line(&done));
-        if let Some(e) = &done.error {
-            println!("{e}");
-        }
-    }
-    Ok(exit_code(&done.status))
+    follow_to_end(&api, b.id, a.client.json).await
 }
 
 #[cfg(test)]

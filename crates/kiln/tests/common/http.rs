@@ -55,7 +55,8 @@ pub fn send(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
+    // A server may answer (413) before it reads the whole body.
+    let _ = s.write_all(body);
     let mut raw = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
