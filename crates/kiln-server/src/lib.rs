@@ -174,6 +174,7 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
         stop: stop.clone(),
     }));
     tokio::spawn(services::reaper::run(st.clone(), stop.clone()));
+    tokio::spawn(services::replicas::run(st.clone(), stop.clone()));
     tokio::spawn(sources::poller::run(st.clone(), stop.clone()));
     tokio::spawn(sources::schedule::run(st.clone(), stop.clone()));
     let base_url = st.cfg.public_url.clone().unwrap_or_else(|| url.clone());

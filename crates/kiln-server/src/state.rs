@@ -39,11 +39,25 @@ impl AppState {
     /// Wake every agent waiting in a claim.
     pub fn wake_agents(&self) {
         self.wake.notify_waiters();
+        self.publish("wake");
+    }
+
+    /// Tell the other servers sharing a PostgreSQL database (no-op on SQLite).
+    fn publish(&self, what: &'static str) {
+        if self.store.backend() == kiln_store::Backend::Postgres {
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.publish(what).await {
+                    tracing::warn!("failed to tell other servers ({what}): {e}");
+                }
+            });
+        }
     }
 
     /// Wake every agent waiting for control messages (stop a job, drain).
     pub fn wake_control(&self) {
         self.control.notify_waiters();
+        self.publish("control");
     }
 
     pub fn emit(&self, kind: &'static str, build_id: i64, job_id: Option<i64>, project: &str, status: &str) {

@@ -163,20 +163,20 @@ impl Store {
     pub async fn materialize_build(&self, build_id: i64, commit: &str, message: &str, author: &str, jobs: &[NewJob]) -> Result<()> {
         let _w = self.write_turn().await;
         let mut tx = self.begin_write().await?;
-        let done: i64 = sqlx::query_scalar("SELECT materialized FROM builds WHERE id = $1")
-            .bind(build_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        if done != 0 {
-            return Ok(());
-        }
-        sqlx::query("UPDATE builds SET commit_sha = $1, message = $2, author = $3, materialized = 1 WHERE id = $4")
+        // The conditional update is the claim: of two servers expanding the same
+        // build, only the one that flips `materialized` inserts jobs.
+        let claimed = sqlx::query("UPDATE builds SET commit_sha = $1, message = $2, author = $3, materialized = 1 WHERE id = $4 AND materialized = 0")
             .bind(commit)
             .bind(message)
             .bind(author)
             .bind(build_id)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+        if claimed == 0 {
+            tx.rollback().await?;
+            return Ok(());
+        }
         insert_jobs(&mut tx, build_id, jobs).await?;
         tx.commit().await?;
         Ok(())

@@ -61,6 +61,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The URL it was opened with (PostgreSQL listeners open their own connection).
+    url: String,
     /// SQLite allows one writer: writes queue here instead of failing with "database is locked".
     writer: Arc<tokio::sync::Mutex<()>>,
 }
@@ -115,7 +117,7 @@ impl Store {
             .connect_with(opts)
             .await
             .map_err(|e| StoreError::Open(format!("{url}: {e}")))?;
-        let store = Store { pool, backend, writer: Arc::new(tokio::sync::Mutex::new(())) };
+        let store = Store { pool, backend, url: url.clone(), writer: Arc::new(tokio::sync::Mutex::new(())) };
         migrate::run(&store).await?;
         Ok(store)
     }
@@ -153,6 +155,36 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         Ok(v.map(|(v,)| v))
+    }
+
+    /// Compare and set: change `key` from `old` (None: absent) to `new`. True if
+    /// this call made the change — of several servers, exactly one wins.
+    pub async fn kv_cas(&self, key: &str, old: Option<&str>, new: &str) -> Result<bool> {
+        let _w = self.write_turn().await;
+        let n = match old {
+            None => sqlx::query("INSERT INTO kv (k, v) VALUES ($1, $2) ON CONFLICT (k) DO NOTHING").bind(key).bind(new).execute(&self.pool).await?,
+            Some(o) => sqlx::query("UPDATE kv SET v = $1 WHERE k = $2 AND v = $3").bind(new).bind(key).bind(o).execute(&self.pool).await?,
+        };
+        Ok(n.rows_affected() == 1)
+    }
+
+    /// PostgreSQL: tell every server sharing the database (`wake`: a job may be
+    /// claimable; `control`: an agent may have something to stop). SQLite: nothing.
+    pub async fn publish(&self, what: &str) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify('kiln', $1)").bind(what).execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    /// PostgreSQL: listen to what other servers publish. None on SQLite (one server).
+    pub async fn subscribe(&self) -> Result<Option<sqlx::postgres::PgListener>> {
+        if self.backend != Backend::Postgres {
+            return Ok(None);
+        }
+        let mut l = sqlx::postgres::PgListener::connect(&self.url).await?;
+        l.listen("kiln").await?;
+        Ok(Some(l))
     }
 
     pub async fn kv_set(&self, key: &str, value: &str) -> Result<()> {

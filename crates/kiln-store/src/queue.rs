@@ -128,6 +128,13 @@ pub(crate) async fn insert_jobs(tx: &mut Transaction<'_, Any>, build_id: i64, jo
     Ok(())
 }
 
+/// Hold the job's row for the rest of the transaction (PostgreSQL: a row lock, so
+/// two servers deciding about one job take turns; SQLite's write lock does this already).
+async fn lock_job(tx: &mut Transaction<'_, Any>, job_id: i64) -> Result<()> {
+    sqlx::query("UPDATE jobs SET lease_until = lease_until WHERE id = $1").bind(job_id).execute(&mut **tx).await?;
+    Ok(())
+}
+
 /// Ready or skip dependents until nothing changes, then store the build's derived status.
 /// Returns (status, became_final, readied_any).
 async fn settle_build(tx: &mut Transaction<'_, Any>, build_id: i64) -> Result<(String, bool, bool)> {
@@ -364,6 +371,7 @@ impl Store {
     pub async fn finish_job(&self, job_id: i64, attempt: i64, status: JobStatus, exit_code: Option<i64>, reason: Option<&str>) -> Result<FinishOutcome> {
         let _w = self.write_turn().await;
         let mut tx = self.begin_write().await?;
+        lock_job(&mut tx, job_id).await?;
         let row = sqlx::query("SELECT build_id, status, attempt FROM jobs WHERE id = $1")
             .bind(job_id)
             .fetch_optional(&mut *tx)
@@ -442,6 +450,7 @@ impl Store {
     async fn take_back(&self, job_id: i64, attempt: Option<i64>, why: &str) -> Result<Option<LeaseExpiry>> {
         let _w = self.write_turn().await;
         let mut tx = self.begin_write().await?;
+        lock_job(&mut tx, job_id).await?;
         let row = sqlx::query("SELECT build_id, attempt, max_attempts, agent_name, status, cancel_requested FROM jobs WHERE id = $1")
             .bind(job_id)
             .fetch_one(&mut *tx)

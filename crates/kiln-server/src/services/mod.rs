@@ -2,3 +2,4 @@
 
 pub mod reaper;
 pub mod notifier;
+pub mod replicas;

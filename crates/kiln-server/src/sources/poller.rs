@@ -1,7 +1,8 @@
 //! The poller: projects with `poll` set have their repository fetched at that
 //! interval; a branch head that moved starts one build of the newest commit
 //! (or one per new commit with `poll_each_commit`). Heads seen are kept in the
-//! database, so after a restart no old commit is built again.
+//! database, so after a restart no old commit is built again, and servers that
+//! share a database build each move once (compare-and-set on the head).
 
 use crate::git;
 use crate::state::AppState;
@@ -64,6 +65,10 @@ pub async fn poll(st: &AppState, p: &ProjectRow) -> Result<usize, String> {
             }
             _ => vec![sha.clone()],
         };
+        // Claim the move first: of several servers polling one database, one builds it.
+        if !st.store.kv_cas(&key, old.as_deref(), &sha).await.map_err(|e| e.to_string())? {
+            continue;
+        }
         let mut before = old.clone();
         for c in commits {
             let origin = Origin { before: before.clone(), ..Origin::new("poll", format!("poller ({})", p.settings.poll.as_deref().unwrap_or("")))};
@@ -71,7 +76,6 @@ pub async fn poll(st: &AppState, p: &ProjectRow) -> Result<usize, String> {
             before = Some(c);
             started += 1;
         }
-        st.store.kv_set(&key, &sha).await.map_err(|e| e.to_string())?;
     }
     Ok(started)
 }

@@ -28,14 +28,15 @@ pub async fn check(st: &AppState, now: DateTime<Utc>) {
         exprs.dedup();
         for expr in exprs {
             let k = key(p.id, &expr);
-            let last = st.store.kv_get(&k).await.ok().flatten().and_then(|v| v.parse::<i64>().ok()).and_then(DateTime::from_timestamp_millis);
-            let Some(last) = last else {
+            let now_s = now.timestamp_millis().to_string();
+            let stored = st.store.kv_get(&k).await.ok().flatten();
+            let Some(last) = stored.as_deref().and_then(|v| v.parse::<i64>().ok()).and_then(DateTime::from_timestamp_millis) else {
                 // A new schedule counts from now: nothing in the past is owed.
-                let _ = st.store.kv_set(&k, &now.timestamp_millis().to_string()).await;
+                let _ = st.store.kv_cas(&k, None, &now_s).await;
                 continue;
             };
-            if due(&expr, last, now) {
-                let _ = st.store.kv_set(&k, &now.timestamp_millis().to_string()).await;
+            // Compare-and-set: of several servers sharing a database, one fires the tick.
+            if due(&expr, last, now) && st.store.kv_cas(&k, stored.as_deref(), &now_s).await.unwrap_or(false) {
                 match start_build(st, &p, None, None, Origin::new("schedule", format!("cron \"{expr}\""))).await {
                     Ok(b) => tracing::info!("schedule \"{expr}\" started build {} of {}", b.id, p.name),
                     Err(e) => tracing::error!("schedule \"{expr}\" of {}: {e}", p.name),

@@ -25,7 +25,7 @@ pub struct Kiln {
 }
 
 /// Start the server with `args`, wait until it listens, return (child, url).
-fn spawn_server(data: &Path, listen: &str, args: &[String]) -> (Child, String) {
+pub fn spawn_server(data: &Path, listen: &str, args: &[String]) -> (Child, String) {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(data.with_extension("log")).unwrap();
     let mut child = Command::new(BIN)
         .args(["server", "--listen", listen, "--data"])

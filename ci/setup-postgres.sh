@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# A PostgreSQL server on 127.0.0.1:5432 for the store's PostgreSQL tests, with a
+# role kiln/kiln that may create databases (each test makes its own). Idempotent.
+set -euo pipefail
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  echo "installing postgresql…"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null
+fi
+ver=$(ls /usr/lib/postgresql | sort -n | tail -1)
+pg_lsclusters -h | grep -q "^$ver main" || pg_createcluster "$ver" main >/dev/null
+pg_lsclusters -h | grep -q "^$ver main .* online" || pg_ctlcluster "$ver" main start
+for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
+pg_isready -q -h 127.0.0.1 -p 5432 || { echo "postgresql did not start"; exit 1; }
+su postgres -c "psql -q -c \"DO \\\$\\\$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'kiln') THEN CREATE ROLE kiln LOGIN CREATEDB PASSWORD 'kiln'; END IF; END\\\$\\\$;\""
+echo "postgres://kiln:kiln@127.0.0.1:5432/postgres"

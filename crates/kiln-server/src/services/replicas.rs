@@ -1,0 +1,40 @@
+//! Several servers on one PostgreSQL database: what one server publishes
+//! (a job may be claimable, an agent may have something to stop) wakes the
+//! long polls held by the others, through LISTEN/NOTIFY. On SQLite (one
+//! server) this service does nothing.
+
+use crate::state::AppState;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub async fn run(st: AppState, stop: CancellationToken) {
+    loop {
+        let mut listener = match st.store.subscribe().await {
+            Ok(Some(l)) => l,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!("cannot listen for other servers yet: {e}");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
+                }
+            }
+        };
+        loop {
+            let msg = tokio::select! {
+                _ = stop.cancelled() => return,
+                m = listener.recv() => m,
+            };
+            match msg {
+                // Local wake-ups only: publishing again would echo for ever.
+                Ok(n) if n.payload() == "wake" => st.wake.notify_waiters(),
+                Ok(n) if n.payload() == "control" => st.control.notify_waiters(),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!("lost the connection that listens for other servers: {e}");
+                    break;
+                }
+            }
+        }
+    }
+}

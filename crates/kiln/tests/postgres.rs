@@ -1,0 +1,94 @@
+//! The store on a real PostgreSQL server (started by ci/setup-postgres.sh): the
+//! same builds as on SQLite, a restart mid-build, and two servers sharing one
+//! database — a build queued on one is taken at once by agents of the other
+//! (LISTEN/NOTIFY), and both pollers build a new commit once.
+
+mod common;
+use common::*;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+const ADMIN_URL: &str = "postgres://kiln:kiln@127.0.0.1:5432/postgres";
+
+/// A fresh database named by a UUID; its URL.
+fn fresh_database() -> String {
+    let admin = std::env::var("KILN_TEST_POSTGRES").unwrap_or_else(|_| ADMIN_URL.to_string());
+    let name = format!("kiln_test_{}", uuid::Uuid::new_v4().simple());
+    let out = Command::new("psql")
+        .args([admin.as_str(), "-qc", &format!("CREATE DATABASE {name}")])
+        .output()
+        .expect("psql is needed for the PostgreSQL tests: run ci/setup-postgres.sh");
+    assert!(
+        out.status.success(),
+        "cannot create a database on {admin}: {} — run ci/setup-postgres.sh (or set KILN_TEST_POSTGRES)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+}
+
+struct Reaped(Child);
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn builds_run_on_postgresql_and_survive_a_server_restart() {
+    let db = fresh_database();
+    let mut k = Kiln::start_with(&["--database", &db]);
+    k.agent("a1", &[]);
+    k.agent("a2", &["--label", "python=3.12"]);
+    let repo = k.repo(
+        "pg",
+        "jobs:\n  build:\n    steps:\n      - for i in $(seq 1 30); do echo \"line-$i\"; sleep 0.05; done\n  test:\n    needs: [build]\n    requires: { python: \"3.12\" }\n    steps: [\"echo on-$KILN_AGENT_NAME\", \"exit 4\"]\n  after:\n    needs: [test]\n    steps: [echo never]\n",
+    );
+    k.add_project("pg", &repo, &[]);
+    let id = k.trigger("pg");
+    k.wait_for("the build to start", 10, || Kiln::job(&k.build(id), "build")["status"] == "running");
+    k.kill_server();
+    k.restart_server();
+    let b = k.wait_build(id, 60);
+    assert_eq!(b["status"], "failed");
+    assert_eq!(Kiln::job(&b, "build")["status"], "passed");
+    assert_eq!((Kiln::job(&b, "test")["status"].as_str(), Kiln::job(&b, "test")["exit_code"].as_i64()), (Some("failed"), Some(4)));
+    assert_eq!(Kiln::job(&b, "test")["agent"], "a2");
+    assert_eq!(Kiln::job(&b, "after")["status"], "skipped");
+    let logs = k.logs(id);
+    let lines: Vec<&str> = logs.lines().filter(|l| l.starts_with("line-")).collect();
+    assert_eq!(lines, (1..=30).map(|i| format!("line-{i}")).collect::<Vec<_>>());
+    assert!(logs.contains("on-a2"));
+}
+
+#[test]
+fn two_servers_share_one_queue() {
+    let db = fresh_database();
+    let mut k = Kiln::start_with(&["--database", &db]);
+    let (b_child, b_url) = spawn_server(&k.path("data-b"), "127.0.0.1:0", &["--database".into(), db.clone()]);
+    let _b = Reaped(b_child);
+    k.agent("a1", &[]);
+    let repo = k.repo("shared", "jobs:\n  j:\n    steps: [echo shared]\n");
+    k.add_project("shared", &repo, &["--poll", "1s"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    // Queue a build through server B: the agent, long-polling server A, takes it at once.
+    let on_b = |args: &[&str]| {
+        Command::new(BIN).args(args).env("KILN_SERVER", &b_url).env("KILN_TOKEN", ADMIN).output().unwrap()
+    };
+    let out = on_b(&["trigger", "shared", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["id"].as_i64().unwrap();
+    let b = k.wait_build(id, 60);
+    assert_eq!(b["status"], "passed");
+    let created = chrono::DateTime::parse_from_rfc3339(b["created_at"].as_str().unwrap()).unwrap();
+    let started = chrono::DateTime::parse_from_rfc3339(Kiln::job(&b, "j")["started_at"].as_str().unwrap()).unwrap();
+    // Without a wake-up across servers the agent would wait out its 25 s long poll.
+    assert!((started - created).num_seconds() < 10, "the job waited {}s for a wake-up", (started - created).num_seconds());
+    // Both servers poll the repository: a new commit builds once.
+    std::fs::write(repo.join("f"), "1").unwrap();
+    let sha = commit_all(&repo, "polled by two servers");
+    k.wait_for("a build of the new commit", 15, || builds(&k, "shared").iter().any(|b| b["commit"] == sha.as_str()));
+    std::thread::sleep(Duration::from_secs(3));
+    let n = builds(&k, "shared").iter().filter(|b| b["commit"] == sha.as_str()).count();
+    assert_eq!(n, 1, "two servers polling one database built the commit {n} times");
+}
