@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Engine benchmark: N builds of one trivial job (`true`) through one server and 4 agents.
 
-Prints jobs per second (first build queued -> last build finished), p50/p99 latency
-from a job being queued to it being started (server timestamps), and peak RSS of the
-server and of each agent. Usage: bench/engine.py [BUILDS] (default 1000). Builds the
+Prints jobs per second for a burst of N builds (first queued -> last finished), the
+p50/p99 latency from a job being queued to it being started with idle agents (100
+builds one after another, server timestamps), and peak RSS of the server and agents. Usage: bench/engine.py [BUILDS] (default 1000). Builds the
 release binary first. Figures vary with the machine's load: compare ratios in one run.
 """
 import concurrent.futures, datetime, json, os, shutil, socket, subprocess, sys, tempfile, time, urllib.request
@@ -27,6 +27,12 @@ def api(method, path, body=None):
 
 def ts(s):
     return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+def cpu_s(pid):
+    """CPU seconds of a process and of its reaped children (git, shells)."""
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(f[11]) + int(f[12])) / tick, (int(f[13]) + int(f[14])) / tick
 
 def peak_rss_mb(pid):
     for line in open(f"/proc/{pid}/status"):
@@ -70,13 +76,28 @@ try:
     for off in range(0, N, 500):
         builds += api("GET", f"/api/v1/projects/bench/builds?limit=500&offset={off}")["builds"]
     jobs = [j for b in builds for j in b["jobs"]]
+    srv_cpu = cpu_s(server.pid)
+    ag_cpu = [cpu_s(a.pid) for a in agents]
     first = min(ts(b["created_at"]) for b in builds)
     last = max(ts(b["finished_at"]) for b in builds)
     lat = sorted((ts(j["started_at"]) - ts(j["created_at"])) * 1000 for j in jobs)
     pct = lambda p: lat[min(len(lat) - 1, int(p / 100 * len(lat)))]
     print(f"builds: {len(builds)} (submitted in {t_submit:.1f}s by 8 client threads), all passed: {all(b['status'] == 'passed' for b in builds)}")
     print(f"throughput: {len(jobs) / (last - first):.0f} jobs/s (first queued -> last finished, {last - first:.2f}s)")
-    print(f"queued -> started: p50 {pct(50):.1f} ms, p99 {pct(99):.1f} ms")
+    print(f"CPU during the burst: server {srv_cpu[0]:.1f}s (+{srv_cpu[1]:.1f}s in git), agents {sum(c[0] for c in ag_cpu):.1f}s (+{sum(c[1] for c in ag_cpu):.1f}s in git and steps)")
+    print(f"queued -> started during the burst (queue depth up to {N}): p50 {pct(50):.0f} ms, p99 {pct(99):.0f} ms")
+    idle = []
+    for _ in range(100):
+        b = api("POST", "/api/v1/projects/bench/builds", {})
+        while True:
+            b = api("GET", f"/api/v1/builds/{b['id']}")
+            if b["status"] in ("passed", "failed", "errored"):
+                break
+            time.sleep(0.005)
+        j = b["jobs"][0]
+        idle.append((ts(j["started_at"]) - ts(j["created_at"])) * 1000)
+    idle.sort()
+    print(f"queued -> started with idle agents: p50 {idle[50]:.1f} ms, p99 {idle[98]:.1f} ms (100 builds one at a time)")
     print(f"peak RSS: server {peak_rss_mb(server.pid):.1f} MB, agents " + ", ".join(f"{peak_rss_mb(a.pid):.1f}" for a in agents) + " MB")
 finally:
     for p in procs:

@@ -41,7 +41,6 @@ impl Mirrors {
         let lock = self.locks.lock().unwrap().entry(mirror.clone()).or_default().clone();
         {
             let _g = lock.lock().await;
-            let want = format!("{commit}^{{commit}}");
             if !mirror.join("HEAD").exists() {
                 std::fs::create_dir_all(mirror.parent().unwrap()).map_err(|e| e.to_string())?;
                 let tmp = mirror.with_extension("tmp");
@@ -50,20 +49,27 @@ impl Mirrors {
                     .await
                     .map_err(|e| format!("failed to clone {repo}: {e}"))?;
                 std::fs::rename(&tmp, &mirror).map_err(|e| e.to_string())?;
-            } else if git(Some(&mirror), &["cat-file", "-e", &want]).await.is_err() {
-                git(Some(&mirror), &["fetch", "--prune", "--quiet", "origin"]).await.map_err(|e| format!("failed to fetch {repo}: {e}"))?;
             }
-            git(Some(&mirror), &["cat-file", "-e", &want]).await.map_err(|_| format!("commit {commit} is not in {repo}"))?;
         }
         let dest_s = dest.to_string_lossy();
         git(None, &["clone", "--quiet", "--shared", "--no-checkout", &mirror.to_string_lossy(), &dest_s])
             .await
             .map_err(|e| format!("failed to make a working copy: {e}"))?;
-        git(Some(dest), &["-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", commit])
-            .await
-            .map_err(|e| format!("failed to check out {commit}: {e}"))?;
-        Ok(())
+        if checkout_commit(dest, commit).await.is_ok() {
+            return Ok(());
+        }
+        // The mirror lacks the commit: fetch it, then try again.
+        {
+            let _g = lock.lock().await;
+            git(Some(&mirror), &["fetch", "--prune", "--quiet", "origin"]).await.map_err(|e| format!("failed to fetch {repo}: {e}"))?;
+        }
+        git(Some(dest), &["fetch", "--quiet", "origin"]).await.map_err(|e| format!("failed to update the working copy: {e}"))?;
+        checkout_commit(dest, commit).await.map_err(|e| format!("commit {commit} is not in {repo}: {e}"))
     }
+}
+
+async fn checkout_commit(dest: &Path, commit: &str) -> Result<(), String> {
+    git(Some(dest), &["-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", commit]).await
 }
 
 /// Put the job's files at `dest`: its uploaded package when it has one, else a git checkout.

@@ -34,6 +34,8 @@ pub struct Shared {
     /// The server refused this attempt: stop the job.
     pub stale: AtomicBool,
     pub wake: Notify,
+    /// Fires once when the writer closes: the rest goes out at once.
+    pub done: Notify,
 }
 
 impl LogWriter {
@@ -46,6 +48,7 @@ impl LogWriter {
             closed: AtomicBool::new(false),
             stale: AtomicBool::new(false),
             wake: Notify::new(),
+            done: Notify::new(),
         });
         let masker = Masker::new(secrets);
         Ok((LogWriter { file, masker, limit: if limit == 0 { u64::MAX } else { limit }, truncated: false, shared: shared.clone() }, shared))
@@ -89,6 +92,7 @@ impl LogWriter {
         let _ = self.file.flush();
         self.shared.closed.store(true, Ordering::SeqCst);
         self.shared.wake.notify_one();
+        self.shared.done.notify_one();
     }
 }
 
@@ -106,12 +110,18 @@ pub async fn upload(shared: Arc<Shared>, client: Client, job_id: i64, attempt: i
             if shared.closed.load(Ordering::SeqCst) && shared.written.load(Ordering::SeqCst) == delivered {
                 return;
             }
-            // Batch output a little: a line shows within ~100 ms, without one request per line.
+            // Batch output a little (a line shows within ~50 ms, without one request
+            // per line), but once the job is over, send the rest at once.
             tokio::select! {
                 _ = shared.wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            if !shared.closed.load(Ordering::SeqCst) {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    _ = shared.done.notified() => {}
+                }
+            }
             continue;
         }
         let n = ((written - delivered) as usize).min(CHUNK);

@@ -13,7 +13,22 @@ pub struct Mirrors {
     root: PathBuf,
     /// Per-project lock and the time the last fetch began (so a burst of triggers fetches once).
     fetches: std::sync::Mutex<HashMap<i64, Arc<Mutex<Option<Instant>>>>>,
+    /// Branch heads as of each project's last fetch.
+    heads: std::sync::Mutex<HashMap<i64, HashMap<String, String>>>,
+    /// What a commit says, read once: (project, commit, pipeline path) → (pipeline text, subject, author).
+    commits: std::sync::Mutex<HashMap<(i64, String, String), CommitFacts>>,
 }
+
+/// The facts about one commit that a build needs.
+#[derive(Clone)]
+pub struct CommitFacts {
+    pub pipeline: Option<String>,
+    pub subject: String,
+    pub author: String,
+}
+
+/// Commits remembered per server before the cache starts over.
+const COMMIT_CACHE: usize = 1024;
 
 /// Run git, returning stdout, or its stderr as the error.
 pub async fn git(dir: Option<&Path>, args: &[&str]) -> Result<String, String> {
@@ -32,7 +47,7 @@ pub async fn git(dir: Option<&Path>, args: &[&str]) -> Result<String, String> {
 
 impl Mirrors {
     pub fn new(root: PathBuf) -> Mirrors {
-        Mirrors { root, fetches: Default::default() }
+        Mirrors { root, fetches: Default::default(), heads: Default::default(), commits: Default::default() }
     }
 
     pub fn path(&self, project_id: i64) -> PathBuf {
@@ -61,7 +76,36 @@ impl Mirrors {
             git(Some(&path), &["remote", "set-url", "origin", repo]).await?;
             git(Some(&path), &["fetch", "--prune", "--quiet", "origin"]).await.map_err(|e| format!("failed to fetch {repo}: {e}"))?;
         }
+        let heads = branch_heads(&path).await?.into_iter().collect();
+        self.heads.lock().unwrap().insert(project_id, heads);
         Ok(path)
+    }
+
+    /// The head of `branch` as of the last fetch (call `refresh` first).
+    pub async fn branch_head(&self, project_id: i64, branch: &str) -> Result<String, String> {
+        let cached = self.heads.lock().unwrap().get(&project_id).and_then(|h| h.get(branch).cloned());
+        match cached {
+            Some(sha) => Ok(sha),
+            None => resolve(&self.path(project_id), &format!("refs/heads/{branch}")).await.map_err(|_| format!("branch {branch} is not in the repository")),
+        }
+    }
+
+    /// A commit's pipeline file and subject line, read from the mirror once.
+    pub async fn commit_facts(&self, project_id: i64, commit: &str, pipeline: &str) -> Result<CommitFacts, String> {
+        let key = (project_id, commit.to_string(), pipeline.to_string());
+        if let Some(f) = self.commits.lock().unwrap().get(&key) {
+            return Ok(f.clone());
+        }
+        let mirror = self.path(project_id);
+        let text = read_file(&mirror, commit, pipeline).await?;
+        let (subject, author) = commit_info(&mirror, commit).await;
+        let facts = CommitFacts { pipeline: text, subject, author };
+        let mut cache = self.commits.lock().unwrap();
+        if cache.len() >= COMMIT_CACHE {
+            cache.clear();
+        }
+        cache.insert(key, facts.clone());
+        Ok(facts)
     }
 
     /// Is this commit already in the mirror (no fetch needed)?

@@ -57,7 +57,6 @@ async fn prepare(st: &AppState, project: &ProjectRow, build: &BuildRow, asked_at
     if let Some(up) = crate::uploads::of_build(st, build).await {
         return crate::uploads::prepare(st, project, build, up, asked_at).await.map_err(|(c, r)| Unrun::Errored(c, r));
     }
-    let rev = build.requested_commit.clone().unwrap_or_else(|| format!("refs/heads/{}", build.branch));
     let known = match &build.requested_commit {
         Some(c) => st.mirrors.has_commit(project.id, c).await,
         None => false,
@@ -67,12 +66,16 @@ async fn prepare(st: &AppState, project: &ProjectRow, build: &BuildRow, asked_at
     } else {
         st.mirrors.refresh(project.id, &project.repo, asked_at).await.map_err(|e| err("", e))?
     };
-    let commit = git::resolve(&mirror, &rev).await.map_err(|e| err("", e))?;
-    let (message, author) = git::commit_info(&mirror, &commit).await;
+    let commit = match &build.requested_commit {
+        Some(c) => git::resolve(&mirror, c).await,
+        None => st.mirrors.branch_head(project.id, &build.branch).await,
+    }
+    .map_err(|e| err("", e))?;
     let file = &project.pipeline;
-    let text = git::read_file(&mirror, &commit, file)
-        .await
-        .map_err(|e| err(&commit, format!("failed to read {file}: {e}")))?
+    let facts = st.mirrors.commit_facts(project.id, &commit, file).await.map_err(|e| err(&commit, format!("failed to read {file}: {e}")))?;
+    let (message, author) = (facts.subject, facts.author);
+    let text = facts
+        .pipeline
         .ok_or_else(|| err(&commit, format!("{file}:1:1: no pipeline file {file} in commit {}; add one (see `kiln check`)", &commit[..12.min(commit.len())])))?;
     let pipeline = kiln_core::pipeline::parse(file, &text).map_err(|diags| {
         let lines: Vec<String> = diags.iter().map(|d| d.to_string()).collect();

@@ -109,6 +109,8 @@ impl Store {
                         conn.execute("PRAGMA journal_mode=WAL").await?;
                         conn.execute("PRAGMA synchronous=NORMAL").await?;
                         conn.execute("PRAGMA busy_timeout=10000").await?;
+                        // 1 MiB of page cache per connection (SQLite's default is 2 MiB): the OS caches the file too.
+                        conn.execute("PRAGMA cache_size=-1024").await?;
                         conn.execute("PRAGMA foreign_keys=ON").await?;
                     }
                     Ok(())

@@ -184,7 +184,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
 fn main() {
     let cli = Cli::parse();
     init_tracing();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    // An agent only waits on the network and its steps: one thread keeps it small.
+    let rt = match cli.command {
+        Command::Agent(_) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        _ => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    }
+    .expect("tokio runtime");
     let code = match rt.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
