@@ -1,17 +1,31 @@
 //! Check out a job's commit: one cached bare mirror per repository, fetched
-//! only when it lacks the commit, and a fresh working copy per job — or, for an
-//! uploaded test run, the run's package unpacked instead (`package.rs`).
+//! only when it lacks the commit; one pristine checkout per recent commit; and
+//! a fresh working copy per job, copied from the pristine one (no git process
+//! in the common case) — or, for an uploaded test run, the run's package
+//! unpacked instead (`package.rs`).
+//!
+//! ```text
+//!  repo ──clone/fetch──► mirrors/<hash>.git ──clone --shared + checkout──► pristine/<commit>
+//!                                                                               │ copy
+//!                                                                               ▼
+//!                                                                  jobs/<id>-<attempt>/src
+//! ```
 
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::process::Command;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, RwLock};
+
+/// Pristine checkouts kept per agent (the newest; older ones are removed).
+const PRISTINE_KEPT: usize = 8;
 
 #[derive(Default)]
 pub struct Mirrors {
     locks: std::sync::Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
+    /// Copies read pristine trees; making and pruning them writes.
+    pristine: RwLock<()>,
 }
 
 async fn git(dir: Option<&Path>, args: &[&str]) -> Result<(), String> {
@@ -36,40 +50,130 @@ async fn git(dir: Option<&Path>, args: &[&str]) -> Result<(), String> {
 impl Mirrors {
     /// Put a working copy of `commit` of `repo` at `dest` (which must not exist).
     pub async fn checkout(&self, work_dir: &Path, repo: &str, commit: &str, dest: &Path) -> Result<(), String> {
+        let pristine = work_dir.join("pristine").join(commit);
+        loop {
+            {
+                let _r = self.pristine.read().await;
+                if pristine.join(".git").exists() {
+                    let (from, to) = (pristine.clone(), dest.to_path_buf());
+                    return tokio::task::spawn_blocking(move || copy_tree(&from, &to))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| format!("failed to copy the checkout of {commit}: {e}"));
+                }
+            }
+            let _w = self.pristine.write().await;
+            if !pristine.join(".git").exists() {
+                self.make_pristine(work_dir, repo, commit, &pristine).await?;
+                prune(&work_dir.join("pristine"), &pristine);
+            }
+        }
+    }
+
+    /// Check `commit` out once into `dest`, from the repository's mirror.
+    async fn make_pristine(&self, work_dir: &Path, repo: &str, commit: &str, dest: &Path) -> Result<(), String> {
         let key = hex::encode(&Sha256::digest(repo.as_bytes())[..8]);
         let mirror = work_dir.join("mirrors").join(format!("{key}.git"));
         let lock = self.locks.lock().unwrap().entry(mirror.clone()).or_default().clone();
-        {
-            let _g = lock.lock().await;
-            if !mirror.join("HEAD").exists() {
-                std::fs::create_dir_all(mirror.parent().unwrap()).map_err(|e| e.to_string())?;
-                let tmp = mirror.with_extension("tmp");
-                let _ = std::fs::remove_dir_all(&tmp);
-                git(None, &["clone", "--mirror", "--quiet", repo, &tmp.to_string_lossy()])
-                    .await
-                    .map_err(|e| format!("failed to clone {repo}: {e}"))?;
-                std::fs::rename(&tmp, &mirror).map_err(|e| e.to_string())?;
-            }
+        let _g = lock.lock().await;
+        if !mirror.join("HEAD").exists() {
+            std::fs::create_dir_all(mirror.parent().unwrap()).map_err(|e| e.to_string())?;
+            let tmp = mirror.with_extension("tmp");
+            let _ = std::fs::remove_dir_all(&tmp);
+            git(None, &["clone", "--mirror", "--quiet", repo, &tmp.to_string_lossy()])
+                .await
+                .map_err(|e| format!("failed to clone {repo}: {e}"))?;
+            std::fs::rename(&tmp, &mirror).map_err(|e| e.to_string())?;
         }
-        let dest_s = dest.to_string_lossy();
-        git(None, &["clone", "--quiet", "--shared", "--no-checkout", &mirror.to_string_lossy(), &dest_s])
+        let tmp = dest.with_extension("tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(tmp.parent().unwrap()).map_err(|e| e.to_string())?;
+        git(None, &["clone", "--quiet", "--shared", "--no-checkout", &mirror.to_string_lossy(), &tmp.to_string_lossy()])
             .await
             .map_err(|e| format!("failed to make a working copy: {e}"))?;
-        if checkout_commit(dest, commit).await.is_ok() {
-            return Ok(());
-        }
-        // The mirror lacks the commit: fetch it, then try again.
-        {
-            let _g = lock.lock().await;
+        if checkout_commit(&tmp, commit).await.is_err() {
+            // The mirror lacks the commit: fetch it, then try again.
             git(Some(&mirror), &["fetch", "--prune", "--quiet", "origin"]).await.map_err(|e| format!("failed to fetch {repo}: {e}"))?;
+            git(Some(&tmp), &["fetch", "--quiet", "origin"]).await.map_err(|e| format!("failed to update the working copy: {e}"))?;
+            checkout_commit(&tmp, commit).await.map_err(|e| format!("commit {commit} is not in {repo}: {e}"))?;
         }
-        git(Some(dest), &["fetch", "--quiet", "origin"]).await.map_err(|e| format!("failed to update the working copy: {e}"))?;
-        checkout_commit(dest, commit).await.map_err(|e| format!("commit {commit} is not in {repo}: {e}"))
+        std::fs::rename(&tmp, dest).map_err(|e| format!("failed to keep the checkout of {commit}: {e}"))
     }
 }
 
 async fn checkout_commit(dest: &Path, commit: &str) -> Result<(), String> {
     git(Some(dest), &["-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", commit]).await
+}
+
+/// Keep the newest pristine checkouts (and `keep`), remove the rest.
+fn prune(dir: &Path, keep: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut all: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.path() != keep)
+        .map(|e| (e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), e.path()))
+        .collect();
+    all.sort_by(|a, b| b.0.cmp(&a.0));
+    for (_, p) in all.into_iter().skip(PRISTINE_KEPT - 1) {
+        let _ = std::fs::remove_dir_all(p);
+    }
+}
+
+/// Copy a tree: files (with their permissions), folders and symbolic links.
+pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let ty = e.file_type()?;
+        if ty.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+        } else if ty.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else {
+            std::fs::copy(&src, &dst)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_tree_keeps_files_modes_and_links() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a");
+        std::fs::create_dir_all(a.join("sub")).unwrap();
+        std::fs::write(a.join("sub/f.txt"), "hello").unwrap();
+        std::fs::write(a.join("run.sh"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(a.join("run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::symlink("sub/f.txt", a.join("link")).unwrap();
+        let b = d.path().join("b");
+        copy_tree(&a, &b).unwrap();
+        assert_eq!(std::fs::read_to_string(b.join("sub/f.txt")).unwrap(), "hello");
+        assert_eq!(std::fs::metadata(b.join("run.sh")).unwrap().permissions().mode() & 0o777, 0o755);
+        assert_eq!(std::fs::read_link(b.join("link")).unwrap(), Path::new("sub/f.txt"));
+        // A change in the copy leaves the original alone.
+        std::fs::write(b.join("sub/f.txt"), "changed").unwrap();
+        assert_eq!(std::fs::read_to_string(a.join("sub/f.txt")).unwrap(), "hello");
+    }
+
+    #[test]
+    fn prune_keeps_the_newest() {
+        let d = tempfile::tempdir().unwrap();
+        for i in 0..12 {
+            std::fs::create_dir_all(d.path().join(format!("c{i:02}"))).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        prune(d.path(), &d.path().join("c00"));
+        let mut left: Vec<String> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left.len(), PRISTINE_KEPT);
+        assert!(left.contains(&"c00".to_string()) && left.contains(&"c11".to_string()) && !left.contains(&"c01".to_string()));
+    }
 }
 
 /// Put the job's files at `dest`: its uploaded package when it has one, else a git checkout.
