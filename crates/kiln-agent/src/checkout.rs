@@ -88,7 +88,7 @@ impl Mirrors {
         let tmp = dest.with_extension("tmp");
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(tmp.parent().unwrap()).map_err(|e| e.to_string())?;
-        git(None, &["clone", "--quiet", "--shared", "--no-checkout", &mirror.to_string_lossy(), &tmp.to_string_lossy()])
+        git(None, &["clone", "--quiet", "--shared", "--no-checkout", "--template=", &mirror.to_string_lossy(), &tmp.to_string_lossy()])
             .await
             .map_err(|e| format!("failed to make a working copy: {e}"))?;
         if checkout_commit(&tmp, commit).await.is_err() {
