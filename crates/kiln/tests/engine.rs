@@ -140,6 +140,17 @@ fn logs_are_complete_and_in_order() {
     let got: Vec<&str> = logs.lines().filter(|l| l.starts_with("line-") || l.starts_with("slow-")).collect();
     let want: Vec<String> = (1..=3000).map(|i| format!("line-{i}")).chain((1..=5).map(|i| format!("slow-{i}"))).collect();
     assert_eq!(got, want);
+    // A reader that stops early (`| head`) is a normal end, not a crash.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("'{BIN}' logs {id} | head -1; exit ${{PIPESTATUS:-0}}"))
+        .env("KILN_SERVER", &k.url)
+        .env("KILN_TOKEN", ADMIN)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
 }
 
 #[test]

@@ -29,13 +29,12 @@ pub fn is_final(status: &str) -> bool {
 pub fn build_line(b: &Build) -> String {
     let dur = b.duration_ms.map(|d| format!(" in {}", kiln_core::duration::format_duration(Duration::from_millis(d as u64)))).unwrap_or_default();
     let tests = b.tests.as_ref().map(|t| format!(" — tests: {}", super::tests::summary_line(t))).unwrap_or_default();
+    let at = if b.commit.is_empty() { b.branch.clone() } else { format!("{}@{}", b.branch, short(&b.commit)) };
     format!(
-        "#{} {} {} {}@{} ({} by {}){}{tests}{}",
+        "#{} {} {} {at} ({} by {}){}{tests}{}",
         b.id,
         b.project,
         b.status,
-        b.branch,
-        short(&b.commit),
         b.trigger,
         b.triggered_by,
         dur,

@@ -24,7 +24,22 @@ async fn drain(api: &Api, job: &Job, attempt: i64, mut offset: u64) -> anyhow::R
     }
 }
 
+/// Write to stdout now.
+fn say(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+/// `kiln logs … | head` closes the pipe early: that is a normal end, not an error.
 pub async fn run(c: &ClientOpts, build: i64, job: Option<String>, follow: bool) -> anyhow::Result<i32> {
+    match print_logs(c, build, job, follow).await {
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => Ok(0),
+        other => other,
+    }
+}
+
+async fn print_logs(c: &ClientOpts, build: i64, job: Option<String>, follow: bool) -> anyhow::Result<i32> {
     let api = api(c);
     let mut printed: HashMap<(i64, i64), (u64, bool)> = HashMap::new();
     let mut header_for: Option<(i64, i64)> = None;
@@ -42,7 +57,7 @@ pub async fn run(c: &ClientOpts, build: i64, job: Option<String>, follow: bool) 
         };
         if b.jobs.is_empty() {
             if let Some(e) = &b.error {
-                println!("{e}");
+                say(&format!("{e}\n"))?;
             }
         }
         for j in &jobs {
@@ -54,7 +69,7 @@ pub async fn run(c: &ClientOpts, build: i64, job: Option<String>, follow: bool) 
                 }
                 if header_for != Some(key) {
                     let agent = j.attempts.iter().find(|x| x.attempt == a).map(|x| x.agent.clone()).unwrap_or_default();
-                    println!("── {} (attempt {a} on {agent}) ──", j.key);
+                    say(&format!("── {} (attempt {a} on {agent}) ──\n", j.key))?;
                     header_for = Some(key);
                 }
                 let (off, over) = drain(&api, j, a, offset).await?;
