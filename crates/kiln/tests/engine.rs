@@ -132,13 +132,13 @@ fn job_waits_for_an_agent_with_the_required_labels() {
 fn logs_are_complete_and_in_order() {
     let mut k = Kiln::start();
     k.agent("a", &[]);
-    let repo = k.repo("many", "jobs:\n  j:\n    steps:\n      - for i in $(seq 1 3000); do echo \"line-$i\"; done\n      - for i in $(seq 1 5); do echo \"slow-$i\"; sleep 0.1; done\n");
+    let repo = k.repo("many", "jobs:\n  j:\n    steps:\n      - for i in $(seq 1 20000); do echo \"line-$i\"; done\n      - for i in $(seq 1 5); do echo \"slow-$i\"; sleep 0.1; done\n");
     k.add_project("many", &repo, &[]);
     assert_eq!(k.kiln(&["trigger", "many", "--wait"]).status.code(), Some(0));
     let id = k.json(&["builds", "many"])[0]["id"].as_i64().unwrap();
     let logs = k.logs(id);
     let got: Vec<&str> = logs.lines().filter(|l| l.starts_with("line-") || l.starts_with("slow-")).collect();
-    let want: Vec<String> = (1..=3000).map(|i| format!("line-{i}")).chain((1..=5).map(|i| format!("slow-{i}"))).collect();
+    let want: Vec<String> = (1..=20000).map(|i| format!("line-{i}")).chain((1..=5).map(|i| format!("slow-{i}"))).collect();
     assert_eq!(got, want);
     // A reader that stops early (`| head`) is a normal end, not a crash.
     let out = std::process::Command::new("sh")
