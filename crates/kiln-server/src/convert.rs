@@ -162,6 +162,24 @@ pub fn test_summary(c: kiln_core::testrun::Counts) -> api::TestSummary {
     api::TestSummary { total: c.total, passed: c.passed, failed: c.failed, errored: c.errored, skipped: c.skipped, flaky: c.flaky }
 }
 
+/// How a stored case is named to people: its listed key when that names the case (a pytest
+/// node id, a nextest test), else the case's own id (`classname::name`; a listed file's cases).
+pub fn test_id(r: &kiln_store::TestResultRow) -> String {
+    if r.key.ends_with(r.name.as_str()) {
+        return r.key.clone();
+    }
+    kiln_core::junit::TestCase {
+        suite: r.suite.clone(),
+        classname: r.classname.clone(),
+        name: r.name.clone(),
+        file: r.file.clone(),
+        duration_ms: r.duration_ms,
+        outcome: r.outcome,
+        message: None,
+    }
+    .id()
+}
+
 /// A build's test results: failures first (with messages), then flaky, then slowest first.
 pub fn build_tests(build_id: i64, rows: &[kiln_store::TestResultRow]) -> api::BuildTests {
     let mut counts = kiln_core::testrun::Counts::default();

@@ -319,7 +319,7 @@ impl Store {
 
 /// A stored case as a try of its listed test; the "no result reported" marker (no class, its
 /// name the key) stands for every case of it.
-fn case_try(r: &TestResultRow) -> Try {
+pub(crate) fn case_try(r: &TestResultRow) -> Try {
     let case = if r.classname.is_empty() && r.name == r.key { String::new() } else { format!("{}::{}", r.classname, r.name) };
     Try { group: r.group.clone(), key: r.key.clone(), case, try_number: r.try_number, outcome: r.outcome }
 }
