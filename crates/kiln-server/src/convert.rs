@@ -104,15 +104,20 @@ pub async fn online_agents(store: &Store) -> kiln_store::Result<Vec<AgentRow>> {
 
 /// As `full_build`, with the online agents already read (for lists).
 pub async fn full_build_with(store: &Store, b: &BuildRow, agents: &[AgentRow]) -> kiln_store::Result<api::Build> {
+    let mut out = build(b, build_jobs(store, b, agents).await?);
+    out.tests = store.build_test_counts(b.id).await?.map(test_summary);
+    Ok(out)
+}
+
+/// A build's jobs with their attempts (without the build's test counts, which read every result).
+pub async fn build_jobs(store: &Store, b: &BuildRow, agents: &[AgentRow]) -> kiln_store::Result<Vec<api::Job>> {
     let mut jobs = Vec::new();
     for j in store.jobs_of_build(b.id).await? {
         let attempts = store.attempts(j.id).await?.iter().map(attempt).collect();
         let waiting = if j.status == "queued" && j.ready { waiting_for(&j.requires, agents) } else { Vec::new() };
         jobs.push(job(&j, attempts, waiting));
     }
-    let mut out = build(b, jobs);
-    out.tests = store.build_test_counts(b.id).await?.map(test_summary);
-    Ok(out)
+    Ok(jobs)
 }
 
 /// The requirements no online agent meets (empty when some agent can take the job).

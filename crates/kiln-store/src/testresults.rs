@@ -157,7 +157,7 @@ impl Store {
 
     /// A build's test counts, or `None` when it has no results.
     pub async fn build_test_counts(&self, build_id: i64) -> Result<Option<Counts>> {
-        let rows = self.build_test_results(build_id).await?;
+        let (_, rows) = self.lean_test_rows(build_id).await?;
         if rows.is_empty() {
             return Ok(None);
         }

@@ -53,8 +53,9 @@ pub(crate) fn pick(rows: &[TestResultRow], limits: TestViewLimits) -> (Counts, V
 }
 
 impl Store {
-    /// A build's tests as a reader sees them, or `None` when it has no results yet.
-    pub async fn build_test_overview(&self, build_id: i64, limits: TestViewLimits) -> Result<Option<TestOverview>> {
+    /// Every stored try of a build's cases without their messages (the bulk of the bytes),
+    /// with their row ids, in upload order (`flaky` and `is_final` not yet worked out).
+    pub(crate) async fn lean_test_rows(&self, build_id: i64) -> Result<(Vec<i64>, Vec<TestResultRow>)> {
         let rows = sqlx::query(
             "SELECT r.id, j.job_key, r.group_key, r.test_key, r.suite, r.classname, r.name, r.file, r.duration_ms, r.outcome, r.try_number \
              FROM test_results r JOIN jobs j ON j.id = r.job_id WHERE r.build_id = $1 ORDER BY r.id",
@@ -62,9 +63,6 @@ impl Store {
         .bind(build_id)
         .fetch_all(self.pool())
         .await?;
-        if rows.is_empty() {
-            return Ok(None);
-        }
         let mut ids = Vec::with_capacity(rows.len());
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
@@ -83,10 +81,22 @@ impl Store {
                 message: None,
                 try_number: r.try_get::<i64, _>("try_number")?.max(0) as u32,
                 flaky: false,
-                is_final: true,
+                is_final: false,
             });
         }
+        Ok((ids, out))
+    }
+
+    /// A build's tests as a reader sees them, or `None` when it has no results yet.
+    pub async fn build_test_overview(&self, build_id: i64, limits: TestViewLimits) -> Result<Option<TestOverview>> {
+        let (ids, mut out) = self.lean_test_rows(build_id).await?;
+        if out.is_empty() {
+            return Ok(None);
+        }
         let (counts, failures, flaky, slowest) = pick(&out, limits);
+        for &i in failures.iter().chain(&flaky).chain(&slowest) {
+            out[i].is_final = true;
+        }
         for &i in &flaky {
             out[i].flaky = true;
         }
