@@ -93,7 +93,10 @@
     let opened = false;
     es.onopen = () => {
       if (dot) { dot.classList.add("on"); dot.title = "live"; }
-      if (opened) { soon(); pullLog(); testsSoon(); } // reconnected: catch up on what was missed
+      // Catch up on what changed before the stream was open: between the page's render and
+      // the first connection (a fast build can end there), or while reconnecting.
+      soon(); testsSoon();
+      if (opened) pullLog();
       opened = true;
     };
     es.onerror = () => { if (dot) { dot.classList.remove("on"); dot.title = "reconnecting…"; } };

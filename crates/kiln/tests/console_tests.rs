@@ -60,7 +60,7 @@ fn a_sharded_pytest_build_shows_failures_flaky_slowest_and_counts_on_its_page() 
         "<b>0</b> errored",
         "<b>1</b> skipped",
         "<b>1</b> flaky",
-        "of 8",
+        "· 8 tests",
         "tests/test_a.py::test_num[3]",
         "tests/test_flaky.py::test_sometimes",
         "Slowest",
@@ -140,7 +140,7 @@ fn a_junit_job_with_many_tests_keeps_its_lists_short_and_a_private_builds_tests_
     let page = get(&k.url, &format!("/builds/{id}"), &[("Authorization", &admin)]);
     assert_eq!(page.status, 200);
     let page = page.text();
-    for want in ["<b>1100</b> passed", "<b>80</b> failed", "<b>20</b> skipped", "of 1200", "pkg.mod0::test_0007", "and 30 more not shown"] {
+    for want in ["<b>1100</b> passed", "<b>80</b> failed", "<b>20</b> skipped", "· 1200 tests", "pkg.mod0::test_0007", "and 30 more not shown"] {
         assert!(page.contains(want), "the build page lacks {want:?}:\n{}", section_of(&page));
     }
     assert_eq!(page.matches("<li class=\"fail ").count(), 50);
