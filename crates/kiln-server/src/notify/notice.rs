@@ -158,3 +158,55 @@ pub fn summary(n: &BuildNotice) -> String {
     s.push_str(&format!(" — {}", b.url));
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_cuts_at_a_character_boundary() {
+        assert_eq!(clip("short", 10), "short");
+        assert_eq!(clip("ééé", 3), "é…", "never inside a character");
+        assert_eq!(clip(&"x".repeat(5000), MESSAGE_LIMIT).len(), MESSAGE_LIMIT + "…".len());
+    }
+
+    #[test]
+    fn the_summary_names_up_to_three_failing_tests() {
+        let t = |n: u32| FailedTest {
+            id: format!("tests/test_a.py::test_{n}"),
+            outcome: "failed".into(),
+            job: "unit".into(),
+            suite: "pytest".into(),
+            classname: "tests.test_a".into(),
+            name: format!("test_{n}"),
+            message: "boom".into(),
+        };
+        let b = BuildRow {
+            id: 7,
+            project_id: 1,
+            project: "app".into(),
+            status: "failed".into(),
+            branch: "main".into(),
+            commit: String::new(),
+            requested_commit: None,
+            message: None,
+            author: None,
+            trigger: "manual".into(),
+            triggered_by: "ann".into(),
+            upstream_build: None,
+            before_commit: None,
+            changed_paths: None,
+            error: None,
+            materialized: true,
+            created_at: 0,
+            started_at: None,
+            finished_at: None,
+        };
+        let summary = TestSummary { total: 50, passed: 38, failed: 12, errored: 0, skipped: 0, flaky: 0 };
+        let n = build_notice("http://ci", &b, &[], false, "failure", None, (Some(summary), (1..=12).map(t).collect()));
+        assert_eq!(n.failed_tests.len(), MAX_FAILED_TESTS);
+        assert!(n.text.contains("; failing tests: tests/test_a.py::test_1, tests/test_a.py::test_2, tests/test_a.py::test_3 and 9 more — "), "{}", n.text);
+        let quiet = build_notice("http://ci", &b, &[], false, "failure", None, (None, Vec::new()));
+        assert!(!quiet.text.contains("failing tests"), "{}", quiet.text);
+    }
+}
