@@ -1,13 +1,17 @@
 //! Bounded views of a build's test results, for pages and notifications: counts over every
 //! final try, and only the few rows a reader sees (failures with their messages, flaky tests,
-//! the slowest). The message column is read only for the failures shown, so a build with
-//! thousands of tests (and long tracebacks) stays cheap to show.
+//! the slowest). A build of thousands of tests costs a handful of small queries, not a read
+//! of every row: counts are SQL aggregates, lists are `ORDER BY … LIMIT`, and only the tests
+//! tried more than once (retries; usually none) are read whole and judged by
+//! `kiln_core::testrun`'s rules (which try is final, which test was flaky).
 
 use crate::testresults::{case_try, TestResultRow};
 use crate::{Result, Store, StoreError};
 use kiln_core::junit::Outcome;
 use kiln_core::testrun::{final_tries, Counts, Try};
+use sqlx::any::AnyRow;
 use sqlx::Row;
+use std::collections::HashSet;
 
 /// How many rows of each list a view keeps.
 #[derive(Debug, Clone, Copy)]
@@ -17,8 +21,8 @@ pub struct TestViewLimits {
     pub slowest: usize,
 }
 
-/// What a reader sees of a build's tests. Rows carry `is_final` set; only `failures` carry
-/// their messages.
+/// What a reader sees of a build's tests. Rows are final tries (`is_final`); `failures`
+/// carry their messages.
 #[derive(Debug, Clone, Default)]
 pub struct TestOverview {
     pub counts: Counts,
@@ -30,7 +34,7 @@ pub struct TestOverview {
     pub slowest: Vec<TestResultRow>,
 }
 
-/// Which rows (indexes into `rows`) each list takes, and the counts.
+/// Which rows (indexes into `rows`) each list takes, and the counts, by the final tries.
 pub(crate) fn pick(rows: &[TestResultRow], limits: TestViewLimits) -> (Counts, Vec<usize>, Vec<usize>, Vec<usize>) {
     let tries: Vec<Try> = rows.iter().map(case_try).collect();
     let mut finals = final_tries(&tries);
@@ -39,7 +43,7 @@ pub(crate) fn pick(rows: &[TestResultRow], limits: TestViewLimits) -> (Counts, V
     let (mut failures, mut flaky) = (Vec::new(), Vec::new());
     for &(i, is_flaky) in &finals {
         counts.add(rows[i].outcome, is_flaky);
-        if matches!(rows[i].outcome, Outcome::Failed | Outcome::Errored) && failures.len() < limits.failures {
+        if is_bad(rows[i].outcome) && failures.len() < limits.failures {
             failures.push(i);
         }
         if is_flaky && flaky.len() < limits.flaky {
@@ -52,76 +56,152 @@ pub(crate) fn pick(rows: &[TestResultRow], limits: TestViewLimits) -> (Counts, V
     (counts, failures, flaky, slowest)
 }
 
+fn is_bad(o: Outcome) -> bool {
+    matches!(o, Outcome::Failed | Outcome::Errored)
+}
+
+const COLS: &str = "r.id, j.job_key, r.group_key, r.test_key, r.suite, r.classname, r.name, r.file, r.duration_ms, r.outcome, r.try_number, r.message";
+/// The rows of the tests of build `$1` tried more than once.
+const RETRIED: &str = "(r.group_key, r.test_key) IN (SELECT group_key, test_key FROM test_results WHERE build_id = $1 AND try_number > 0)";
+
+fn outcome_of(s: &str) -> Result<Outcome> {
+    Outcome::parse(s).ok_or_else(|| StoreError::Corrupt(format!("test outcome {s:?}")))
+}
+
+/// (row id, row) of one `SELECT {COLS}` row; `is_final` and `flaky` are the caller's to set.
+fn decode(r: &AnyRow) -> Result<(i64, TestResultRow)> {
+    let row = TestResultRow {
+        job_key: r.try_get("job_key")?,
+        group: r.try_get("group_key")?,
+        key: r.try_get("test_key")?,
+        suite: r.try_get("suite")?,
+        classname: r.try_get("classname")?,
+        name: r.try_get("name")?,
+        file: r.try_get("file")?,
+        duration_ms: r.try_get::<i64, _>("duration_ms")?.max(0) as u64,
+        outcome: outcome_of(&r.try_get::<String, _>("outcome")?)?,
+        message: r.try_get("message")?,
+        try_number: r.try_get::<i64, _>("try_number")?.max(0) as u32,
+        flaky: false,
+        is_final: false,
+    };
+    Ok((r.try_get("id")?, row))
+}
+
+/// A build's counts and its retried tests' rows (with their ids), as both views need them.
+struct Tally {
+    counts: Counts,
+    /// Every row of the tests tried more than once, in upload order.
+    retried: Vec<(i64, TestResultRow)>,
+    retried_keys: HashSet<(String, String)>,
+}
+
 impl Store {
-    /// Every stored try of a build's cases without their messages (the bulk of the bytes),
-    /// with their row ids, in upload order (`flaky` and `is_final` not yet worked out).
-    pub(crate) async fn lean_test_rows(&self, build_id: i64) -> Result<(Vec<i64>, Vec<TestResultRow>)> {
-        let rows = sqlx::query(
-            "SELECT r.id, j.job_key, r.group_key, r.test_key, r.suite, r.classname, r.name, r.file, r.duration_ms, r.outcome, r.try_number \
-             FROM test_results r JOIN jobs j ON j.id = r.job_id WHERE r.build_id = $1 ORDER BY r.id",
-        )
+    /// Counts over every final try, or `None` when the build has no results: the rows of tests
+    /// tried once are all final (an SQL count by outcome); the retried ones go through the rules.
+    async fn tally(&self, build_id: i64, limits: TestViewLimits) -> Result<Option<(Tally, (Vec<usize>, Vec<usize>, Vec<usize>))>> {
+        let by_outcome = sqlx::query("SELECT outcome, COUNT(*) AS n FROM test_results WHERE build_id = $1 GROUP BY outcome")
+            .bind(build_id)
+            .fetch_all(self.pool())
+            .await?;
+        if by_outcome.is_empty() {
+            return Ok(None);
+        }
+        let mut retried = Vec::new();
+        for r in sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLS} FROM test_results r JOIN jobs j ON j.id = r.job_id WHERE r.build_id = $1 AND {RETRIED} ORDER BY r.id"
+        )))
         .bind(build_id)
         .fetch_all(self.pool())
-        .await?;
-        let mut ids = Vec::with_capacity(rows.len());
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            ids.push(r.try_get::<i64, _>("id")?);
-            let outcome: String = r.try_get("outcome")?;
-            out.push(TestResultRow {
-                job_key: r.try_get("job_key")?,
-                group: r.try_get("group_key")?,
-                key: r.try_get("test_key")?,
-                suite: r.try_get("suite")?,
-                classname: r.try_get("classname")?,
-                name: r.try_get("name")?,
-                file: r.try_get("file")?,
-                duration_ms: r.try_get::<i64, _>("duration_ms")?.max(0) as u64,
-                outcome: Outcome::parse(&outcome).ok_or_else(|| StoreError::Corrupt(format!("test outcome {outcome:?}")))?,
-                message: None,
-                try_number: r.try_get::<i64, _>("try_number")?.max(0) as u32,
-                flaky: false,
-                is_final: false,
-            });
+        .await?
+        {
+            retried.push(decode(&r)?);
         }
-        Ok((ids, out))
+        let rows: Vec<TestResultRow> = retried.iter().map(|r| r.1.clone()).collect();
+        let (mut counts, failures, flaky, slowest) = pick(&rows, limits);
+        // Every other row is the one and final try of its test.
+        for r in &by_outcome {
+            let (o, n) = (outcome_of(&r.try_get::<String, _>("outcome")?)?, r.try_get::<i64, _>("n")?.max(0) as u64);
+            let once = n.saturating_sub(rows.iter().filter(|x| x.outcome == o).count() as u64);
+            counts.total += once;
+            *match o {
+                Outcome::Passed => &mut counts.passed,
+                Outcome::Failed => &mut counts.failed,
+                Outcome::Errored => &mut counts.errored,
+                Outcome::Skipped => &mut counts.skipped,
+            } += once;
+        }
+        let retried_keys = rows.iter().map(|r| (r.group.clone(), r.key.clone())).collect();
+        Ok(Some((Tally { counts, retried, retried_keys }, (failures, flaky, slowest))))
+    }
+
+    /// A build's test counts by final try, or `None` when it has no results.
+    pub async fn build_test_counts(&self, build_id: i64) -> Result<Option<Counts>> {
+        let none = TestViewLimits { failures: 0, flaky: 0, slowest: 0 };
+        Ok(self.tally(build_id, none).await?.map(|(t, _)| t.counts))
+    }
+
+    /// Up to `limit` final tries of tests tried once, by `order` (with `cond`), skipping the
+    /// retried tests (the query asks for as many more as there are retried rows).
+    async fn once_tried(&self, build_id: i64, t: &Tally, cond: &str, order: &str, limit: usize) -> Result<Vec<(i64, TestResultRow)>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLS} FROM test_results r JOIN jobs j ON j.id = r.job_id WHERE r.build_id = $1{cond} ORDER BY {order} LIMIT $2"
+        )))
+        .bind(build_id)
+        .bind((limit + t.retried.len()) as i64)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let (id, mut row) = decode(r)?;
+            if !t.retried_keys.contains(&(row.group.clone(), row.key.clone())) {
+                row.is_final = true;
+                out.push((id, row));
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
     }
 
     /// A build's tests as a reader sees them, or `None` when it has no results yet.
     pub async fn build_test_overview(&self, build_id: i64, limits: TestViewLimits) -> Result<Option<TestOverview>> {
-        let (ids, mut out) = self.lean_test_rows(build_id).await?;
-        if out.is_empty() {
+        let Some((t, (failures, flaky, slowest))) = self.tally(build_id, limits).await? else {
             return Ok(None);
+        };
+        let flaky_set: HashSet<usize> = flaky.iter().copied().collect();
+        let at = |i: &usize| -> (i64, TestResultRow) {
+            let (id, mut row) = t.retried[*i].clone();
+            row.is_final = true;
+            row.flaky = flaky_set.contains(i);
+            (id, row)
+        };
+        let mut fail: Vec<(i64, TestResultRow)> = failures.iter().map(at).collect();
+        if limits.failures > 0 {
+            fail.extend(self.once_tried(build_id, &t, " AND r.outcome IN ('failed', 'errored')", "r.id", limits.failures).await?);
         }
-        let (counts, failures, flaky, slowest) = pick(&out, limits);
-        for &i in failures.iter().chain(&flaky).chain(&slowest) {
-            out[i].is_final = true;
+        fail.sort_by_key(|f| f.0);
+        let mut slow: Vec<(i64, TestResultRow)> = slowest.iter().map(at).collect();
+        if limits.slowest > 0 {
+            slow.extend(self.once_tried(build_id, &t, "", "r.duration_ms DESC, r.id", limits.slowest).await?);
         }
-        for &i in &flaky {
-            out[i].flaky = true;
-        }
-        let mut failed: Vec<TestResultRow> = failures.iter().map(|&i| out[i].clone()).collect();
-        // Messages only for the failures shown: one query, their ids bound.
-        if !failed.is_empty() {
-            let marks: Vec<String> = (0..failures.len()).map(|n| format!("${}", n + 1)).collect();
-            let sql = format!("SELECT id, message FROM test_results WHERE id IN ({})", marks.join(", "));
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for &i in &failures {
-                q = q.bind(ids[i]);
-            }
-            let mut msgs = std::collections::HashMap::new();
-            for r in q.fetch_all(self.pool()).await? {
-                msgs.insert(r.try_get::<i64, _>("id")?, r.try_get::<Option<String>, _>("message")?);
-            }
-            for (row, &i) in failed.iter_mut().zip(&failures) {
-                row.message = msgs.remove(&ids[i]).flatten();
-            }
-        }
+        slow.sort_by(|a, b| b.1.duration_ms.cmp(&a.1.duration_ms).then(a.0.cmp(&b.0)));
+        // Messages stay only on the failures (the other lists never show them).
+        let rows = |v: Vec<(i64, TestResultRow)>, limit: usize, message: bool| -> Vec<TestResultRow> {
+            v.into_iter()
+                .take(limit)
+                .map(|(_, mut r)| {
+                    if !message {
+                        r.message = None;
+                    }
+                    r
+                })
+                .collect()
+        };
         Ok(Some(TestOverview {
-            counts,
-            failures: failed,
-            flaky: flaky.iter().map(|&i| out[i].clone()).collect(),
-            slowest: slowest.iter().map(|&i| out[i].clone()).collect(),
+            counts: t.counts,
+            failures: rows(fail, limits.failures, true),
+            flaky: rows(flaky.iter().map(at).collect(), limits.flaky, false),
+            slowest: rows(slow, limits.slowest, false),
         }))
     }
 }
