@@ -252,4 +252,106 @@ mod tests {
         let (_, failures, _, _) = pick(&rows, TestViewLimits { failures: 10, flaky: 0, slowest: 0 });
         assert_eq!(failures, vec![3, 4], "failed and errored, in upload order");
     }
+
+    /// The SQL-and-LIMIT view agrees with the rules applied to every row: retries, listed files
+    /// of several cases, "no result" markers, ties in duration.
+    #[tokio::test]
+    async fn the_bounded_view_agrees_with_the_rules_over_every_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite:{}", dir.path().join("t.db").display())).await.unwrap();
+        let p = store.create_project("p", "/repo", "main", ".kiln.yml", true, &Default::default()).await.unwrap();
+        let nb = crate::NewBuild {
+            project_id: p.id,
+            branch: "main".into(),
+            requested_commit: None,
+            trigger: "manual".into(),
+            triggered_by: "t".into(),
+            upstream_build: None,
+            before_commit: None,
+            changed_paths: None,
+        };
+        let b = store.create_build(&nb).await.unwrap();
+        let limits = TestViewLimits { failures: 7, flaky: 3, slowest: 5 };
+        assert!(store.build_test_overview(b.id, limits).await.unwrap().is_none());
+        assert!(store.build_test_counts(b.id).await.unwrap().is_none());
+        let mut jobs = Vec::new();
+        for k in ["suite [1/2]", "suite [2/2]"] {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO jobs (build_id, job_key, name, status, spec, requires, needs, max_attempts, created_at) VALUES ($1, $2, 'suite', 'running', '{}', '{}', '[]', 1, 0) RETURNING id",
+            )
+            .bind(b.id)
+            .bind(k)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+            jobs.push(id);
+        }
+        // A small linear congruential generator: the same rows every run.
+        let mut seed: u64 = 42;
+        let mut rnd = |n: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let outcomes = ["passed", "passed", "passed", "failed", "errored", "skipped"];
+        // (group, key, cases) per test; a third are files of three cases, a few are markers.
+        let mut tests = Vec::new();
+        for i in 0..240 {
+            let group = if i % 2 == 0 { "suite" } else { "other" };
+            let cases: Vec<(String, String)> = match i % 9 {
+                0 | 3 | 6 => (0..3).map(|c| (format!("m{i}"), format!("t{c}"))).collect(),
+                4 => vec![(String::new(), format!("k{i}"))],
+                _ => vec![(format!("m{i}"), format!("k{i}"))],
+            };
+            tests.push((group, format!("k{i}"), cases));
+        }
+        for try_number in 0..3i64 {
+            for (i, (group, key, cases)) in tests.iter().enumerate() {
+                // Every test runs once; a fifth are retried once, a tenth twice.
+                let runs = match i % 10 {
+                    1 => 3,
+                    5 | 8 => 2,
+                    _ => 1,
+                };
+                if try_number >= runs {
+                    continue;
+                }
+                for (cls, name) in cases {
+                    let outcome = outcomes[rnd(6) as usize];
+                    let ms = (rnd(40) * 25) as i64; // ties on purpose
+                    sqlx::query(
+                        "INSERT INTO test_results (build_id, job_id, attempt, report, group_key, test_key, suite, classname, name, duration_ms, outcome, message, try_number, created_at) \
+                         VALUES ($1, $2, 1, 'r.xml', $3, $4, 's', $5, $6, $7, $8, $9, $10, 0)",
+                    )
+                    .bind(b.id)
+                    .bind(jobs[i % 2])
+                    .bind(*group)
+                    .bind(key)
+                    .bind(cls)
+                    .bind(name)
+                    .bind(ms)
+                    .bind(outcome)
+                    .bind(format!("{outcome}: {key} {name} try {try_number}"))
+                    .bind(try_number)
+                    .execute(store.pool())
+                    .await
+                    .unwrap();
+                }
+            }
+        }
+
+        let all = store.build_test_results(b.id).await.unwrap();
+        let (counts, failures, flaky, slowest) = pick(&all, limits);
+        assert!(counts.flaky > 0 && counts.failed > limits.failures as u64 && counts.total > 300, "{counts:?}");
+        let view = store.build_test_overview(b.id, limits).await.unwrap().unwrap();
+        assert_eq!(view.counts, counts);
+        assert_eq!(store.build_test_counts(b.id).await.unwrap(), Some(counts));
+        let ids = |v: &[TestResultRow]| v.iter().map(|r| (r.group.clone(), r.key.clone(), r.name.clone(), r.try_number)).collect::<Vec<_>>();
+        let want = |idx: &[usize]| idx.iter().map(|&i| (all[i].group.clone(), all[i].key.clone(), all[i].name.clone(), all[i].try_number)).collect::<Vec<_>>();
+        assert_eq!(ids(&view.failures), want(&failures));
+        assert_eq!(ids(&view.flaky), want(&flaky));
+        assert_eq!(ids(&view.slowest), want(&slowest));
+        assert!(view.failures.iter().all(|r| r.message.as_deref().is_some_and(|m| m.contains(&r.key))), "failures carry their messages");
+        assert!(view.flaky.iter().all(|r| r.flaky && r.is_final));
+        assert!(view.slowest.iter().all(|r| r.is_final && r.message.is_none()));
+    }
 }
