@@ -1,7 +1,9 @@
 //! Benchmark (not a test): with 10,000 builds in one project, how long the
 //! console's pages take to render server-side. Starts a real server on a free
 //! loopback port with a temp SQLite database, inserts the builds directly, then
-//! times each page over HTTP (median and 95th percentile of 50 requests).
+//! times each page over HTTP (median and 95th percentile of 50 requests). The
+//! newest build also gets a sharded job's 10,000 test results (1,000 failing with
+//! tracebacks, 100 flaky), for the build page and its test results.
 //!
 //! Run: `cargo bench -p kiln-server --bench console` (release build).
 
@@ -53,6 +55,58 @@ async fn seed(db: &std::path::Path, project_id: i64) {
     tx.commit().await.unwrap();
 }
 
+/// 10,000 test results of 4 shards of one job of build `build_id`: every 10th fails with a
+/// ~2 KB traceback, every 100th failed once and passed on its retry (flaky).
+async fn seed_tests(db: &std::path::Path, build_id: i64) {
+    use sqlx::Connection;
+    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.display())).await.unwrap();
+    let mut tx = c.begin().await.unwrap();
+    let now = kiln_store::now_ms();
+    let mut jobs = Vec::new();
+    for shard in 1..=4 {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO jobs (build_id, job_key, name, status, spec, requires, needs, max_attempts, created_at, started_at, finished_at) \
+             VALUES ($1, $2, 'suite', 'failed', '{}', '{}', '[]', 1, $3, $3, $3) RETURNING id",
+        )
+        .bind(build_id)
+        .bind(format!("suite [{shard}/4]"))
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+        jobs.push(id);
+    }
+    let trace = format!("Traceback (most recent call last):\n{}AssertionError: boom", "  File \"tests/test_x.py\", line 12, in test\n    assert compute() == expected\n".repeat(25));
+    let insert = |job: i64, key: String, name: String, ms: i64, outcome: &'static str, msg: Option<String>, try_number: i64| {
+        sqlx::query(
+            "INSERT INTO test_results (build_id, job_id, attempt, report, group_key, test_key, suite, classname, name, duration_ms, outcome, message, try_number, created_at) \
+             VALUES ($1, $2, 1, 'report.xml', 'suite', $3, 'pytest', 'tests.test_x', $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(build_id)
+        .bind(job)
+        .bind(key)
+        .bind(name)
+        .bind(ms)
+        .bind(outcome)
+        .bind(msg)
+        .bind(try_number)
+        .bind(now)
+    };
+    for i in 0..10_000i64 {
+        let (key, name, job) = (format!("tests/test_x.py::test_{i}"), format!("test_{i}"), jobs[(i % 4) as usize]);
+        let ms = (i * 7919) % 3000;
+        if i % 100 == 50 {
+            insert(job, key.clone(), name.clone(), ms, "failed", Some(trace.clone()), 0).execute(&mut *tx).await.unwrap();
+            insert(job, key, name, ms, "passed", None, 1).execute(&mut *tx).await.unwrap();
+        } else if i % 10 == 3 {
+            insert(job, key, name, ms, "failed", Some(trace.clone()), 0).execute(&mut *tx).await.unwrap();
+        } else {
+            insert(job, key, name, ms, "passed", None, 0).execute(&mut *tx).await.unwrap();
+        }
+    }
+    tx.commit().await.unwrap();
+}
+
 fn time(addr: &str, path: &str) -> (Duration, Duration, usize) {
     let (status, _) = get(addr, path); // warm up
     assert_eq!(status, 200, "GET {path}");
@@ -88,6 +142,9 @@ fn main() {
     let t = Instant::now();
     rt.block_on(seed(&dir.path().join("kiln.db"), p.id));
     println!("inserted {BUILDS} builds in {:.1}s", t.elapsed().as_secs_f64());
+    rt.block_on(seed_tests(&dir.path().join("kiln.db"), BUILDS));
+    let (b, tests) = (format!("/builds/{BUILDS}"), format!("/builds/{BUILDS}/tests"));
+    let frag = format!("/builds/{BUILDS}?partial=1");
     let addr = srv.url.trim_start_matches("http://").to_string();
     let pages = [
         ("projects (home)", "/"),
@@ -99,6 +156,9 @@ fn main() {
         ("builds, trigger=upload, page 10", "/projects/bench?trigger=upload&page=10"),
         ("builds, live fragment", "/projects/bench?partial=1"),
         ("test runs", "/runs"),
+        ("a build with 10,000 tests", b.as_str()),
+        ("  its test results (live fragment)", tests.as_str()),
+        ("  its jobs (live fragment)", frag.as_str()),
         ("API builds list (50)", "/api/v1/projects/bench/builds"),
     ];
     println!("{:<36} {:>10} {:>10} {:>9}", "page", "median", "p95", "bytes");

@@ -1,7 +1,8 @@
 // The console in a real browser (Debian's chromium via playwright-core) against a real
 // server and real agents: sign in, add a project, trigger a build and watch its log lines
 // and status arrive without a reload, upload a test run, and check that an anonymous
-// browser cannot see a private project. Saves screenshots to docs/screenshots/, and
+// browser cannot see a private project; test results show on a build's page (live, and a
+// failed build's failing test with its message). Saves screenshots to docs/screenshots/, and
 // prints how long a line printed by a step takes to show in the open page.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -29,7 +30,8 @@ const WEBAPP = `jobs:
       python: ["3.11", "3.12"]
     steps:
       - echo "collecting tests for $KILN_JOB_NAME"
-      - printf '\\033[32m128 passed\\033[0m, \\033[33m2 skipped\\033[0m in 1.9s\\n'
+      - cp junit/unit.xml "$KILN_JUNIT_DIR/unit.xml"
+      - printf '\\033[32m3 passed\\033[0m, \\033[33m1 skipped\\033[0m in 1.9s\\n'
   deploy:
     needs: [lint, test]
     steps: [echo "deploying build $KILN_BUILD_ID to staging"]
@@ -40,8 +42,19 @@ const API = `jobs:
     steps:
       - echo "running the API suite"
       - sleep 0.$(( KILN_BUILD_ID % 7 + 2 ))
+      - if [ $(( KILN_BUILD_ID % 4 )) -eq 0 ]; then cp junit/fail.xml "$KILN_JUNIT_DIR/"; else cp junit/pass.xml "$KILN_JUNIT_DIR/"; fi
       - test $(( KILN_BUILD_ID % 4 )) -ne 0 || { printf '\\033[31mFAILED\\033[0m test_orders::test_refund\\n'; exit 1; }
 `;
+
+// JUnit reports the jobs copy into $KILN_JUNIT_DIR (as a test runner would write them).
+const junit = (cases) => `<?xml version="1.0"?>\n<testsuite name="pytest">\n${cases.join("\n")}\n</testsuite>\n`;
+const pass = (cls, name, time) => `<testcase classname="${cls}" name="${name}" time="${time}"/>`;
+const UNIT_XML = junit([pass("tests.test_views", "test_index", "0.412"), pass("tests.test_views", "test_login", "0.118"),
+  pass("tests.test_theme", "test_colours", "0.031"), '<testcase classname="tests.test_theme" name="test_dark" time="0"><skipped message="no display"/></testcase>']);
+const API_CASES = [pass("tests.test_orders", "test_create", "0.214"), pass("tests.test_orders", "test_list", "0.093"), pass("tests.test_auth", "test_login", "0.051")];
+const API_PASS = junit([...API_CASES, pass("tests.test_orders", "test_refund", "0.342")]);
+const API_FAIL = junit([...API_CASES, '<testcase classname="tests.test_orders" name="test_refund" time="0.342"><failure message="AssertionError: refund of 12.50 EUR came back as 0.00 &lt;Money&gt;">' +
+  'Traceback (most recent call last):\n  File "tests/test_orders.py", line 88, in test_refund\n    assert refund.amount == Money("12.50")\nAssertionError: refund of 12.50 EUR came back as 0.00</failure></testcase>']);
 
 const ML = `jobs:
   train:
@@ -62,7 +75,7 @@ test("the console, end to end in a browser", { timeout: 240_000 }, async (t) => 
   k.agent("linux-2", "--label", "python=3.11", "--label", "pool=fast");
 
   // Some history for the charts, a private project whose job waits for a GPU agent.
-  const apiRepo = k.repo("api-server", { ".kiln.yml": API });
+  const apiRepo = k.repo("api-server", { ".kiln.yml": API, "junit/pass.xml": API_PASS, "junit/fail.xml": API_FAIL });
   k.cli("project", "add", "api-server", "--repo", apiRepo, "--public");
   const mlRepo = k.repo("ml-models", { ".kiln.yml": ML, "train.py": "print('train')\n" });
   k.cli("project", "add", "ml-models", "--repo", mlRepo, "--private");
@@ -106,7 +119,7 @@ test("the console, end to end in a browser", { timeout: 240_000 }, async (t) => 
 
   let buildId;
   await t.test("add a project and watch a build live", async () => {
-    const repo = k.repo("webapp", { ".kiln.yml": WEBAPP, "README.md": "# webapp\n" });
+    const repo = k.repo("webapp", { ".kiln.yml": WEBAPP, "README.md": "# webapp\n", "junit/unit.xml": UNIT_XML });
     await page.click("text=Add project");
     await page.fill("input[name=name]", "webapp");
     await page.fill("input[name=repo]", repo);
@@ -137,6 +150,10 @@ test("the console, end to end in a browser", { timeout: 240_000 }, async (t) => 
     assert.match(log, /build finished/);
     assert.equal(await page.locator("#log .l .f32").first().textContent(), "✔ build finished", "ANSI colours are rendered as styled spans");
     assert.equal(await page.locator(".job.passed").count(), 5, "lint, build, 2 test cells, deploy: all passed");
+    // The test cells' JUnit results appeared in the open page too: counts over both cells, the slowest first.
+    await page.waitForFunction(() => !document.getElementById("tests").hidden && /6\s*passed/.test(document.getElementById("tests").innerText), null, { timeout: 10_000 });
+    assert.match(await page.textContent("#tests"), /2\s*skipped/);
+    assert.match(await page.textContent("#tests .t-slow tr:first-child"), /tests\.test_views::test_index/);
     // Only lines printed after the log was open count (earlier ones came with the first read).
     const since = await page.evaluate(() => window.__since);
     const seen = Object.values(await page.evaluate(() => window.__seen)).filter((s) => s.printed > since + 50);
@@ -189,6 +206,14 @@ test("the console, end to end in a browser", { timeout: 240_000 }, async (t) => 
     await page.goto(k.url + "/queue");
     assert.match(await page.textContent("main"), /no online agent offers gpu=a100/);
     await save(page, "queue");
+    // A failed build's page: its failing test and message first.
+    const failed = apiBuilds.find((id) => id % 4 === 0);
+    await page.goto(k.url + `/builds/${failed}`);
+    const tests = await page.textContent("#tests");
+    assert.match(tests, /1\s*failed/);
+    assert.match(tests, /tests\.test_orders::test_refund/);
+    assert.match(tests, /refund of 12\.50 EUR came back as 0\.00 <Money>/, "the message, as text");
+    await save(page, "build-tests");
   });
 
   await t.test("an anonymous browser cannot see a private project", async () => {

@@ -3,7 +3,8 @@
 //  - [data-live-src] elements are re-fetched (the same page with ?partial=1) when the
 //    event stream (/api/v1/events, server-sent events) says something changed.
 //  - On a build page, #log-panel streams the selected job's log: ANSI colours, line
-//    anchors (#L12), follow that stops when the reader scrolls up, raw download.
+//    anchors (#L12), follow that stops when the reader scrolls up, raw download; #tests
+//    (the test results) is re-fetched from its data-tests-src on test events.
 (function () {
   "use strict";
   const $ = (s, el) => (el || document).querySelector(s);
@@ -60,17 +61,47 @@
   }
   function soon() { clearTimeout(refreshTimer); refreshTimer = setTimeout(refresh, 120); }
 
+  // ── test results ────────────────────────────────────────────────────────
+  // A build page's #tests is re-fetched alone when results may have changed (a batch done,
+  // a job or the build ended): at most every 500 ms however many events arrive. Folds the
+  // reader opened stay open; nothing is redrawn when nothing changed.
+  const tests = $("#tests");
+  const tv = { timer: null, busy: false, again: false, html: tests ? tests.innerHTML : "" };
+  async function pullTests() {
+    tv.timer = null;
+    if (tv.busy) { tv.again = true; return; }
+    tv.busy = true;
+    try {
+      const r = await fetch(tests.dataset.testsSrc, { headers: { Accept: "text/html" }, credentials: "same-origin" });
+      const html = r.ok ? await r.text() : tv.html;
+      if (html !== tv.html) {
+        const open = new Set($$("details[open]", tests).map((d) => d.dataset.key));
+        tests.innerHTML = html;
+        $$("details[data-key]", tests).forEach((d) => { if (open.has(d.dataset.key)) d.open = true; });
+        tests.hidden = !html.trim();
+        tv.html = html;
+      }
+    } catch (_) { /* the next event tries again */ }
+    tv.busy = false;
+    if (tv.again) { tv.again = false; testsSoon(); }
+  }
+  function testsSoon() { if (tests && tests.dataset.testsSrc && !tv.timer) tv.timer = setTimeout(pullTests, 500); }
+
   const dot = $("#live-dot");
   if (body.dataset.events) {
     const es = new EventSource("/api/v1/events" + (buildId ? "?build=" + buildId : ""));
     let opened = false;
     es.onopen = () => {
       if (dot) { dot.classList.add("on"); dot.title = "live"; }
-      if (opened) { soon(); pullLog(); } // reconnected: catch up on what was missed
+      // Catch up on what changed before the stream was open: between the page's render and
+      // the first connection (a fast build can end there), or while reconnecting.
+      soon(); testsSoon();
+      if (opened) pullLog();
       opened = true;
     };
     es.onerror = () => { if (dot) { dot.classList.remove("on"); dot.title = "reconnecting…"; } };
     ["build", "job", "agent", "resync"].forEach((k) => es.addEventListener(k, soon));
+    ["tests", "job", "build", "resync"].forEach((k) => es.addEventListener(k, testsSoon));
     es.addEventListener("log", (e) => {
       try { const d = JSON.parse(e.data); if (String(d.job_id) === String(log.job)) pullLog(); } catch (_) {}
     });

@@ -104,15 +104,20 @@ pub async fn online_agents(store: &Store) -> kiln_store::Result<Vec<AgentRow>> {
 
 /// As `full_build`, with the online agents already read (for lists).
 pub async fn full_build_with(store: &Store, b: &BuildRow, agents: &[AgentRow]) -> kiln_store::Result<api::Build> {
+    let mut out = build(b, build_jobs(store, b, agents).await?);
+    out.tests = store.build_test_counts(b.id).await?.map(test_summary);
+    Ok(out)
+}
+
+/// A build's jobs with their attempts (without the build's test counts, which read every result).
+pub async fn build_jobs(store: &Store, b: &BuildRow, agents: &[AgentRow]) -> kiln_store::Result<Vec<api::Job>> {
     let mut jobs = Vec::new();
     for j in store.jobs_of_build(b.id).await? {
         let attempts = store.attempts(j.id).await?.iter().map(attempt).collect();
         let waiting = if j.status == "queued" && j.ready { waiting_for(&j.requires, agents) } else { Vec::new() };
         jobs.push(job(&j, attempts, waiting));
     }
-    let mut out = build(b, jobs);
-    out.tests = store.build_test_counts(b.id).await?.map(test_summary);
-    Ok(out)
+    Ok(jobs)
 }
 
 /// The requirements no online agent meets (empty when some agent can take the job).
@@ -160,6 +165,24 @@ pub fn delivery(n: &kiln_store::NotificationRow) -> kiln_wire::notify::Delivery 
 
 pub fn test_summary(c: kiln_core::testrun::Counts) -> api::TestSummary {
     api::TestSummary { total: c.total, passed: c.passed, failed: c.failed, errored: c.errored, skipped: c.skipped, flaky: c.flaky }
+}
+
+/// How a stored case is named to people: its listed key when that names the case (a pytest
+/// node id, a nextest test), else the case's own id (`classname::name`; a listed file's cases).
+pub fn test_id(r: &kiln_store::TestResultRow) -> String {
+    if r.key.ends_with(r.name.as_str()) {
+        return r.key.clone();
+    }
+    kiln_core::junit::TestCase {
+        suite: r.suite.clone(),
+        classname: r.classname.clone(),
+        name: r.name.clone(),
+        file: r.file.clone(),
+        duration_ms: r.duration_ms,
+        outcome: r.outcome,
+        message: None,
+    }
+    .id()
 }
 
 /// A build's test results: failures first (with messages), then flaky, then slowest first.

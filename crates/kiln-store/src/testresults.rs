@@ -6,7 +6,7 @@ use crate::rows::to_json;
 use crate::testqueue::check_attempt;
 use crate::{now_ms, Result, Store, StoreError};
 use kiln_core::junit::{Outcome, TestCase};
-use kiln_core::testrun::{count, final_tries, item_outcome, match_cases, Counts, Try};
+use kiln_core::testrun::{final_tries, item_outcome, match_cases, Try};
 use sqlx::Row;
 use std::collections::HashMap;
 
@@ -153,16 +153,6 @@ impl Store {
             out[i].flaky = flaky;
         }
         Ok(out)
-    }
-
-    /// A build's test counts, or `None` when it has no results.
-    pub async fn build_test_counts(&self, build_id: i64) -> Result<Option<Counts>> {
-        let rows = self.build_test_results(build_id).await?;
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        let tries: Vec<Try> = rows.iter().map(case_try).collect();
-        Ok(Some(count(&tries)))
     }
 
     /// Add a finished build's tests to its project's history on its branch (once per build):
@@ -319,7 +309,7 @@ impl Store {
 
 /// A stored case as a try of its listed test; the "no result reported" marker (no class, its
 /// name the key) stands for every case of it.
-fn case_try(r: &TestResultRow) -> Try {
+pub(crate) fn case_try(r: &TestResultRow) -> Try {
     let case = if r.classname.is_empty() && r.name == r.key { String::new() } else { format!("{}::{}", r.classname, r.name) };
     Try { group: r.group.clone(), key: r.key.clone(), case, try_number: r.try_number, outcome: r.outcome }
 }

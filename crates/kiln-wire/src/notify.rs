@@ -47,8 +47,12 @@ pub struct BuildNotice {
     /// The console page of the project.
     pub project_url: String,
     pub build: NoticeBuild,
-    /// The first failed tests (at most ten), with their messages.
+    /// The first failed or errored tests (at most ten, in the order they were reported), with
+    /// their messages.
     pub failed_tests: Vec<FailedTest>,
+    /// The build's test counts when its jobs reported JUnit results (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tests: Option<crate::api::TestSummary>,
     /// A one-line summary, the same as a chat message.
     pub text: String,
 }
@@ -86,8 +90,21 @@ pub struct NoticeJob {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FailedTest {
+    /// The test's id as kiln lists it: `tests/test_a.py::test_x`, `module::Class::test_y`.
+    #[serde(default)]
+    pub id: String,
+    /// `failed` or `errored`.
+    #[serde(default)]
+    pub outcome: String,
+    /// The job (matrix cell, shard) that ran it.
+    #[serde(default)]
+    pub job: String,
+    /// The JUnit `testsuite`, `classname` and `name` of the case.
     pub suite: String,
+    #[serde(default)]
+    pub classname: String,
     pub name: String,
+    /// The failure's message (at most 4 KiB).
     pub message: String,
 }
 

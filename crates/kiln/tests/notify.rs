@@ -91,6 +91,72 @@ fn failure_mails_the_recipients_and_posts_a_signed_webhook_retried_after_a_500()
     assert_eq!(smtp.messages().len(), 1);
 }
 
+/// A JUnit report as a test runner writes it: 2 passed, 1 skipped, 12 failing (the second an
+/// error, the third with its text but no message attribute).
+fn junit_report() -> String {
+    let mut x = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<testsuites><testsuite name=\"pytest\" tests=\"15\">\n");
+    x.push_str("<testcase classname=\"tests.test_calc\" name=\"test_ok_1\" time=\"0.01\"/>\n<testcase classname=\"tests.test_calc\" name=\"test_ok_2\" time=\"0.02\"/>\n");
+    x.push_str("<testcase classname=\"tests.test_calc\" name=\"test_skip\" time=\"0\"><skipped message=\"not here\"/></testcase>\n");
+    for n in 1..=12 {
+        let body = match n {
+            2 => "<error message=\"RuntimeError: fixture db went away\"/>".to_string(),
+            3 => "<failure>Traceback (most recent call last):\n  File \"tests/test_calc.py\", line 9\nValueError: bad input 03</failure>".to_string(),
+            _ => format!("<failure message=\"AssertionError: expected 3 &lt; 2 &amp; {n:02}\">assert 3 &lt; 2</failure>"),
+        };
+        x.push_str(&format!("<testcase classname=\"tests.test_calc\" name=\"test_fail_{n:02}\" time=\"0.1\">{body}</testcase>\n"));
+    }
+    x.push_str("</testsuite></testsuites>\n");
+    x
+}
+
+#[test]
+fn failure_mail_and_webhook_list_the_first_ten_failed_tests_with_their_messages() {
+    let smtp_dir = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(smtp_dir.path());
+    let mut k = Kiln::start_with(&["--smtp-url", &smtp.url()]);
+    k.agent("a", &[]);
+    let hook = Recorder::start(|_, _| 200);
+    let repo = k.repo("t", "jobs:\n  unit:\n    steps: [\"cp report.xml \\\"$KILN_JUNIT_DIR/report.xml\\\"\", \"echo 12 failed; exit 1\"]\n");
+    std::fs::write(repo.join("report.xml"), junit_report()).unwrap();
+    commit_all(&repo, "tests");
+    k.add_project("t", &repo, &["--notify-email", "team@example.test", "--notify-webhook", &hook.url("/hook")]);
+    let b = trigger_wait(&k, "t");
+    assert_eq!(b["status"], "failed");
+    let id = b["id"].as_i64().unwrap();
+
+    let (text, html) = mail_parts(&smtp.wait_for(1, 30).remove(0));
+    for want in [
+        "Tests:    2 passed, 11 failed, 1 errored, 1 skipped",
+        "Failed tests (first 10 of 12):",
+        "FAILED tests.test_calc::test_fail_01 (job unit)\n    AssertionError: expected 3 < 2 & 01\n",
+        "ERRORED tests.test_calc::test_fail_02 (job unit)\n    RuntimeError: fixture db went away\n",
+        "FAILED tests.test_calc::test_fail_03 (job unit)\n    Traceback (most recent call last):\n      File \"tests/test_calc.py\", line 9\n    ValueError: bad input 03\n",
+        "tests.test_calc::test_fail_10",
+    ] {
+        assert!(text.contains(want), "the mail's text lacks {want:?}:\n{text}");
+    }
+    assert!(!text.contains("test_fail_11") && !text.contains("test_ok_1"), "only the first ten failures:\n{text}");
+    assert!(html.contains("AssertionError: expected 3 &lt; 2 &amp; 01") && html.contains("test_fail_10"), "the HTML part, escaped:\n{html}");
+    assert!(!html.contains("3 < 2"), "unescaped message in the HTML part:\n{html}");
+
+    let reqs = hook.wait_for("the webhook", 30, 1, |_| true);
+    let body = reqs[0].json();
+    assert_eq!(body["build"]["id"], id);
+    let failed = body["failed_tests"].as_array().unwrap();
+    assert_eq!(failed.len(), 10, "{body:#}");
+    assert_eq!(failed[0]["id"], "tests.test_calc::test_fail_01");
+    assert_eq!((failed[0]["suite"].as_str(), failed[0]["classname"].as_str(), failed[0]["name"].as_str()), (Some("pytest"), Some("tests.test_calc"), Some("test_fail_01")));
+    assert_eq!((failed[0]["outcome"].as_str(), failed[0]["job"].as_str()), (Some("failed"), Some("unit")));
+    assert_eq!(failed[0]["message"], "AssertionError: expected 3 < 2 & 01");
+    assert_eq!((failed[1]["outcome"].as_str(), failed[1]["message"].as_str()), (Some("errored"), Some("RuntimeError: fixture db went away")));
+    assert!(failed[2]["message"].as_str().unwrap().contains("ValueError: bad input 03"));
+    assert_eq!(failed[9]["name"], "test_fail_10");
+    let t = &body["tests"];
+    assert_eq!((t["total"].as_u64(), t["passed"].as_u64(), t["failed"].as_u64(), t["errored"].as_u64(), t["skipped"].as_u64()), (Some(15), Some(2), Some(11), Some(1), Some(1)));
+    let summary = body["text"].as_str().unwrap();
+    assert!(summary.contains("failing tests: tests.test_calc::test_fail_01, tests.test_calc::test_fail_02, tests.test_calc::test_fail_03 and 9 more"), "{summary}");
+}
+
 #[test]
 fn notify_on_failure_fixed_always_and_chat_payload() {
     let mut k = Kiln::start();

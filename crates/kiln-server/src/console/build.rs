@@ -1,6 +1,6 @@
 //! A build's page: header with status and actions, the jobs as a DAG (one
-//! column per stage of `needs`, matrix cells and shards stacked), a marked
-//! place for test results, and the selected job's log, streamed live by the
+//! column per stage of `needs`, matrix cells and shards stacked), the test
+//! results (`results.rs`), and the selected job's log, streamed live by the
 //! script (ANSI colours, line anchors, follow that stops when you scroll up).
 
 use super::views::{build_view, duration, is_final, BuildView};
@@ -63,6 +63,8 @@ struct BuildTpl {
     b: BuildView,
     live: String,
     live_src: String,
+    /// The test results section ("" while the build has none).
+    tests: String,
     sel: Option<Selected>,
 }
 
@@ -125,12 +127,13 @@ fn job_card(j: &Job, selected: bool) -> JobCard {
 
 pub async fn page(State(st): State<AppState>, page: Page, Path(id): Path<i64>, Query(q): Query<BuildQuery>) -> PageResult<Response> {
     let row = visible_build(&st, &page.viewer, id).await?;
-    let full = crate::convert::full_build(&st.store, &row).await?;
-    let sel = pick(&full.jobs, q.job);
+    let agents = crate::convert::online_agents(&st.store).await?;
+    let jobs = crate::convert::build_jobs(&st.store, &row, &agents).await?;
+    let sel = pick(&jobs, q.job);
     let sel_id = sel.map(|j| j.id);
-    let depth = stages(&full.jobs);
+    let depth = stages(&jobs);
     let mut columns: Vec<Column> = Vec::new();
-    for j in &full.jobs {
+    for j in &jobs {
         let d = depth.get(&j.name).copied().unwrap_or(0);
         while columns.len() <= d {
             columns.push(Column { jobs: Vec::new() });
@@ -167,6 +170,7 @@ pub async fn page(State(st): State<AppState>, page: Page, Path(id): Path<i64>, Q
         b: build_view(&row),
         live: live.render().map_err(|e| AppError::Internal(e.to_string()))?,
         live_src: format!("/builds/{id}?partial=1"),
+        tests: super::results::section(&st, id).await?,
         sel,
     };
     render(&t)

@@ -8,6 +8,7 @@
 //!  /                projects: status per branch, badge, duration chart   home.rs
 //!  /projects/NAME   builds, newest first, filters, pages                 home.rs
 //!  /builds/ID       jobs as a DAG, live log, rebuild/cancel              build.rs
+//!                   test results: counts, failures, flaky, slowest       results.rs
 //!  /agents /queue   the fleet and what waits for it                      fleet.rs
 //!  /runs            uploaded test runs, and the upload form              runs.rs
 //!  /login /account  sign-in, tokens, password, users (admins)            account.rs
@@ -21,6 +22,7 @@ mod assets;
 mod build;
 mod fleet;
 mod home;
+mod results;
 mod runs;
 pub mod views;
 
@@ -41,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{name}", get(home::project))
         .route("/projects/{name}/trigger", post(home::trigger))
         .route("/builds/{id}", get(build::page))
+        .route("/builds/{id}/tests", get(results::partial))
         .route("/builds/{id}/rebuild", post(build::rebuild))
         .route("/builds/{id}/cancel", post(build::cancel))
         .route("/agents", get(fleet::agents))

@@ -169,6 +169,41 @@ impl Mailer {
     }
 }
 
+/// Lines of a failure's message the plain-text mail shows (the HTML part shows it all).
+const MESSAGE_LINES: usize = 6;
+
+/// `25 passed (1 flaky), 1 failed, 3 skipped`.
+fn tests_line(t: &kiln_wire::api::TestSummary) -> String {
+    kiln_core::testrun::Counts { total: t.total, passed: t.passed, failed: t.failed, errored: t.errored, skipped: t.skipped, flaky: t.flaky }.line()
+}
+
+/// `Failed tests` or `Failed tests (first 10 of 37)`.
+fn failed_heading(n: &BuildNotice) -> String {
+    let total = n.tests.as_ref().map_or(0, |t| t.failed + t.errored) as usize;
+    if total > n.failed_tests.len() {
+        format!("Failed tests (first {} of {total})", n.failed_tests.len())
+    } else {
+        "Failed tests".to_string()
+    }
+}
+
+/// A failed test's id (older notices have only suite and name).
+fn test_name(t: &kiln_wire::notify::FailedTest) -> String {
+    if !t.id.is_empty() {
+        t.id.clone()
+    } else {
+        format!("{} {}", t.suite, t.name).trim().to_string()
+    }
+}
+
+fn job_of(t: &kiln_wire::notify::FailedTest) -> String {
+    if t.job.is_empty() {
+        String::new()
+    } else {
+        format!(" (job {})", t.job)
+    }
+}
+
 /// Escape text for HTML.
 pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
@@ -198,6 +233,9 @@ pub fn render(n: &BuildNotice) -> (String, String, String) {
         ),
         ("Duration", duration_text(n).unwrap_or_else(|| "-".into())),
     ];
+    if let Some(t) = &n.tests {
+        rows.push(("Tests", tests_line(t)));
+    }
     if let Some(e) = &b.error {
         rows.push(("Error", e.clone()));
     }
@@ -215,9 +253,16 @@ pub fn render(n: &BuildNotice) -> (String, String, String) {
         text.push_str(&format!("  {:<8} {}{extra}\n", j.status, j.key));
     }
     if !n.failed_tests.is_empty() {
-        text.push_str("\nFailed tests:\n");
+        text.push_str(&format!("\n{}:\n", failed_heading(n)));
         for t in &n.failed_tests {
-            text.push_str(&format!("  {} {}\n    {}\n", t.suite, t.name, t.message.lines().next().unwrap_or("")));
+            text.push_str(&format!("  {} {}{}\n", t.outcome.to_uppercase(), test_name(t), job_of(t)));
+            let lines: Vec<&str> = t.message.lines().filter(|l| !l.trim().is_empty()).collect();
+            for l in lines.iter().take(MESSAGE_LINES) {
+                text.push_str(&format!("    {l}\n"));
+            }
+            if lines.len() > MESSAGE_LINES {
+                text.push_str(&format!("    … {} more lines\n", lines.len() - MESSAGE_LINES));
+            }
         }
     }
     text.push_str(&format!("\nBuild:   {}\nProject: {}\n", b.url, n.project_url));
@@ -243,9 +288,15 @@ pub fn render(n: &BuildNotice) -> (String, String, String) {
     }
     html.push_str("</ul>");
     if !n.failed_tests.is_empty() {
-        html.push_str("<h3>Failed tests</h3><ul>");
+        html.push_str(&format!("<h3>{}</h3><ul>", esc(&failed_heading(n))));
         for t in &n.failed_tests {
-            html.push_str(&format!("<li><b>{} {}</b><pre>{}</pre></li>", esc(&t.suite), esc(&t.name), esc(&t.message)));
+            html.push_str(&format!(
+                "<li><b>{}</b> {}{}<pre style=\"white-space:pre-wrap\">{}</pre></li>",
+                esc(&t.outcome),
+                esc(&test_name(t)),
+                esc(&job_of(t)),
+                esc(&t.message)
+            ));
         }
         html.push_str("</ul>");
     }

@@ -2,19 +2,48 @@
 //! the one-line summary used for chat messages and subjects.
 
 use crate::convert::ts;
-use kiln_store::{BuildRow, JobRow, Store};
+use kiln_store::{BuildRow, JobRow, Store, TestViewLimits};
+use kiln_wire::api::TestSummary;
 use kiln_wire::notify::{BuildNotice, FailedTest, NoticeBuild, NoticeJob};
 
 /// How many failed tests a notification lists.
 pub const MAX_FAILED_TESTS: usize = 10;
+/// How much of a failure's message a notification carries.
+pub const MESSAGE_LIMIT: usize = 4096;
 
-/// The first failed tests of a build (at most ten) with their messages.
-///
-/// Not yet wired: the test-results tables are being added by the test-distribution
-/// work (issue 6). Until then this returns an empty list; replace the body with a
-/// query on those tables (`ORDER BY id LIMIT 10`, outcome failed or errored).
-pub async fn failed_tests_of_build(_store: &Store, _build_id: i64) -> Vec<FailedTest> {
-    Vec::new()
+/// A build's test counts (when it has results) and its first failed or errored tests (at most
+/// ten, in the order they were reported) with their messages, from the final tries.
+pub async fn tests_of_build(store: &Store, build_id: i64) -> kiln_store::Result<(Option<TestSummary>, Vec<FailedTest>)> {
+    let limits = TestViewLimits { failures: MAX_FAILED_TESTS, flaky: 0, slowest: 0 };
+    let Some(o) = store.build_test_overview(build_id, limits).await? else {
+        return Ok((None, Vec::new()));
+    };
+    let failed = o
+        .failures
+        .iter()
+        .map(|r| FailedTest {
+            id: crate::convert::test_id(r),
+            outcome: r.outcome.as_str().to_string(),
+            job: r.job_key.clone(),
+            suite: r.suite.clone(),
+            classname: r.classname.clone(),
+            name: r.name.clone(),
+            message: clip(r.message.as_deref().unwrap_or(""), MESSAGE_LIMIT),
+        })
+        .collect();
+    Ok((Some(crate::convert::test_summary(o.counts)), failed))
+}
+
+/// At most `max` bytes of `s` (cut at a character boundary, marked with `…`).
+pub fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
 }
 
 /// Links into the console.
@@ -34,7 +63,7 @@ pub fn build_notice(
     started: bool,
     reason: &str,
     previous: Option<String>,
-    failed_tests: Vec<FailedTest>,
+    (tests, failed_tests): (Option<TestSummary>, Vec<FailedTest>),
 ) -> BuildNotice {
     let status = if started { "running".to_string() } else { b.status.clone() };
     let finished_at = if started { None } else { b.finished_at };
@@ -75,6 +104,7 @@ pub fn build_notice(
         project_url: project_url(base, &b.project),
         build,
         failed_tests: failed_tests.into_iter().take(MAX_FAILED_TESTS).collect(),
+        tests,
         text: String::new(),
     };
     n.text = summary(&n);
@@ -116,6 +146,67 @@ pub fn summary(n: &BuildNotice) -> String {
     if !bad.is_empty() {
         s.push_str(&format!("; did not pass: {}", bad.join(", ")));
     }
+    if !n.failed_tests.is_empty() {
+        let total = n.tests.as_ref().map_or(0, |t| t.failed + t.errored) as usize;
+        let shown: Vec<&str> = n.failed_tests.iter().take(3).map(|t| if t.id.is_empty() { t.name.as_str() } else { t.id.as_str() }).collect();
+        let more = total.max(n.failed_tests.len()) - shown.len();
+        s.push_str(&format!("; failing tests: {}", shown.join(", ")));
+        if more > 0 {
+            s.push_str(&format!(" and {more} more"));
+        }
+    }
     s.push_str(&format!(" — {}", b.url));
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_cuts_at_a_character_boundary() {
+        assert_eq!(clip("short", 10), "short");
+        assert_eq!(clip("ééé", 3), "é…", "never inside a character");
+        assert_eq!(clip(&"x".repeat(5000), MESSAGE_LIMIT).len(), MESSAGE_LIMIT + "…".len());
+    }
+
+    #[test]
+    fn the_summary_names_up_to_three_failing_tests() {
+        let t = |n: u32| FailedTest {
+            id: format!("tests/test_a.py::test_{n}"),
+            outcome: "failed".into(),
+            job: "unit".into(),
+            suite: "pytest".into(),
+            classname: "tests.test_a".into(),
+            name: format!("test_{n}"),
+            message: "boom".into(),
+        };
+        let b = BuildRow {
+            id: 7,
+            project_id: 1,
+            project: "app".into(),
+            status: "failed".into(),
+            branch: "main".into(),
+            commit: String::new(),
+            requested_commit: None,
+            message: None,
+            author: None,
+            trigger: "manual".into(),
+            triggered_by: "ann".into(),
+            upstream_build: None,
+            before_commit: None,
+            changed_paths: None,
+            error: None,
+            materialized: true,
+            created_at: 0,
+            started_at: None,
+            finished_at: None,
+        };
+        let summary = TestSummary { total: 50, passed: 38, failed: 12, errored: 0, skipped: 0, flaky: 0 };
+        let n = build_notice("http://ci", &b, &[], false, "failure", None, (Some(summary), (1..=12).map(t).collect()));
+        assert_eq!(n.failed_tests.len(), MAX_FAILED_TESTS);
+        assert!(n.text.contains("; failing tests: tests/test_a.py::test_1, tests/test_a.py::test_2, tests/test_a.py::test_3 and 9 more — "), "{}", n.text);
+        let quiet = build_notice("http://ci", &b, &[], false, "failure", None, (None, Vec::new()));
+        assert!(!quiet.text.contains("failing tests"), "{}", quiet.text);
+    }
 }

@@ -21,7 +21,7 @@ pub async fn plan(store: &Store, base: &str, u: &Unnotified) -> kiln_store::Resu
         DEFAULT_NOTIFY_ON.to_vec()
     });
     let previous = if finished { store.previous_finished_status(p.id, &b.branch, b.id).await? } else { None };
-    let failed_tests = if finished { notice::failed_tests_of_build(store, b.id).await } else { Vec::new() };
+    let tests = if finished { notice::tests_of_build(store, b.id).await? } else { (None, Vec::new()) };
     let forge = commit_status::target(&p);
     let mut rows = Vec::new();
     let mut events = Vec::new();
@@ -41,7 +41,7 @@ pub async fn plan(store: &Store, base: &str, u: &Unnotified) -> kiln_store::Resu
             started,
             why.map(NotifyOn::as_str).unwrap_or("status"),
             if started { None } else { previous.clone() },
-            if started { Vec::new() } else { failed_tests.clone() },
+            if started { (None, Vec::new()) } else { tests.clone() },
         );
         let payload = serde_json::to_string(&n).expect("plain data serialises");
         let row = |kind: &str, target: String| NewNotification {

@@ -243,3 +243,17 @@ pub fn hmac_hex(secret: &str, body: &[u8]) -> String {
     let out = c.wait_with_output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// A raw mail's plain-text and HTML parts, decoded (quoted-printable, base64) by Python's
+/// `email` package, so a test reads what a mail client shows.
+pub fn mail_parts(raw: &str) -> (String, String) {
+    let script = "import email,sys,json\nfrom email import policy\nm=email.message_from_string(sys.stdin.read(),policy=policy.default)\n\
+                  t=m.get_body(('plain',));h=m.get_body(('html',))\n\
+                  print(json.dumps([t.get_content() if t else '',h.get_content() if h else '']))";
+    let mut c = Command::new("python3").args(["-c", script]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("python3 to read a mail");
+    c.stdin.take().unwrap().write_all(raw.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert!(out.status.success(), "python3 could not parse the mail:\n{raw}");
+    let v: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    (v[0].clone(), v[1].clone())
+}
