@@ -92,3 +92,28 @@ fn two_servers_share_one_queue() {
     let n = builds(&k, "shared").iter().filter(|b| b["commit"] == sha.as_str()).count();
     assert_eq!(n, 1, "two servers polling one database built the commit {n} times");
 }
+
+#[test]
+fn sharded_tests_and_their_results_on_postgresql() {
+    let db = fresh_database();
+    let mut k = Kiln::start_with(&["--database", &db]);
+    k.agent("s1", &[]);
+    k.agent("s2", &[]);
+    let run = r#"for t in "$@"; do if [ "$t" = t3 ]; then r='<failure message="t3 broke">boom</failure>'; else r=''; fi; echo "<testcase classname=\"suite\" name=\"$t\" time=\"0.01\">$r</testcase>"; done > body; { echo '<testsuite name="suite">'; cat body; echo '</testsuite>'; } > "$KILN_JUNIT_DIR/r-$$.xml""#;
+    let repo = k.repo("pgtests", "jobs:\n  suite:\n    tests:\n      shards: 2\n      list: \"printf 't1\\\\nt2\\\\nt3\\\\nt4\\\\nt5\\\\nt6\\\\n'\"\n      run: sh run.sh {tests}\n");
+    std::fs::write(repo.join("run.sh"), run).unwrap();
+    commit_all(&repo, "runner");
+    k.add_project("pgtests", &repo, &["--public"]);
+    assert_eq!(k.kiln(&["trigger", "pgtests", "--wait"]).status.code(), Some(1));
+    let id = builds(&k, "pgtests")[0]["id"].as_i64().unwrap();
+    let out = String::from_utf8_lossy(&k.kiln(&["show", &id.to_string(), "--tests"]).stdout).into_owned();
+    for t in ["t1", "t2", "t3", "t4", "t5", "t6"] {
+        assert!(out.contains(t), "{t} missing from {out}");
+    }
+    assert!(out.contains("t3 broke"), "{out}");
+    let b = k.build(id);
+    assert_eq!((b["tests"]["total"].as_i64(), b["tests"]["failed"].as_i64()), (Some(6), Some(1)), "{b:#}");
+    let page = http("GET", &format!("{}/builds/{id}", k.url), &[], b"");
+    assert_eq!(page.0, 200);
+    assert!(page.1.contains("t3 broke") || page.1.contains("id=\"tests\""), "the build page renders on PostgreSQL");
+}
