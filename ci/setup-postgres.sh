@@ -4,7 +4,9 @@
 set -euo pipefail
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   echo "installing postgresql…"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq postgresql >/dev/null
 fi
 ver=$(ls /usr/lib/postgresql | sort -n | tail -1)
 pg_lsclusters -h | grep -q "^$ver main" || pg_createcluster "$ver" main >/dev/null
