@@ -76,6 +76,10 @@ pub struct LeaseExpiry {
     pub requeued: bool,
 }
 
+/// The queue is read in pages of this many jobs, at most this many pages per claim.
+const CLAIM_PAGE: i64 = 32;
+const CLAIM_PAGES: usize = 16;
+
 const COLS: &str = "id, build_id, job_key, name, status, ready, spec, requires, needs, attempt, max_attempts, agent_name, \
 lease_until, cancel_requested, exit_code, reason, created_at, queued_at, started_at, finished_at";
 
@@ -244,9 +248,26 @@ impl Store {
     /// Claim the oldest ready job this agent's labels satisfy. The claim takes
     /// a new attempt number and a lease that heartbeats must renew.
     pub async fn claim(&self, agent: &str, labels: &BTreeMap<String, String>, lease_ms: i64) -> Result<Option<Claimed>> {
-        let candidates = sqlx::query("SELECT id, requires FROM jobs WHERE status = 'queued' AND ready = 1 ORDER BY id LIMIT 500")
-            .fetch_all(self.pool())
-            .await?;
+        // Read the queue a page at a time, oldest first: the first page usually
+        // has a job this agent can run, however deep the queue is.
+        let mut after = 0i64;
+        for _page in 0..CLAIM_PAGES {
+            let candidates = sqlx::query("SELECT id, requires FROM jobs WHERE status = 'queued' AND ready = 1 AND id > $1 ORDER BY id LIMIT $2")
+                .bind(after)
+                .bind(CLAIM_PAGE)
+                .fetch_all(self.pool())
+                .await?;
+            let Some(last) = candidates.last() else { break };
+            after = last.try_get("id")?;
+            if let Some(claimed) = self.claim_first(agent, labels, lease_ms, &candidates).await? {
+                return Ok(Some(claimed));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Try the candidates in order; the first one this agent may run and can take wins.
+    async fn claim_first(&self, agent: &str, labels: &BTreeMap<String, String>, lease_ms: i64, candidates: &[sqlx::any::AnyRow]) -> Result<Option<Claimed>> {
         for c in candidates {
             let requires = json_map(&c.try_get::<String, _>("requires")?)?;
             if !kiln_core::labels::matches(&requires, labels) {
