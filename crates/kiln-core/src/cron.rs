@@ -1,4 +1,5 @@
-//! Cron schedules (`on.schedule`): 5-field expressions and `@daily`-style aliases, in UTC.
+//! Cron schedules (`on.schedule`): 5-field expressions and `@daily`-style aliases,
+//! in UTC or in a given time zone.
 
 use chrono::{DateTime, TimeZone, Utc};
 use croner::parser::{CronParser, Seconds, Year};
@@ -34,7 +35,13 @@ pub fn validate_cron(expr: &str) -> Result<(), String> {
 /// The first time strictly after `after` at which the schedule fires (UTC), or `None` if the
 /// expression is invalid or never fires.
 pub fn next_after(expr: &str, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    parse(expr).ok()?.find_next_occurrence(&after, false).ok()
+    next_after_in(expr, after, &Utc)
+}
+
+/// As `next_after`, with the expression's hours and days read in `zone` (daylight
+/// saving included); the answer is still in UTC.
+pub fn next_after_in<Z: TimeZone>(expr: &str, after: DateTime<Utc>, zone: &Z) -> Option<DateTime<Utc>> {
+    parse(expr).ok()?.find_next_occurrence(&after.with_timezone(zone), false).ok().map(|t| t.with_timezone(&Utc))
 }
 
 #[cfg(test)]
@@ -43,6 +50,14 @@ mod tests {
 
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn reads_hours_in_the_given_zone() {
+        let two_hours_east = chrono::FixedOffset::east_opt(2 * 3600).unwrap();
+        // 03:00 at UTC+2 is 01:00 UTC.
+        assert_eq!(next_after_in("0 3 * * *", t("2026-01-01T00:00:00Z"), &two_hours_east), Some(t("2026-01-01T01:00:00Z")));
+        assert_eq!(next_after_in("0 3 * * *", t("2026-01-01T00:00:00Z"), &Utc), Some(t("2026-01-01T03:00:00Z")));
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct ServerConfig {
     pub log_limit: u64,
     /// The URL people reach the console at (for links in notifications).
     pub public_url: Option<String>,
+    /// Time zone of cron schedules, from the system's tz database (e.g. "Europe/Paris"); default UTC.
+    pub timezone: Option<String>,
     /// Password of the first admin user, created at first start (generated and printed once when unset).
     pub admin_password: Option<String>,
     /// Largest upload (test-run package) in bytes; bigger requests get 413. Unpacked archives may hold 4× this.
@@ -93,6 +95,7 @@ impl Default for ServerConfig {
             heartbeat_secs: 10,
             log_limit: 64 * 1024 * 1024,
             public_url: None,
+            timezone: None,
             admin_password: None,
             upload_limit: 100 * 1024 * 1024,
             projects: Vec::new(),

@@ -162,6 +162,11 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
     if grace > 0 {
         tracing::info!("{grace} running job(s) found: their agents have {} s to report back", cfg.lease_secs);
     }
+    let timezone = match &cfg.timezone {
+        None => None,
+        Some(name) if name == "UTC" => None,
+        Some(name) => Some(tzfile::ArcTz::named(name).map_err(|e| anyhow::anyhow!("unknown time zone {name:?} ({e}): use a name from /usr/share/zoneinfo, like Europe/Paris"))?),
+    };
     let st = AppState(Arc::new(Inner {
         store,
         cfg,
@@ -171,6 +176,7 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
         claims: Default::default(),
         events,
         mirrors,
+        timezone,
         stop: stop.clone(),
     }));
     tokio::spawn(services::reaper::run(st.clone(), stop.clone()));

@@ -24,6 +24,8 @@ pub struct Inner {
     pub claims: std::sync::Mutex<std::collections::HashMap<String, (String, kiln_wire::agent::JobAssignment)>>,
     pub events: EventSender,
     pub mirrors: Mirrors,
+    /// The time zone cron schedules are read in (None: UTC).
+    pub timezone: Option<tzfile::ArcTz>,
     /// Cancelled when the server stops (ends long-lived streams such as the console's events).
     pub stop: CancellationToken,
 }

@@ -1,6 +1,6 @@
 //! Cron schedules: `on.schedule` in a project's pipeline (default branch) and
 //! `schedule` in its settings build the default branch's head at the right
-//! minutes (UTC). Ticks missed while the server was down run once at start-up,
+//! minutes (UTC, or the server's `timezone`). Ticks missed while the server was down run once at start-up,
 //! not once per missed tick.
 
 use super::meta;
@@ -11,8 +11,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Is a tick of `expr` due at `now`, given the last time it fired (or was armed)?
-pub fn due(expr: &str, last: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-    kiln_core::cron::next_after(expr, last).is_some_and(|next| next <= now)
+/// Hours and days are read in `zone` (UTC when None).
+pub fn due(expr: &str, last: DateTime<Utc>, now: DateTime<Utc>, zone: Option<&tzfile::ArcTz>) -> bool {
+    let next = match zone {
+        Some(z) => kiln_core::cron::next_after_in(expr, last, z),
+        None => kiln_core::cron::next_after(expr, last),
+    };
+    next.is_some_and(|next| next <= now)
 }
 
 fn key(project_id: i64, expr: &str) -> String {
@@ -36,7 +41,7 @@ pub async fn check(st: &AppState, now: DateTime<Utc>) {
                 continue;
             };
             // Compare-and-set: of several servers sharing a database, one fires the tick.
-            if due(&expr, last, now) && st.store.kv_cas(&k, stored.as_deref(), &now_s).await.unwrap_or(false) {
+            if due(&expr, last, now, st.timezone.as_ref()) && st.store.kv_cas(&k, stored.as_deref(), &now_s).await.unwrap_or(false) {
                 match start_build(st, &p, None, None, Origin::new("schedule", format!("cron \"{expr}\""))).await {
                     Ok(b) => tracing::info!("schedule \"{expr}\" started build {} of {}", b.id, p.name),
                     Err(e) => tracing::error!("schedule \"{expr}\" of {}: {e}", p.name),
@@ -68,12 +73,22 @@ mod tests {
     #[test]
     fn due_once_per_tick_and_once_for_many_missed() {
         let last = t("2026-01-01T03:00:30Z");
-        assert!(!due("0 3 * * *", last, t("2026-01-01T23:59:59Z")));
-        assert!(due("0 3 * * *", last, t("2026-01-02T03:00:00Z")));
+        assert!(!due("0 3 * * *", last, t("2026-01-01T23:59:59Z"), None));
+        assert!(due("0 3 * * *", last, t("2026-01-02T03:00:00Z"), None));
         // Down for a week: due (once — the caller then moves `last` to now).
-        assert!(due("0 3 * * *", last, t("2026-01-09T12:00:00Z")));
-        assert!(!due("0 3 * * *", t("2026-01-09T12:00:00Z"), t("2026-01-09T12:00:59Z")));
-        assert!(due("*/5 * * * *", t("2026-01-01T00:04:59Z"), t("2026-01-01T00:05:00Z")));
-        assert!(!due("not a cron", last, t("2030-01-01T00:00:00Z")));
+        assert!(due("0 3 * * *", last, t("2026-01-09T12:00:00Z"), None));
+        assert!(!due("0 3 * * *", t("2026-01-09T12:00:00Z"), t("2026-01-09T12:00:59Z"), None));
+        assert!(due("*/5 * * * *", t("2026-01-01T00:04:59Z"), t("2026-01-01T00:05:00Z"), None));
+        assert!(!due("not a cron", last, t("2030-01-01T00:00:00Z"), None));
+    }
+
+    #[test]
+    fn schedules_follow_a_time_zone_and_its_daylight_saving() {
+        let paris = tzfile::ArcTz::named("Europe/Paris").expect("the system tz database has Europe/Paris");
+        // 03:00 in Paris is 02:00 UTC in winter and 01:00 UTC in summer.
+        assert!(!due("0 3 * * *", t("2026-01-10T00:00:00Z"), t("2026-01-10T01:59:59Z"), Some(&paris)));
+        assert!(due("0 3 * * *", t("2026-01-10T00:00:00Z"), t("2026-01-10T02:00:00Z"), Some(&paris)));
+        assert!(due("0 3 * * *", t("2026-07-10T00:00:00Z"), t("2026-07-10T01:00:00Z"), Some(&paris)));
+        assert!(!due("0 3 * * *", t("2026-07-10T00:00:00Z"), t("2026-07-10T00:59:59Z"), Some(&paris)));
     }
 }

@@ -37,6 +37,9 @@ pub struct ServerArgs {
     /// The URL people reach the console at (for links).
     #[arg(long)]
     public_url: Option<String>,
+    /// Time zone of cron schedules, e.g. Europe/Paris [default: UTC].
+    #[arg(long)]
+    timezone: Option<String>,
     /// SMTP server for email notifications: smtp://HOST:PORT (STARTTLS; plain to localhost) or smtps://HOST:PORT (TLS).
     #[arg(long, value_name = "URL")]
     smtp_url: Option<String>,
@@ -94,6 +97,9 @@ impl ServerArgs {
         }
         if self.public_url.is_some() {
             cfg.public_url = self.public_url.clone();
+        }
+        if self.timezone.is_some() {
+            cfg.timezone = self.timezone.clone();
         }
         if let Some(n) = self.notify_attempts {
             cfg.notify_attempts = n;
