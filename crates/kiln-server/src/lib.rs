@@ -192,6 +192,7 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
             for p in st.store.list_projects().await.unwrap_or_default() {
                 sources::meta::refresh(&st, &p).await;
             }
+            sources::downstream::catch_up(&st).await;
         });
     }
     let app = router(st.clone());

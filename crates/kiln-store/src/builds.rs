@@ -209,6 +209,17 @@ impl Store {
         Ok(())
     }
 
+    /// Builds that passed since `since` (epoch ms): (build id, project name).
+    pub async fn passed_since(&self, since: i64) -> Result<Vec<(i64, String)>> {
+        let rows = sqlx::query(
+            "SELECT b.id, p.name FROM builds b JOIN projects p ON p.id = b.project_id WHERE b.status = 'passed' AND b.finished_at >= $1 ORDER BY b.id",
+        )
+        .bind(since)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
     /// The newest build of each project (for the projects list).
     pub async fn latest_build(&self, project_id: i64) -> Result<Option<BuildRow>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(

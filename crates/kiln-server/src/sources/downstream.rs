@@ -1,12 +1,21 @@
 //! Downstream builds: when a project's build passes on its default branch,
-//! every project whose pipeline says `on.after: [that project]` builds.
+//! every project whose pipeline says `on.after: [that project]` builds. A marker
+//! per upstream build makes it happen once, and a catch-up pass at start-up
+//! starts what a stopped server never started.
 
 use super::meta;
 use crate::state::AppState;
 use crate::trigger::{start_build, Origin};
 
-/// Start the builds that wait for `build_id` (which just passed).
+/// How far back the catch-up looks for passed builds whose downstream builds never started.
+const CATCH_UP_MS: i64 = 15 * 60 * 1000;
+
+/// Start the builds that wait for `build_id` (which just passed). Once per build,
+/// whichever server or pass gets there first (compare-and-set on a marker).
 pub async fn on_passed(st: &AppState, build_id: i64) {
+    if !st.store.kv_cas(&format!("down:{build_id}"), None, "started").await.unwrap_or(false) {
+        return;
+    }
     let Ok(b) = st.store.build(build_id).await else { return };
     let Ok(upstream) = st.store.project_by_id(b.project_id).await else { return };
     if b.branch != upstream.branch {
@@ -37,6 +46,26 @@ pub async fn on_passed(st: &AppState, build_id: i64) {
         match start_build(st, &p, None, None, origin).await {
             Ok(nb) => tracing::info!("build {} of {} started after build {} of {}", nb.id, p.name, b.id, upstream.name),
             Err(e) => tracing::error!("failed to start {} after {}: {e}", p.name, upstream.name),
+        }
+    }
+}
+
+/// At start-up: start what a build that passed shortly before owes downstream
+/// and never started (the server stopped between the build's end and its
+/// downstream builds).
+pub async fn catch_up(st: &AppState) {
+    let Ok(projects) = st.store.list_projects().await else { return };
+    let mut upstreams = std::collections::HashSet::new();
+    for p in &projects {
+        upstreams.extend(meta::get(st, p.id).await.after);
+    }
+    if upstreams.is_empty() {
+        return;
+    }
+    let since = kiln_store::now_ms() - CATCH_UP_MS;
+    for (id, project) in st.store.passed_since(since).await.unwrap_or_default() {
+        if upstreams.contains(&project) && st.store.kv_get(&format!("down:{id}")).await.ok().flatten().is_none() {
+            on_passed(st, id).await;
         }
     }
 }
