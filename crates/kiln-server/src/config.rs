@@ -67,6 +67,8 @@ pub struct ProjectConfig {
     pub pipeline: Option<String>,
     pub public: Option<bool>,
     pub poll: Option<String>,
+    /// With `poll`: build every new commit, not only the newest.
+    pub poll_each_commit: Option<bool>,
     pub webhook_secret: Option<String>,
     pub schedule: Option<Vec<String>>,
     pub notify_email: Option<Vec<String>>,

@@ -78,7 +78,7 @@ async fn apply_config_projects(store: &Store, cfg: &ServerConfig) -> anyhow::Res
             notify_webhook: pc.notify_webhook.clone(),
             cancel_superseded: pc.cancel_superseded,
             secrets: pc.secrets.clone(),
-            poll_each_commit: None,
+            poll_each_commit: pc.poll_each_commit,
             commit_status: notify::commit_status::from_project_config(pc),
         };
         api::projects::validate_settings(&settings).map_err(|e| anyhow::anyhow!("[[project]] {}: {e}", pc.name))?;

@@ -285,3 +285,39 @@ fn django_matrix_example_routes_cells_and_builds_the_project_after_the_app() {
     assert_eq!((pb["status"].as_str(), pb["trigger"].as_str(), pb["upstream_build"].as_i64()), (Some("passed"), Some("upstream"), Some(id)));
     assert_eq!(Kiln::job(&pb, "test")["agent"], "py312-dj51");
 }
+
+#[test]
+fn projects_and_their_sources_come_from_kiln_toml_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("app");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join(".kiln.yml"), SIMPLE).unwrap();
+    commit_all(&repo, "init");
+    let toml = dir.path().join("kiln.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "lease_secs = 20\n\n[[project]]\nname = \"app\"\nrepo = \"{}\"\npublic = true\npoll = \"1s\"\nwebhook_secret = \"from-toml\"\nschedule = [\"0 3 * * *\"]\n",
+            repo.display()
+        ),
+    )
+    .unwrap();
+    let mut k = Kiln::start_with(&["--config", toml.to_str().unwrap()]);
+    k.agent("a", &[]);
+    let p = k.json(&["project", "show", "app"]);
+    assert_eq!((p["public"].as_bool(), p["settings"]["poll"].as_str(), p["settings"]["webhook_secret"].as_str()), (Some(true), Some("1s"), Some("***")));
+    assert_eq!(p["settings"]["schedule"][0], "0 3 * * *");
+    // The poller and the webhook secret from the file both work.
+    std::fs::write(repo.join("f"), "1").unwrap();
+    let sha = commit_all(&repo, "polled");
+    k.wait_for("the poller to build the commit", 15, || builds(&k, "app").iter().any(|b| b["commit"] == sha.as_str()));
+    let body = format!(r#"{{"branch":"main","commit":"{sha}"}}"#);
+    let sig = format!("sha256={}", sign("from-toml", body.as_bytes()));
+    assert_eq!(http("POST", &format!("{}/hooks/generic/app", k.url), &[("X-Kiln-Signature-256", &sig)], body.as_bytes()).0, 202);
+    // An unknown key in the file is an error that names it.
+    std::fs::write(&toml, "listen_on = \"x\"\n").unwrap();
+    let out = std::process::Command::new(BIN).args(["server", "--config", toml.to_str().unwrap(), "--data"]).arg(dir.path().join("d2")).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listen_on"), "{}", String::from_utf8_lossy(&out.stderr));
+}
