@@ -36,6 +36,8 @@ async fn git(dir: Option<&Path>, args: &[&str]) -> Result<(), String> {
     let out = cmd
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
+        // Never wait for a person: an ssh host-key or password prompt fails instead.
+        .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
         .kill_on_drop(true)
         .output()
         .await
@@ -80,7 +82,7 @@ impl Mirrors {
             std::fs::create_dir_all(mirror.parent().unwrap()).map_err(|e| e.to_string())?;
             let tmp = mirror.with_extension("tmp");
             let _ = std::fs::remove_dir_all(&tmp);
-            git(None, &["clone", "--mirror", "--quiet", repo, &tmp.to_string_lossy()])
+            git(None, &["clone", "--mirror", "--quiet", "--", repo, &tmp.to_string_lossy()])
                 .await
                 .map_err(|e| format!("failed to clone {repo}: {e}"))?;
             std::fs::rename(&tmp, &mirror).map_err(|e| e.to_string())?;

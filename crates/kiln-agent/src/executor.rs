@@ -142,7 +142,9 @@ async fn run_one(step: &str, env: &BTreeMap<String, String>, dir: &Path, timeout
     };
     drop(cmd); // our copies of the pipe's writing end must close, or the reader never sees the end
     let pid = child.id().unwrap_or(0);
-    let out2 = out.clone();
+    // A weak sender: once the job is over and its writer drops the channel, a
+    // daemon the step left behind (still holding the pipe) cannot keep it open.
+    let out2 = out.downgrade();
     let pump = tokio::task::spawn_blocking(move || pump(reader, out2));
     let deadline = async {
         match timeout {
@@ -173,13 +175,14 @@ async fn run_one(step: &str, env: &BTreeMap<String, String>, dir: &Path, timeout
 }
 
 /// Copy the pipe to the output channel until every writer is gone.
-fn pump(mut reader: std::io::PipeReader, out: OutputTx) {
+fn pump(mut reader: std::io::PipeReader, out: mpsc::WeakSender<Vec<u8>>) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match reader.read(&mut buf) {
             Ok(0) | Err(_) => return,
             Ok(n) => {
-                if out.blocking_send(buf[..n].to_vec()).is_err() {
+                let Some(tx) = out.upgrade() else { return };
+                if tx.blocking_send(buf[..n].to_vec()).is_err() {
                     return;
                 }
             }

@@ -140,6 +140,12 @@ pub async fn upload(shared: Arc<Shared>, client: Client, job_id: i64, attempt: i
                 shared.stale.store(true, Ordering::SeqCst);
                 return;
             }
+            Err(e @ (CallError::Refused(_) | CallError::Unauthorized(_))) => {
+                // Retrying will not change the answer: stop, and let the job's lease decide.
+                tracing::error!("job {job_id}: the server refused its log ({e}); giving up on this attempt");
+                shared.stale.store(true, Ordering::SeqCst);
+                return;
+            }
             Err(e) => {
                 failures += 1;
                 if crate::client::worth_logging(failures) {

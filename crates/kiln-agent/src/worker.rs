@@ -125,7 +125,13 @@ async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
     let queue = HttpQueue::new(agent.client.clone(), job.job_id, job.attempt, cancel.clone());
     let outcome = {
         let _ = tx.send(format!("kiln: job {} on agent {}, commit {}\n", job.key, agent.cfg.name, job.commit).into_bytes()).await;
-        match crate::checkout::prepare(agent, &job, &src).await {
+        // A checkout that hangs (a dead remote) must still yield to cancel.
+        let prepared = tokio::select! {
+            r = crate::checkout::prepare(agent, &job, &src) => r,
+            _ = cancel.cancelled() => Err("cancelled while checking out".to_string()),
+        };
+        match prepared {
+            Err(_) if cancel.is_cancelled() => Outcome::Cancelled,
             Err(e) => {
                 let _ = tx.send(format!("kiln: {e}\n").into_bytes()).await;
                 Outcome::Errored(e)

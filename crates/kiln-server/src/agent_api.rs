@@ -158,7 +158,7 @@ async fn log(
     body: Bytes,
 ) -> AppResult<Json<LogAck>> {
     // The agent truncates past the limit; this only guards against an agent that does not.
-    if at.offset + body.len() as u64 > st.cfg.log_limit + (1 << 20) {
+    if st.cfg.log_limit > 0 && at.offset + body.len() as u64 > st.cfg.log_limit + (1 << 20) {
         return Err(AppError::TooLarge(format!("job {job_id} log passes the {} byte limit", st.cfg.log_limit)));
     }
     let out = st.store.append_log(job_id, at.attempt, at.offset, &body).await?;

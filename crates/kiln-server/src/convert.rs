@@ -12,10 +12,31 @@ pub fn ts(ms: i64) -> String {
         .to_string()
 }
 
-pub fn project(p: &ProjectRow) -> api::Project {
+/// A repository URL without any `user:password@` in it.
+pub fn without_credentials(repo: &str) -> String {
+    match repo.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = authority.rsplit('@').next().unwrap_or(authority);
+            format!("{scheme}://{host}{path}")
+        }
+        None => repo.to_string(),
+    }
+}
+
+/// A project as the API shows it: no secret values, no credentials in the
+/// repository URL, outgoing webhook URLs cut to their host (their path is often
+/// a token), and recipients only for signed-in callers.
+pub fn project(p: &ProjectRow, signed_in: bool) -> api::Project {
     let mut settings = p.settings.clone();
     if settings.webhook_secret.is_some() {
         settings.webhook_secret = Some("***".into());
+    }
+    if let Some(urls) = settings.notify_webhook.as_mut() {
+        urls.iter_mut().for_each(|u| *u = crate::notify::shown_target("webhook", u));
+    }
+    if !signed_in {
+        settings.notify_email = None;
     }
     if let Some(s) = settings.secrets.as_mut() {
         s.values_mut().for_each(|v| *v = "***".into());
@@ -23,7 +44,7 @@ pub fn project(p: &ProjectRow) -> api::Project {
     api::Project {
         id: p.id,
         name: p.name.clone(),
-        repo: p.repo.clone(),
+        repo: without_credentials(&p.repo),
         branch: p.branch.clone(),
         pipeline: p.pipeline.clone(),
         public: p.public,
@@ -129,6 +150,15 @@ fn waiting_for(requires: &BTreeMap<String, String>, agents: &[AgentRow]) -> Vec<
         return vec!["any online agent".into()];
     }
     requires.iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// An agent's reported status without the entries of jobs the viewer may not see.
+pub fn status_for(status: &serde_json::Value, hidden: &[i64]) -> serde_json::Value {
+    let mut s = status.clone();
+    if let Some(jobs) = s.get_mut("jobs").and_then(|j| j.as_object_mut()) {
+        jobs.retain(|k, _| k.parse::<i64>().map_or(true, |id| !hidden.contains(&id)));
+    }
+    s
 }
 
 pub fn agent(a: &AgentRow, jobs: Vec<i64>, now: i64) -> api::Agent {

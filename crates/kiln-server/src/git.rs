@@ -36,7 +36,7 @@ pub async fn git(dir: Option<&Path>, args: &[&str]) -> Result<String, String> {
     if let Some(d) = dir {
         cmd.arg("-C").arg(d);
     }
-    cmd.args(args).env("GIT_TERMINAL_PROMPT", "0").kill_on_drop(true);
+    cmd.args(args).env("GIT_TERMINAL_PROMPT", "0").env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes").kill_on_drop(true);
     let out = cmd.output().await.map_err(|e| format!("failed to run git: {e} (is git installed?)"))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -68,7 +68,7 @@ impl Mirrors {
             std::fs::create_dir_all(&self.root).map_err(|e| format!("failed to create {}: {e}", self.root.display()))?;
             let tmp = self.root.join(format!("{project_id}.git.tmp"));
             let _ = std::fs::remove_dir_all(&tmp);
-            git(None, &["clone", "--mirror", "--quiet", repo, &tmp.to_string_lossy()])
+            git(None, &["clone", "--mirror", "--quiet", "--", repo, &tmp.to_string_lossy()])
                 .await
                 .map_err(|e| format!("failed to clone {repo}: {e}"))?;
             std::fs::rename(&tmp, &path).map_err(|e| format!("failed to move the mirror into place: {e}"))?;

@@ -181,6 +181,15 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
     }));
     tokio::spawn(services::reaper::run(st.clone(), stop.clone()));
     tokio::spawn(services::replicas::run(st.clone(), stop.clone()));
+    // Polling counts from the heads present now, before anyone can push: a commit
+    // made right after start-up is new, not part of the baseline.
+    for p in st.store.list_projects().await? {
+        if p.settings.poll.is_some() {
+            if let Err(e) = sources::poller::ensure_baseline(&st, &p).await {
+                tracing::warn!("project {}: cannot read the repository yet ({e}); the poller will retry", p.name);
+            }
+        }
+    }
     tokio::spawn(sources::poller::run(st.clone(), stop.clone()));
     tokio::spawn(sources::schedule::run(st.clone(), stop.clone()));
     let base_url = st.cfg.public_url.clone().unwrap_or_else(|| url.clone());

@@ -197,7 +197,7 @@ impl Store {
         let now = now_ms();
         sqlx::query(
             "UPDATE builds SET status = $5, error = $1, commit_sha = CASE WHEN $2 = '' THEN commit_sha ELSE $2 END, \
-             materialized = 1, finished_at = $3 WHERE id = $4",
+             materialized = 1, finished_at = $3 WHERE id = $4 AND materialized = 0",
         )
         .bind(reason)
         .bind(commit)

@@ -207,3 +207,20 @@ fn check_prints_each_error_with_file_line_and_column() {
     let out = std::process::Command::new(BIN).arg("check").arg(&f).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
 }
+
+#[test]
+fn a_daemon_left_behind_by_a_step_does_not_hold_the_job_open() {
+    let mut k = Kiln::start();
+    k.agent("a", &[]);
+    // `setsid` leaves the step's process group but keeps the step's output open.
+    let repo = k.repo("daemon", "jobs:\n  j:\n    steps: [\"setsid sleep 141.17 & sleep 0.5\", echo left-a-daemon]\n");
+    k.add_project("daemon", &repo, &[]);
+    let out = k.kiln(&["trigger", "daemon", "--wait"]);
+    // The job ended while the daemon still runs (it did not wait for the daemon to exit).
+    let alive = std::process::Command::new("pgrep").args(["-f", "sleep 141.17"]).output().unwrap().status.success();
+    let _ = std::process::Command::new("pkill").args(["-f", "sleep 141.17"]).status();
+    assert!(alive, "the job waited for the daemon to exit");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let id = k.json(&["builds", "daemon"])[0]["id"].as_i64().unwrap();
+    assert!(k.logs(id).contains("left-a-daemon"));
+}

@@ -8,12 +8,18 @@ use axum::extract::{Path, State};
 use axum::Json;
 use kiln_wire::api::Agent;
 
-pub async fn list(State(st): State<AppState>, _viewer: Viewer) -> AppResult<Json<Vec<Agent>>> {
+/// Every agent; a stranger sees neither the ids nor the reported status of private projects' jobs.
+pub async fn list(State(st): State<AppState>, viewer: Viewer) -> AppResult<Json<Vec<Agent>>> {
     let now = kiln_store::now_ms();
+    let running = st.store.running_jobs().await?;
     let mut out = Vec::new();
     for a in st.store.list_agents().await? {
-        let jobs = st.store.running_jobs_of_agent(&a.name).await?.iter().map(|j| j.id).collect();
-        out.push(convert::agent(&a, jobs, now));
+        let mine = running.iter().filter(|j| j.agent == a.name);
+        let (seen, hidden): (Vec<_>, Vec<_>) = mine.partition(|j| j.public || viewer.signed_in());
+        let hidden: Vec<i64> = hidden.iter().map(|j| j.job_id).collect();
+        let mut wa = convert::agent(&a, seen.iter().map(|j| j.job_id).collect(), now);
+        wa.status = convert::status_for(&a.status, &hidden);
+        out.push(wa);
     }
     Ok(Json(out))
 }

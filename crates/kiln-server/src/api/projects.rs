@@ -22,7 +22,7 @@ pub async fn list(State(st): State<AppState>, viewer: Viewer) -> AppResult<Json<
     let mut out = Vec::new();
     for p in st.store.list_projects().await? {
         if p.public || viewer.signed_in() {
-            let mut wp = convert::project(&p);
+            let mut wp = convert::project(&p, viewer.signed_in());
             if let Some(b) = st.store.latest_build(p.id).await? {
                 wp.last_build = Some(Box::new(convert::build(&b, Vec::new())));
             }
@@ -34,7 +34,7 @@ pub async fn list(State(st): State<AppState>, viewer: Viewer) -> AppResult<Json<
 
 pub async fn show(State(st): State<AppState>, viewer: Viewer, Path(name): Path<String>) -> AppResult<Json<Project>> {
     let p = visible(&st, &viewer, &name).await?;
-    Ok(Json(convert::project(&p)))
+    Ok(Json(convert::project(&p, viewer.signed_in())))
 }
 
 pub fn validate_name(name: &str) -> AppResult<()> {
@@ -77,7 +77,7 @@ pub async fn create(State(st): State<AppState>, viewer: Viewer, Json(req): Json<
         )
         .await?;
     project_changed(&st, &p).await;
-    Ok(Json(convert::project(&p)))
+    Ok(Json(convert::project(&p, viewer.signed_in())))
 }
 
 /// Merge set fields of `new` into `old`.
@@ -113,7 +113,7 @@ pub async fn update(State(st): State<AppState>, viewer: Viewer, Path(name): Path
     merge_settings(&mut p.settings, req.settings);
     st.store.update_project(&p).await?;
     project_changed(&st, &p).await;
-    Ok(Json(convert::project(&p)))
+    Ok(Json(convert::project(&p, viewer.signed_in())))
 }
 
 /// After a project is added or changed: start polling from the current heads

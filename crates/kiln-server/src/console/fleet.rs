@@ -57,7 +57,8 @@ pub async fn agents(State(st): State<AppState>, page: Page, Query(q): Query<Part
     for a in st.store.list_agents().await? {
         let mine: Vec<_> = running.iter().filter(|j| j.agent == a.name).collect();
         let seen: Vec<_> = mine.iter().filter(|j| j.public || page.viewer.signed_in()).collect();
-        let status = a.status.clone();
+        let hidden: Vec<i64> = mine.iter().filter(|j| !(j.public || page.viewer.signed_in())).map(|j| j.job_id).collect();
+        let status = crate::convert::status_for(&a.status, &hidden);
         agents.push(AgentRowView {
             name: a.name.clone(),
             online: a.online(now),
