@@ -224,3 +224,17 @@ fn a_daemon_left_behind_by_a_step_does_not_hold_the_job_open() {
     let id = k.json(&["builds", "daemon"])[0]["id"].as_i64().unwrap();
     assert!(k.logs(id).contains("left-a-daemon"));
 }
+
+#[test]
+fn an_agent_with_concurrency_two_runs_two_jobs_at_once() {
+    let mut k = Kiln::start();
+    k.agent("wide", &["--concurrency", "2"]);
+    let repo = k.repo("pair", "jobs:\n  a:\n    steps: [\"sleep 2\"]\n  b:\n    steps: [\"sleep 2\"]\n");
+    k.add_project("pair", &repo, &[]);
+    let id = k.trigger("pair");
+    k.wait_for("both jobs running on the one agent", 10, || {
+        let b = k.build(id);
+        b["jobs"].as_array().is_some_and(|js| js.len() == 2 && js.iter().all(|j| j["status"] == "running" && j["agent"] == "wide"))
+    });
+    assert_eq!(k.wait_build(id, 30)["status"], "passed");
+}
