@@ -16,6 +16,7 @@ pub mod package;
 pub mod local;
 pub mod localqueue;
 pub mod reports;
+pub mod logtail;
 pub mod spool;
 pub mod testhttp;
 pub mod testloop;

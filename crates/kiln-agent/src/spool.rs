@@ -1,9 +1,10 @@
-//! A job's log on its way to the server: masked, capped, written to a spool
+//! A job's log on its way to the server: masked, capped (head and tail kept, `logtail.rs`), written to a spool
 //! file first, and uploaded from there by byte offset. If the server is down
 //! the bytes wait on disk and go when it is back; a retried chunk is never
 //! stored twice (the server skips bytes it already holds).
 
 use crate::client::{backoff, CallError, Client};
+use crate::logtail::Tail;
 use kiln_core::mask::Masker;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
@@ -12,14 +13,17 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
-const CHUNK: usize = 256 * 1024;
+/// Bytes per upload request: big enough that a chatty step costs few requests
+/// (the server accepts up to `kiln_wire::agent::LOG_CHUNK_MAX`).
+const CHUNK: usize = 4 << 20;
 
 /// The writing side: takes raw output, masks secrets, enforces the limit, spools.
 pub struct LogWriter {
     file: std::fs::File,
     masker: Masker,
     limit: u64,
-    truncated: bool,
+    /// Past half the limit, output goes to the tail ring until the job ends.
+    tail: Option<Tail>,
     shared: Arc<Shared>,
 }
 
@@ -51,24 +55,54 @@ impl LogWriter {
             done: Notify::new(),
         });
         let masker = Masker::new(secrets);
-        Ok((LogWriter { file, masker, limit: if limit == 0 { u64::MAX } else { limit }, truncated: false, shared: shared.clone() }, shared))
+        Ok((LogWriter { file, masker, limit: if limit == 0 { u64::MAX } else { limit }, tail: None, shared: shared.clone() }, shared))
     }
 
+    /// The first half of the limit is spooled (and uploaded) as it comes; the
+    /// rest goes to a ring of the last half, written after a marker at the end.
     fn put(&mut self, bytes: &[u8]) {
-        if self.truncated || bytes.is_empty() {
+        if bytes.is_empty() {
+            return;
+        }
+        if let Some(t) = &mut self.tail {
+            if let Err(e) = t.push(bytes) {
+                tracing::warn!("failed to keep the log's tail: {e}");
+            }
             return;
         }
         let written = self.shared.written.load(Ordering::SeqCst);
-        let room = self.limit.saturating_sub(written) as usize;
-        let take = bytes.len().min(room);
-        let mut data = bytes[..take].to_vec();
+        let head = self.limit / 2;
+        let take = bytes.len().min(head.saturating_sub(written) as usize);
+        self.spool(&bytes[..take]);
         if take < bytes.len() {
-            self.truncated = true;
-            data.extend_from_slice(format!("\n\n[kiln: output truncated: this job passed its {} byte log limit]\n", self.limit).as_bytes());
+            let path = self.shared.path.with_extension("tail");
+            match Tail::create(path, self.limit - head) {
+                Ok(mut t) => {
+                    let _ = t.push(&bytes[take..]);
+                    self.tail = Some(t);
+                }
+                Err(e) => tracing::warn!("failed to keep the log's tail: {e}"),
+            }
         }
-        if self.file.write_all(&data).is_ok() {
+    }
+
+    fn spool(&mut self, data: &[u8]) {
+        if !data.is_empty() && self.file.write_all(data).is_ok() {
             self.shared.written.fetch_add(data.len() as u64, Ordering::SeqCst);
             self.shared.wake.notify_one();
+        }
+    }
+
+    /// Write the kept tail (after its marker) to the spool.
+    fn end_tail(&mut self) {
+        if let Some(t) = self.tail.take() {
+            match t.finish(&mut self.file, self.limit) {
+                Ok(n) => {
+                    self.shared.written.fetch_add(n, Ordering::SeqCst);
+                    self.shared.wake.notify_one();
+                }
+                Err(e) => tracing::warn!("failed to write the log's tail: {e}"),
+            }
         }
     }
 
@@ -81,14 +115,15 @@ impl LogWriter {
     pub fn note(&mut self, text: &str) {
         let rest = self.masker.finish();
         self.put(&rest);
-        self.truncated = false;
-        self.limit = u64::MAX;
-        self.put(text.as_bytes());
+        self.end_tail();
+        self.limit = u64::MAX; // kiln's notes are never cut
+        self.spool(text.as_bytes());
     }
 
     pub fn close(mut self) {
         let rest = self.masker.finish();
         self.put(&rest);
+        self.end_tail();
         let _ = self.file.flush();
         self.shared.closed.store(true, Ordering::SeqCst);
         self.shared.wake.notify_one();

@@ -24,7 +24,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/agent/claim", post(claim))
         .route("/api/v1/agent/heartbeat", post(heartbeat))
         .route("/api/v1/agent/wait", post(wait))
-        .route("/api/v1/agent/jobs/{id}/log", post(log))
+        .route("/api/v1/agent/jobs/{id}/log", post(log).layer(axum::extract::DefaultBodyLimit::max(LOG_CHUNK_MAX)))
         .route("/api/v1/agent/jobs/{id}/finish", post(finish))
         .route("/api/v1/agent/jobs/{id}/release", post(release))
 }

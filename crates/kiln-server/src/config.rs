@@ -15,6 +15,8 @@ pub struct ServerConfig {
     pub data: PathBuf,
     /// Database URL; default `sqlite:DATA/kiln.db`. `postgres://…` for several servers.
     pub database: Option<String>,
+    /// Folder for logs and artifacts; default DATA. Servers sharing a PostgreSQL database share it too.
+    pub files: Option<PathBuf>,
     /// Secret agents register with; generated into DATA/agent-token when unset.
     pub agent_token: Option<String>,
     /// An admin API token to seed at start (for automation).
@@ -23,7 +25,7 @@ pub struct ServerConfig {
     pub lease_secs: u64,
     /// The heartbeat interval agents are told to use.
     pub heartbeat_secs: u64,
-    /// Per-job log limit in bytes; past it output is truncated with a marker.
+    /// Per-job log limit in bytes; past it the log keeps its head and tail with a marker between.
     pub log_limit: u64,
     /// The URL people reach the console at (for links in notifications).
     pub public_url: Option<String>,
@@ -91,11 +93,12 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             data: PathBuf::from("kiln-data"),
             database: None,
+            files: None,
             agent_token: None,
             admin_token: None,
             lease_secs: 30,
             heartbeat_secs: 10,
-            log_limit: 64 * 1024 * 1024,
+            log_limit: 1 << 30,
             public_url: None,
             timezone: None,
             admin_password: None,
@@ -116,6 +119,11 @@ impl ServerConfig {
 
     pub fn database_url(&self) -> String {
         self.database.clone().unwrap_or_else(|| format!("sqlite:{}", self.data.join("kiln.db").display()))
+    }
+
+    /// Where logs and artifacts live.
+    pub fn files_dir(&self) -> PathBuf {
+        self.files.clone().unwrap_or_else(|| self.data.clone())
     }
 
     pub fn base_url(&self) -> String {

@@ -132,7 +132,7 @@ pub fn router(st: AppState) -> Router {
 /// Open the store, seed secrets and projects, start the services, and listen.
 pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result<RunningServer> {
     std::fs::create_dir_all(&cfg.data).with_context(|| format!("failed to create the data folder {}", cfg.data.display()))?;
-    let store = Store::open(&cfg.database_url()).await?;
+    let store = Store::open(&cfg.database_url()).await?.with_log_dir(cfg.files_dir().join("logs"));
     let agent_token = match &cfg.agent_token {
         Some(t) => t.clone(),
         None => kept_secret(&cfg.data.join("agent-token"))?.0,

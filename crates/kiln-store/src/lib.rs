@@ -3,7 +3,7 @@
 //! timestamps, JSON as TEXT, booleans as 0/1).
 //!
 //! ```text
-//!   projects ──< builds ──< jobs ──< attempts ──< log_chunks
+//!   projects ──< builds ──< jobs ──< attempts (log_len) ─ log files (logfiles.rs)
 //!                                       ▲
 //!   agents ── claim (UPDATE … WHERE status='queued') ─┘  lease_until renewed by heartbeats
 //! ```
@@ -14,6 +14,7 @@
 mod agents;
 mod builds;
 mod error;
+mod logfiles;
 mod logs;
 mod migrate;
 mod notify;
@@ -31,6 +32,7 @@ mod users;
 pub use agents::AgentRow;
 pub use builds::{BuildFilter, BuildRow, NewBuild};
 pub use error::StoreError;
+pub use logfiles::{dir_size, LogFiles, LogMatch, LogReader, SearchResult};
 pub use logs::{AppendOutcome, AttemptRow, LogRead};
 pub use notify::{DeliveryOutcome, NewNotification, NotificationRow, Unnotified};
 pub use projects::ProjectRow;
@@ -67,6 +69,8 @@ pub struct Store {
     url: String,
     /// SQLite allows one writer: writes queue here instead of failing with "database is locked".
     writer: Arc<tokio::sync::Mutex<()>>,
+    /// Where log bytes live (`logfiles.rs`).
+    logs: LogFiles,
 }
 
 /// Milliseconds since the Unix epoch: the store's only time format.
@@ -121,9 +125,20 @@ impl Store {
             .connect_with(opts)
             .await
             .map_err(|e| StoreError::Open(format!("{url}: {e}")))?;
-        let store = Store { pool, backend, url: url.clone(), writer: Arc::new(tokio::sync::Mutex::new(())) };
+        // Logs default to a folder beside a SQLite file; a server names its own (`with_log_dir`).
+        let logs = LogFiles::new(match backend {
+            Backend::Sqlite => std::path::Path::new(url.trim_start_matches("sqlite:").split('?').next().unwrap_or("")).parent().map_or_else(|| "logs".into(), |d| d.join("logs")),
+            Backend::Postgres => std::path::PathBuf::from("logs"),
+        });
+        let store = Store { pool, backend, url: url.clone(), writer: Arc::new(tokio::sync::Mutex::new(())), logs };
         migrate::run(&store).await?;
         Ok(store)
+    }
+
+    /// Keep log bytes under `dir` (several servers on one PostgreSQL database share it).
+    pub fn with_log_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Store {
+        self.logs = LogFiles::new(dir);
+        self
     }
 
     pub fn backend(&self) -> Backend {

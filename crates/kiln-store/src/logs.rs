@@ -1,7 +1,8 @@
-//! Job logs, kept per attempt as chunks keyed by byte offset, so a retried
-//! upload neither loses nor duplicates a line and two attempts never mix.
+//! Job logs, kept per attempt and appended by byte offset, so a retried upload
+//! neither loses nor duplicates a line and two attempts never mix. The bytes
+//! live in files (`logfiles.rs`); the database keeps each attempt's length.
 
-use crate::{Result, Store, StoreError};
+use crate::{LogFiles, Result, Store, StoreError};
 use sqlx::Row;
 
 #[derive(Debug, Clone)]
@@ -38,6 +39,8 @@ impl AppendOutcome {
 pub struct LogRead {
     pub data: Vec<u8>,
     pub next_offset: u64,
+    /// Bytes of the attempt's log accepted so far.
+    pub len: u64,
 }
 
 pub(crate) async fn attempts_of(store: &Store, job_id: i64) -> Result<Vec<AttemptRow>> {
@@ -63,13 +66,18 @@ pub(crate) async fn attempts_of(store: &Store, job_id: i64) -> Result<Vec<Attemp
 }
 
 impl Store {
-    /// Append `data`, which starts at byte `offset` of the attempt's log.
-    /// Bytes the server already holds are skipped; a chunk that would leave a
-    /// gap is refused with the length the server holds. Only the current
-    /// attempt of a running job may add bytes.
+    /// The one way log bytes enter the store. Append `data`, which starts at
+    /// byte `offset` of the attempt's log: bytes the server already holds are
+    /// skipped; a chunk that would leave a gap is refused with the length the
+    /// server holds. Only the current attempt of a running job may add bytes.
+    /// The bytes go to the log files (`logfiles.rs`); the attempt's row keeps
+    /// the accepted length, updated last, inside the transaction that holds the
+    /// row (so appends to one attempt take turns, across servers too).
     pub async fn append_log(&self, job_id: i64, attempt: i64, offset: u64, data: &[u8]) -> Result<AppendOutcome> {
         let _w = self.write_turn().await;
         let mut tx = self.begin_write().await?;
+        // Hold the attempt's row (PostgreSQL: a row lock; SQLite: the write lock already does).
+        sqlx::query("UPDATE attempts SET log_len = log_len WHERE job_id = $1 AND attempt = $2").bind(job_id).bind(attempt).execute(&mut *tx).await?;
         let len: Option<i64> = sqlx::query_scalar("SELECT log_len FROM attempts WHERE job_id = $1 AND attempt = $2")
             .bind(job_id)
             .bind(attempt)
@@ -88,14 +96,12 @@ impl Store {
         if current.try_get::<i64, _>("attempt")? != attempt || current.try_get::<String, _>("status")? != "running" {
             return Err(StoreError::Stale { job_id, attempt });
         }
-        let fresh = &data[(len - offset) as usize..];
-        sqlx::query("INSERT INTO log_chunks (job_id, attempt, pos, data) VALUES ($1, $2, $3, $4)")
-            .bind(job_id)
-            .bind(attempt)
-            .bind(len as i64)
-            .bind(fresh.to_vec())
-            .execute(&mut *tx)
-            .await?;
+        let fresh = data[(len - offset) as usize..].to_vec();
+        let files = self.logs.clone();
+        tokio::task::spawn_blocking(move || files.append(job_id, attempt, len, &fresh))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("log writer failed: {e}")))?
+            .map_err(|e| StoreError::Corrupt(format!("failed to write the log of job {job_id}: {e}")))?;
         sqlx::query("UPDATE attempts SET log_len = $1 WHERE job_id = $2 AND attempt = $3")
             .bind(end as i64)
             .bind(job_id)
@@ -106,38 +112,30 @@ impl Store {
         Ok(AppendOutcome::Stored(end))
     }
 
-    /// Read an attempt's log from `offset`, at most about `max` bytes.
-    pub async fn read_log(&self, job_id: i64, attempt: i64, offset: u64, max: usize) -> Result<LogRead> {
-        // The chunk holding `offset` starts at or before it.
-        let start: Option<i64> = sqlx::query_scalar(
-            "SELECT MAX(pos) FROM log_chunks WHERE job_id = $1 AND attempt = $2 AND pos <= $3",
-        )
-        .bind(job_id)
-        .bind(attempt)
-        .bind(offset as i64)
-        .fetch_one(self.pool())
-        .await?;
-        let rows = sqlx::query("SELECT pos, data FROM log_chunks WHERE job_id = $1 AND attempt = $2 AND pos >= $3 ORDER BY pos")
+    /// Bytes of an attempt's log the store has accepted (0 for an unknown attempt).
+    pub async fn log_len(&self, job_id: i64, attempt: i64) -> Result<u64> {
+        let len: Option<i64> = sqlx::query_scalar("SELECT log_len FROM attempts WHERE job_id = $1 AND attempt = $2")
             .bind(job_id)
             .bind(attempt)
-            .bind(start.unwrap_or(0))
-            .fetch_all(self.pool())
+            .fetch_optional(self.pool())
             .await?;
-        let mut data = Vec::new();
-        let mut next = offset;
-        for r in rows {
-            let pos = r.try_get::<i64, _>("pos")? as u64;
-            let chunk: Vec<u8> = r.try_get("data")?;
-            let end = pos + chunk.len() as u64;
-            if end <= next || pos > next {
-                continue;
-            }
-            data.extend_from_slice(&chunk[(next - pos) as usize..]);
-            next = end;
-            if data.len() >= max {
-                break;
-            }
-        }
-        Ok(LogRead { data, next_offset: next })
+        Ok(len.unwrap_or(0).max(0) as u64)
+    }
+
+    /// The log files (for streamed reads and searches; see `logfiles.rs`).
+    pub fn log_files(&self) -> &LogFiles {
+        &self.logs
+    }
+
+    /// Read an attempt's log from `offset`, at most `max` bytes.
+    pub async fn read_log(&self, job_id: i64, attempt: i64, offset: u64, max: usize) -> Result<LogRead> {
+        let end = self.log_len(job_id, attempt).await?;
+        let files = self.logs.clone();
+        let data = tokio::task::spawn_blocking(move || files.read(job_id, attempt, offset, max, end))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("log reader failed: {e}")))?
+            .map_err(|e| StoreError::Corrupt(format!("failed to read the log of job {job_id}: {e}")))?;
+        let next_offset = offset.max(offset + data.len() as u64);
+        Ok(LogRead { data, next_offset, len: end })
     }
 }

@@ -17,6 +17,9 @@ pub mod agent {
     //! The agent protocol: register, claim (a long poll), logs, heartbeat, finish.
     use super::*;
 
+    /// The largest log chunk one upload may carry (agents send up to 4 MiB).
+    pub const LOG_CHUNK_MAX: usize = 8 << 20;
+
     /// The largest JUnit report one upload may carry; the server answers 413 past it.
     pub const JUNIT_LIMIT: usize = 8 << 20;
 
@@ -446,6 +449,32 @@ pub mod api {
         pub next_offset: u64,
         /// The job is over: no more bytes will come for this attempt.
         pub done: bool,
+        pub text: String,
+        /// Bytes of this attempt's log the server holds now.
+        #[serde(default)]
+        pub len: u64,
+        /// The 1-based number of the line `text` starts in.
+        #[serde(default)]
+        pub line: u64,
+    }
+
+    /// `GET /api/v1/jobs/{id}/log/search`: every occurrence counted, the first matching lines kept.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct LogSearch {
+        pub job_id: i64,
+        pub attempt: i64,
+        pub query: String,
+        /// Occurrences of `query` in the whole log.
+        pub count: u64,
+        /// Lines holding at least one occurrence.
+        pub lines: u64,
+        pub matches: Vec<LogSearchMatch>,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct LogSearchMatch {
+        pub line: u64,
+        pub offset: u64,
         pub text: String,
     }
 

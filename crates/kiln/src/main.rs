@@ -102,6 +102,9 @@ enum Command {
         job: Option<String>,
         #[arg(long, short)]
         follow: bool,
+        /// Only the last N lines of each job's latest attempt (then follow, with --follow).
+        #[arg(long, value_name = "N")]
+        tail: Option<u64>,
         #[command(flatten)]
         client: ClientOpts,
     },
@@ -169,7 +172,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Show { build, client, .. } => cmd::builds::show(&client, build).await,
         Command::Tests { project, branch, flakiest, limit, client, .. } => cmd::tests::history(&client, &project, branch, flakiest, limit).await,
         Command::Run(a) => cmd::run::run(a).await,
-        Command::Logs { build, job, follow, client } => cmd::logs::run(&client, build, job, follow).await,
+        Command::Logs { build, job, follow, tail, client } => cmd::logs::run(&client, build, job, follow, tail).await,
         Command::Agents { client } => cmd::agents::list(&client).await,
         Command::Cancel { build, job, client } => cmd::builds::cancel(&client, build, job).await,
         Command::Drain { agent, client } => cmd::agents::drain(&client, &agent).await,

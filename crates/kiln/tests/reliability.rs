@@ -234,17 +234,25 @@ fn a_newer_commit_cancels_the_running_build_when_asked() {
 }
 
 #[test]
-fn an_output_flood_is_truncated_with_a_visible_marker() {
+fn an_output_flood_keeps_its_head_and_tail_with_a_marker_between() {
     let mut k = Kiln::start_with(&["--log-limit", "200000"]);
     k.agent("a1", &[]);
-    let repo = k.repo("r", "jobs:\n  flood:\n    steps: [\"yes 0123456789abcdef | head -c 20000000\", echo after-flood]\n");
+    let repo = k.repo("r", "jobs:\n  flood:\n    steps: [\"echo FIRST-LINE; yes 0123456789abcdef | head -c 20000000; echo LAST-LINE\", echo after-flood]\n");
     k.add_project("r", &repo, &[]);
     assert_eq!(k.kiln(&["trigger", "r", "--wait"]).status.code(), Some(0));
     let id = k.json(&["builds", "r"])[0]["id"].as_i64().unwrap();
     let b = k.build(id);
     let len = Kiln::job(&b, "flood")["attempts"][0]["log_len"].as_i64().unwrap();
     assert!(len < 210_000, "log kept {len} bytes past a 200 000 byte limit");
-    assert!(k.logs(id).contains("output truncated"), "no truncation marker");
+    let logs = k.logs(id);
+    assert!(logs.contains("FIRST-LINE"), "the head is gone");
+    assert!(logs.contains("LAST-LINE") && logs.contains("after-flood"), "the tail is gone");
+    let marker = logs.lines().find(|l| l.starts_with("[kiln: ") && l.contains("bytes dropped here")).expect("no marker between head and tail");
+    let dropped: u64 = marker.trim_start_matches("[kiln: ").split(' ').next().unwrap().parse().unwrap();
+    assert!(dropped > 19_700_000 && dropped < 20_000_000, "{marker}");
+    assert!(marker.contains("200000 byte limit"), "{marker}");
+    let (head, tail) = logs.split_once(marker).unwrap();
+    assert!(head.contains("FIRST-LINE") && tail.contains("LAST-LINE"));
 }
 
 #[test]

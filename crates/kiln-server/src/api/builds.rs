@@ -80,38 +80,7 @@ pub async fn cancel(State(st): State<AppState>, viewer: Viewer, Path(id): Path<i
     Ok(Json(convert::full_build(&st.store, &b).await?))
 }
 
-#[derive(Deserialize)]
-pub struct LogQuery {
-    attempt: Option<i64>,
-    offset: Option<u64>,
-    max: Option<usize>,
-}
-
-pub async fn log(State(st): State<AppState>, viewer: Viewer, Path(job_id): Path<i64>, Query(q): Query<LogQuery>) -> AppResult<Json<LogSlice>> {
-    let job = st.store.job(job_id).await.map_err(|_| AppError::NotFound(format!("job {job_id} not found")))?;
-    visible_build(&st, &viewer, job.build_id).await?;
-    let attempt = q.attempt.unwrap_or(job.attempt);
-    let offset = q.offset.unwrap_or(0);
-    let read = st.store.read_log(job_id, attempt, offset, q.max.unwrap_or(1 << 20).min(8 << 20)).await?;
-    let final_ = kiln_core::state::JobStatus::parse(&job.status).is_some_and(|s| s.is_final());
-    let done = attempt < job.attempt || final_ || (job.status == "queued" && job.attempt > 0);
-    let keep = utf8_complete_prefix(&read.data);
-    let next_offset = read.next_offset - (read.data.len() - keep) as u64;
-    Ok(Json(LogSlice {
-        job_id,
-        attempt,
-        offset,
-        next_offset,
-        done: done && next_offset == read.next_offset,
-        text: String::from_utf8_lossy(&read.data[..keep]).into_owned(),
-    }))
-}
-
-/// Length of `data` without a trailing, incomplete UTF-8 sequence (it comes with the next read).
-fn utf8_complete_prefix(data: &[u8]) -> usize {
-    match std::str::from_utf8(data) {
-        Ok(_) => data.len(),
-        Err(e) if e.error_len().is_none() => e.valid_up_to(),
-        Err(_) => data.len(),
-    }
+/// `GET /api/v1/jobs/{id}/log`: see `logread.rs`.
+pub async fn log(State(st): State<AppState>, viewer: Viewer, Path(job_id): Path<i64>, Query(q): Query<super::logread::SliceQuery>) -> AppResult<Json<LogSlice>> {
+    Ok(Json(super::logread::slice(&st, &viewer, job_id, q).await?))
 }

@@ -1,45 +1,13 @@
-//! Downloads people make: a job's whole log as plain text, an uploaded run's package.
+//! Downloads people make: an uploaded run's package (a job's raw log is in `logread.rs`).
 //! Both follow the build's visibility (a private project's are 404 to strangers).
 
 use super::builds::visible_build;
 use crate::auth::Viewer;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::IntoResponse;
-use serde::Deserialize;
-
-#[derive(Deserialize, Default)]
-pub struct RawQuery {
-    attempt: Option<i64>,
-    /// `?download=1` asks the browser to save the file instead of showing it.
-    download: Option<u8>,
-}
-
-pub async fn raw_log(State(st): State<AppState>, viewer: Viewer, Path(job_id): Path<i64>, Query(q): Query<RawQuery>) -> AppResult<impl IntoResponse> {
-    let job = st.store.job(job_id).await.map_err(|_| AppError::NotFound(format!("job {job_id} not found")))?;
-    visible_build(&st, &viewer, job.build_id).await?;
-    let attempt = q.attempt.unwrap_or(job.attempt);
-    let mut data = Vec::new();
-    loop {
-        let read = st.store.read_log(job_id, attempt, data.len() as u64, 4 << 20).await?;
-        if read.data.is_empty() {
-            break;
-        }
-        data.extend_from_slice(&read.data);
-    }
-    let safe_key: String = job.key.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
-    let disposition = format!(
-        "{}; filename=\"build-{}-{safe_key}-{attempt}.log\"",
-        if q.download.unwrap_or(0) != 0 { "attachment" } else { "inline" },
-        job.build_id
-    );
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition), (header::CACHE_CONTROL, "no-cache".into())],
-        data,
-    ))
-}
 
 pub async fn package(State(st): State<AppState>, viewer: Viewer, Path(build_id): Path<i64>) -> AppResult<impl IntoResponse> {
     visible_build(&st, &viewer, build_id).await?;

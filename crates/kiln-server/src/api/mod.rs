@@ -4,6 +4,7 @@ mod agents;
 pub(crate) mod builds;
 mod downloads;
 mod events;
+mod logread;
 mod notifications;
 pub(crate) mod projects;
 pub(crate) mod users;
@@ -22,6 +23,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/builds/{id}", get(builds::show))
         .route("/api/v1/builds/{id}/cancel", post(builds::cancel))
         .route("/api/v1/jobs/{id}/log", get(builds::log))
+        .route("/api/v1/jobs/{id}/log/search", get(logread::search))
+        .route("/api/v1/jobs/{id}/log/events", get(logread::events))
         .route("/api/v1/builds/{id}/tests", get(tests::of_build))
         .route("/api/v1/projects/{name}/tests", get(tests::of_project))
         .route("/api/v1/agents", get(agents::list))
@@ -32,6 +35,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/users/{name}/password", post(users::set_password))
         .route("/api/v1/tokens", get(users::tokens).post(users::create_token))
         .route("/api/v1/tokens/{id}", delete(users::revoke_token))
-        .route("/api/v1/jobs/{id}/raw", get(downloads::raw_log))
+        .route("/api/v1/jobs/{id}/raw", get(logread::raw))
         .route("/api/v1/builds/{id}/package", get(downloads::package))
 }

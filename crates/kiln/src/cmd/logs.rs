@@ -1,4 +1,5 @@
-//! `kiln logs BUILD [JOB] [--follow]`: every attempt's log, in order, live if asked.
+//! `kiln logs BUILD [JOB] [--follow] [--tail N]`: every attempt's log, in order, live if
+//! asked; with `--tail`, the last N lines of each job's latest attempt (read from the end).
 
 use super::api;
 use super::builds::is_final;
@@ -32,16 +33,33 @@ fn say(text: &str) -> std::io::Result<()> {
 }
 
 /// `kiln logs … | head` closes the pipe early: that is a normal end, not an error.
-pub async fn run(c: &ClientOpts, build: i64, job: Option<String>, follow: bool) -> anyhow::Result<i32> {
-    match print_logs(c, build, job, follow).await {
+pub async fn run(c: &ClientOpts, build: i64, job: Option<String>, follow: bool, tail: Option<u64>) -> anyhow::Result<i32> {
+    match print_logs(c, build, job, follow, tail).await {
         Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => Ok(0),
         other => other,
     }
 }
 
-async fn print_logs(c: &ClientOpts, build: i64, job: Option<String>, follow: bool) -> anyhow::Result<i32> {
+/// The last `n` lines of an attempt: asks for ever more bytes from the end until they hold
+/// `n` lines (or the whole log). Returns the lines and the offset after them.
+async fn last_lines(api: &Api, job: &Job, attempt: i64, n: u64) -> anyhow::Result<(String, u64)> {
+    let mut bytes = (n * 160).max(4096);
+    loop {
+        let s: LogSlice = api.get(&format!("/api/v1/jobs/{}/log?attempt={attempt}&tail={bytes}", job.id)).await?;
+        let lines = s.text.split_inclusive('\n').count() as u64;
+        if lines > n || s.offset == 0 || bytes >= 8 << 20 {
+            let skip = lines.saturating_sub(n) as usize;
+            let text: String = s.text.split_inclusive('\n').skip(skip).collect();
+            return Ok((text, s.next_offset));
+        }
+        bytes *= 4;
+    }
+}
+
+async fn print_logs(c: &ClientOpts, build: i64, job: Option<String>, follow: bool, tail: Option<u64>) -> anyhow::Result<i32> {
     let api = api(c);
     let mut printed: HashMap<(i64, i64), (u64, bool)> = HashMap::new();
+    let mut tail_done = tail.is_none();
     let mut header_for: Option<(i64, i64)> = None;
     loop {
         let b: Build = api.get(&format!("/api/v1/builds/{build}")).await?;
@@ -58,6 +76,22 @@ async fn print_logs(c: &ClientOpts, build: i64, job: Option<String>, follow: boo
         if b.jobs.is_empty() {
             if let Some(e) = &b.error {
                 say(&format!("{e}\n"))?;
+            }
+        }
+        if !tail_done {
+            tail_done = true;
+            let n = tail.unwrap_or(0);
+            for j in &jobs {
+                for a in 1..j.attempt {
+                    printed.insert((j.id, a), (u64::MAX, true)); // earlier attempts are skipped
+                }
+                if j.attempt > 0 {
+                    let (text, offset) = last_lines(&api, j, j.attempt, n).await?;
+                    let agent = j.attempts.iter().find(|x| x.attempt == j.attempt).map(|x| x.agent.clone()).unwrap_or_default();
+                    say(&format!("── {} (attempt {} on {agent}, last {n} lines) ──\n{text}", j.key, j.attempt))?;
+                    header_for = Some((j.id, j.attempt));
+                    printed.insert((j.id, j.attempt), (offset, false));
+                }
             }
         }
         for j in &jobs {

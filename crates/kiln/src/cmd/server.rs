@@ -19,6 +19,9 @@ pub struct ServerArgs {
     /// Database URL: sqlite:PATH or postgres://… [default: sqlite:DATA/kiln.db].
     #[arg(long, env = "KILN_DATABASE_URL")]
     database: Option<String>,
+    /// Folder for logs and artifacts; servers sharing a PostgreSQL database share it too [default: DATA].
+    #[arg(long, value_name = "DIR")]
+    files: Option<PathBuf>,
     /// Secret agents register with [default: generated into DATA/agent-token].
     #[arg(long, env = "KILN_AGENT_TOKEN", hide_env_values = true)]
     agent_token: Option<String>,
@@ -31,7 +34,7 @@ pub struct ServerArgs {
     /// Heartbeat interval agents are told to use, in seconds [default: 10].
     #[arg(long)]
     heartbeat: Option<u64>,
-    /// Per-job log limit in bytes [default: 64 MiB].
+    /// Per-job log limit in bytes; past it the head and tail are kept [default: 1 GiB].
     #[arg(long)]
     log_limit: Option<u64>,
     /// The URL people reach the console at (for links).
@@ -82,6 +85,9 @@ impl ServerArgs {
         over!(listen => listen, data => data, lease => lease_secs, heartbeat => heartbeat_secs, log_limit => log_limit);
         if self.database.is_some() {
             cfg.database = self.database.clone();
+        }
+        if self.files.is_some() {
+            cfg.files = self.files.clone();
         }
         if self.agent_token.is_some() {
             cfg.agent_token = self.agent_token.clone();

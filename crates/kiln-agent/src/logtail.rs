@@ -1,0 +1,120 @@
+//! The tail of a log past its limit: the log keeps its first half as it comes,
+//! then only the last half, in a ring file beside the spool. When the job ends
+//! the ring is written after a marker saying how many bytes were dropped between
+//! head and tail, so the end of the log (where failures usually are) survives.
+
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+/// A ring of the last `cap` bytes, on disk.
+pub struct Tail {
+    file: File,
+    path: PathBuf,
+    cap: u64,
+    /// Bytes pushed in all.
+    total: u64,
+}
+
+impl Tail {
+    pub fn create(path: PathBuf, cap: u64) -> std::io::Result<Tail> {
+        let file = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path)?;
+        Ok(Tail { file, path, cap: cap.max(1), total: 0 })
+    }
+
+    pub fn push(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
+        // Only the last `cap` bytes of a huge push can survive.
+        if bytes.len() as u64 > self.cap {
+            let skip = bytes.len() - self.cap as usize;
+            self.total += skip as u64;
+            bytes = &bytes[skip..];
+        }
+        while !bytes.is_empty() {
+            let at = self.total % self.cap;
+            let n = bytes.len().min((self.cap - at) as usize);
+            self.file.write_all_at(&bytes[..n], at)?;
+            self.total += n as u64;
+            bytes = &bytes[n..];
+        }
+        Ok(())
+    }
+
+    /// Write the marker and the kept tail to `out`; `limit` is the log limit named in the marker.
+    pub fn finish(self, out: &mut File, limit: u64) -> std::io::Result<u64> {
+        let kept = self.total.min(self.cap);
+        let start = if self.total > self.cap { self.total % self.cap } else { 0 };
+        // Start the tail at a line's beginning when one is near.
+        let mut first = vec![0u8; kept.min(4096) as usize];
+        self.read_ring(start, &mut first)?;
+        let skip = if self.total > self.cap { first.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1) as u64 } else { 0 };
+        let dropped = self.total - kept + skip;
+        out.seek(SeekFrom::End(0))?;
+        let mut written = 0;
+        if dropped > 0 {
+            let marker = format!("\n[kiln: {dropped} bytes dropped here: the log passed its {limit} byte limit, so it keeps its head and its tail]\n");
+            out.write_all(marker.as_bytes())?;
+            written += marker.len() as u64;
+        }
+        let mut buf = vec![0u8; 1 << 20];
+        let mut pos = skip;
+        while pos < kept {
+            let n = ((kept - pos) as usize).min(buf.len());
+            self.read_ring((start + pos) % self.cap, &mut buf[..n])?;
+            out.write_all(&buf[..n])?;
+            pos += n as u64;
+            written += n as u64;
+        }
+        let _ = std::fs::remove_file(&self.path);
+        Ok(written)
+    }
+
+    /// Fill `buf` from ring position `at`, wrapping around.
+    fn read_ring(&self, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let first = buf.len().min((self.cap - at) as usize);
+        self.file.read_exact_at(&mut buf[..first], at)?;
+        if first < buf.len() {
+            self.file.read_exact_at(&mut buf[first..], 0)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn keeps_the_last_bytes_after_a_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Tail::create(dir.path().join("tail"), 100).unwrap();
+        let mut all = Vec::new();
+        for i in 0..50 {
+            let line = format!("line {i}\n");
+            all.extend_from_slice(line.as_bytes());
+            t.push(line.as_bytes()).unwrap();
+        }
+        let mut out = std::fs::OpenOptions::new().create(true).read(true).write(true).truncate(true).open(dir.path().join("out")).unwrap();
+        t.finish(&mut out, 1234).unwrap();
+        let mut got = String::new();
+        out.seek(SeekFrom::Start(0)).unwrap();
+        out.read_to_string(&mut got).unwrap();
+        assert!(got.ends_with("line 48\nline 49\n"), "{got}");
+        let kept = got.split("]\n").nth(1).unwrap();
+        assert!(kept.starts_with("line "), "the tail starts on a line: {kept:?}");
+        let dropped: usize = got.trim_start().strip_prefix("[kiln: ").unwrap().split(' ').next().unwrap().parse().unwrap();
+        assert_eq!(dropped + kept.len(), all.len());
+        assert!(got.contains("1234 byte limit"));
+    }
+
+    #[test]
+    fn nothing_dropped_no_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Tail::create(dir.path().join("tail"), 100).unwrap();
+        t.push(b"short\n").unwrap();
+        let mut out = std::fs::OpenOptions::new().create(true).read(true).write(true).truncate(true).open(dir.path().join("out")).unwrap();
+        t.finish(&mut out, 100).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("out")).unwrap(), b"short\n");
+    }
+}

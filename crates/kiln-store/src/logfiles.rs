@@ -1,0 +1,501 @@
+//! Log bytes on disk, one folder per attempt under the log folder
+//! (`<logs>/<job>/<attempt>/`): append-only, compressed, readable at any offset
+//! in bounded memory.
+//!
+//! ```text
+//!   open      the raw bytes after the last sealed segment (< SEGMENT)
+//!   sealed    zstd frames, one per SEGMENT of raw bytes, back to back
+//!   index     one 32-byte entry per frame: raw start, frame start, frame length, raw length, newlines
+//! ```
+//!
+//! The database's `attempts.log_len` says how many bytes are accepted; the files
+//! may hold a little more after a crash between the file write and the row update.
+//! Those extra bytes came from the same attempt at the same offsets (an agent's
+//! spool is append-only), so a resent chunk skips them instead of writing them
+//! twice. A torn write (half a frame, half an index entry) is cut off on the next
+//! append. Several servers on one PostgreSQL database share one log folder
+//! (`--logs`); appends to one attempt take turns behind its row lock.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// Raw bytes per compressed frame: the most a read decompresses at once.
+pub const SEGMENT: usize = 1 << 20;
+const ENTRY: usize = 32;
+const LEVEL: i32 = 1;
+
+/// One sealed frame.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    raw_start: u64,
+    zst_start: u64,
+    zst_len: u32,
+    raw_len: u32,
+    lines: u64,
+}
+
+impl Entry {
+    fn raw_end(&self) -> u64 {
+        self.raw_start + self.raw_len as u64
+    }
+    fn zst_end(&self) -> u64 {
+        self.zst_start + self.zst_len as u64
+    }
+    fn encode(&self) -> [u8; ENTRY] {
+        let mut b = [0u8; ENTRY];
+        b[0..8].copy_from_slice(&self.raw_start.to_le_bytes());
+        b[8..16].copy_from_slice(&self.zst_start.to_le_bytes());
+        b[16..20].copy_from_slice(&self.zst_len.to_le_bytes());
+        b[20..24].copy_from_slice(&self.raw_len.to_le_bytes());
+        b[24..32].copy_from_slice(&self.lines.to_le_bytes());
+        b
+    }
+    fn decode(b: &[u8]) -> Entry {
+        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+        Entry { raw_start: u64_at(0), zst_start: u64_at(8), zst_len: u32_at(16), raw_len: u32_at(20), lines: u64_at(24) }
+    }
+}
+
+/// The folder holding every attempt's log.
+#[derive(Debug, Clone)]
+pub struct LogFiles {
+    root: PathBuf,
+}
+
+/// A match found by [`LogFiles::search`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogMatch {
+    /// 1-based line number.
+    pub line: u64,
+    /// Byte offset where the line starts.
+    pub offset: u64,
+    /// The line (cut to a few hundred bytes), lossily decoded.
+    pub text: String,
+}
+
+/// What a search found: every occurrence counted, the first few lines kept.
+#[derive(Debug, Clone, Default)]
+pub struct SearchResult {
+    pub count: u64,
+    pub lines_matched: u64,
+    pub matches: Vec<LogMatch>,
+}
+
+fn corrupt(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what)
+}
+
+impl LogFiles {
+    pub fn new(root: impl Into<PathBuf>) -> LogFiles {
+        LogFiles { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn dir(&self, job_id: i64, attempt: i64) -> PathBuf {
+        self.root.join(job_id.to_string()).join(attempt.to_string())
+    }
+
+    /// Folder of all of a job's attempts (removed whole by retention).
+    pub fn job_dir(&self, job_id: i64) -> PathBuf {
+        self.root.join(job_id.to_string())
+    }
+
+    fn entries(dir: &Path) -> io::Result<Vec<Entry>> {
+        let bytes = match std::fs::read(dir.join("index")) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        // A torn last entry (a crash mid-write) is not part of the index.
+        let mut out: Vec<Entry> = bytes.chunks_exact(ENTRY).map(Entry::decode).collect();
+        // Entries must follow each other; anything after a break is a leftover.
+        let mut end = 0;
+        let mut keep = 0;
+        for e in &out {
+            if e.raw_start != end {
+                break;
+            }
+            end = e.raw_end();
+            keep += 1;
+        }
+        out.truncate(keep);
+        Ok(out)
+    }
+
+    /// Bytes the files hold for this attempt (0 when it has none).
+    pub fn len(&self, job_id: i64, attempt: i64) -> io::Result<u64> {
+        let dir = self.dir(job_id, attempt);
+        let sealed = Self::entries(&dir)?.last().map_or(0, Entry::raw_end);
+        let open = match std::fs::metadata(dir.join("open")) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(e),
+        };
+        Ok(sealed + open)
+    }
+
+    /// Append `data`, which starts at byte `offset` of the attempt's log; the
+    /// caller has checked that `offset` is what the database holds. Bytes the
+    /// files already hold past it (left by an interrupted append) are skipped.
+    pub fn append(&self, job_id: i64, attempt: i64, offset: u64, data: &[u8]) -> io::Result<()> {
+        let dir = self.dir(job_id, attempt);
+        std::fs::create_dir_all(&dir)?;
+        let entries = Self::entries(&dir)?;
+        let sealed_len = entries.last().map_or(0, Entry::raw_end);
+        let zst_len = entries.last().map_or(0, Entry::zst_end);
+        let mut open = OpenOptions::new().create(true).read(true).write(true).truncate(false).open(dir.join("open"))?;
+        let have = sealed_len + open.metadata()?.len();
+        if have < offset {
+            return Err(corrupt(format!("log files of job {job_id} attempt {attempt} hold {have} bytes, the database {offset}: {} was changed by hand", dir.display())));
+        }
+        let skip = ((have - offset) as usize).min(data.len());
+        let mut data = &data[skip..];
+        if data.is_empty() {
+            return Ok(());
+        }
+        let mut open_len = (have - sealed_len) as usize;
+        if open_len + data.len() < SEGMENT {
+            open.seek(SeekFrom::End(0))?;
+            return open.write_all(data);
+        }
+        // Seal whole segments: what `open` holds plus the start of `data`, then whole SEGMENTs of `data`.
+        let mut sealed = OpenOptions::new().create(true).write(true).truncate(false).open(dir.join("sealed"))?;
+        sealed.set_len(zst_len)?; // drop a frame half-written before a crash
+        sealed.seek(SeekFrom::End(0))?;
+        let mut index = OpenOptions::new().create(true).write(true).truncate(false).open(dir.join("index"))?;
+        index.set_len((entries.len() * ENTRY) as u64)?;
+        index.seek(SeekFrom::End(0))?;
+        let (mut raw_start, mut zst_start) = (sealed_len, zst_len);
+        let mut buf = Vec::with_capacity(SEGMENT);
+        while open_len + data.len() >= SEGMENT {
+            buf.clear();
+            if open_len > 0 {
+                open.seek(SeekFrom::Start(0))?;
+                buf.resize(open_len, 0);
+                open.read_exact(&mut buf)?;
+            }
+            let take = SEGMENT - open_len;
+            buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            let frame = zstd::bulk::compress(&buf, LEVEL)?;
+            sealed.write_all(&frame)?;
+            let e = Entry { raw_start, zst_start, zst_len: frame.len() as u32, raw_len: buf.len() as u32, lines: memchr::memchr_iter(b'\n', &buf).count() as u64 };
+            index.write_all(&e.encode())?;
+            raw_start = e.raw_end();
+            zst_start = e.zst_end();
+            open.set_len(0)?;
+            open_len = 0;
+        }
+        open.seek(SeekFrom::Start(0))?;
+        open.write_all(data)
+    }
+
+    /// Read at most `max` bytes from `offset`, not past `end` (the accepted length).
+    pub fn read(&self, job_id: i64, attempt: i64, offset: u64, max: usize, end: u64) -> io::Result<Vec<u8>> {
+        let mut r = self.reader(job_id, attempt, end)?;
+        let mut out = Vec::new();
+        let mut at = offset;
+        while out.len() < max && at < end {
+            let piece = r.piece(at)?;
+            if piece.is_empty() {
+                break;
+            }
+            let take = piece.len().min(max - out.len());
+            out.extend_from_slice(&piece[..take]);
+            at += take as u64;
+        }
+        Ok(out)
+    }
+
+    /// A sequential reader (for downloads and searches).
+    pub fn reader(&self, job_id: i64, attempt: i64, end: u64) -> io::Result<LogReader> {
+        let dir = self.dir(job_id, attempt);
+        let entries = Self::entries(&dir)?;
+        Ok(LogReader { dir, entries, end, cached: None })
+    }
+
+    /// The 1-based number of the line holding byte `offset`.
+    pub fn line_at(&self, job_id: i64, attempt: i64, offset: u64, end: u64) -> io::Result<u64> {
+        let mut r = self.reader(job_id, attempt, end)?;
+        let offset = offset.min(end);
+        let whole = r.entries.partition_point(|e| e.raw_end() <= offset);
+        let mut lines: u64 = r.entries[..whole].iter().map(|e| e.lines).sum();
+        let mut at = r.entries.get(whole.wrapping_sub(1)).filter(|_| whole > 0).map_or(0, Entry::raw_end);
+        while at < offset {
+            let piece = r.piece(at)?;
+            if piece.is_empty() {
+                break;
+            }
+            let take = piece.len().min((offset - at) as usize);
+            lines += memchr::memchr_iter(b'\n', &piece[..take]).count() as u64;
+            at += take as u64;
+        }
+        Ok(lines + 1)
+    }
+
+    /// The byte offset where 1-based line `line` starts (None past the last line).
+    pub fn offset_of_line(&self, job_id: i64, attempt: i64, line: u64, end: u64) -> io::Result<Option<u64>> {
+        if line <= 1 {
+            return Ok(Some(0));
+        }
+        let mut r = self.reader(job_id, attempt, end)?;
+        // Newlines to pass: line - 1. Whole segments first, from the index.
+        let mut need = line - 1;
+        let mut at = 0u64;
+        for e in &r.entries {
+            if e.lines >= need || e.raw_end() > end {
+                break;
+            }
+            need -= e.lines;
+            at = e.raw_end();
+        }
+        loop {
+            let piece = r.piece(at)?;
+            if piece.is_empty() {
+                return Ok(None);
+            }
+            let n = memchr::memchr_iter(b'\n', piece).count() as u64;
+            if n >= need {
+                let i = memchr::memchr_iter(b'\n', piece).nth((need - 1) as usize).unwrap();
+                let off = at + i as u64 + 1;
+                return Ok((off < end).then_some(off));
+            }
+            need -= n;
+            at += piece.len() as u64;
+        }
+    }
+
+    /// Count every occurrence of `needle` and keep the first `keep` matching lines.
+    pub fn search(&self, job_id: i64, attempt: i64, needle: &[u8], keep: usize, end: u64) -> io::Result<SearchResult> {
+        let mut res = SearchResult::default();
+        if needle.is_empty() {
+            return Ok(res);
+        }
+        let finder = memchr::memmem::Finder::new(needle);
+        let mut r = self.reader(job_id, attempt, end)?;
+        // Lines are searched whole: the partial last line of a piece waits for the next one.
+        let mut carry: Vec<u8> = Vec::new();
+        let mut carry_start = 0u64;
+        let mut line = 1u64;
+        let mut at = 0u64;
+        loop {
+            let piece_start = at;
+            let piece = r.piece(at)?.to_vec();
+            let last = piece.is_empty();
+            at += piece.len() as u64;
+            let (block, block_start) = if carry.is_empty() {
+                (piece, piece_start)
+            } else {
+                let mut b = std::mem::take(&mut carry);
+                b.extend_from_slice(&piece);
+                (b, carry_start)
+            };
+            let cut = if last { block.len() } else { memchr::memrchr(b'\n', &block).map_or(0, |i| i + 1) };
+            let (whole, rest) = block.split_at(cut);
+            let mut pos = 0usize;
+            for ls in whole.split_inclusive(|&b| b == b'\n') {
+                let n = finder.find_iter(ls).count() as u64;
+                if n > 0 {
+                    res.count += n;
+                    res.lines_matched += 1;
+                    if res.matches.len() < keep {
+                        let text = ls.strip_suffix(b"\n").unwrap_or(ls);
+                        let text = &text[..text.len().min(400)];
+                        res.matches.push(LogMatch { line, offset: block_start + pos as u64, text: String::from_utf8_lossy(text).into_owned() });
+                    }
+                }
+                pos += ls.len();
+                line += 1;
+            }
+            if last {
+                return Ok(res);
+            }
+            carry = rest.to_vec();
+            carry_start = block_start + cut as u64;
+            // A line longer than a few segments is searched in parts (its matches still counted).
+            if carry.len() > 4 * SEGMENT {
+                res.count += finder.find_iter(&carry).count() as u64;
+                let drop = carry.len() - (needle.len() - 1);
+                carry.drain(..drop);
+                carry_start += drop as u64;
+            }
+        }
+    }
+
+    /// Remove every attempt's files of a job; returns the bytes freed.
+    pub fn remove_job(&self, job_id: i64) -> io::Result<u64> {
+        let dir = self.job_dir(job_id);
+        let freed = dir_size(&dir);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(freed),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Bytes a job's logs take on disk.
+    pub fn job_disk_use(&self, job_id: i64) -> u64 {
+        dir_size(&self.job_dir(job_id))
+    }
+}
+
+/// Total size of the files under `dir` (0 if absent).
+pub fn dir_size(dir: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
+    rd.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Reads an attempt's log piece by piece, one decompressed segment in memory at a time.
+pub struct LogReader {
+    dir: PathBuf,
+    entries: Vec<Entry>,
+    end: u64,
+    cached: Option<(usize, Vec<u8>)>,
+}
+
+impl LogReader {
+    /// The bytes from `at` to the end of the segment holding it (empty at the end).
+    pub fn piece(&mut self, at: u64) -> io::Result<&[u8]> {
+        if at >= self.end {
+            return Ok(&[]);
+        }
+        let sealed_len = self.entries.last().map_or(0, Entry::raw_end);
+        if at >= sealed_len {
+            let want = ((self.end - at) as usize).min(SEGMENT);
+            let mut f = match File::open(self.dir.join("open")) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(&[]),
+                Err(e) => return Err(e),
+            };
+            f.seek(SeekFrom::Start(at - sealed_len))?;
+            let mut buf = Vec::with_capacity(want);
+            f.take(want as u64).read_to_end(&mut buf)?;
+            self.cached = Some((usize::MAX, buf));
+            return Ok(&self.cached.as_ref().unwrap().1);
+        }
+        let i = self.entries.partition_point(|e| e.raw_end() <= at);
+        let e = self.entries[i];
+        if self.cached.as_ref().map(|c| c.0) != Some(i) {
+            let mut f = File::open(self.dir.join("sealed"))?;
+            f.seek(SeekFrom::Start(e.zst_start))?;
+            let mut frame = vec![0u8; e.zst_len as usize];
+            f.read_exact(&mut frame)?;
+            let raw = zstd::bulk::decompress(&frame, e.raw_len as usize)?;
+            if raw.len() != e.raw_len as usize {
+                return Err(corrupt(format!("{}: segment at {} decompressed to {} bytes, not {}", self.dir.display(), e.raw_start, raw.len(), e.raw_len)));
+            }
+            self.cached = Some((i, raw));
+        }
+        let raw = &self.cached.as_ref().unwrap().1;
+        let from = (at - e.raw_start) as usize;
+        let to = raw.len().min((self.end - e.raw_start) as usize);
+        Ok(&raw[from..to])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(n: usize) -> Vec<u8> {
+        let mut v = Vec::new();
+        let mut i = 0;
+        while v.len() < n {
+            v.extend_from_slice(format!("line {i} of the log, with some text\n").as_bytes());
+            i += 1;
+        }
+        v.truncate(n);
+        v
+    }
+
+    #[test]
+    fn appends_in_odd_pieces_read_back_at_any_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let lf = LogFiles::new(dir.path());
+        let data = sample(3 * SEGMENT + 12345);
+        let mut at = 0;
+        for size in [10, SEGMENT - 3, 7, 2 * SEGMENT + 5, 100_000] {
+            let end = (at + size).min(data.len());
+            lf.append(1, 1, at as u64, &data[at..end]).unwrap();
+            at = end;
+        }
+        lf.append(1, 1, at as u64, &data[at..]).unwrap();
+        let total = data.len() as u64;
+        assert_eq!(lf.len(1, 1).unwrap(), total);
+        for off in [0u64, 5, SEGMENT as u64 - 1, SEGMENT as u64, 3 * SEGMENT as u64 + 100] {
+            let got = lf.read(1, 1, off, 2 * SEGMENT, total).unwrap();
+            let want = &data[off as usize..(off as usize + 2 * SEGMENT).min(data.len())];
+            assert_eq!(got, want, "read at {off}");
+        }
+        // Bounded by the accepted length.
+        assert_eq!(lf.read(1, 1, 0, 100, 40).unwrap(), &data[..40]);
+        // Line numbers agree with counting, both ways.
+        for n in [1u64, 2, 30_000, 40_000] {
+            let want = if n == 1 { 0 } else { data.iter().enumerate().filter(|(_, &b)| b == b'\n').nth(n as usize - 2).map(|(i, _)| i as u64 + 1).unwrap() };
+            assert_eq!(lf.offset_of_line(1, 1, n, total).unwrap(), Some(want), "line {n}");
+            assert_eq!(lf.line_at(1, 1, want, total).unwrap(), n);
+        }
+        assert_eq!(lf.offset_of_line(1, 1, 10_000_000, total).unwrap(), None);
+        for off in [0u64, 1000, SEGMENT as u64 + 17, total] {
+            let want = data[..off as usize].iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+            assert_eq!(lf.line_at(1, 1, off, total).unwrap(), want);
+        }
+        // The sealed part is compressed.
+        assert!(std::fs::metadata(dir.path().join("1/1/sealed")).unwrap().len() < (SEGMENT as u64));
+    }
+
+    #[test]
+    fn a_resent_chunk_after_an_interrupted_append_is_not_stored_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let lf = LogFiles::new(dir.path());
+        let data = sample(SEGMENT + 500);
+        lf.append(2, 1, 0, &data[..1000]).unwrap();
+        // The files took bytes 1000..SEGMENT+100, but the database never learned it (a crash).
+        lf.append(2, 1, 1000, &data[1000..SEGMENT + 100]).unwrap();
+        // The agent resends from 1000.
+        lf.append(2, 1, 1000, &data[1000..]).unwrap();
+        assert_eq!(lf.len(2, 1).unwrap(), data.len() as u64);
+        assert_eq!(lf.read(2, 1, 0, usize::MAX, data.len() as u64).unwrap(), data);
+        // A torn index entry and a half-written frame are cut off on the next append.
+        let mut idx = OpenOptions::new().append(true).open(dir.path().join("2/1/index")).unwrap();
+        idx.write_all(&[1, 2, 3]).unwrap();
+        let more = sample(2 * SEGMENT);
+        lf.append(2, 1, data.len() as u64, &more).unwrap();
+        let mut all = data.clone();
+        all.extend_from_slice(&more);
+        assert_eq!(lf.read(2, 1, 0, usize::MAX, all.len() as u64).unwrap(), all);
+        // Files shorter than what the database accepted are an error, not a silent gap.
+        assert!(lf.append(3, 1, 10, b"x").is_err());
+    }
+
+    #[test]
+    fn search_counts_every_occurrence_across_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let lf = LogFiles::new(dir.path());
+        let data = sample(3 * SEGMENT);
+        lf.append(4, 1, 0, &data).unwrap();
+        let total = data.len() as u64;
+        let text = String::from_utf8_lossy(&data);
+        let want_lines: Vec<(u64, &str)> = text.lines().enumerate().filter(|(_, l)| l.contains("line 7")).map(|(i, l)| (i as u64 + 1, l)).collect();
+        let r = lf.search(4, 1, b"line 7", 5, total).unwrap();
+        assert_eq!(r.count, text.matches("line 7").count() as u64);
+        assert_eq!(r.lines_matched, want_lines.len() as u64);
+        assert_eq!(r.matches.len(), 5);
+        for (m, (n, l)) in r.matches.iter().zip(&want_lines) {
+            assert_eq!((m.line, m.text.as_str()), (*n, *l));
+            assert_eq!(&data[m.offset as usize..m.offset as usize + l.len()], l.as_bytes());
+        }
+        assert_eq!(lf.search(4, 1, b"not there", 5, total).unwrap().count, 0);
+    }
+}
