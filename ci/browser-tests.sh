@@ -11,4 +11,4 @@ if [ -z "${KILN_BIN:-}" ]; then
   export KILN_BIN="$PWD/target/debug/kiln"
 fi
 cd tests/browser
-exec node --test --test-concurrency=1 --test-reporter=spec console.test.mjs
+exec node --test --test-concurrency=1 --test-reporter=spec console.test.mjs biglog.test.mjs

@@ -2,8 +2,11 @@
 //  - [data-ts] shows "3 s ago", [data-since] a running duration; both tick every second.
 //  - [data-live-src] elements are re-fetched (the same page with ?partial=1) when the
 //    event stream (/api/v1/events, server-sent events) says something changed.
-//  - On a build page, #log-panel streams the selected job's log: ANSI colours, line
-//    anchors (#L12), follow that stops when the reader scrolls up, raw download; #tests
+//  - On a build page, #log-panel streams the selected job's log, at any size: it opens at
+//    the tail (the last 256 KiB, live while the job runs), loads earlier parts as the
+//    reader scrolls up, searches on the server and jumps to a line (#L12 links too), and
+//    never holds the whole log; ANSI colours, follow that stops when the reader scrolls
+//    up, raw download; #tests
 //    (the test results) is re-fetched from its data-tests-src on test events.
 (function () {
   "use strict";
@@ -111,11 +114,13 @@
   // ── the log ─────────────────────────────────────────────────────────────
   const panel = $("#log-panel");
   const box = $("#log");
+  // top: byte offset where the first shown line starts (null: nothing shown yet); topLine: its number.
   const log = { job: panel ? panel.dataset.job : "", attempt: panel ? +panel.dataset.attempt : 0, offset: 0, line: 0,
-    rest: "", style: {}, done: false, busy: false, again: false, follow: true, target: null, partialEl: null };
-  const followBtn = $("#follow");
-
+    rest: "", style: {}, done: false, busy: false, again: false, follow: true, target: null, partialEl: null,
+    top: null, topLine: 1, loadingUp: false, len: 0 };
+  const WINDOW = 256 * 1024;
   function atBottom() { return box.scrollHeight - box.scrollTop - box.clientHeight < 30; }
+  function atNearBottom() { return box.scrollHeight - box.scrollTop - box.clientHeight < 600; }
   function showFollow() { if (followBtn) followBtn.hidden = log.follow || log.done; }
 
   // ANSI SGR → spans with classes (16 colours) or inline colours (256 / truecolor).
@@ -210,29 +215,111 @@
     box.scrollTop = el.offsetTop - box.clientHeight / 3;
     showFollow();
   }
+  // The first slice: the tail, or the part holding the line asked for (#L123). Sets where the view starts.
+  async function openAt() {
+    const m = /^L(\d+)$/.exec(log.target || "");
+    const q = m ? `line=${Math.max(1, +m[1] - 200)}&max=${WINDOW}` : `tail=${WINDOW}`;
+    const r = await fetch(`/api/v1/jobs/${log.job}/log?attempt=${log.attempt}&${q}`, { credentials: "same-origin" });
+    if (!r.ok) return false;
+    const s = await r.json();
+    log.top = s.offset; log.topLine = s.line; log.line = s.line - 1; log.offset = s.offset; log.len = s.len;
+    box.innerHTML = "";
+    updateMore();
+    append(s.text);
+    log.offset = s.next_offset;
+    if (s.done && s.next_offset >= s.len) { log.done = true; showFollow(); }
+    if (!m) box.scrollTop = box.scrollHeight;
+    return true;
+  }
+  // "earlier lines" above the first shown line, while there are some.
+  function updateMore() {
+    let more = $(".log-more", box);
+    if (log.top > 0) {
+      if (!more) { more = document.createElement("div"); more.className = "log-more muted"; box.prepend(more); }
+      more.textContent = `↑ ${log.top.toLocaleString()} earlier bytes: scroll up to load`;
+    } else if (more) more.remove();
+  }
+  // Scrolling up: the part before the first shown line, kept in place on screen.
+  async function loadEarlier() {
+    if (log.loadingUp || !log.top) return;
+    log.loadingUp = true;
+    try {
+      const r = await fetch(`/api/v1/jobs/${log.job}/log?attempt=${log.attempt}&before=${log.top}&max=${WINDOW}`, { credentials: "same-origin" });
+      if (r.ok) {
+        const s = await r.json();
+        if (s.next_offset === log.top || s.offset === 0) {
+          const lines = s.text.split("\n");
+          if (lines.length && lines[lines.length - 1] === "") lines.pop();
+          const frag = document.createDocumentFragment();
+          let st = {};
+          lines.forEach((p, i) => { const [row, t] = lineEl(s.line + i); st = renderLine(t, p, st); frag.appendChild(row); });
+          const more = $(".log-more", box);
+          const first = more ? more.nextSibling : box.firstChild;
+          const before = box.scrollHeight;
+          box.insertBefore(frag, first);
+          box.scrollTop += box.scrollHeight - before;
+          log.top = s.offset; log.topLine = s.line;
+          updateMore();
+        }
+      }
+    } catch (_) { /* tried again on the next scroll */ }
+    log.loadingUp = false;
+  }
   async function pullLog() {
     if (!panel || !log.job || !log.attempt || log.done) return;
     if (log.busy) { log.again = true; return; }
     log.busy = true;
     try {
+      if (log.top === null && !(await openAt())) { log.busy = false; return; }
       for (;;) {
         log.again = false;
-        const r = await fetch(`/api/v1/jobs/${log.job}/log?attempt=${log.attempt}&offset=${log.offset}`, { credentials: "same-origin" });
+        const r = await fetch(`/api/v1/jobs/${log.job}/log?attempt=${log.attempt}&offset=${log.offset}&max=${WINDOW}`, { credentials: "same-origin" });
         if (!r.ok) break;
         const s = await r.json();
         if (s.offset !== log.offset) break;
+        log.len = s.len;
+        // Far behind a fast writer while following: jump to the tail instead of drawing it all.
+        if (log.follow && s.len - s.next_offset > 4 * WINDOW) { log.top = null; log.rest = ""; log.partialEl = null; if (!(await openAt())) break; continue; }
         append(s.text);
         log.offset = s.next_offset;
         if (s.done) { log.done = true; showFollow(); break; }
         if (!s.text && !log.again) break;
+        if (!log.follow && !log.again) break; // the reader is elsewhere: the rest comes on the next event
       }
     } catch (_) { /* retried on the next event */ }
     log.busy = false;
     if (log.again) pullLog();
   }
+  // Jump to line n: shown if loaded, else the view reopens around it.
+  async function gotoLine(n) {
+    const id = "L" + n;
+    if ($("#" + id, box)) { jumpTo(id); return; }
+    log.target = id; log.top = null; log.rest = ""; log.partialEl = null; log.done = false; log.follow = false;
+    await pullLog();
+    if (log.target && $("#" + log.target, box)) { jumpTo(log.target); log.target = null; }
+  }
+  async function searchLog(q) {
+    const out = $("#log-found");
+    if (!q) { out.hidden = true; return; }
+    out.hidden = false; out.textContent = "searching…";
+    const r = await fetch(`/api/v1/jobs/${log.job}/log/search?attempt=${log.attempt}&limit=200&q=${encodeURIComponent(q)}`, { credentials: "same-origin" });
+    if (!r.ok) { out.textContent = "search failed"; return; }
+    const s = await r.json();
+    out.innerHTML = "";
+    const head = document.createElement("div");
+    head.className = "found-count";
+    head.textContent = `${s.count.toLocaleString()} matches in ${s.lines.toLocaleString()} lines` + (s.matches.length < s.lines ? ` (first ${s.matches.length} listed)` : "");
+    out.appendChild(head);
+    for (const m of s.matches) {
+      const a = document.createElement("a");
+      a.href = "#L" + m.line; a.className = "found"; a.dataset.line = m.line;
+      a.textContent = `${m.line}: ${m.text}`;
+      out.appendChild(a);
+    }
+  }
   function resetLog(job, attempt, status) {
     log.job = String(job); log.attempt = +attempt; log.offset = 0; log.line = 0; log.rest = ""; log.style = {};
-    log.done = false; log.partialEl = null; log.follow = true;
+    log.done = false; log.partialEl = null; log.follow = true; log.top = null;
     box.innerHTML = `<div class="log-empty muted">${log.attempt ? "loading…" : "waiting for an agent…"}</div>`;
     panel.dataset.job = log.job; panel.dataset.attempt = log.attempt;
     const raw = `/api/v1/jobs/${log.job}/raw?attempt=${log.attempt}`;
@@ -269,8 +356,28 @@
   }
 
   if (panel) {
-    box.addEventListener("scroll", () => { log.follow = atBottom(); showFollow(); });
-    if (followBtn) followBtn.addEventListener("click", () => { log.follow = true; box.scrollTop = box.scrollHeight; showFollow(); });
+    box.addEventListener("scroll", () => {
+      log.follow = atBottom(); showFollow();
+      if (box.scrollTop < 400 && log.top) loadEarlier();
+      if (!log.follow && atNearBottom() && !log.done) pullLog();
+    });
+    const sf = $("#log-search");
+    if (sf) sf.addEventListener("submit", (e) => { e.preventDefault(); searchLog($("input", sf).value); });
+    const gf = $("#log-goto");
+    if (gf) gf.addEventListener("submit", (e) => { e.preventDefault(); const n = +$("input", gf).value; if (n > 0) { history.replaceState(null, "", "#L" + n); gotoLine(n); } });
+    const found = $("#log-found");
+    if (found) found.addEventListener("click", (e) => {
+      const a = e.target.closest("a.found");
+      if (!a) return;
+      e.preventDefault();
+      history.replaceState(null, "", "#L" + a.dataset.line);
+      gotoLine(+a.dataset.line);
+    });
+    if (followBtn) followBtn.addEventListener("click", () => {
+      log.follow = true;
+      if (log.len - log.offset > WINDOW) { log.top = null; log.rest = ""; log.partialEl = null; log.done = false; pullLog(); }
+      box.scrollTop = box.scrollHeight; showFollow();
+    });
     box.addEventListener("click", (e) => {
       const a = e.target.closest("a.n");
       if (!a) return;

@@ -282,6 +282,7 @@ impl LogFiles {
         let mut carry: Vec<u8> = Vec::new();
         let mut carry_start = 0u64;
         let mut line = 1u64;
+        let mut last_line: Option<u64> = None;
         let mut at = 0u64;
         loop {
             let piece_start = at;
@@ -297,21 +298,25 @@ impl LogFiles {
             };
             let cut = if last { block.len() } else { memchr::memrchr(b'\n', &block).map_or(0, |i| i + 1) };
             let (whole, rest) = block.split_at(cut);
-            let mut pos = 0usize;
-            for ls in whole.split_inclusive(|&b| b == b'\n') {
-                let n = finder.find_iter(ls).count() as u64;
-                if n > 0 {
-                    res.count += n;
-                    res.lines_matched += 1;
-                    if res.matches.len() < keep {
-                        let text = ls.strip_suffix(b"\n").unwrap_or(ls);
-                        let text = &text[..text.len().min(400)];
-                        res.matches.push(LogMatch { line, offset: block_start + pos as u64, text: String::from_utf8_lossy(text).into_owned() });
-                    }
+            // Occurrences over the whole block; line numbers by counting newlines between them.
+            let mut counted = 0usize;
+            for m in finder.find_iter(whole) {
+                line += memchr::memchr_iter(b'\n', &whole[counted..m]).count() as u64;
+                counted = m;
+                res.count += 1;
+                if last_line == Some(line) {
+                    continue;
                 }
-                pos += ls.len();
-                line += 1;
+                last_line = Some(line);
+                res.lines_matched += 1;
+                if res.matches.len() < keep {
+                    let from = memchr::memrchr(b'\n', &whole[..m]).map_or(0, |i| i + 1);
+                    let to = memchr::memchr(b'\n', &whole[m..]).map_or(whole.len(), |i| m + i);
+                    let text = &whole[from..to.min(from + 400)];
+                    res.matches.push(LogMatch { line, offset: block_start + from as u64, text: String::from_utf8_lossy(text).into_owned() });
+                }
             }
+            line += memchr::memchr_iter(b'\n', &whole[counted..]).count() as u64;
             if last {
                 return Ok(res);
             }

@@ -1,0 +1,122 @@
+//! A big log end to end (BIGLOG_MB, default 200 MB): every byte kept head to tail, server
+//! and agent memory bounded while it is written and read (their RSS sampled throughout), a
+//! byte range, the tail (`Range: bytes=-N` and `kiln logs --tail`), a streamed download,
+//! search counts, a line's offset, and the log stream resuming from `Last-Event-ID`.
+
+mod common;
+use common::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+fn rss_mb(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) / 1024
+}
+
+fn get(k: &Kiln, path: &str, headers: &[(&str, &str)]) -> http::Resp {
+    let auth = format!("Bearer {ADMIN}");
+    let mut h = vec![("Authorization", auth.as_str())];
+    h.extend_from_slice(headers);
+    http::send(&k.url, "GET", path, &h, b"", false)
+}
+
+#[test]
+fn a_200_mb_log_is_kept_whole_and_read_in_bounded_memory() {
+    let mb: u64 = std::env::var("BIGLOG_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let lines = mb * 10486;
+    let mut k = Kiln::start();
+    let agent = k.agent("a1", &[]);
+    let gen = format!("python3 -c 'import sys; w=sys.stdout.write; [w(\\\"L%08d \\\" % i + \\\"x\\\" * 90 + \\\"\\\\n\\\") for i in range({lines})]; w(\\\"LAST-LINE-OF-THE-LOG\\\\n\\\")'");
+    let repo = k.repo("big", &format!("jobs:\n  big:\n    steps:\n      - \"{gen}\"\n"));
+    k.add_project("big", &repo, &[]);
+    let server = k.server_pid();
+    let stop = Arc::new(AtomicBool::new(false));
+    let peaks = Arc::new(Mutex::new((0u64, 0u64)));
+    let sampler = {
+        let (stop, peaks) = (stop.clone(), peaks.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let (s, a) = (rss_mb(server), rss_mb(agent));
+                let mut p = peaks.lock().unwrap();
+                *p = (p.0.max(s), p.1.max(a));
+                drop(p);
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        })
+    };
+    let id = k.trigger("big");
+    let b = k.wait_build(id, 900);
+    assert_eq!(b["status"], "passed", "{b}");
+    let job = Kiln::job(&b, "big");
+    let job_id = job["id"].as_i64().unwrap();
+    let len = job["attempts"][0]["log_len"].as_u64().unwrap();
+    assert!(len >= mb * 1_000_000, "only {len} bytes kept of a {mb} MB log");
+
+    // A byte range at the head, one in the middle, and the tail.
+    let r = get(&k, &format!("/api/v1/jobs/{job_id}/raw"), &[("Range", "bytes=0-199")]);
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-range"), Some(format!("bytes 0-199/{len}").as_str()));
+    assert!(r.text().contains("\nL00000000 xxx"), "{}", r.text());
+    let mid = len / 2;
+    let r = get(&k, &format!("/api/v1/jobs/{job_id}/raw"), &[("Range", &format!("bytes={mid}-{}", mid + 999))]);
+    assert_eq!((r.status, r.body.len()), (206, 1000));
+    let r = get(&k, &format!("/api/v1/jobs/{job_id}/raw"), &[("Range", "bytes=-21")]);
+    assert_eq!(r.text(), "LAST-LINE-OF-THE-LOG\n");
+    assert_eq!(get(&k, &format!("/api/v1/jobs/{job_id}/raw"), &[("Range", &format!("bytes={len}-"))]).status, 416);
+
+    // The tail through the API and the CLI.
+    let t: serde_json::Value = serde_json::from_slice(&get(&k, &format!("/api/v1/jobs/{job_id}/log?tail=1000"), &[]).body).unwrap();
+    assert!(t["text"].as_str().unwrap().ends_with("LAST-LINE-OF-THE-LOG\n"));
+    assert_eq!(t["len"].as_u64(), Some(len));
+    assert_eq!(t["done"], true);
+    let first_line = t["line"].as_u64().unwrap();
+    let shown = t["text"].as_str().unwrap().lines().count() as u64;
+    assert_eq!(first_line + shown - 1, lines + 3, "the tail's line numbers count every line before it");
+    let out = k.kiln(&["logs", &id.to_string(), "--tail", "3"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let got: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(got.len(), 3, "{text}");
+    assert!(got[0].starts_with(&format!("L{:08} ", lines - 2)) && got[2] == "LAST-LINE-OF-THE-LOG", "{text}");
+
+    // Jump to a line, and the part before an offset (scrolling up).
+    let l: serde_json::Value = serde_json::from_slice(&get(&k, &format!("/api/v1/jobs/{job_id}/log?line=1003&max=200"), &[]).body).unwrap();
+    assert!(l["text"].as_str().unwrap().starts_with("L00001000 x"), "{l}");
+    assert_eq!(l["line"], 1003);
+    let before = l["offset"].as_u64().unwrap();
+    let up: serde_json::Value = serde_json::from_slice(&get(&k, &format!("/api/v1/jobs/{job_id}/log?before={before}&max=1000"), &[]).body).unwrap();
+    assert_eq!(up["next_offset"].as_u64(), Some(before));
+    assert!(up["text"].as_str().unwrap().ends_with(&format!("L00000999 {}\n", "x".repeat(90))), "{up}");
+    assert_eq!(up["line"].as_u64().unwrap() + up["text"].as_str().unwrap().lines().count() as u64, 1003);
+
+    // Search: exact counts over the whole log.
+    let s: serde_json::Value = serde_json::from_slice(&get(&k, &format!("/api/v1/jobs/{job_id}/log/search?q=L0000123&limit=3"), &[]).body).unwrap();
+    assert_eq!((s["count"].as_u64(), s["lines"].as_u64()), (Some(10), Some(10)), "{s}");
+    assert_eq!(s["matches"].as_array().unwrap().len(), 3);
+    assert_eq!(s["matches"][0]["line"], 1233);
+    let s: serde_json::Value = serde_json::from_slice(&get(&k, &format!("/api/v1/jobs/{job_id}/log/search?q=LAST-LINE"), &[]).body).unwrap();
+    assert_eq!(s["count"], 1);
+    let s: serde_json::Value = serde_json::from_slice(&get(&k, &format!("/api/v1/jobs/{job_id}/log/search?q=xxxxxxxxxx%0A"), &[]).body).unwrap();
+    assert_eq!(s["count"].as_u64(), Some(lines), "one per generated line");
+
+    // The whole log streamed: every byte, the head and the tail.
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("curl -sf -H 'Authorization: Bearer {ADMIN}' {}/api/v1/jobs/{job_id}/raw | wc -c", k.url))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim().parse::<u64>().ok(), Some(len), "the streamed download has every byte");
+
+    // The log stream resumes from a byte offset.
+    let from = len - 21;
+    let r = http::send(&k.url, "GET", &format!("/api/v1/jobs/{job_id}/log/events"), &[("Authorization", &format!("Bearer {ADMIN}")), ("Last-Event-ID", &from.to_string())], b"", false);
+    let body = r.text();
+    assert!(body.contains(&format!("id: {len}")) && body.contains("LAST-LINE-OF-THE-LOG") && body.contains("event: end"), "{body}");
+    assert!(!body.contains("L0000"), "resumed from the offset, not the start: {body}");
+
+    stop.store(true, Ordering::SeqCst);
+    sampler.join().unwrap();
+    let (s, a) = *peaks.lock().unwrap();
+    eprintln!("peak RSS: server {s} MB, agent {a} MB ({mb} MB log)");
+    assert!(s > 0 && s <= 120, "server RSS peaked at {s} MB while storing and serving a {mb} MB log");
+    assert!(a > 0 && a <= 120, "agent RSS peaked at {a} MB while spooling and sending a {mb} MB log");
+}

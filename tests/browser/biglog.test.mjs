@@ -1,0 +1,68 @@
+// A big log in the console (BIGLOG_MB, default 200 MB): the build page opens at the tail and
+// shows the last line within 2 s, scrolling up loads earlier lines, the page stays responsive,
+// a server-side search counts every match and jumps to a line, and a #L link opens at its line.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Kiln, browser } from "./kiln.mjs";
+
+const MB = +(process.env.BIGLOG_MB || 200);
+const LINES = MB * 10486; // 100-byte lines
+const PIPELINE = `jobs:
+  big:
+    steps:
+      - "python3 -c 'import sys; w=sys.stdout.write; [w(\\"L%08d \\" % i + \\"x\\" * 90 + \\"\\\\n\\") for i in range(${LINES})]; w(\\"LAST-LINE-OF-THE-LOG\\\\n\\")'"
+`;
+
+test(`the console opens a ${MB} MB log at its end`, { timeout: 600_000 }, async (t) => {
+  const k = await new Kiln().start();
+  const b = await browser();
+  t.after(async () => { await b.close(); k.stop(); });
+  k.agent("a1");
+  const repo = k.repo("big", { ".kiln.yml": PIPELINE });
+  k.cli("project", "add", "big", "--repo", repo, "--public");
+  const id = JSON.parse(k.cli("trigger", "big", "--json")).id;
+  const done = await k.waitBuild(id, 500);
+  assert.equal(done.status, "passed");
+
+  const page = await (await b.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+  page.on("pageerror", (e) => console.error("# page error:", e.message));
+  const t0 = Date.now();
+  await page.goto(`${k.url}/builds/${id}`);
+  await page.getByText("LAST-LINE-OF-THE-LOG").first().waitFor({ timeout: 2000 });
+  console.log(`# last line shown after ${Date.now() - t0} ms`);
+  // The line numbers are the log's own, not counted from the tail.
+  const lastNum = await page.locator("#log .l").last().locator("a.n").textContent();
+  assert.equal(+lastNum, LINES + 3, "the last line's number counts every line before it (2 kiln lines + the step's)");
+  // Never the whole log: a few thousand rows at most.
+  const rows = await page.locator("#log .l").count();
+  assert.ok(rows < 10_000, `${rows} rows drawn`);
+
+  // Scrolling up loads earlier lines, numbered in order.
+  const firstBefore = +(await page.locator("#log .l").first().locator("a.n").textContent());
+  await page.locator("#log").evaluate((el) => { el.scrollTop = 0; el.dispatchEvent(new Event("scroll")); });
+  await page.waitForFunction((n) => +document.querySelector("#log .l a.n").textContent < n, firstBefore, { timeout: 5000 });
+  const firstAfter = +(await page.locator("#log .l").first().locator("a.n").textContent());
+  assert.ok(firstAfter < firstBefore, `${firstAfter} < ${firstBefore}`);
+  const ids = await page.locator("#log .l").evaluateAll((els) => els.map((e) => +e.id.slice(1)));
+  assert.ok(ids.every((n, i) => i === 0 || n === ids[i - 1] + 1), "lines in order with no gap");
+
+  // Responsive: a click on a line number answers at once.
+  const t1 = Date.now();
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => r())));
+  assert.ok(Date.now() - t1 < 1000, "the page answers within a second");
+
+  // Search over the whole log: exact counts, and a match jumps to its line.
+  await page.fill("#log-search input", "L00001234 ");
+  await page.press("#log-search input", "Enter");
+  await page.getByText("1 matches in 1 lines").waitFor({ timeout: 10000 });
+  await page.locator("#log-found a.found").first().click();
+  await page.locator("#L1237.hl").waitFor({ timeout: 5000 });
+  assert.match(await page.locator("#L1237").textContent(), /L00001234 x/);
+
+  // A line link opens at its line in a fresh page.
+  const p2 = await (await b.newContext()).newPage();
+  const mid = Math.floor(LINES / 2);
+  await p2.goto(`${k.url}/builds/${id}#L${mid}`);
+  await p2.locator(`#L${mid}.hl`).waitFor({ timeout: 5000 });
+  assert.match(await p2.locator(`#L${mid}`).textContent(), new RegExp(`L${String(mid - 3).padStart(8, "0")} x`));
+});
