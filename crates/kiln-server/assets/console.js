@@ -119,6 +119,7 @@
     rest: "", style: {}, done: false, busy: false, again: false, follow: true, target: null, partialEl: null,
     top: null, topLine: 1, loadingUp: false, len: 0 };
   const WINDOW = 256 * 1024;
+  const followBtn = $("#follow");
   function atBottom() { return box.scrollHeight - box.scrollTop - box.clientHeight < 30; }
   function atNearBottom() { return box.scrollHeight - box.scrollTop - box.clientHeight < 600; }
   function showFollow() { if (followBtn) followBtn.hidden = log.follow || log.done; }
