@@ -64,8 +64,11 @@ fn builds_run_on_postgresql_and_survive_a_server_restart() {
 #[test]
 fn two_servers_share_one_queue() {
     let db = fresh_database();
-    let mut k = Kiln::start_with(&["--database", &db]);
-    let (b_child, b_url) = spawn_server(&k.path("data-b"), "127.0.0.1:0", &["--database".into(), db.clone()]);
+    // Logs live in files: the servers of one database share the files folder.
+    let files = tempfile::tempdir().unwrap();
+    let files = files.path().to_str().unwrap().to_string();
+    let mut k = Kiln::start_with(&["--database", &db, "--files", &files]);
+    let (b_child, b_url) = spawn_server(&k.path("data-b"), "127.0.0.1:0", &["--database".into(), db.clone(), "--files".into(), files.clone()]);
     let _b = Reaped(b_child);
     k.agent("a1", &[]);
     let repo = k.repo("shared", "jobs:\n  j:\n    steps: [echo shared]\n");
@@ -84,6 +87,9 @@ fn two_servers_share_one_queue() {
     let started = chrono::DateTime::parse_from_rfc3339(Kiln::job(&b, "j")["started_at"].as_str().unwrap()).unwrap();
     // Without a wake-up across servers the agent would wait out its 25 s long poll.
     assert!((started - created).num_seconds() < 10, "the job waited {}s for a wake-up", (started - created).num_seconds());
+    // The agent sent its log to server A; server B reads it from the shared folder.
+    let logs = on_b(&["logs", &id.to_string()]);
+    assert!(String::from_utf8_lossy(&logs.stdout).contains("\nshared\n"), "{}", String::from_utf8_lossy(&logs.stdout));
     // Both servers poll the repository: a new commit builds once.
     std::fs::write(repo.join("f"), "1").unwrap();
     let sha = commit_all(&repo, "polled by two servers");
