@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::read::{at, valid_name, Reader, MAX_MATRIX_PRODUCT};
 use super::yaml::{Kind, Node, Pos, Value};
-use super::{Matrix, PushFilter, TestsSpec, Triggers, MAX_MATRIX_CELLS, MAX_RETRIES, MAX_SHARDS};
+use super::{ArtifactsWhen, Matrix, PushFilter, TestsSpec, Triggers, MAX_MATRIX_CELLS, MAX_RETRIES, MAX_SHARDS};
 
 const TESTS_KEYS: &[&str] = &[
     "shards",
@@ -345,5 +345,41 @@ impl Reader<'_> {
             t.split_files = None;
         }
         Some(t)
+    }
+}
+
+const ARTIFACTS_KEYS: &[&str] = &["paths", "when"];
+
+impl Reader<'_> {
+    /// `artifacts:` as a glob or list of globs, or `{paths: [...], when: always|on_success|on_failure}`.
+    pub(super) fn artifacts(&mut self, node: &Node, pos: Pos, what: &str) -> (Vec<(String, Pos)>, ArtifactsWhen) {
+        let Value::Map(_) = node.value else {
+            return (self.nonblank_strings(node, pos, what), ArtifactsWhen::default());
+        };
+        let mut globs = Vec::new();
+        let mut when = ArtifactsWhen::default();
+        let mut has_paths = false;
+        for (k, v) in self.entries(node, pos, what).unwrap_or_default() {
+            let Some(name) = self.key(k) else { continue };
+            match name {
+                "paths" => {
+                    has_paths = true;
+                    globs = self.nonblank_strings(v, k.pos, &format!("{what}.paths"));
+                }
+                "when" => {
+                    if let Some(w) = self.string(v, k.pos, &format!("{what}.when")) {
+                        match ArtifactsWhen::parse(&w) {
+                            Some(x) => when = x,
+                            None => self.err(v.pos, format!("{what}.when must be one of {}, found {w:?}", ArtifactsWhen::NAMES.join(", "))),
+                        }
+                    }
+                }
+                other => self.unknown_key(k, other, &format!("in {what}"), ARTIFACTS_KEYS),
+            }
+        }
+        if !has_paths {
+            self.err(pos, format!("{what} needs `paths:` (a list of globs)"));
+        }
+        (globs, when)
     }
 }

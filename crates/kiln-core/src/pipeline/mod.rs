@@ -64,6 +64,41 @@ pub struct JobSpec {
     pub tests: Option<TestsSpec>,
     /// Globs of files to keep as artifacts.
     pub artifacts: Vec<String>,
+    /// When the artifacts are uploaded (`artifacts: {paths, when}`).
+    pub artifacts_when: ArtifactsWhen,
+}
+
+/// When a job's artifacts are uploaded, by how its steps ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArtifactsWhen {
+    /// Whatever happened (the default: a failed job's files often explain it).
+    #[default]
+    Always,
+    OnSuccess,
+    OnFailure,
+}
+
+impl ArtifactsWhen {
+    pub const NAMES: &'static [&'static str] = &["always", "on_success", "on_failure"];
+
+    pub fn parse(s: &str) -> Option<ArtifactsWhen> {
+        match s {
+            "always" => Some(ArtifactsWhen::Always),
+            "on_success" => Some(ArtifactsWhen::OnSuccess),
+            "on_failure" => Some(ArtifactsWhen::OnFailure),
+            _ => None,
+        }
+    }
+
+    /// Upload after steps that ended `passed` (true) or not?
+    pub fn applies(self, passed: bool) -> bool {
+        match self {
+            ArtifactsWhen::Always => true,
+            ArtifactsWhen::OnSuccess => passed,
+            ArtifactsWhen::OnFailure => !passed,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

@@ -402,10 +402,12 @@ impl<'f> Reader<'f> {
                 "retries" => job.retries = self.number(v, pos, &what, 0, MAX_RETRIES),
                 "tests" => job.tests = self.tests(k, v, &name, &mut src.templates),
                 "artifacts" => {
-                    for (glob, p) in self.nonblank_strings(v, pos, &what) {
+                    let (globs, when) = self.artifacts(v, pos, &what);
+                    for (glob, p) in globs {
                         src.templates.push((glob.clone(), p));
                         job.artifacts.push(glob);
                     }
+                    job.artifacts_when = when;
                 }
                 other => self.unknown_key(k, other, &place, JOB_KEYS),
             }

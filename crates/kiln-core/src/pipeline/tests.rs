@@ -188,6 +188,17 @@ fn trigger_forms() {
 }
 
 #[test]
+fn artifacts_forms() {
+    let p = parse("f", "jobs:\n  a:\n    steps: [x]\n    artifacts: [out/*.bin, 'logs/**']\n").unwrap();
+    assert_eq!(p.jobs[0].artifacts, strings(&["out/*.bin", "logs/**"]));
+    assert_eq!(p.jobs[0].artifacts_when, super::ArtifactsWhen::Always);
+    let p = parse("f", "jobs:\n  a:\n    steps: [x]\n    artifacts:\n      paths: [report.html]\n      when: on_failure\n").unwrap();
+    assert_eq!(p.jobs[0].artifacts, strings(&["report.html"]));
+    assert_eq!(p.jobs[0].artifacts_when, super::ArtifactsWhen::OnFailure);
+    assert!(!super::ArtifactsWhen::OnFailure.applies(true) && super::ArtifactsWhen::OnSuccess.applies(true));
+}
+
+#[test]
 fn tests_block_forms() {
     let text = "jobs:\n  s:\n    steps: [pip install .]\n    tests:\n      split: files\n      files: tests/**/test_*.py\n      run: pytest {tests}\n      reports: [out/*.xml]\n      flaky_fails_build: true\n";
     let p = parse("f", text).unwrap();
@@ -289,6 +300,13 @@ const INVALID: &[(&str, &[&str])] = &[
     ]),
     ("jobs:\n  s:\n    tests: {list: ls, run: 'pytest {tests}', shard: 2}\n", &[
         "3:46: unknown key \"shard\" in `tests` of job \"s\", did you mean \"shards\"?",
+    ]),
+    ("jobs:\n  a:\n    steps: [x]\n    artifacts: {paths: [out/*], when: sometimes}\n", &[
+        "4:39: `artifacts` of job \"a\".when must be one of always, on_success, on_failure, found \"sometimes\"",
+    ]),
+    ("jobs:\n  a:\n    steps: [x]\n    artifacts: {when: always, path: [x]}\n", &[
+        "4:16: `artifacts` of job \"a\" needs `paths:`",
+        "4:31: unknown key \"path\" in `artifacts` of job \"a\", did you mean \"paths\"?",
     ]),
     ("jobs:\n  a:\n    steps: [x]\n    artifacts: ['dist/${{ matrix.os }}/*']\n", &[
         "4:17: ${{ matrix.os }} in job \"a\", which has no matrix",
