@@ -135,6 +135,62 @@ impl Client {
         resp.bytes().await.map(|b| b.to_vec()).map_err(|e| CallError::Unreachable(e.to_string()))
     }
 
+    /// PUT one artifact, streamed from its file.
+    pub async fn put_artifact(&self, job_id: i64, attempt: i64, name: &str, path: &std::path::Path) -> Result<serde_json::Value, CallError> {
+        let f = tokio::fs::File::open(path).await.map_err(|e| CallError::Refused(format!("cannot read {}: {e}", path.display())))?;
+        let stream = futures::stream::unfold(f, |mut f| async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = vec![0u8; 256 << 10];
+            match f.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok::<_, std::io::Error>(buf), f))
+                }
+                Err(e) => Some((Err(e), f)),
+            }
+        });
+        self.send(
+            self.http
+                .put(format!("{}/api/v1/agent/jobs/{job_id}/artifacts?attempt={attempt}&name={}", self.base, percent(name)))
+                .timeout(Duration::from_secs(3600))
+                .body(reqwest::Body::wrap_stream(stream)),
+        )
+        .await
+    }
+
+    /// The artifacts of the jobs this one needs.
+    pub async fn inputs(&self, job_id: i64, attempt: i64) -> Result<Vec<kiln_wire::api::Artifact>, CallError> {
+        self.send(self.http.get(format!("{}/api/v1/agent/jobs/{job_id}/inputs?attempt={attempt}", self.base))).await
+    }
+
+    /// GET a file the server keeps into `dest`, streamed.
+    pub async fn download_to(&self, path: &str, dest: &std::path::Path) -> Result<u64, CallError> {
+        use tokio::io::AsyncWriteExt;
+        let mut resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .timeout(Duration::from_secs(3600))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| CallError::Unreachable(e.to_string()))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(if status.is_server_error() { CallError::Unreachable(format!("{status}: {body}")) } else { CallError::Refused(format!("{status}: {body}")) });
+        }
+        let io = |e: std::io::Error| CallError::Refused(format!("cannot write {}: {e}", dest.display()));
+        let mut f = tokio::fs::File::create(dest).await.map_err(io)?;
+        let mut n = 0u64;
+        while let Some(chunk) = resp.chunk().await.map_err(|e| CallError::Unreachable(e.to_string()))? {
+            f.write_all(&chunk).await.map_err(io)?;
+            n += chunk.len() as u64;
+        }
+        f.flush().await.map_err(io)?;
+        Ok(n)
+    }
+
     pub async fn release(&self, job_id: i64, attempt: i64) -> Result<serde_json::Value, CallError> {
         self.send(self.http.post(format!("{}/api/v1/agent/jobs/{job_id}/release", self.base)).json(&serde_json::json!({ "attempt": attempt })))
             .await

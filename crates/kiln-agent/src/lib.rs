@@ -8,6 +8,7 @@
 //!  heartbeat every N s: status + running attempts ─► stop list (cancel / stale), drain
 //! ```
 
+pub mod artifacts;
 pub mod checkout;
 pub mod client;
 pub mod executor;

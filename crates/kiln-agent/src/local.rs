@@ -125,6 +125,8 @@ fn assignment(pj: &PlannedJob, index: usize, dir: &Path) -> JobAssignment {
         secrets: Vec::new(),
         log_limit: 0,
         package: None,
+        artifacts: None,
+        has_needs: false,
         tests: pj.tests.as_ref().map(|t| TestsAssignment {
             list: t.list.clone(),
             run: t.run.clone(),

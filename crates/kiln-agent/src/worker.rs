@@ -72,6 +72,7 @@ pub fn job_env(job: &JobAssignment, agent_name: &str, dir: &Path) -> BTreeMap<St
         ("KILN_SHARD_COUNT", job.shard_count.to_string()),
         ("KILN_JUNIT_DIR", d("junit")),
         ("KILN_ARTIFACTS_DIR", d("artifacts")),
+        ("KILN_ARTIFACTS_IN", d("artifacts-in")),
         ("KILN_STATUS_FILE", d("status.json")),
     ] {
         env.insert(k.to_string(), v);
@@ -83,7 +84,7 @@ pub fn job_env(job: &JobAssignment, agent_name: &str, dir: &Path) -> BTreeMap<St
 async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
     let dir = agent.cfg.work_dir.join("jobs").join(format!("{}-{}", job.job_id, job.attempt));
     let _ = std::fs::remove_dir_all(&dir);
-    for sub in ["junit", "artifacts"] {
+    for sub in ["junit", "artifacts", "artifacts-in"] {
         let _ = std::fs::create_dir_all(dir.join(sub));
     }
     tracing::info!("job {} ({} of build {}) attempt {}: started", job.job_id, job.key, job.build_id, job.attempt);
@@ -136,25 +137,14 @@ async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
                 let _ = tx.send(format!("kiln: {e}\n").into_bytes()).await;
                 Outcome::Errored(e)
             }
-            Ok(()) => {
-                let env = job_env(&job, &agent.cfg.name, &dir);
-                let body = Body {
-                    steps: &job.steps,
-                    tests: job.tests.as_ref(),
-                    env: &env,
-                    src: &src,
-                    work: &dir,
-                    timeout: job.timeout_secs.map(Duration::from_secs),
-                    out: &tx,
-                    cancel: &cancel,
-                    events: None,
-                };
-                let outcome = run_body(&queue, &body).await;
-                if queue.stale.load(Ordering::SeqCst) {
-                    mark_stale(&running);
+            Ok(()) if job.has_needs && !cancel.is_cancelled() => match crate::artifacts::fetch_inputs(&agent.client, &job, &dir.join("artifacts-in"), &tx).await {
+                Err(e) => {
+                    let _ = tx.send(format!("kiln: {e}\n").into_bytes()).await;
+                    Outcome::Errored(e)
                 }
-                outcome
-            }
+                Ok(()) => run_steps_of(agent, &job, &dir, &src, &queue, &tx, &cancel, &running).await,
+            },
+            Ok(()) => run_steps_of(agent, &job, &dir, &src, &queue, &tx, &cancel, &running).await,
         }
     };
     drop(tx);
@@ -180,6 +170,42 @@ async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
     }
     agent.running.lock().unwrap().remove(&job.job_id);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The job's body (steps, or the shard loop), then its artifacts.
+#[allow(clippy::too_many_arguments)]
+async fn run_steps_of(
+    agent: &Agent,
+    job: &JobAssignment,
+    dir: &Path,
+    src: &Path,
+    queue: &HttpQueue,
+    tx: &tokio::sync::mpsc::Sender<Vec<u8>>,
+    cancel: &CancellationToken,
+    running: &Running,
+) -> Outcome {
+    let env = job_env(job, &agent.cfg.name, dir);
+    let body = Body {
+        steps: &job.steps,
+        tests: job.tests.as_ref(),
+        env: &env,
+        src,
+        work: dir,
+        timeout: job.timeout_secs.map(Duration::from_secs),
+        out: tx,
+        cancel,
+        events: None,
+    };
+    let outcome = run_body(queue, &body).await;
+    if queue.stale.load(Ordering::SeqCst) {
+        mark_stale(running);
+    }
+    if let Some(spec) = &job.artifacts {
+        if !crate::artifacts::upload(&agent.client, job, spec, src, &outcome, tx).await {
+            mark_stale(running);
+        }
+    }
+    outcome
 }
 
 /// Tell the server how the job ended, retrying until it answers.

@@ -35,6 +35,10 @@ pub struct ServerConfig {
     pub admin_password: Option<String>,
     /// Largest upload (test-run package) in bytes; bigger requests get 413. Unpacked archives may hold 4× this.
     pub upload_limit: u64,
+    /// Largest artifact file in bytes (0: no limit); past it 413.
+    pub artifact_file_limit: u64,
+    /// Most artifact bytes one job may keep (0: no limit); past it 413.
+    pub artifact_job_limit: u64,
     /// Projects to create (or update) at start.
     #[serde(rename = "project")]
     pub projects: Vec<ProjectConfig>,
@@ -103,6 +107,8 @@ impl Default for ServerConfig {
             timezone: None,
             admin_password: None,
             upload_limit: 100 * 1024 * 1024,
+            artifact_file_limit: 1 << 30,
+            artifact_job_limit: 4 << 30,
             projects: Vec::new(),
             smtp: None,
             notify_attempts: 10,

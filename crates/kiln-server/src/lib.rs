@@ -9,6 +9,7 @@
 
 pub mod agent_api;
 mod api;
+pub mod artifacts;
 pub mod auth;
 mod badge;
 pub mod config;
@@ -124,6 +125,7 @@ pub fn router(st: AppState) -> Router {
         .merge(uploads::routes())
         .merge(api::routes())
         .merge(agent_api::routes())
+        .merge(artifacts::routes())
         .merge(tests_api::routes())
         .layer(axum::extract::DefaultBodyLimit::max(2 << 20))
         .with_state(st)

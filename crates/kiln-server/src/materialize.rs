@@ -125,6 +125,8 @@ pub(crate) fn new_job(project: &ProjectRow, build: &BuildRow, commit: &str, pj: 
             flaky_fails_build: t.flaky_fails_build,
         }),
         package: package.map(str::to_string),
+        artifacts: crate::artifacts::assignment(&pj.artifacts, pj.artifacts_when),
+        has_needs: !pj.needs.is_empty(),
     };
     NewJob {
         key: pj.key,

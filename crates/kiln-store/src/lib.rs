@@ -12,6 +12,7 @@
 //! leases back from here.
 
 mod agents;
+mod artifacts;
 mod builds;
 mod error;
 mod logfiles;
@@ -30,6 +31,7 @@ mod uploads;
 mod users;
 
 pub use agents::AgentRow;
+pub use artifacts::ArtifactRow;
 pub use builds::{BuildFilter, BuildRow, NewBuild};
 pub use error::StoreError;
 pub use logfiles::{dir_size, LogFiles, LogMatch, LogReader, SearchResult};

@@ -72,6 +72,28 @@ pub mod agent {
         /// agent's token) of a .tar.gz to unpack instead of checking out `repo`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub package: Option<String>,
+        /// The job's `artifacts:`, uploaded after its steps.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub artifacts: Option<ArtifactsAssignment>,
+        /// The job needs others: their artifacts are fetched into `KILN_ARTIFACTS_IN` first.
+        #[serde(default)]
+        pub has_needs: bool,
+    }
+
+    /// Which files a job keeps, and when.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct ArtifactsAssignment {
+        pub paths: Vec<String>,
+        pub when: ArtifactsWhen,
+    }
+
+    /// When artifacts are uploaded, by how the steps ended.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum ArtifactsWhen {
+        Always,
+        OnSuccess,
+        OnFailure,
     }
 
     /// The `tests:` block of a sharded job, as the agent needs it.
@@ -456,6 +478,22 @@ pub mod api {
         /// The 1-based number of the line `text` starts in.
         #[serde(default)]
         pub line: u64,
+    }
+
+    /// A file a job kept (`GET /api/v1/builds/{id}/artifacts`).
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Artifact {
+        pub id: i64,
+        pub job_id: i64,
+        pub job: String,
+        pub attempt: i64,
+        /// The path relative to the job's working copy, normalised.
+        pub name: String,
+        pub size: u64,
+        pub sha256: String,
+        pub created_at: String,
+        /// Where to download it (streamed).
+        pub url: String,
     }
 
     /// `GET /api/v1/jobs/{id}/log/search`: every occurrence counted, the first matching lines kept.

@@ -65,6 +65,28 @@ impl Api {
         serde_json::from_str(&text).map_err(|e| anyhow!("unexpected answer from the server: {e}"))
     }
 
+    /// GET `path` into the file `dest`, streamed; returns the bytes written.
+    pub async fn download(&self, path: &str, dest: &std::path::Path) -> anyhow::Result<u64> {
+        use std::io::Write;
+        let mut req = self.http.get(format!("{}{path}", self.base)).timeout(std::time::Duration::from_secs(3600));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let mut resp = req.send().await.map_err(|e| Exit(2, format!("cannot reach the kiln server at {}: {e}", self.base)))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            return Err(Exit(2, format!("{path}: {status}: {}", text.trim())).into());
+        }
+        let mut f = std::fs::File::create(dest).map_err(|e| Exit(2, format!("cannot write {}: {e}", dest.display())))?;
+        let mut n = 0u64;
+        while let Some(chunk) = resp.chunk().await? {
+            f.write_all(&chunk)?;
+            n += chunk.len() as u64;
+        }
+        Ok(n)
+    }
+
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.call::<T, ()>(Method::DELETE, path, None).await
     }

@@ -108,6 +108,15 @@ enum Command {
         #[command(flatten)]
         client: ClientOpts,
     },
+    /// List a build's artifacts, or download them into DIR/<job>/<name>.
+    Artifacts {
+        build: i64,
+        /// Download every artifact into this folder.
+        #[arg(long, value_name = "DIR")]
+        download: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
     /// List agents: online, labels, current jobs, reported status.
     Agents {
         #[command(flatten)]
@@ -174,6 +183,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(a) => cmd::run::run(a).await,
         Command::Logs { build, job, follow, tail, client } => cmd::logs::run(&client, build, job, follow, tail).await,
         Command::Agents { client } => cmd::agents::list(&client).await,
+        Command::Artifacts { build, download, client } => cmd::artifacts::run(&client, build, download.as_deref(), client.json).await,
         Command::Cancel { build, job, client } => cmd::builds::cancel(&client, build, job).await,
         Command::Drain { agent, client } => cmd::agents::drain(&client, &agent).await,
         Command::Notify { project, client } => cmd::notify::run(&client, &project).await,

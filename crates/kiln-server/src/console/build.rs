@@ -45,6 +45,7 @@ struct BuildLive {
     signed_in: bool,
     csrf: String,
     upload: String,
+    artifacts: Vec<crate::artifacts::ArtifactLink>,
 }
 
 /// The selected job's log panel.
@@ -151,6 +152,7 @@ pub async fn page(State(st): State<AppState>, page: Page, Path(id): Path<i64>, Q
         signed_in: page.viewer.signed_in(),
         csrf: page.csrf().to_string(),
         upload,
+        artifacts: crate::artifacts::links(&st, id).await?,
     };
     if q.partial.unwrap_or(0) != 0 {
         return render(&live);

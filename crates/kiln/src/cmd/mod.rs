@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod agents;
+pub mod artifacts;
 pub mod builds;
 pub mod check;
 pub mod logs;

@@ -67,6 +67,12 @@ pub struct ServerArgs {
     /// Largest upload (test-run files or archive) in bytes; past it 413 [default: 100 MiB].
     #[arg(long)]
     upload_limit: Option<u64>,
+    /// Largest artifact file in bytes, 0 for no limit; past it 413 [default: 1 GiB].
+    #[arg(long)]
+    artifact_file_limit: Option<u64>,
+    /// Most artifact bytes one job may keep, 0 for no limit; past it 413 [default: 4 GiB].
+    #[arg(long)]
+    artifact_job_limit: Option<u64>,
     /// Print the commented default kiln.toml and exit.
     #[arg(long)]
     print_config: bool,
@@ -100,6 +106,12 @@ impl ServerArgs {
         }
         if let Some(n) = self.upload_limit {
             cfg.upload_limit = n;
+        }
+        if let Some(n) = self.artifact_file_limit {
+            cfg.artifact_file_limit = n;
+        }
+        if let Some(n) = self.artifact_job_limit {
+            cfg.artifact_job_limit = n;
         }
         if self.public_url.is_some() {
             cfg.public_url = self.public_url.clone();
