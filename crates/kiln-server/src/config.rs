@@ -39,6 +39,10 @@ pub struct ServerConfig {
     pub artifact_file_limit: u64,
     /// Most artifact bytes one job may keep (0: no limit); past it 413.
     pub artifact_job_limit: u64,
+    /// Server-wide retention (`[retention]`); a project's own limits win, limit by limit.
+    pub retention: kiln_wire::api::Retention,
+    /// Seconds between retention passes (0: only `kiln gc`).
+    pub gc_every_secs: u64,
     /// Projects to create (or update) at start.
     #[serde(rename = "project")]
     pub projects: Vec<ProjectConfig>,
@@ -89,6 +93,8 @@ pub struct ProjectConfig {
     pub forge_repo: Option<String>,
     pub forge_token_secret: Option<String>,
     pub status_context: Option<String>,
+    /// `[project.retention]`: keep_builds, keep_days, artifact_days.
+    pub retention: Option<kiln_wire::api::Retention>,
 }
 
 impl Default for ServerConfig {
@@ -109,6 +115,8 @@ impl Default for ServerConfig {
             upload_limit: 100 * 1024 * 1024,
             artifact_file_limit: 1 << 30,
             artifact_job_limit: 4 << 30,
+            retention: Default::default(),
+            gc_every_secs: 3600,
             projects: Vec::new(),
             smtp: None,
             notify_attempts: 10,

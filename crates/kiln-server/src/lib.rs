@@ -81,6 +81,7 @@ async fn apply_config_projects(store: &Store, cfg: &ServerConfig) -> anyhow::Res
             secrets: pc.secrets.clone(),
             poll_each_commit: pc.poll_each_commit,
             commit_status: notify::commit_status::from_project_config(pc),
+            retention: pc.retention,
         };
         api::projects::validate_settings(&settings).map_err(|e| anyhow::anyhow!("[[project]] {}: {e}", pc.name))?;
         match store.project_by_name(&pc.name).await {
@@ -126,6 +127,7 @@ pub fn router(st: AppState) -> Router {
         .merge(api::routes())
         .merge(agent_api::routes())
         .merge(artifacts::routes())
+        .merge(services::retention::routes())
         .merge(tests_api::routes())
         .layer(axum::extract::DefaultBodyLimit::max(2 << 20))
         .with_state(st)
@@ -183,6 +185,7 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
     }));
     tokio::spawn(services::reaper::run(st.clone(), stop.clone()));
     tokio::spawn(services::replicas::run(st.clone(), stop.clone()));
+    tokio::spawn(services::retention::run(st.clone(), stop.clone()));
     // Polling counts from the heads present now, before anyone can push: a commit
     // made right after start-up is new, not part of the baseline.
     for p in st.store.list_projects().await? {

@@ -72,7 +72,7 @@ impl Store {
 
     /// Bytes of artifacts a job holds (other than `except`, a name about to be replaced).
     pub async fn artifact_bytes_of_job(&self, job_id: i64, except: &str) -> Result<u64> {
-        let n: Option<i64> = sqlx::query_scalar("SELECT SUM(size) FROM artifacts WHERE job_id = $1 AND name <> $2")
+        let n: Option<i64> = sqlx::query_scalar("SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM artifacts WHERE job_id = $1 AND name <> $2")
             .bind(job_id)
             .bind(except)
             .fetch_one(self.pool())

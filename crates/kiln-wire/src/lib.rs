@@ -263,6 +263,55 @@ pub mod api {
         /// Commit status back to the forge (GitHub or Gitea).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub commit_status: Option<crate::notify::CommitStatusSettings>,
+        /// How long builds are kept (over the server-wide policy, limit by limit).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub retention: Option<Retention>,
+    }
+
+    /// A retention policy: keep the newest `keep_builds` finished builds per branch,
+    /// younger than `keep_days`; artifacts younger than `artifact_days`.
+    #[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq, Eq)]
+    #[serde(deny_unknown_fields)]
+    pub struct Retention {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub keep_builds: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub keep_days: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub artifact_days: Option<u32>,
+    }
+
+    /// What a retention pass removed (or, dry, would remove).
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct GcReport {
+        pub dry_run: bool,
+        pub removed: Vec<GcItem>,
+        /// Bytes on disk freed (or to be freed).
+        pub bytes: u64,
+    }
+
+    #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+    #[serde(rename_all = "snake_case")]
+    pub enum GcWhat {
+        /// The whole build: logs, artifacts, test results, its uploaded package.
+        Build,
+        /// Only its artifacts.
+        Artifacts,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct GcItem {
+        pub build_id: i64,
+        pub project: String,
+        pub what: GcWhat,
+        pub reason: String,
+        pub bytes: u64,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+    pub struct GcRequest {
+        #[serde(default)]
+        pub dry_run: bool,
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -108,6 +108,14 @@ enum Command {
         #[command(flatten)]
         client: ClientOpts,
     },
+    /// Apply the retention policies now: remove old builds' logs, artifacts, results and packages.
+    Gc {
+        /// Only show what would go.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
     /// List a build's artifacts, or download them into DIR/<job>/<name>.
     Artifacts {
         build: i64,
@@ -183,6 +191,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(a) => cmd::run::run(a).await,
         Command::Logs { build, job, follow, tail, client } => cmd::logs::run(&client, build, job, follow, tail).await,
         Command::Agents { client } => cmd::agents::list(&client).await,
+        Command::Gc { dry_run, client } => cmd::artifacts::gc(&client, dry_run).await,
         Command::Artifacts { build, download, client } => cmd::artifacts::run(&client, build, download.as_deref(), client.json).await,
         Command::Cancel { build, job, client } => cmd::builds::cancel(&client, build, job).await,
         Command::Drain { agent, client } => cmd::agents::drain(&client, &agent).await,

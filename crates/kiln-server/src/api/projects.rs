@@ -86,6 +86,12 @@ pub fn merge_settings(old: &mut ProjectSettings, new: ProjectSettings) {
         ($($f:ident),*) => { $( if new.$f.is_some() { old.$f = new.$f; } )* };
     }
     take!(poll, poll_each_commit, webhook_secret, cancel_superseded, notify_email, notify_on, notify_webhook, schedule);
+    if let Some(r) = new.retention {
+        let o = old.retention.get_or_insert_with(Default::default);
+        o.keep_builds = r.keep_builds.or(o.keep_builds);
+        o.keep_days = r.keep_days.or(o.keep_days);
+        o.artifact_days = r.artifact_days.or(o.artifact_days);
+    }
     if let Some(cs) = new.commit_status {
         old.commit_status.get_or_insert_with(Default::default).merge(cs);
     }

@@ -24,6 +24,8 @@ pub struct ProjectCard {
     pub public: bool,
     pub branches: Vec<BuildView>,
     pub chart: String,
+    /// Disk use: "logs 12 MB · artifacts 3 MB" (`services::retention::disk_label`).
+    pub disk: String,
 }
 
 #[derive(Template)]
@@ -47,6 +49,7 @@ pub struct PartialQuery {
 
 pub async fn home(State(st): State<AppState>, page: Page, Query(q): Query<PartialQuery>) -> PageResult<Response> {
     let mut projects = Vec::new();
+    let disk = st.store.disk_use().await?;
     for p in st.store.list_projects().await? {
         if !(p.public || page.viewer.signed_in()) {
             continue;
@@ -59,6 +62,7 @@ pub async fn home(State(st): State<AppState>, page: Page, Query(q): Query<Partia
             public: p.public,
             branches: branches.iter().map(build_view).collect(),
             chart: duration_chart(&recent),
+            disk: crate::services::retention::disk_label(disk.get(&p.id)),
         });
     }
     let live = HomeLive { projects, signed_in: page.viewer.signed_in() };

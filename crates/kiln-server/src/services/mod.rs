@@ -3,3 +3,4 @@
 pub mod reaper;
 pub mod notifier;
 pub mod replicas;
+pub mod retention;

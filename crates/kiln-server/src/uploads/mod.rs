@@ -40,7 +40,7 @@ pub fn package_url(build_id: i64) -> String {
     format!("/api/v1/agent/packages/{build_id}")
 }
 
-fn package_path(st: &AppState, name: &str) -> AppResult<std::path::PathBuf> {
+pub(crate) fn package_path(st: &AppState, name: &str) -> AppResult<std::path::PathBuf> {
     if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
         return Err(AppError::Internal(format!("bad package name {name:?}")));
     }

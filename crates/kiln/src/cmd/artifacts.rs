@@ -1,5 +1,6 @@
 //! `kiln artifacts BUILD [--download DIR]`: a build's artifacts (job, name, size,
 //! SHA-256), or every one downloaded into `DIR/<job>/<name>`, streamed, each size checked.
+//! `kiln gc [--dry-run]`: a retention pass now (what goes, and why).
 
 use super::{api, print_json};
 use crate::api_client::Exit;
@@ -37,5 +38,23 @@ pub async fn run(c: &ClientOpts, build: i64, download: Option<&Path>, json: bool
         }
         println!("{}", dest.display());
     }
+    Ok(0)
+}
+
+pub async fn gc(c: &ClientOpts, dry_run: bool) -> anyhow::Result<i32> {
+    let r: kiln_wire::api::GcReport = api(c).post("/api/v1/gc", &kiln_wire::api::GcRequest { dry_run }).await?;
+    if c.json {
+        print_json(&r);
+        return Ok(0);
+    }
+    let verb = if dry_run { "would remove" } else { "removed" };
+    for i in &r.removed {
+        let what = match i.what {
+            kiln_wire::api::GcWhat::Build => "build",
+            kiln_wire::api::GcWhat::Artifacts => "artifacts of build",
+        };
+        println!("{verb} {what} {} of {} ({} bytes): {}", i.build_id, i.project, i.bytes, i.reason);
+    }
+    println!("{} {} item(s), {} bytes{}", if dry_run { "would free" } else { "freed" }, r.removed.len(), r.bytes, if r.removed.is_empty() { " (nothing matches the retention policies)" } else { "" });
     Ok(0)
 }

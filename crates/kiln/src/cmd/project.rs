@@ -4,7 +4,7 @@ use super::{api, print_json};
 use crate::api_client::seg;
 use crate::ClientOpts;
 use clap::{Args, Subcommand};
-use kiln_wire::api::{Project, ProjectCreate, ProjectSettings, ProjectUpdate};
+use kiln_wire::api::{Project, ProjectCreate, ProjectSettings, ProjectUpdate, Retention};
 use kiln_wire::notify::{CommitStatusSettings, Delivery};
 
 #[derive(Subcommand)]
@@ -94,6 +94,15 @@ pub struct ProjectOpts {
     /// The commit status context [default: kiln/PROJECT].
     #[arg(long, value_name = "TEXT")]
     status_context: Option<String>,
+    /// Retention: keep the newest N finished builds per branch [default: the server's].
+    #[arg(long, value_name = "N")]
+    keep_builds: Option<u32>,
+    /// Retention: keep builds younger than D days [default: the server's].
+    #[arg(long, value_name = "D")]
+    keep_days: Option<u32>,
+    /// Retention: keep artifacts younger than D days (the build stays) [default: the server's].
+    #[arg(long, value_name = "D")]
+    artifact_days: Option<u32>,
 }
 
 fn non_empty(v: Vec<String>) -> Option<Vec<String>> {
@@ -119,6 +128,8 @@ impl ProjectOpts {
             secrets: (!secrets.is_empty()).then_some(secrets),
             schedule: non_empty(self.schedule.clone()),
             commit_status: self.commit_status_settings(),
+            retention: Some(Retention { keep_builds: self.keep_builds, keep_days: self.keep_days, artifact_days: self.artifact_days })
+                .filter(|r| *r != Retention::default()),
         })
     }
     fn commit_status_settings(&self) -> Option<CommitStatusSettings> {

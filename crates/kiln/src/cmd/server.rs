@@ -73,6 +73,18 @@ pub struct ServerArgs {
     /// Most artifact bytes one job may keep, 0 for no limit; past it 413 [default: 4 GiB].
     #[arg(long)]
     artifact_job_limit: Option<u64>,
+    /// Retention, server-wide: keep the newest N finished builds per branch (a project's own limit wins).
+    #[arg(long, value_name = "N")]
+    keep_builds: Option<u32>,
+    /// Retention, server-wide: keep builds younger than D days.
+    #[arg(long, value_name = "D")]
+    keep_days: Option<u32>,
+    /// Retention, server-wide: keep artifacts younger than D days (the build stays).
+    #[arg(long, value_name = "D")]
+    artifact_days: Option<u32>,
+    /// Seconds between retention passes, 0 for only `kiln gc` [default: 3600].
+    #[arg(long, value_name = "SECS")]
+    gc_every: Option<u64>,
     /// Print the commented default kiln.toml and exit.
     #[arg(long)]
     print_config: bool,
@@ -106,6 +118,18 @@ impl ServerArgs {
         }
         if let Some(n) = self.upload_limit {
             cfg.upload_limit = n;
+        }
+        if self.keep_builds.is_some() {
+            cfg.retention.keep_builds = self.keep_builds;
+        }
+        if self.keep_days.is_some() {
+            cfg.retention.keep_days = self.keep_days;
+        }
+        if self.artifact_days.is_some() {
+            cfg.retention.artifact_days = self.artifact_days;
+        }
+        if let Some(n) = self.gc_every {
+            cfg.gc_every_secs = n;
         }
         if let Some(n) = self.artifact_file_limit {
             cfg.artifact_file_limit = n;
