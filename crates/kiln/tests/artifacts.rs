@@ -132,6 +132,10 @@ fn uploads_are_limited_named_safely_atomic_and_private() {
     assert_eq!((st, body.len()), (200, 90_000));
     assert_eq!(http("GET", &format!("{}{url}", k.url), &[], b"").0, 404);
     assert_eq!(http("GET", &format!("{}/api/v1/builds/{id}/artifacts", k.url), &[], b"").0, 404);
+    // Nor its log, by any route.
+    for p in ["log", "log?tail=100", "log/search?q=x", "log/events", "raw"] {
+        assert_eq!(http("GET", &format!("{}/api/v1/jobs/{job}/{p}", k.url), &[], b"").0, 404, "{p}");
+    }
     // Another attempt's upload is refused (fencing).
     let r = http::send(&k.url, "PUT", &format!("/api/v1/agent/jobs/{job}/artifacts?attempt={}&name=x.bin", attempt + 1), &[("Authorization", &auth)], b"x", false);
     assert_eq!(r.status, 409, "{}", r.text());
