@@ -16,6 +16,8 @@ use tokio::sync::Notify;
 /// Bytes per upload request: big enough that a chatty step costs few requests
 /// (the server accepts up to `kiln_wire::agent::LOG_CHUNK_MAX`).
 const CHUNK: usize = 4 << 20;
+/// Below this, a chunk waits a little for more output (see `upload`).
+const BATCH: usize = 1 << 20;
 
 /// The writing side: takes raw output, masks secrets, enforces the limit, spools.
 pub struct LogWriter {
@@ -134,6 +136,7 @@ impl LogWriter {
 /// Upload the spool until it is closed and fully delivered, or the attempt is stale.
 pub async fn upload(shared: Arc<Shared>, client: Client, job_id: i64, attempt: i64) {
     let mut failures = 0u32;
+    let mut since_send = std::time::Instant::now() - Duration::from_secs(1);
     let mut file = match std::fs::File::open(&shared.path) {
         Ok(f) => f,
         Err(e) => return tracing::error!("job {job_id}: failed to open the log spool: {e}"),
@@ -159,6 +162,16 @@ pub async fn upload(shared: Arc<Shared>, client: Client, job_id: i64, attempt: i
             }
             continue;
         }
+        // A chatty step: let a little more gather (at most 100 ms) rather than send many small chunks.
+        if written - delivered < BATCH as u64 && !shared.closed.load(Ordering::SeqCst) && since_send.elapsed() < Duration::from_millis(100) {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100).saturating_sub(since_send.elapsed())) => {}
+                _ = shared.done.notified() => {}
+            }
+            continue;
+        }
+        since_send = std::time::Instant::now();
+        let written = shared.written.load(Ordering::SeqCst);
         let n = ((written - delivered) as usize).min(CHUNK);
         let mut buf = vec![0u8; n];
         if file.seek(SeekFrom::Start(delivered)).and_then(|_| file.read_exact(&mut buf)).is_err() {
