@@ -88,11 +88,9 @@ async fn claim(State(st): State<AppState>, AgentAuth(agent): AgentAuth, body: Op
             a.job_id = c.job.id;
             a.attempt = c.job.attempt;
             a.log_limit = st.cfg.log_limit;
-            if let Ok(p) = st.store.project_by_name(&a.project).await {
-                for (k, v) in p.settings.secrets.unwrap_or_default() {
-                    a.env.insert(k, v.clone());
-                    a.secrets.push(v);
-                }
+            for (k, v) in crate::app::builds::secrets_for(&st, a.build_id).await? {
+                a.env.insert(k, v.clone());
+                a.secrets.push(v);
             }
             st.emit("job", a.build_id, Some(a.job_id), &a.project, "running");
             if let Some(id) = claim_id {

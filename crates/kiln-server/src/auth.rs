@@ -108,21 +108,37 @@ fn safe_method(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
+/// Who the caller of an API route is; a session cookie counts for a change only with its CSRF header.
+async fn api_caller(parts: &Parts, st: &AppState) -> Result<(Viewer, Credential), AppError> {
+    let (viewer, cred) = identify(parts, st).await?;
+    if let Credential::Session { csrf, .. } = &cred {
+        if !safe_method(&parts.method) {
+            let given = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+            if !constant_time_eq(given.as_bytes(), csrf.as_bytes()) {
+                return Err(AppError::Forbidden(
+                    "missing or wrong CSRF token: send the X-CSRF-Token header of your session, or use an API token".into(),
+                ));
+            }
+        }
+    }
+    Ok((viewer, cred))
+}
+
 impl FromRequestParts<AppState> for Viewer {
     type Rejection = AppError;
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, AppError> {
-        let (viewer, cred) = identify(parts, st).await?;
-        if let Credential::Session { csrf, .. } = &cred {
-            if !safe_method(&parts.method) {
-                let given = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
-                if !constant_time_eq(given.as_bytes(), csrf.as_bytes()) {
-                    return Err(AppError::Forbidden(
-                        "missing or wrong CSRF token: send the X-CSRF-Token header of your session, or use an API token".into(),
-                    ));
-                }
-            }
-        }
-        Ok(viewer)
+        Ok(api_caller(parts, st).await?.0)
+    }
+}
+
+/// The caller of an API route with how they proved it (a password change keeps the session that made it).
+pub struct WithCredential(pub Viewer, pub Credential);
+
+impl FromRequestParts<AppState> for WithCredential {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, AppError> {
+        let (viewer, cred) = api_caller(parts, st).await?;
+        Ok(WithCredential(viewer, cred))
     }
 }
 

@@ -40,6 +40,9 @@ pub struct ServerConfig {
     pub smtp: Option<SmtpConfig>,
     /// Attempts per notification delivery before it is recorded as failed (backoff 1 s, doubling).
     pub notify_attempts: u32,
+    /// Hosts that projects may send commit status to, besides github.com's API and each
+    /// project repository's own host (an admin's list: `--forge-host`, `forge_hosts`).
+    pub forge_hosts: Vec<String>,
 }
 
 /// `[smtp]`: where email notifications go out.
@@ -103,6 +106,7 @@ impl Default for ServerConfig {
             projects: Vec::new(),
             smtp: None,
             notify_attempts: 10,
+            forge_hosts: Vec::new(),
         }
     }
 }

@@ -26,8 +26,8 @@ pub fn without_credentials(repo: &str) -> String {
 
 /// A project as the API shows it: no secret values, no credentials in the
 /// repository URL, outgoing webhook URLs cut to their host (their path is often
-/// a token), and recipients only for signed-in callers.
-pub fn project(p: &ProjectRow, signed_in: bool) -> api::Project {
+/// a token), and recipients only for signed-in callers; with the caller's role.
+pub fn project(p: &ProjectRow, signed_in: bool, role: Option<api::Role>) -> api::Project {
     let mut settings = p.settings.clone();
     if settings.webhook_secret.is_some() {
         settings.webhook_secret = Some("***".into());
@@ -47,7 +47,9 @@ pub fn project(p: &ProjectRow, signed_in: bool) -> api::Project {
         repo: without_credentials(&p.repo),
         branch: p.branch.clone(),
         pipeline: p.pipeline.clone(),
-        public: p.public,
+        public: p.public(),
+        visibility: p.visibility,
+        role,
         settings,
         created_at: ts(p.created_at),
         last_build: None,

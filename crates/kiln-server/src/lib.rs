@@ -9,6 +9,7 @@
 
 pub mod agent_api;
 mod api;
+pub mod app;
 pub mod auth;
 mod badge;
 pub mod config;
@@ -66,54 +67,6 @@ fn kept_secret(path: &Path) -> anyhow::Result<(String, bool)> {
     Ok((s, true))
 }
 
-/// Apply `[[project]]` tables: create what is missing, update what exists.
-async fn apply_config_projects(store: &Store, cfg: &ServerConfig) -> anyhow::Result<()> {
-    for pc in &cfg.projects {
-        let settings = kiln_wire::api::ProjectSettings {
-            poll: pc.poll.clone(),
-            webhook_secret: pc.webhook_secret.clone(),
-            schedule: pc.schedule.clone(),
-            notify_email: pc.notify_email.clone(),
-            notify_on: pc.notify_on.clone(),
-            notify_webhook: pc.notify_webhook.clone(),
-            cancel_superseded: pc.cancel_superseded,
-            secrets: pc.secrets.clone(),
-            poll_each_commit: pc.poll_each_commit,
-            commit_status: notify::commit_status::from_project_config(pc),
-        };
-        api::projects::validate_settings(&settings).map_err(|e| anyhow::anyhow!("[[project]] {}: {e}", pc.name))?;
-        match store.project_by_name(&pc.name).await {
-            Ok(mut p) => {
-                p.repo = pc.repo.clone();
-                if let Some(b) = &pc.branch {
-                    p.branch = b.clone();
-                }
-                if let Some(x) = &pc.pipeline {
-                    p.pipeline = x.clone();
-                }
-                if let Some(x) = pc.public {
-                    p.public = x;
-                }
-                api::projects::merge_settings(&mut p.settings, settings);
-                store.update_project(&p).await?;
-            }
-            Err(_) => {
-                store
-                    .create_project(
-                        &pc.name,
-                        &pc.repo,
-                        pc.branch.as_deref().unwrap_or("main"),
-                        pc.pipeline.as_deref().unwrap_or(".kiln.yml"),
-                        pc.public.unwrap_or(false),
-                        &settings,
-                    )
-                    .await?;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// The whole router.
 pub fn router(st: AppState) -> Router {
     Router::new()
@@ -137,8 +90,14 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
         Some(t) => t.clone(),
         None => kept_secret(&cfg.data.join("agent-token"))?.0,
     };
+    // A token seeded by an earlier --admin-token stops working once the flag changes or goes.
+    let seeded = app::users::SEEDED_ADMIN_TOKEN;
+    let forgotten = store.forget_seeded_tokens(seeded, cfg.admin_token.as_deref()).await?;
+    if forgotten > 0 {
+        tracing::warn!("{forgotten} admin token(s) seeded by an earlier --admin-token no longer work (the flag changed or is gone)");
+    }
     if let Some(t) = &cfg.admin_token {
-        store.add_token(t, "admin", true, "seeded by --admin-token").await?;
+        store.add_token(t, "admin", true, seeded).await?;
     }
     let mut generated_admin_token = None;
     if store.count_tokens().await? == 0 {
@@ -152,7 +111,7 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
     let generated_admin_password = users::seed_first_admin(&store, cfg.admin_password.as_deref())
         .await
         .map_err(|e| anyhow::anyhow!("failed to create the first admin user: {e}"))?;
-    apply_config_projects(&store, &cfg).await?;
+    app::projects::apply_config(&store, &cfg).await?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen).await.with_context(|| format!("failed to listen on {}", cfg.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
     let (events, _) = tokio::sync::broadcast::channel(4096);

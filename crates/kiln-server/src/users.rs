@@ -40,7 +40,8 @@ async fn decoy_hash() -> String {
 /// The user if `name` and `password` match one.
 pub async fn authenticate(store: &Store, name: &str, password: &str) -> AppResult<Option<UserRow>> {
     match store.user(name).await? {
-        Some(u) => Ok(verify_password(password, &u.password_hash).await.then_some(u)),
+        // A disabled user's right password is refused like a wrong one.
+        Some(u) => Ok((verify_password(password, &u.password_hash).await && !u.disabled).then_some(u)),
         None => {
             verify_password(password, &decoy_hash().await).await;
             Ok(None)

@@ -15,6 +15,7 @@ mod agents;
 mod builds;
 mod error;
 mod logs;
+mod members;
 mod migrate;
 mod notify;
 mod pages;

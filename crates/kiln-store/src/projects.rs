@@ -2,7 +2,7 @@
 
 use crate::rows::to_json;
 use crate::{now_ms, Result, Store, StoreError};
-use kiln_wire::api::ProjectSettings;
+use kiln_wire::api::{ProjectSettings, Visibility};
 use sqlx::Row;
 
 #[derive(Debug, Clone)]
@@ -12,12 +12,12 @@ pub struct ProjectRow {
     pub repo: String,
     pub branch: String,
     pub pipeline: String,
-    pub public: bool,
+    pub visibility: Visibility,
     pub settings: ProjectSettings,
     pub created_at: i64,
 }
 
-const COLS: &str = "id, name, repo, branch, pipeline, public, settings, created_at";
+const COLS: &str = "id, name, repo, branch, pipeline, visibility, settings, created_at";
 
 fn from_row(r: &sqlx::any::AnyRow) -> Result<ProjectRow> {
     let settings: String = r.try_get("settings")?;
@@ -27,10 +27,20 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<ProjectRow> {
         repo: r.try_get("repo")?,
         branch: r.try_get("branch")?,
         pipeline: r.try_get("pipeline")?,
-        public: r.try_get::<i64, _>("public")? != 0,
+        visibility: {
+            let v: String = r.try_get("visibility")?;
+            Visibility::parse(&v).ok_or_else(|| StoreError::Corrupt(format!("project visibility {v:?}")))?
+        },
         settings: serde_json::from_str(&settings).map_err(|e| StoreError::Corrupt(format!("project settings: {e}")))?,
         created_at: r.try_get("created_at")?,
     })
+}
+
+impl ProjectRow {
+    /// Anyone may see it, signed in or not.
+    pub fn public(&self) -> bool {
+        self.visibility == Visibility::Public
+    }
 }
 
 impl Store {
@@ -40,7 +50,7 @@ impl Store {
         repo: &str,
         branch: &str,
         pipeline: &str,
-        public: bool,
+        visibility: Visibility,
         settings: &ProjectSettings,
     ) -> Result<ProjectRow> {
         let _w = self.write_turn().await;
@@ -52,13 +62,14 @@ impl Store {
             return Err(StoreError::Conflict(format!("project {name:?} already exists; change it with `kiln project set {name} …`")));
         }
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO projects (name, repo, branch, pipeline, public, settings, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLS}"
+            "INSERT INTO projects (name, repo, branch, pipeline, public, visibility, settings, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLS}"
         )))
         .bind(name)
         .bind(repo)
         .bind(branch)
         .bind(pipeline)
-        .bind(public as i64)
+        .bind((visibility == Visibility::Public) as i64)
+        .bind(visibility.as_str())
         .bind(to_json(settings))
         .bind(now_ms())
         .fetch_one(self.pool())
@@ -69,11 +80,12 @@ impl Store {
     /// Save a project's editable fields as given.
     pub async fn update_project(&self, p: &ProjectRow) -> Result<()> {
         let _w = self.write_turn().await;
-        sqlx::query("UPDATE projects SET repo = $1, branch = $2, pipeline = $3, public = $4, settings = $5 WHERE id = $6")
+        sqlx::query("UPDATE projects SET repo = $1, branch = $2, pipeline = $3, public = $4, visibility = $5, settings = $6 WHERE id = $7")
             .bind(&p.repo)
             .bind(&p.branch)
             .bind(&p.pipeline)
-            .bind(p.public as i64)
+            .bind(p.public() as i64)
+            .bind(p.visibility.as_str())
             .bind(to_json(&p.settings))
             .bind(p.id)
             .execute(self.pool())

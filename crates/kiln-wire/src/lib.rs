@@ -238,6 +238,72 @@ pub mod api {
         /// Commit status back to the forge (GitHub or Gitea).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub commit_status: Option<crate::notify::CommitStatusSettings>,
+        /// Uploaded runs made by a maintainer get the project's secrets (off by default: uploads get none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub upload_secrets: Option<bool>,
+    }
+
+    /// Who may see a project: anyone, any signed-in user, or its members (and admins) only.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Visibility {
+        Public,
+        Internal,
+        #[default]
+        Private,
+    }
+
+    impl Visibility {
+        pub fn as_str(self) -> &'static str {
+            match self {
+                Visibility::Public => "public",
+                Visibility::Internal => "internal",
+                Visibility::Private => "private",
+            }
+        }
+        pub fn parse(s: &str) -> Option<Visibility> {
+            [Visibility::Public, Visibility::Internal, Visibility::Private].into_iter().find(|v| v.as_str() == s)
+        }
+    }
+
+    /// A member's role on a project; each includes the ones before it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Role {
+        /// Sees the project (also when private).
+        Viewer,
+        /// Triggers, cancels, rebuilds, uploads test files to run on the project's pipeline.
+        Developer,
+        /// Settings, secrets, notifications, commit status, visibility, members, uploads with a pipeline of their own.
+        Maintainer,
+    }
+
+    impl Role {
+        pub const ALL: [Role; 3] = [Role::Viewer, Role::Developer, Role::Maintainer];
+        pub fn as_str(self) -> &'static str {
+            match self {
+                Role::Viewer => "viewer",
+                Role::Developer => "developer",
+                Role::Maintainer => "maintainer",
+            }
+        }
+        pub fn parse(s: &str) -> Option<Role> {
+            Role::ALL.into_iter().find(|r| r.as_str() == s)
+        }
+    }
+
+    /// A project member, as `kiln project members` lists them.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Member {
+        pub user: String,
+        pub role: Role,
+    }
+
+    /// `POST /api/v1/projects/{name}/members`: give USER a role (replacing the one they had).
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct MemberGrant {
+        pub user: String,
+        pub role: Role,
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -247,7 +313,13 @@ pub mod api {
         pub repo: String,
         pub branch: String,
         pub pipeline: String,
+        /// Visible to anonymous visitors (`visibility` is public).
         pub public: bool,
+        #[serde(default)]
+        pub visibility: Visibility,
+        /// The caller's role on the project (None: not a member; admins count as maintainers).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub role: Option<Role>,
         /// Settings, with secret values replaced by "***".
         pub settings: ProjectSettings,
         pub created_at: String,
@@ -265,6 +337,9 @@ pub mod api {
         pub pipeline: Option<String>,
         #[serde(default)]
         pub public: Option<bool>,
+        /// Replaces `public` when given.
+        #[serde(default)]
+        pub visibility: Option<Visibility>,
         #[serde(default)]
         pub settings: ProjectSettings,
     }
@@ -280,6 +355,12 @@ pub mod api {
         pub pipeline: Option<String>,
         #[serde(default)]
         pub public: Option<bool>,
+        /// Replaces `public` when given.
+        #[serde(default)]
+        pub visibility: Option<Visibility>,
+        /// Secret names to delete.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub remove_secrets: Vec<String>,
         #[serde(default)]
         pub settings: ProjectSettings,
     }

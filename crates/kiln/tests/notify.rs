@@ -221,7 +221,8 @@ fn notify_on_failure_fixed_always_and_chat_payload() {
 
 #[test]
 fn commit_status_goes_to_github_and_gitea_shapes_and_a_bad_token_fails_visibly() {
-    let mut k = Kiln::start_with(&["--notify-attempts", "2"]);
+    // The test forge listens on loopback: the admin puts it on the list of forge hosts.
+    let mut k = Kiln::start_with(&["--notify-attempts", "2", "--forge-host", "127.0.0.1"]);
     k.agent("a", &[]);
     // The forge: 401 for the repository with the wrong token, 201 otherwise.
     let forge = Recorder::start(|r, _| if r.header("authorization") == Some("token wrong") { 401 } else { 201 });

@@ -1,7 +1,7 @@
 //! Downloads people make: a job's whole log as plain text, an uploaded run's package.
 //! Both follow the build's visibility (a private project's are 404 to strangers).
 
-use super::builds::visible_build;
+use crate::app::access;
 use crate::auth::Viewer;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
@@ -18,8 +18,7 @@ pub struct RawQuery {
 }
 
 pub async fn raw_log(State(st): State<AppState>, viewer: Viewer, Path(job_id): Path<i64>, Query(q): Query<RawQuery>) -> AppResult<impl IntoResponse> {
-    let job = st.store.job(job_id).await.map_err(|_| AppError::NotFound(format!("job {job_id} not found")))?;
-    visible_build(&st, &viewer, job.build_id).await?;
+    let (job, _) = access::job(&st, &viewer, job_id, access::Need::See).await?;
     let attempt = q.attempt.unwrap_or(job.attempt);
     let mut data = Vec::new();
     loop {
@@ -42,7 +41,7 @@ pub async fn raw_log(State(st): State<AppState>, viewer: Viewer, Path(job_id): P
 }
 
 pub async fn package(State(st): State<AppState>, viewer: Viewer, Path(build_id): Path<i64>) -> AppResult<impl IntoResponse> {
-    visible_build(&st, &viewer, build_id).await?;
+    access::visible_build(&st, &viewer, build_id).await?;
     let up = st.store.upload(build_id).await?.ok_or_else(|| AppError::NotFound(format!("build {build_id} is not an uploaded run")))?;
     let bytes = crate::uploads::read_package(&st, &up.package).await?;
     Ok((

@@ -52,12 +52,8 @@ struct AgentsLive {
 
 pub async fn agents(State(st): State<AppState>, page: Page, Query(q): Query<PartialQuery>) -> PageResult<Response> {
     let now = kiln_store::now_ms();
-    let running = st.store.running_jobs().await?;
     let mut agents = Vec::new();
-    for a in st.store.list_agents().await? {
-        let mine: Vec<_> = running.iter().filter(|j| j.agent == a.name).collect();
-        let seen: Vec<_> = mine.iter().filter(|j| j.public || page.viewer.signed_in()).collect();
-        let hidden: Vec<i64> = mine.iter().filter(|j| !(j.public || page.viewer.signed_in())).map(|j| j.job_id).collect();
+    for crate::app::agents::AgentSeen { agent: a, jobs: seen, hidden } in crate::app::agents::list(&st, &page.viewer).await? {
         let status = crate::convert::status_for(&a.status, &hidden);
         agents.push(AgentRowView {
             name: a.name.clone(),
@@ -65,7 +61,7 @@ pub async fn agents(State(st): State<AppState>, page: Page, Query(q): Query<Part
             draining: a.draining,
             labels: a.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             concurrency: a.concurrency,
-            hidden_jobs: mine.len() - seen.len(),
+            hidden_jobs: hidden.len(),
             jobs: seen
                 .iter()
                 .map(|j| JobLink { job_id: j.job_id, build_id: j.build_id, key: j.key.clone(), project: j.project.clone(), since: j.started_at.unwrap_or(now) })
@@ -98,9 +94,7 @@ pub struct DrainForm {
 pub async fn drain(State(st): State<AppState>, page: Page, Path(name): Path<String>, Form(f): Form<DrainForm>) -> PageResult<Response> {
     require_user(&page)?;
     page.check_csrf(&f.csrf)?;
-    page.viewer.require_admin()?;
-    st.store.set_draining(&name, true).await?;
-    st.wake_agents();
+    crate::app::agents::drain(&st, &page.viewer, &name).await?;
     Ok(see_other("/agents"))
 }
 
@@ -140,9 +134,10 @@ pub async fn queue(State(st): State<AppState>, page: Page, Query(q): Query<Parti
     let mut jobs = Vec::new();
     let mut hidden = 0;
     let mut by_labels: BTreeMap<String, usize> = BTreeMap::new();
+    let sight = crate::app::Sight::of(&st, &page.viewer).await?;
     for j in queued {
         let requires: Vec<String> = j.requires.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        if !(j.public || page.viewer.signed_in()) {
+        if !sight.sees(&j.project) {
             hidden += 1;
             continue;
         }

@@ -73,7 +73,7 @@ impl Sender {
                 mailer.send(&to, &notice).await
             }
             "webhook" | "chat" => webhook_out::post(&self.http, &row.target, row.id, &notice, project.settings.webhook_secret.as_deref()).await,
-            "commit_status" => commit_status::post(&self.http, &project, &row.target, &notice).await,
+            "commit_status" => commit_status::post(&self.http, &st.cfg, &project, &row.target, &notice).await,
             other => Err(SendError::Permanent(format!("unknown notification kind {other:?}"))),
         }
     }

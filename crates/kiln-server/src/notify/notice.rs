@@ -198,6 +198,7 @@ mod tests {
             changed_paths: None,
             error: None,
             materialized: true,
+            with_secrets: true,
             created_at: 0,
             started_at: None,
             finished_at: None,

@@ -3,7 +3,6 @@
 //! creates nothing, and is logged.
 
 use super::forge::{self, Event, Push};
-use crate::api::projects::visible;
 use crate::auth::{constant_time_eq, Viewer};
 use crate::error::{AppError, AppResult};
 use crate::signature;
@@ -72,7 +71,7 @@ pub async fn hook(State(st): State<AppState>, Path((forge, name)): Path<(String,
 async fn start_push(st: &AppState, project: &kiln_store::ProjectRow, p: Push, trigger: &'static str, by: String) -> AppResult<(StatusCode, Json<Value>)> {
     let origin = Origin { trigger, by, before: p.before.clone(), changed_paths: p.changed_paths.clone(), ..Default::default() };
     let commit = (!p.after.is_empty()).then_some(p.after.as_str());
-    let b = start_build(st, project, Some(&p.branch), commit, origin).await?;
+    let b = start_build(st, project, Some(&p.branch), commit, origin, crate::app::access::Starter::Source).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "build": b.id, "project": project.name, "branch": p.branch }))))
 }
 
@@ -88,8 +87,8 @@ pub struct PushRequest {
 /// `POST /api/v1/projects/{name}/push`: what `kiln notify` sends for each
 /// `oldrev newrev refname` line a post-receive hook reads.
 pub async fn push(State(st): State<AppState>, viewer: Viewer, Path(name): Path<String>, Json(req): Json<PushRequest>) -> AppResult<(StatusCode, Json<Value>)> {
-    let who = viewer.require_user()?;
-    let project = visible(&st, &viewer, &name).await?;
+    let who = crate::app::access::signed_in(&viewer)?;
+    let project = crate::app::access::project(&st, &viewer, &name, crate::app::Need::Role(kiln_wire::api::Role::Developer)).await?.project;
     let zero = |s: &str| !s.is_empty() && s.bytes().all(|c| c == b'0');
     let Some(branch) = req.refname.strip_prefix("refs/heads/") else {
         return Ok((StatusCode::OK, Json(json!({ "ignored": format!("{} is not a branch", req.refname) }))));

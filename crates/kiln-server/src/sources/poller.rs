@@ -72,7 +72,7 @@ pub async fn poll(st: &AppState, p: &ProjectRow) -> Result<usize, String> {
         let mut before = old.clone();
         for c in commits {
             let origin = Origin { before: before.clone(), ..Origin::new("poll", format!("poller ({})", p.settings.poll.as_deref().unwrap_or("")))};
-            start_build(st, p, Some(&branch), Some(&c), origin).await.map_err(|e| e.to_string())?;
+            start_build(st, p, Some(&branch), Some(&c), origin, crate::app::access::Starter::Source).await.map_err(|e| e.to_string())?;
             before = Some(c);
             started += 1;
         }

@@ -4,7 +4,7 @@ use super::{api, print_json};
 use crate::api_client::seg;
 use crate::ClientOpts;
 use clap::{Args, Subcommand};
-use kiln_wire::api::{Project, ProjectCreate, ProjectSettings, ProjectUpdate};
+use kiln_wire::api::{Member, MemberGrant, Project, ProjectCreate, ProjectSettings, ProjectUpdate, Role, Visibility};
 use kiln_wire::notify::{CommitStatusSettings, Delivery};
 
 #[derive(Subcommand)]
@@ -30,6 +30,12 @@ pub enum ProjectCmd {
     List,
     /// Show one project.
     Show { name: String },
+    /// Give USER a role on the project: viewer, developer or maintainer (maintainers and admins).
+    Grant { name: String, user: String, role: String },
+    /// Take USER's role on the project away (maintainers and admins).
+    Revoke { name: String, user: String },
+    /// List the project's members and their roles.
+    Members { name: String },
     /// Recent notification deliveries (email, webhooks, commit status) and how they went.
     Notifications {
         name: String,
@@ -47,9 +53,12 @@ pub struct ProjectOpts {
     #[arg(long)]
     pipeline: Option<String>,
     /// Anyone may see it (console, API, badge).
-    #[arg(long, conflicts_with = "private")]
+    #[arg(long, conflicts_with_all = ["private", "internal"])]
     public: bool,
-    /// Only signed-in users may see it (the default).
+    /// Any signed-in user may see it.
+    #[arg(long, conflicts_with = "private")]
+    internal: bool,
+    /// Only its members and admins may see it (the default for a new project).
     #[arg(long)]
     private: bool,
     /// Poll the repository for new commits this often (e.g. 30s).
@@ -79,6 +88,12 @@ pub struct ProjectOpts {
     /// A secret NAME=VALUE given to steps as an env var and masked in logs (repeatable).
     #[arg(long = "secret")]
     secrets: Vec<String>,
+    /// Delete the secret NAME (repeatable).
+    #[arg(long = "unset-secret", value_name = "NAME")]
+    unset_secrets: Vec<String>,
+    /// Give the project's secrets to test runs uploaded by its maintainers (true or false; off by default).
+    #[arg(long, value_name = "BOOL")]
+    upload_secrets: Option<bool>,
     /// Report commit status to a forge: github, gitea, or off.
     #[arg(long, value_name = "FORGE")]
     commit_status: Option<String>,
@@ -119,6 +134,7 @@ impl ProjectOpts {
             secrets: (!secrets.is_empty()).then_some(secrets),
             schedule: non_empty(self.schedule.clone()),
             commit_status: self.commit_status_settings(),
+            upload_secrets: self.upload_secrets,
         })
     }
     fn commit_status_settings(&self) -> Option<CommitStatusSettings> {
@@ -131,11 +147,13 @@ impl ProjectOpts {
         };
         (cs != CommitStatusSettings::default()).then_some(cs)
     }
-    fn public(&self) -> Option<bool> {
+    fn visibility(&self) -> Option<Visibility> {
         if self.public {
-            Some(true)
+            Some(Visibility::Public)
+        } else if self.internal {
+            Some(Visibility::Internal)
         } else if self.private {
-            Some(false)
+            Some(Visibility::Private)
         } else {
             None
         }
@@ -143,9 +161,18 @@ impl ProjectOpts {
 }
 
 fn print_project(p: &Project) {
-    let vis = if p.public { "public" } else { "private" };
     let last = p.last_build.as_ref().map(|b| format!("  last build #{} {}", b.id, b.status)).unwrap_or_default();
-    println!("{}  {}  branch {}  {}{}", p.name, p.repo, p.branch, vis, last);
+    let role = p.role.map(|r| format!("  you: {}", r.as_str())).unwrap_or_default();
+    println!("{}  {}  branch {}  {}{role}{last}", p.name, p.repo, p.branch, p.visibility.as_str());
+}
+
+fn print_members(name: &str, ms: &[Member]) {
+    if ms.is_empty() {
+        println!("{name} has no members yet: kiln project grant {name} USER ROLE");
+    }
+    for m in ms {
+        println!("{:<24} {}", m.user, m.role.as_str());
+    }
 }
 
 pub async fn run(action: ProjectCmd, c: &ClientOpts) -> anyhow::Result<i32> {
@@ -157,12 +184,20 @@ pub async fn run(action: ProjectCmd, c: &ClientOpts) -> anyhow::Result<i32> {
                 Ok(p) if !repo.contains("://") && !repo.contains('@') => p.to_string_lossy().into_owned(),
                 _ => repo,
             };
-            let req = ProjectCreate { name, repo, branch: opts.branch.clone(), pipeline: opts.pipeline.clone(), public: opts.public(), settings: opts.settings()? };
+            let req = ProjectCreate { name, repo, branch: opts.branch.clone(), pipeline: opts.pipeline.clone(), public: None, visibility: opts.visibility(), settings: opts.settings()? };
             let p: Project = api.post("/api/v1/projects", &req).await?;
             if c.json { print_json(&p) } else { print_project(&p) }
         }
         ProjectCmd::Set { name, repo, opts } => {
-            let req = ProjectUpdate { repo, branch: opts.branch.clone(), pipeline: opts.pipeline.clone(), public: opts.public(), settings: opts.settings()? };
+            let req = ProjectUpdate {
+                repo,
+                branch: opts.branch.clone(),
+                pipeline: opts.pipeline.clone(),
+                public: None,
+                visibility: opts.visibility(),
+                remove_secrets: opts.unset_secrets.clone(),
+                settings: opts.settings()?,
+            };
             let p: Project = api.patch(&format!("/api/v1/projects/{}", seg(&name)), &req).await?;
             if c.json { print_json(&p) } else { print_project(&p) }
         }
@@ -188,6 +223,19 @@ pub async fn run(action: ProjectCmd, c: &ClientOpts) -> anyhow::Result<i32> {
                     println!("#{:<5} build {:<5} {:<13} {:<14} {:<8} {:<7} x{} {}{err}", d.id, d.build_id, d.kind, d.event, d.build_status, d.status, d.attempts, d.target);
                 }
             }
+        }
+        ProjectCmd::Grant { name, user, role } => {
+            let role = Role::parse(&role).ok_or_else(|| crate::api_client::Exit(2, format!("unknown role {role:?}: use viewer, developer or maintainer")))?;
+            let ms: Vec<Member> = api.post(&format!("/api/v1/projects/{}/members", seg(&name)), &MemberGrant { user, role }).await?;
+            if c.json { print_json(&ms) } else { print_members(&name, &ms) }
+        }
+        ProjectCmd::Revoke { name, user } => {
+            let ms: Vec<Member> = api.delete(&format!("/api/v1/projects/{}/members/{}", seg(&name), seg(&user))).await?;
+            if c.json { print_json(&ms) } else { print_members(&name, &ms) }
+        }
+        ProjectCmd::Members { name } => {
+            let ms: Vec<Member> = api.get(&format!("/api/v1/projects/{}/members", seg(&name))).await?;
+            if c.json { print_json(&ms) } else { print_members(&name, &ms) }
         }
         ProjectCmd::Show { name } => {
             let p: Project = api.get(&format!("/api/v1/projects/{}", seg(&name))).await?;

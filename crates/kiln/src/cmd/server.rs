@@ -64,6 +64,10 @@ pub struct ServerArgs {
     /// Largest upload (test-run files or archive) in bytes; past it 413 [default: 100 MiB].
     #[arg(long)]
     upload_limit: Option<u64>,
+    /// A host projects may send commit status to, besides api.github.com and each project
+    /// repository's own host (repeatable; HOST or HOST:PORT).
+    #[arg(long = "forge-host")]
+    forge_hosts: Vec<String>,
     /// Print the commented default kiln.toml and exit.
     #[arg(long)]
     print_config: bool,
@@ -104,6 +108,7 @@ impl ServerArgs {
         if let Some(n) = self.notify_attempts {
             cfg.notify_attempts = n;
         }
+        cfg.forge_hosts.extend(self.forge_hosts.iter().cloned());
         self.smtp_over(&mut cfg)?;
         Ok(cfg)
     }

@@ -5,7 +5,9 @@
 use clap::Args;
 use kiln_server::config::ServerConfig;
 use kiln_server::state::AppState;
-use kiln_server::trigger::{start_build, Origin};
+use kiln_server::app;
+use kiln_server::auth::Viewer;
+use kiln_wire::api::{ProjectCreate, ProjectUpdate, TriggerRequest, Visibility};
 use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
@@ -51,16 +53,19 @@ fn sanitize(name: &str) -> String {
 
 async fn add_and_build(st: &AppState, repo: &str) -> anyhow::Result<()> {
     let (name, repo, branch) = describe(repo);
-    let p = match st.store.project_by_name(&name).await {
-        Ok(mut p) => {
-            p.repo = repo;
-            p.branch = branch;
-            st.store.update_project(&p).await?;
-            p
+    // `kiln up` acts for this machine's admin: its projects are public, like a local dashboard.
+    let admin = Viewer::User { name: kiln_server::users::FIRST_ADMIN.into(), admin: true };
+    let p = match app::projects::show(st, &admin, &name).await {
+        Ok(_) => {
+            let req = ProjectUpdate { repo: Some(repo), branch: Some(branch), ..Default::default() };
+            app::projects::update(st, &admin, &name, req).await?
         }
-        Err(_) => st.store.create_project(&name, &repo, &branch, ".kiln.yml", true, &Default::default()).await?,
+        Err(_) => {
+            let req = ProjectCreate { name, repo, branch: Some(branch), visibility: Some(Visibility::Public), ..Default::default() };
+            app::projects::create(st, &admin, req).await?
+        }
     };
-    let b = start_build(st, &p, None, None, Origin::new("manual", "kiln up")).await?;
+    let b = app::builds::trigger(st, &admin, &p.name, &TriggerRequest::default()).await?;
     println!("  building {} ({} @ {}) as build #{}", p.name, p.repo, p.branch, b.id);
     Ok(())
 }
