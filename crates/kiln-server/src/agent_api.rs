@@ -4,12 +4,12 @@
 
 use crate::auth::{constant_time_eq, AgentAuth};
 use crate::error::{AppError, AppResult};
+use crate::routes::Routes;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use kiln_core::state::JobStatus;
 use kiln_wire::agent::*;
 use serde::Deserialize;
@@ -18,15 +18,15 @@ use std::time::Duration;
 /// How long a claim waits for work before answering "nothing yet".
 const CLAIM_WAIT: Duration = Duration::from_secs(25);
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/agent/register", post(register))
-        .route("/api/v1/agent/claim", post(claim))
-        .route("/api/v1/agent/heartbeat", post(heartbeat))
-        .route("/api/v1/agent/wait", post(wait))
-        .route("/api/v1/agent/jobs/{id}/log", post(log))
-        .route("/api/v1/agent/jobs/{id}/finish", post(finish))
-        .route("/api/v1/agent/jobs/{id}/release", post(release))
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/api/v1/agent/register", register)
+        .post("/api/v1/agent/claim", claim)
+        .post("/api/v1/agent/heartbeat", heartbeat)
+        .post("/api/v1/agent/wait", wait)
+        .post("/api/v1/agent/jobs/{id}/log", log)
+        .post("/api/v1/agent/jobs/{id}/finish", finish)
+        .post("/api/v1/agent/jobs/{id}/release", release)
 }
 
 async fn register(State(st): State<AppState>, headers: HeaderMap, Json(req): Json<RegisterRequest>) -> AppResult<Json<RegisterResponse>> {

@@ -20,6 +20,7 @@ pub mod events;
 pub mod git;
 pub(crate) mod materialize;
 pub mod notify;
+pub mod routes;
 mod services;
 pub mod signature;
 pub mod sources;
@@ -30,10 +31,10 @@ pub mod uploads;
 pub mod users;
 
 use anyhow::Context;
-use axum::routing::get;
 use axum::Router;
 use config::ServerConfig;
 use kiln_store::Store;
+use routes::Routes;
 use state::{AppState, Inner};
 use std::path::Path;
 use std::sync::Arc;
@@ -67,19 +68,27 @@ fn kept_secret(path: &Path) -> anyhow::Result<(String, bool)> {
     Ok((s, true))
 }
 
-/// The whole router.
-pub fn router(st: AppState) -> Router {
-    Router::new()
-        .route("/badge/{file}", get(badge::badge))
-        .route("/hooks/{forge}/{project}", axum::routing::post(sources::hooks::hook))
-        .route("/api/v1/projects/{name}/push", axum::routing::post(sources::hooks::push))
+/// Every route the server serves, each added once through `Routes`.
+fn routes() -> Routes {
+    Routes::new()
+        .get("/badge/{file}", badge::badge)
+        .post("/hooks/{forge}/{project}", sources::hooks::hook)
+        .post("/api/v1/projects/{name}/push", sources::hooks::push)
         .merge(console::routes())
         .merge(uploads::routes())
         .merge(api::routes())
         .merge(agent_api::routes())
         .merge(tests_api::routes())
-        .layer(axum::extract::DefaultBodyLimit::max(2 << 20))
-        .with_state(st)
+}
+
+/// The route table (method, path) of the real router, for the access-matrix test.
+pub fn route_table() -> Vec<routes::Route> {
+    routes().table().to_vec()
+}
+
+/// The whole router.
+pub fn router(st: AppState) -> Router {
+    routes().into_router().layer(axum::extract::DefaultBodyLimit::max(2 << 20)).with_state(st)
 }
 
 /// Open the store, seed secrets and projects, start the services, and listen.

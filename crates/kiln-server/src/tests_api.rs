@@ -10,11 +10,11 @@
 
 use crate::auth::AgentAuth;
 use crate::error::{AppError, AppResult};
+use crate::routes::Routes;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use kiln_store::{TestClaim, TestGroup};
 use kiln_wire::agent::{BatchDone, BatchDoneAck, ClaimTestsRequest, JobAssignment, ReportAck, TestBatch, TestListUpload};
 use serde::Deserialize;
@@ -25,12 +25,12 @@ pub const JUNIT_LIMIT: usize = kiln_wire::agent::JUNIT_LIMIT;
 /// How long a claim waits, on the server, for another shard to finish listing.
 const LIST_WAIT: Duration = Duration::from_secs(3);
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/agent/jobs/{id}/tests/claim", post(claim))
-        .route("/api/v1/agent/jobs/{id}/tests/list", post(list))
-        .route("/api/v1/agent/jobs/{id}/tests/report", post(report).layer(DefaultBodyLimit::max(JUNIT_LIMIT)))
-        .route("/api/v1/agent/jobs/{id}/tests/done", post(done))
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/api/v1/agent/jobs/{id}/tests/claim", claim)
+        .post("/api/v1/agent/jobs/{id}/tests/list", list)
+        .with("POST", "/api/v1/agent/jobs/{id}/tests/report", axum::routing::post(report).layer(DefaultBodyLimit::max(JUNIT_LIMIT)))
+        .post("/api/v1/agent/jobs/{id}/tests/done", done)
 }
 
 /// The job's spec and its test queue.

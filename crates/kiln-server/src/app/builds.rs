@@ -10,8 +10,8 @@ use kiln_wire::api::{Role, TriggerRequest};
 
 /// A manual build of a project's branch or commit (developers).
 pub async fn trigger(st: &AppState, viewer: &Viewer, project: &str, req: &TriggerRequest) -> AppResult<BuildRow> {
-    let who = access::signed_in(viewer)?;
     let Reached { project, .. } = access::project(st, viewer, project, Need::Role(Role::Developer)).await?;
+    let who = access::signed_in(viewer)?;
     if let Some(c) = &req.commit {
         if c.len() < 4 || !c.chars().all(|x| x.is_ascii_hexdigit()) {
             return Err(AppError::BadRequest(format!("{c:?} is not a commit id (hex, at least 4 digits)")));
@@ -49,8 +49,8 @@ pub(crate) async fn cancel_now(st: &AppState, build_id: i64, job_id: Option<i64>
 /// Start the same build again: the same commit, or the same uploaded package (developers;
 /// an upload with a pipeline of its own needs what uploading it needed).
 pub async fn rebuild(st: &AppState, viewer: &Viewer, id: i64) -> AppResult<BuildRow> {
-    let who = access::signed_in(viewer)?;
     let (b, reached) = access::build(st, viewer, id, Need::Role(Role::Developer)).await?;
+    let who = access::signed_in(viewer)?;
     if let Some(up) = crate::uploads::of_build(st, &b).await {
         return super::runs::rerun(st, viewer, &reached, &up).await;
     }

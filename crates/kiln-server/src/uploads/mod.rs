@@ -19,19 +19,19 @@ use crate::convert;
 use crate::error::{AppError, AppResult};
 use crate::git;
 use crate::materialize::{new_job, Prepared};
+use crate::routes::Routes;
 use crate::state::AppState;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use kiln_store::{BuildRow, NewBuild, ProjectRow, UploadRow};
 use std::time::Instant;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/projects/{name}/runs", post(api_create).layer(DefaultBodyLimit::disable()))
-        .route("/api/v1/agent/packages/{build_id}", get(agent_package))
+pub fn routes() -> Routes {
+    Routes::new()
+        .with("POST", "/api/v1/projects/{name}/runs", axum::routing::post(api_create).layer(DefaultBodyLimit::disable()))
+        .get("/api/v1/agent/packages/{build_id}", agent_package)
 }
 
 /// The URL path agents fetch a build's package from.
