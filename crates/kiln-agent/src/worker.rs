@@ -19,6 +19,7 @@ pub(crate) async fn slot(agent: Arc<Agent>, index: u32) {
     // A claim retried after a lost answer keeps its id, so the server hands back the same job.
     let mut claim_id = uuid_like();
     while !draining(&agent) {
+        tracing::debug!("slot {index}: claiming work");
         let claim = tokio::select! {
             c = agent.client.claim(&claim_id) => c,
             _ = agent.control.drain.cancelled() => break,
