@@ -27,20 +27,6 @@ impl Viewer {
             Viewer::User { name, .. } => name.clone(),
         }
     }
-    /// Mutations need a signed-in caller.
-    pub fn require_user(&self) -> Result<String, AppError> {
-        match self {
-            Viewer::User { name, .. } => Ok(name.clone()),
-            Viewer::Anonymous => Err(AppError::Unauthorized("sign in first: pass an API token (KILN_TOKEN or --token)".into())),
-        }
-    }
-    pub fn require_admin(&self) -> Result<(), AppError> {
-        match self {
-            Viewer::User { admin: true, .. } => Ok(()),
-            Viewer::User { .. } => Err(AppError::Forbidden("only an admin may do this".into())),
-            Viewer::Anonymous => Err(AppError::Unauthorized("sign in as an admin first".into())),
-        }
-    }
 }
 
 pub fn bearer(parts: &Parts) -> Option<&str> {

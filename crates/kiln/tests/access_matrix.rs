@@ -135,6 +135,7 @@ fn body(w: &World, method: &str, path: &str, caller: &str) -> (String, Vec<u8>) 
             (ct, b)
         }
         ("POST", "/projects/new") => form(format!("name=page-{caller}&repo={}&visibility=private", w.k.path("prod").display())),
+        ("POST", "/projects/{name}/members") => form("user=tgt&role=viewer".into()),
         ("POST", "/account/users") => form(format!("name=form-{caller}")),
         ("POST", "/account/password") => form("current=wrong-password&password=a-new-password-1".into()),
         ("POST", "/login") => form("name=admin&password=wrong".into()),

@@ -40,6 +40,7 @@ pub struct Column {
 struct BuildLive {
     b: BuildView,
     columns: Vec<Column>,
+    /// The caller may cancel and rebuild (developer or more).
     signed_in: bool,
     csrf: String,
     upload: String,
@@ -124,7 +125,8 @@ fn job_card(j: &Job, selected: bool) -> JobCard {
 }
 
 pub async fn page(State(st): State<AppState>, page: Page, Path(id): Path<i64>, Query(q): Query<BuildQuery>) -> PageResult<Response> {
-    let row = access::visible_build(&st, &page.viewer, id).await?;
+    let (row, reached) = access::build(&st, &page.viewer, id, access::Need::See).await?;
+    let may_act = reached.role.is_some_and(|r| r >= kiln_wire::api::Role::Developer);
     let agents = crate::convert::online_agents(&st.store).await?;
     let jobs = crate::convert::build_jobs(&st.store, &row, &agents).await?;
     let sel = pick(&jobs, q.job);
@@ -146,7 +148,7 @@ pub async fn page(State(st): State<AppState>, page: Page, Path(id): Path<i64>, Q
     let live = BuildLive {
         b: build_view(&row),
         columns,
-        signed_in: page.viewer.signed_in(),
+        signed_in: may_act,
         csrf: page.csrf().to_string(),
         upload,
     };

@@ -3,7 +3,8 @@
 
 use super::views::{build_view, duration_chart, BuildView};
 use super::{render, require_user, see_other, urlencode, Layout, PageResult};
-use crate::app::{self, access};
+use crate::app;
+use kiln_wire::api::Role;
 use crate::auth::Page;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -82,7 +83,12 @@ struct ProjectTpl {
     repo: String,
     default_branch: String,
     pipeline: String,
-    public: bool,
+    visibility: &'static str,
+    /// The caller may trigger and upload (developer or more).
+    can_build: bool,
+    /// The caller may change members (maintainer or admin).
+    can_manage: bool,
+    members: Vec<(String, &'static str)>,
     branches: Vec<String>,
     branch: String,
     status: String,
@@ -122,7 +128,7 @@ fn filter_query(q: &BuildsQuery, page: i64) -> String {
 }
 
 pub async fn project(State(st): State<AppState>, page: Page, Path(name): Path<String>, Query(q): Query<BuildsQuery>) -> PageResult<Response> {
-    let p = access::visible(&st, &page.viewer, &name).await?;
+    let app::Reached { project: p, role } = app::projects::show(&st, &page.viewer, &name).await?;
     let f = BuildFilter { branch: q.branch.clone(), status: q.status.clone(), trigger: q.trigger.clone() };
     let n = q.page.unwrap_or(1).max(1);
     let (rows, total) = st.store.builds_page(p.id, &f, PER_PAGE, (n - 1) * PER_PAGE).await?;
@@ -151,7 +157,10 @@ pub async fn project(State(st): State<AppState>, page: Page, Path(name): Path<St
         repo: crate::convert::without_credentials(&p.repo),
         default_branch: p.branch.clone(),
         pipeline: p.pipeline.clone(),
-        public: p.public(),
+        visibility: p.visibility.as_str(),
+        can_build: role.is_some_and(|r| r >= Role::Developer),
+        can_manage: role == Some(Role::Maintainer),
+        members: st.store.members(p.id).await?.into_iter().map(|(u, r)| (u, r.as_str())).collect(),
         branches: st.store.build_branches(p.id).await?,
         branch: q.branch.clone().unwrap_or_default(),
         status: q.status.clone().unwrap_or_default(),
@@ -171,7 +180,7 @@ struct NewProjectTpl {
     repo: String,
     branch: String,
     pipeline: String,
-    public: bool,
+    visibility: &'static str,
 }
 
 pub async fn new_project_form(page: Page) -> PageResult<Response> {
@@ -183,7 +192,7 @@ pub async fn new_project_form(page: Page) -> PageResult<Response> {
         repo: String::new(),
         branch: "main".into(),
         pipeline: ".kiln.yml".into(),
-        public: false,
+        visibility: "private",
     })
 }
 
@@ -207,7 +216,6 @@ pub async fn new_project(State(st): State<AppState>, page: Page, Form(f): Form<N
     let branch = if f.branch.trim().is_empty() { "main" } else { f.branch.trim() };
     let pipeline = if f.pipeline.trim().is_empty() { ".kiln.yml" } else { f.pipeline.trim() };
     let visibility = kiln_wire::api::Visibility::parse(&f.visibility).unwrap_or_default();
-    let public = visibility == kiln_wire::api::Visibility::Public;
     let name = f.name.trim();
     let req = kiln_wire::api::ProjectCreate {
         name: name.to_string(),
@@ -228,7 +236,7 @@ pub async fn new_project(State(st): State<AppState>, page: Page, Form(f): Form<N
                 repo: f.repo.clone(),
                 branch: branch.to_string(),
                 pipeline: pipeline.to_string(),
-                public,
+                visibility: visibility.as_str(),
             })?;
             *r.status_mut() = e.status();
             Ok(r)
@@ -250,4 +258,37 @@ pub async fn trigger(State(st): State<AppState>, page: Page, Path(name): Path<St
     let req = kiln_wire::api::TriggerRequest { branch: Some(f.branch.clone()), commit: None };
     let b = app::builds::trigger(&st, &page.viewer, &name, &req).await?;
     Ok(see_other(&format!("/builds/{}", b.id)))
+}
+
+#[derive(Deserialize)]
+pub struct GrantForm {
+    #[serde(rename = "_csrf", default)]
+    csrf: String,
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    role: String,
+}
+
+/// The members form: give a user a role (maintainers).
+pub async fn grant(State(st): State<AppState>, page: Page, Path(name): Path<String>, Form(f): Form<GrantForm>) -> PageResult<Response> {
+    require_user(&page)?;
+    page.check_csrf(&f.csrf)?;
+    let role = Role::parse(&f.role).ok_or_else(|| AppError::BadRequest(format!("unknown role {:?}: use viewer, developer or maintainer", f.role)))?;
+    app::projects::grant(&st, &page.viewer, &name, f.user.trim(), role).await?;
+    Ok(see_other(&format!("/projects/{}", urlencode(&name))))
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    #[serde(rename = "_csrf", default)]
+    csrf: String,
+}
+
+/// The members form: take a user's role away (maintainers).
+pub async fn revoke(State(st): State<AppState>, page: Page, Path((name, user)): Path<(String, String)>, Form(f): Form<CsrfOnly>) -> PageResult<Response> {
+    require_user(&page)?;
+    page.check_csrf(&f.csrf)?;
+    app::projects::revoke(&st, &page.viewer, &name, &user).await?;
+    Ok(see_other(&format!("/projects/{}", urlencode(&name))))
 }

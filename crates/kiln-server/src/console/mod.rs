@@ -40,6 +40,8 @@ pub fn routes() -> Routes {
         .get("/projects/new", home::new_project_form).post("/projects/new", home::new_project)
         .get("/projects/{name}", home::project)
         .post("/projects/{name}/trigger", home::trigger)
+        .post("/projects/{name}/members", home::grant)
+        .post("/projects/{name}/members/{user}/revoke", home::revoke)
         .get("/builds/{id}", build::page)
         .get("/builds/{id}/tests", results::partial)
         .post("/builds/{id}/rebuild", build::rebuild)
