@@ -147,7 +147,7 @@ fn every_route_as_anonymous_user_and_admin() {
     assert_eq!(post("/api/v1/projects", anon, &create), 401);
     assert_eq!(post("/api/v1/projects", as_user, &create), 200);
     assert_eq!(post("/api/v1/projects/openproj/builds", anon, "{}"), 401);
-    assert_eq!(post("/api/v1/projects/hiddenproj/builds", anon, "{}"), 401);
+    assert_eq!(post("/api/v1/projects/hiddenproj/builds", anon, "{}"), 404, "a private name is not confirmed to anonymous callers");
     assert_eq!(post(&format!("/api/v1/builds/{pb}/cancel"), anon, "{}"), 401);
     assert_eq!(post("/api/v1/agents/a1/drain", anon, "{}"), 401);
     assert_eq!(post("/api/v1/agents/a1/drain", as_user, "{}"), 403);
