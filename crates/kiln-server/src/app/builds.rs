@@ -5,7 +5,7 @@ use crate::auth::Viewer;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::trigger::{start_build, Origin};
-use kiln_store::{BuildRow, JobRow};
+use kiln_store::{BuildRow, JobRow, ProjectRow};
 use kiln_wire::api::{Role, TriggerRequest};
 
 /// A manual build of a project's branch or commit (developers).
@@ -19,6 +19,13 @@ pub async fn trigger(st: &AppState, viewer: &Viewer, project: &str, req: &Trigge
     }
     let branch = req.branch.as_deref().map(str::trim).filter(|b| !b.is_empty());
     Ok(start_build(st, &project, branch, req.commit.as_deref(), Origin::new("manual", who), Starter::Person).await?)
+}
+
+/// A build of the project's own repository started by a change source (a webhook or a
+/// post-receive hook, whose caller proved itself with the project's secret or a developer's
+/// token; the poller, cron and downstream triggers): it gets the project's secrets.
+pub async fn from_source(st: &AppState, project: &ProjectRow, branch: Option<&str>, commit: Option<&str>, origin: Origin) -> AppResult<BuildRow> {
+    Ok(start_build(st, project, branch, commit, origin, Starter::Source).await?)
 }
 
 /// Cancel a build, or one of its jobs named by key, name or id (developers). Running jobs stop

@@ -7,7 +7,7 @@ use crate::auth::{constant_time_eq, Viewer};
 use crate::error::{AppError, AppResult};
 use crate::signature;
 use crate::state::AppState;
-use crate::trigger::{start_build, Origin};
+use crate::trigger::Origin;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -71,7 +71,7 @@ pub async fn hook(State(st): State<AppState>, Path((forge, name)): Path<(String,
 async fn start_push(st: &AppState, project: &kiln_store::ProjectRow, p: Push, trigger: &'static str, by: String) -> AppResult<(StatusCode, Json<Value>)> {
     let origin = Origin { trigger, by, before: p.before.clone(), changed_paths: p.changed_paths.clone(), ..Default::default() };
     let commit = (!p.after.is_empty()).then_some(p.after.as_str());
-    let b = start_build(st, project, Some(&p.branch), commit, origin, crate::app::access::Starter::Source).await?;
+    let b = crate::app::builds::from_source(st, project, Some(&p.branch), commit, origin).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "build": b.id, "project": project.name, "branch": p.branch }))))
 }
 
