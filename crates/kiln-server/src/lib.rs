@@ -14,6 +14,7 @@ mod badge;
 pub mod config;
 mod console;
 pub mod convert;
+pub mod enrol;
 pub mod error;
 pub mod events;
 pub mod git;

@@ -13,6 +13,7 @@
 
 mod agents;
 mod builds;
+mod enrolments;
 mod error;
 mod logs;
 mod migrate;
@@ -28,7 +29,8 @@ mod tokens;
 mod uploads;
 mod users;
 
-pub use agents::AgentRow;
+pub use agents::{AgentRow, AgentSpec, EnrolWith};
+pub use enrolments::EnrolmentRow;
 pub use builds::{BuildFilter, BuildRow, NewBuild};
 pub use error::StoreError;
 pub use logs::{AppendOutcome, AttemptRow, LogRead};

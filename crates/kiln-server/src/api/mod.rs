@@ -3,6 +3,7 @@
 mod agents;
 pub(crate) mod builds;
 mod downloads;
+mod enrol;
 mod events;
 mod notifications;
 pub(crate) mod projects;
@@ -26,6 +27,9 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/projects/{name}/tests", get(tests::of_project))
         .route("/api/v1/agents", get(agents::list))
         .route("/api/v1/agents/{name}/drain", post(agents::drain))
+        .route("/api/v1/agents/{name}/revoke", post(enrol::revoke_agent))
+        .route("/api/v1/enrolments", get(enrol::list).post(enrol::create))
+        .route("/api/v1/enrolments/{id}", delete(enrol::revoke))
         .route("/api/v1/events", get(events::events))
         .route("/api/v1/me", get(users::me))
         .route("/api/v1/users", get(users::list).post(users::create))

@@ -1,0 +1,69 @@
+//! Who may be an agent: registration with an enrolment secret (the server's own
+//! `--agent-token`, or one an admin created, maybe limited to labels and projects) or with
+//! the agent's own saved token (a restart), token rotation, and an admin's view of
+//! enrolment secrets. A name online under another token is never handed over.
+//!
+//! ```text
+//!  first start:  Bearer <enrolment secret> ─► enrol_agent ─► new agent token (saved 0600 by the agent)
+//!  restart:      Bearer <agent token>      ─► reregister_agent (same token; its old jobs run again)
+//!  rotate:       Bearer <agent token>      ─► rotate_agent_token ─► new token, old one refused
+//! ```
+
+use crate::auth::constant_time_eq;
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+use kiln_store::{hash_token, AgentRow, AgentSpec, EnrolWith};
+use kiln_wire::agent::{RegisterRequest, RegisterResponse};
+
+/// Register the agent described by `req`, proven by `given` (an enrolment secret or its own token).
+pub async fn register(st: &AppState, given: &str, req: &RegisterRequest) -> AppResult<RegisterResponse> {
+    if req.protocol != kiln_wire::PROTOCOL_VERSION {
+        return Err(AppError::BadRequest(format!(
+            "agent speaks protocol {} but this server speaks {}: upgrade the older side",
+            req.protocol,
+            kiln_wire::PROTOCOL_VERSION
+        )));
+    }
+    if req.name.trim().is_empty() {
+        return Err(AppError::BadRequest("an agent needs a name".into()));
+    }
+    let lease = st.cfg.lease_secs.max(2);
+    let hb = req.heartbeat_secs.unwrap_or(st.cfg.heartbeat_secs).min(st.cfg.heartbeat_secs).min(lease / 3).max(1);
+    let spec = AgentSpec { name: &req.name, labels: &req.labels, concurrency: req.concurrency.max(1) as i64, heartbeat_secs: hb as i64 };
+    let given_hash = hash_token(given);
+    let (agent, token) = if let Some(a) = st.store.reregister_agent(&given_hash, &spec).await? {
+        (a, given.to_string())
+    } else {
+        let token = kiln_store::random_token();
+        let with = if !st.agent_token.is_empty() && constant_time_eq(given.as_bytes(), st.agent_token.as_bytes()) {
+            EnrolWith::ServerSecret
+        } else {
+            EnrolWith::Secret(&given_hash)
+        };
+        match st.store.enrol_agent(with, &spec, &hash_token(&token)).await? {
+            Some(a) => (a, token),
+            None => {
+                tracing::warn!("agent {:?} tried to register with an unknown, revoked or used-up secret", req.name);
+                return Err(AppError::Unauthorized(
+                    "this enrolment secret is not known to the server, was revoked or is used up: ask an admin for one (`kiln enrol create`)".into(),
+                ));
+            }
+        }
+    };
+    // A restarted agent holds nothing: what the old process held runs again now, not after its lease.
+    let taken = st.store.requeue_agent_jobs(&agent.name, "its agent restarted").await?;
+    if !taken.is_empty() {
+        st.wake_agents();
+        st.wake_control();
+    }
+    tracing::info!("agent {} registered with labels {:?}", agent.name, agent.labels);
+    Ok(RegisterResponse { agent_id: agent.id, token, heartbeat_secs: hb, lease_secs: lease })
+}
+
+/// Give the calling agent a new token; the one it used stops working at once.
+pub async fn rotate(st: &AppState, agent: &AgentRow, old: &str) -> AppResult<String> {
+    let token = kiln_store::random_token();
+    st.store.rotate_agent_token(agent.id, &hash_token(old), &hash_token(&token)).await?;
+    tracing::info!("agent {} rotated its token", agent.name);
+    Ok(token)
+}
