@@ -24,6 +24,9 @@ pub enum StoreError {
     Gap { expected: u64, got: u64 },
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// Sealed project secrets and no key (or the wrong one) to open them.
+    #[error("{0}")]
+    SecretKey(String),
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
 }
