@@ -45,7 +45,9 @@ pub async fn register(st: &AppState, given: &str, req: &RegisterRequest) -> AppR
             None => {
                 tracing::warn!("agent {:?} tried to register with an unknown, revoked or used-up secret", req.name);
                 return Err(AppError::Unauthorized(
-                    "this enrolment secret is not known to the server, was revoked or is used up: ask an admin for one (`kiln enrol create`)".into(),
+                    "wrong agent registration token: it is not the server's agent token nor a valid enrolment secret (unknown, revoked or used up); \
+                     check --token, or ask an admin for one (`kiln enrol create`)"
+                        .into(),
                 ));
             }
         }

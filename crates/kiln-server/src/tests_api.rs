@@ -48,6 +48,7 @@ async fn job_group(st: &AppState, job_id: i64) -> AppResult<(JobAssignment, Test
 }
 
 async fn claim(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<ClaimTestsRequest>) -> AppResult<Json<TestBatch>> {
+    st.store.check_held(job_id, req.attempt, &a.name).await?;
     let (spec, group) = job_group(&st, job_id).await?;
     if spec.tests.is_none() {
         return Err(AppError::BadRequest(format!("job {job_id} has no `tests:` block")));
