@@ -17,22 +17,14 @@ fn read_saved(path: &Path) -> Option<String> {
     std::fs::read_to_string(path).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
-/// Write the token readable by this user only, atomically: never a moment at a wider mode
-/// or half written.
+/// Write the token readable by this user only (a temporary file is made 0600), atomically:
+/// never a moment at a wider mode or half written.
 fn save(path: &Path, token: &str) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    let write = || -> std::io::Result<()> {
-        let mut f = o.open(&tmp)?;
-        f.write_all(token.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| anyhow::anyhow!("failed to save the agent token to {}: {e}", path.display()))
+    let fail = |e: std::io::Error| anyhow::anyhow!("failed to save the agent token to {}: {e}", path.display());
+    let mut f = tempfile::NamedTempFile::new_in(path.parent().unwrap_or(Path::new("."))).map_err(fail)?;
+    f.write_all(token.as_bytes()).and_then(|_| f.as_file().sync_all()).map_err(fail)?;
+    f.persist(path).map_err(|e| fail(e.error))?;
+    Ok(())
 }
 
 /// Register, retrying while the server is unreachable (or the name is still online under an
@@ -107,6 +99,6 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
         }
-        assert!(!p.with_extension("tmp").exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
     }
 }

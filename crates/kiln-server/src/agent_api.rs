@@ -11,6 +11,7 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
 use kiln_core::state::JobStatus;
+use kiln_store::AgentAttempt;
 use kiln_wire::agent::*;
 use kiln_wire::enrol::RotateResponse;
 use serde::Deserialize;
@@ -53,7 +54,7 @@ async fn claim(State(st): State<AppState>, AgentAuth(agent): AgentAuth, body: Op
     if let Some(id) = &claim_id {
         let prev = st.claims.lock().unwrap().get(&agent.name).filter(|(c, _)| c == id).map(|(_, a)| a.clone());
         if let Some(a) = prev {
-            if st.store.check_held(a.job_id, a.attempt, &agent.name).await.is_ok() {
+            if st.store.check_held(AgentAttempt { job_id: a.job_id, attempt: a.attempt, agent: &agent.name }).await.is_ok() {
                 return Ok(Json(Some(a)));
             }
         }
@@ -145,7 +146,7 @@ async fn log(
     if st.cfg.log_limit > 0 && at.offset + body.len() as u64 > st.cfg.log_limit + (1 << 20) {
         return Err(AppError::TooLarge(format!("job {job_id} log passes the {} byte limit", st.cfg.log_limit)));
     }
-    let out = st.store.append_log(job_id, at.attempt, &agent.name, at.offset, &body).await?;
+    let out = st.store.append_log(AgentAttempt { job_id, attempt: at.attempt, agent: &agent.name }, at.offset, &body).await?;
     if let kiln_store::AppendOutcome::Stored(_) = out {
         if let Ok(j) = st.store.job(job_id).await {
             st.emit("log", j.build_id, Some(job_id), "", "running");
@@ -158,7 +159,7 @@ async fn finish(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(jo
     let status = JobStatus::parse(&req.status)
         .filter(|s| s.is_final() && *s != JobStatus::Skipped)
         .ok_or_else(|| AppError::BadRequest(format!("{:?} is not a final job status", req.status)))?;
-    let out = st.store.finish_job(job_id, req.attempt, &agent.name, req.log_len, status, req.exit_code.map(i64::from), req.reason.as_deref()).await?;
+    let out = st.store.finish_job(AgentAttempt { job_id, attempt: req.attempt, agent: &agent.name }, req.log_len, status, req.exit_code.map(i64::from), req.reason.as_deref()).await?;
     if !out.repeated {
         if out.readied {
             st.wake_agents();
@@ -183,7 +184,7 @@ struct ReleaseRequest {
 
 /// An agent that aborts hands its job back: it runs again elsewhere at once.
 async fn release(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<ReleaseRequest>) -> AppResult<Json<serde_json::Value>> {
-    let out = st.store.release_job(job_id, req.attempt, &agent.name).await?;
+    let out = st.store.release_job(AgentAttempt { job_id, attempt: req.attempt, agent: &agent.name }).await?;
     st.wake_agents();
     st.wake_control();
     Ok(Json(serde_json::json!({ "requeued": out.is_some_and(|e| e.requeued) })))

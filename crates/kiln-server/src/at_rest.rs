@@ -52,22 +52,14 @@ pub fn private_database(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Write `text` to `path` readable by this user only, atomically: never a moment at a wider
-/// mode or half written.
+/// Write `text` to `path` readable by this user only (a temporary file is made 0600),
+/// atomically: never a moment at a wider mode or half written.
 pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    let write = || -> std::io::Result<()> {
-        let mut f = o.open(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().with_context(|| format!("failed to write {}", path.display()))
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut f = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("failed to write {}", path.display()))?;
+    f.write_all(text.as_bytes()).and_then(|_| f.as_file().sync_all()).with_context(|| format!("failed to write {}", path.display()))?;
+    f.persist(path).map_err(|e| e.error).with_context(|| format!("failed to write {}", path.display()))?;
+    Ok(())
 }
 
 /// Read a secret kept in the data folder, or make one and keep it there (0600). Returns it

@@ -16,7 +16,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::routing::post;
 use axum::{Json, Router};
-use kiln_store::{TestClaim, TestGroup};
+use kiln_store::{AgentAttempt, TestClaim, TestGroup};
 use kiln_wire::agent::{BatchDone, BatchDoneAck, ClaimTestsRequest, JobAssignment, ReportAck, TestBatch, TestListUpload};
 use serde::Deserialize;
 use std::time::Duration;
@@ -48,14 +48,15 @@ async fn job_group(st: &AppState, job_id: i64) -> AppResult<(JobAssignment, Test
 }
 
 async fn claim(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<ClaimTestsRequest>) -> AppResult<Json<TestBatch>> {
-    st.store.check_held(job_id, req.attempt, &a.name).await?;
+    let by = AgentAttempt { job_id, attempt: req.attempt, agent: &a.name };
+    st.store.check_held(by).await?;
     let (spec, group) = job_group(&st, job_id).await?;
     if spec.tests.is_none() {
         return Err(AppError::BadRequest(format!("job {job_id} has no `tests:` block")));
     }
     let deadline = tokio::time::Instant::now() + LIST_WAIT;
     loop {
-        let c = st.store.claim_tests(job_id, req.attempt, &a.name, &group).await?;
+        let c = st.store.claim_tests(by, &group).await?;
         if c == TestClaim::Wait && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
@@ -77,7 +78,7 @@ async fn list(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id):
         None if req.ids.is_empty() => Err("the list command printed no test ids".to_string()),
         None => Ok(req.ids),
     };
-    st.store.upload_test_list(job_id, req.attempt, &a.name, &group, ids, req.static_split).await?;
+    st.store.upload_test_list(AgentAttempt { job_id, attempt: req.attempt, agent: &a.name }, &group, ids, req.static_split).await?;
     Ok(Json(serde_json::json!({})))
 }
 
@@ -91,15 +92,16 @@ struct ReportAt {
 
 async fn report(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id): Path<i64>, Query(at): Query<ReportAt>, body: Bytes) -> AppResult<Json<ReportAck>> {
     // Only the agent holding the job has its report read at all.
-    st.store.check_held(job_id, at.attempt, &a.name).await?;
+    let by = AgentAttempt { job_id, attempt: at.attempt, agent: &a.name };
+    st.store.check_held(by).await?;
     let (_, group) = job_group(&st, job_id).await?;
     let cases = kiln_core::junit::parse(&at.path, &body).map_err(|e| AppError::BadRequest(format!("malformed JUnit report {e}")))?;
-    let cases = st.store.store_test_report(job_id, at.attempt, &a.name, at.batch, &group.key, &at.path, &cases).await?;
+    let cases = st.store.store_test_report(by, at.batch, &group.key, &at.path, &cases).await?;
     Ok(Json(ReportAck { cases }))
 }
 
 async fn done(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<BatchDone>) -> AppResult<Json<BatchDoneAck>> {
-    let s = st.store.finish_test_batch(job_id, req.attempt, &a.name, req.batch_id, req.exit_code).await?;
+    let s = st.store.finish_test_batch(AgentAttempt { job_id, attempt: req.attempt, agent: &a.name }, req.batch_id, req.exit_code).await?;
     if let Ok(j) = st.store.job(job_id).await {
         if let Ok(b) = st.store.build(j.build_id).await {
             st.emit("tests", b.id, Some(job_id), &b.project, "running");

@@ -14,6 +14,8 @@
 mod agents;
 mod builds;
 mod enrolments;
+#[cfg(test)]
+mod identity_tests;
 mod error;
 mod logs;
 mod migrate;
@@ -38,7 +40,7 @@ pub use logs::{AppendOutcome, AttemptRow, LogRead};
 pub use notify::{DeliveryOutcome, NewNotification, NotificationRow, Unnotified};
 pub use projects::ProjectRow;
 pub use sealed::{is_sealed, SecretKey};
-pub use queue::{Claimed, FinishOutcome, JobRow, LeaseExpiry, NewJob};
+pub use queue::{AgentAttempt, Claimed, FinishOutcome, JobRow, LeaseExpiry, NewJob};
 pub use testqueue::{BatchSummary, TestClaim, TestGroup};
 pub use testresults::{TestResultRow, TestStatsRow};
 pub use testview::{TestOverview, TestViewLimits};

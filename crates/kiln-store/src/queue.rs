@@ -139,10 +139,20 @@ async fn lock_job(tx: &mut Transaction<'_, Any>, job_id: i64) -> Result<()> {
     Ok(())
 }
 
+/// Who writes about a job: the agent, and the attempt it says it runs. Every agent write
+/// in the store takes one, so none can be made without naming the agent.
+#[derive(Debug, Clone, Copy)]
+pub struct AgentAttempt<'a> {
+    pub job_id: i64,
+    pub attempt: i64,
+    pub agent: &'a str,
+}
+
 /// The build of job `job_id` when `agent` holds it in its current, running `attempt`.
 /// Every write from an agent passes here (or repeats this `WHERE`): anything else is refused,
 /// with 403 (`NotHolder`) when another agent holds that attempt and 409 (`Stale`) otherwise.
-pub(crate) async fn held_by(conn: &mut sqlx::AnyConnection, job_id: i64, attempt: i64, agent: &str) -> Result<i64> {
+pub(crate) async fn held_by(conn: &mut sqlx::AnyConnection, by: AgentAttempt<'_>) -> Result<i64> {
+    let AgentAttempt { job_id, attempt, agent } = by;
     let build: Option<i64> = sqlx::query_scalar("SELECT build_id FROM jobs WHERE id = $1 AND attempt = $2 AND status = 'running' AND agent_name = $3")
         .bind(job_id)
         .bind(attempt)
@@ -412,15 +422,16 @@ impl Store {
     }
 
     /// Check that `agent` holds job `job_id` in its current, running `attempt`.
-    pub async fn check_held(&self, job_id: i64, attempt: i64, agent: &str) -> Result<()> {
+    pub async fn check_held(&self, by: AgentAttempt<'_>) -> Result<()> {
         let mut conn = self.pool().acquire().await?;
-        held_by(&mut conn, job_id, attempt, agent).await.map(|_| ())
+        held_by(&mut conn, by).await.map(|_| ())
     }
 
     /// Finish the current attempt of a job, from the agent that holds it, once the server
     /// holds `log_len` bytes of its log. A repeat of a finish already recorded answers as
     /// before; any other write from a stale attempt or another agent is refused.
-    pub async fn finish_job(&self, job_id: i64, attempt: i64, agent: &str, log_len: u64, status: JobStatus, exit_code: Option<i64>, reason: Option<&str>) -> Result<FinishOutcome> {
+    pub async fn finish_job(&self, by: AgentAttempt<'_>, log_len: u64, status: JobStatus, exit_code: Option<i64>, reason: Option<&str>) -> Result<FinishOutcome> {
+        let AgentAttempt { job_id, attempt, agent } = by;
         let _w = self.write_turn().await;
         let mut tx = self.begin_write().await?;
         lock_job(&mut tx, job_id).await?;
@@ -430,7 +441,7 @@ impl Store {
             .bind(agent)
             .fetch_optional(&mut *tx)
             .await?;
-        let Some(row) = row else { return Err(why_not_held(&mut *tx, job_id, attempt, agent).await?) };
+        let Some(row) = row else { return Err(why_not_held(&mut tx, job_id, attempt, agent).await?) };
         let build_id: i64 = row.try_get("build_id")?;
         let cur_status: String = row.try_get("status")?;
         if cur_status != "running" {
@@ -509,12 +520,9 @@ impl Store {
 
     /// The agent holding a job hands it back (it is shutting down): queue it again at once.
     /// Refused when `agent` does not hold that attempt.
-    pub async fn release_job(&self, job_id: i64, attempt: i64, agent: &str) -> Result<Option<LeaseExpiry>> {
-        {
-            let mut conn = self.pool().acquire().await?;
-            held_by(&mut conn, job_id, attempt, agent).await?;
-        }
-        self.take_back(job_id, Some(attempt), Some(agent), "its agent handed it back").await
+    pub async fn release_job(&self, by: AgentAttempt<'_>) -> Result<Option<LeaseExpiry>> {
+        self.check_held(by).await?;
+        self.take_back(by.job_id, Some(by.attempt), Some(by.agent), "its agent handed it back").await
     }
 
     /// Take a running job back, when it is still at `attempt` and held by `agent` (when given).

@@ -10,7 +10,7 @@
 //!           └─ list failed ─► failed            └──── stale attempt ─┘
 //! ```
 
-use crate::queue::held_by;
+use crate::queue::{held_by, AgentAttempt};
 use crate::{now_ms, Result, Store, StoreError};
 use kiln_core::junit::Outcome;
 use kiln_core::testrun::{item_outcome, next_batch, no_result_message, resolve_try, static_assignment};
@@ -139,10 +139,11 @@ fn outcome_of(s: &str) -> Result<Outcome> {
 
 impl Store {
     /// A shard asks for work: list, wait, a batch, or done (with its verdict).
-    pub async fn claim_tests(&self, job_id: i64, attempt: i64, agent: &str, g: &TestGroup) -> Result<TestClaim> {
+    pub async fn claim_tests(&self, by: AgentAttempt<'_>, g: &TestGroup) -> Result<TestClaim> {
+        let AgentAttempt { job_id, attempt, .. } = by;
         let _w = self.write_turn().await;
         let mut tx = self.pool().begin().await?;
-        let build_id = held_by(&mut tx, job_id, attempt, agent).await?;
+        let build_id = held_by(&mut tx, by).await?;
         // Serialise claims of one group (a row lock on PostgreSQL; SQLite has one writer).
         let bumped = sqlx::query("UPDATE test_groups SET version = version + 1 WHERE build_id = $1 AND group_key = $2 RETURNING state, lister_job, lister_attempt, error, static_split")
             .bind(build_id)
@@ -276,15 +277,15 @@ impl Store {
 
     /// The listing shard uploads the ids (or why there are none). The first upload wins; the
     /// queue is ordered longest-known first from the project's history on this branch.
-    pub async fn upload_test_list(&self, job_id: i64, attempt: i64, agent: &str, g: &TestGroup, ids: std::result::Result<Vec<String>, String>, static_split: bool) -> Result<()> {
-        self.check_held(job_id, attempt, agent).await?;
-        let job = self.job(job_id).await?;
+    pub async fn upload_test_list(&self, by: AgentAttempt<'_>, g: &TestGroup, ids: std::result::Result<Vec<String>, String>, static_split: bool) -> Result<()> {
+        self.check_held(by).await?;
+        let job = self.job(by.job_id).await?;
         let build = self.build(job.build_id).await?;
         self.record_finished_history(build.project_id).await?;
         let history = self.history_estimates(build.project_id, &build.branch).await?;
         let _w = self.write_turn().await;
         let mut tx = self.pool().begin().await?;
-        let build_id = held_by(&mut tx, job_id, attempt, agent).await?;
+        let build_id = held_by(&mut tx, by).await?;
         let state: Option<String> = sqlx::query_scalar("SELECT state FROM test_groups WHERE build_id = $1 AND group_key = $2")
             .bind(build_id)
             .bind(&g.key)
@@ -346,10 +347,11 @@ impl Store {
     /// A batch's run ended and its reports are in: every listed test gets its outcome (errored
     /// "no result reported" when no case named it); failures are queued again while retries
     /// last; a pass after a failure is marked flaky.
-    pub async fn finish_test_batch(&self, job_id: i64, attempt: i64, agent: &str, batch_id: i64, exit_code: Option<i32>) -> Result<BatchSummary> {
+    pub async fn finish_test_batch(&self, by: AgentAttempt<'_>, batch_id: i64, exit_code: Option<i32>) -> Result<BatchSummary> {
+        let AgentAttempt { job_id, attempt, .. } = by;
         let _w = self.write_turn().await;
         let mut tx = self.pool().begin().await?;
-        let build_id = held_by(&mut tx, job_id, attempt, agent).await?;
+        let build_id = held_by(&mut tx, by).await?;
         let batch = sqlx::query("SELECT group_key, job_id, attempt, state FROM test_batches WHERE id = $1")
             .bind(batch_id)
             .fetch_optional(&mut *tx)

@@ -141,7 +141,7 @@ fn registering_a_name_online_under_another_token_does_not_take_its_jobs() {
 
 #[test]
 fn an_agent_saves_its_token_and_reuses_it_after_a_restart() {
-    let mut k = Kiln::start();
+    let k = Kiln::start();
     let work = k.path("work-a1");
     let a = spawn_agent(&k, "a1", AGENT_TOKEN, "work-a1", &[]);
     let file = work.join("agent-token");
@@ -241,7 +241,7 @@ fn a_project_limited_agent_never_gets_another_projects_job() {
 
 #[test]
 fn a_rotated_token_works_and_the_old_one_is_refused_and_a_revoked_agent_is_out() {
-    let mut k = Kiln::start();
+    let k = Kiln::start();
     let file = k.path("work-r1").join("agent-token");
     let a = spawn_agent(&k, "r1", AGENT_TOKEN, "work-r1", &[]);
     wait_until("the agent to save its token", 30, || file.exists());
@@ -355,11 +355,18 @@ fn secrets_are_sealed_at_rest_and_the_data_folder_is_private() {
     let b = k.wait_build(k.trigger("p"), 60);
     assert_eq!(b["status"], "passed", "{b}");
     assert!(!data.join("secret-key").exists(), "a key given by the environment is not written down");
-    // And from a file.
-    k.server_args.extend(["--secret-key-file".to_string(), k.path("kept-key").display().to_string()]);
+    // And from a file, given by flag or in kiln.toml.
+    k.server_args = vec!["--secret-key-file".to_string(), k.path("kept-key").display().to_string()];
     k.restart_server();
     let b = k.wait_build(k.trigger("p"), 60);
     assert_eq!(b["status"], "passed", "{b}");
+    let toml = k.path("kiln.toml");
+    std::fs::write(&toml, format!("secret_key_file = {:?}\n", k.path("kept-key").display().to_string())).unwrap();
+    k.server_args = vec!["--config".to_string(), toml.display().to_string()];
+    k.restart_server();
+    let b = k.wait_build(k.trigger("p"), 60);
+    assert_eq!(b["status"], "passed", "{b}");
+    assert!(!data.join("secret-key").exists());
 }
 
 #[test]
