@@ -183,9 +183,26 @@ fn enrolment_secrets_are_limited_in_uses_revocable_and_listed_without_the_secret
     // The agent enrolled before keeps working with its own token.
     let (s, v) = post(&k, "/api/v1/agent/heartbeat", &t, &json!({"jobs": [], "status": {}}));
     assert_eq!(s, 200, "{v}");
-    // Only admins manage enrolment.
+    // Only admins manage enrolment: not strangers, not plain users.
     let r = send(&k.url, "GET", "/api/v1/enrolments", &[], b"", false);
     assert_eq!(r.status, 401, "{}", r.text());
+    let mut add = Command::new(BIN)
+        .args(["user", "add", "bob", "--password-stdin"])
+        .env("KILN_SERVER", &k.url)
+        .env("KILN_TOKEN", ADMIN)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut add.stdin.take().unwrap(), b"bob-password-1\n").unwrap();
+    assert!(add.wait().unwrap().success());
+    let (cookie, csrf) = common::http::sign_in(&k.url, "bob", "bob-password-1");
+    let bob = [("Cookie", cookie.as_str()), ("X-CSRF-Token", csrf.as_str()), ("Content-Type", "application/json")];
+    for (method, path, body) in [("POST", "/api/v1/enrolments", "{}"), ("GET", "/api/v1/enrolments", ""), ("DELETE", "/api/v1/enrolments/1", ""), ("POST", "/api/v1/agents/e1/revoke", "{}")] {
+        let r = send(&k.url, method, path, &bob, body.as_bytes(), false);
+        assert_eq!(r.status, 403, "plain user {method} {path}: {}", r.text());
+    }
+    assert_eq!(post(&k, "/api/v1/agent/heartbeat", &t, &json!({"jobs": [], "status": {}})).0, 200, "e1 was not revoked");
 }
 
 #[test]
