@@ -1,6 +1,7 @@
 //! The agent protocol (HTTP/JSON, versioned): register, claim as a long poll,
 //! heartbeat (renews leases, carries status, returns jobs to stop), log chunks
-//! by byte offset, finish. Every job write names its attempt (fencing).
+//! by byte offset, finish. Every job write names its attempt (fencing) and is
+//! accepted only from the agent holding it (checked in the store).
 
 use crate::auth::AgentAuth;
 use crate::error::{AppError, AppResult};
@@ -33,18 +34,17 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn register(State(st): State<AppState>, headers: HeaderMap, Json(req): Json<RegisterRequest>) -> AppResult<Json<RegisterResponse>> {
-    let given = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    Ok(Json(crate::enrol::register(&st, given.trim(), &req).await?))
+    Ok(Json(crate::enrol::register(&st, bearer_of(&headers), &req).await?))
+}
+
+/// The bearer token of a request ("" when there is none).
+fn bearer_of(headers: &HeaderMap) -> &str {
+    headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("").trim()
 }
 
 /// The calling agent gets a new token; the one it called with is refused from now on.
 async fn rotate(State(st): State<AppState>, headers: HeaderMap, AgentAuth(agent): AgentAuth) -> AppResult<Json<RotateResponse>> {
-    let old = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
-    Ok(Json(RotateResponse { token: crate::enrol::rotate(&st, &agent, old.trim()).await? }))
+    Ok(Json(RotateResponse { token: crate::enrol::rotate(&st, &agent, bearer_of(&headers)).await? }))
 }
 
 /// Long poll: answer at once with a job, or wait until one may be ready.
