@@ -88,7 +88,11 @@ pub async fn secret_key(cfg: &ServerConfig, store: &Store) -> anyhow::Result<Sec
     };
     match std::fs::read_to_string(&path) {
         Ok(text) => SecretKey::parse(&text).map_err(|e| anyhow::anyhow!("{} is not a valid secret key: {e}", path.display())),
-        Err(e) if given || e.kind() != std::io::ErrorKind::NotFound => Err(anyhow::anyhow!("failed to read the secret key {}: {e}", path.display())),
+        Err(e) if given || e.kind() != std::io::ErrorKind::NotFound => Err(anyhow::anyhow!(
+            "failed to read the secret key {}: {e} (a key is 64 hex digits, made for example with \
+             `head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > FILE; chmod 600 FILE`)",
+            path.display()
+        )),
         Err(_) if store.has_sealed_secrets().await? => anyhow::bail!(
             "the database holds encrypted project secrets but the key to open them is missing: restore {} (0600), \
              or give the key with KILN_SECRET_KEY or --secret-key-file",

@@ -298,11 +298,12 @@ fn contains(hay: &[u8], needle: &str) -> bool {
 }
 
 /// Start a server on `data` expecting it to refuse: its exit status and what it printed.
-fn server_refuses(data: &Path, env: &[(&str, &str)]) -> (bool, String) {
+fn server_refuses(data: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     let mut c = Command::new(BIN)
         .args(["server", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .args(["--agent-token", AGENT_TOKEN, "--admin-token", ADMIN])
+        .args(args)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -347,10 +348,10 @@ fn secrets_are_sealed_at_rest_and_the_data_folder_is_private() {
     k.kill_server();
     let key = std::fs::read_to_string(data.join("secret-key")).unwrap();
     std::fs::rename(data.join("secret-key"), k.path("kept-key")).unwrap();
-    let (ok, err) = server_refuses(&data, &[]);
+    let (ok, err) = server_refuses(&data, &[], &[]);
     assert!(!ok);
     assert!(err.contains("encrypted project secrets") && err.contains("secret-key") && err.contains("KILN_SECRET_KEY"), "{err}");
-    let (ok, err) = server_refuses(&data, &[("KILN_SECRET_KEY", "00")]);
+    let (ok, err) = server_refuses(&data, &[], &[("KILN_SECRET_KEY", "00")]);
     assert!(!ok && err.contains("KILN_SECRET_KEY is not a valid key"), "{err}");
     // With the key from the environment it starts and the secret still arrives.
     let listen = k.url.trim_start_matches("http://").to_string();
@@ -406,4 +407,21 @@ fn plaintext_secrets_from_an_older_database_are_sealed_on_upgrade() {
     assert_eq!(b["status"], "passed", "the sealed secret still arrives: {b}");
     k.kill_server();
     assert!(!contains(&database_bytes(&k.path("data")), VALUE), "the plaintext is gone from the database files");
+}
+
+#[test]
+fn a_key_made_as_the_docs_say_seals_secrets_and_a_missing_key_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    let (ok, err) = server_refuses(&dir.path().join("d0"), &["--secret-key-file", key.to_str().unwrap()], &[]);
+    assert!(!ok && err.contains("failed to read the secret key") && err.contains("od -An"), "{err}");
+    let make = format!("head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > {}; chmod 600 {}", key.display(), key.display());
+    assert!(Command::new("sh").args(["-c", &make]).status().unwrap().success());
+    let mut k = Kiln::start_with(&["--secret-key-file", key.to_str().unwrap()]);
+    k.agent("a1", &[]);
+    let repo = k.repo("p", "jobs:\n  j:\n    steps: ['test -n \"$K\"']\n");
+    k.add_project("p", &repo, &[]);
+    assert!(k.kiln(&["project", "set", "p", "--secret", "K=made-with-od-key"]).status.success());
+    assert_eq!(k.wait_build(k.trigger("p"), 60)["status"], "passed");
+    assert!(!k.path("data").join("secret-key").exists(), "the given key file is used, none is made");
 }
