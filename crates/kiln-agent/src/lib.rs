@@ -11,6 +11,7 @@
 pub mod checkout;
 pub mod client;
 pub mod executor;
+pub mod identity;
 pub mod labels;
 pub mod package;
 pub mod local;
@@ -23,7 +24,7 @@ mod worker;
 
 pub use worker::job_env;
 
-use client::{backoff, CallError, Client};
+use client::{backoff, Client};
 use kiln_wire::agent::{HeartbeatRequest, RegisterRequest, RunningJob};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -44,6 +45,8 @@ pub struct AgentConfig {
     pub concurrency: u32,
     pub work_dir: PathBuf,
     pub heartbeat_secs: Option<u64>,
+    /// Swap the saved agent token for a new one at start (`--rotate-token`).
+    pub rotate_token: bool,
 }
 
 /// How the agent is told to stop: `drain` finishes current jobs first; `abort`
@@ -84,9 +87,8 @@ pub fn all_labels(cfg: &AgentConfig) -> BTreeMap<String, String> {
     l
 }
 
-/// Register, retrying while the server is unreachable; a refusal is final.
+/// Register (see `identity`) with the labels it offers.
 async fn register(cfg: &AgentConfig, labels: &BTreeMap<String, String>, control: &Control) -> anyhow::Result<(Client, u64)> {
-    let client = Client::new(&cfg.server, &cfg.token);
     let req = RegisterRequest {
         name: cfg.name.clone(),
         labels: labels.clone(),
@@ -94,23 +96,7 @@ async fn register(cfg: &AgentConfig, labels: &BTreeMap<String, String>, control:
         protocol: kiln_wire::PROTOCOL_VERSION,
         heartbeat_secs: cfg.heartbeat_secs,
     };
-    let mut tries = 0;
-    loop {
-        match client.register(&req).await {
-            Ok(r) => return Ok((client.with_token(&r.token), r.heartbeat_secs)),
-            Err(CallError::Unreachable(e)) => {
-                tries += 1;
-                if tries == 1 || tries % 10 == 0 {
-                    tracing::warn!("cannot reach the server at {} ({e}); retrying", cfg.server);
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff(tries)) => {}
-                    _ = control.drain.cancelled() => anyhow::bail!("stopped before registering"),
-                }
-            }
-            Err(e) => anyhow::bail!("the server refused this agent: {e}"),
-        }
-    }
+    identity::register(cfg, &req, control).await
 }
 
 /// Run the agent until it is drained or aborted.

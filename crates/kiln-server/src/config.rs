@@ -19,6 +19,11 @@ pub struct ServerConfig {
     pub agent_token: Option<String>,
     /// An admin API token to seed at start (for automation).
     pub admin_token: Option<String>,
+    /// A file holding the key that seals project secrets (64 hex digits); default DATA/secret-key.
+    pub secret_key_file: Option<PathBuf>,
+    /// The key itself (from the environment, `KILN_SECRET_KEY`; never from a file or flag).
+    #[serde(skip)]
+    pub secret_key: Option<String>,
     /// How long a claimed job is held without a heartbeat before it is run again.
     pub lease_secs: u64,
     /// The heartbeat interval agents are told to use.
@@ -96,6 +101,8 @@ impl Default for ServerConfig {
             database: None,
             agent_token: None,
             admin_token: None,
+            secret_key_file: None,
+            secret_key: None,
             lease_secs: 30,
             heartbeat_secs: 10,
             log_limit: 64 * 1024 * 1024,

@@ -8,6 +8,7 @@
 //! ```
 
 pub mod agent_api;
+mod at_rest;
 mod api;
 pub mod app;
 pub mod auth;
@@ -36,7 +37,6 @@ use config::ServerConfig;
 use kiln_store::Store;
 use routes::Routes;
 use state::{AppState, Inner};
-use std::path::Path;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -49,23 +49,6 @@ pub struct RunningServer {
     /// The first admin user's password, when it was generated at first start (print it once).
     pub generated_admin_password: Option<String>,
     pub task: tokio::task::JoinHandle<()>,
-}
-
-/// Read a secret kept in the data folder, or make one and keep it there.
-fn kept_secret(path: &Path) -> anyhow::Result<(String, bool)> {
-    if let Ok(s) = std::fs::read_to_string(path) {
-        if !s.trim().is_empty() {
-            return Ok((s.trim().to_string(), false));
-        }
-    }
-    let s = kiln_store::random_token();
-    std::fs::write(path, &s).with_context(|| format!("failed to write {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-    }
-    Ok((s, true))
 }
 
 /// Every route the server serves, each added once through `Routes`.
@@ -93,11 +76,13 @@ pub fn router(st: AppState) -> Router {
 
 /// Open the store, seed secrets and projects, start the services, and listen.
 pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result<RunningServer> {
-    std::fs::create_dir_all(&cfg.data).with_context(|| format!("failed to create the data folder {}", cfg.data.display()))?;
+    at_rest::private_data_folder(&cfg.data)?;
+    at_rest::private_database(&cfg.database_url())?;
     let store = Store::open(&cfg.database_url()).await?;
+    at_rest::seal_secrets(&cfg, &store).await?;
     let agent_token = match &cfg.agent_token {
         Some(t) => t.clone(),
-        None => kept_secret(&cfg.data.join("agent-token"))?.0,
+        None => at_rest::kept_secret(&cfg.data.join("agent-token"))?.0,
     };
     // A token seeded by an earlier --admin-token stops working once the flag changes or goes.
     let seeded = app::users::SEEDED_ADMIN_TOKEN;
@@ -110,7 +95,7 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
     }
     let mut generated_admin_token = None;
     if store.count_tokens().await? == 0 {
-        let (t, _) = kept_secret(&cfg.data.join("admin-token"))?;
+        let (t, _) = at_rest::kept_secret(&cfg.data.join("admin-token"))?;
         store.add_token(&t, "admin", true, "generated at first start").await?;
         generated_admin_token = Some(t);
     }

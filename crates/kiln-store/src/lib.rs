@@ -13,6 +13,9 @@
 
 mod agents;
 mod builds;
+mod enrolments;
+#[cfg(test)]
+mod identity_tests;
 mod error;
 mod logs;
 mod members;
@@ -22,6 +25,7 @@ mod pages;
 mod projects;
 mod queue;
 mod rows;
+mod sealed;
 mod testqueue;
 mod testresults;
 mod testview;
@@ -29,13 +33,15 @@ mod tokens;
 mod uploads;
 mod users;
 
-pub use agents::AgentRow;
+pub use agents::{AgentRow, AgentSpec, EnrolWith};
+pub use enrolments::EnrolmentRow;
 pub use builds::{BuildFilter, BuildRow, NewBuild};
 pub use error::StoreError;
 pub use logs::{AppendOutcome, AttemptRow, LogRead};
 pub use notify::{DeliveryOutcome, NewNotification, NotificationRow, Unnotified};
 pub use projects::ProjectRow;
-pub use queue::{Claimed, FinishOutcome, JobRow, LeaseExpiry, NewJob};
+pub use sealed::{is_sealed, SecretKey};
+pub use queue::{AgentAttempt, Claimed, FinishOutcome, JobRow, LeaseExpiry, NewJob};
 pub use testqueue::{BatchSummary, TestClaim, TestGroup};
 pub use testresults::{TestResultRow, TestStatsRow};
 pub use testview::{TestOverview, TestViewLimits};
@@ -68,6 +74,8 @@ pub struct Store {
     url: String,
     /// SQLite allows one writer: writes queue here instead of failing with "database is locked".
     writer: Arc<tokio::sync::Mutex<()>>,
+    /// The key that seals project secrets (set once at start; see `use_secret_key`).
+    secret_key: Arc<std::sync::OnceLock<SecretKey>>,
 }
 
 /// Milliseconds since the Unix epoch: the store's only time format.
@@ -115,6 +123,8 @@ impl Store {
                         // 1 MiB of page cache per connection (SQLite's default is 2 MiB): the OS caches the file too.
                         conn.execute("PRAGMA cache_size=-1024").await?;
                         conn.execute("PRAGMA foreign_keys=ON").await?;
+                        // Deleted and overwritten content is zeroed, not left in free space.
+                        conn.execute("PRAGMA secure_delete=ON").await?;
                     }
                     Ok(())
                 })
@@ -122,7 +132,7 @@ impl Store {
             .connect_with(opts)
             .await
             .map_err(|e| StoreError::Open(format!("{url}: {e}")))?;
-        let store = Store { pool, backend, url: url.clone(), writer: Arc::new(tokio::sync::Mutex::new(())) };
+        let store = Store { pool, backend, url: url.clone(), writer: Arc::new(tokio::sync::Mutex::new(())), secret_key: Default::default() };
         migrate::run(&store).await?;
         Ok(store)
     }

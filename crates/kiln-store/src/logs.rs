@@ -1,7 +1,7 @@
 //! Job logs, kept per attempt as chunks keyed by byte offset, so a retried
 //! upload neither loses nor duplicates a line and two attempts never mix.
 
-use crate::{Result, Store, StoreError};
+use crate::{AgentAttempt, Result, Store, StoreError};
 use sqlx::Row;
 
 #[derive(Debug, Clone)]
@@ -65,17 +65,22 @@ pub(crate) async fn attempts_of(store: &Store, job_id: i64) -> Result<Vec<Attemp
 impl Store {
     /// Append `data`, which starts at byte `offset` of the attempt's log.
     /// Bytes the server already holds are skipped; a chunk that would leave a
-    /// gap is refused with the length the server holds. Only the current
-    /// attempt of a running job may add bytes.
-    pub async fn append_log(&self, job_id: i64, attempt: i64, offset: u64, data: &[u8]) -> Result<AppendOutcome> {
+    /// gap is refused with the length the server holds. Only the agent that ran
+    /// the attempt learns its length, and only while it holds the job may it add bytes.
+    pub async fn append_log(&self, by: AgentAttempt<'_>, offset: u64, data: &[u8]) -> Result<AppendOutcome> {
+        let AgentAttempt { job_id, attempt, agent } = by;
         let _w = self.write_turn().await;
         let mut tx = self.begin_write().await?;
-        let len: Option<i64> = sqlx::query_scalar("SELECT log_len FROM attempts WHERE job_id = $1 AND attempt = $2")
+        let len: Option<i64> = sqlx::query_scalar("SELECT log_len FROM attempts WHERE job_id = $1 AND attempt = $2 AND agent_name = $3")
             .bind(job_id)
             .bind(attempt)
+            .bind(agent)
             .fetch_optional(&mut *tx)
             .await?;
-        let Some(len) = len else { return Err(StoreError::Stale { job_id, attempt }) };
+        let Some(len) = len else {
+            crate::queue::held_by(&mut tx, by).await?;
+            return Err(StoreError::Stale { job_id, attempt });
+        };
         let len = len as u64;
         let end = offset + data.len() as u64;
         if end <= len {
@@ -84,10 +89,7 @@ impl Store {
         if offset > len {
             return Err(StoreError::Gap { expected: len, got: offset });
         }
-        let current = sqlx::query("SELECT attempt, status FROM jobs WHERE id = $1").bind(job_id).fetch_one(&mut *tx).await?;
-        if current.try_get::<i64, _>("attempt")? != attempt || current.try_get::<String, _>("status")? != "running" {
-            return Err(StoreError::Stale { job_id, attempt });
-        }
+        crate::queue::held_by(&mut tx, by).await?;
         let fresh = &data[(len - offset) as usize..];
         sqlx::query("INSERT INTO log_chunks (job_id, attempt, pos, data) VALUES ($1, $2, $3, $4)")
             .bind(job_id)

@@ -9,6 +9,7 @@ const SQLITE: &[(i64, &str)] = &[
     (4, include_str!("../migrations/sqlite/0004_console.sql")),
     (5, include_str!("../migrations/sqlite/0005_sources.sql")),
     (10, include_str!("../migrations/sqlite/0010_access.sql")),
+    (6, include_str!("../migrations/sqlite/0006_agent_identity.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -17,6 +18,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (4, include_str!("../migrations/postgres/0004_console.sql")),
     (5, include_str!("../migrations/postgres/0005_sources.sql")),
     (10, include_str!("../migrations/postgres/0010_access.sql")),
+    (6, include_str!("../migrations/postgres/0006_agent_identity.sql")),
 ];
 
 /// Apply every migration newer than the database's recorded version.

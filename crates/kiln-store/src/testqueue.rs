@@ -10,6 +10,7 @@
 //!           └─ list failed ─► failed            └──── stale attempt ─┘
 //! ```
 
+use crate::queue::{held_by, AgentAttempt};
 use crate::{now_ms, Result, Store, StoreError};
 use kiln_core::junit::Outcome;
 use kiln_core::testrun::{item_outcome, next_batch, no_result_message, resolve_try, static_assignment};
@@ -45,20 +46,6 @@ pub struct BatchSummary {
     pub passed: u32,
     pub failed: u32,
     pub retried: u32,
-}
-
-/// Refuse anything from an attempt that is not the running one of its job.
-pub(crate) async fn check_attempt(tx: &mut Transaction<'_, Any>, job_id: i64, attempt: i64) -> Result<i64> {
-    let row = sqlx::query("SELECT build_id, status, attempt FROM jobs WHERE id = $1")
-        .bind(job_id)
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))?;
-    let status: String = row.try_get("status")?;
-    if status != "running" || row.try_get::<i64, _>("attempt")? != attempt {
-        return Err(StoreError::Stale { job_id, attempt });
-    }
-    Ok(row.try_get("build_id")?)
 }
 
 /// Put a batch's unfinished tests back in the queue and drop its partial results.
@@ -152,10 +139,11 @@ fn outcome_of(s: &str) -> Result<Outcome> {
 
 impl Store {
     /// A shard asks for work: list, wait, a batch, or done (with its verdict).
-    pub async fn claim_tests(&self, job_id: i64, attempt: i64, g: &TestGroup) -> Result<TestClaim> {
+    pub async fn claim_tests(&self, by: AgentAttempt<'_>, g: &TestGroup) -> Result<TestClaim> {
+        let AgentAttempt { job_id, attempt, .. } = by;
         let _w = self.write_turn().await;
         let mut tx = self.pool().begin().await?;
-        let build_id = check_attempt(&mut tx, job_id, attempt).await?;
+        let build_id = held_by(&mut tx, by).await?;
         // Serialise claims of one group (a row lock on PostgreSQL; SQLite has one writer).
         let bumped = sqlx::query("UPDATE test_groups SET version = version + 1 WHERE build_id = $1 AND group_key = $2 RETURNING state, lister_job, lister_attempt, error, static_split")
             .bind(build_id)
@@ -289,14 +277,15 @@ impl Store {
 
     /// The listing shard uploads the ids (or why there are none). The first upload wins; the
     /// queue is ordered longest-known first from the project's history on this branch.
-    pub async fn upload_test_list(&self, job_id: i64, attempt: i64, g: &TestGroup, ids: std::result::Result<Vec<String>, String>, static_split: bool) -> Result<()> {
-        let job = self.job(job_id).await?;
+    pub async fn upload_test_list(&self, by: AgentAttempt<'_>, g: &TestGroup, ids: std::result::Result<Vec<String>, String>, static_split: bool) -> Result<()> {
+        self.check_held(by).await?;
+        let job = self.job(by.job_id).await?;
         let build = self.build(job.build_id).await?;
         self.record_finished_history(build.project_id).await?;
         let history = self.history_estimates(build.project_id, &build.branch).await?;
         let _w = self.write_turn().await;
         let mut tx = self.pool().begin().await?;
-        let build_id = check_attempt(&mut tx, job_id, attempt).await?;
+        let build_id = held_by(&mut tx, by).await?;
         let state: Option<String> = sqlx::query_scalar("SELECT state FROM test_groups WHERE build_id = $1 AND group_key = $2")
             .bind(build_id)
             .bind(&g.key)
@@ -358,10 +347,11 @@ impl Store {
     /// A batch's run ended and its reports are in: every listed test gets its outcome (errored
     /// "no result reported" when no case named it); failures are queued again while retries
     /// last; a pass after a failure is marked flaky.
-    pub async fn finish_test_batch(&self, job_id: i64, attempt: i64, batch_id: i64, exit_code: Option<i32>) -> Result<BatchSummary> {
+    pub async fn finish_test_batch(&self, by: AgentAttempt<'_>, batch_id: i64, exit_code: Option<i32>) -> Result<BatchSummary> {
+        let AgentAttempt { job_id, attempt, .. } = by;
         let _w = self.write_turn().await;
         let mut tx = self.pool().begin().await?;
-        let build_id = check_attempt(&mut tx, job_id, attempt).await?;
+        let build_id = held_by(&mut tx, by).await?;
         let batch = sqlx::query("SELECT group_key, job_id, attempt, state FROM test_batches WHERE id = $1")
             .bind(batch_id)
             .fetch_optional(&mut *tx)

@@ -3,7 +3,7 @@
 //! that orders the next build's queue.
 
 use crate::rows::to_json;
-use crate::testqueue::check_attempt;
+use crate::queue::{held_by, AgentAttempt};
 use crate::{now_ms, Result, Store, StoreError};
 use kiln_core::junit::{Outcome, TestCase};
 use kiln_core::testrun::{final_tries, item_outcome, match_cases, Try};
@@ -51,10 +51,11 @@ fn outcome_of(s: &str) -> Result<Outcome> {
 impl Store {
     /// Store the cases of one JUnit report of a job's attempt (of a batch, or after plain
     /// steps). Uploading the same report again replaces it. Returns how many cases it held.
-    pub async fn store_test_report(&self, job_id: i64, attempt: i64, batch_id: Option<i64>, group: &str, report: &str, cases: &[TestCase]) -> Result<u32> {
+    pub async fn store_test_report(&self, by: AgentAttempt<'_>, batch_id: Option<i64>, group: &str, report: &str, cases: &[TestCase]) -> Result<u32> {
+        let AgentAttempt { job_id, attempt, .. } = by;
         let _w = self.write_turn().await;
         let mut tx = self.pool().begin().await?;
-        let build_id = check_attempt(&mut tx, job_id, attempt).await?;
+        let build_id = held_by(&mut tx, by).await?;
         let mut items: Vec<(i64, String, i64)> = Vec::new();
         let mut group = group.to_string();
         if let Some(b) = batch_id {

@@ -117,6 +117,13 @@ enum Command {
         #[command(flatten)]
         client: ClientOpts,
     },
+    /// Agent enrolment (admins): enrolment secrets (create, list, revoke) and revoking an agent.
+    Enrol {
+        #[command(subcommand)]
+        action: cmd::enrol::EnrolCmd,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
     /// Ask an agent to drain: finish its jobs, take no new one, exit.
     Drain {
         agent: String,
@@ -172,6 +179,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Logs { build, job, follow, client } => cmd::logs::run(&client, build, job, follow).await,
         Command::Agents { client } => cmd::agents::list(&client).await,
         Command::Cancel { build, job, client } => cmd::builds::cancel(&client, build, job).await,
+        Command::Enrol { action, client } => cmd::enrol::run(action, &client).await,
         Command::Drain { agent, client } => cmd::agents::drain(&client, &agent).await,
         Command::Notify { project, client } => cmd::notify::run(&client, &project).await,
         Command::Check { file } => cmd::check::run(&file),

@@ -72,6 +72,14 @@ fn world() -> World {
     World { k, auth, build, job, run, commit }
 }
 
+/// Register an agent named `name` with the registration secret; answers its token.
+fn register(w: &World, name: &str) -> String {
+    let body = format!(r#"{{"name":"{name}","labels":{{}},"concurrency":1,"protocol":{}}}"#, kiln_wire::PROTOCOL_VERSION);
+    let reg = send(&w.k.url, "POST", "/api/v1/agent/register", &[("Authorization", &format!("Bearer {AGENT_TOKEN}")), ("Content-Type", "application/json")], body.as_bytes(), false);
+    assert_eq!(reg.status, 200, "{}", reg.text());
+    serde_json::from_slice::<serde_json::Value>(&reg.body).unwrap()["token"].as_str().unwrap().to_string()
+}
+
 /// A token of user `tgt` made by the admin, for the routes that revoke one.
 fn fresh_token_id(w: &World) -> String {
     token_for(&w.k, "tgt");
@@ -83,6 +91,10 @@ fn fresh_token_id(w: &World) -> String {
 fn fill(w: &World, method: &str, path: &str, caller: &str, n: usize) -> String {
     let mut p = path.replace("{file}", if path.starts_with("/badge") { "prod.svg" } else { "console.css" });
     p = p.replace("{forge}", "generic").replace("{project}", "prod").replace("{build_id}", &w.run.to_string());
+    if path == "/api/v1/enrolments/{id}" {
+        let e = w.k.json(&["enrol", "create"]);
+        p = p.replace("{id}", &e["enrolment"]["id"].as_i64().unwrap().to_string());
+    }
     if path.starts_with("/api/v1/tokens/{id}") || path.starts_with("/account/tokens/{id}") {
         p = p.replace("{id}", &fresh_token_id(w));
     }
@@ -108,6 +120,19 @@ fn fill(w: &World, method: &str, path: &str, caller: &str, n: usize) -> String {
     if path.contains("/members/{user}") {
         ok(w.k.kiln(&["project", "grant", "prod", "tgt", "viewer"]));
         p = p.replace("{user}", "tgt");
+    }
+    if path == "/api/v1/agents/{name}/revoke" {
+        // Revoking takes the agent away: each call revokes an agent of its own.
+        let name = format!("gone-agent-{n}-{caller}");
+        register(w, &name);
+        p = p.replace("{name}", &name);
+    }
+    // An agent's write names attempt 1 of a job it does not hold.
+    if path.ends_with("/log") && path.starts_with("/api/v1/agent/") {
+        p.push_str("?attempt=1&offset=0");
+    }
+    if path.ends_with("/tests/report") {
+        p.push_str("?attempt=1&batch=1&path=report.xml");
     }
     p.replace("{name}", if path.starts_with("/api/v1/agents/") || path.starts_with("/agents/") { "matrix-agent" } else { "prod" })
 }
@@ -139,7 +164,14 @@ fn body(w: &World, method: &str, path: &str, caller: &str) -> (String, Vec<u8>) 
         ("POST", "/account/users") => form(format!("name=form-{caller}")),
         ("POST", "/account/password") => form("current=wrong-password&password=a-new-password-1".into()),
         ("POST", "/login") => form("name=admin&password=wrong".into()),
-        ("POST", p) if p.starts_with("/api/v1/agent/") => json(format!(r#"{{"attempt":1,"status":"passed","exit_code":0,"reason":null,"log_len":0,"name":"x","labels":{{}},"concurrency":1,"protocol":{}}}"#, kiln_wire::PROTOCOL_VERSION)),
+        ("POST", "/api/v1/agent/jobs/{id}/log") => ("application/octet-stream".into(), b"All tests passed (forged)\n".to_vec()),
+        ("POST", "/api/v1/agent/jobs/{id}/tests/report") => ("application/xml".into(), br#"<testsuite name="s"><testcase classname="c" name="t"/></testsuite>"#.to_vec()),
+        ("POST", p) if p.starts_with("/api/v1/agent/") => json(format!(
+            r#"{{"attempt":1,"status":"passed","exit_code":0,"reason":null,"log_len":0,"batch_id":1,"ids":["t"],"jobs":[{{"job_id":{},"attempt":1}}],"name":"x","labels":{{}},"concurrency":1,"protocol":{}}}"#,
+            w.job,
+            kiln_wire::PROTOCOL_VERSION
+        )),
+        ("POST", "/api/v1/enrolments") => json(r#"{"labels":{},"projects":[],"uses":1}"#.into()),
         ("POST", p) if p.starts_with("/api/") || p.starts_with("/hooks/") => json("{}".into()),
         _ => form(String::new()),
     }
@@ -158,7 +190,11 @@ fn every_route_answers_every_caller_as_the_matrix_says() {
             let target = fill(&w, method, path, caller, n);
             let (ct, b) = body(&w, method, path, caller);
             let mut headers: Vec<(&str, &str)> = vec![("Content-Type", &ct)];
-            let auth = w.auth[caller].clone();
+            let mut auth = w.auth[caller].clone();
+            if path == "/api/v1/agent/rotate" && caller == "agent" {
+                // Rotating replaces the agent's token: rotate one of its own.
+                auth = Some(format!("Bearer {}", register(&w, &format!("rotating-{n}"))));
+            }
             if let Some(a) = &auth {
                 headers.push(("Authorization", a));
             }

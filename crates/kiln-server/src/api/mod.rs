@@ -3,6 +3,7 @@
 mod agents;
 pub(crate) mod builds;
 mod downloads;
+mod enrol;
 mod events;
 mod notifications;
 pub(crate) mod projects;
@@ -27,6 +28,10 @@ pub fn routes() -> Routes {
         .get("/api/v1/projects/{name}/tests", tests::of_project)
         .get("/api/v1/agents", agents::list)
         .post("/api/v1/agents/{name}/drain", agents::drain)
+        .post("/api/v1/agents/{name}/revoke", enrol::revoke_agent)
+        .get("/api/v1/enrolments", enrol::list)
+        .post("/api/v1/enrolments", enrol::create)
+        .delete("/api/v1/enrolments/{id}", enrol::revoke)
         .get("/api/v1/events", events::events)
         .get("/api/v1/me", users::me)
         .get("/api/v1/users", users::list).post("/api/v1/users", users::create)

@@ -9,7 +9,7 @@
 //!  api/  console/  sources/hooks  uploads/  kiln up
 //!     └──────┬───────┴──────────────┴──────────┘
 //!            ▼
-//!   app::{projects, builds, agents, users, runs}  ──► access (who may)
+//!   app::{projects, builds, agents, enrolment, users, runs}  ──► access (who may)
 //!            │
 //!            ├──► trigger / materialize ──► store
 //!            └──► events + wake-ups (AppState)
@@ -18,6 +18,7 @@
 pub mod access;
 pub mod agents;
 pub mod builds;
+pub mod enrolment;
 pub mod projects;
 pub mod runs;
 pub mod users;

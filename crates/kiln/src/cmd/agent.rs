@@ -11,7 +11,8 @@ pub struct AgentArgs {
     /// The server's URL.
     #[arg(long, env = "KILN_SERVER")]
     server: String,
-    /// The server's agent registration secret.
+    /// An enrolment secret (the server's agent secret, or one from `kiln enrol create`); used
+    /// only until the agent has saved its own token in its work folder.
     #[arg(long, env = "KILN_AGENT_TOKEN", hide_env_values = true)]
     token: String,
     /// This agent's name [default: the host name].
@@ -32,6 +33,9 @@ pub struct AgentArgs {
     /// Heartbeat interval in seconds (the server may ask for less).
     #[arg(long)]
     heartbeat: Option<u64>,
+    /// At start, swap the agent token saved in the work folder for a new one (the old one stops working).
+    #[arg(long)]
+    rotate_token: bool,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -52,6 +56,7 @@ pub async fn run(a: AgentArgs) -> anyhow::Result<i32> {
         concurrency: a.concurrency,
         work_dir: a.work_dir,
         heartbeat_secs: a.heartbeat,
+        rotate_token: a.rotate_token,
     };
     let control = Control::default();
     let c2 = control.clone();

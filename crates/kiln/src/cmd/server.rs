@@ -22,6 +22,9 @@ pub struct ServerArgs {
     /// Secret agents register with [default: generated into DATA/agent-token].
     #[arg(long, env = "KILN_AGENT_TOKEN", hide_env_values = true)]
     agent_token: Option<String>,
+    /// A file with the key that seals project secrets [default: DATA/secret-key, made at first start; KILN_SECRET_KEY wins].
+    #[arg(long, value_name = "FILE")]
+    secret_key_file: Option<PathBuf>,
     /// Seed an admin API token (for automation).
     #[arg(long, env = "KILN_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
@@ -93,6 +96,10 @@ impl ServerArgs {
         if self.admin_token.is_some() {
             cfg.admin_token = self.admin_token.clone();
         }
+        if self.secret_key_file.is_some() {
+            cfg.secret_key_file = self.secret_key_file.clone();
+        }
+        cfg.secret_key = std::env::var("KILN_SECRET_KEY").ok().filter(|k| !k.trim().is_empty());
         if self.admin_password.is_some() {
             cfg.admin_password = self.admin_password.clone();
         }

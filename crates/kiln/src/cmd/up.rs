@@ -119,6 +119,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<i32> {
             concurrency: 1,
             work_dir: a.data.join(format!("agent-{i}")),
             heartbeat_secs: None,
+            rotate_token: false,
         };
         let c = control.clone();
         agents.push(tokio::spawn(async move { kiln_agent::run(cfg, c).await }));
