@@ -17,6 +17,7 @@ pub mod convert;
 pub mod error;
 pub mod events;
 pub mod git;
+mod hashpool;
 pub(crate) mod materialize;
 pub mod notify;
 mod services;
@@ -24,6 +25,7 @@ pub mod signature;
 pub mod sources;
 pub mod state;
 pub mod tests_api;
+pub mod throttle;
 pub mod trigger;
 pub mod uploads;
 pub mod users;
@@ -178,6 +180,7 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
         mirrors,
         timezone,
         stop: stop.clone(),
+        throttle: Default::default(),
     }));
     tokio::spawn(services::reaper::run(st.clone(), stop.clone()));
     tokio::spawn(services::replicas::run(st.clone(), stop.clone()));
@@ -207,7 +210,7 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
     let app = router(st.clone());
     let stop2 = stop.clone();
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { stop2.cancelled().await }).await {
+        if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(async move { stop2.cancelled().await }).await {
             tracing::error!("server stopped: {e}");
         }
         // The notifier drops its SMTP transport inside the runtime before the server is done.

@@ -14,6 +14,7 @@
 mod agents;
 mod builds;
 mod error;
+mod idle;
 mod logs;
 mod migrate;
 mod notify;

@@ -1,0 +1,48 @@
+//! Hostile input and hostile hosts, against the real binary: floods, bombs,
+//! credentials in URLs, dangerous git transports, tarpits, replays, redirects,
+//! archive and log sizes. Each test is a finding of the security review.
+
+mod common;
+
+use common::*;
+use http::{csrf_of, get, send};
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// Peak resident memory of a process so far, in MiB (VmHWM).
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches("kB").trim().parse().unwrap();
+    kb / 1024
+}
+
+/// One wrong sign-in through the form: the response.
+fn wrong_sign_in(base: &str, name: &str) -> http::Resp {
+    let form = get(base, "/login", &[]);
+    let pre = form.cookie("kiln_csrf").unwrap_or_default();
+    let csrf = csrf_of(&form.text());
+    send(base, "POST", "/login", &[("Content-Type", FORM), ("Cookie", &format!("kiln_csrf={pre}"))], format!("_csrf={csrf}&name={name}&password=wrong-password").as_bytes(), false)
+}
+
+#[test]
+fn a_sign_in_flood_is_throttled_and_memory_stays_bounded() {
+    let k = Kiln::start_with(&["--admin-password", "first-admin-pw"]);
+    let url = k.url.clone();
+    let threads: Vec<_> = (0..24)
+        .map(|i| {
+            let url = url.clone();
+            std::thread::spawn(move || (0..4).map(|_| wrong_sign_in(&url, if i % 2 == 0 { "admin" } else { "nobody" })).map(|r| (r.status, r.header("retry-after").map(str::to_string))).collect::<Vec<_>>())
+        })
+        .collect();
+    let answers: Vec<_> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let throttled: Vec<_> = answers.iter().filter(|(s, _)| *s == 429).collect();
+    assert!(!throttled.is_empty(), "no 429 among {:?}", answers.iter().map(|a| a.0).collect::<Vec<_>>());
+    assert!(throttled.iter().all(|(_, ra)| ra.as_deref().and_then(|v| v.parse::<u64>().ok()).is_some_and(|s| s > 0)), "429 without Retry-After: {throttled:?}");
+    assert!(answers.iter().all(|(s, _)| matches!(s, 401 | 429)), "{answers:?}");
+    let peak = peak_rss_mib(k.server_pid());
+    eprintln!("server peak RSS under the sign-in flood: {peak} MiB");
+    assert!(peak < 100, "server peak RSS {peak} MiB under a sign-in flood (limit 100)");
+    // The user name was locked out, and that was logged.
+    let log = k.server_log();
+    assert!(log.contains("locked out of sign-in"), "{log}");
+}
