@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub smtp: Option<SmtpConfig>,
     /// Attempts per notification delivery before it is recorded as failed (backoff 1 s, doubling).
     pub notify_attempts: u32,
+    /// Jobs one build may have (jobs × matrix cells × shards); a build over it ends errored.
+    pub max_jobs_per_build: usize,
 }
 
 /// `[smtp]`: where email notifications go out.
@@ -103,6 +105,7 @@ impl Default for ServerConfig {
             projects: Vec::new(),
             smtp: None,
             notify_attempts: 10,
+            max_jobs_per_build: crate::caps::DEFAULT_MAX_JOBS_PER_BUILD,
         }
     }
 }

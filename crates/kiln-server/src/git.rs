@@ -123,9 +123,14 @@ pub async fn resolve(mirror: &Path, rev: &str) -> Result<String, String> {
         .map_err(|_| format!("{rev} is not a branch or commit of the repository"))
 }
 
-/// A file's text at a commit, or None when the commit does not have it.
+/// A file's text at a commit, or None when the commit does not have it. Files
+/// over `caps::MAX_PIPELINE_BYTES` are refused before they are read.
 pub async fn read_file(mirror: &Path, commit: &str, path: &str) -> Result<Option<String>, String> {
-    match git(Some(mirror), &["cat-file", "blob", &format!("{commit}:{path}")]).await {
+    let object = format!("{commit}:{path}");
+    if let Ok(size) = git(Some(mirror), &["cat-file", "-s", &object]).await {
+        crate::caps::check_pipeline_size(path, size.trim().parse().unwrap_or(0))?;
+    }
+    match git(Some(mirror), &["cat-file", "blob", &object]).await {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.contains("does not exist") || e.contains("Not a valid object") || e.contains("bad file") || e.contains("path") => Ok(None),
         Err(e) => Err(e),

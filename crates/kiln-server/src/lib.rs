@@ -11,6 +11,7 @@ pub mod agent_api;
 mod api;
 pub mod auth;
 mod badge;
+pub mod caps;
 pub mod config;
 mod console;
 pub mod convert;

@@ -46,3 +46,35 @@ fn a_sign_in_flood_is_throttled_and_memory_stays_bounded() {
     let log = k.server_log();
     assert!(log.contains("locked out of sign-in"), "{log}");
 }
+
+const BOMB: &str = "jobs:\n  j:\n    matrix:\n      a: [1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]\n      b: [1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]\n    tests: { shards: 64, list: \"true\", run: \"true {tests}\" }\n";
+
+#[test]
+fn a_job_bomb_errors_naming_the_cap_and_the_cap_can_be_set() {
+    let k = Kiln::start();
+    let repo = k.repo("bomb", BOMB);
+    k.add_project("bomb", &repo, &[]);
+    let b = k.wait_build(k.trigger("bomb"), 60);
+    assert_eq!(b["status"], "errored", "{b:#}");
+    let e = b["error"].as_str().unwrap_or_default();
+    assert!(e.contains("16384 jobs") && e.contains("cap of 1000 jobs per build") && e.contains("--max-jobs-per-build"), "{e}");
+    assert_eq!(b["jobs"].as_array().map_or(0, Vec::len), 0, "nothing was queued");
+
+    let k = Kiln::start_with(&["--max-jobs-per-build", "11"]);
+    let repo = k.repo("twelve", "jobs:\n  j:\n    matrix:\n      a: [1,2,3,4]\n      b: [1,2,3]\n    steps: [\"true\"]\n");
+    k.add_project("twelve", &repo, &[]);
+    let b = k.wait_build(k.trigger("twelve"), 60);
+    assert_eq!(b["status"], "errored", "{b:#}");
+    assert!(b["error"].as_str().unwrap_or_default().contains("12 jobs"), "{b:#}");
+}
+
+#[test]
+fn a_pipeline_file_over_a_mebibyte_is_refused() {
+    let k = Kiln::start();
+    let big = format!("jobs:\n  j:\n    steps: [\"true\"]\n# {}\n", "x".repeat(1 << 20));
+    let repo = k.repo("big", &big);
+    k.add_project("big", &repo, &[]);
+    let b = k.wait_build(k.trigger("big"), 60);
+    assert_eq!(b["status"], "errored", "{b:#}");
+    assert!(b["error"].as_str().unwrap_or_default().contains("more than the fixed cap of 1048576"), "{b:#}");
+}

@@ -143,6 +143,7 @@ pub(crate) async fn prepare(st: &AppState, project: &ProjectRow, build: &BuildRo
         let lines: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
         (commit.clone(), lines.join("\n"))
     })?;
+    crate::caps::check_jobs(file, &pipeline, st.cfg.max_jobs_per_build).map_err(|e| (commit.clone(), e))?;
     let url = package_url(build.id);
     let jobs = kiln_core::expand::expand(&pipeline).into_iter().map(|pj| new_job(project, build, &commit, pj, Some(&url))).collect();
     let message = format!("uploaded test run: {} file{}, {}", up.files, if up.files == 1 { "" } else { "s" }, human_bytes(up.size));

@@ -64,6 +64,9 @@ pub struct ServerArgs {
     /// Largest upload (test-run files or archive) in bytes; past it 413 [default: 100 MiB].
     #[arg(long)]
     upload_limit: Option<u64>,
+    /// Jobs one build may have (jobs × matrix cells × shards); more ends the build errored [default: 1000].
+    #[arg(long, value_name = "N")]
+    max_jobs_per_build: Option<usize>,
     /// Print the commented default kiln.toml and exit.
     #[arg(long)]
     print_config: bool,
@@ -103,6 +106,9 @@ impl ServerArgs {
         }
         if let Some(n) = self.notify_attempts {
             cfg.notify_attempts = n;
+        }
+        if let Some(n) = self.max_jobs_per_build {
+            cfg.max_jobs_per_build = n;
         }
         self.smtp_over(&mut cfg)?;
         Ok(cfg)
