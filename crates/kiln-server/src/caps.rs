@@ -8,6 +8,25 @@ pub const DEFAULT_MAX_JOBS_PER_BUILD: usize = 1000;
 /// Largest pipeline file read from a repository (uploaded pipelines have the same cap).
 pub const MAX_PIPELINE_BYTES: u64 = 1 << 20;
 
+/// JUnit reports one job attempt may upload.
+pub const MAX_REPORTS_PER_JOB: i64 = 1000;
+/// Test cases one job attempt may report, over all its reports.
+pub const MAX_CASES_PER_JOB: i64 = 100_000;
+
+/// Refuse a report that would take a job attempt past the report or case caps.
+pub async fn check_report(store: &kiln_store::Store, job_id: i64, attempt: i64, path: &str, cases: usize) -> Result<(), crate::error::AppError> {
+    let (reports, stored) = store.report_counts(job_id, attempt, path).await?;
+    if reports >= MAX_REPORTS_PER_JOB {
+        return Err(crate::error::AppError::TooLarge(format!("{path}: a job may upload at most {MAX_REPORTS_PER_JOB} JUnit reports (a fixed cap); merge them")));
+    }
+    if stored + cases as i64 > MAX_CASES_PER_JOB {
+        return Err(crate::error::AppError::TooLarge(format!(
+            "{path}: {cases} test cases would take job {job_id} past {MAX_CASES_PER_JOB} cases (a fixed cap); shard the suite over more jobs"
+        )));
+    }
+    Ok(())
+}
+
 /// How many jobs `p` expands to (job × matrix cell × shard), without expanding it.
 pub fn planned_jobs(p: &Pipeline) -> usize {
     p.jobs

@@ -21,6 +21,7 @@ mod notify;
 mod pages;
 mod projects;
 mod queue;
+mod reportcounts;
 mod rows;
 mod testqueue;
 mod testresults;
