@@ -42,6 +42,13 @@ pub struct ServerConfig {
     pub notify_attempts: u32,
     /// Jobs one build may have (jobs × matrix cells × shards); a build over it ends errored.
     pub max_jobs_per_build: usize,
+    /// Let projects use repositories on the server's own disk (paths and `file://`).
+    pub allow_local_repos: bool,
+    /// Let notifications and commit statuses go to loopback, private and link-local addresses.
+    pub allow_private_targets: bool,
+    /// Local repositories allowed even without `allow_local_repos` (the ones `kiln up` is given).
+    #[serde(skip)]
+    pub local_repos: Vec<PathBuf>,
 }
 
 /// `[smtp]`: where email notifications go out.
@@ -106,6 +113,9 @@ impl Default for ServerConfig {
             smtp: None,
             notify_attempts: 10,
             max_jobs_per_build: crate::caps::DEFAULT_MAX_JOBS_PER_BUILD,
+            allow_local_repos: false,
+            allow_private_targets: false,
+            local_repos: Vec::new(),
         }
     }
 }

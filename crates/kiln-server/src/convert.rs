@@ -12,17 +12,8 @@ pub fn ts(ms: i64) -> String {
         .to_string()
 }
 
-/// A repository URL without any `user:password@` in it.
-pub fn without_credentials(repo: &str) -> String {
-    match repo.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            let host = authority.rsplit('@').next().unwrap_or(authority);
-            format!("{scheme}://{host}{path}")
-        }
-        None => repo.to_string(),
-    }
-}
+/// A repository URL without any `user:password@` in it (see `redact`).
+pub use crate::redact::without_credentials;
 
 /// A project as the API shows it: no secret values, no credentials in the
 /// repository URL, outgoing webhook URLs cut to their host (their path is often

@@ -21,6 +21,7 @@ pub mod git;
 mod hashpool;
 pub(crate) mod materialize;
 pub mod notify;
+pub mod redact;
 mod services;
 pub mod signature;
 pub mod sources;
@@ -159,7 +160,8 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
     let listener = tokio::net::TcpListener::bind(&cfg.listen).await.with_context(|| format!("failed to listen on {}", cfg.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
     let (events, _) = tokio::sync::broadcast::channel(4096);
-    let mirrors = git::Mirrors::new(cfg.data.join("repos"));
+    let access = git::Access { allow_local: cfg.allow_local_repos, local_repos: cfg.local_repos.clone() };
+    let mirrors = git::Mirrors::new(cfg.data.join("repos"), access);
     // Agents keep running while the server is down: give them a lease's time to report back.
     let grace = store.extend_running_leases(cfg.lease_secs.max(2) as i64 * 1000).await?;
     if grace > 0 {

@@ -78,3 +78,65 @@ fn a_pipeline_file_over_a_mebibyte_is_refused() {
     assert_eq!(b["status"], "errored", "{b:#}");
     assert!(b["error"].as_str().unwrap_or_default().contains("more than the fixed cap of 1048576"), "{b:#}");
 }
+
+#[test]
+fn credentials_in_a_repository_url_never_show() {
+    let k = Kiln::start_with(&["--admin-password", "first-admin-pw"]);
+    // Nothing listens on port 9: the clone fails, and its error is public.
+    let repo = "https://kilnbot:Sup3rSecretPAT@127.0.0.1:9/org/oss.git";
+    let out = k.kiln(&["project", "add", "oss", "--public", "--repo", repo]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let b = k.wait_build(k.trigger("oss"), 60);
+    assert_eq!(b["status"], "errored", "{b:#}");
+    assert!(b["error"].as_str().unwrap_or_default().contains("https://127.0.0.1:9/org/oss.git"), "{b:#}");
+    let mut seen = String::new();
+    for path in ["/api/v1/projects/oss", "/api/v1/projects/oss/builds", &format!("/api/v1/builds/{}", b["id"]), &format!("/builds/{}", b["id"]), "/projects/oss", "/"] {
+        seen.push_str(&get(&k.url, path, &[]).text());
+    }
+    seen.push_str(&String::from_utf8_lossy(&k.kiln(&["show", &b["id"].to_string()]).stdout));
+    seen.push_str(&k.server_log());
+    assert!(!seen.contains("Sup3rSecretPAT") && !seen.contains("kilnbot"), "a repository credential shows:\n{seen}");
+}
+
+#[test]
+fn ext_transport_is_refused_even_when_the_hosts_git_allows_it() {
+    let k = Kiln::start_plain(&[], &[("GIT_CONFIG_COUNT", "1"), ("GIT_CONFIG_KEY_0", "protocol.allow"), ("GIT_CONFIG_VALUE_0", "always")]);
+    let pwned = k.path("pwned");
+    let out = k.kiln(&["project", "add", "extp", "--repo", &format!("ext::sh -c touch% {}", pwned.display())]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the ext:: transport is not allowed"), "{}", String::from_utf8_lossy(&out.stderr));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(!pwned.exists(), "an ext:: repository URL ran a command on the server");
+}
+
+#[test]
+fn local_repositories_need_the_servers_permission() {
+    let k = Kiln::start_plain(&[], &[]);
+    let repo = k.repo("local", "jobs:\n  j:\n    steps: [\"true\"]\n");
+    for r in [repo.display().to_string(), format!("file://{}", repo.display())] {
+        let out = k.kiln(&["project", "add", "loc", "--repo", &r]);
+        assert!(!out.status.success(), "{r} was accepted");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-local-repos"), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn a_tarpit_repository_does_not_stop_another_projects_poll() {
+    // Accepts connections and never answers.
+    let tarpit = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = tarpit.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || tarpit.incoming().take(64).map(|c| c.map(|c| Box::leak(Box::new(c)))).count());
+    let mut k = Kiln::start();
+    k.agent("a1", &[]);
+    let t0 = std::time::Instant::now();
+    let out = k.kiln(&["project", "add", "aaa-tarpit", "--repo", &format!("git://127.0.0.1:{port}/org/slow.git"), "--poll", "1s"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(t0.elapsed() < std::time::Duration::from_secs(30), "adding a project waited {:?} on a silent repository", t0.elapsed());
+    let repo = k.repo("pub", "on:\n  push: {}\njobs:\n  j:\n    steps: [\"true\"]\n");
+    k.add_project("pub", &repo, &["--poll", "1s"]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    std::fs::write(repo.join("new.txt"), "x").unwrap();
+    let sha = commit_all(&repo, "a new commit");
+    k.wait_for("a poll build of pub while the tarpit hangs", 30, || builds(&k, "pub").iter().any(|b| b["commit"] == sha.as_str()));
+    drop(held);
+}

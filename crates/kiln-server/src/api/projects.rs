@@ -64,6 +64,7 @@ pub async fn create(State(st): State<AppState>, viewer: Viewer, Json(req): Json<
     if req.repo.trim().is_empty() {
         return Err(AppError::BadRequest("a project needs a repository: --repo URL-or-path".into()));
     }
+    st.mirrors.check(&req.repo).map_err(AppError::BadRequest)?;
     validate_settings(&req.settings)?;
     let p = st
         .store
@@ -99,6 +100,7 @@ pub async fn update(State(st): State<AppState>, viewer: Viewer, Path(name): Path
     let mut p = visible(&st, &viewer, &name).await?;
     validate_settings(&req.settings)?;
     if let Some(r) = req.repo {
+        st.mirrors.check(&r).map_err(AppError::BadRequest)?;
         p.repo = r;
     }
     if let Some(b) = req.branch {
@@ -120,9 +122,7 @@ pub async fn update(State(st): State<AppState>, viewer: Viewer, Path(name): Path
 /// (so a commit made right after `project add` builds), and read its triggers.
 async fn project_changed(st: &AppState, p: &ProjectRow) {
     if p.settings.poll.is_some() {
-        if let Err(e) = crate::sources::poller::ensure_baseline(st, p).await {
-            tracing::warn!("project {}: cannot read the repository yet ({e}); the poller will retry", p.name);
-        }
+        crate::sources::poller::baseline_soon(st, p).await;
     }
     let (st, p) = (st.clone(), p.clone());
     tokio::spawn(async move { crate::sources::meta::refresh(&st, &p).await });

@@ -98,15 +98,7 @@ pub fn validate_settings(s: &ProjectSettings) -> Result<(), String> {
 /// (chat webhook URLs carry their secret in the path).
 pub fn shown_target(kind: &str, target: &str) -> String {
     match kind {
-        "webhook" | "chat" => match target.split_once("://") {
-            Some((scheme, rest)) => {
-                let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-                let host = authority.rsplit('@').next().unwrap_or(authority);
-                let more = rest.len() > authority.len() + 1;
-                format!("{scheme}://{host}{}", if more { "/…" } else { "" })
-            }
-            None => target.to_string(),
-        },
+        "webhook" | "chat" => crate::redact::origin_only(target),
         _ => target.to_string(),
     }
 }
