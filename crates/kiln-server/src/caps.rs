@@ -65,7 +65,7 @@ mod tests {
     fn a_matrix_of_shards_is_counted_without_expanding() {
         let p = kiln_core::pipeline::parse(
             ".kiln.yml",
-            "jobs:\n  j:\n    matrix:\n      a: [1,2,3,4]\n      b: [1,2,3]\n    tests: { shards: 5, run: \"true {tests}\" }\n  k:\n    steps: [\"true\"]\n",
+            "jobs:\n  j:\n    matrix:\n      a: [1,2,3,4]\n      b: [1,2,3]\n    tests: { shards: 5, list: \"true\", run: \"true {tests}\" }\n  k:\n    steps: [\"true\"]\n",
         )
         .unwrap();
         assert_eq!(super::planned_jobs(&p), 61);

@@ -21,6 +21,7 @@ pub mod git;
 mod hashpool;
 pub(crate) mod materialize;
 pub mod notify;
+pub mod outbound;
 pub mod redact;
 mod services;
 pub mod signature;

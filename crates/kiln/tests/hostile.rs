@@ -3,6 +3,8 @@
 //! archive and log sizes. Each test is a finding of the security review.
 
 mod common;
+#[allow(dead_code)]
+mod notify_support;
 
 use common::*;
 use http::{csrf_of, get, send};
@@ -139,4 +141,23 @@ fn a_tarpit_repository_does_not_stop_another_projects_poll() {
     let sha = commit_all(&repo, "a new commit");
     k.wait_for("a poll build of pub while the tarpit hangs", 30, || builds(&k, "pub").iter().any(|b| b["commit"] == sha.as_str()));
     drop(held);
+}
+
+#[test]
+fn private_notification_targets_are_refused_without_the_flag() {
+    let mut k = Kiln::start_plain(&["--allow-local-repos"], &[]);
+    k.agent("a1", &[]);
+    let hook = notify_support::Recorder::start(|_, _| 200);
+    let repo = k.repo("n", "jobs:\n  j:\n    steps: [\"false\"]\n");
+    k.add_project("n", &repo, &["--notify-webhook", &format!("http://127.0.0.1:{}/hook", hook.port), "--notify-webhook", &format!("http://localhost:{}/hook", hook.port)]);
+    assert_eq!(k.wait_build(k.trigger("n"), 60)["status"], "failed");
+    let errors = || -> Vec<String> {
+        k.json(&["project", "notifications", "n"]).as_array().unwrap().iter().filter_map(|d| d["last_error"].as_str().map(str::to_string)).collect()
+    };
+    k.wait_for("both deliveries to be refused", 30, || errors().len() == 2);
+    for e in errors() {
+        assert!(e.contains("--allow-private-targets"), "{e}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(hook.reqs.lock().unwrap().is_empty(), "a private target was called");
 }

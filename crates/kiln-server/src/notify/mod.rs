@@ -21,7 +21,6 @@ use crate::config::ServerConfig;
 use crate::state::AppState;
 use kiln_store::NotificationRow;
 use kiln_wire::api::ProjectSettings;
-use std::time::Duration;
 
 /// Why a delivery did not happen.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -37,20 +36,13 @@ pub enum SendError {
 /// Everything deliveries need: an HTTP client and, when configured, an SMTP transport.
 /// Create and drop it inside the Tokio runtime (the pooled SMTP transport requires it).
 pub struct Sender {
-    http: reqwest::Client,
+    http: crate::outbound::Outbound,
     mailer: Option<email::Mailer>,
 }
 
 impl Sender {
     pub fn new(cfg: &ServerConfig) -> Result<Sender, String> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(20))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("failed to build the HTTP client for notifications: {e}"))?;
+        let http = crate::outbound::Outbound::new(cfg.allow_private_targets)?;
         let mailer = cfg.smtp.as_ref().map(email::Mailer::new).transpose()?;
         Ok(Sender { http, mailer })
     }
