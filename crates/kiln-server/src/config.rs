@@ -79,6 +79,8 @@ pub struct ProjectConfig {
     /// With `poll`: build every new commit, not only the newest.
     pub poll_each_commit: Option<bool>,
     pub webhook_secret: Option<String>,
+    /// Signs outgoing webhooks; separate from `webhook_secret`, which checks incoming ones.
+    pub notify_webhook_secret: Option<String>,
     pub schedule: Option<Vec<String>>,
     pub notify_email: Option<Vec<String>>,
     pub notify_on: Option<Vec<String>>,

@@ -20,8 +20,10 @@ pub use crate::redact::without_credentials;
 /// a token), and recipients only for signed-in callers.
 pub fn project(p: &ProjectRow, signed_in: bool) -> api::Project {
     let mut settings = p.settings.clone();
-    if settings.webhook_secret.is_some() {
-        settings.webhook_secret = Some("***".into());
+    for s in [&mut settings.webhook_secret, &mut settings.notify_webhook_secret] {
+        if s.is_some() {
+            *s = Some("***".into());
+        }
     }
     if let Some(urls) = settings.notify_webhook.as_mut() {
         urls.iter_mut().for_each(|u| *u = crate::notify::shown_target("webhook", u));

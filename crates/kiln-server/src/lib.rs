@@ -77,6 +77,7 @@ async fn apply_config_projects(store: &Store, cfg: &ServerConfig) -> anyhow::Res
         let settings = kiln_wire::api::ProjectSettings {
             poll: pc.poll.clone(),
             webhook_secret: pc.webhook_secret.clone(),
+            notify_webhook_secret: pc.notify_webhook_secret.clone(),
             schedule: pc.schedule.clone(),
             notify_email: pc.notify_email.clone(),
             notify_on: pc.notify_on.clone(),

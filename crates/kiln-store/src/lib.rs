@@ -13,6 +13,7 @@
 
 mod agents;
 mod builds;
+mod deliveries;
 mod error;
 mod idle;
 mod logs;

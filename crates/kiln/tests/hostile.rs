@@ -161,3 +161,34 @@ fn private_notification_targets_are_refused_without_the_flag() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert!(hook.reqs.lock().unwrap().is_empty(), "a private target was called");
 }
+
+#[test]
+fn webhooks_give_one_answer_for_private_missing_and_unsigned_and_ignore_replays() {
+    let mut k = Kiln::start();
+    k.agent("a1", &[]);
+    let repo = k.repo("w", "on:\n  push: {}\njobs:\n  j:\n    steps: [\"true\"]\n");
+    k.add_project("hidden", &repo, &["--private", "--webhook-secret", "s3cret"]);
+    k.add_project("nosecret", &repo, &["--public"]);
+    let answers: Vec<(u16, String)> = ["hidden", "no-such-project", "nosecret"]
+        .iter()
+        .map(|p| http("POST", &format!("{}/hooks/generic/{p}", k.url), &[("X-Kiln-Signature-256", "sha256=00")], b"{}"))
+        .map(|(s, body)| (s, body.replace("hidden", "P").replace("no-such-project", "P").replace("nosecret", "P")))
+        .collect();
+    assert_eq!(answers[0].0, 404, "{answers:?}");
+    assert!(answers.iter().all(|a| a == &answers[0]), "different answers: {answers:?}");
+    // A signed delivery builds once; the same delivery again is a replay.
+    let body = br#"{"branch":"main"}"#;
+    let sig = format!("sha256={}", notify_support::hmac_hex("s3cret", body));
+    let url = format!("{}/hooks/generic/hidden", k.url);
+    let h = [("X-Kiln-Signature-256", sig.as_str()), ("X-Kiln-Delivery", "d-1")];
+    assert_eq!(http("POST", &url, &h, body).0, 202);
+    let (st, text) = http("POST", &url, &h, body);
+    assert_eq!(st, 200, "{text}");
+    assert!(text.contains("duplicate delivery"), "{text}");
+    // Remembered in the database: still a replay after a restart.
+    k.restart_server();
+    assert!(http("POST", &url, &h, body).1.contains("duplicate delivery"));
+    let h2 = [("X-Kiln-Signature-256", sig.as_str()), ("X-Kiln-Delivery", "d-2")];
+    assert_eq!(http("POST", &url, &h2, body).0, 202);
+    assert_eq!(builds(&k, "hidden").len(), 2);
+}

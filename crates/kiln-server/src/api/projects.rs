@@ -86,7 +86,7 @@ pub fn merge_settings(old: &mut ProjectSettings, new: ProjectSettings) {
     macro_rules! take {
         ($($f:ident),*) => { $( if new.$f.is_some() { old.$f = new.$f; } )* };
     }
-    take!(poll, poll_each_commit, webhook_secret, cancel_superseded, notify_email, notify_on, notify_webhook, schedule);
+    take!(poll, poll_each_commit, webhook_secret, notify_webhook_secret, cancel_superseded, notify_email, notify_on, notify_webhook, schedule);
     if let Some(cs) = new.commit_status {
         old.commit_status.get_or_insert_with(Default::default).merge(cs);
     }
