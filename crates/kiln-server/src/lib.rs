@@ -18,6 +18,7 @@ pub mod convert;
 pub mod error;
 pub mod events;
 pub mod git;
+mod headers;
 mod hashpool;
 pub(crate) mod materialize;
 pub mod notify;
@@ -132,6 +133,7 @@ pub fn router(st: AppState) -> Router {
         .merge(agent_api::routes())
         .merge(tests_api::routes())
         .layer(axum::extract::DefaultBodyLimit::max(2 << 20))
+        .layer(axum::middleware::map_response(headers::add))
         .with_state(st)
 }
 

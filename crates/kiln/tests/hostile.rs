@@ -192,3 +192,29 @@ fn webhooks_give_one_answer_for_private_missing_and_unsigned_and_ignore_replays(
     assert_eq!(http("POST", &url, &h2, body).0, 202);
     assert_eq!(builds(&k, "hidden").len(), 2);
 }
+
+#[test]
+fn pages_carry_security_headers_and_sign_in_stays_on_site() {
+    let k = Kiln::start_with(&["--admin-password", "first-admin-pw"]);
+    for path in ["/", "/login", "/api/v1/projects", "/assets/console.js", "/no-such-page"] {
+        let r = get(&k.url, path, &[]);
+        let csp = r.header("content-security-policy").unwrap_or_else(|| panic!("{path}: no CSP"));
+        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline") && csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert_eq!(r.header("x-frame-options"), Some("DENY"), "{path}");
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert!(r.header("referrer-policy").is_some(), "{path}");
+    }
+    // No page has an inline script or handler for the policy to block.
+    let page = get(&k.url, "/login", &[]).text();
+    assert!(!page.contains("<script>") && !page.contains(" onclick="), "{page}");
+    // `/<TAB>/evil.example` is `//evil.example` to a browser: refused.
+    for next in ["%2F%09%2Fevil.example%2Fphish", "%2F%2Fevil.example", "%2F%5Cevil.example", "https%3A%2F%2Fevil.example"] {
+        let form = get(&k.url, &format!("/login?next={next}"), &[]);
+        let pre = form.cookie("kiln_csrf").unwrap();
+        let csrf = csrf_of(&form.text());
+        let body = format!("_csrf={csrf}&name=admin&password=first-admin-pw&next={next}");
+        let r = send(&k.url, "POST", "/login", &[("Content-Type", FORM), ("Cookie", &format!("kiln_csrf={pre}"))], body.as_bytes(), false);
+        assert_eq!(r.status, 303, "{}", r.text());
+        assert_eq!(r.header("location"), Some("/"), "next={next}");
+    }
+}
