@@ -28,6 +28,7 @@ mod services;
 pub mod signature;
 pub mod sources;
 pub mod state;
+mod streams;
 pub mod tests_api;
 pub mod throttle;
 pub mod trigger;

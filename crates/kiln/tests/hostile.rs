@@ -218,3 +218,34 @@ fn pages_carry_security_headers_and_sign_in_stays_on_site() {
         assert_eq!(r.header("location"), Some("/"), "next={next}");
     }
 }
+
+/// Resident memory now, in MiB (VmRSS).
+fn rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim().trim_end_matches("kB").trim().parse().unwrap();
+    kb / 1024
+}
+
+#[test]
+fn reading_a_64_mb_log_keeps_the_server_small() {
+    let mut k = Kiln::start();
+    k.agent("a1", &[]);
+    // 64 MiB of log lines (the default log limit), then a marker.
+    let repo = k.repo("loud", "jobs:\n  j:\n    steps: [\"yes 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde | head -c 67000000; echo END-OF-LOG\"]\n");
+    k.add_project("loud", &repo, &[]);
+    let b = k.wait_build(k.trigger("loud"), 300);
+    assert_eq!(b["status"], "passed", "{b:#}");
+    let job = b["jobs"][0]["id"].as_i64().unwrap();
+    // A fresh server process: only reading the log counts, not having written it.
+    k.restart_server();
+    let pid = k.server_pid();
+    let before = rss_mib(pid);
+    let auth = format!("Bearer {ADMIN}");
+    let r = get(&k.url, &format!("/api/v1/jobs/{job}/raw"), &[("Authorization", &auth)]);
+    assert_eq!(r.status, 200);
+    assert!(r.body.len() >= 67_000_000, "{} bytes", r.body.len());
+    assert!(r.text().trim_end().ends_with("END-OF-LOG"));
+    let peak = peak_rss_mib(pid);
+    eprintln!("server RSS {before} MiB before reading a {} MB log, peak {peak} MiB while reading it", r.body.len() / 1_000_000);
+    assert!(peak < 60, "the server reached {peak} MiB reading a 64 MB log (limit 60)");
+}

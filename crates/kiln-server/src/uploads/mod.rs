@@ -47,9 +47,10 @@ fn package_path(st: &AppState, name: &str) -> AppResult<std::path::PathBuf> {
     Ok(st.cfg.data.join("packages").join(name))
 }
 
-pub async fn read_package(st: &AppState, name: &str) -> AppResult<Vec<u8>> {
+/// A package as a response body, streamed from disk.
+pub async fn read_package(st: &AppState, name: &str) -> AppResult<axum::body::Body> {
     let path = package_path(st, name)?;
-    tokio::fs::read(&path).await.map_err(|e| AppError::NotFound(format!("package {name} is gone from {}: {e}", path.display())))
+    crate::streams::file(&path).await.map_err(|e| AppError::NotFound(format!("package {name} is gone from {}: {e}", path.display())))
 }
 
 /// `POST /api/v1/projects/{name}/runs` (multipart; see `receive`). Answers the queued build.
