@@ -16,15 +16,18 @@ pub const MAX_CASES_PER_JOB: i64 = 100_000;
 /// Refuse a report that would take a job attempt past the report or case caps.
 pub async fn check_report(store: &kiln_store::Store, job_id: i64, attempt: i64, path: &str, cases: usize) -> Result<(), crate::error::AppError> {
     let (reports, stored) = store.report_counts(job_id, attempt, path).await?;
+    report_refusal(path, reports, stored, cases).map_or(Ok(()), |m| Err(crate::error::AppError::TooLarge(m)))
+}
+
+/// Why a report is refused, given the other reports and cases the attempt has stored.
+fn report_refusal(path: &str, reports: i64, stored: i64, cases: usize) -> Option<String> {
     if reports >= MAX_REPORTS_PER_JOB {
-        return Err(crate::error::AppError::TooLarge(format!("{path}: a job may upload at most {MAX_REPORTS_PER_JOB} JUnit reports (a fixed cap); merge them")));
+        return Some(format!("{path}: a job may upload at most {MAX_REPORTS_PER_JOB} JUnit reports (a fixed cap); merge them"));
     }
     if stored + cases as i64 > MAX_CASES_PER_JOB {
-        return Err(crate::error::AppError::TooLarge(format!(
-            "{path}: {cases} test cases would take job {job_id} past {MAX_CASES_PER_JOB} cases (a fixed cap); shard the suite over more jobs"
-        )));
+        return Some(format!("{path}: {cases} more test cases would take the job past {MAX_CASES_PER_JOB} (a fixed cap); shard the suite over more jobs"));
     }
-    Ok(())
+    None
 }
 
 /// How many jobs `p` expands to (job × matrix cell × shard), without expanding it.
@@ -61,6 +64,14 @@ pub fn check_pipeline_size(file: &str, bytes: u64) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reports_and_cases_per_job_are_capped() {
+        assert!(super::report_refusal("r.xml", 999, 0, 10).is_none());
+        assert!(super::report_refusal("r.xml", 1000, 0, 1).unwrap().contains("at most 1000 JUnit reports"));
+        assert!(super::report_refusal("r.xml", 1, 99_990, 10).is_none());
+        assert!(super::report_refusal("r.xml", 1, 99_990, 11).unwrap().contains("past 100000"));
+    }
+
     #[test]
     fn a_matrix_of_shards_is_counted_without_expanding() {
         let p = kiln_core::pipeline::parse(

@@ -28,3 +28,27 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{now_ms, Store};
+
+    async fn expires(store: &Store) -> i64 {
+        sqlx::query_scalar("SELECT expires_at FROM sessions").fetch_one(store.pool()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_used_session_lives_on_but_never_past_its_lifetime() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite:{}", dir.path().join("t.db").display())).await.unwrap();
+        let (token, _) = store.create_session("ada", 1000).await.unwrap();
+        let idle = 3_600_000;
+        store.touch_session(&token, idle, 10 * idle).await.unwrap();
+        let moved = expires(&store).await;
+        assert!(moved > now_ms() + idle - 5_000, "used: ends an idle period from now");
+        store.touch_session(&token, idle, 10 * idle).await.unwrap();
+        assert_eq!(expires(&store).await, moved, "not written again within a minute");
+        store.touch_session(&token, 100 * idle, 2 * idle).await.unwrap();
+        assert!(expires(&store).await <= now_ms() + 2 * idle, "never past the lifetime");
+    }
+}

@@ -14,3 +14,30 @@ impl Store {
         Ok(row)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::Store;
+
+    #[tokio::test]
+    async fn counts_other_reports_and_their_cases() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite:{}", dir.path().join("t.db").display())).await.unwrap();
+        for (report, n) in [("a.xml", 3), ("b.xml", 2)] {
+            for i in 0..n {
+                sqlx::query(
+                    "INSERT INTO test_results (build_id, job_id, attempt, report, group_key, test_key, suite, classname, name, duration_ms, outcome, created_at) \
+                     VALUES (1, 7, 1, $1, 'g', $2, 's', 'c', $2, 1, 'passed', 0)",
+                )
+                .bind(report)
+                .bind(format!("t{i}"))
+                .execute(store.pool())
+                .await
+                .unwrap();
+            }
+        }
+        assert_eq!(store.report_counts(7, 1, "new.xml").await.unwrap(), (2, 5));
+        assert_eq!(store.report_counts(7, 1, "a.xml").await.unwrap(), (1, 2), "a report sent again replaces itself");
+        assert_eq!(store.report_counts(7, 2, "a.xml").await.unwrap(), (0, 0));
+    }
+}

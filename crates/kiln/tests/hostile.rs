@@ -11,11 +11,15 @@ use http::{csrf_of, get, send};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
-/// Peak resident memory of a process so far, in MiB (VmHWM).
-fn peak_rss_mib(pid: u32) -> u64 {
+/// A memory figure of a process from /proc (`VmHWM`: peak resident, `VmRSS`: now), in MiB.
+fn memory_mib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches("kB").trim().parse().unwrap();
+    let kb: u64 = status.lines().find_map(|l| l.strip_prefix(field)).unwrap().trim_start_matches(':').trim().trim_end_matches("kB").trim().parse().unwrap();
     kb / 1024
+}
+
+fn peak_rss_mib(pid: u32) -> u64 {
+    memory_mib(pid, "VmHWM")
 }
 
 /// One wrong sign-in through the form: the response.
@@ -219,13 +223,6 @@ fn pages_carry_security_headers_and_sign_in_stays_on_site() {
     }
 }
 
-/// Resident memory now, in MiB (VmRSS).
-fn rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim().trim_end_matches("kB").trim().parse().unwrap();
-    kb / 1024
-}
-
 #[test]
 fn reading_a_64_mb_log_keeps_the_server_small() {
     let mut k = Kiln::start();
@@ -239,7 +236,7 @@ fn reading_a_64_mb_log_keeps_the_server_small() {
     // A fresh server process: only reading the log counts, not having written it.
     k.restart_server();
     let pid = k.server_pid();
-    let before = rss_mib(pid);
+    let before = memory_mib(pid, "VmRSS");
     let auth = format!("Bearer {ADMIN}");
     let r = get(&k.url, &format!("/api/v1/jobs/{job}/raw"), &[("Authorization", &auth)]);
     assert_eq!(r.status, 200);
@@ -248,4 +245,50 @@ fn reading_a_64_mb_log_keeps_the_server_small() {
     let peak = peak_rss_mib(pid);
     eprintln!("server RSS {before} MiB before reading a {} MB log, peak {peak} MiB while reading it", r.body.len() / 1_000_000);
     assert!(peak < 60, "the server reached {peak} MiB reading a 64 MB log (limit 60)");
+}
+
+#[test]
+fn kiln_up_reads_the_repositories_it_is_given_and_no_other_local_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("given");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join(".kiln.yml"), "jobs:\n  j:\n    steps: [\"echo up-built\"]\n").unwrap();
+    commit_all(&repo, "init");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let data = dir.path().join("data");
+    let mut up = std::process::Command::new(BIN)
+        .args(["up", "--no-current", "--agents", "1", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(&data)
+        .arg("--repo")
+        .arg(&repo)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let passed = loop {
+        let (_, body) = http("GET", &format!("{url}/api/v1/projects/given/builds"), &[], b"");
+        if body.contains("\"passed\"") || std::time::Instant::now() > deadline {
+            break body.contains("\"passed\"");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let token = std::fs::read_to_string(data.join("admin-token")).unwrap_or_default();
+    let other = dir.path().join("other");
+    let (status, body) = http(
+        "POST",
+        &format!("{url}/api/v1/projects"),
+        &[("Authorization", &format!("Bearer {}", token.trim())), ("Content-Type", "application/json")],
+        format!(r#"{{"name":"other","repo":"{}"}}"#, other.display()).as_bytes(),
+    );
+    let _ = up.kill();
+    let _ = up.wait();
+    assert!(passed, "the given repository did not build");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("--allow-local-repos"), "{body}");
 }

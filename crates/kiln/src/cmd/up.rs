@@ -99,7 +99,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<i32> {
     }
     // The repositories given are on this machine: the server may read those (and no
     // other local path); notifications may go to local receivers.
-    let local_repos = repos.iter().map(std::path::PathBuf::from).collect();
+    let local_repos = repos.iter().map(|r| PathBuf::from(describe(r).1)).collect();
     let cfg = ServerConfig { listen: a.listen.clone(), data: a.data.clone(), local_repos, allow_private_targets: true, ..Default::default() };
     let stop = CancellationToken::new();
     let srv = kiln_server::start(cfg, stop.clone()).await?;
