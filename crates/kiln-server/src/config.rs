@@ -48,6 +48,15 @@ pub struct ServerConfig {
     /// Hosts that projects may send commit status to, besides github.com's API and each
     /// project repository's own host (an admin's list: `--forge-host`, `forge_hosts`).
     pub forge_hosts: Vec<String>,
+    /// Jobs one build may have (jobs × matrix cells × shards); a build over it ends errored.
+    pub max_jobs_per_build: usize,
+    /// Let projects use repositories on the server's own disk (paths and `file://`).
+    pub allow_local_repos: bool,
+    /// Let notifications and commit statuses go to loopback, private and link-local addresses.
+    pub allow_private_targets: bool,
+    /// Local repositories allowed even without `allow_local_repos` (the ones `kiln up` is given).
+    #[serde(skip)]
+    pub local_repos: Vec<PathBuf>,
 }
 
 /// `[smtp]`: where email notifications go out.
@@ -78,6 +87,8 @@ pub struct ProjectConfig {
     /// With `poll`: build every new commit, not only the newest.
     pub poll_each_commit: Option<bool>,
     pub webhook_secret: Option<String>,
+    /// Signs outgoing webhooks; separate from `webhook_secret`, which checks incoming ones.
+    pub notify_webhook_secret: Option<String>,
     pub schedule: Option<Vec<String>>,
     pub notify_email: Option<Vec<String>>,
     pub notify_on: Option<Vec<String>>,
@@ -114,6 +125,10 @@ impl Default for ServerConfig {
             smtp: None,
             notify_attempts: 10,
             forge_hosts: Vec::new(),
+            max_jobs_per_build: crate::caps::DEFAULT_MAX_JOBS_PER_BUILD,
+            allow_local_repos: false,
+            allow_private_targets: false,
+            local_repos: Vec::new(),
         }
     }
 }

@@ -12,25 +12,18 @@ pub fn ts(ms: i64) -> String {
         .to_string()
 }
 
-/// A repository URL without any `user:password@` in it.
-pub fn without_credentials(repo: &str) -> String {
-    match repo.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            let host = authority.rsplit('@').next().unwrap_or(authority);
-            format!("{scheme}://{host}{path}")
-        }
-        None => repo.to_string(),
-    }
-}
+/// A repository URL without any `user:password@` in it (see `redact`).
+pub use crate::redact::without_credentials;
 
 /// A project as the API shows it: no secret values, no credentials in the
 /// repository URL, outgoing webhook URLs cut to their host (their path is often
 /// a token), and recipients only for signed-in callers; with the caller's role.
 pub fn project(p: &ProjectRow, signed_in: bool, role: Option<api::Role>) -> api::Project {
     let mut settings = p.settings.clone();
-    if settings.webhook_secret.is_some() {
-        settings.webhook_secret = Some("***".into());
+    for s in [&mut settings.webhook_secret, &mut settings.notify_webhook_secret] {
+        if s.is_some() {
+            *s = Some("***".into());
+        }
     }
     if let Some(urls) = settings.notify_webhook.as_mut() {
         urls.iter_mut().for_each(|u| *u = crate::notify::shown_target("webhook", u));

@@ -13,20 +13,27 @@ mod api;
 pub mod app;
 pub mod auth;
 mod badge;
+pub mod caps;
 pub mod config;
 mod console;
 pub mod convert;
 pub mod error;
 pub mod events;
 pub mod git;
+mod headers;
+mod hashpool;
 pub(crate) mod materialize;
 pub mod notify;
+pub mod outbound;
+pub mod redact;
 pub mod routes;
 mod services;
 pub mod signature;
 pub mod sources;
 pub mod state;
+mod streams;
 pub mod tests_api;
+pub mod throttle;
 pub mod trigger;
 pub mod uploads;
 pub mod users;
@@ -71,7 +78,11 @@ pub fn route_table() -> Vec<routes::Route> {
 
 /// The whole router.
 pub fn router(st: AppState) -> Router {
-    routes().into_router().layer(axum::extract::DefaultBodyLimit::max(2 << 20)).with_state(st)
+    routes()
+        .into_router()
+        .layer(axum::extract::DefaultBodyLimit::max(2 << 20))
+        .layer(axum::middleware::map_response(headers::add))
+        .with_state(st)
 }
 
 /// Open the store, seed secrets and projects, start the services, and listen.
@@ -109,7 +120,8 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
     let listener = tokio::net::TcpListener::bind(&cfg.listen).await.with_context(|| format!("failed to listen on {}", cfg.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
     let (events, _) = tokio::sync::broadcast::channel(4096);
-    let mirrors = git::Mirrors::new(cfg.data.join("repos"));
+    let access = git::Access { allow_local: cfg.allow_local_repos, local_repos: cfg.local_repos.clone() };
+    let mirrors = git::Mirrors::new(cfg.data.join("repos"), access);
     // Agents keep running while the server is down: give them a lease's time to report back.
     let grace = store.extend_running_leases(cfg.lease_secs.max(2) as i64 * 1000).await?;
     if grace > 0 {
@@ -131,6 +143,7 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
         mirrors,
         timezone,
         stop: stop.clone(),
+        throttle: Default::default(),
     }));
     tokio::spawn(services::reaper::run(st.clone(), stop.clone()));
     tokio::spawn(services::replicas::run(st.clone(), stop.clone()));
@@ -160,7 +173,7 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
     let app = router(st.clone());
     let stop2 = stop.clone();
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { stop2.cancelled().await }).await {
+        if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(async move { stop2.cancelled().await }).await {
             tracing::error!("server stopped: {e}");
         }
         // The notifier drops its SMTP transport inside the runtime before the server is done.

@@ -16,7 +16,9 @@ mod builds;
 mod enrolments;
 #[cfg(test)]
 mod identity_tests;
+mod deliveries;
 mod error;
+mod idle;
 mod logs;
 mod members;
 mod migrate;
@@ -24,6 +26,7 @@ mod notify;
 mod pages;
 mod projects;
 mod queue;
+mod reportcounts;
 mod rows;
 mod sealed;
 mod testqueue;

@@ -119,10 +119,12 @@ impl Store {
         .bind(offset as i64)
         .fetch_one(self.pool())
         .await?;
-        let rows = sqlx::query("SELECT pos, data FROM log_chunks WHERE job_id = $1 AND attempt = $2 AND pos >= $3 ORDER BY pos")
+        // Only the chunks that begin before `offset + max`: a read costs what it returns.
+        let rows = sqlx::query("SELECT pos, data FROM log_chunks WHERE job_id = $1 AND attempt = $2 AND pos >= $3 AND pos < $4 ORDER BY pos")
             .bind(job_id)
             .bind(attempt)
             .bind(start.unwrap_or(0))
+            .bind(offset.saturating_add(max.max(1) as u64).min(i64::MAX as u64) as i64)
             .fetch_all(self.pool())
             .await?;
         let mut data = Vec::new();

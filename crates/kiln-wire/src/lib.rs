@@ -224,6 +224,9 @@ pub mod api {
         pub poll_each_commit: Option<bool>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub webhook_secret: Option<String>,
+        /// Signs outgoing webhooks (`X-Kiln-Signature-256`); separate from the one checking incoming hooks.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub notify_webhook_secret: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cancel_superseded: Option<bool>,
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -358,7 +358,7 @@ fn secrets_are_sealed_at_rest_and_the_data_folder_is_private() {
     let mut c = Command::new(BIN)
         .args(["server", "--listen", &listen, "--data"])
         .arg(&data)
-        .args(["--agent-token", AGENT_TOKEN, "--admin-token", ADMIN])
+        .args(["--agent-token", AGENT_TOKEN, "--admin-token", ADMIN, "--allow-local-repos"])
         .env("KILN_SECRET_KEY", key.trim())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

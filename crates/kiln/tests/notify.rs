@@ -36,7 +36,7 @@ fn failure_mails_the_recipients_and_posts_a_signed_webhook_retried_after_a_500()
     k.add_project("r", &repo, &[]);
     let set = k.kiln(&[
         "project", "set", "r", "--notify-email", "team@example.test,lead@example.test", "--notify-on", "failure,fixed",
-        "--notify-webhook", &hook.url("/hook"), "--webhook-secret", "notifysecret",
+        "--notify-webhook", &hook.url("/hook"), "--notify-webhook-secret", "notifysecret",
     ]);
     assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
     let b = trigger_wait(&k, "r");
@@ -281,7 +281,7 @@ fn a_restart_between_the_end_of_a_build_and_delivery_delivers_exactly_once() {
     // The receiver is down while the build ends.
     let port = free_port();
     let repo = k.repo("d", FAILING);
-    k.add_project("d", &repo, &["--notify-webhook", &format!("http://127.0.0.1:{port}/hook"), "--webhook-secret", "s3"]);
+    k.add_project("d", &repo, &["--notify-webhook", &format!("http://127.0.0.1:{port}/hook"), "--notify-webhook-secret", "s3"]);
     let b = trigger_wait(&k, "d");
     assert_eq!(b["status"], "failed");
     k.wait_for("a failed attempt to be recorded", 20, || {

@@ -20,14 +20,7 @@ pub struct RawQuery {
 pub async fn raw_log(State(st): State<AppState>, viewer: Viewer, Path(job_id): Path<i64>, Query(q): Query<RawQuery>) -> AppResult<impl IntoResponse> {
     let (job, _) = access::job(&st, &viewer, job_id, access::Need::See).await?;
     let attempt = q.attempt.unwrap_or(job.attempt);
-    let mut data = Vec::new();
-    loop {
-        let read = st.store.read_log(job_id, attempt, data.len() as u64, 4 << 20).await?;
-        if read.data.is_empty() {
-            break;
-        }
-        data.extend_from_slice(&read.data);
-    }
+    let data = crate::streams::log(st.store.clone(), job_id, attempt);
     let safe_key: String = job.key.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
     let disposition = format!(
         "{}; filename=\"build-{}-{safe_key}-{attempt}.log\"",

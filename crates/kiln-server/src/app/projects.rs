@@ -37,7 +37,7 @@ pub fn merge_settings(old: &mut ProjectSettings, new: ProjectSettings) {
     macro_rules! take {
         ($($f:ident),*) => { $( if new.$f.is_some() { old.$f = new.$f; } )* };
     }
-    take!(poll, poll_each_commit, webhook_secret, cancel_superseded, notify_email, notify_on, notify_webhook, schedule, upload_secrets);
+    take!(poll, poll_each_commit, webhook_secret, notify_webhook_secret, cancel_superseded, notify_email, notify_on, notify_webhook, schedule, upload_secrets);
     if let Some(cs) = new.commit_status {
         old.commit_status.get_or_insert_with(Default::default).merge(cs);
     }
@@ -82,6 +82,7 @@ pub async fn create(st: &AppState, viewer: &Viewer, req: ProjectCreate) -> AppRe
     if req.repo.trim().is_empty() {
         return Err(AppError::BadRequest("a project needs a repository: --repo URL-or-path".into()));
     }
+    st.mirrors.check(req.repo.trim()).map_err(AppError::BadRequest)?;
     validate_settings(&req.settings)?;
     check_forge_host(st, req.repo.trim(), &req.settings)?;
     let visibility = asked_visibility(req.visibility, req.public).unwrap_or_default();
@@ -107,6 +108,7 @@ pub async fn update(st: &AppState, viewer: &Viewer, name: &str, req: ProjectUpda
     let Reached { project: mut p, .. } = access::project(st, viewer, name, Need::Role(Role::Maintainer)).await?;
     validate_settings(&req.settings)?;
     if let Some(r) = req.repo {
+        st.mirrors.check(&r).map_err(AppError::BadRequest)?;
         p.repo = r;
     }
     if let Some(b) = req.branch {
@@ -173,6 +175,7 @@ pub async fn apply_config(store: &Store, cfg: &ServerConfig) -> anyhow::Result<(
         let settings = ProjectSettings {
             poll: pc.poll.clone(),
             webhook_secret: pc.webhook_secret.clone(),
+            notify_webhook_secret: pc.notify_webhook_secret.clone(),
             schedule: pc.schedule.clone(),
             notify_email: pc.notify_email.clone(),
             notify_on: pc.notify_on.clone(),
@@ -222,9 +225,7 @@ pub async fn apply_config(store: &Store, cfg: &ServerConfig) -> anyhow::Result<(
 /// made right after `project add` builds), and read its triggers.
 pub async fn after_change(st: &AppState, p: &ProjectRow) {
     if p.settings.poll.is_some() {
-        if let Err(e) = crate::sources::poller::ensure_baseline(st, p).await {
-            tracing::warn!("project {}: cannot read the repository yet ({e}); the poller will retry", p.name);
-        }
+        crate::sources::poller::baseline_soon(st, p).await;
     }
     let (st, p) = (st.clone(), p.clone());
     tokio::spawn(async move { crate::sources::meta::refresh(&st, &p).await });

@@ -3,9 +3,10 @@
 //! personal API tokens, password, and for admins the users.
 
 use super::{local_target, render, require_user, see_other, Layout, PageResult};
-use crate::auth::{constant_time_eq, set_cookie, Credential, Page, Viewer, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
+use crate::auth::{constant_time_eq, SESSION_IDLE_MS, set_cookie, Credential, Page, Viewer, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
 use crate::error::AppError;
 use crate::state::AppState;
+use crate::throttle::{self, ClientIp};
 use crate::users;
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -14,7 +15,7 @@ use axum::response::Response;
 use axum::Form;
 use serde::Deserialize;
 
-/// How long a session lasts.
+/// How long the session cookie is kept (the server ends an idle session sooner, see `auth::SESSION_IDLE_MS`).
 const SESSION_DAYS: i64 = 14;
 
 #[derive(Template)]
@@ -68,17 +69,25 @@ pub struct LoginForm {
     next: String,
 }
 
-pub async fn login(State(st): State<AppState>, page: Page, Form(f): Form<LoginForm>) -> PageResult<Response> {
+pub async fn login(State(st): State<AppState>, ClientIp(ip): ClientIp, page: Page, Form(f): Form<LoginForm>) -> PageResult<Response> {
     let expected = page.login_csrf.clone().unwrap_or_default();
     if expected.is_empty() || !constant_time_eq(expected.as_bytes(), f.csrf.as_bytes()) {
         return Err(AppError::Forbidden("the sign-in form is stale or forged (CSRF token mismatch): reload the page and try again".into()).into());
     }
     let next = local_target(&f.next).to_string();
+    if let Err(wait) = st.throttle.begin(ip, f.name.trim()) {
+        tracing::warn!("sign-in for user {:?} from {ip} refused: too many attempts", f.name.trim());
+        let msg = format!("too many sign-in attempts: try again in {} s", throttle::retry_after_secs(wait));
+        let mut r = login_page(&page, next, f.name.trim().to_string(), msg, StatusCode::TOO_MANY_REQUESTS)?;
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(throttle::retry_after_secs(wait)));
+        return Ok(r);
+    }
     let Some(user) = users::authenticate(&st.store, f.name.trim(), &f.password).await? else {
         tracing::warn!("failed sign-in for user {:?}", f.name.trim());
         return login_page(&page, next, f.name.trim().to_string(), "wrong user name or password".into(), StatusCode::UNAUTHORIZED);
     };
-    let (token, _) = st.store.create_session(&user.name, SESSION_DAYS * 86_400_000).await?;
+    st.throttle.success(ip, f.name.trim());
+    let (token, _) = st.store.create_session(&user.name, SESSION_IDLE_MS).await?;
     let mut r = see_other(&next);
     add_cookie(&mut r, set_cookie(SESSION_COOKIE, &token, SESSION_DAYS * 86_400, page.secure));
     add_cookie(&mut r, set_cookie(LOGIN_CSRF_COOKIE, "", 0, page.secure));

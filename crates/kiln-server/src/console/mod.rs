@@ -160,11 +160,27 @@ pub fn urlencode(s: &str) -> String {
         .collect()
 }
 
-/// A `next` target that stays on this site.
+/// A `next` target that stays on this site: a path starting with one `/`, with
+/// no backslash, whitespace or control character (browsers drop tabs and
+/// newlines, so `/\t/evil.example` would become `//evil.example`).
 pub fn local_target(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") {
+    let clean = !next.chars().any(|c| c == '\\' || c.is_whitespace() || c.is_control());
+    if clean && next.starts_with('/') && !next.starts_with("//") {
         next
     } else {
         "/"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_same_site_paths_are_next_targets() {
+        for ok in ["/", "/builds/3?x=1", "/projects/a%2Fb"] {
+            assert_eq!(super::local_target(ok), ok);
+        }
+        for bad in ["//evil.example", "/\\evil.example", "/\t/evil.example", "/\n/evil.example", "/ /x", "https://evil.example", "evil", "/\u{0}x", ""] {
+            assert_eq!(super::local_target(bad), "/", "{bad:?}");
+        }
     }
 }

@@ -121,7 +121,7 @@ pub fn body(n: &BuildNotice, context: &str) -> serde_json::Value {
     })
 }
 
-pub async fn post(http: &reqwest::Client, cfg: &crate::config::ServerConfig, p: &ProjectRow, target: &str, n: &BuildNotice) -> Result<(), SendError> {
+pub async fn post(http: &crate::outbound::Outbound, cfg: &crate::config::ServerConfig, p: &ProjectRow, target: &str, n: &BuildNotice) -> Result<(), SendError> {
     let perm = |m: String| SendError::Permanent(m);
     let (kind, repo) = target.split_once(':').ok_or_else(|| perm(format!("bad commit status target {target:?}")))?;
     let cs = p.settings.commit_status.clone().unwrap_or_default();
@@ -146,7 +146,8 @@ pub async fn post(http: &reqwest::Client, cfg: &crate::config::ServerConfig, p: 
         .ok_or_else(|| perm(format!("commit status for {}: the project has no secret {secret}: kiln project set {} --secret {secret}=TOKEN", p.name, p.name)))?;
     let context = cs.context.clone().unwrap_or_else(|| format!("kiln/{}", p.name));
     let url = format!("{base}/repos/{repo}/statuses/{}", n.build.commit);
-    let mut req = http.post(&url).json(&body(n, &context));
+    let shown = crate::redact::without_credentials(&base);
+    let mut req = http.post(&url).map_err(|e| perm(format!("commit status for {}: {e}", p.name)))?.json(&body(n, &context));
     req = if kind == "github" {
         req.bearer_auth(token).header("accept", "application/vnd.github+json").header("x-github-api-version", "2022-11-28")
     } else {
@@ -155,13 +156,12 @@ pub async fn post(http: &reqwest::Client, cfg: &crate::config::ServerConfig, p: 
     let resp = req
         .send()
         .await
-        .map_err(|e| SendError::Retry(format!("{kind} at {base} unreachable: {}", super::webhook_out::http_error(&e))))?;
+        .map_err(|e| SendError::Retry(format!("{kind} at {shown} unreachable: {}", crate::outbound::failure(&e))))?;
     let status = resp.status();
     if status.is_success() {
         return Ok(());
     }
-    let text: String = resp.text().await.unwrap_or_default().trim().chars().take(200).collect();
-    Err(SendError::Retry(format!("{kind} answered {status} to POST {url}{}", if text.is_empty() { String::new() } else { format!(": {text}") })))
+    Err(SendError::Retry(format!("{kind} at {shown} answered {} to the status of {}", crate::outbound::status_line(status), &n.build.commit[..12.min(n.build.commit.len())])))
 }
 
 #[cfg(test)]

@@ -46,9 +46,10 @@ fn package_path(st: &AppState, name: &str) -> AppResult<std::path::PathBuf> {
     Ok(st.cfg.data.join("packages").join(name))
 }
 
-pub async fn read_package(st: &AppState, name: &str) -> AppResult<Vec<u8>> {
+/// A package as a response body, streamed from disk.
+pub async fn read_package(st: &AppState, name: &str) -> AppResult<axum::body::Body> {
     let path = package_path(st, name)?;
-    tokio::fs::read(&path).await.map_err(|e| AppError::NotFound(format!("package {name} is gone from {}: {e}", path.display())))
+    crate::streams::file(&path).await.map_err(|e| AppError::NotFound(format!("package {name} is gone from {}: {e}", path.display())))
 }
 
 /// `POST /api/v1/projects/{name}/runs` (multipart; see `receive`). Answers the queued build.
@@ -151,6 +152,7 @@ pub(crate) async fn prepare(st: &AppState, project: &ProjectRow, build: &BuildRo
         let lines: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
         (commit.clone(), lines.join("\n"))
     })?;
+    crate::caps::check_jobs(file, &pipeline, st.cfg.max_jobs_per_build).map_err(|e| (commit.clone(), e))?;
     let url = package_url(build.id);
     let jobs = kiln_core::expand::expand(&pipeline).into_iter().map(|pj| new_job(project, build, &commit, pj, Some(&url))).collect();
     let message = format!("uploaded test run: {} file{}, {}", up.files, if up.files == 1 { "" } else { "s" }, human_bytes(up.size));

@@ -67,9 +67,12 @@ pub struct ProjectOpts {
     /// With --poll: build every new commit, not only the newest.
     #[arg(long)]
     poll_each_commit: bool,
-    /// Secret for incoming webhooks (and the signature of outgoing ones).
+    /// Secret incoming webhooks must be signed with.
     #[arg(long)]
     webhook_secret: Option<String>,
+    /// Secret that signs outgoing webhooks (X-Kiln-Signature-256); separate from --webhook-secret.
+    #[arg(long)]
+    notify_webhook_secret: Option<String>,
     /// Cancel a running build when a newer commit on its branch is queued.
     #[arg(long)]
     cancel_superseded: Option<bool>,
@@ -127,6 +130,7 @@ impl ProjectOpts {
             poll: self.poll.clone(),
             poll_each_commit: self.poll_each_commit.then_some(true),
             webhook_secret: self.webhook_secret.clone(),
+            notify_webhook_secret: self.notify_webhook_secret.clone(),
             cancel_superseded: self.cancel_superseded,
             notify_email: non_empty(self.notify_email.clone()),
             notify_on: non_empty(self.notify_on.clone()),

@@ -71,6 +71,15 @@ pub struct ServerArgs {
     /// repository's own host (repeatable; HOST or HOST:PORT).
     #[arg(long = "forge-host")]
     forge_hosts: Vec<String>,
+    /// Jobs one build may have (jobs × matrix cells × shards); more ends the build errored [default: 1000].
+    #[arg(long, value_name = "N")]
+    max_jobs_per_build: Option<usize>,
+    /// Let projects use repositories on this machine's disk (paths and file://).
+    #[arg(long)]
+    allow_local_repos: bool,
+    /// Let notifications and commit statuses go to loopback, private and link-local addresses.
+    #[arg(long)]
+    allow_private_targets: bool,
     /// Print the commented default kiln.toml and exit.
     #[arg(long)]
     print_config: bool,
@@ -116,6 +125,11 @@ impl ServerArgs {
             cfg.notify_attempts = n;
         }
         cfg.forge_hosts.extend(self.forge_hosts.iter().cloned());
+        cfg.allow_local_repos |= self.allow_local_repos;
+        cfg.allow_private_targets |= self.allow_private_targets;
+        if let Some(n) = self.max_jobs_per_build {
+            cfg.max_jobs_per_build = n;
+        }
         self.smtp_over(&mut cfg)?;
         Ok(cfg)
     }

@@ -96,7 +96,16 @@ async fn summaries(st: AppState, base: String) {
 }
 
 pub async fn run(a: UpArgs) -> anyhow::Result<i32> {
-    let cfg = ServerConfig { listen: a.listen.clone(), data: a.data.clone(), ..Default::default() };
+    let mut repos = a.repos.clone();
+    if !a.no_current {
+        if let Some(top) = git_out(Path::new("."), &["rev-parse", "--show-toplevel"]) {
+            repos.insert(0, top);
+        }
+    }
+    // The repositories given are on this machine: the server may read those (and no
+    // other local path); notifications may go to local receivers.
+    let local_repos = repos.iter().map(|r| PathBuf::from(describe(r).1)).collect();
+    let cfg = ServerConfig { listen: a.listen.clone(), data: a.data.clone(), local_repos, allow_private_targets: true, ..Default::default() };
     let stop = CancellationToken::new();
     let srv = kiln_server::start(cfg, stop.clone()).await?;
     let st = srv.state.clone();
@@ -126,13 +135,8 @@ pub async fn run(a: UpArgs) -> anyhow::Result<i32> {
     }
     println!("  {} local agent(s) started", a.agents.max(1));
 
-    let mut repos = a.repos.clone();
-    if !a.no_current {
-        if let Some(top) = git_out(Path::new("."), &["rev-parse", "--show-toplevel"]) {
-            repos.insert(0, top);
-        } else if repos.is_empty() {
-            println!("  not in a git repository: add one with `kiln up --repo PATH` or `kiln project add`");
-        }
+    if repos.is_empty() {
+        println!("  not in a git repository: add one with `kiln up --repo PATH` or `kiln project add`");
     }
     for r in &repos {
         if let Err(e) = add_and_build(&st, r).await {
