@@ -14,6 +14,7 @@ pub mod executor;
 pub mod labels;
 pub mod package;
 pub mod local;
+pub mod localhistory;
 pub mod localqueue;
 pub mod reports;
 pub mod spool;

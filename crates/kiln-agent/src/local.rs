@@ -32,6 +32,8 @@ pub struct LocalRun {
     pub workers: u32,
     /// Where job logs and JUnit folders go.
     pub work: PathBuf,
+    /// What earlier runs measured (durations, fixed costs), to order and size batches.
+    pub history: crate::localhistory::LocalHistory,
 }
 
 /// What happened, as it happens (for the progress display).
@@ -58,6 +60,8 @@ pub struct RunSummary {
     pub jobs: Vec<JobEnd>,
     pub results: Vec<LocalResult>,
     pub elapsed: Duration,
+    /// Each test group's fixed cost per batch, as this run measured it.
+    pub fixed_ms: HashMap<String, u64>,
 }
 
 impl RunSummary {
@@ -199,7 +203,7 @@ pub async fn run_pipeline(cfg: &LocalRun, events: Arc<dyn Fn(RunEvent) + Send + 
             let retries = pj.tests.as_ref().map_or(0, |t| t.retries);
             let group = groups
                 .entry(group_key.clone())
-                .or_insert_with(|| LocalGroup::new(&group_key, pj.shard_count, retries, HashMap::new(), ids.clone()))
+                .or_insert_with(|| LocalGroup::new(&group_key, pj.shard_count, retries, cfg.history.group(&group_key), ids.clone()))
                 .clone();
             let queue = LocalShard { group, shard: pj.shard_index, job: pj.key.clone() };
             let job = assignment(pj, i, &cfg.dir);
@@ -246,5 +250,6 @@ pub async fn run_pipeline(cfg: &LocalRun, events: Arc<dyn Fn(RunEvent) + Send + 
     for k in keys {
         results.extend(groups[k].results());
     }
-    Ok(RunSummary { jobs, results, elapsed: started.elapsed() })
+    let fixed_ms = groups.iter().filter_map(|(k, g)| g.fixed_ms().map(|f| (k.clone(), f))).collect();
+    Ok(RunSummary { jobs, results, elapsed: started.elapsed(), fixed_ms })
 }

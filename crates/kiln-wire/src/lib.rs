@@ -166,6 +166,9 @@ pub mod agent {
         /// With `done`: the tests this shard ran that failed, then passed on a retry.
         #[serde(default)]
         pub flaky: Vec<String>,
+        /// With a batch: why it has this size (for the job log).
+        #[serde(default)]
+        pub plan: Option<String>,
     }
 
     /// The ids a shard's list command printed (or the files of `split: files`), or why there
@@ -179,6 +182,9 @@ pub mod agent {
         /// The ids are files to split statically (`split: files`).
         #[serde(default)]
         pub static_split: bool,
+        /// The files the commit changed (their tests go first).
+        #[serde(default)]
+        pub changed_files: Vec<String>,
     }
 
     /// A batch's run command ended; its JUnit reports are uploaded.
@@ -328,6 +334,9 @@ pub mod api {
         pub errored: u64,
         pub skipped: u64,
         pub flaky: u64,
+        /// How long after the build started its first failed (or errored) test was reported.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub first_failure_ms: Option<u64>,
     }
 
     /// One try of one test case in a build.

@@ -1,9 +1,13 @@
 //! `kiln run [-j N] [PATH]`: run a repository's pipeline here, no server, on N local workers,
-//! with a live progress display and a closing summary. Exit code: 0 passed, 1 failed, 2 error.
+//! with a live progress display and a closing summary; it keeps its own timing history
+//! (`kiln_agent::localhistory`). Exit code: 0 passed, 1 failed, 2 error.
 
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use crate::api_client::seg;
 use kiln_agent::local::{run_pipeline, LocalRun, RunEvent, RunSummary};
+use kiln_agent::localhistory::{history_path, LocalHistory};
+use kiln_wire::api::TestStatsList;
 use kiln_agent::testloop::ShardEvent;
 use kiln_core::junit::Outcome;
 use kiln_core::state::JobStatus;
@@ -28,6 +32,17 @@ pub struct RunArgs {
     /// Where job logs go [default: a temporary folder, kept when something fails].
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Neither read nor update the timing history (`.git/kiln/timings.json`).
+    #[arg(long)]
+    no_history: bool,
+    /// Before running, add the server's timing history of this project to the local one.
+    #[arg(long, value_name = "PROJECT")]
+    import_history: Option<String>,
+    /// With --import-history: the branch whose history to import [default: the project's].
+    #[arg(long, requires = "import_history")]
+    branch: Option<String>,
+    #[command(flatten)]
+    client: crate::ClientOpts,
 }
 
 /// The live display: a bar for jobs, one for tests, plain lines when not on a terminal.
@@ -158,7 +173,18 @@ pub async fn run(a: RunArgs) -> anyhow::Result<i32> {
             (t.path().to_path_buf(), Some(t))
         }
     };
-    let cfg = LocalRun { dir: a.path.clone(), pipeline: a.pipeline.clone(), workers, work };
+    let history_file = if a.no_history { None } else { history_path(&a.path) };
+    let mut history = match &history_file {
+        Some(f) => LocalHistory::load(f).map_err(|e| crate::api_client::Exit(2, format!("{e:#}")))?,
+        None => LocalHistory::default(),
+    };
+    if let Some(project) = &a.import_history {
+        let q = a.branch.as_ref().map(|b| format!("&branch={}", seg(b))).unwrap_or_default();
+        let list: TestStatsList = super::api(&a.client).get(&format!("/api/v1/projects/{}/tests?sort=slowest&limit=10000{q}", seg(project))).await?;
+        let added = history.import(list.tests.into_iter().map(|t| (t.key, t.avg_ms)));
+        eprintln!("imported the timing history of {} on {}: {added} tests", list.project, list.branch);
+    }
+    let cfg = LocalRun { dir: a.path.clone(), pipeline: a.pipeline.clone(), workers, work, history: history.clone() };
     let display = Arc::new(Display::new());
     let d2 = display.clone();
     let cancel = CancellationToken::new();
@@ -173,6 +199,12 @@ pub async fn run(a: RunArgs) -> anyhow::Result<i32> {
     display.tests.finish_and_clear();
     let summary = summary.map_err(|e| crate::api_client::Exit(2, format!("{e:#}")))?;
     print_summary(&summary);
+    if let Some(f) = &history_file {
+        history.record(&summary.results, &summary.fixed_ms);
+        if let Err(e) = history.save(f) {
+            eprintln!("warning: {e:#}");
+        }
+    }
     let code = summary.exit_code();
     if code != 0 {
         if let Some(t) = temp {

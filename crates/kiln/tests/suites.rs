@@ -1,0 +1,184 @@
+//! Real suites on kiln end to end: batches sized to what starting the runner costs (the plan in
+//! the job log, the fixed cost kept in the history for the next build), and a shard killed with
+//! its attempts spent leaving no test unrun.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// A runner that pays `startup` seconds before its tests, each test appending `BATCH ID` to
+/// `ran` and writing a JUnit case: test `slow` sleeps 30 s the first time (writing `marker`
+/// first); a test named in the file `fail` (when there is one) fails.
+fn runner(repo: &Path, startup: &str, ran: &Path, marker: &Path) {
+    let fail = marker.with_extension("fail");
+    std::fs::write(
+        repo.join("run.sh"),
+        format!(
+            r#"sleep {startup}
+for t in "$@"; do
+  echo "$KILN_TEST_BATCH $t" >> {ran}
+  if [ "$t" = slow ] && [ ! -e {m} ]; then echo "$KILN_AGENT_NAME" > {m}; sleep 30; fi
+  if [ -e {fail} ] && grep -qx "$t" {fail}; then body='<failure message="broken"/>'; else body=''; fi
+  echo "<testsuite><testcase classname=\"n\" name=\"$t\" time=\"0.01\">$body</testcase></testsuite>" > "$KILN_JUNIT_DIR/$t.xml"
+done
+"#,
+            ran = ran.display(),
+            m = marker.display(),
+            fail = fail.display()
+        ),
+    )
+    .unwrap();
+    commit_all(repo, "run.sh");
+}
+
+fn tests_of(k: &Kiln, id: i64) -> Vec<Value> {
+    k.json(&["show", &id.to_string(), "--tests"])["tests"].as_array().unwrap().clone()
+}
+
+/// How many times each test ran.
+fn ran_counts(ran: &Path) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for l in std::fs::read_to_string(ran).unwrap_or_default().lines() {
+        *m.entry(l.split_once(' ').map_or(l, |x| x.1).to_string()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// The tests of each batch, by batch id.
+fn batches(ran: &Path) -> std::collections::BTreeMap<i64, Vec<String>> {
+    let mut m = std::collections::BTreeMap::new();
+    for l in std::fs::read_to_string(ran).unwrap_or_default().lines() {
+        let (b, t) = l.split_once(' ').unwrap();
+        m.entry(b.parse().unwrap()).or_insert_with(Vec::new).push(t.to_string());
+    }
+    m
+}
+
+/// The `plan:` lines of a build's logs.
+fn plans(k: &Kiln, id: i64) -> Vec<String> {
+    k.logs(id).lines().filter(|l| l.contains(": plan: ")).map(str::to_string).collect()
+}
+
+#[test]
+fn batches_pay_for_the_runners_start_up_and_the_history_keeps_its_cost() {
+    let mut k = Kiln::start();
+    let ran = k.path("ran.txt");
+    let repo = k.repo("startup", "jobs:\n  suite:\n    tests:\n      shards: 2\n      list: seq 1 40\n      run: sh run.sh {tests}\n");
+    runner(&repo, "0.4", &ran, &k.path("unused"));
+    k.add_project("startup", &repo, &[]);
+    k.agent("a1", &[]);
+    k.agent("a2", &[]);
+
+    // No history: an even split into 2 batches per shard (40 / 4 = 10), not 8-test crumbs;
+    // the first batch of each shard measures the fixed cost.
+    let first = k.trigger("startup");
+    assert_eq!(k.wait_build(first, 90)["status"], "passed");
+    let p = plans(&k, first);
+    assert!(p.iter().any(|l| l.contains("plan: 10 of 40 pending tests, no timing known: an even split into 2 batches per shard over 2 shards; this batch measures the fixed cost")), "{p:#?}");
+    assert!(p.len() <= 5, "a few batches, not dozens: {p:#?}");
+    // After a batch finished, the rest is planned with the measured fixed cost (≥ 400 ms).
+    let measured: Vec<&String> = p.iter().filter(|l| l.contains("ms fixed cost")).collect();
+    assert!(!measured.is_empty(), "{p:#?}");
+    for l in &measured {
+        let ms: u64 = l.split(" + ").nth(1).unwrap().split(" ms").next().unwrap().parse().unwrap();
+        assert!(ms >= 400, "the runner sleeps 0.4 s before its tests: {l}");
+        assert!(!l.contains("assumed"), "{l}");
+    }
+    assert_eq!(ran_counts(&ran).len(), 40);
+
+    // With history: the first batch already plans with the fixed cost the last build measured,
+    // and with the tests' durations (one batch per shard: 0.4 s start-up ≫ 40 × 10 ms).
+    let second = k.trigger("startup");
+    assert_eq!(k.wait_build(second, 90)["status"], "passed");
+    let p = plans(&k, second);
+    assert!(p.iter().all(|l| l.contains("ms fixed cost") && !l.contains("assumed") && !l.contains("no timing known")), "{p:#?}");
+    assert_eq!(p.len(), 2, "one batch per shard: {p:#?}");
+    assert_eq!(tests_of(&k, second).len(), 40);
+}
+
+#[test]
+fn a_shard_killed_with_its_attempts_spent_leaves_no_test_unrun() {
+    let mut k = Kiln::start_with(&["--lease", "3"]);
+    let ran = k.path("ran.txt");
+    let marker = k.path("slow-started");
+    // `retries: 0`: a shard whose agent dies is not run again; its tests go to the other shard.
+    let repo = k.repo(
+        "leftover",
+        "jobs:\n  suite:\n    retries: 0\n    tests:\n      shards: 2\n      list: \"echo slow; seq 1 11\"\n      run: sh run.sh {tests}\n",
+    );
+    runner(&repo, "0", &ran, &marker);
+    k.add_project("leftover", &repo, &[]);
+    k.agent("a1", &[]);
+    k.agent("a2", &[]);
+    let id = k.trigger("leftover");
+    k.wait_for("the slow test to start", 60, || std::fs::read_to_string(&marker).is_ok_and(|s| !s.trim().is_empty()));
+    let victim = std::fs::read_to_string(&marker).unwrap().trim().to_string();
+    let (_, child) = k.agents.iter_mut().find(|(n, _)| *n == victim).expect("the agent that runs the slow test");
+    child.kill().unwrap(); // SIGKILL: the lease must expire
+    child.wait().unwrap();
+    let b = k.wait_build(id, 90);
+    let jobs = b["jobs"].as_array().unwrap();
+    assert!(jobs.iter().any(|j| j["status"] == "errored" && j["reason"].as_str().unwrap_or("").contains("gave up after 1 attempts")), "{b:#}");
+    assert!(jobs.iter().any(|j| j["status"] == "passed"), "the other shard ran the leftovers: {b:#}");
+    let runs = ran_counts(&ran);
+    assert_eq!(runs.get("slow"), Some(&2), "the killed batch ran again on the other shard: {runs:?}");
+    let t = tests_of(&k, id);
+    let finals: Vec<&Value> = t.iter().filter(|x| x["is_final"] == true).collect();
+    assert_eq!(finals.len(), 12, "{t:#?}");
+    assert!(finals.iter().all(|x| x["outcome"] == "passed"), "{t:#?}");
+
+    // A single shard killed with its attempts spent: no shard is left, so its tests are
+    // reported not run, with the reason.
+    std::fs::remove_file(&marker).unwrap();
+    let repo = k.repo("alone", "jobs:\n  suite:\n    retries: 0\n    tests:\n      shards: 1\n      list: \"echo slow; seq 1 3\"\n      run: sh run.sh {tests}\n");
+    runner(&repo, "0", &ran, &marker);
+    k.add_project("alone", &repo, &[]);
+    let survivor = if victim == "a1" { "a2" } else { "a1" };
+    let id = k.trigger("alone");
+    k.wait_for("the slow test to start", 60, || std::fs::read_to_string(&marker).is_ok_and(|s| !s.trim().is_empty()));
+    let (_, child) = k.agents.iter_mut().find(|(n, _)| *n == survivor).expect("the other agent");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let b = k.wait_build(id, 90);
+    assert_eq!(b["status"], "errored", "{b:#}");
+    let t = tests_of(&k, id);
+    let finals: Vec<&Value> = t.iter().filter(|x| x["is_final"] == true).collect();
+    assert_eq!(finals.len(), 4, "every listed test is reported: {t:#?}");
+    for x in finals {
+        assert_eq!(x["outcome"], "errored", "{x:#}");
+        let m = x["message"].as_str().unwrap();
+        assert!(m.starts_with("not run: every shard of this job ended before it ran") && m.contains("lease expired"), "{m}");
+    }
+}
+
+#[test]
+fn a_test_that_failed_in_the_previous_build_runs_in_the_first_batch() {
+    let mut k = Kiln::start();
+    let ran = k.path("ran.txt");
+    let marker = k.path("unused");
+    let repo = k.repo("first", "jobs:\n  suite:\n    tests:\n      shards: 2\n      list: seq 1 40\n      run: sh run.sh {tests}\n");
+    runner(&repo, "0", &ran, &marker);
+    k.add_project("first", &repo, &[]);
+    k.agent("a1", &[]);
+    std::fs::write(marker.with_extension("fail"), "37\n").unwrap();
+    let one = k.trigger("first");
+    assert_eq!(k.wait_build(one, 90)["status"], "failed");
+    let b = batches(&ran);
+    assert!(!b.values().next().unwrap().contains(&"37".to_string()), "37 is listed late and ran late the first time: {b:?}");
+    // The build, `kiln show` and `kiln builds` say how soon the first failure came.
+    let build = k.build(one);
+    assert!(build["tests"]["first_failure_ms"].as_u64().is_some(), "{build:#}");
+    let show = String::from_utf8_lossy(&k.kiln(&["show", &one.to_string()]).stdout).to_string();
+    assert!(show.contains("1 failed; first failure after "), "{show}");
+    let list = String::from_utf8_lossy(&k.kiln(&["builds", "first"]).stdout).to_string();
+    assert!(list.contains("first failure after "), "{list}");
+
+    // The next build runs 37 in its very first batch, at its head.
+    std::fs::remove_file(&ran).unwrap();
+    let two = k.trigger("first");
+    assert_eq!(k.wait_build(two, 90)["status"], "failed");
+    let b = batches(&ran);
+    assert_eq!(b.values().next().unwrap().first().map(String::as_str), Some("37"), "{b:?}");
+}
