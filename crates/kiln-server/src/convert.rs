@@ -110,6 +110,7 @@ pub fn build(b: &BuildRow, jobs: Vec<api::Job>) -> api::Build {
         },
         jobs,
         tests: None,
+        retry_of: None,
     }
 }
 
@@ -130,6 +131,7 @@ pub async fn full_build_with(store: &Store, b: &BuildRow, agents: &[AgentRow]) -
     if let Some(t) = out.tests.as_mut() {
         t.first_failure_ms = store.first_failure_ms(b.id).await?;
     }
+    out.retry_of = store.retry_of(b.id).await?;
     Ok(out)
 }
 

@@ -20,6 +20,7 @@ mod notify;
 mod pages;
 mod projects;
 mod queue;
+mod retries;
 mod rows;
 mod testqueue;
 mod testresults;

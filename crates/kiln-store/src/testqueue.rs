@@ -404,6 +404,7 @@ impl Store {
         let history = self.history_estimates(build.project_id, &build.branch).await?;
         let history_fixed = self.history_fixed_ms(build.project_id, &build.branch, &g.key).await?;
         let failed = self.last_failed_tests(build.project_id, &build.branch).await?;
+        let only = self.retry_tests(build.id, &g.key).await?;
         let _w = self.write_turn().await;
         let mut tx = self.pool().begin().await?;
         let build_id = check_attempt(&mut tx, job_id, attempt).await?;
@@ -430,7 +431,8 @@ impl Store {
             }
             Ok(ids) => {
                 let mut seen = HashSet::new();
-                ids.into_iter().filter(|i| seen.insert(i.clone())).collect::<Vec<_>>()
+                // A retry build runs only the tests that failed before.
+                ids.into_iter().filter(|i| seen.insert(i.clone()) && only.as_ref().is_none_or(|o| o.contains(i))).collect::<Vec<_>>()
             }
         };
         let (order, shard_of): (Vec<String>, Vec<Option<u32>>) = if static_split {

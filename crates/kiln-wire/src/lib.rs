@@ -323,6 +323,9 @@ pub mod api {
         /// Test counts, once any test result is in.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub tests: Option<TestSummary>,
+        /// The build whose failures this one reruns (`kiln retry BUILD --failed`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub retry_of: Option<i64>,
     }
 
     /// Counts over a build's distinct tests by their final try; `passed` includes `flaky`.

@@ -23,6 +23,7 @@ mod build;
 mod fleet;
 mod home;
 mod results;
+mod retry;
 mod runs;
 pub mod views;
 
@@ -46,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         .route("/builds/{id}/tests", get(results::partial))
         .route("/builds/{id}/rebuild", post(build::rebuild))
         .route("/builds/{id}/cancel", post(build::cancel))
+        .route("/builds/{id}/retry-failed", post(retry::retry_failed))
         .route("/agents", get(fleet::agents))
         .route("/agents/{name}/drain", post(fleet::drain))
         .route("/queue", get(fleet::queue))

@@ -13,3 +13,15 @@ CREATE TABLE test_group_history (
   updated_at BIGINT NOT NULL,
   PRIMARY KEY (project_id, branch, group_key)
 );
+-- Rerun only what failed: a retry build, the build it reruns, and per test group the only
+-- tests it runs (none listed: all of them).
+CREATE TABLE build_retries (
+  build_id BIGINT PRIMARY KEY,
+  retry_of BIGINT NOT NULL
+);
+CREATE TABLE retry_tests (
+  build_id BIGINT NOT NULL,
+  group_key TEXT NOT NULL,
+  test_key TEXT NOT NULL,
+  PRIMARY KEY (build_id, group_key, test_key)
+);

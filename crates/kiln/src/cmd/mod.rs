@@ -12,6 +12,7 @@ pub mod server;
 pub mod submit;
 pub mod tests;
 pub mod up;
+pub mod retry;
 pub mod users;
 
 use crate::api_client::Api;

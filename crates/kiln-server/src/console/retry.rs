@@ -1,0 +1,20 @@
+//! The build page's "Retry failed" button: a new build that reruns only what failed
+//! (`Store::retry_failed`), then its page.
+
+use super::{require_user, see_other, PageResult};
+use crate::api::builds::visible_build;
+use crate::auth::Page;
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::Form;
+
+pub async fn retry_failed(State(st): State<AppState>, page: Page, Path(id): Path<i64>, Form(f): Form<super::build::ActionForm>) -> PageResult<Response> {
+    let who = require_user(&page)?;
+    page.check_csrf(f.csrf())?;
+    let b = visible_build(&st, &page.viewer, id).await?;
+    let nb = st.store.retry_failed(b.id, &who).await?;
+    st.wake_agents();
+    st.emit("build", nb.id, None, &nb.project, &nb.status);
+    Ok(see_other(&format!("/builds/{}", nb.id)))
+}
