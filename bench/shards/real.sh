@@ -2,7 +2,7 @@
 # Benchmark (not a test): two real suites no one here wrote, fetched from the registries, run
 # on kiln with N agents and, in the same run, by the best single-machine tool with N workers:
 #   - Python: more-itertools' sdist (its tests/, run by pytest)   vs  pytest-xdist -n N
-#   - Rust:   semver's .crate from crates.io (run by cargo-nextest) vs  cargo nextest run -j N
+#   - Rust:   regex-syntax's published crate (run by cargo-nextest)    vs  cargo nextest run -j N
 # Prints wall times and the ratios kiln ÷ tool for a first build (no history) and a second one
 # (with history). Targets on this machine: first <= 1.3, with history <= 1.0.
 # The Rust suite's test binaries are built once beforehand, into a target folder every agent
@@ -22,7 +22,7 @@ cargo nextest --version >/dev/null 2>&1 || cargo install -q --locked cargo-nexte
 
 # The suites, as the registries ship them.
 PY_PKG=more-itertools==10.8.0
-RS_CRATE=semver RS_VERSION=1.0.26
+RS_CRATE=regex-syntax RS_VERSION=0.8.5
 python3 -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: -d "$T/dl" "$PY_PKG"
 mkdir -p "$T/py" && tar -xzf "$T"/dl/more_itertools-*.tar.gz -C "$T/py" --strip-components 1
 # The crate's published source, through cargo itself: a throwaway crate that depends on it, vendored.
@@ -45,11 +45,11 @@ for id in "$@"; do
   b=${id%% *}; t=${id#* }
   expr="${expr:+$expr | }(binary_id(=$b) & test(=$t))"
 done
-cargo nextest run -q --offline --profile ci --no-tests=pass -E "$expr"; code=$?
+cargo nextest run --cargo-quiet --offline --profile ci --no-tests=pass -E "$expr"; code=$?
 cp "$CARGO_TARGET_DIR/nextest/ci/junit.xml" "$KILN_JUNIT_DIR/junit-$$.xml" 2>/dev/null
 exit $code
 SH
-(cd "$T/rs" && cargo nextest run -q --no-run --offline 2>/dev/null || cargo nextest run -q --no-run) >/dev/null 2>&1
+(cd "$T/rs" && cargo nextest run --cargo-quiet --no-run) >/dev/null 2>&1
 cat >"$T/py/.kiln.yml" <<YML
 jobs:
   suite:
@@ -65,7 +65,7 @@ jobs:
       CARGO_TARGET_DIR: $CARGO_TARGET_DIR
     tests:
       shards: $N
-      list: cargo nextest list -q --offline --message-format oneline
+      list: cargo nextest list --cargo-quiet --offline --message-format oneline
       run: sh kiln-nextest.sh {tests}
 YML
 for d in py rs; do
@@ -109,10 +109,10 @@ PY_COUNT=$(grep -Eo '[0-9]+ passed' "$T/tool.out" | head -1)
 K1=$(timed_kiln py); K2=$(timed_kiln py)
 echo "python: more-itertools ($PY_COUNT): pytest-xdist -n $N ${TOOL_PY}s; kiln first ${K1}s ($(ratio "$K1" "$TOOL_PY")x), with history ${K2}s ($(ratio "$K2" "$TOOL_PY")x)  (targets 1.3x, 1.0x)"
 
-TOOL_RS=$(timed_tool "$T/rs" cargo nextest run -q --offline -j "$N" --no-fail-fast)
+TOOL_RS=$(timed_tool "$T/rs" cargo nextest run --cargo-quiet --offline -j "$N" --no-fail-fast)
 RS_COUNT=$(grep -Eo '[0-9]+ tests? run' "$T/tool.out" | head -1 || true)
 K1=$(timed_kiln rs); K2=$(timed_kiln rs)
-echo "rust: semver ($RS_COUNT): cargo nextest run -j $N ${TOOL_RS}s; kiln first ${K1}s ($(ratio "$K1" "$TOOL_RS")x), with history ${K2}s ($(ratio "$K2" "$TOOL_RS")x)  (targets 1.3x, 1.0x)"
+echo "rust: regex-syntax ($RS_COUNT): cargo nextest run -j $N ${TOOL_RS}s; kiln first ${K1}s ($(ratio "$K1" "$TOOL_RS")x), with history ${K2}s ($(ratio "$K2" "$TOOL_RS")x)  (targets 1.3x, 1.0x)"
 for p in py rs; do
   b=$("$BIN" builds "$p" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
   "$BIN" logs "$b" | grep -m 3 ": plan: " | sed "s/^/  $p: /" || true

@@ -62,6 +62,8 @@ struct State {
     timing: HashMap<i64, (std::time::Instant, u64, usize)>,
     overheads: Vec<u64>,
     results: Vec<LocalResult>,
+    /// `kiln run --replay`: per shard, the batches a build gave it, in order.
+    replay: Option<HashMap<u32, std::collections::VecDeque<Vec<String>>>>,
 }
 
 /// The queue of one sharded job (or the results of one plain job) in a local run.
@@ -86,8 +88,13 @@ pub struct GroupHistory {
 
 impl LocalGroup {
     pub fn new(key: &str, shards: u32, retries: u32, history: GroupHistory, ids: Arc<std::sync::atomic::AtomicI64>) -> Arc<LocalGroup> {
-        let state = State { listing: Listing::Unlisted, items: Vec::new(), batches: HashMap::new(), timing: HashMap::new(), overheads: Vec::new(), results: Vec::new() };
+        let state = State { listing: Listing::Unlisted, items: Vec::new(), batches: HashMap::new(), timing: HashMap::new(), overheads: Vec::new(), results: Vec::new(), replay: None };
         Arc::new(LocalGroup { key: key.to_string(), shards: shards.max(1), retries, history, state: Mutex::new(state), next_batch_id: ids })
+    }
+
+    /// Replay: each shard claims exactly these batches, in this order, then is done.
+    pub fn replay(&self, batches: HashMap<u32, Vec<Vec<String>>>) {
+        self.state.lock().unwrap().replay = Some(batches.into_iter().map(|(s, b)| (s, b.into())).collect());
     }
 
     /// The fixed cost per batch this run measured (the median), if a batch finished.
@@ -122,21 +129,14 @@ impl LocalShard {
             Listing::Failed(e) => return TestBatch { error: Some(e), ..Default::default() },
             Listing::Ready { static_split } => static_split,
         };
+        if st.replay.is_some() {
+            return self.replay_next(&mut st);
+        }
         let visible: Vec<usize> = (0..st.items.len())
             .filter(|&i| st.items[i].state == ItemState::Pending && st.items[i].shard.is_none_or(|s| s == self.shard))
             .collect();
         if visible.is_empty() {
-            let mine: HashSet<usize> = st.batches.values().filter(|b| b.0 == self.shard).flat_map(|b| b.1.iter().copied()).collect();
-            let failed = mine
-                .iter()
-                .map(|&i| &st.items[i])
-                .filter(|it| it.state == ItemState::Done && !it.superseded && matches!(it.outcome, Some(Outcome::Failed | Outcome::Errored)))
-                .map(|it| it.key.clone())
-                .collect();
-            let mut flaky: Vec<String> = st.results.iter().filter(|r| r.flaky && r.item.is_some_and(|i| mine.contains(&i))).map(|r| r.key.clone()).collect();
-            flaky.sort();
-            flaky.dedup();
-            return TestBatch { done: true, failed, flaky, ..Default::default() };
+            return self.verdict(&st);
         }
         let pending: Vec<(String, Option<u64>)> = visible.iter().map(|&i| (st.items[i].key.clone(), st.items[i].estimate)).collect();
         let p = if static_split {
@@ -159,6 +159,47 @@ impl LocalShard {
         st.timing.insert(id, (std::time::Instant::now(), known, unknown));
         st.batches.insert(id, (self.shard, taken));
         TestBatch { batch_id: Some(id), tests: pending.into_iter().take(n).map(|p| p.0).collect(), plan: Some(p.explain(g.shards)), ..Default::default() }
+    }
+
+    /// Done: the tests this shard ran last that failed, and the flaky ones.
+    fn verdict(&self, st: &State) -> TestBatch {
+        let mine: HashSet<usize> = st.batches.values().filter(|b| b.0 == self.shard).flat_map(|b| b.1.iter().copied()).collect();
+        let failed = mine
+            .iter()
+            .map(|&i| &st.items[i])
+            .filter(|it| it.state == ItemState::Done && !it.superseded && matches!(it.outcome, Some(Outcome::Failed | Outcome::Errored)))
+            .map(|it| it.key.clone())
+            .collect();
+        let mut flaky: Vec<String> = st.results.iter().filter(|r| r.flaky && r.item.is_some_and(|i| mine.contains(&i))).map(|r| r.key.clone()).collect();
+        flaky.sort();
+        flaky.dedup();
+        TestBatch { done: true, failed, flaky, ..Default::default() }
+    }
+
+    /// `kiln run --replay`: this shard's next recorded batch (its tests as items, added when
+    /// the list no longer has them), or done.
+    fn replay_next(&self, st: &mut State) -> TestBatch {
+        let Some(tests) = st.replay.as_mut().and_then(|r| r.get_mut(&self.shard)).and_then(|q| q.pop_front()) else {
+            return self.verdict(st);
+        };
+        let id = self.group.next_batch_id.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut taken = Vec::with_capacity(tests.len());
+        for t in &tests {
+            let i = match st.items.iter().position(|it| &it.key == t && it.state == ItemState::Pending) {
+                Some(i) => i,
+                None => {
+                    let try_number = st.items.iter().filter(|it| &it.key == t).count() as u32;
+                    st.items.push(Item { key: t.clone(), estimate: None, try_number, shard: None, state: ItemState::Pending, outcome: None, superseded: false });
+                    st.items.len() - 1
+                }
+            };
+            st.items[i].state = ItemState::Claimed(id);
+            taken.push(i);
+        }
+        st.timing.insert(id, (std::time::Instant::now(), 0, taken.len()));
+        st.batches.insert(id, (self.shard, taken));
+        let plan = format!("replay: batch {} of this shard as the build ran it, {} test{}", st.batches.values().filter(|b| b.0 == self.shard).count(), tests.len(), if tests.len() == 1 { "" } else { "s" });
+        TestBatch { batch_id: Some(id), tests, plan: Some(plan), ..Default::default() }
     }
 
     fn list_now(&self, ids: Result<Vec<String>, String>, static_split: bool, changed_files: &[String]) {

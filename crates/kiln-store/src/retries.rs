@@ -2,10 +2,12 @@
 //! failed plain jobs and of every shard of its failed `tests:` jobs, linked to the original
 //! (`build_retries`). A `tests:` group that had failed tests runs only those (`retry_tests`:
 //! its listed ids are cut down to them); one that failed without a failed test runs whole.
+//! Also a build's batches as they were claimed, for `kiln run --replay`.
 
 use crate::builds::NewBuild;
 use crate::queue::NewJob;
 use crate::{BuildRow, Result, Store, StoreError};
+use sqlx::Row;
 use std::collections::{BTreeSet, HashSet};
 
 impl Store {
@@ -81,6 +83,27 @@ impl Store {
             .collect::<Result<_>>()?;
         self.materialize_build(nb.id, &commit, orig.message.as_deref().unwrap_or(""), orig.author.as_deref().unwrap_or(""), &new_jobs).await?;
         self.build(nb.id).await
+    }
+
+    /// Every test batch of a build in claim order: (job key, attempt, batch id, state, its
+    /// tests in the order `run` got them). A returned batch's tests went back to the queue and
+    /// are not listed with it.
+    pub async fn build_batches(&self, build_id: i64) -> Result<Vec<(String, i64, i64, String, Vec<String>)>> {
+        let mut out: Vec<(String, i64, i64, String, Vec<String>)> = Vec::new();
+        for r in sqlx::query("SELECT b.id, b.attempt, b.state, j.job_key FROM test_batches b JOIN jobs j ON j.id = b.job_id WHERE b.build_id = $1 ORDER BY b.id")
+            .bind(build_id)
+            .fetch_all(self.pool())
+            .await?
+        {
+            out.push((r.try_get("job_key")?, r.try_get("attempt")?, r.try_get("id")?, r.try_get("state")?, Vec::new()));
+        }
+        for r in sqlx::query("SELECT batch_id, test_key FROM test_items WHERE build_id = $1 AND batch_id IS NOT NULL ORDER BY seq, id").bind(build_id).fetch_all(self.pool()).await? {
+            let b: i64 = r.try_get("batch_id")?;
+            if let Some(x) = out.iter_mut().find(|x| x.2 == b) {
+                x.4.push(r.try_get("test_key")?);
+            }
+        }
+        Ok(out)
     }
 
     /// The build a retry build reruns the failures of.

@@ -366,6 +366,27 @@ pub mod api {
         pub is_final: bool,
     }
 
+    /// GET /api/v1/builds/{id}/batches: every test batch of a build's `tests:` jobs in the
+    /// order they were claimed, each with its tests in the order they were given to `run`
+    /// (what `kiln run --replay` runs again).
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct BuildBatches {
+        pub build_id: i64,
+        pub commit: String,
+        pub batches: Vec<BatchRecord>,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct BatchRecord {
+        /// The shard job's key (`suite [2/4]`).
+        pub job: String,
+        pub attempt: i64,
+        pub batch: i64,
+        /// running, done, or returned (its tests went back to the queue).
+        pub state: String,
+        pub tests: Vec<String>,
+    }
+
     /// GET /api/v1/builds/{id}/tests
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct BuildTests {

@@ -284,3 +284,52 @@ fn kiln_retry_failed_reruns_exactly_the_failed_tests_and_jobs() {
     let out = k.kiln(&["retry", &three.to_string()]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn kiln_run_replay_runs_the_same_batches_in_the_same_order() {
+    let mut k = Kiln::start();
+    let ran = k.path("ran.txt");
+    let marker = k.path("unused");
+    let repo = k.repo("replay", "jobs:\n  suite:\n    tests:\n      shards: 2\n      retries: 1\n      list: seq 1 30\n      run: sh run.sh {tests}\n");
+    runner(&repo, "0", &ran, &marker);
+    std::fs::write(marker.with_extension("fail"), "17\n").unwrap();
+    k.add_project("replay", &repo, &[]);
+    k.agent("a1", &[]);
+    k.agent("a2", &[]);
+    let id = k.trigger("replay");
+    assert_eq!(k.wait_build(id, 90)["status"], "failed");
+    let record: Value = serde_json::from_str(&http("GET", &format!("{}/api/v1/builds/{id}/batches", k.url), &[("authorization", &format!("Bearer {ADMIN}"))], b"").1).unwrap();
+    let of = |job: &str| -> Vec<Vec<String>> {
+        record["batches"].as_array().unwrap().iter().filter(|b| b["job"] == job).map(|b| b["tests"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect()).collect()
+    };
+    let shard2 = of("suite [2/2]");
+    assert!(!shard2.is_empty(), "{record:#}");
+
+    // One shard, exactly: its batches in the same order (17 failing again, the retry included).
+    std::fs::remove_file(&ran).unwrap();
+    let out = k.kiln(&["run", "--replay", &format!("{id}/suite [2/2]"), repo.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains(&format!("replaying build {id} at ")), "{err}");
+    let local: Vec<Vec<String>> = batches(&ran).into_values().collect();
+    assert_eq!(local, shard2, "{err}\n{}", String::from_utf8_lossy(&out.stdout));
+
+    // The whole build: every shard's batches, each shard in its order.
+    std::fs::remove_file(&ran).unwrap();
+    let out = k.kiln(&["run", "--replay", &id.to_string(), repo.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "17 fails again: {}", String::from_utf8_lossy(&out.stdout));
+    let mut local: Vec<Vec<String>> = batches(&ran).into_values().collect();
+    let mut all = of("suite [1/2]");
+    all.extend(of("suite [2/2]"));
+    local.sort();
+    all.sort();
+    assert_eq!(local, all);
+
+    // A build with no batches, or a commit this repository lacks, is a clear error.
+    let out = k.kiln(&["run", "--replay", &format!("{id}/nope"), repo.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no test batches of job \"nope\""), "{}", String::from_utf8_lossy(&out.stderr));
+    let elsewhere = k.repo("elsewhere", "jobs: {}\n");
+    let out = k.kiln(&["run", "--replay", &id.to_string(), elsewhere.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fetch it first"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -6,6 +6,7 @@ mod downloads;
 mod events;
 mod notifications;
 pub(crate) mod projects;
+mod replay;
 mod retry;
 pub(crate) mod users;
 mod tests;
@@ -23,6 +24,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/builds/{id}", get(builds::show))
         .route("/api/v1/builds/{id}/cancel", post(builds::cancel))
         .route("/api/v1/builds/{id}/retry", post(retry::retry))
+        .route("/api/v1/builds/{id}/batches", get(replay::batches))
         .route("/api/v1/jobs/{id}/log", get(builds::log))
         .route("/api/v1/builds/{id}/tests", get(tests::of_build))
         .route("/api/v1/projects/{name}/tests", get(tests::of_project))
