@@ -5,8 +5,9 @@
 #   - Rust:   regex-syntax's published crate (run by cargo-nextest)    vs  cargo nextest run -j N
 # Prints wall times and the ratios kiln ÷ tool for a first build (no history) and a second one
 # (with history). Targets on this machine: first <= 1.3, with history <= 1.0.
-# The Rust suite's test binaries are built once beforehand, into a target folder every agent
-# shares (CARGO_TARGET_DIR), so both sides time running the tests, not compiling them.
+# The Rust suite's test binaries are built once beforehand into a nextest archive that both
+# sides run from (`--archive-file`: no cargo, no build lock), so both time running the tests,
+# not compiling them.
 # Usage: bench/shards/real.sh [N]   (from the repository root; builds target/release/kiln)
 set -euo pipefail
 N=${1:-4}
@@ -45,11 +46,11 @@ for id in "$@"; do
   b=${id%% *}; t=${id#* }
   expr="${expr:+$expr | }(binary_id(=$b) & test(=$t))"
 done
-cargo nextest run --cargo-quiet --offline --profile ci --no-tests=pass -E "$expr"; code=$?
-cp "$CARGO_TARGET_DIR/nextest/ci/junit.xml" "$KILN_JUNIT_DIR/junit-$$.xml" 2>/dev/null
+cargo nextest run --archive-file "$ARCHIVE" --workspace-remap . --profile ci --no-tests=pass -E "$expr"; code=$?
+cp target/nextest/ci/junit.xml "$KILN_JUNIT_DIR/junit-$$.xml" 2>/dev/null
 exit $code
 SH
-(cd "$T/rs" && cargo nextest run --cargo-quiet --no-run) >/dev/null 2>&1
+(cd "$T/rs" && cargo nextest archive --cargo-quiet --archive-file "$T/tests.tar.zst") >/dev/null 2>&1
 cat >"$T/py/.kiln.yml" <<YML
 jobs:
   suite:
@@ -62,10 +63,10 @@ cat >"$T/rs/.kiln.yml" <<YML
 jobs:
   suite:
     env:
-      CARGO_TARGET_DIR: $CARGO_TARGET_DIR
+      ARCHIVE: $T/tests.tar.zst
     tests:
       shards: $N
-      list: cargo nextest list --cargo-quiet --offline --message-format oneline
+      list: cargo nextest list --archive-file \$ARCHIVE --workspace-remap . --message-format oneline
       run: sh kiln-nextest.sh {tests}
 YML
 for d in py rs; do
@@ -109,7 +110,7 @@ PY_COUNT=$(grep -Eo '[0-9]+ passed' "$T/tool.out" | head -1)
 K1=$(timed_kiln py); K2=$(timed_kiln py)
 echo "python: more-itertools ($PY_COUNT): pytest-xdist -n $N ${TOOL_PY}s; kiln first ${K1}s ($(ratio "$K1" "$TOOL_PY")x), with history ${K2}s ($(ratio "$K2" "$TOOL_PY")x)  (targets 1.3x, 1.0x)"
 
-TOOL_RS=$(timed_tool "$T/rs" cargo nextest run --cargo-quiet --offline -j "$N" --no-fail-fast)
+TOOL_RS=$(timed_tool "$T/rs" cargo nextest run --archive-file "$T/tests.tar.zst" --workspace-remap . -j "$N" --no-fail-fast)
 RS_COUNT=$(grep -Eo '[0-9]+ tests? run' "$T/tool.out" | head -1 || true)
 K1=$(timed_kiln rs); K2=$(timed_kiln rs)
 echo "rust: regex-syntax ($RS_COUNT): cargo nextest run -j $N ${TOOL_RS}s; kiln first ${K1}s ($(ratio "$K1" "$TOOL_RS")x), with history ${K2}s ($(ratio "$K2" "$TOOL_RS")x)  (targets 1.3x, 1.0x)"

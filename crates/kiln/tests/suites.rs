@@ -272,16 +272,36 @@ fn kiln_retry_failed_reruns_exactly_the_failed_tests_and_jobs() {
     let show = String::from_utf8_lossy(&k.kiln(&["show", &two.to_string()]).stdout).into_owned();
     assert!(show.contains(&format!("reruns what failed in build #{one}")), "{show}");
 
+    // The console's build page offers "Retry failed" on a failed build; the button starts one.
+    let mut child = std::process::Command::new(BIN)
+        .args(["user", "add", "ann", "--password-stdin"])
+        .env("KILN_SERVER", &k.url)
+        .env("KILN_TOKEN", ADMIN)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"ann-password-1\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    let (cookie, csrf) = http::sign_in(&k.url, "ann", "ann-password-1");
+    let page = http::get(&k.url, &format!("/builds/{one}"), &[("Cookie", &cookie)]).text();
+    assert!(page.contains(&format!("action=\"/builds/{one}/retry-failed\"")) && page.contains("Retry failed"), "{page}");
+    let r = http::send(&k.url, "POST", &format!("/builds/{one}/retry-failed"), &[("Cookie", &cookie), ("Content-Type", "application/x-www-form-urlencoded")], format!("_csrf={csrf}").as_bytes(), false);
+    assert_eq!(r.status, 303, "{}", r.text());
+    let three = builds(&k, "retry")[0]["id"].as_i64().unwrap();
+    assert_eq!(r.header("location"), Some(format!("/builds/{three}").as_str()));
+    assert_eq!(k.wait_build(three, 90)["retry_of"], one);
+
     // Once fixed, the retry passes; a build with nothing failed has nothing to retry.
     std::fs::remove_file(marker.with_extension("fail")).unwrap();
     std::fs::write(repo.join(".kiln.yml"), "jobs:\n  suite:\n    tests:\n      shards: 2\n      list: seq 1 3\n      run: sh run.sh {tests}\n").unwrap();
     commit_all(&repo, "fixed");
-    let three = k.trigger("retry");
-    assert_eq!(k.wait_build(three, 90)["status"], "passed");
-    let out = k.kiln(&["retry", &three.to_string(), "--failed"]);
+    let four = k.trigger("retry");
+    assert_eq!(k.wait_build(four, 90)["status"], "passed");
+    let out = k.kiln(&["retry", &four.to_string(), "--failed"]);
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("has no failed job to retry"), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = k.kiln(&["retry", &three.to_string()]);
+    let out = k.kiln(&["retry", &four.to_string()]);
     assert_eq!(out.status.code(), Some(2));
 }
 
