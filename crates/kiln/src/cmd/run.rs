@@ -200,6 +200,10 @@ async fn replay_plan(a: &RunArgs, what: &str) -> anyhow::Result<Replay> {
         .filter_map(|k| k.rsplit_once(" [").and_then(|(_, t)| t.trim_end_matches(']').split_once('/')).and_then(|(_, n)| n.parse().ok()))
         .max()
         .unwrap_or(1);
+    // The server says which commit: a hex object name, never something git would read as an option.
+    if rec.commit.len() < 7 || rec.commit.len() > 64 || !rec.commit.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return Err(crate::api_client::Exit(2, format!("build {id} has no commit to replay ({:?})", rec.commit)).into());
+    }
     let dir = tempfile::Builder::new().prefix("kiln-replay-").tempdir()?;
     let archive = std::process::Command::new("git").arg("-C").arg(&a.path).args(["archive", "--format=tar", &rec.commit]).output()?;
     if !archive.status.success() {
