@@ -224,7 +224,9 @@ fn kiln_run_keeps_its_own_timing_history_and_imports_the_servers() {
     k.add_project("other", &other, &[]);
     let id = k.trigger("other");
     assert_eq!(k.wait_build(id, 60)["status"], "passed");
-    let (err, _) = run(&["--import-history", "other"], &k.path("w3"));
+    let out = k.kiln(&["run", "--no-history", "--import-history", "other", "--branch", "nope", repo.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("imported the timing history of other on nope: 0 tests"), "{}", String::from_utf8_lossy(&out.stderr));
+    let (err, _) = run(&["--import-history", "other", "--branch", "main"], &k.path("w3"));
     assert!(err.contains("imported the timing history of other on main: 2 tests"), "{err}");
     let h: Value = serde_json::from_str(&std::fs::read_to_string(&history).unwrap()).unwrap();
     assert!(h["tests"]["a"].is_u64() && h["tests"]["b"].is_u64(), "{h:#}");
