@@ -15,6 +15,7 @@ pub mod identity;
 pub mod labels;
 pub mod package;
 pub mod local;
+pub mod localhistory;
 pub mod localqueue;
 pub mod reports;
 pub mod spool;

@@ -32,6 +32,11 @@ pub struct LocalRun {
     pub workers: u32,
     /// Where job logs and JUnit folders go.
     pub work: PathBuf,
+    /// What earlier runs measured (durations, fixed costs), to order and size batches.
+    pub history: crate::localhistory::LocalHistory,
+    /// `kiln run --replay`: run only these shard jobs (by key), each claiming exactly these
+    /// batches in this order (no retries).
+    pub replay: Option<HashMap<String, Vec<Vec<String>>>>,
 }
 
 /// What happened, as it happens (for the progress display).
@@ -58,6 +63,8 @@ pub struct RunSummary {
     pub jobs: Vec<JobEnd>,
     pub results: Vec<LocalResult>,
     pub elapsed: Duration,
+    /// Each test group's fixed cost per batch, as this run measured it.
+    pub fixed_ms: HashMap<String, u64>,
 }
 
 impl RunSummary {
@@ -180,7 +187,17 @@ async fn run_job(job: JobAssignment, dir: PathBuf, work: PathBuf, queue: LocalSh
 /// Run the pipeline; `events` sees each step of the way. Cancelling `cancel` stops every job.
 pub async fn run_pipeline(cfg: &LocalRun, events: Arc<dyn Fn(RunEvent) + Send + Sync>, cancel: CancellationToken) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
-    let planned = plan(&cfg.dir, &cfg.pipeline, cfg.workers)?;
+    let mut planned = plan(&cfg.dir, &cfg.pipeline, cfg.workers)?;
+    if let Some(r) = &cfg.replay {
+        planned.retain(|p| r.contains_key(&p.key));
+        if planned.is_empty() {
+            let wanted: Vec<&String> = r.keys().collect();
+            anyhow::bail!("the pipeline here has none of the jobs to replay ({wanted:?}): is this the build's commit?");
+        }
+        for p in &mut planned {
+            p.needs.clear();
+        }
+    }
     std::fs::create_dir_all(&cfg.work).map_err(|e| anyhow::anyhow!("failed to create {}: {e}", cfg.work.display()))?;
     events(RunEvent::Planned { jobs: planned.len() });
     let ids = Arc::new(AtomicI64::new(1));
@@ -196,10 +213,17 @@ pub async fn run_pipeline(cfg: &LocalRun, events: Arc<dyn Fn(RunEvent) + Send + 
             let pj = &planned[i];
             status[i] = JobStatus::Running;
             let group_key = kiln_core::testrun::group_key(&pj.key, pj.shard_count);
-            let retries = pj.tests.as_ref().map_or(0, |t| t.retries);
+            let retries = if cfg.replay.is_some() { 0 } else { pj.tests.as_ref().map_or(0, |t| t.retries) };
             let group = groups
                 .entry(group_key.clone())
-                .or_insert_with(|| LocalGroup::new(&group_key, pj.shard_count, retries, HashMap::new(), ids.clone()))
+                .or_insert_with(|| {
+                    let g = LocalGroup::new(&group_key, pj.shard_count, retries, cfg.history.group(&group_key), ids.clone());
+                    if let Some(r) = &cfg.replay {
+                        let mine = planned.iter().filter(|p| kiln_core::testrun::group_key(&p.key, p.shard_count) == group_key);
+                        g.replay(mine.filter_map(|p| r.get(&p.key).map(|b| (p.shard_index, b.clone()))).collect());
+                    }
+                    g
+                })
                 .clone();
             let queue = LocalShard { group, shard: pj.shard_index, job: pj.key.clone() };
             let job = assignment(pj, i, &cfg.dir);
@@ -246,5 +270,6 @@ pub async fn run_pipeline(cfg: &LocalRun, events: Arc<dyn Fn(RunEvent) + Send + 
     for k in keys {
         results.extend(groups[k].results());
     }
-    Ok(RunSummary { jobs, results, elapsed: started.elapsed() })
+    let fixed_ms = groups.iter().filter_map(|(k, g)| g.fixed_ms().map(|f| (k.clone(), f))).collect();
+    Ok(RunSummary { jobs, results, elapsed: started.elapsed(), fixed_ms })
 }

@@ -36,8 +36,9 @@ pub enum QueueError {
 /// Where a shard gets its work and puts its results: the server (agent) or a local queue.
 pub trait TestQueue: Send + Sync {
     fn claim(&self) -> impl Future<Output = Result<TestBatch, QueueError>> + Send;
-    /// Upload the listed ids (or the files of `split: files`), or why there are none.
-    fn upload_list(&self, ids: Result<Vec<String>, String>, static_split: bool) -> impl Future<Output = Result<(), QueueError>> + Send;
+    /// Upload the listed ids (or the files of `split: files`), or why there are none, with the
+    /// files the commit changed (their tests go first).
+    fn upload_list(&self, ids: Result<Vec<String>, String>, static_split: bool, changed_files: Vec<String>) -> impl Future<Output = Result<(), QueueError>> + Send;
     /// One JUnit report of a batch (or, `None`, of a plain job's steps).
     fn report(&self, batch: Option<i64>, path: &str, xml: Vec<u8>) -> impl Future<Output = Result<u32, QueueError>> + Send;
     fn batch_done(&self, batch: i64, exit_code: Option<i32>) -> impl Future<Output = Result<BatchDoneAck, QueueError>> + Send;
@@ -122,6 +123,24 @@ async fn list_ids(b: &Body<'_>, list: &str, start: Instant) -> Result<Result<Vec
     Ok(Ok(ids))
 }
 
+/// The files the checked-out commit changed against its first parent, plus uncommitted and
+/// untracked ones (`kiln run`): empty when git cannot tell.
+async fn changed_files(src: &Path) -> Vec<String> {
+    let git = |args: &'static [&'static str]| {
+        let src = src.to_path_buf();
+        async move {
+            let out = tokio::process::Command::new("git").arg("-C").arg(&src).args(args).stdin(std::process::Stdio::null()).output().await.ok()?;
+            out.status.success().then(|| String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(str::to_string).collect::<Vec<String>>())
+        }
+    };
+    let mut files = git(&["diff", "--name-only", "HEAD^", "HEAD"]).await.unwrap_or_default();
+    files.extend(git(&["diff", "--name-only", "HEAD"]).await.unwrap_or_default());
+    files.extend(git(&["ls-files", "--others", "--exclude-standard"]).await.unwrap_or_default());
+    files.sort();
+    files.dedup();
+    files
+}
+
 /// Claim batches until the queue is empty; then the verdict.
 async fn run_shard<Q: TestQueue>(q: &Q, b: &Body<'_>, t: &TestsAssignment, start: Instant) -> Outcome {
     if !t.run.contains("{tests}") {
@@ -170,7 +189,7 @@ async fn run_shard<Q: TestQueue>(q: &Q, b: &Body<'_>, t: &TestsAssignment, start
                 }
                 Err(e) => b.say(format!("listing failed: {e}")).await,
             }
-            if let Err(e) = q.upload_list(ids, static_split).await {
+            if let Err(e) = q.upload_list(ids, static_split, changed_files(b.src).await).await {
                 return if matches!(e, QueueError::Cancelled) { Outcome::Cancelled } else { Outcome::Errored(e.to_string()) };
             }
             continue;
@@ -201,6 +220,9 @@ async fn run_shard<Q: TestQueue>(q: &Q, b: &Body<'_>, t: &TestsAssignment, start
         let mut env = b.env.clone();
         env.insert("KILN_JUNIT_DIR".into(), junit.to_string_lossy().into_owned());
         env.insert("KILN_TEST_BATCH".into(), batch.to_string());
+        if let Some(plan) = &claim.plan {
+            b.say(format!("batch {batch}: {plan}")).await;
+        }
         b.say(format!("batch {batch}: {} test{} (claimed in {claimed_ms} ms, started {} ms after the claim)", claim.tests.len(), if claim.tests.len() == 1 { "" } else { "s" }, asked.elapsed().as_millis())).await;
         b.event(ShardEvent::BatchStarted { tests: claim.tests.len() });
         let ended = run_steps(&[cmd], &env, b.src, b.left(start), b.out, b.cancel).await;

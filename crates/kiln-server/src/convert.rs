@@ -105,6 +105,7 @@ pub fn build(b: &BuildRow, jobs: Vec<api::Job>) -> api::Build {
         },
         jobs,
         tests: None,
+        retry_of: None,
     }
 }
 
@@ -122,6 +123,10 @@ pub async fn online_agents(store: &Store) -> kiln_store::Result<Vec<AgentRow>> {
 pub async fn full_build_with(store: &Store, b: &BuildRow, agents: &[AgentRow]) -> kiln_store::Result<api::Build> {
     let mut out = build(b, build_jobs(store, b, agents).await?);
     out.tests = store.build_test_counts(b.id).await?.map(test_summary);
+    if let Some(t) = out.tests.as_mut() {
+        t.first_failure_ms = store.first_failure_ms(b.id).await?;
+    }
+    out.retry_of = store.retry_of(b.id).await?;
     Ok(out)
 }
 
@@ -189,7 +194,7 @@ pub fn delivery(n: &kiln_store::NotificationRow) -> kiln_wire::notify::Delivery 
 }
 
 pub fn test_summary(c: kiln_core::testrun::Counts) -> api::TestSummary {
-    api::TestSummary { total: c.total, passed: c.passed, failed: c.failed, errored: c.errored, skipped: c.skipped, flaky: c.flaky }
+    api::TestSummary { total: c.total, passed: c.passed, failed: c.failed, errored: c.errored, skipped: c.skipped, flaky: c.flaky, first_failure_ms: None }
 }
 
 /// How a stored case is named to people: its listed key when that names the case (a pytest

@@ -65,7 +65,7 @@ async fn claim(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id)
             TestClaim::List => TestBatch { list: true, ..Default::default() },
             TestClaim::Wait => TestBatch { wait: true, ..Default::default() },
             TestClaim::Error(e) => TestBatch { error: Some(e), ..Default::default() },
-            TestClaim::Batch { id, tests } => TestBatch { batch_id: Some(id), tests, ..Default::default() },
+            TestClaim::Batch { id, tests, plan } => TestBatch { batch_id: Some(id), tests, plan: Some(plan), ..Default::default() },
             TestClaim::Done { failed, flaky } => TestBatch { done: true, failed, flaky, ..Default::default() },
         }));
     }
@@ -78,7 +78,7 @@ async fn list(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id):
         None if req.ids.is_empty() => Err("the list command printed no test ids".to_string()),
         None => Ok(req.ids),
     };
-    st.store.upload_test_list(AgentAttempt { job_id, attempt: req.attempt, agent: &a.name }, &group, ids, req.static_split).await?;
+    st.store.upload_test_list(AgentAttempt { job_id, attempt: req.attempt, agent: &a.name }, &group, ids, req.static_split, &req.changed_files).await?;
     Ok(Json(serde_json::json!({})))
 }
 

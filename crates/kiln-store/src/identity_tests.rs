@@ -77,7 +77,7 @@ async fn write(s: &Store, w: Write, job: i64, attempt: i64, agent: &str) -> Resu
         Write::Finish => s.finish_job(by, 0, kiln_core::state::JobStatus::Passed, Some(0), None).await.map(|_| ()),
         Write::Release => s.release_job(by).await.map(|_| ()),
         Write::ClaimTests => s.claim_tests(by, &g).await.map(|_| ()),
-        Write::ListTests => s.upload_test_list(by, &g, Ok(vec!["t".into()]), false).await,
+        Write::ListTests => s.upload_test_list(by, &g, Ok(vec!["t".into()]), false, &[]).await,
         Write::Report => s.store_test_report(by, None, "j", "r.xml", &[case]).await.map(|_| ()),
         Write::BatchDone => s.finish_test_batch(by, 1, Some(0)).await.map(|_| ()),
         Write::Check => s.check_held(by).await,

@@ -27,6 +27,7 @@ mod pages;
 mod projects;
 mod queue;
 mod reportcounts;
+mod retries;
 mod rows;
 mod sealed;
 mod testqueue;

@@ -10,6 +10,7 @@ const SQLITE: &[(i64, &str)] = &[
     (5, include_str!("../migrations/sqlite/0005_sources.sql")),
     (10, include_str!("../migrations/sqlite/0010_access.sql")),
     (6, include_str!("../migrations/sqlite/0006_agent_identity.sql")),
+    (7, include_str!("../migrations/sqlite/0007_suites.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -19,6 +20,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (5, include_str!("../migrations/postgres/0005_sources.sql")),
     (10, include_str!("../migrations/postgres/0010_access.sql")),
     (6, include_str!("../migrations/postgres/0006_agent_identity.sql")),
+    (7, include_str!("../migrations/postgres/0007_suites.sql")),
 ];
 
 /// Apply every migration newer than the database's recorded version.

@@ -485,6 +485,7 @@ impl Store {
             .bind(attempt)
             .execute(&mut *tx)
             .await?;
+        crate::testqueue::report_unrun(&mut tx, build_id).await?;
         let (build_status, build_finished, readied) = settle_build(&mut tx, build_id).await?;
         tx.commit().await?;
         Ok(FinishOutcome { build_id, build_status, build_finished, readied, repeated: false })
@@ -574,6 +575,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        crate::testqueue::report_unrun(&mut tx, build_id).await?;
         settle_build(&mut tx, build_id).await?;
         tx.commit().await?;
         Ok(Some(LeaseExpiry { job_id, build_id, attempt: cur, agent, requeued: requeue }))

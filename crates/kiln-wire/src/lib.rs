@@ -167,6 +167,9 @@ pub mod agent {
         /// With `done`: the tests this shard ran that failed, then passed on a retry.
         #[serde(default)]
         pub flaky: Vec<String>,
+        /// With a batch: why it has this size (for the job log).
+        #[serde(default)]
+        pub plan: Option<String>,
     }
 
     /// The ids a shard's list command printed (or the files of `split: files`), or why there
@@ -180,6 +183,9 @@ pub mod agent {
         /// The ids are files to split statically (`split: files`).
         #[serde(default)]
         pub static_split: bool,
+        /// The files the commit changed (their tests go first).
+        #[serde(default)]
+        pub changed_files: Vec<String>,
     }
 
     /// A batch's run command ended; its JUnit reports are uploaded.
@@ -402,6 +408,9 @@ pub mod api {
         /// Test counts, once any test result is in.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub tests: Option<TestSummary>,
+        /// The build whose failures this one reruns (`kiln retry BUILD --failed`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub retry_of: Option<i64>,
     }
 
     /// Counts over a build's distinct tests by their final try; `passed` includes `flaky`.
@@ -413,6 +422,9 @@ pub mod api {
         pub errored: u64,
         pub skipped: u64,
         pub flaky: u64,
+        /// How long after the build started its first failed (or errored) test was reported.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub first_failure_ms: Option<u64>,
     }
 
     /// One try of one test case in a build.
@@ -437,6 +449,27 @@ pub mod api {
         pub flaky: bool,
         /// Whether this is the test's final try (what the counts use).
         pub is_final: bool,
+    }
+
+    /// GET /api/v1/builds/{id}/batches: every test batch of a build's `tests:` jobs in the
+    /// order they were claimed, each with its tests in the order they were given to `run`
+    /// (what `kiln run --replay` runs again).
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct BuildBatches {
+        pub build_id: i64,
+        pub commit: String,
+        pub batches: Vec<BatchRecord>,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct BatchRecord {
+        /// The shard job's key (`suite [2/4]`).
+        pub job: String,
+        pub attempt: i64,
+        pub batch: i64,
+        /// running, done, or returned (its tests went back to the queue).
+        pub state: String,
+        pub tests: Vec<String>,
     }
 
     /// GET /api/v1/builds/{id}/tests

@@ -110,6 +110,18 @@ enum Command {
         #[command(flatten)]
         client: ClientOpts,
     },
+    /// Start a new build of a build's commit that reruns only what failed in it.
+    Retry {
+        build: i64,
+        /// Rerun the failed tests of `tests:` jobs and the failed plain jobs.
+        #[arg(long)]
+        failed: bool,
+        /// Follow the new build to its end (exit code as `trigger --wait`).
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
     /// Cancel a build, or one of its jobs.
     Cancel {
         build: i64,
@@ -180,6 +192,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Agents { client } => cmd::agents::list(&client).await,
         Command::Cancel { build, job, client } => cmd::builds::cancel(&client, build, job).await,
         Command::Enrol { action, client } => cmd::enrol::run(action, &client).await,
+        Command::Retry { build, failed, wait, client } => cmd::retry::retry(&client, build, failed, wait).await,
         Command::Drain { agent, client } => cmd::agents::drain(&client, &agent).await,
         Command::Notify { project, client } => cmd::notify::run(&client, &project).await,
         Command::Check { file } => cmd::check::run(&file),

@@ -171,6 +171,7 @@ fn body(w: &World, method: &str, path: &str, caller: &str) -> (String, Vec<u8>) 
             w.job,
             kiln_wire::PROTOCOL_VERSION
         )),
+        ("POST", "/api/v1/builds/{id}/retry") => json(r#"{"failed":true}"#.into()),
         ("POST", "/api/v1/enrolments") => json(r#"{"labels":{},"projects":[],"uses":1}"#.into()),
         ("POST", p) if p.starts_with("/api/") || p.starts_with("/hooks/") => json("{}".into()),
         _ => form(String::new()),

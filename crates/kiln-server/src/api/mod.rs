@@ -7,6 +7,8 @@ mod enrol;
 mod events;
 mod notifications;
 pub(crate) mod projects;
+mod replay;
+mod retry;
 pub(crate) mod users;
 mod tests;
 
@@ -23,6 +25,8 @@ pub fn routes() -> Routes {
         .get("/api/v1/builds/{id}", builds::show)
         .post("/api/v1/builds/{id}/cancel", builds::cancel)
         .post("/api/v1/builds/{id}/rebuild", builds::rebuild)
+        .post("/api/v1/builds/{id}/retry", retry::retry)
+        .get("/api/v1/builds/{id}/batches", replay::batches)
         .get("/api/v1/jobs/{id}/log", builds::log)
         .get("/api/v1/builds/{id}/tests", tests::of_build)
         .get("/api/v1/projects/{name}/tests", tests::of_project)

@@ -65,6 +65,17 @@ pub async fn rebuild(st: &AppState, viewer: &Viewer, id: i64) -> AppResult<Build
     Ok(start_build(st, &reached.project, Some(&b.branch), commit, Origin::new("manual", who), Starter::Person).await?)
 }
 
+/// A new build of the same commit that reruns only what failed: the failed plain jobs and the
+/// failed tests of `tests:` jobs (developers), linked to the original.
+pub async fn retry_failed(st: &AppState, viewer: &Viewer, id: i64) -> AppResult<BuildRow> {
+    let (orig, _) = access::build(st, viewer, id, Need::Role(Role::Developer)).await?;
+    let who = access::signed_in(viewer)?;
+    let b = st.store.retry_failed(orig.id, &who).await?;
+    st.wake_agents();
+    st.emit("build", b.id, None, &b.project, &b.status);
+    Ok(b)
+}
+
 /// A build the caller may see.
 pub async fn show(st: &AppState, viewer: &Viewer, id: i64) -> AppResult<BuildRow> {
     Ok(access::build(st, viewer, id, Need::See).await?.0)

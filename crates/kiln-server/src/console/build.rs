@@ -182,6 +182,12 @@ pub struct ActionForm {
     csrf: String,
 }
 
+impl ActionForm {
+    pub fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 pub async fn rebuild(State(st): State<AppState>, page: Page, Path(id): Path<i64>, Form(f): Form<ActionForm>) -> PageResult<Response> {
     require_user(&page)?;
     page.check_csrf(&f.csrf)?;

@@ -23,6 +23,7 @@ mod build;
 mod fleet;
 mod home;
 mod results;
+mod retry;
 mod runs;
 pub mod views;
 
@@ -46,6 +47,7 @@ pub fn routes() -> Routes {
         .get("/builds/{id}/tests", results::partial)
         .post("/builds/{id}/rebuild", build::rebuild)
         .post("/builds/{id}/cancel", build::cancel)
+        .post("/builds/{id}/retry-failed", retry::retry_failed)
         .get("/agents", fleet::agents)
         .post("/agents/{name}/drain", fleet::drain)
         .get("/queue", fleet::queue)

@@ -13,6 +13,7 @@ pub mod server;
 pub mod submit;
 pub mod tests;
 pub mod up;
+pub mod retry;
 pub mod users;
 
 use crate::api_client::Api;
