@@ -74,8 +74,7 @@ impl Mirrors {
 
     /// Check `commit` out once into `dest`, from the repository's mirror.
     async fn make_pristine(&self, work_dir: &Path, repo: &str, commit: &str, dest: &Path) -> Result<(), String> {
-        let key = hex::encode(&Sha256::digest(repo.as_bytes())[..8]);
-        let mirror = work_dir.join("mirrors").join(format!("{key}.git"));
+        let mirror = mirror_path(work_dir, repo);
         let lock = self.locks.lock().unwrap().entry(mirror.clone()).or_default().clone();
         let _g = lock.lock().await;
         if !mirror.join("HEAD").exists() {
@@ -101,6 +100,13 @@ impl Mirrors {
         }
         std::fs::rename(&tmp, dest).map_err(|e| format!("failed to keep the checkout of {commit}: {e}"))
     }
+}
+
+/// The agent's bare mirror of `repo`; a working copy borrows its objects (`--shared`), so a
+/// sandboxed job sees it, read-only.
+pub fn mirror_path(work_dir: &Path, repo: &str) -> PathBuf {
+    let key = hex::encode(&Sha256::digest(repo.as_bytes())[..8]);
+    work_dir.join("mirrors").join(format!("{key}.git"))
 }
 
 async fn checkout_commit(dest: &Path, commit: &str) -> Result<(), String> {

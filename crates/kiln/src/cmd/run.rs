@@ -28,6 +28,10 @@ pub struct RunArgs {
     /// Where job logs go [default: a temporary folder, kept when something fails].
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// `sandbox`: each job in a bubblewrap sandbox (the repository writable, the rest of the
+    /// system read-only), as on an agent; `none`: steps run as you, unconfined.
+    #[arg(long, default_value = "sandbox", value_parser = kiln_agent::sandbox::Isolation::parse)]
+    isolation: kiln_agent::sandbox::Isolation,
 }
 
 /// The live display: a bar for jobs, one for tests, plain lines when not on a terminal.
@@ -158,7 +162,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<i32> {
             (t.path().to_path_buf(), Some(t))
         }
     };
-    let cfg = LocalRun { dir: a.path.clone(), pipeline: a.pipeline.clone(), workers, work };
+    let cfg = LocalRun { dir: a.path.clone(), pipeline: a.pipeline.clone(), workers, work, isolation: a.isolation };
     let display = Arc::new(Display::new());
     let d2 = display.clone();
     let cancel = CancellationToken::new();
