@@ -47,12 +47,17 @@ pub fn job_env(job: &JobAssignment, agent_name: &str, dir: &Path, home: Option<&
     env
 }
 
-/// Make a job's folder: `junit`, `artifacts`, `home`, `tmp` and the files steps write
-/// (`status.json`, `kiln-test-list.txt`), handed to the step's user by `give`.
+/// Make a job's folder: `junit`, `artifacts`, `home` and the files steps write
+/// (`status.json`, `kiln-test-list.txt`), and its temp folder beside it (`/tmp` in the
+/// sandbox, see `sandbox::temp_of`), handed to the step's user by `give`.
 pub fn make_job_dir(dir: &Path, give: impl Fn(&Path)) -> std::io::Result<()> {
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir)?;
-    for sub in ["junit", "artifacts", "home", "tmp"] {
+    let tmp = crate::sandbox::temp_of(dir);
+    for d in [dir, tmp.as_path()] {
+        let _ = std::fs::remove_dir_all(d);
+        std::fs::create_dir_all(d)?;
+    }
+    give(&tmp);
+    for sub in ["junit", "artifacts", "home"] {
         std::fs::create_dir_all(dir.join(sub))?;
         give(&dir.join(sub));
     }

@@ -137,6 +137,11 @@ pub fn check_isolation(cfg: &AgentConfig) -> anyhow::Result<Option<Arc<sandbox::
 /// Run the agent until it is drained or aborted.
 pub async fn run(cfg: AgentConfig, control: Control) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.work_dir).map_err(|e| anyhow::anyhow!("failed to create the work folder {}: {e}", cfg.work_dir.display()))?;
+    // Only this agent reads its work folder: not the steps of another agent on this host.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&cfg.work_dir, std::fs::Permissions::from_mode(0o700));
+    }
     let sandbox = check_isolation(&cfg)?;
     let labels = all_labels(&cfg);
     let (client, hb) = register(&cfg, &labels, &control).await?;

@@ -6,11 +6,11 @@
 //! ```text
 //!  /               the host, read-only
 //!  /dev /proc      fresh (the job sees only its own processes)
-//!  /tmp            the job's own temp folder (JOB/tmp), writable
+//!  /tmp            the job's own temp folder (JOB.tmp), writable
 //!  agent folders   hidden under an empty tmpfs: other jobs, mirrors, pristine checkouts, spool,
 //!                  the token file (/dev/null), the server's data folder under `kiln up`
 //!  JOB             bound back at the same path, writable: src (working copy), junit,
-//!                  artifacts, status.json, home, tmp
+//!                  artifacts, status.json, home
 //! ```
 //!
 //! When the agent runs as root, the step also drops to uid/gid 65534 (`nobody`) with
@@ -108,10 +108,10 @@ impl Sandbox {
         let dir = tempfile::Builder::new().prefix("kiln-sandbox-check-").tempdir().map_err(|e| format!("failed to make a folder to check the sandbox: {e}"))?;
         let job = dir.path().join("job");
         let hide = dir.path().join("agent");
-        for d in [job.join("tmp"), hide.clone()] {
+        for d in [job.clone(), temp_of(&job), hide.clone()] {
             std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
         }
-        self.give(&job);
+        self.give(&temp_of(&job));
         let jail = self.jail(&job, &[], &hide, false);
         let out = jail.command(&job, "true").output().map_err(|e| format!("failed to run {}: {e}", self.bwrap.display()))?;
         if out.status.success() {
@@ -137,7 +137,7 @@ impl Sandbox {
         }
     }
 
-    /// The sandbox of one job: `job` (its folder, bound writable, with `job/tmp` as /tmp), the
+    /// The sandbox of one job: `job` (its folder, bound writable, with `JOB.tmp` as /tmp), the
     /// other folders it needs (the repository's mirror, read-only; the repository itself under
     /// `kiln run`, writable), and `agent_dir`, the folder to hide (the agent's work folder).
     pub fn jail(self: &Sandbox, job: &Path, extra: &[(&Path, Access)], agent_dir: &Path, network: bool) -> Jail {
@@ -145,7 +145,7 @@ impl Sandbox {
         let mut a = Args::default();
         a.push(["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]);
         a.push(["--bind"]);
-        a.path(&job.join("tmp"));
+        a.path(&temp_of(&job));
         a.push(["/tmp"]);
         let mut fresh: Vec<PathBuf> = vec![PathBuf::from("/tmp")];
         let bound: Vec<(PathBuf, Access)> = std::iter::once((job.clone(), Access::Writable)).chain(extra.iter().map(|(p, a)| (absolute(p), *a))).collect();
@@ -210,6 +210,14 @@ impl Sandbox {
             a.path(d);
         }
     }
+}
+
+/// A job's temp folder: beside its folder, not in it, so that in the sandbox it is only at
+/// `/tmp` (a step walking up from its working copy does not meet its own temp files).
+pub fn temp_of(job: &Path) -> PathBuf {
+    let mut name = job.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    job.with_file_name(name)
 }
 
 /// The topmost folder above `path` (not `/`) that others cannot pass through (no `o+x`).

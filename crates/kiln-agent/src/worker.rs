@@ -168,6 +168,7 @@ async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
     }
     agent.running.lock().unwrap().remove(&job.job_id);
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(crate::sandbox::temp_of(&dir));
     let _ = std::fs::remove_file(&spool);
 }
 

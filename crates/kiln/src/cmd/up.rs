@@ -132,7 +132,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<i32> {
             work_dir: agents_dir.join(format!("agent-{i}")),
             heartbeat_secs: None,
             isolation: a.isolation,
-            hidden: vec![a.data.clone()],
+            hidden: vec![a.data.clone(), agents_dir.clone()],
         };
         let c = control.clone();
         agents.push(tokio::spawn(async move { kiln_agent::run(cfg, c).await }));
