@@ -316,3 +316,33 @@ pub fn read_own_file(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     file.take(max).read_to_end(&mut out)?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(j: &Jail) -> Vec<String> {
+        j.args.iter().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn a_job_sees_its_folder_and_not_the_agents() {
+        // Outside /tmp, which the job's own temp folder covers anyway.
+        let d = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let agent = d.path().join("work");
+        let job = agent.join("jobs/7-1");
+        std::fs::create_dir_all(&job).unwrap();
+        let sb = Sandbox { bwrap: "bwrap".into(), drop_to: None, root_caps: false, hidden: vec![] };
+        let w = words(&sb.jail(&job, &[], &agent, true));
+        let at = |s: &str| w.iter().position(|x| x == s).unwrap_or_else(|| panic!("{s} not in {w:?}"));
+        let (tmpfs, bind) = (at(&agent.to_string_lossy()), w.iter().rposition(|x| *x == job.to_string_lossy()).unwrap());
+        assert!(tmpfs < bind, "the agent's folder is hidden before the job's is bound back: {w:?}");
+        assert_eq!(w[tmpfs - 1], "--tmpfs");
+        assert!(w.windows(2).any(|p| p[0] == temp_of(&job).to_string_lossy() && p[1] == "/tmp"), "{w:?}");
+        // The folder between the hidden one and the job's is made passable (bwrap would make it 0700).
+        assert!(w.windows(4).any(|p| p == ["--perms", "0755", "--dir", &*agent.join("jobs").to_string_lossy()]), "{w:?}");
+        assert!(!w.contains(&"--unshare-net".to_string()));
+        assert!(words(&sb.jail(&job, &[], &agent, false)).contains(&"--unshare-net".to_string()));
+        assert_eq!(temp_of(&job), agent.join("jobs/7-1.tmp"));
+    }
+}
