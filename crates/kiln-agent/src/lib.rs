@@ -10,6 +10,7 @@
 
 pub mod checkout;
 pub mod client;
+pub mod env;
 pub mod executor;
 pub mod identity;
 pub mod labels;
@@ -18,12 +19,13 @@ pub mod local;
 pub mod localhistory;
 pub mod localqueue;
 pub mod reports;
+pub mod sandbox;
 pub mod spool;
 pub mod testhttp;
 pub mod testloop;
 mod worker;
 
-pub use worker::job_env;
+pub use env::job_env;
 
 use client::{backoff, Client};
 use kiln_wire::agent::{HeartbeatRequest, RegisterRequest, RunningJob};
@@ -48,6 +50,10 @@ pub struct AgentConfig {
     pub heartbeat_secs: Option<u64>,
     /// Swap the saved agent token for a new one at start (`--rotate-token`).
     pub rotate_token: bool,
+    /// Whether jobs run in the bubblewrap sandbox (`--isolation`).
+    pub isolation: sandbox::Isolation,
+    /// More paths no job may see (the token file; the server's data folder under `kiln up`).
+    pub hidden: Vec<PathBuf>,
 }
 
 /// How the agent is told to stop: `drain` finishes current jobs first; `abort`
@@ -66,6 +72,8 @@ pub(crate) struct Running {
     /// The server took the job back (stale attempt): do not report it.
     pub stale: AtomicBool,
     pub status_file: PathBuf,
+    /// Masked in what the job's steps write to its status file.
+    pub secrets: Vec<String>,
 }
 
 pub(crate) struct Agent {
@@ -74,6 +82,8 @@ pub(crate) struct Agent {
     pub control: Control,
     pub running: Mutex<HashMap<i64, Arc<Running>>>,
     pub mirrors: checkout::Mirrors,
+    /// `None` with `--isolation none`.
+    pub sandbox: Option<Arc<sandbox::Sandbox>>,
 }
 
 /// Every label this agent offers.
@@ -100,13 +110,30 @@ async fn register(cfg: &AgentConfig, labels: &BTreeMap<String, String>, control:
     identity::register(cfg, &req, control).await
 }
 
+/// Check the sandbox this agent's jobs will run in (`None`, with a warning, for `--isolation none`).
+pub fn check_isolation(cfg: &AgentConfig) -> anyhow::Result<Option<Arc<sandbox::Sandbox>>> {
+    match cfg.isolation {
+        sandbox::Isolation::Sandbox => Ok(Some(sandbox::Sandbox::detect(true, cfg.hidden.clone()).map_err(|e| anyhow::anyhow!("{e}"))?)),
+        sandbox::Isolation::None => {
+            tracing::warn!("agent {}: {}", cfg.name, sandbox::NO_SANDBOX_WARNING);
+            Ok(None)
+        }
+    }
+}
+
 /// Run the agent until it is drained or aborted.
 pub async fn run(cfg: AgentConfig, control: Control) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.work_dir).map_err(|e| anyhow::anyhow!("failed to create the work folder {}: {e}", cfg.work_dir.display()))?;
+    // Only this agent reads its work folder: not the steps of another agent on this host.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&cfg.work_dir, std::fs::Permissions::from_mode(0o700));
+    }
+    let sandbox = check_isolation(&cfg)?;
     let labels = all_labels(&cfg);
     let (client, hb) = register(&cfg, &labels, &control).await?;
     tracing::info!("agent {} registered with {} (labels: {:?})", cfg.name, cfg.server, labels);
-    let agent = Arc::new(Agent { cfg: cfg.clone(), client, control: control.clone(), running: Default::default(), mirrors: Default::default() });
+    let agent = Arc::new(Agent { cfg: cfg.clone(), client, control: control.clone(), running: Default::default(), mirrors: Default::default(), sandbox });
     let hb_stop = CancellationToken::new();
     let hb_task = tokio::spawn(heartbeat_loop(agent.clone(), Duration::from_secs(hb), hb_stop.clone()));
     let control_task = tokio::spawn(control_loop(agent.clone(), hb_stop.clone()));
@@ -127,12 +154,30 @@ fn status_json(agent: &Agent) -> serde_json::Value {
     let mut jobs = serde_json::Map::new();
     for (id, r) in running.iter() {
         let mut v = serde_json::json!({ "job": id, "key": r.key });
-        if let Ok(text) = std::fs::read_to_string(&r.status_file) {
-            v["status"] = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.trim().to_string()));
+        if let Some(status) = step_status(&r.status_file, &r.secrets) {
+            v["status"] = status;
         }
         jobs.insert(id.to_string(), v);
     }
-    serde_json::json!({ "running": running.len(), "jobs": jobs, "pid": std::process::id(), "version": env!("CARGO_PKG_VERSION") })
+    let mut s = serde_json::json!({ "running": running.len(), "jobs": jobs, "pid": std::process::id(), "version": env!("CARGO_PKG_VERSION") });
+    s["isolation"] = agent.cfg.isolation.as_str().into();
+    if agent.sandbox.is_none() {
+        s["warning"] = sandbox::NO_SANDBOX_WARNING.into();
+    }
+    s
+}
+
+/// What a job's steps wrote to `$KILN_STATUS_FILE` (JSON, or else its text), masked; at most
+/// 64 KiB, and never through a link.
+fn step_status(path: &std::path::Path, secrets: &[String]) -> Option<serde_json::Value> {
+    let bytes = sandbox::read_own_file(path, 64 << 10).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    if text.trim().is_empty() {
+        return None;
+    }
+    let mut v = serde_json::from_str(&text).unwrap_or_else(|_| serde_json::Value::String(text.trim().to_string()));
+    kiln_core::mask::mask_json(&mut v, secrets);
+    Some(v)
 }
 
 /// Act on what the server says about running jobs and draining.

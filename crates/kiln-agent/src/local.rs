@@ -11,6 +11,7 @@
 
 use crate::executor::Outcome;
 use crate::localqueue::{LocalGroup, LocalResult, LocalShard};
+use crate::sandbox::{Access, Isolation, Sandbox};
 use crate::testloop::{run_body, Body, ShardEvent};
 use kiln_core::expand::{expand, PlannedJob};
 use kiln_core::state::{resolve_dependents, JobStatus};
@@ -37,6 +38,8 @@ pub struct LocalRun {
     /// `kiln run --replay`: run only these shard jobs (by key), each claiming exactly these
     /// batches in this order (no retries).
     pub replay: Option<HashMap<String, Vec<Vec<String>>>>,
+    /// Whether jobs run in the bubblewrap sandbox (with the repository writable in it).
+    pub isolation: crate::sandbox::Isolation,
 }
 
 /// What happened, as it happens (for the progress display).
@@ -132,6 +135,7 @@ fn assignment(pj: &PlannedJob, index: usize, dir: &Path) -> JobAssignment {
         secrets: Vec::new(),
         log_limit: 0,
         package: None,
+        network: pj.network == kiln_core::pipeline::Network::On,
         tests: pj.tests.as_ref().map(|t| TestsAssignment {
             list: t.list.clone(),
             run: t.run.clone(),
@@ -143,11 +147,19 @@ fn assignment(pj: &PlannedJob, index: usize, dir: &Path) -> JobAssignment {
     }
 }
 
+/// Where a job runs: its folder, the repository, and the sandbox of the run (if any).
+struct Place {
+    dir: PathBuf,
+    work: PathBuf,
+    all_work: PathBuf,
+    sandbox: Option<Arc<Sandbox>>,
+}
+
 /// Run one job in `work` with its log in `log`.
-async fn run_job(job: JobAssignment, dir: PathBuf, work: PathBuf, queue: LocalShard, cancel: CancellationToken, events: Arc<dyn Fn(RunEvent) + Send + Sync>) -> Outcome {
-    let _ = std::fs::remove_dir_all(&work);
-    for sub in ["junit", "artifacts"] {
-        let _ = std::fs::create_dir_all(work.join(sub));
+async fn run_job(job: JobAssignment, place: Place, queue: LocalShard, cancel: CancellationToken, events: Arc<dyn Fn(RunEvent) + Send + Sync>) -> Outcome {
+    let Place { dir, work, all_work, sandbox } = place;
+    if let Err(e) = crate::env::make_job_dir(&work, |_| {}) {
+        return Outcome::Errored(format!("failed to make the job's folder {}: {e}", work.display()));
     }
     let log = match std::fs::File::create(work.join("log")) {
         Ok(f) => f,
@@ -161,7 +173,8 @@ async fn run_job(job: JobAssignment, dir: PathBuf, work: PathBuf, queue: LocalSh
         }
         let _ = log.flush();
     });
-    let env = crate::job_env(&job, "local", &work);
+    let jail = sandbox.as_ref().map(|s| s.jail(&work, &[(dir.as_path(), Access::Writable)], &all_work, job.network));
+    let env = crate::job_env(&job, "local", &work, jail.as_ref().map(|j| j.home.as_path()));
     let key = job.key.clone();
     let on_tests = move |e: ShardEvent| events(RunEvent::Tests { key: key.clone(), event: e });
     let body = Body {
@@ -174,6 +187,8 @@ async fn run_job(job: JobAssignment, dir: PathBuf, work: PathBuf, queue: LocalSh
         out: &tx,
         cancel: &cancel,
         events: Some(&on_tests),
+        jail: jail.as_ref(),
+        secrets: &[],
     };
     let outcome = run_body(&queue, &body).await;
     if let Some(r) = outcome.reason() {
@@ -199,6 +214,11 @@ pub async fn run_pipeline(cfg: &LocalRun, events: Arc<dyn Fn(RunEvent) + Send + 
         }
     }
     std::fs::create_dir_all(&cfg.work).map_err(|e| anyhow::anyhow!("failed to create {}: {e}", cfg.work.display()))?;
+    // The steps are the user's own: they run as the user, in the same sandbox as on an agent.
+    let sandbox = match cfg.isolation {
+        Isolation::Sandbox => Some(Sandbox::detect(false, Vec::new()).map_err(|e| anyhow::anyhow!("{e}"))?),
+        Isolation::None => None,
+    };
     events(RunEvent::Planned { jobs: planned.len() });
     let ids = Arc::new(AtomicI64::new(1));
     let mut groups: HashMap<String, Arc<LocalGroup>> = HashMap::new();
@@ -229,10 +249,11 @@ pub async fn run_pipeline(cfg: &LocalRun, events: Arc<dyn Fn(RunEvent) + Send + 
             let job = assignment(pj, i, &cfg.dir);
             let work = cfg.work.join(format!("job-{}", i + 1));
             events(RunEvent::JobStarted { key: pj.key.clone(), worker });
-            let (dir, cancel, ev) = (cfg.dir.clone(), cancel.clone(), events.clone());
+            let place = Place { dir: cfg.dir.clone(), work, all_work: cfg.work.clone(), sandbox: sandbox.clone() };
+            let (cancel, ev) = (cancel.clone(), events.clone());
             running.spawn(async move {
                 let t = Instant::now();
-                let outcome = run_job(job, dir, work, queue, cancel, ev).await;
+                let outcome = run_job(job, place, queue, cancel, ev).await;
                 (i, worker, outcome, t.elapsed())
             });
         }

@@ -33,6 +33,7 @@ pub struct PlannedJob {
     pub tests: Option<TestsSpec>,
     /// Globs of files to keep as artifacts (the job's `artifacts`, substituted).
     pub artifacts: Vec<String>,
+    pub network: crate::pipeline::Network,
     /// 1-based; 1 of 1 when not sharded.
     pub shard_index: u32,
     pub shard_count: u32,
@@ -164,6 +165,7 @@ pub fn expand(p: &Pipeline) -> Vec<PlannedJob> {
                     retries: job.retries.unwrap_or(DEFAULT_RETRIES),
                     tests: tests.clone(),
                     artifacts: job.artifacts.iter().map(sub).collect(),
+                    network: job.network,
                     shard_index: shard,
                     shard_count,
                 });
@@ -253,6 +255,7 @@ mod tests {
                 retries: DEFAULT_RETRIES,
                 tests: None,
                 artifacts: vec!["out/*.tar.gz".into()],
+                network: Default::default(),
                 shard_index: 1,
                 shard_count: 1,
             }]

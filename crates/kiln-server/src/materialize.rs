@@ -126,6 +126,7 @@ pub(crate) fn new_job(project: &ProjectRow, build: &BuildRow, commit: &str, pj: 
             flaky_fails_build: t.flaky_fails_build,
         }),
         package: package.map(str::to_string),
+        network: pj.network == kiln_core::pipeline::Network::On,
     };
     NewJob {
         key: pj.key,

@@ -70,6 +70,13 @@ pub mod agent {
         /// agent's token) of a .tar.gz to unpack instead of checking out `repo`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub package: Option<String>,
+        /// False when the pipeline says `network: false`: the steps get no network.
+        #[serde(default = "yes")]
+        pub network: bool,
+    }
+
+    fn yes() -> bool {
+        true
     }
 
     /// The `tests:` block of a sharded job, as the agent needs it.

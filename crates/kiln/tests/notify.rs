@@ -225,14 +225,14 @@ fn commit_status_goes_to_github_and_gitea_shapes_and_a_bad_token_fails_visibly()
     let mut k = Kiln::start_with(&["--notify-attempts", "2", "--forge-host", "127.0.0.1"]);
     k.agent("a", &[]);
     // The forge: 401 for the repository with the wrong token, 201 otherwise.
-    let forge = Recorder::start(|r, _| if r.header("authorization") == Some("token wrong") { 401 } else { 201 });
+    let forge = Recorder::start(|r, _| if r.header("authorization") == Some("token wrongtok") { 401 } else { 201 });
     let ok = k.repo("gh", SWITCH);
     k.add_project("gh", &ok, &[
-        "--commit-status", "github", "--forge-url", &forge.url("/api/v3"), "--forge-repo", "acme/app", "--secret", "GITHUB_TOKEN=ghtok",
+        "--commit-status", "github", "--forge-url", &forge.url("/api/v3"), "--forge-repo", "acme/app", "--secret", "GITHUB_TOKEN=ghtoken",
     ]);
     let bad = k.repo("gt", FAILING);
     k.add_project("gt", &bad, &[
-        "--commit-status", "gitea", "--forge-url", &forge.url("/api/v1"), "--forge-repo", "acme/lib", "--secret", "GITEA_TOKEN=gttok",
+        "--commit-status", "gitea", "--forge-url", &forge.url("/api/v1"), "--forge-repo", "acme/lib", "--secret", "GITEA_TOKEN=gttoken",
         "--status-context", "ci/kiln",
     ]);
     let b1 = trigger_wait(&k, "gh");
@@ -248,9 +248,9 @@ fn commit_status_goes_to_github_and_gitea_shapes_and_a_bad_token_fails_visibly()
     let states = |rs: &[&Req]| rs.iter().map(|r| r.json()["state"].as_str().unwrap().to_string()).collect::<Vec<_>>();
     assert_eq!(states(&gh), ["pending", "success"]);
     assert_eq!(states(&gt), ["pending", "failure"]);
-    assert_eq!(gh[0].header("authorization"), Some("Bearer ghtok"));
+    assert_eq!(gh[0].header("authorization"), Some("Bearer ghtoken"));
     assert_eq!(gh[0].header("accept"), Some("application/vnd.github+json"));
-    assert_eq!(gt[1].header("authorization"), Some("token gttok"));
+    assert_eq!(gt[1].header("authorization"), Some("token gttoken"));
     let last = gh[1].json();
     assert_eq!(last["context"], "kiln/gh");
     assert!(last["target_url"].as_str().unwrap().ends_with(&format!("/builds/{}", b1["id"])), "{last}");
@@ -258,7 +258,7 @@ fn commit_status_goes_to_github_and_gitea_shapes_and_a_bad_token_fails_visibly()
     assert_eq!(gt[1].json()["context"], "ci/kiln");
 
     // A wrong token: the forge refuses, kiln retries, then records the failure; the build is untouched.
-    let set = k.kiln(&["project", "set", "gt", "--secret", "GITEA_TOKEN=wrong"]);
+    let set = k.kiln(&["project", "set", "gt", "--secret", "GITEA_TOKEN=wrongtok"]);
     assert!(set.status.success());
     let b3 = trigger_wait(&k, "gt");
     assert_eq!(b3["status"], "failed", "the build's status is its own");

@@ -136,6 +136,7 @@ fn uploads_get_no_secrets_and_own_pipelines_need_a_maintainer() {
     ok(kiln_as(&k, &mia, &["project", "set", "prod", "--upload-secrets", "true"]));
     let log = run(&mia);
     assert!(log.contains("len=21"), "an opted-in maintainer's upload gets the secrets: {log}");
+    assert!(!log.contains("czNjcjN0"), "…and their base64 is masked: {log}");
 }
 
 #[test]

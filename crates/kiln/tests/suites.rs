@@ -33,6 +33,10 @@ done
     commit_all(repo, "run.sh");
 }
 
+/// These suites record which tests ran in a file outside the job, which a sandboxed step
+/// cannot write: they run unsandboxed (the sandbox has its own tests, tests/isolation.rs).
+const UNSANDBOXED: &[&str] = &["--isolation", "none"];
+
 fn tests_of(k: &Kiln, id: i64) -> Vec<Value> {
     k.json(&["show", &id.to_string(), "--tests"])["tests"].as_array().unwrap().clone()
 }
@@ -68,8 +72,8 @@ fn batches_pay_for_the_runners_start_up_and_the_history_keeps_its_cost() {
     let repo = k.repo("startup", "jobs:\n  suite:\n    tests:\n      shards: 2\n      list: seq 1 40\n      run: sh run.sh {tests}\n");
     runner(&repo, "0.4", &ran, &k.path("unused"));
     k.add_project("startup", &repo, &[]);
-    k.agent("a1", &[]);
-    k.agent("a2", &[]);
+    k.agent("a1", UNSANDBOXED);
+    k.agent("a2", UNSANDBOXED);
 
     // No history: an even split into 2 batches per shard (40 / 4 = 10), not 8-test crumbs;
     // the first batch of each shard measures the fixed cost.
@@ -109,8 +113,8 @@ fn a_shard_killed_with_its_attempts_spent_leaves_no_test_unrun() {
     );
     runner(&repo, "0", &ran, &marker);
     k.add_project("leftover", &repo, &[]);
-    k.agent("a1", &[]);
-    k.agent("a2", &[]);
+    k.agent("a1", UNSANDBOXED);
+    k.agent("a2", UNSANDBOXED);
     let id = k.trigger("leftover");
     k.wait_for("the slow test to start", 60, || std::fs::read_to_string(&marker).is_ok_and(|s| !s.trim().is_empty()));
     let victim = std::fs::read_to_string(&marker).unwrap().trim().to_string();
@@ -160,7 +164,7 @@ fn a_test_that_failed_in_the_previous_build_runs_in_the_first_batch() {
     let repo = k.repo("first", "jobs:\n  suite:\n    tests:\n      shards: 2\n      list: seq 1 40\n      run: sh run.sh {tests}\n");
     runner(&repo, "0", &ran, &marker);
     k.add_project("first", &repo, &[]);
-    k.agent("a1", &[]);
+    k.agent("a1", UNSANDBOXED);
     std::fs::write(marker.with_extension("fail"), "37\n").unwrap();
     let one = k.trigger("first");
     assert_eq!(k.wait_build(one, 90)["status"], "failed");
@@ -187,11 +191,11 @@ fn kiln_run_keeps_its_own_timing_history_and_imports_the_servers() {
     let mut k = Kiln::start();
     let ran = k.path("ran.txt");
     let marker = k.path("unused");
-    k.agent("a1", &[]);
+    k.agent("a1", UNSANDBOXED);
     let repo = k.repo("local", "jobs:\n  suite:\n    tests:\n      shards: 2\n      list: seq 1 20\n      run: sh run.sh {tests}\n");
     runner(&repo, "0.3", &ran, &marker);
     let run = |extra: &[&str], work: &Path| {
-        let out = k.kiln(&[&["run", "-j", "2", "--work-dir", work.to_str().unwrap()][..], extra, &[repo.to_str().unwrap()]].concat());
+        let out = k.kiln(&[&["run", "--isolation", "none", "-j", "2", "--work-dir", work.to_str().unwrap()][..], extra, &[repo.to_str().unwrap()]].concat());
         assert_eq!(out.status.code(), Some(0), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         let mut logs = String::new();
         for e in std::fs::read_dir(work).unwrap() {
@@ -248,7 +252,7 @@ fn kiln_retry_failed_reruns_exactly_the_failed_tests_and_jobs() {
     runner(&repo, "0", &ran, &marker);
     std::fs::write(marker.with_extension("fail"), "4\n9\n").unwrap();
     k.add_project("retry", &repo, &[]);
-    k.agent("a1", &[]);
+    k.agent("a1", UNSANDBOXED);
     let one = k.trigger("retry");
     assert_eq!(k.wait_build(one, 90)["status"], "failed");
     assert_eq!(ran_counts(&ran).len(), 12);
@@ -317,8 +321,8 @@ fn kiln_run_replay_runs_the_same_batches_in_the_same_order() {
     runner(&repo, "0", &ran, &marker);
     std::fs::write(marker.with_extension("fail"), "17\n").unwrap();
     k.add_project("replay", &repo, &[]);
-    k.agent("a1", &[]);
-    k.agent("a2", &[]);
+    k.agent("a1", UNSANDBOXED);
+    k.agent("a2", UNSANDBOXED);
     let id = k.trigger("replay");
     assert_eq!(k.wait_build(id, 90)["status"], "failed");
     let record: Value = serde_json::from_str(&http("GET", &format!("{}/api/v1/builds/{id}/batches", k.url), &[("authorization", &format!("Bearer {ADMIN}"))], b"").1).unwrap();
@@ -330,7 +334,7 @@ fn kiln_run_replay_runs_the_same_batches_in_the_same_order() {
 
     // One shard, exactly: its batches in the same order (17 failing again, the retry included).
     std::fs::remove_file(&ran).unwrap();
-    let out = k.kiln(&["run", "--replay", &format!("{id}/suite [2/2]"), repo.to_str().unwrap()]);
+    let out = k.kiln(&["run", "--isolation", "none", "--replay", &format!("{id}/suite [2/2]"), repo.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(err.contains(&format!("replaying build {id} at ")), "{err}");
     let local: Vec<Vec<String>> = batches(&ran).into_values().collect();
@@ -338,7 +342,7 @@ fn kiln_run_replay_runs_the_same_batches_in_the_same_order() {
 
     // The whole build: every shard's batches, each shard in its order.
     std::fs::remove_file(&ran).unwrap();
-    let out = k.kiln(&["run", "--replay", &id.to_string(), repo.to_str().unwrap()]);
+    let out = k.kiln(&["run", "--isolation", "none", "--replay", &id.to_string(), repo.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "17 fails again: {}", String::from_utf8_lossy(&out.stdout));
     let mut local: Vec<Vec<String>> = batches(&ran).into_values().collect();
     let mut all = of("suite [1/2]");
@@ -348,11 +352,11 @@ fn kiln_run_replay_runs_the_same_batches_in_the_same_order() {
     assert_eq!(local, all);
 
     // A build with no batches, or a commit this repository lacks, is a clear error.
-    let out = k.kiln(&["run", "--replay", &format!("{id}/nope"), repo.to_str().unwrap()]);
+    let out = k.kiln(&["run", "--isolation", "none", "--replay", &format!("{id}/nope"), repo.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("has no test batches of job \"nope\""), "{}", String::from_utf8_lossy(&out.stderr));
     let elsewhere = k.repo("elsewhere", "jobs: {}\n");
-    let out = k.kiln(&["run", "--replay", &id.to_string(), elsewhere.to_str().unwrap()]);
+    let out = k.kiln(&["run", "--isolation", "none", "--replay", &id.to_string(), elsewhere.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("fetch it first"), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -64,6 +64,18 @@ pub struct JobSpec {
     pub tests: Option<TestsSpec>,
     /// Globs of files to keep as artifacts.
     pub artifacts: Vec<String>,
+    /// Whether the job's steps may reach the network (`network: false` cuts them off).
+    pub network: Network,
+}
+
+/// A job's access to the network, from its `network:` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Network {
+    /// The host's network (the default).
+    #[default]
+    On,
+    /// Only a loopback interface of its own (`network: false`).
+    Off,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

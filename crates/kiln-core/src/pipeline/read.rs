@@ -21,6 +21,7 @@ const JOB_KEYS: &[&str] = &[
     "retries",
     "tests",
     "artifacts",
+    "network",
 ];
 
 /// Positions and raw pieces of a job that the cross-job checks need.
@@ -405,6 +406,11 @@ impl<'f> Reader<'f> {
                     for (glob, p) in self.nonblank_strings(v, pos, &what) {
                         src.templates.push((glob.clone(), p));
                         job.artifacts.push(glob);
+                    }
+                }
+                "network" => {
+                    if let Some(on) = self.boolean(v, pos, &what) {
+                        job.network = if on { super::Network::On } else { super::Network::Off };
                     }
                 }
                 other => self.unknown_key(k, other, &place, JOB_KEYS),

@@ -29,6 +29,7 @@ pub fn validate_settings(s: &ProjectSettings) -> AppResult<()> {
         kiln_core::cron::validate_cron(c).map_err(|e| AppError::BadRequest(format!("invalid schedule {c:?}: {e}")))?;
     }
     crate::notify::validate_settings(s).map_err(AppError::BadRequest)?;
+    s.secrets.iter().flatten().try_for_each(|(k, v)| kiln_core::mask::check_secret(k, v)).map_err(|e| AppError::BadRequest(e.to_string()))?;
     Ok(())
 }
 

@@ -32,6 +32,8 @@ pub struct AgentRowView {
     pub last_seen: i64,
     pub seen_ago: String,
     pub status_json: String,
+    /// The agent runs jobs without a sandbox (`--isolation none`): its warning.
+    pub unsandboxed: Option<String>,
 }
 
 #[derive(Template)]
@@ -68,6 +70,7 @@ pub async fn agents(State(st): State<AppState>, page: Page, Query(q): Query<Part
                 .collect(),
             last_seen: a.last_seen.unwrap_or(0),
             seen_ago: a.last_seen.map(|t| super::views::ago(t, now)).unwrap_or_default(),
+            unsandboxed: (status["isolation"] == "none").then(|| status["warning"].as_str().unwrap_or("jobs run without a sandbox").to_string()),
             status_json: if status.is_null() || status == serde_json::json!({}) { String::new() } else { serde_json::to_string_pretty(&status).unwrap_or_default() },
         });
     }

@@ -36,6 +36,14 @@ pub async fn tests_of_build(store: &Store, build_id: i64) -> kiln_store::Result<
     Ok((Some(summary), failed))
 }
 
+/// The notice as JSON (the outbox payload) with every string masked: a second line behind the
+/// agent's masking, for a rogue or older agent that sent a secret in a test result.
+pub fn masked_payload(n: &BuildNotice, secrets: &[String]) -> String {
+    let mut v = serde_json::to_value(n).expect("plain data serialises");
+    kiln_core::mask::mask_json(&mut v, secrets);
+    v.to_string()
+}
+
 /// At most `max` bytes of `s` (cut at a character boundary, marked with `…`).
 pub fn clip(s: &str, max: usize) -> String {
     if s.len() <= max {

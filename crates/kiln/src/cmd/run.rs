@@ -48,6 +48,10 @@ pub struct RunArgs {
     branch: Option<String>,
     #[command(flatten)]
     client: crate::ClientOpts,
+    /// `sandbox`: each job in a bubblewrap sandbox (the repository writable, the rest of the
+    /// system read-only), as on an agent; `none`: steps run as you, unconfined.
+    #[arg(long, default_value = "sandbox", value_parser = kiln_agent::sandbox::Isolation::parse)]
+    isolation: kiln_agent::sandbox::Isolation,
 }
 
 /// The live display: a bar for jobs, one for tests, plain lines when not on a terminal.
@@ -247,7 +251,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<i32> {
         let added = history.import(list.tests.into_iter().map(|t| (t.key, t.avg_ms)));
         eprintln!("imported the timing history of {} on {}: {added} tests", list.project, list.branch);
     }
-    let cfg = LocalRun { dir, pipeline: a.pipeline.clone(), workers, work, history: history.clone(), replay: replay.as_ref().map(|r| r.batches.clone()) };
+    let cfg = LocalRun { dir, pipeline: a.pipeline.clone(), workers, work, history: history.clone(), replay: replay.as_ref().map(|r| r.batches.clone()), isolation: a.isolation };
     let display = Arc::new(Display::new());
     let d2 = display.clone();
     let cancel = CancellationToken::new();

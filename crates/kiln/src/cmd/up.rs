@@ -26,6 +26,18 @@ pub struct UpArgs {
     /// Do not add the git repository kiln is started in.
     #[arg(long)]
     no_current: bool,
+    /// `sandbox`: every job in a bubblewrap sandbox; `none`: steps run as kiln itself and can
+    /// read the data folder (admin token, database).
+    #[arg(long, default_value = "sandbox", value_parser = kiln_agent::sandbox::Isolation::parse)]
+    isolation: kiln_agent::sandbox::Isolation,
+}
+
+/// Where `up`'s agents keep their work: beside the data folder, never inside it
+/// (`kiln-data` → `kiln-data-agents`), so no step walks up into the server's files.
+fn agents_dir(data: &Path) -> PathBuf {
+    let abs = std::path::absolute(data).unwrap_or_else(|_| data.to_path_buf());
+    let name = abs.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "kiln-data".into());
+    abs.with_file_name(format!("{name}-agents"))
 }
 
 fn git_out(dir: &Path, args: &[&str]) -> Option<String> {
@@ -105,6 +117,11 @@ pub async fn run(a: UpArgs) -> anyhow::Result<i32> {
     // The repositories given are on this machine: the server may read those (and no
     // other local path); notifications may go to local receivers.
     let local_repos = repos.iter().map(|r| PathBuf::from(describe(r).1)).collect();
+    let agents_dir = agents_dir(&a.data);
+    // Check the sandbox before anything starts, so a missing bubblewrap is the only message.
+    if a.isolation == kiln_agent::sandbox::Isolation::Sandbox {
+        kiln_agent::sandbox::Sandbox::detect(true, Vec::new()).map_err(|e| crate::api_client::Exit(2, e))?;
+    }
     let cfg = ServerConfig { listen: a.listen.clone(), data: a.data.clone(), local_repos, allow_private_targets: true, ..Default::default() };
     let stop = CancellationToken::new();
     let srv = kiln_server::start(cfg, stop.clone()).await?;
@@ -126,9 +143,11 @@ pub async fn run(a: UpArgs) -> anyhow::Result<i32> {
             labels: Default::default(),
             probes: Vec::new(),
             concurrency: 1,
-            work_dir: a.data.join(format!("agent-{i}")),
+            work_dir: agents_dir.join(format!("agent-{i}")),
             heartbeat_secs: None,
             rotate_token: false,
+            isolation: a.isolation,
+            hidden: vec![a.data.clone(), agents_dir.clone()],
         };
         let c = control.clone();
         agents.push(tokio::spawn(async move { kiln_agent::run(cfg, c).await }));
