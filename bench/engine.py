@@ -3,12 +3,15 @@
 
 Prints jobs per second for a burst of N builds (first queued -> last finished), the
 p50/p99 latency from a job being queued to it being started with idle agents (100
-builds one after another, server timestamps), and peak RSS of the server and agents. Usage: bench/engine.py [BUILDS] (default 1000). Builds the
-release binary first. Figures vary with the machine's load: compare ratios in one run.
+builds one after another, server timestamps), and peak RSS of the server and agents. Usage: bench/engine.py [BUILDS] [--isolation none]
+(default 1000 builds, jobs in the agents' bubblewrap sandbox; `--isolation none` runs them unconfined, to measure the sandbox's
+cost). Builds the release binary first. Figures vary with the machine's load: compare ratios in one run.
 """
 import concurrent.futures, datetime, json, os, shutil, socket, subprocess, sys, tempfile, time, urllib.request
 
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+ARGS = sys.argv[1:]
+ISOLATION = ARGS[ARGS.index("--isolation") + 1] if "--isolation" in ARGS else "sandbox"
+N = next((int(a) for a in ARGS if a.isdigit()), 1000)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target/release/kiln")
 subprocess.run(["cargo", "build", "--release", "-q", "-p", "kiln"], cwd=ROOT, check=True)
@@ -50,7 +53,8 @@ try:
             urllib.request.urlopen(url + "/api/v1/projects", timeout=1); break
         except Exception:
             time.sleep(0.1)
-    agents = [subprocess.Popen([BIN, "agent", "--server", url, "--token", "bench", "--name", f"a{i}", "--work-dir", f"{tmp}/w{i}"],
+    agents = [subprocess.Popen([BIN, "agent", "--server", url, "--token", "bench", "--name", f"a{i}", "--work-dir", f"{tmp}/w{i}",
+                                "--isolation", ISOLATION],
                                stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/agent{i}.log", "w"), env={**os.environ, "KILN_LOG": "warn"})
               for i in range(4)]
     procs += agents
@@ -84,6 +88,7 @@ try:
     last = max(ts(b["finished_at"]) for b in builds)
     lat = sorted((ts(j["started_at"]) - ts(j["created_at"])) * 1000 for j in jobs)
     pct = lambda p: lat[min(len(lat) - 1, int(p / 100 * len(lat)))]
+    print(f"isolation: {ISOLATION}")
     print(f"builds: {len(builds)} (submitted in {t_submit:.1f}s by 8 client threads), all passed: {all(b['status'] == 'passed' for b in builds)}")
     print(f"throughput: {len(jobs) / (last - first):.0f} jobs/s (first queued -> last finished, {last - first:.2f}s)")
     print(f"CPU during the burst: server {srv_cpu[0]:.1f}s (+{srv_cpu[1]:.1f}s in git), agents {sum(c[0] for c in ag_cpu):.1f}s (+{sum(c[1] for c in ag_cpu):.1f}s in git and steps)")

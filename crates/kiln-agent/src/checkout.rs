@@ -10,6 +10,9 @@
 //!                                                                               ▼
 //!                                                                  jobs/<id>-<attempt>/src
 //! ```
+//!
+//! The caches are out of a sandboxed job's sight (`sandbox.rs`); an agent without a sandbox
+//! (`--isolation none`) skips the pristine copies and checks each job out from the mirror.
 
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -72,10 +75,9 @@ impl Mirrors {
         }
     }
 
-    /// Check `commit` out once into `dest`, from the repository's mirror.
+    /// Check `commit` out into `dest`, from the repository's mirror.
     async fn make_pristine(&self, work_dir: &Path, repo: &str, commit: &str, dest: &Path) -> Result<(), String> {
-        let key = hex::encode(&Sha256::digest(repo.as_bytes())[..8]);
-        let mirror = work_dir.join("mirrors").join(format!("{key}.git"));
+        let mirror = mirror_path(work_dir, repo);
         let lock = self.locks.lock().unwrap().entry(mirror.clone()).or_default().clone();
         let _g = lock.lock().await;
         if !mirror.join("HEAD").exists() {
@@ -101,6 +103,13 @@ impl Mirrors {
         }
         std::fs::rename(&tmp, dest).map_err(|e| format!("failed to keep the checkout of {commit}: {e}"))
     }
+}
+
+/// The agent's bare mirror of `repo`; a working copy borrows its objects (`--shared`), so a
+/// sandboxed job sees it, read-only.
+pub fn mirror_path(work_dir: &Path, repo: &str) -> PathBuf {
+    let key = hex::encode(&Sha256::digest(repo.as_bytes())[..8]);
+    work_dir.join("mirrors").join(format!("{key}.git"))
 }
 
 async fn checkout_commit(dest: &Path, commit: &str) -> Result<(), String> {
@@ -179,9 +188,12 @@ mod tests {
 }
 
 /// Put the job's files at `dest`: its uploaded package when it has one, else a git checkout.
+/// Without a sandbox a step could rewrite the pristine checkouts other projects' jobs are
+/// copied from, so each job then gets its own checkout from the mirror instead.
 pub(crate) async fn prepare(agent: &crate::Agent, job: &kiln_wire::agent::JobAssignment, dest: &Path) -> Result<(), String> {
     match &job.package {
         Some(url) => crate::package::fetch(&agent.client, url, dest).await,
-        None => agent.mirrors.checkout(&agent.cfg.work_dir, &job.repo, &job.commit, dest).await,
+        None if agent.sandbox.is_some() => agent.mirrors.checkout(&agent.cfg.work_dir, &job.repo, &job.commit, dest).await,
+        None => agent.mirrors.make_pristine(&agent.cfg.work_dir, &job.repo, &job.commit, dest).await,
     }
 }

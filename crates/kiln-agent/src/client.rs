@@ -89,6 +89,12 @@ impl Client {
         self.send(self.http.post(format!("{}/api/v1/agent/register", self.base)).json(req)).await
     }
 
+    /// A new token for this agent; the one this client carries stops working.
+    pub async fn rotate(&self) -> Result<String, CallError> {
+        let r: kiln_wire::enrol::RotateResponse = self.send(self.http.post(format!("{}/api/v1/agent/rotate", self.base))).await?;
+        Ok(r.token)
+    }
+
     pub async fn claim(&self, claim_id: &str) -> Result<Option<JobAssignment>, CallError> {
         let req = ClaimRequest { claim_id: Some(claim_id.to_string()) };
         self.send(self.http.post(format!("{}/api/v1/agent/claim", self.base)).timeout(Duration::from_secs(40)).json(&req)).await

@@ -2,12 +2,17 @@
 //! group, with a timeout and cancel that signal the whole group (TERM, then
 //! KILL after a grace period). Output of stdout and stderr goes, in order, to
 //! one byte stream. `kiln run` and the agent share this code.
+//!
+//! A step starts from the environment it is given and nothing else (`env::step_env` builds
+//! it from an allow-list), and, unless the agent runs with `--isolation none`, inside the
+//! job's bubblewrap sandbox (`sandbox::Jail`).
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
+use crate::sandbox::Jail;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -60,7 +65,7 @@ impl Outcome {
 /// Where output goes: chunks of bytes, in order.
 pub type OutputTx = mpsc::Sender<Vec<u8>>;
 
-fn shell() -> &'static str {
+pub(crate) fn shell() -> &'static str {
     if Path::new("/bin/bash").exists() {
         "/bin/bash"
     } else {
@@ -68,7 +73,7 @@ fn shell() -> &'static str {
     }
 }
 
-/// Run `steps` in `dir` with `env` added to the agent's own environment. The
+/// Run `steps` in `dir` with exactly the environment `env`, in `jail` when given. The
 /// timeout covers all steps together. Stops at the first failing step.
 pub async fn run_steps(
     steps: &[String],
@@ -77,6 +82,7 @@ pub async fn run_steps(
     timeout: Option<Duration>,
     out: &OutputTx,
     cancel: &CancellationToken,
+    jail: Option<&Jail>,
 ) -> Outcome {
     let started = Instant::now();
     for (i, step) in steps.iter().enumerate() {
@@ -84,7 +90,7 @@ pub async fn run_steps(
         // and the log holds only what the steps printed and kiln's own notes.
         let _ = out.send(format!("\x1b[1m▶ step {} of {}\x1b[0m\n", i + 1, steps.len()).into_bytes()).await;
         let left = timeout.map(|t| t.saturating_sub(started.elapsed()));
-        match run_one(step, env, dir, left, out, cancel).await {
+        match run_one(step, env, dir, left, out, cancel, jail).await {
             StepEnd::Exited(0) => {}
             StepEnd::Exited(code) => return Outcome::Failed { step: i + 1, code },
             StepEnd::TimedOut => {
@@ -116,7 +122,15 @@ fn signal_group(pid: u32, sig: rustix::process::Signal) {
     }
 }
 
-async fn run_one(step: &str, env: &BTreeMap<String, String>, dir: &Path, timeout: Option<Duration>, out: &OutputTx, cancel: &CancellationToken) -> StepEnd {
+/// The processes of a sandboxed step: bwrap's child (PID 1 of the step's namespace) leads the
+/// step's session; TERM to its group reaches the step without killing the namespace first.
+fn sandbox_leader(bwrap: u32) -> Option<u32> {
+    let text = std::fs::read_to_string(format!("/proc/{bwrap}/task/{bwrap}/children")).ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_one(step: &str, env: &BTreeMap<String, String>, dir: &Path, timeout: Option<Duration>, out: &OutputTx, cancel: &CancellationToken, jail: Option<&Jail>) -> StepEnd {
     let (reader, writer) = match std::io::pipe() {
         Ok(p) => p,
         Err(e) => return StepEnd::Error(format!("failed to make a pipe: {e}")),
@@ -125,11 +139,20 @@ async fn run_one(step: &str, env: &BTreeMap<String, String>, dir: &Path, timeout
         Ok(w) => w,
         Err(e) => return StepEnd::Error(format!("failed to make a pipe: {e}")),
     };
-    let mut cmd = tokio::process::Command::new(shell());
-    cmd.arg("-e")
-        .arg("-c")
-        .arg(step)
-        .current_dir(dir)
+    let mut cmd = match jail {
+        Some(j) => {
+            let mut c = tokio::process::Command::new(j.program());
+            c.args(j.wrap(dir, step));
+            c
+        }
+        None => {
+            let mut c = tokio::process::Command::new(shell());
+            c.arg("-e").arg("-c").arg(step);
+            c
+        }
+    };
+    cmd.current_dir(dir)
+        .env_clear()
         .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::from(writer))
@@ -138,7 +161,7 @@ async fn run_one(step: &str, env: &BTreeMap<String, String>, dir: &Path, timeout
         .kill_on_drop(true);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => return StepEnd::Error(format!("failed to start {}: {e}", shell())),
+        Err(e) => return StepEnd::Error(format!("failed to start {}: {e}", jail.map_or(Path::new(shell()), |j| j.program()).display())),
     };
     drop(cmd); // our copies of the pipe's writing end must close, or the reader never sees the end
     let pid = child.id().unwrap_or(0);
@@ -161,13 +184,17 @@ async fn run_one(step: &str, env: &BTreeMap<String, String>, dir: &Path, timeout
         _ = cancel.cancelled() => StepEnd::Cancelled,
     };
     if matches!(end, StepEnd::TimedOut | StepEnd::Cancelled) {
-        signal_group(pid, rustix::process::Signal::TERM);
+        // In a sandbox, TERM goes to the step's own group inside; bwrap itself would die at
+        // once and take the step with it, leaving it no time to clean up.
+        let leader = if jail.is_some() { sandbox_leader(pid) } else { None };
+        signal_group(leader.unwrap_or(pid), rustix::process::Signal::TERM);
         if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
             signal_group(pid, rustix::process::Signal::KILL);
         }
         let _ = child.wait().await;
     }
-    // Whatever the step left running in its group goes with it.
+    // Whatever the step left running in its group goes with it (in a sandbox: bwrap dies, and
+    // with it the step's PID namespace and everything in it).
     signal_group(pid, rustix::process::Signal::KILL);
     // A daemon that left the group may hold the pipe open: do not wait for it forever.
     let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;

@@ -11,21 +11,25 @@
 pub mod artifacts;
 pub mod checkout;
 pub mod client;
+pub mod env;
 pub mod executor;
+pub mod identity;
 pub mod labels;
 pub mod package;
 pub mod local;
+pub mod localhistory;
 pub mod localqueue;
 pub mod reports;
 pub mod logtail;
+pub mod sandbox;
 pub mod spool;
 pub mod testhttp;
 pub mod testloop;
 mod worker;
 
-pub use worker::job_env;
+pub use env::job_env;
 
-use client::{backoff, CallError, Client};
+use client::{backoff, Client};
 use kiln_wire::agent::{HeartbeatRequest, RegisterRequest, RunningJob};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -46,6 +50,12 @@ pub struct AgentConfig {
     pub concurrency: u32,
     pub work_dir: PathBuf,
     pub heartbeat_secs: Option<u64>,
+    /// Swap the saved agent token for a new one at start (`--rotate-token`).
+    pub rotate_token: bool,
+    /// Whether jobs run in the bubblewrap sandbox (`--isolation`).
+    pub isolation: sandbox::Isolation,
+    /// More paths no job may see (the token file; the server's data folder under `kiln up`).
+    pub hidden: Vec<PathBuf>,
 }
 
 /// How the agent is told to stop: `drain` finishes current jobs first; `abort`
@@ -64,6 +74,8 @@ pub(crate) struct Running {
     /// The server took the job back (stale attempt): do not report it.
     pub stale: AtomicBool,
     pub status_file: PathBuf,
+    /// Masked in what the job's steps write to its status file.
+    pub secrets: Vec<String>,
 }
 
 pub(crate) struct Agent {
@@ -72,6 +84,8 @@ pub(crate) struct Agent {
     pub control: Control,
     pub running: Mutex<HashMap<i64, Arc<Running>>>,
     pub mirrors: checkout::Mirrors,
+    /// `None` with `--isolation none`.
+    pub sandbox: Option<Arc<sandbox::Sandbox>>,
 }
 
 /// Every label this agent offers.
@@ -86,9 +100,8 @@ pub fn all_labels(cfg: &AgentConfig) -> BTreeMap<String, String> {
     l
 }
 
-/// Register, retrying while the server is unreachable; a refusal is final.
+/// Register (see `identity`) with the labels it offers.
 async fn register(cfg: &AgentConfig, labels: &BTreeMap<String, String>, control: &Control) -> anyhow::Result<(Client, u64)> {
-    let client = Client::new(&cfg.server, &cfg.token);
     let req = RegisterRequest {
         name: cfg.name.clone(),
         labels: labels.clone(),
@@ -96,21 +109,16 @@ async fn register(cfg: &AgentConfig, labels: &BTreeMap<String, String>, control:
         protocol: kiln_wire::PROTOCOL_VERSION,
         heartbeat_secs: cfg.heartbeat_secs,
     };
-    let mut tries = 0;
-    loop {
-        match client.register(&req).await {
-            Ok(r) => return Ok((client.with_token(&r.token), r.heartbeat_secs)),
-            Err(CallError::Unreachable(e)) => {
-                tries += 1;
-                if tries == 1 || tries % 10 == 0 {
-                    tracing::warn!("cannot reach the server at {} ({e}); retrying", cfg.server);
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff(tries)) => {}
-                    _ = control.drain.cancelled() => anyhow::bail!("stopped before registering"),
-                }
-            }
-            Err(e) => anyhow::bail!("the server refused this agent: {e}"),
+    identity::register(cfg, &req, control).await
+}
+
+/// Check the sandbox this agent's jobs will run in (`None`, with a warning, for `--isolation none`).
+pub fn check_isolation(cfg: &AgentConfig) -> anyhow::Result<Option<Arc<sandbox::Sandbox>>> {
+    match cfg.isolation {
+        sandbox::Isolation::Sandbox => Ok(Some(sandbox::Sandbox::detect(true, cfg.hidden.clone()).map_err(|e| anyhow::anyhow!("{e}"))?)),
+        sandbox::Isolation::None => {
+            tracing::warn!("agent {}: {}", cfg.name, sandbox::NO_SANDBOX_WARNING);
+            Ok(None)
         }
     }
 }
@@ -118,10 +126,16 @@ async fn register(cfg: &AgentConfig, labels: &BTreeMap<String, String>, control:
 /// Run the agent until it is drained or aborted.
 pub async fn run(cfg: AgentConfig, control: Control) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.work_dir).map_err(|e| anyhow::anyhow!("failed to create the work folder {}: {e}", cfg.work_dir.display()))?;
+    // Only this agent reads its work folder: not the steps of another agent on this host.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&cfg.work_dir, std::fs::Permissions::from_mode(0o700));
+    }
+    let sandbox = check_isolation(&cfg)?;
     let labels = all_labels(&cfg);
     let (client, hb) = register(&cfg, &labels, &control).await?;
     tracing::info!("agent {} registered with {} (labels: {:?})", cfg.name, cfg.server, labels);
-    let agent = Arc::new(Agent { cfg: cfg.clone(), client, control: control.clone(), running: Default::default(), mirrors: Default::default() });
+    let agent = Arc::new(Agent { cfg: cfg.clone(), client, control: control.clone(), running: Default::default(), mirrors: Default::default(), sandbox });
     let hb_stop = CancellationToken::new();
     let hb_task = tokio::spawn(heartbeat_loop(agent.clone(), Duration::from_secs(hb), hb_stop.clone()));
     let control_task = tokio::spawn(control_loop(agent.clone(), hb_stop.clone()));
@@ -142,12 +156,30 @@ fn status_json(agent: &Agent) -> serde_json::Value {
     let mut jobs = serde_json::Map::new();
     for (id, r) in running.iter() {
         let mut v = serde_json::json!({ "job": id, "key": r.key });
-        if let Ok(text) = std::fs::read_to_string(&r.status_file) {
-            v["status"] = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.trim().to_string()));
+        if let Some(status) = step_status(&r.status_file, &r.secrets) {
+            v["status"] = status;
         }
         jobs.insert(id.to_string(), v);
     }
-    serde_json::json!({ "running": running.len(), "jobs": jobs, "pid": std::process::id(), "version": env!("CARGO_PKG_VERSION") })
+    let mut s = serde_json::json!({ "running": running.len(), "jobs": jobs, "pid": std::process::id(), "version": env!("CARGO_PKG_VERSION") });
+    s["isolation"] = agent.cfg.isolation.as_str().into();
+    if agent.sandbox.is_none() {
+        s["warning"] = sandbox::NO_SANDBOX_WARNING.into();
+    }
+    s
+}
+
+/// What a job's steps wrote to `$KILN_STATUS_FILE` (JSON, or else its text), masked; at most
+/// 64 KiB, and never through a link.
+fn step_status(path: &std::path::Path, secrets: &[String]) -> Option<serde_json::Value> {
+    let bytes = sandbox::read_own_file(path, 64 << 10).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    if text.trim().is_empty() {
+        return None;
+    }
+    let mut v = serde_json::from_str(&text).unwrap_or_else(|_| serde_json::Value::String(text.trim().to_string()));
+    kiln_core::mask::mask_json(&mut v, secrets);
+    Some(v)
 }
 
 /// Act on what the server says about running jobs and draining.

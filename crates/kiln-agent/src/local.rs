@@ -11,6 +11,7 @@
 
 use crate::executor::Outcome;
 use crate::localqueue::{LocalGroup, LocalResult, LocalShard};
+use crate::sandbox::{Access, Isolation, Sandbox};
 use crate::testloop::{run_body, Body, ShardEvent};
 use kiln_core::expand::{expand, PlannedJob};
 use kiln_core::state::{resolve_dependents, JobStatus};
@@ -32,6 +33,13 @@ pub struct LocalRun {
     pub workers: u32,
     /// Where job logs and JUnit folders go.
     pub work: PathBuf,
+    /// What earlier runs measured (durations, fixed costs), to order and size batches.
+    pub history: crate::localhistory::LocalHistory,
+    /// `kiln run --replay`: run only these shard jobs (by key), each claiming exactly these
+    /// batches in this order (no retries).
+    pub replay: Option<HashMap<String, Vec<Vec<String>>>>,
+    /// Whether jobs run in the bubblewrap sandbox (with the repository writable in it).
+    pub isolation: crate::sandbox::Isolation,
 }
 
 /// What happened, as it happens (for the progress display).
@@ -58,6 +66,8 @@ pub struct RunSummary {
     pub jobs: Vec<JobEnd>,
     pub results: Vec<LocalResult>,
     pub elapsed: Duration,
+    /// Each test group's fixed cost per batch, as this run measured it.
+    pub fixed_ms: HashMap<String, u64>,
 }
 
 impl RunSummary {
@@ -127,6 +137,7 @@ fn assignment(pj: &PlannedJob, index: usize, dir: &Path) -> JobAssignment {
         package: None,
         artifacts: None,
         has_needs: false,
+        network: pj.network == kiln_core::pipeline::Network::On,
         tests: pj.tests.as_ref().map(|t| TestsAssignment {
             list: t.list.clone(),
             run: t.run.clone(),
@@ -138,11 +149,19 @@ fn assignment(pj: &PlannedJob, index: usize, dir: &Path) -> JobAssignment {
     }
 }
 
+/// Where a job runs: its folder, the repository, and the sandbox of the run (if any).
+struct Place {
+    dir: PathBuf,
+    work: PathBuf,
+    all_work: PathBuf,
+    sandbox: Option<Arc<Sandbox>>,
+}
+
 /// Run one job in `work` with its log in `log`.
-async fn run_job(job: JobAssignment, dir: PathBuf, work: PathBuf, queue: LocalShard, cancel: CancellationToken, events: Arc<dyn Fn(RunEvent) + Send + Sync>) -> Outcome {
-    let _ = std::fs::remove_dir_all(&work);
-    for sub in ["junit", "artifacts"] {
-        let _ = std::fs::create_dir_all(work.join(sub));
+async fn run_job(job: JobAssignment, place: Place, queue: LocalShard, cancel: CancellationToken, events: Arc<dyn Fn(RunEvent) + Send + Sync>) -> Outcome {
+    let Place { dir, work, all_work, sandbox } = place;
+    if let Err(e) = crate::env::make_job_dir(&work, |_| {}) {
+        return Outcome::Errored(format!("failed to make the job's folder {}: {e}", work.display()));
     }
     let log = match std::fs::File::create(work.join("log")) {
         Ok(f) => f,
@@ -156,7 +175,8 @@ async fn run_job(job: JobAssignment, dir: PathBuf, work: PathBuf, queue: LocalSh
         }
         let _ = log.flush();
     });
-    let env = crate::job_env(&job, "local", &work);
+    let jail = sandbox.as_ref().map(|s| s.jail(&work, &[(dir.as_path(), Access::Writable)], &all_work, job.network));
+    let env = crate::job_env(&job, "local", &work, jail.as_ref().map(|j| j.home.as_path()));
     let key = job.key.clone();
     let on_tests = move |e: ShardEvent| events(RunEvent::Tests { key: key.clone(), event: e });
     let body = Body {
@@ -169,6 +189,8 @@ async fn run_job(job: JobAssignment, dir: PathBuf, work: PathBuf, queue: LocalSh
         out: &tx,
         cancel: &cancel,
         events: Some(&on_tests),
+        jail: jail.as_ref(),
+        secrets: &[],
     };
     let outcome = run_body(&queue, &body).await;
     if let Some(r) = outcome.reason() {
@@ -182,8 +204,23 @@ async fn run_job(job: JobAssignment, dir: PathBuf, work: PathBuf, queue: LocalSh
 /// Run the pipeline; `events` sees each step of the way. Cancelling `cancel` stops every job.
 pub async fn run_pipeline(cfg: &LocalRun, events: Arc<dyn Fn(RunEvent) + Send + Sync>, cancel: CancellationToken) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
-    let planned = plan(&cfg.dir, &cfg.pipeline, cfg.workers)?;
+    let mut planned = plan(&cfg.dir, &cfg.pipeline, cfg.workers)?;
+    if let Some(r) = &cfg.replay {
+        planned.retain(|p| r.contains_key(&p.key));
+        if planned.is_empty() {
+            let wanted: Vec<&String> = r.keys().collect();
+            anyhow::bail!("the pipeline here has none of the jobs to replay ({wanted:?}): is this the build's commit?");
+        }
+        for p in &mut planned {
+            p.needs.clear();
+        }
+    }
     std::fs::create_dir_all(&cfg.work).map_err(|e| anyhow::anyhow!("failed to create {}: {e}", cfg.work.display()))?;
+    // The steps are the user's own: they run as the user, in the same sandbox as on an agent.
+    let sandbox = match cfg.isolation {
+        Isolation::Sandbox => Some(Sandbox::detect(false, Vec::new()).map_err(|e| anyhow::anyhow!("{e}"))?),
+        Isolation::None => None,
+    };
     events(RunEvent::Planned { jobs: planned.len() });
     let ids = Arc::new(AtomicI64::new(1));
     let mut groups: HashMap<String, Arc<LocalGroup>> = HashMap::new();
@@ -198,19 +235,27 @@ pub async fn run_pipeline(cfg: &LocalRun, events: Arc<dyn Fn(RunEvent) + Send + 
             let pj = &planned[i];
             status[i] = JobStatus::Running;
             let group_key = kiln_core::testrun::group_key(&pj.key, pj.shard_count);
-            let retries = pj.tests.as_ref().map_or(0, |t| t.retries);
+            let retries = if cfg.replay.is_some() { 0 } else { pj.tests.as_ref().map_or(0, |t| t.retries) };
             let group = groups
                 .entry(group_key.clone())
-                .or_insert_with(|| LocalGroup::new(&group_key, pj.shard_count, retries, HashMap::new(), ids.clone()))
+                .or_insert_with(|| {
+                    let g = LocalGroup::new(&group_key, pj.shard_count, retries, cfg.history.group(&group_key), ids.clone());
+                    if let Some(r) = &cfg.replay {
+                        let mine = planned.iter().filter(|p| kiln_core::testrun::group_key(&p.key, p.shard_count) == group_key);
+                        g.replay(mine.filter_map(|p| r.get(&p.key).map(|b| (p.shard_index, b.clone()))).collect());
+                    }
+                    g
+                })
                 .clone();
             let queue = LocalShard { group, shard: pj.shard_index, job: pj.key.clone() };
             let job = assignment(pj, i, &cfg.dir);
             let work = cfg.work.join(format!("job-{}", i + 1));
             events(RunEvent::JobStarted { key: pj.key.clone(), worker });
-            let (dir, cancel, ev) = (cfg.dir.clone(), cancel.clone(), events.clone());
+            let place = Place { dir: cfg.dir.clone(), work, all_work: cfg.work.clone(), sandbox: sandbox.clone() };
+            let (cancel, ev) = (cancel.clone(), events.clone());
             running.spawn(async move {
                 let t = Instant::now();
-                let outcome = run_job(job, dir, work, queue, cancel, ev).await;
+                let outcome = run_job(job, place, queue, cancel, ev).await;
                 (i, worker, outcome, t.elapsed())
             });
         }
@@ -248,5 +293,6 @@ pub async fn run_pipeline(cfg: &LocalRun, events: Arc<dyn Fn(RunEvent) + Send + 
     for k in keys {
         results.extend(groups[k].results());
     }
-    Ok(RunSummary { jobs, results, elapsed: started.elapsed() })
+    let fixed_ms = groups.iter().filter_map(|(k, g)| g.fixed_ms().map(|f| (k.clone(), f))).collect();
+    Ok(RunSummary { jobs, results, elapsed: started.elapsed(), fixed_ms })
 }

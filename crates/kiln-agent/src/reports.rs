@@ -38,9 +38,13 @@ fn walk(root: &Path, dir: &Path, f: &mut dyn FnMut(&str)) {
     }
 }
 
-/// Every file under `dir`, as (label, path); the label is `prefix/relative-path`.
+/// Every file under `dir`, as (label, path); the label is `prefix/relative-path`. A `dir` that
+/// is a link (a step's, pointing elsewhere) holds nothing.
 fn files_under(dir: &Path, prefix: &str) -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
+    if !std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+        return out;
+    }
     walk(dir, dir, &mut |rel| out.push((format!("{prefix}/{rel}"), dir.join(rel))));
     out
 }
@@ -70,7 +74,8 @@ pub(crate) async fn upload_reports<Q: TestQueue>(q: &Q, b: &Body<'_>, batch: Opt
     let mut sent = Vec::new();
     let mut refused: Option<String> = None;
     for (label, path) in files {
-        let data = match std::fs::read(&path) {
+        let label = kiln_core::mask::mask_secrets(&label, b.secrets);
+        let data = match crate::sandbox::read_own_file(&path, JUNIT_LIMIT as u64 + 1) {
             Ok(d) => d,
             Err(e) => {
                 refused.get_or_insert(format!("failed to read JUnit report {label}: {e}"));
@@ -78,11 +83,13 @@ pub(crate) async fn upload_reports<Q: TestQueue>(q: &Q, b: &Body<'_>, batch: Opt
             }
         };
         if data.len() > JUNIT_LIMIT {
-            let msg = format!("JUnit report {label} is {} bytes, over the server's limit of {} bytes: split it or keep less output in it", data.len(), JUNIT_LIMIT);
+            let size = std::fs::symlink_metadata(&path).map_or(data.len() as u64, |m| m.len());
+            let msg = format!("JUnit report {label} is {size} bytes, over the server's limit of {JUNIT_LIMIT} bytes: split it or keep less output in it");
             b.say_line(&msg).await;
             refused.get_or_insert(msg);
             continue;
         }
+        let data = kiln_core::mask::mask_bytes(&data, b.secrets);
         match q.report(batch, &label, data).await {
             Ok(_) => sent.push(label),
             Err(QueueError::Refused(e)) => {

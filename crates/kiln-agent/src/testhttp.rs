@@ -68,12 +68,12 @@ impl TestQueue for HttpQueue {
         self.retry("claiming tests", move || self.client.claim_tests(self.job_id, self.attempt))
     }
 
-    async fn upload_list(&self, ids: Result<Vec<String>, String>, static_split: bool) -> Result<(), QueueError> {
+    async fn upload_list(&self, ids: Result<Vec<String>, String>, static_split: bool, changed_files: Vec<String>) -> Result<(), QueueError> {
         let (ids, error) = match ids {
             Ok(ids) => (ids, None),
             Err(e) => (Vec::new(), Some(e)),
         };
-        let req = TestListUpload { attempt: self.attempt, ids, error, static_split };
+        let req = TestListUpload { attempt: self.attempt, ids, error, static_split, changed_files };
         self.retry("uploading the test list", || self.client.upload_test_list(self.job_id, &req)).await.map(|_| ())
     }
 

@@ -12,6 +12,7 @@
 
 use crate::executor::{run_steps, Outcome, OutputTx};
 use crate::reports::{find_files, upload_reports};
+use crate::sandbox::{read_own_file, Jail};
 use kiln_wire::agent::{BatchDoneAck, TestBatch, TestsAssignment};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -36,8 +37,9 @@ pub enum QueueError {
 /// Where a shard gets its work and puts its results: the server (agent) or a local queue.
 pub trait TestQueue: Send + Sync {
     fn claim(&self) -> impl Future<Output = Result<TestBatch, QueueError>> + Send;
-    /// Upload the listed ids (or the files of `split: files`), or why there are none.
-    fn upload_list(&self, ids: Result<Vec<String>, String>, static_split: bool) -> impl Future<Output = Result<(), QueueError>> + Send;
+    /// Upload the listed ids (or the files of `split: files`), or why there are none, with the
+    /// files the commit changed (their tests go first).
+    fn upload_list(&self, ids: Result<Vec<String>, String>, static_split: bool, changed_files: Vec<String>) -> impl Future<Output = Result<(), QueueError>> + Send;
     /// One JUnit report of a batch (or, `None`, of a plain job's steps).
     fn report(&self, batch: Option<i64>, path: &str, xml: Vec<u8>) -> impl Future<Output = Result<u32, QueueError>> + Send;
     fn batch_done(&self, batch: i64, exit_code: Option<i32>) -> impl Future<Output = Result<BatchDoneAck, QueueError>> + Send;
@@ -64,6 +66,10 @@ pub struct Body<'a> {
     pub out: &'a OutputTx,
     pub cancel: &'a CancellationToken,
     pub events: Option<&'a (dyn Fn(ShardEvent) + Send + Sync)>,
+    /// The job's sandbox (none with `--isolation none`).
+    pub jail: Option<&'a Jail>,
+    /// Masked in everything the job reports besides its log: JUnit reports, test ids.
+    pub secrets: &'a [String],
 }
 
 impl Body<'_> {
@@ -86,7 +92,7 @@ impl Body<'_> {
 /// Run a job: steps, then its tests (sharded) or the upload of its JUnit folder (plain).
 pub async fn run_body<Q: TestQueue>(q: &Q, b: &Body<'_>) -> Outcome {
     let start = Instant::now();
-    let steps = run_steps(b.steps, b.env, b.src, b.timeout, b.out, b.cancel).await;
+    let steps = run_steps(b.steps, b.env, b.src, b.timeout, b.out, b.cancel, b.jail).await;
     match b.tests {
         Some(t) if steps == Outcome::Passed => run_shard(q, b, t, start).await,
         Some(_) => steps,
@@ -102,6 +108,9 @@ pub async fn run_body<Q: TestQueue>(q: &Q, b: &Body<'_>) -> Outcome {
     }
 }
 
+/// The most a list command's output may hold.
+const LIST_LIMIT: u64 = 64 << 20;
+
 /// Run the list command (stdout to a file, stderr to the log) and read the ids. The inner
 /// error is a listing failure to upload (every shard then ends with it); the outer one ends
 /// this shard (cancelled, timed out).
@@ -109,17 +118,36 @@ async fn list_ids(b: &Body<'_>, list: &str, start: Instant) -> Result<Result<Vec
     let file = b.work.join("kiln-test-list.txt");
     let quoted = kiln_core::shards::shell_quote_all(&[file.to_string_lossy().into_owned()]);
     let step = format!("( {list}\n) > {quoted}");
-    match run_steps(&[step], b.env, b.src, b.left(start), b.out, b.cancel).await {
+    match run_steps(&[step], b.env, b.src, b.left(start), b.out, b.cancel, b.jail).await {
         Outcome::Passed => {}
         Outcome::Failed { code, .. } => return Ok(Err(format!("the list command exited with code {code}: {list}"))),
         other => return Err(other),
     }
-    let text = std::fs::read_to_string(&file).map_err(|e| Outcome::Errored(format!("failed to read the list command's output: {e}")))?;
+    let text = read_own_file(&file, LIST_LIMIT).map_err(|e| Outcome::Errored(format!("failed to read the list command's output: {e}")))?;
+    let text = kiln_core::mask::mask_secrets(&String::from_utf8_lossy(&text), b.secrets);
     let ids: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
     if ids.is_empty() {
         return Ok(Err(format!("the list command printed no test ids: {list}")));
     }
     Ok(Ok(ids))
+}
+
+/// The files the checked-out commit changed against its first parent, plus uncommitted and
+/// untracked ones (`kiln run`): empty when git cannot tell.
+async fn changed_files(src: &Path) -> Vec<String> {
+    let git = |args: &'static [&'static str]| {
+        let src = src.to_path_buf();
+        async move {
+            let out = tokio::process::Command::new("git").arg("-C").arg(&src).args(args).stdin(std::process::Stdio::null()).output().await.ok()?;
+            out.status.success().then(|| String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(str::to_string).collect::<Vec<String>>())
+        }
+    };
+    let mut files = git(&["diff", "--name-only", "HEAD^", "HEAD"]).await.unwrap_or_default();
+    files.extend(git(&["diff", "--name-only", "HEAD"]).await.unwrap_or_default());
+    files.extend(git(&["ls-files", "--others", "--exclude-standard"]).await.unwrap_or_default());
+    files.sort();
+    files.dedup();
+    files
 }
 
 /// Claim batches until the queue is empty; then the verdict.
@@ -170,7 +198,7 @@ async fn run_shard<Q: TestQueue>(q: &Q, b: &Body<'_>, t: &TestsAssignment, start
                 }
                 Err(e) => b.say(format!("listing failed: {e}")).await,
             }
-            if let Err(e) = q.upload_list(ids, static_split).await {
+            if let Err(e) = q.upload_list(ids, static_split, changed_files(b.src).await).await {
                 return if matches!(e, QueueError::Cancelled) { Outcome::Cancelled } else { Outcome::Errored(e.to_string()) };
             }
             continue;
@@ -195,15 +223,25 @@ async fn run_shard<Q: TestQueue>(q: &Q, b: &Body<'_>, t: &TestsAssignment, start
             Err(e) => return Outcome::Errored(e),
         };
         let junit = b.work.join("junit").join(format!("batch-{batch}"));
+        // A step may have put a link (to a folder of the agent's) where this folder goes.
+        if std::fs::symlink_metadata(&junit).is_ok_and(|m| !m.is_dir()) {
+            let _ = std::fs::remove_file(&junit);
+        }
         if let Err(e) = std::fs::create_dir_all(&junit) {
             return Outcome::Errored(format!("failed to create {}: {e}", junit.display()));
+        }
+        if let Some(j) = b.jail {
+            j.give(&junit);
         }
         let mut env = b.env.clone();
         env.insert("KILN_JUNIT_DIR".into(), junit.to_string_lossy().into_owned());
         env.insert("KILN_TEST_BATCH".into(), batch.to_string());
+        if let Some(plan) = &claim.plan {
+            b.say(format!("batch {batch}: {plan}")).await;
+        }
         b.say(format!("batch {batch}: {} test{} (claimed in {claimed_ms} ms, started {} ms after the claim)", claim.tests.len(), if claim.tests.len() == 1 { "" } else { "s" }, asked.elapsed().as_millis())).await;
         b.event(ShardEvent::BatchStarted { tests: claim.tests.len() });
-        let ended = run_steps(&[cmd], &env, b.src, b.left(start), b.out, b.cancel).await;
+        let ended = run_steps(&[cmd], &env, b.src, b.left(start), b.out, b.cancel, b.jail).await;
         let exit_code = match &ended {
             Outcome::Passed => Some(0),
             Outcome::Failed { code, .. } => Some(*code),

@@ -5,9 +5,10 @@ use crate::executor::Outcome;
 use crate::testhttp::HttpQueue;
 use crate::testloop::{run_body, Body};
 use crate::spool::{upload, LogWriter};
+use crate::env::job_env;
+use crate::sandbox::Access;
 use crate::{draining, mark_stale, Agent, Running};
 use kiln_wire::agent::{FinishRequest, JobAssignment};
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,6 +20,7 @@ pub(crate) async fn slot(agent: Arc<Agent>, index: u32) {
     // A claim retried after a lost answer keeps its id, so the server hands back the same job.
     let mut claim_id = uuid_like();
     while !draining(&agent) {
+        tracing::debug!("slot {index}: claiming work");
         let claim = tokio::select! {
             c = agent.client.claim(&claim_id) => c,
             _ = agent.control.drain.cancelled() => break,
@@ -53,40 +55,19 @@ fn uuid_like() -> String {
     format!("{:032x}", rand::rng().random::<u128>())
 }
 
-/// The environment every step sees (DESIGN.md): CI, KILN_*, matrix values, secrets.
-pub fn job_env(job: &JobAssignment, agent_name: &str, dir: &Path) -> BTreeMap<String, String> {
-    let mut env = BTreeMap::new();
-    let d = |p: &str| dir.join(p).to_string_lossy().into_owned();
-    for (k, v) in [
-        ("CI", "true".to_string()),
-        ("KILN", "true".to_string()),
-        ("KILN_BUILD_ID", job.build_id.to_string()),
-        ("KILN_JOB_ID", job.job_id.to_string()),
-        ("KILN_JOB_NAME", job.name.clone()),
-        ("KILN_ATTEMPT", job.attempt.to_string()),
-        ("KILN_PROJECT", job.project.clone()),
-        ("KILN_BRANCH", job.branch.clone()),
-        ("KILN_COMMIT", job.commit.clone()),
-        ("KILN_AGENT_NAME", agent_name.to_string()),
-        ("KILN_SHARD_INDEX", job.shard_index.to_string()),
-        ("KILN_SHARD_COUNT", job.shard_count.to_string()),
-        ("KILN_JUNIT_DIR", d("junit")),
-        ("KILN_ARTIFACTS_DIR", d("artifacts")),
-        ("KILN_ARTIFACTS_IN", d("artifacts-in")),
-        ("KILN_STATUS_FILE", d("status.json")),
-    ] {
-        env.insert(k.to_string(), v);
-    }
-    env.extend(job.env.clone());
-    env
-}
-
 async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
     let dir = agent.cfg.work_dir.join("jobs").join(format!("{}-{}", job.job_id, job.attempt));
-    let _ = std::fs::remove_dir_all(&dir);
-    for sub in ["junit", "artifacts", "artifacts-in"] {
-        let _ = std::fs::create_dir_all(dir.join(sub));
+    let give = |p: &Path| {
+        if let Some(s) = &agent.sandbox {
+            s.give(p);
+        }
+    };
+    if let Err(e) = crate::env::make_job_dir(&dir, give) {
+        tracing::error!("job {}: failed to make its folder {}: {e}", job.job_id, dir.display());
     }
+    // The log spool stays outside the job's folder: a step must not write it behind the masker.
+    let spool = agent.cfg.work_dir.join("spool").join(format!("{}-{}.log", job.job_id, job.attempt));
+    let _ = std::fs::create_dir_all(agent.cfg.work_dir.join("spool"));
     tracing::info!("job {} ({} of build {}) attempt {}: started", job.job_id, job.key, job.build_id, job.attempt);
     let cancel = CancellationToken::new();
     let running = Arc::new(Running {
@@ -95,6 +76,7 @@ async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
         cancel: cancel.clone(),
         stale: AtomicBool::new(false),
         status_file: dir.join("status.json"),
+        secrets: job.secrets.clone(),
     });
     agent.running.lock().unwrap().insert(job.job_id, running.clone());
     // A second SIGTERM stops the steps; the job then goes back to the queue.
@@ -105,7 +87,7 @@ async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
         cancel2.cancel();
     });
 
-    let (mut writer, shared) = match LogWriter::create(dir.join("log"), &job.secrets, job.log_limit) {
+    let (mut writer, shared) = match LogWriter::create(spool.clone(), &job.secrets, job.log_limit) {
         Ok(w) => w,
         Err(e) => {
             tracing::error!("job {}: failed to create the log spool: {e}", job.job_id);
@@ -170,9 +152,11 @@ async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
     }
     agent.running.lock().unwrap().remove(&job.job_id);
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(crate::sandbox::temp_of(&dir));
+    let _ = std::fs::remove_file(&spool);
 }
 
-/// The job's body (steps, or the shard loop), then its artifacts.
+/// The job's body (steps, or the shard loop) in its sandbox, then its artifacts.
 #[allow(clippy::too_many_arguments)]
 async fn run_steps_of(
     agent: &Agent,
@@ -184,7 +168,13 @@ async fn run_steps_of(
     cancel: &CancellationToken,
     running: &Running,
 ) -> Outcome {
-    let env = job_env(job, &agent.cfg.name, dir);
+    if let Some(s) = &agent.sandbox {
+        s.give(src);
+    }
+    let mirror = job.package.is_none().then(|| crate::checkout::mirror_path(&agent.cfg.work_dir, &job.repo));
+    let extra: Vec<(&Path, Access)> = mirror.iter().map(|m| (m.as_path(), Access::ReadOnly)).collect();
+    let jail = agent.sandbox.as_ref().map(|s| s.jail(dir, &extra, &agent.cfg.work_dir, job.network));
+    let env = job_env(job, &agent.cfg.name, dir, jail.as_ref().map(|j| j.home.as_path()));
     let body = Body {
         steps: &job.steps,
         tests: job.tests.as_ref(),
@@ -195,6 +185,8 @@ async fn run_steps_of(
         out: tx,
         cancel,
         events: None,
+        jail: jail.as_ref(),
+        secrets: &job.secrets,
     };
     let outcome = run_body(queue, &body).await;
     if queue.stale.load(Ordering::SeqCst) {

@@ -34,6 +34,7 @@ pub struct PlannedJob {
     /// Globs of files to keep as artifacts (the job's `artifacts`, substituted).
     pub artifacts: Vec<String>,
     pub artifacts_when: crate::pipeline::ArtifactsWhen,
+    pub network: crate::pipeline::Network,
     /// 1-based; 1 of 1 when not sharded.
     pub shard_index: u32,
     pub shard_count: u32,
@@ -166,6 +167,7 @@ pub fn expand(p: &Pipeline) -> Vec<PlannedJob> {
                     tests: tests.clone(),
                     artifacts: job.artifacts.iter().map(sub).collect(),
                     artifacts_when: job.artifacts_when,
+                    network: job.network,
                     shard_index: shard,
                     shard_count,
                 });
@@ -256,6 +258,7 @@ mod tests {
                 tests: None,
                 artifacts: vec!["out/*.tar.gz".into()],
                 artifacts_when: Default::default(),
+                network: Default::default(),
                 shard_index: 1,
                 shard_count: 1,
             }]

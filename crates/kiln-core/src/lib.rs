@@ -7,6 +7,7 @@ pub mod mask;
 pub mod cron;
 pub mod junit;
 pub mod shards;
+pub mod batchplan;
 pub mod testrun;
 pub mod pipeline;
 pub mod expand;

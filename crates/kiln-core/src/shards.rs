@@ -1,11 +1,10 @@
-//! Test distribution: longest-first ordering from history, queue-mode batch sizing, static splits, `{tests}` rendering and a queue-mode simulator.
+//! Test distribution: longest-first ordering from history, static splits and `{tests}` rendering
+//! (queue-mode batch sizing is `batchplan`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Estimate for a test when nothing about any test is known.
 const DEFAULT_ESTIMATE_MS: u64 = 1000;
-/// The largest batch handed out while no test has a known duration.
-const MAX_COLD_BATCH: usize = 8;
 
 /// Estimates with the unknown ones replaced by the median of the known ones (1 s when none is
 /// known). Every estimate is at least 1 ms so that batch targets stay meaningful.
@@ -46,37 +45,33 @@ pub fn order_by_history(tests: &[String], history: &HashMap<String, u64>) -> Vec
         .collect()
 }
 
-/// How many tests to give a shard that claims now.
-///
-/// `remaining`: the not-yet-claimed tests in order (longest first) with their estimated ms
-/// (`None` = unknown); `shards`: N. Returns the batch size (>= 1 when `remaining` is non-empty,
-/// 0 when it is empty). Guided self-scheduling: take tests from the front until the batch's
-/// estimate reaches remaining_total / (2N); with no history at all, batches start small:
-/// `remaining.len() / (4N)`, at least 1, at most 8.
-pub fn batch_size(remaining: &[(String, Option<u64>)], shards: u32) -> usize {
-    let estimates: Vec<Option<u64>> = remaining.iter().map(|(_, e)| *e).collect();
-    batch_len(&estimates, shards)
+/// Whether test `id` lives in one of `files` (the file part of `path::name`, or the id itself
+/// for a listed file; a leading `./` is ignored).
+fn in_files(id: &str, files: &HashSet<&str>) -> bool {
+    let id = id.strip_prefix("./").unwrap_or(id);
+    let file = id.split_once("::").map_or(id, |(f, _)| f);
+    files.contains(file)
 }
 
-fn batch_len(estimates: &[Option<u64>], shards: u32) -> usize {
-    let n = u64::from(shards.max(1));
-    if estimates.is_empty() {
-        return 0;
-    }
-    if estimates.iter().all(Option::is_none) {
-        let cold = estimates.len() / (4 * n as usize);
-        return cold.clamp(1, MAX_COLD_BATCH).min(estimates.len());
-    }
-    let filled = fill_unknown(estimates);
-    let target = filled.iter().sum::<u64>() / (2 * n);
-    let mut sum = 0;
-    for (count, estimate) in filled.iter().enumerate() {
-        sum += estimate;
-        if sum >= target {
-            return count + 1;
+/// Failures first: the tests that failed last time, then those in files the commit changed,
+/// move to the front of `ordered` (each keeping its order), so that the first batches run them.
+/// Returns the new order and how many moved.
+pub fn failures_first(ordered: Vec<String>, failed: &HashSet<String>, changed_files: &[String]) -> (Vec<String>, usize) {
+    let changed: HashSet<&str> = changed_files.iter().map(|f| f.strip_prefix("./").unwrap_or(f)).collect();
+    let (mut first, mut then, mut rest) = (Vec::new(), Vec::new(), Vec::new());
+    for t in ordered {
+        if failed.contains(&t) {
+            first.push(t);
+        } else if in_files(&t, &changed) {
+            then.push(t);
+        } else {
+            rest.push(t);
         }
     }
-    filled.len()
+    let moved = first.len() + then.len();
+    first.append(&mut then);
+    first.append(&mut rest);
+    (first, moved)
 }
 
 /// The naive static split used for comparison (nextest `--partition count:K/N`): test i goes to
@@ -147,62 +142,6 @@ pub fn render_run(template: &str, ids: &[String]) -> Result<String, String> {
     Ok(template.replace("{tests}", &shell_quote_all(ids)))
 }
 
-/// One batch handed out by [`simulate_batches`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SimBatch {
-    /// 1-based shard that claimed it.
-    pub shard: u32,
-    pub start_ms: u64,
-    pub tests: Vec<String>,
-}
-
-/// The outcome of a simulated queue-mode run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Simulation {
-    pub wall_ms: u64,
-    pub batches: Vec<SimBatch>,
-}
-
-/// Simulate queue mode: tests are ordered by estimate ([`order_by_history`]'s rule); whenever a
-/// shard is free (the earliest, lowest-numbered first) it claims [`batch_size`] tests and runs
-/// them one after another, plus `overhead_ms` per batch.
-pub fn simulate_batches(
-    tests: &[(String, u64, Option<u64>)],
-    shards: u32,
-    overhead_ms: u64,
-) -> Simulation {
-    let estimates: Vec<Option<u64>> = tests.iter().map(|t| t.2).collect();
-    let order = longest_first(&estimates);
-    let queue: Vec<Option<u64>> = order.iter().map(|&i| estimates[i]).collect();
-    let mut free_at = vec![0u64; shards.max(1) as usize];
-    let mut batches = Vec::new();
-    let mut next = 0;
-    while next < queue.len() {
-        let shard = (0..free_at.len())
-            .min_by_key(|&s| (free_at[s], s))
-            .expect("shards >= 1");
-        let len = batch_len(&queue[next..], shards);
-        let taken = &order[next..next + len];
-        next += len;
-        let start_ms = free_at[shard];
-        free_at[shard] = start_ms + overhead_ms + taken.iter().map(|&i| tests[i].1).sum::<u64>();
-        batches.push(SimBatch {
-            shard: shard as u32 + 1,
-            start_ms,
-            tests: taken.iter().map(|&i| tests[i].0.clone()).collect(),
-        });
-    }
-    let wall_ms = free_at.into_iter().max().unwrap_or(0);
-    Simulation { wall_ms, batches }
-}
-
-/// Simulate queue mode for property tests and the benchmark: given true durations, estimated
-/// durations (history or None), N shards and a per-batch overhead in ms, return the simulated
-/// wall time in ms.
-pub fn simulate(tests: &[(String, u64, Option<u64>)], shards: u32, overhead_ms: u64) -> u64 {
-    simulate_batches(tests, shards, overhead_ms).wall_ms
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,21 +152,6 @@ mod tests {
 
     fn history(v: &[(&str, u64)]) -> HashMap<String, u64> {
         v.iter().map(|(k, ms)| (k.to_string(), *ms)).collect()
-    }
-
-    /// SplitMix64: a small deterministic PRNG.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
     }
 
     #[test]
@@ -250,41 +174,13 @@ mod tests {
     }
 
     #[test]
-    fn batch_sizes() {
-        let with = |est: &[Option<u64>]| -> Vec<(String, Option<u64>)> {
-            est.iter()
-                .enumerate()
-                .map(|(i, e)| (format!("t{i}"), *e))
-                .collect()
-        };
-        assert_eq!(batch_size(&[], 4), 0);
-        // No history: remaining / 4N, at least 1, at most 8.
-        assert_eq!(batch_size(&with(&[None; 100]), 4), 6);
-        assert_eq!(batch_size(&with(&[None; 1000]), 4), 8);
-        assert_eq!(batch_size(&with(&[None; 3]), 4), 1);
-        // 10 × 100 ms, N = 2: target 1000 / 4 = 250 ms → 3 tests.
-        assert_eq!(batch_size(&with(&[Some(100); 10]), 2), 3);
-        // A test longer than the target goes alone.
-        let mut big = vec![Some(10_000)];
-        big.extend([Some(10); 50]);
-        assert_eq!(batch_size(&with(&big), 2), 1);
-        // Unknowns count as the median of the known (100): total 1200, target 300.
-        let partial = [
-            Some(200),
-            None,
-            None,
-            Some(100),
-            Some(50),
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-        ];
-        assert_eq!(batch_size(&with(&partial), 2), 3);
-        assert_eq!(batch_size(&with(&[Some(5), Some(5)]), 0), 1);
+    fn failures_and_changed_files_go_first() {
+        let ordered = strings(&["tests/a.py::slow", "tests/b.py::x", "tests/c.py::y", "tests/b.py::z", "d.py"]);
+        let failed: HashSet<String> = ["tests/c.py::y".to_string()].into();
+        let (order, moved) = failures_first(ordered.clone(), &failed, &strings(&["./tests/b.py", "d.py"]));
+        assert_eq!(order, strings(&["tests/c.py::y", "tests/b.py::x", "tests/b.py::z", "d.py", "tests/a.py::slow"]));
+        assert_eq!(moved, 4);
+        assert_eq!(failures_first(ordered.clone(), &HashSet::new(), &[]), (ordered, 0));
     }
 
     #[test]
@@ -400,94 +296,5 @@ mod tests {
             "x 'a::b' && y 'a::b'"
         );
         assert!(render_run("pytest", &ids).unwrap_err().contains("{tests}"));
-    }
-
-    #[test]
-    fn simulate_small_cases() {
-        let t = |name: &str, ms: u64, est: Option<u64>| (name.to_string(), ms, est);
-        let equal: Vec<_> = (0..4)
-            .map(|i| t(&format!("t{i}"), 1000, Some(1000)))
-            .collect();
-        assert_eq!(simulate(&equal, 2, 0), 2000);
-        let sim = simulate_batches(&equal, 2, 10);
-        assert_eq!(
-            sim.wall_ms,
-            2000 + 10 * sim.batches.iter().filter(|b| b.shard == 1).count() as u64
-        );
-        // The long test starts first, so two shards finish at 3000 instead of 4000.
-        let skew = [
-            t("s1", 1000, Some(1000)),
-            t("s2", 1000, Some(1000)),
-            t("long", 3000, Some(3000)),
-        ];
-        assert_eq!(simulate(&skew, 2, 0), 3000);
-        assert_eq!(simulate(&[], 3, 50), 0);
-    }
-
-    fn random_suite(rng: &mut Rng, count: usize) -> Vec<(String, u64)> {
-        (0..count)
-            .map(|i| {
-                // Mostly short tests, a heavy tail of slow ones.
-                let ms = match rng.below(100) {
-                    0..=69 => 1 + rng.below(200),
-                    70..=94 => 200 + rng.below(3_000),
-                    _ => 3_000 + rng.below(30_000),
-                };
-                (format!("t{i}"), ms)
-            })
-            .collect()
-    }
-
-    fn assert_each_given_once(sim: &Simulation, suite: &[(String, u64)]) {
-        let mut given: Vec<&String> = sim.batches.iter().flat_map(|b| &b.tests).collect();
-        given.sort();
-        let mut all: Vec<&String> = suite.iter().map(|(n, _)| n).collect();
-        all.sort();
-        assert_eq!(given, all);
-    }
-
-    #[test]
-    fn queue_mode_with_exact_history_stays_within_ten_percent_of_the_bound() {
-        let mut rng = Rng(7);
-        for round in 0..300 {
-            let shards = 1 + rng.below(16) as u32;
-            let count = shards as usize * (20 + rng.below(80) as usize);
-            let overhead = [0, 0, 20, 500][round % 4];
-            let suite = random_suite(&mut rng, count);
-            let tests: Vec<_> = suite
-                .iter()
-                .map(|(n, ms)| (n.clone(), *ms, Some(*ms)))
-                .collect();
-            let sim = simulate_batches(&tests, shards, overhead);
-            assert_each_given_once(&sim, &suite);
-            let total: u64 = suite.iter().map(|t| t.1).sum();
-            let longest = suite.iter().map(|t| t.1).max().unwrap();
-            let bound = longest.max(total.div_ceil(u64::from(shards))) as f64;
-            let allowed = 1.10 * bound + (sim.batches.len() as u64 * overhead) as f64;
-            assert!(
-                sim.wall_ms as f64 <= allowed,
-                "round {round}: N={shards} n={count} wall {} > {allowed}",
-                sim.wall_ms
-            );
-            assert_eq!(sim.wall_ms, simulate(&tests, shards, overhead));
-        }
-    }
-
-    #[test]
-    fn queue_mode_without_history_gives_out_every_test_once() {
-        let mut rng = Rng(11);
-        for _ in 0..100 {
-            let shards = 1 + rng.below(8) as u32;
-            let count = 1 + rng.below(400) as usize;
-            let suite = random_suite(&mut rng, count);
-            let tests: Vec<_> = suite.iter().map(|(n, ms)| (n.clone(), *ms, None)).collect();
-            let sim = simulate_batches(&tests, shards, 0);
-            assert_each_given_once(&sim, &suite);
-            assert!(sim
-                .batches
-                .iter()
-                .all(|b| (1..=MAX_COLD_BATCH).contains(&b.tests.len())));
-            assert!(sim.batches.iter().all(|b| (1..=shards).contains(&b.shard)));
-        }
     }
 }

@@ -1,10 +1,10 @@
 //! The rules of one distributed test run, shared by the server's queue (in the store) and the
-//! in-process queue of `kiln run`: which shard group a job belongs to, how big the next batch
-//! is, which listed test a JUnit case reports on, what a finished try means (retry, flaky,
-//! final), and a build's test counts.
+//! in-process queue of `kiln run`: which shard group a job belongs to, which listed test a
+//! JUnit case reports on, what a finished try means (retry, flaky, final), and a build's test
+//! counts. How big a batch is: `batchplan`.
 //!
 //! ```text
-//!  list ─► items (ordered by history) ─► claim: next_batch ─► run ─► JUnit ─► match_cases
+//!  list ─► items (ordered by history) ─► claim: batchplan ─► run ─► JUnit ─► match_cases
 //!                                                                   │
 //!            retry (try + 1, back of the queue) ◄── resolve_try ◄───┘  final / flaky
 //! ```
@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use crate::junit::{matches_id, Outcome, TestCase};
-use crate::shards::{batch_size, split_files};
+use crate::shards::split_files;
 
 /// The name tests of a sharded job are queued under: the job's key without its ` [i/n]`
 /// shard suffix (so every cell of a matrix has its own queue).
@@ -25,58 +25,6 @@ pub fn group_key(job_key: &str, shard_count: u32) -> String {
         }
     }
     job_key.to_string()
-}
-
-/// Per-batch overhead assumed before any batch of a run has finished (claim, process start,
-/// report upload).
-pub const DEFAULT_BATCH_OVERHEAD_MS: u64 = 200;
-
-/// How many of `pending` (in queue order, with estimates) the next claim takes.
-///
-/// A static (`split: files`) claim takes everything the shard may see. With no estimate known,
-/// batches start small ([`batch_size`]). With history, [`batch_size`]'s guided self-scheduling
-/// hands out ever smaller batches (each 1/2N of what is left), which on a short suite means
-/// many batches each paying the per-batch overhead (a process start: 100–300 ms for Python).
-/// So the batch is instead sized from the water level: the end time at which every shard would
-/// finish together, counting the work other shards still have in flight (`in_flight_ms`). The
-/// batch takes 80% of that level (the rest stays queued to absorb wrong estimates), and never
-/// less than four batch overheads; it stops before a test that would pass the target (a test
-/// longer than the target goes alone).
-pub fn next_batch(pending: &[(String, Option<u64>)], shards: u32, static_split: bool, in_flight_ms: &[u64], overhead_ms: u64) -> usize {
-    if static_split || pending.is_empty() {
-        return pending.len();
-    }
-    if pending.iter().all(|p| p.1.is_none()) {
-        return batch_size(pending, shards);
-    }
-    let mut known: Vec<u64> = pending.iter().filter_map(|p| p.1).collect();
-    known.sort_unstable();
-    let median = known[known.len() / 2];
-    let est: Vec<u64> = pending.iter().map(|p| p.1.unwrap_or(median).max(1)).collect();
-    let total: u64 = est.iter().sum();
-    // Water level L: Σ over shards of max(0, L − committed) = pending work (this shard has 0).
-    let n = shards.max(1) as usize;
-    let mut committed: Vec<u64> = in_flight_ms.iter().copied().take(n - 1).collect();
-    committed.resize(n, 0);
-    let (mut lo, mut hi) = (0u64, total + committed.iter().sum::<u64>());
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        let filled: u64 = committed.iter().map(|&c| mid.saturating_sub(c)).sum();
-        if filled >= total {
-            hi = mid;
-        } else {
-            lo = mid + 1;
-        }
-    }
-    let target = (lo * 4 / 5).max(4 * overhead_ms);
-    let mut sum = 0;
-    for (i, e) in est.iter().enumerate() {
-        if i > 0 && sum + e > target {
-            return i;
-        }
-        sum += e;
-    }
-    est.len()
 }
 
 /// For every shard 1..=N, the files `split_files` gives it: returns the 1-based shard of each
@@ -152,6 +100,11 @@ pub fn item_outcome(outcomes: impl IntoIterator<Item = Outcome>) -> Option<Outco
 pub fn no_result_message(exit_code: Option<i32>) -> String {
     let code = exit_code.map_or_else(|| "no exit code".to_string(), |c| format!("exit code {c}"));
     format!("no result reported: the run command's JUnit output has no case for this test ({code}); check that it writes JUnit XML into $KILN_JUNIT_DIR")
+}
+
+/// `; first failure after 2.3 s` for a status line (empty when nothing failed).
+pub fn first_failure_note(first_failure_ms: Option<u64>) -> String {
+    first_failure_ms.map(|ms| format!("; first failure after {:.1} s", ms as f64 / 1000.0)).unwrap_or_default()
 }
 
 /// What one finished try of a test means.
@@ -390,29 +343,11 @@ mod tests {
     }
 
     #[test]
-    fn batches_fill_to_the_water_level() {
-        let p = |v: &[u64]| v.iter().enumerate().map(|(i, &e)| (format!("t{i}"), Some(e))).collect::<Vec<_>>();
-        // 8 × 1 s on 2 idle shards: level 4 s, 80% → 3 tests.
-        assert_eq!(next_batch(&p(&[1000; 8]), 2, false, &[], 0), 3);
-        // The other shard still has 4 s in flight: level (8 + 4) / 2 = 6 s → 4 tests.
-        assert_eq!(next_batch(&p(&[1000; 8]), 2, false, &[4000], 0), 4);
-        // A test longer than the target goes alone; tiny tests meet the overhead floor.
-        assert_eq!(next_batch(&p(&[9000, 10, 10]), 4, false, &[], 0), 1);
-        assert_eq!(next_batch(&p(&[10; 100]), 4, false, &[], 100), 40);
-        // Unknown estimates count as the median of the known ones.
-        let mut mixed = p(&[1000; 4]);
-        mixed.extend((0..4).map(|i| (format!("u{i}"), None)));
-        assert_eq!(next_batch(&mixed, 2, false, &[], 0), 3);
-    }
-
-    #[test]
     fn verdicts_name_the_tests() {
         let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         assert_eq!(verdict(&[], &v(&["f"]), false), None);
         assert_eq!(verdict(&[], &v(&["f"]), true).unwrap(), "1 flaky test (flaky_fails_build is set): f");
         let many = v(&["a", "b", "c", "d", "e", "f", "g"]);
         assert_eq!(verdict(&many, &[], false).unwrap(), "7 tests failed: a, b, c, d, e and 2 more");
-        assert_eq!(next_batch(&[("a".into(), None), ("b".into(), None)], 4, true, &[], 0), 2);
-        assert_eq!(next_batch(&[("a".into(), None), ("b".into(), None)], 4, false, &[], 0), 1);
     }
 }

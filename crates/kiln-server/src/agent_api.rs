@@ -1,65 +1,50 @@
 //! The agent protocol (HTTP/JSON, versioned): register, claim as a long poll,
 //! heartbeat (renews leases, carries status, returns jobs to stop), log chunks
-//! by byte offset, finish. Every job write names its attempt (fencing).
+//! by byte offset, finish. Every job write names its attempt (fencing) and is
+//! accepted only from the agent holding it (checked in the store).
 
-use crate::auth::{constant_time_eq, AgentAuth};
+use crate::auth::AgentAuth;
 use crate::error::{AppError, AppResult};
+use crate::routes::Routes;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use kiln_core::state::JobStatus;
+use kiln_store::AgentAttempt;
 use kiln_wire::agent::*;
+use kiln_wire::enrol::RotateResponse;
 use serde::Deserialize;
 use std::time::Duration;
 
 /// How long a claim waits for work before answering "nothing yet".
 const CLAIM_WAIT: Duration = Duration::from_secs(25);
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/agent/register", post(register))
-        .route("/api/v1/agent/claim", post(claim))
-        .route("/api/v1/agent/heartbeat", post(heartbeat))
-        .route("/api/v1/agent/wait", post(wait))
-        .route("/api/v1/agent/jobs/{id}/log", post(log).layer(axum::extract::DefaultBodyLimit::max(LOG_CHUNK_MAX)))
-        .route("/api/v1/agent/jobs/{id}/finish", post(finish))
-        .route("/api/v1/agent/jobs/{id}/release", post(release))
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/api/v1/agent/register", register)
+        .post("/api/v1/agent/rotate", rotate)
+        .post("/api/v1/agent/claim", claim)
+        .post("/api/v1/agent/heartbeat", heartbeat)
+        .post("/api/v1/agent/wait", wait)
+        .with("POST", "/api/v1/agent/jobs/{id}/log", axum::routing::post(log).layer(axum::extract::DefaultBodyLimit::max(LOG_CHUNK_MAX)))
+        .post("/api/v1/agent/jobs/{id}/finish", finish)
+        .post("/api/v1/agent/jobs/{id}/release", release)
 }
 
 async fn register(State(st): State<AppState>, headers: HeaderMap, Json(req): Json<RegisterRequest>) -> AppResult<Json<RegisterResponse>> {
-    let given = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if !constant_time_eq(given.as_bytes(), st.agent_token.as_bytes()) {
-        tracing::warn!("agent {:?} tried to register with a wrong token", req.name);
-        return Err(AppError::Unauthorized("wrong agent registration token: check --token against the server's agent token".into()));
-    }
-    if req.protocol != kiln_wire::PROTOCOL_VERSION {
-        return Err(AppError::BadRequest(format!(
-            "agent speaks protocol {} but this server speaks {}: upgrade the older side",
-            req.protocol,
-            kiln_wire::PROTOCOL_VERSION
-        )));
-    }
-    if req.name.trim().is_empty() {
-        return Err(AppError::BadRequest("an agent needs a name".into()));
-    }
-    let lease = st.cfg.lease_secs.max(2);
-    let hb = req.heartbeat_secs.unwrap_or(st.cfg.heartbeat_secs).min(st.cfg.heartbeat_secs).min(lease / 3).max(1);
-    let token = kiln_store::random_token();
-    // A restarted agent holds nothing: what the old process held runs again now, not after its lease.
-    let taken = st.store.requeue_agent_jobs(&req.name, "its agent restarted").await?;
-    let a = st.store.register_agent(&req.name, &req.labels, req.concurrency.max(1) as i64, hb as i64, &kiln_store::hash_token(&token)).await?;
-    if !taken.is_empty() {
-        st.wake_agents();
-    }
-    tracing::info!("agent {} registered with labels {:?}", a.name, a.labels);
-    Ok(Json(RegisterResponse { agent_id: a.id, token, heartbeat_secs: hb, lease_secs: lease }))
+    Ok(Json(crate::app::enrolment::register(&st, bearer_of(&headers), &req).await?))
+}
+
+/// The bearer token of a request ("" when there is none).
+fn bearer_of(headers: &HeaderMap) -> &str {
+    headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("").trim()
+}
+
+/// The calling agent gets a new token; the one it called with is refused from now on.
+async fn rotate(State(st): State<AppState>, headers: HeaderMap, AgentAuth(agent): AgentAuth) -> AppResult<Json<RotateResponse>> {
+    Ok(Json(RotateResponse { token: crate::app::enrolment::rotate(&st, &agent, bearer_of(&headers)).await? }))
 }
 
 /// Long poll: answer at once with a job, or wait until one may be ready.
@@ -69,7 +54,7 @@ async fn claim(State(st): State<AppState>, AgentAuth(agent): AgentAuth, body: Op
     if let Some(id) = &claim_id {
         let prev = st.claims.lock().unwrap().get(&agent.name).filter(|(c, _)| c == id).map(|(_, a)| a.clone());
         if let Some(a) = prev {
-            if st.store.check_current(a.job_id, a.attempt).await.is_ok() {
+            if st.store.check_held(AgentAttempt { job_id: a.job_id, attempt: a.attempt, agent: &agent.name }).await.is_ok() {
                 return Ok(Json(Some(a)));
             }
         }
@@ -83,16 +68,14 @@ async fn claim(State(st): State<AppState>, AgentAuth(agent): AgentAuth, body: Op
         if st.store.agent_seen(agent.id, None).await? {
             return Ok(Json(None));
         }
-        if let Some(c) = st.store.claim(&agent.name, &agent.labels, lease_ms).await? {
+        if let Some(c) = st.store.claim(&agent, lease_ms).await? {
             let mut a: JobAssignment = serde_json::from_str(&c.job.spec).map_err(|e| AppError::Internal(format!("job {} spec: {e}", c.job.id)))?;
             a.job_id = c.job.id;
             a.attempt = c.job.attempt;
             a.log_limit = st.cfg.log_limit;
-            if let Ok(p) = st.store.project_by_name(&a.project).await {
-                for (k, v) in p.settings.secrets.unwrap_or_default() {
-                    a.env.insert(k, v.clone());
-                    a.secrets.push(v);
-                }
+            for (k, v) in crate::app::builds::secrets_for(&st, a.build_id).await? {
+                a.env.insert(k, v.clone());
+                a.secrets.push(v);
             }
             st.emit("job", a.build_id, Some(a.job_id), &a.project, "running");
             if let Some(id) = claim_id {
@@ -152,7 +135,7 @@ struct LogAt {
 
 async fn log(
     State(st): State<AppState>,
-    AgentAuth(_agent): AgentAuth,
+    AgentAuth(agent): AgentAuth,
     Path(job_id): Path<i64>,
     Query(at): Query<LogAt>,
     body: Bytes,
@@ -161,7 +144,7 @@ async fn log(
     if st.cfg.log_limit > 0 && at.offset + body.len() as u64 > st.cfg.log_limit + (1 << 20) {
         return Err(AppError::TooLarge(format!("job {job_id} log passes the {} byte limit", st.cfg.log_limit)));
     }
-    let out = st.store.append_log(job_id, at.attempt, at.offset, &body).await?;
+    let out = st.store.append_log(AgentAttempt { job_id, attempt: at.attempt, agent: &agent.name }, at.offset, &body).await?;
     if let kiln_store::AppendOutcome::Stored(_) = out {
         if let Ok(j) = st.store.job(job_id).await {
             st.emit("log", j.build_id, Some(job_id), "", "running");
@@ -170,19 +153,11 @@ async fn log(
     Ok(Json(LogAck { len: out.held() }))
 }
 
-async fn finish(State(st): State<AppState>, AgentAuth(_agent): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<FinishRequest>) -> AppResult<Json<serde_json::Value>> {
+async fn finish(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<FinishRequest>) -> AppResult<Json<serde_json::Value>> {
     let status = JobStatus::parse(&req.status)
         .filter(|s| s.is_final() && *s != JobStatus::Skipped)
         .ok_or_else(|| AppError::BadRequest(format!("{:?} is not a final job status", req.status)))?;
-    let held = st.store.attempts(job_id).await?.into_iter().find(|a| a.attempt == req.attempt).map(|a| a.log_len as u64);
-    match held {
-        None => return Err(kiln_store::StoreError::Stale { job_id, attempt: req.attempt }.into()),
-        Some(n) if n < req.log_len => {
-            return Err(AppError::Conflict(format!("job {job_id} log incomplete: server holds {n} of {} bytes; send the rest first", req.log_len)))
-        }
-        _ => {}
-    }
-    let out = st.store.finish_job(job_id, req.attempt, status, req.exit_code.map(i64::from), req.reason.as_deref()).await?;
+    let out = st.store.finish_job(AgentAttempt { job_id, attempt: req.attempt, agent: &agent.name }, req.log_len, status, req.exit_code.map(i64::from), req.reason.as_deref()).await?;
     if !out.repeated {
         if out.readied {
             st.wake_agents();
@@ -207,11 +182,7 @@ struct ReleaseRequest {
 
 /// An agent that aborts hands its job back: it runs again elsewhere at once.
 async fn release(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<ReleaseRequest>) -> AppResult<Json<serde_json::Value>> {
-    let job = st.store.job(job_id).await?;
-    if job.agent_name.as_deref() != Some(agent.name.as_str()) {
-        return Err(kiln_store::StoreError::Stale { job_id, attempt: req.attempt }.into());
-    }
-    let out = st.store.release_job(job_id, req.attempt).await?;
+    let out = st.store.release_job(AgentAttempt { job_id, attempt: req.attempt, agent: &agent.name }).await?;
     st.wake_agents();
     st.wake_control();
     Ok(Json(serde_json::json!({ "requeued": out.is_some_and(|e| e.requeued) })))

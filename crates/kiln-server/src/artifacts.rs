@@ -7,7 +7,8 @@
 //! list and download a build's artifacts through its visibility; a job's
 //! `needs` fetch theirs (agent routes) into `KILN_ARTIFACTS_IN`.
 
-use crate::api::builds::visible_build;
+use crate::app::access::visible_build;
+use crate::routes::Routes;
 use crate::auth::{AgentAuth, Viewer};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
@@ -15,10 +16,9 @@ use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
-use axum::{Json, Router};
+use axum::Json;
 use futures::StreamExt;
-use kiln_store::ArtifactRow;
+use kiln_store::{AgentAttempt, ArtifactRow};
 use kiln_wire::agent::{ArtifactsAssignment, ArtifactsWhen};
 use kiln_wire::api::Artifact;
 use serde::Deserialize;
@@ -26,13 +26,13 @@ use sha2::Digest;
 use std::path::PathBuf;
 use tokio::io::AsyncWriteExt;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/agent/jobs/{id}/artifacts", put(upload).layer(DefaultBodyLimit::disable()))
-        .route("/api/v1/agent/jobs/{id}/inputs", get(inputs))
-        .route("/api/v1/agent/artifacts/{build}/{job}/{*name}", get(agent_download))
-        .route("/api/v1/builds/{id}/artifacts", get(list))
-        .route("/api/v1/builds/{id}/artifacts/{job}/{*name}", get(download))
+pub fn routes() -> Routes {
+    Routes::new()
+        .with("PUT", "/api/v1/agent/jobs/{id}/artifacts", axum::routing::put(upload).layer(DefaultBodyLimit::disable()))
+        .get("/api/v1/agent/jobs/{id}/inputs", inputs)
+        .get("/api/v1/agent/artifacts/{build}/{job}/{*name}", agent_download)
+        .get("/api/v1/builds/{id}/artifacts", list)
+        .get("/api/v1/builds/{id}/artifacts/{job}/{*name}", download)
 }
 
 /// The pipeline's `artifacts:` as the agent gets it (None when the job keeps nothing).
@@ -69,12 +69,13 @@ struct UploadAt {
     name: String,
 }
 
-async fn upload(State(st): State<AppState>, AgentAuth(_agent): AgentAuth, Path(job_id): Path<i64>, Query(at): Query<UploadAt>, body: Body) -> AppResult<Json<Artifact>> {
+async fn upload(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Query(at): Query<UploadAt>, body: Body) -> AppResult<Json<Artifact>> {
     let name = normalise(&at.name).ok_or_else(|| AppError::BadRequest(format!("artifact name {:?} leaves its folder (absolute, or with ..): name files inside the working copy", at.name)))?;
+    let by = AgentAttempt { job_id, attempt: at.attempt, agent: &agent.name };
+    // Only the agent holding the running attempt may send (403 for another, 409 when stale),
+    // checked before the body is read and again, in the store, when the file is recorded.
+    st.store.check_held(by).await?;
     let job = st.store.job(job_id).await?;
-    if job.attempt != at.attempt || job.status != "running" {
-        return Err(kiln_store::StoreError::Stale { job_id, attempt: at.attempt }.into());
-    }
     let file_cap = st.cfg.artifact_file_limit;
     let job_cap = st.cfg.artifact_job_limit;
     let held = st.store.artifact_bytes_of_job(job_id, &name).await?;
@@ -110,7 +111,7 @@ async fn upload(State(st): State<AppState>, AgentAuth(_agent): AgentAuth, Path(j
         let _ = tokio::fs::remove_file(&tmp).await;
         return Err(AppError::Internal(format!("failed to keep artifact {name}: {e}")));
     }
-    st.store.record_artifact(job_id, at.attempt, &name, size, &sha).await?;
+    st.store.record_artifact(by, &name, size, &sha).await?;
     let row = st.store.artifacts_of_build(job.build_id).await?.into_iter().find(|a| a.job_id == job_id && a.name == name);
     let row = row.ok_or_else(|| AppError::Internal(format!("artifact {name} was not recorded")))?;
     Ok(Json(to_wire(&row)))
@@ -228,11 +229,9 @@ struct InputsAt {
 }
 
 /// `GET /api/v1/agent/jobs/{id}/inputs`: the artifacts of the jobs this one needs (same build).
-async fn inputs(State(st): State<AppState>, AgentAuth(_agent): AgentAuth, Path(job_id): Path<i64>, Query(at): Query<InputsAt>) -> AppResult<Json<Vec<Artifact>>> {
+async fn inputs(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Query(at): Query<InputsAt>) -> AppResult<Json<Vec<Artifact>>> {
+    st.store.check_held(AgentAttempt { job_id, attempt: at.attempt, agent: &agent.name }).await?;
     let job = st.store.job(job_id).await?;
-    if job.attempt != at.attempt {
-        return Err(kiln_store::StoreError::Stale { job_id, attempt: at.attempt }.into());
-    }
     let all = st.store.artifacts_of_build(job.build_id).await?;
     let wanted = all.iter().filter(|a| job.needs.contains(&a.job_key));
     Ok(Json(

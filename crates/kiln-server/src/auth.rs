@@ -27,20 +27,6 @@ impl Viewer {
             Viewer::User { name, .. } => name.clone(),
         }
     }
-    /// Mutations need a signed-in caller.
-    pub fn require_user(&self) -> Result<String, AppError> {
-        match self {
-            Viewer::User { name, .. } => Ok(name.clone()),
-            Viewer::Anonymous => Err(AppError::Unauthorized("sign in first: pass an API token (KILN_TOKEN or --token)".into())),
-        }
-    }
-    pub fn require_admin(&self) -> Result<(), AppError> {
-        match self {
-            Viewer::User { admin: true, .. } => Ok(()),
-            Viewer::User { .. } => Err(AppError::Forbidden("only an admin may do this".into())),
-            Viewer::Anonymous => Err(AppError::Unauthorized("sign in as an admin first".into())),
-        }
-    }
 }
 
 pub fn bearer(parts: &Parts) -> Option<&str> {
@@ -87,6 +73,11 @@ pub fn set_cookie(name: &str, value: &str, max_age_secs: i64, secure: bool) -> S
     format!("{name}={value}; Path=/; Max-Age={max_age_secs}; HttpOnly; SameSite=Lax{}", if secure { "; Secure" } else { "" })
 }
 
+/// A session ends after this long without a request…
+pub const SESSION_IDLE_MS: i64 = 12 * 3600 * 1000;
+/// …and this long after sign-in, however busy.
+pub const SESSION_MAX_MS: i64 = 14 * 86_400_000;
+
 /// Who the caller is, from a bearer token or a session cookie. A wrong token is an error;
 /// an unknown or expired cookie counts as nobody.
 pub async fn identify(parts: &Parts, st: &AppState) -> Result<(Viewer, Credential), AppError> {
@@ -98,6 +89,7 @@ pub async fn identify(parts: &Parts, st: &AppState) -> Result<(Viewer, Credentia
     }
     if let Some(c) = cookie(parts, SESSION_COOKIE) {
         if let Some(s) = st.store.session(&c).await? {
+            st.store.touch_session(&c, SESSION_IDLE_MS, SESSION_MAX_MS).await?;
             return Ok((Viewer::User { name: s.user, admin: s.admin }, Credential::Session { token: c, csrf: s.csrf }));
         }
     }
@@ -108,21 +100,37 @@ fn safe_method(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
+/// Who the caller of an API route is; a session cookie counts for a change only with its CSRF header.
+async fn api_caller(parts: &Parts, st: &AppState) -> Result<(Viewer, Credential), AppError> {
+    let (viewer, cred) = identify(parts, st).await?;
+    if let Credential::Session { csrf, .. } = &cred {
+        if !safe_method(&parts.method) {
+            let given = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+            if !constant_time_eq(given.as_bytes(), csrf.as_bytes()) {
+                return Err(AppError::Forbidden(
+                    "missing or wrong CSRF token: send the X-CSRF-Token header of your session, or use an API token".into(),
+                ));
+            }
+        }
+    }
+    Ok((viewer, cred))
+}
+
 impl FromRequestParts<AppState> for Viewer {
     type Rejection = AppError;
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, AppError> {
-        let (viewer, cred) = identify(parts, st).await?;
-        if let Credential::Session { csrf, .. } = &cred {
-            if !safe_method(&parts.method) {
-                let given = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
-                if !constant_time_eq(given.as_bytes(), csrf.as_bytes()) {
-                    return Err(AppError::Forbidden(
-                        "missing or wrong CSRF token: send the X-CSRF-Token header of your session, or use an API token".into(),
-                    ));
-                }
-            }
-        }
-        Ok(viewer)
+        Ok(api_caller(parts, st).await?.0)
+    }
+}
+
+/// The caller of an API route with how they proved it (a password change keeps the session that made it).
+pub struct WithCredential(pub Viewer, pub Credential);
+
+impl FromRequestParts<AppState> for WithCredential {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, AppError> {
+        let (viewer, cred) = api_caller(parts, st).await?;
+        Ok(WithCredential(viewer, cred))
     }
 }
 

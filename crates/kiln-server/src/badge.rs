@@ -1,6 +1,6 @@
 //! `/badge/PROJECT.svg`: the latest build's status as an SVG badge for READMEs.
 
-use crate::api::projects::visible;
+use crate::app::access::visible;
 use crate::auth::Viewer;
 use crate::error::AppResult;
 use crate::state::AppState;

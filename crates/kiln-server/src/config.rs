@@ -21,6 +21,11 @@ pub struct ServerConfig {
     pub agent_token: Option<String>,
     /// An admin API token to seed at start (for automation).
     pub admin_token: Option<String>,
+    /// A file holding the key that seals project secrets (64 hex digits); default DATA/secret-key.
+    pub secret_key_file: Option<PathBuf>,
+    /// The key itself (from the environment, `KILN_SECRET_KEY`; never from a file or flag).
+    #[serde(skip)]
+    pub secret_key: Option<String>,
     /// How long a claimed job is held without a heartbeat before it is run again.
     pub lease_secs: u64,
     /// The heartbeat interval agents are told to use.
@@ -50,6 +55,18 @@ pub struct ServerConfig {
     pub smtp: Option<SmtpConfig>,
     /// Attempts per notification delivery before it is recorded as failed (backoff 1 s, doubling).
     pub notify_attempts: u32,
+    /// Hosts that projects may send commit status to, besides github.com's API and each
+    /// project repository's own host (an admin's list: `--forge-host`, `forge_hosts`).
+    pub forge_hosts: Vec<String>,
+    /// Jobs one build may have (jobs × matrix cells × shards); a build over it ends errored.
+    pub max_jobs_per_build: usize,
+    /// Let projects use repositories on the server's own disk (paths and `file://`).
+    pub allow_local_repos: bool,
+    /// Let notifications and commit statuses go to loopback, private and link-local addresses.
+    pub allow_private_targets: bool,
+    /// Local repositories allowed even without `allow_local_repos` (the ones `kiln up` is given).
+    #[serde(skip)]
+    pub local_repos: Vec<PathBuf>,
 }
 
 /// `[smtp]`: where email notifications go out.
@@ -80,6 +97,8 @@ pub struct ProjectConfig {
     /// With `poll`: build every new commit, not only the newest.
     pub poll_each_commit: Option<bool>,
     pub webhook_secret: Option<String>,
+    /// Signs outgoing webhooks; separate from `webhook_secret`, which checks incoming ones.
+    pub notify_webhook_secret: Option<String>,
     pub schedule: Option<Vec<String>>,
     pub notify_email: Option<Vec<String>>,
     pub notify_on: Option<Vec<String>>,
@@ -106,6 +125,8 @@ impl Default for ServerConfig {
             files: None,
             agent_token: None,
             admin_token: None,
+            secret_key_file: None,
+            secret_key: None,
             lease_secs: 30,
             heartbeat_secs: 10,
             log_limit: 1 << 30,
@@ -120,6 +141,11 @@ impl Default for ServerConfig {
             projects: Vec::new(),
             smtp: None,
             notify_attempts: 10,
+            forge_hosts: Vec::new(),
+            max_jobs_per_build: crate::caps::DEFAULT_MAX_JOBS_PER_BUILD,
+            allow_local_repos: false,
+            allow_private_targets: false,
+            local_repos: Vec::new(),
         }
     }
 }

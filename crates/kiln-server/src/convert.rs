@@ -12,25 +12,18 @@ pub fn ts(ms: i64) -> String {
         .to_string()
 }
 
-/// A repository URL without any `user:password@` in it.
-pub fn without_credentials(repo: &str) -> String {
-    match repo.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            let host = authority.rsplit('@').next().unwrap_or(authority);
-            format!("{scheme}://{host}{path}")
-        }
-        None => repo.to_string(),
-    }
-}
+/// A repository URL without any `user:password@` in it (see `redact`).
+pub use crate::redact::without_credentials;
 
 /// A project as the API shows it: no secret values, no credentials in the
 /// repository URL, outgoing webhook URLs cut to their host (their path is often
-/// a token), and recipients only for signed-in callers.
-pub fn project(p: &ProjectRow, signed_in: bool) -> api::Project {
+/// a token), and recipients only for signed-in callers; with the caller's role.
+pub fn project(p: &ProjectRow, signed_in: bool, role: Option<api::Role>) -> api::Project {
     let mut settings = p.settings.clone();
-    if settings.webhook_secret.is_some() {
-        settings.webhook_secret = Some("***".into());
+    for s in [&mut settings.webhook_secret, &mut settings.notify_webhook_secret] {
+        if s.is_some() {
+            *s = Some("***".into());
+        }
     }
     if let Some(urls) = settings.notify_webhook.as_mut() {
         urls.iter_mut().for_each(|u| *u = crate::notify::shown_target("webhook", u));
@@ -47,7 +40,9 @@ pub fn project(p: &ProjectRow, signed_in: bool) -> api::Project {
         repo: without_credentials(&p.repo),
         branch: p.branch.clone(),
         pipeline: p.pipeline.clone(),
-        public: p.public,
+        public: p.public(),
+        visibility: p.visibility,
+        role,
         settings,
         created_at: ts(p.created_at),
         last_build: None,
@@ -110,6 +105,7 @@ pub fn build(b: &BuildRow, jobs: Vec<api::Job>) -> api::Build {
         },
         jobs,
         tests: None,
+        retry_of: None,
     }
 }
 
@@ -127,6 +123,10 @@ pub async fn online_agents(store: &Store) -> kiln_store::Result<Vec<AgentRow>> {
 pub async fn full_build_with(store: &Store, b: &BuildRow, agents: &[AgentRow]) -> kiln_store::Result<api::Build> {
     let mut out = build(b, build_jobs(store, b, agents).await?);
     out.tests = store.build_test_counts(b.id).await?.map(test_summary);
+    if let Some(t) = out.tests.as_mut() {
+        t.first_failure_ms = store.first_failure_ms(b.id).await?;
+    }
+    out.retry_of = store.retry_of(b.id).await?;
     Ok(out)
 }
 
@@ -194,7 +194,7 @@ pub fn delivery(n: &kiln_store::NotificationRow) -> kiln_wire::notify::Delivery 
 }
 
 pub fn test_summary(c: kiln_core::testrun::Counts) -> api::TestSummary {
-    api::TestSummary { total: c.total, passed: c.passed, failed: c.failed, errored: c.errored, skipped: c.skipped, flaky: c.flaky }
+    api::TestSummary { total: c.total, passed: c.passed, failed: c.failed, errored: c.errored, skipped: c.skipped, flaky: c.flaky, first_failure_ms: None }
 }
 
 /// How a stored case is named to people: its listed key when that names the case (a pytest

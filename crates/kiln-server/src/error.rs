@@ -33,7 +33,7 @@ impl AppError {
         match self {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::Forbidden(_) | AppError::Store(StoreError::NotHolder { .. } | StoreError::Refused(_)) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) | AppError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
             AppError::Conflict(_) | AppError::Store(StoreError::Conflict(_) | StoreError::Stale { .. } | StoreError::Gap { .. }) => {
                 StatusCode::CONFLICT

@@ -2,15 +2,18 @@
 //! fetched on demand, to resolve branches and read the pipeline file of a commit.
 //! The server reads files with git; it never runs code from a repository.
 
+use crate::redact;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::process::Command;
 use tokio::sync::Mutex;
 
 pub struct Mirrors {
     root: PathBuf,
+    /// Which repositories the server may read.
+    access: Access,
     /// Per-project lock and the time the last fetch began (so a burst of triggers fetches once).
     fetches: std::sync::Mutex<HashMap<i64, Arc<Mutex<Option<Instant>>>>>,
     /// Branch heads as of each project's last fetch.
@@ -30,24 +33,141 @@ pub struct CommitFacts {
 /// Commits remembered per server before the cache starts over.
 const COMMIT_CACHE: usize = 1024;
 
-/// Run git, returning stdout, or its stderr as the error.
-pub async fn git(dir: Option<&Path>, args: &[&str]) -> Result<String, String> {
+/// Git transports a repository may use, whatever the host's git config says.
+/// `file` (local paths and `file://`) is added only for allowed local repositories.
+const NETWORK_PROTOCOLS: &str = "https:ssh:git";
+/// A clone or fetch that takes longer is stopped (with every process it started).
+pub const NETWORK_TIMEOUT: Duration = Duration::from_secs(300);
+/// Any other git call that takes longer is stopped.
+pub const LOCAL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Which repositories the server may read: network ones always; local paths and
+/// `file://` only with `--allow-local-repos`, or the ones `kiln up` was given.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    pub allow_local: bool,
+    pub local_repos: Vec<PathBuf>,
+}
+
+/// How a repository is reached.
+#[derive(Debug, PartialEq, Eq)]
+enum Transport {
+    Network,
+    Local(PathBuf),
+}
+
+fn transport(repo: &str) -> Result<Transport, String> {
+    let shown = redact::without_credentials(repo);
+    if repo.starts_with('-') {
+        return Err(format!("repository {shown:?} starts with '-': give a URL or a path"));
+    }
+    if let Some((scheme, rest)) = repo.split_once("://") {
+        return match scheme.to_ascii_lowercase().as_str() {
+            "https" | "ssh" | "git" | "git+ssh" | "ssh+git" => Ok(Transport::Network),
+            "file" => Ok(Transport::Local(PathBuf::from(rest))),
+            other => Err(format!("repository {shown:?}: the {other}:// transport is not allowed; use https://, ssh:// (or user@host:path) or git://")),
+        };
+    }
+    if let Some((helper, _)) = repo.split_once("::") {
+        if !helper.contains('/') {
+            return Err(format!("repository {shown:?}: the {helper}:: transport is not allowed; use https://, ssh:// (or user@host:path) or git://"));
+        }
+    }
+    match repo.find(':') {
+        // scp-like `user@host:path`: ssh (a colon before any slash).
+        Some(c) if !repo[..c].contains('/') && c > 0 => Ok(Transport::Network),
+        _ => Ok(Transport::Local(PathBuf::from(repo))),
+    }
+}
+
+impl Access {
+    /// The transports a clone or fetch of `repo` may use, or why it may not be read.
+    pub fn protocols(&self, repo: &str) -> Result<&'static str, String> {
+        match transport(repo)? {
+            Transport::Network => Ok(NETWORK_PROTOCOLS),
+            Transport::Local(path) => {
+                let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+                if self.allow_local || self.local_repos.iter().any(|r| canon(r) == canon(&path)) {
+                    Ok("https:ssh:git:file")
+                } else {
+                    Err(format!(
+                        "repository {:?} is on the server's own disk: local paths and file:// are refused unless the server runs with --allow-local-repos (allow_local_repos = true in kiln.toml)",
+                        redact::without_credentials(repo)
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// Kills a git process group when dropped (a timeout, or the request that ran it went away).
+struct GroupKill(Option<u32>);
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+/// Run git with the server's fixed settings: only `protocols` as transports, no
+/// system or global config, never a prompt, in its own process group that is
+/// killed on timeout or when the caller stops waiting. Stdout, or stderr (with
+/// credentials removed) as the error.
+async fn run(dir: Option<&Path>, args: &[&str], protocols: &str, timeout: Duration) -> Result<String, String> {
     let mut cmd = Command::new("git");
     if let Some(d) = dir {
         cmd.arg("-C").arg(d);
     }
-    cmd.args(args).env("GIT_TERMINAL_PROMPT", "0").env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes").kill_on_drop(true);
-    let out = cmd.output().await.map_err(|e| format!("failed to run git: {e} (is git installed?)"))?;
+    cmd.args(["-c", "protocol.allow=never"]);
+    for p in protocols.split(':') {
+        cmd.arg("-c").arg(format!("protocol.{p}.allow=always"));
+    }
+    cmd.args(["-c", "http.lowSpeedLimit=1000", "-c", "http.lowSpeedTime=60", "-c", "credential.helper="]);
+    for v in ["GIT_CONFIG_COUNT", "GIT_CONFIG_PARAMETERS", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_PROXY_COMMAND", "GIT_SSH", "GIT_ASKPASS", "SSH_ASKPASS", "GIT_EXEC_PATH"] {
+        cmd.env_remove(v);
+    }
+    cmd.args(args)
+        .env("GIT_ALLOW_PROTOCOL", protocols)
+        .env("GIT_PROTOCOL_FROM_USER", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let child = cmd.spawn().map_err(|e| format!("failed to run git: {e} (is git installed?)"))?;
+    let mut group = GroupKill(child.id());
+    let what = args.first().copied().unwrap_or("");
+    let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(out) => out.map_err(|e| format!("git {what}: {e}"))?,
+        Err(_) => return Err(format!("git {what} did not finish in {} s and was stopped", timeout.as_secs())),
+    };
     if out.status.success() {
+        group.0 = None;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        Err(redact::in_text(String::from_utf8_lossy(&out.stderr).trim()))
     }
 }
 
+/// Run git on the server's own mirrors (no transport but the network ones, `LOCAL_TIMEOUT`).
+pub async fn git(dir: Option<&Path>, args: &[&str]) -> Result<String, String> {
+    run(dir, args, NETWORK_PROTOCOLS, LOCAL_TIMEOUT).await
+}
+
 impl Mirrors {
-    pub fn new(root: PathBuf) -> Mirrors {
-        Mirrors { root, fetches: Default::default(), heads: Default::default(), commits: Default::default() }
+    pub fn new(root: PathBuf, access: Access) -> Mirrors {
+        Mirrors { root, access, fetches: Default::default(), heads: Default::default(), commits: Default::default() }
+    }
+
+    /// Why `repo` may not be read by this server, if it may not.
+    pub fn check(&self, repo: &str) -> Result<(), String> {
+        self.access.protocols(repo).map(drop)
     }
 
     pub fn path(&self, project_id: i64) -> PathBuf {
@@ -63,18 +183,20 @@ impl Mirrors {
         if last.is_some_and(|t| t >= asked_at) && path.exists() {
             return Ok(path);
         }
+        let protocols = self.access.protocols(repo)?;
+        let shown = redact::without_credentials(repo);
         *last = Some(Instant::now());
         if !path.join("HEAD").exists() {
             std::fs::create_dir_all(&self.root).map_err(|e| format!("failed to create {}: {e}", self.root.display()))?;
             let tmp = self.root.join(format!("{project_id}.git.tmp"));
             let _ = std::fs::remove_dir_all(&tmp);
-            git(None, &["clone", "--mirror", "--quiet", "--", repo, &tmp.to_string_lossy()])
+            run(None, &["clone", "--mirror", "--quiet", "--", repo, &tmp.to_string_lossy()], protocols, NETWORK_TIMEOUT)
                 .await
-                .map_err(|e| format!("failed to clone {repo}: {e}"))?;
+                .map_err(|e| format!("failed to clone {shown}: {e}"))?;
             std::fs::rename(&tmp, &path).map_err(|e| format!("failed to move the mirror into place: {e}"))?;
         } else {
-            git(Some(&path), &["remote", "set-url", "origin", repo]).await?;
-            git(Some(&path), &["fetch", "--prune", "--quiet", "origin"]).await.map_err(|e| format!("failed to fetch {repo}: {e}"))?;
+            git(Some(&path), &["remote", "set-url", "origin", "--", repo]).await.map_err(|e| redact::in_text(&e))?;
+            run(Some(&path), &["fetch", "--prune", "--quiet", "origin"], protocols, NETWORK_TIMEOUT).await.map_err(|e| format!("failed to fetch {shown}: {e}"))?;
         }
         let heads = branch_heads(&path).await?.into_iter().collect();
         self.heads.lock().unwrap().insert(project_id, heads);
@@ -123,9 +245,14 @@ pub async fn resolve(mirror: &Path, rev: &str) -> Result<String, String> {
         .map_err(|_| format!("{rev} is not a branch or commit of the repository"))
 }
 
-/// A file's text at a commit, or None when the commit does not have it.
+/// A file's text at a commit, or None when the commit does not have it. Files
+/// over `caps::MAX_PIPELINE_BYTES` are refused before they are read.
 pub async fn read_file(mirror: &Path, commit: &str, path: &str) -> Result<Option<String>, String> {
-    match git(Some(mirror), &["cat-file", "blob", &format!("{commit}:{path}")]).await {
+    let object = format!("{commit}:{path}");
+    if let Ok(size) = git(Some(mirror), &["cat-file", "-s", &object]).await {
+        crate::caps::check_pipeline_size(path, size.trim().parse().unwrap_or(0))?;
+    }
+    match git(Some(mirror), &["cat-file", "blob", &object]).await {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.contains("does not exist") || e.contains("Not a valid object") || e.contains("bad file") || e.contains("path") => Ok(None),
         Err(e) => Err(e),
@@ -147,4 +274,48 @@ pub async fn commit_info(mirror: &Path, commit: &str) -> (String, String) {
 pub async fn branch_heads(mirror: &Path) -> Result<Vec<(String, String)>, String> {
     let out = git(Some(mirror), &["for-each-ref", "--format=%(refname:short) %(objectname)", "refs/heads"]).await?;
     Ok(out.lines().filter_map(|l| l.split_once(' ')).map(|(b, s)| (b.to_string(), s.to_string())).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transports_are_classified() {
+        let a = Access::default();
+        assert_eq!(a.protocols("https://u:p@host/x.git"), Ok(NETWORK_PROTOCOLS));
+        assert_eq!(a.protocols("git@github.com:org/x.git"), Ok(NETWORK_PROTOCOLS));
+        assert_eq!(a.protocols("git://host/x"), Ok(NETWORK_PROTOCOLS));
+        for bad in ["ext::sh -c id", "fd::3", "http://host/x", "-uhack", "/srv/x", "file:///srv/x", "./x"] {
+            assert!(a.protocols(bad).is_err(), "{bad}");
+        }
+        assert!(a.protocols("http://u:Secret@h/x").unwrap_err().contains("http://h/x"), "messages carry no credentials");
+        let local = Access { allow_local: false, local_repos: vec![PathBuf::from("/srv/x")] };
+        assert!(local.protocols("/srv/x").is_ok() && local.protocols("/srv/y").is_err());
+        assert!(Access { allow_local: true, local_repos: vec![] }.protocols("file:///srv/y").is_ok());
+    }
+
+    #[tokio::test]
+    async fn ext_is_refused_by_git_itself_whatever_the_environment_allows() {
+        let dir = tempfile::tempdir().unwrap();
+        let pwned = dir.path().join("pwned");
+        // What a permissive host might have in the server's environment.
+        std::env::set_var("GIT_CONFIG_PARAMETERS", "'protocol.allow'='always'");
+        let url = format!("ext::sh -c touch% {}", pwned.display());
+        let dest = dir.path().join("m.git");
+        let e = run(None, &["clone", "--mirror", "--", &url, &dest.to_string_lossy()], NETWORK_PROTOCOLS, LOCAL_TIMEOUT).await.unwrap_err();
+        std::env::remove_var("GIT_CONFIG_PARAMETERS");
+        assert!(e.contains("not allowed"), "{e}");
+        assert!(!pwned.exists());
+    }
+
+    #[tokio::test]
+    async fn a_git_call_past_its_timeout_is_stopped_with_its_helpers() {
+        let tarpit = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("git://127.0.0.1:{}/x", tarpit.local_addr().unwrap().port());
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("m.git");
+        let e = run(None, &["clone", "--mirror", "--", &url, &dest.to_string_lossy()], NETWORK_PROTOCOLS, Duration::from_millis(500)).await.unwrap_err();
+        assert!(e.contains("did not finish"), "{e}");
+    }
 }

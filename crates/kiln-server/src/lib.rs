@@ -8,34 +8,43 @@
 //! ```
 
 pub mod agent_api;
+mod at_rest;
 mod api;
 pub mod artifacts;
+pub mod app;
 pub mod auth;
 mod badge;
+pub mod caps;
 pub mod config;
 mod console;
 pub mod convert;
 pub mod error;
 pub mod events;
 pub mod git;
+mod headers;
+mod hashpool;
 pub(crate) mod materialize;
 pub mod notify;
+pub mod outbound;
+pub mod redact;
+pub mod routes;
 mod services;
 pub mod signature;
 pub mod sources;
 pub mod state;
+mod streams;
 pub mod tests_api;
+pub mod throttle;
 pub mod trigger;
 pub mod uploads;
 pub mod users;
 
 use anyhow::Context;
-use axum::routing::get;
 use axum::Router;
 use config::ServerConfig;
 use kiln_store::Store;
+use routes::Routes;
 use state::{AppState, Inner};
-use std::path::Path;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -50,78 +59,12 @@ pub struct RunningServer {
     pub task: tokio::task::JoinHandle<()>,
 }
 
-/// Read a secret kept in the data folder, or make one and keep it there.
-fn kept_secret(path: &Path) -> anyhow::Result<(String, bool)> {
-    if let Ok(s) = std::fs::read_to_string(path) {
-        if !s.trim().is_empty() {
-            return Ok((s.trim().to_string(), false));
-        }
-    }
-    let s = kiln_store::random_token();
-    std::fs::write(path, &s).with_context(|| format!("failed to write {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-    }
-    Ok((s, true))
-}
-
-/// Apply `[[project]]` tables: create what is missing, update what exists.
-async fn apply_config_projects(store: &Store, cfg: &ServerConfig) -> anyhow::Result<()> {
-    for pc in &cfg.projects {
-        let settings = kiln_wire::api::ProjectSettings {
-            poll: pc.poll.clone(),
-            webhook_secret: pc.webhook_secret.clone(),
-            schedule: pc.schedule.clone(),
-            notify_email: pc.notify_email.clone(),
-            notify_on: pc.notify_on.clone(),
-            notify_webhook: pc.notify_webhook.clone(),
-            cancel_superseded: pc.cancel_superseded,
-            secrets: pc.secrets.clone(),
-            poll_each_commit: pc.poll_each_commit,
-            commit_status: notify::commit_status::from_project_config(pc),
-            retention: pc.retention,
-        };
-        api::projects::validate_settings(&settings).map_err(|e| anyhow::anyhow!("[[project]] {}: {e}", pc.name))?;
-        match store.project_by_name(&pc.name).await {
-            Ok(mut p) => {
-                p.repo = pc.repo.clone();
-                if let Some(b) = &pc.branch {
-                    p.branch = b.clone();
-                }
-                if let Some(x) = &pc.pipeline {
-                    p.pipeline = x.clone();
-                }
-                if let Some(x) = pc.public {
-                    p.public = x;
-                }
-                api::projects::merge_settings(&mut p.settings, settings);
-                store.update_project(&p).await?;
-            }
-            Err(_) => {
-                store
-                    .create_project(
-                        &pc.name,
-                        &pc.repo,
-                        pc.branch.as_deref().unwrap_or("main"),
-                        pc.pipeline.as_deref().unwrap_or(".kiln.yml"),
-                        pc.public.unwrap_or(false),
-                        &settings,
-                    )
-                    .await?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The whole router.
-pub fn router(st: AppState) -> Router {
-    Router::new()
-        .route("/badge/{file}", get(badge::badge))
-        .route("/hooks/{forge}/{project}", axum::routing::post(sources::hooks::hook))
-        .route("/api/v1/projects/{name}/push", axum::routing::post(sources::hooks::push))
+/// Every route the server serves, each added once through `Routes`.
+fn routes() -> Routes {
+    Routes::new()
+        .get("/badge/{file}", badge::badge)
+        .post("/hooks/{forge}/{project}", sources::hooks::hook)
+        .post("/api/v1/projects/{name}/push", sources::hooks::push)
         .merge(console::routes())
         .merge(uploads::routes())
         .merge(api::routes())
@@ -129,24 +72,44 @@ pub fn router(st: AppState) -> Router {
         .merge(artifacts::routes())
         .merge(services::retention::routes())
         .merge(tests_api::routes())
+}
+
+/// The route table (method, path) of the real router, for the access-matrix test.
+pub fn route_table() -> Vec<routes::Route> {
+    routes().table().to_vec()
+}
+
+/// The whole router.
+pub fn router(st: AppState) -> Router {
+    routes()
+        .into_router()
         .layer(axum::extract::DefaultBodyLimit::max(2 << 20))
+        .layer(axum::middleware::map_response(headers::add))
         .with_state(st)
 }
 
 /// Open the store, seed secrets and projects, start the services, and listen.
 pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result<RunningServer> {
-    std::fs::create_dir_all(&cfg.data).with_context(|| format!("failed to create the data folder {}", cfg.data.display()))?;
+    at_rest::private_data_folder(&cfg.data)?;
+    at_rest::private_database(&cfg.database_url())?;
     let store = Store::open(&cfg.database_url()).await?.with_log_dir(cfg.files_dir().join("logs"));
+    at_rest::seal_secrets(&cfg, &store).await?;
     let agent_token = match &cfg.agent_token {
         Some(t) => t.clone(),
-        None => kept_secret(&cfg.data.join("agent-token"))?.0,
+        None => at_rest::kept_secret(&cfg.data.join("agent-token"))?.0,
     };
+    // A token seeded by an earlier --admin-token stops working once the flag changes or goes.
+    let seeded = app::users::SEEDED_ADMIN_TOKEN;
+    let forgotten = store.forget_seeded_tokens(seeded, cfg.admin_token.as_deref()).await?;
+    if forgotten > 0 {
+        tracing::warn!("{forgotten} admin token(s) seeded by an earlier --admin-token no longer work (the flag changed or is gone)");
+    }
     if let Some(t) = &cfg.admin_token {
-        store.add_token(t, "admin", true, "seeded by --admin-token").await?;
+        store.add_token(t, "admin", true, seeded).await?;
     }
     let mut generated_admin_token = None;
     if store.count_tokens().await? == 0 {
-        let (t, _) = kept_secret(&cfg.data.join("admin-token"))?;
+        let (t, _) = at_rest::kept_secret(&cfg.data.join("admin-token"))?;
         store.add_token(&t, "admin", true, "generated at first start").await?;
         generated_admin_token = Some(t);
     }
@@ -156,11 +119,12 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
     let generated_admin_password = users::seed_first_admin(&store, cfg.admin_password.as_deref())
         .await
         .map_err(|e| anyhow::anyhow!("failed to create the first admin user: {e}"))?;
-    apply_config_projects(&store, &cfg).await?;
+    app::projects::apply_config(&store, &cfg).await?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen).await.with_context(|| format!("failed to listen on {}", cfg.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
     let (events, _) = tokio::sync::broadcast::channel(4096);
-    let mirrors = git::Mirrors::new(cfg.data.join("repos"));
+    let access = git::Access { allow_local: cfg.allow_local_repos, local_repos: cfg.local_repos.clone() };
+    let mirrors = git::Mirrors::new(cfg.data.join("repos"), access);
     // Agents keep running while the server is down: give them a lease's time to report back.
     let grace = store.extend_running_leases(cfg.lease_secs.max(2) as i64 * 1000).await?;
     if grace > 0 {
@@ -182,6 +146,7 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
         mirrors,
         timezone,
         stop: stop.clone(),
+        throttle: Default::default(),
     }));
     tokio::spawn(services::reaper::run(st.clone(), stop.clone()));
     tokio::spawn(services::replicas::run(st.clone(), stop.clone()));
@@ -212,7 +177,7 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
     let app = router(st.clone());
     let stop2 = stop.clone();
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { stop2.cancelled().await }).await {
+        if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(async move { stop2.cancelled().await }).await {
             tracing::error!("server stopped: {e}");
         }
         // The notifier drops its SMTP transport inside the runtime before the server is done.

@@ -90,6 +90,7 @@ async fn prepare(st: &AppState, project: &ProjectRow, build: &BuildRow, asked_at
     if let Some(reason) = skip_reason(&pipeline, build, &mirror, &commit).await {
         return Err(Unrun::Skipped(commit, reason));
     }
+    crate::caps::check_jobs(file, &pipeline, st.cfg.max_jobs_per_build).map_err(|e| err(&commit, e))?;
     let jobs = expand(&pipeline)
         .into_iter()
         .map(|pj| new_job(project, build, &commit, pj, None))
@@ -127,6 +128,7 @@ pub(crate) fn new_job(project: &ProjectRow, build: &BuildRow, commit: &str, pj: 
         package: package.map(str::to_string),
         artifacts: crate::artifacts::assignment(&pj.artifacts, pj.artifacts_when),
         has_needs: !pj.needs.is_empty(),
+        network: pj.network == kiln_core::pipeline::Network::On,
     };
     NewJob {
         key: pj.key,

@@ -26,6 +26,8 @@ pub struct Inner {
     pub mirrors: Mirrors,
     /// The time zone cron schedules are read in (None: UTC).
     pub timezone: Option<tzfile::ArcTz>,
+    /// Sign-in attempts per address and user name.
+    pub throttle: crate::throttle::SignInThrottle,
     /// Cancelled when the server stops (ends long-lived streams such as the console's events).
     pub stop: CancellationToken,
 }

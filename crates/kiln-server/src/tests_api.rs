@@ -1,6 +1,7 @@
 //! The agent protocol's test calls for sharded jobs: claim (list / wait / a batch / done),
 //! upload the listed ids, upload a JUnit report (also after plain steps), and finish a batch.
-//! Every call names its attempt; a stale attempt gets 409 and its batches go back.
+//! Every call names its attempt and comes from the agent holding it: a stale attempt gets 409
+//! (its batches go back), another agent's job 403.
 //!
 //! ```text
 //!  shard ─ claim ─► list? ── run list ─► POST list ──┐
@@ -10,12 +11,12 @@
 
 use crate::auth::AgentAuth;
 use crate::error::{AppError, AppResult};
+use crate::routes::Routes;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::routing::post;
-use axum::{Json, Router};
-use kiln_store::{TestClaim, TestGroup};
+use axum::Json;
+use kiln_store::{AgentAttempt, TestClaim, TestGroup};
 use kiln_wire::agent::{BatchDone, BatchDoneAck, ClaimTestsRequest, JobAssignment, ReportAck, TestBatch, TestListUpload};
 use serde::Deserialize;
 use std::time::Duration;
@@ -25,12 +26,12 @@ pub const JUNIT_LIMIT: usize = kiln_wire::agent::JUNIT_LIMIT;
 /// How long a claim waits, on the server, for another shard to finish listing.
 const LIST_WAIT: Duration = Duration::from_secs(3);
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/agent/jobs/{id}/tests/claim", post(claim))
-        .route("/api/v1/agent/jobs/{id}/tests/list", post(list))
-        .route("/api/v1/agent/jobs/{id}/tests/report", post(report).layer(DefaultBodyLimit::max(JUNIT_LIMIT)))
-        .route("/api/v1/agent/jobs/{id}/tests/done", post(done))
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/api/v1/agent/jobs/{id}/tests/claim", claim)
+        .post("/api/v1/agent/jobs/{id}/tests/list", list)
+        .with("POST", "/api/v1/agent/jobs/{id}/tests/report", axum::routing::post(report).layer(DefaultBodyLimit::max(JUNIT_LIMIT)))
+        .post("/api/v1/agent/jobs/{id}/tests/done", done)
 }
 
 /// The job's spec and its test queue.
@@ -46,14 +47,16 @@ async fn job_group(st: &AppState, job_id: i64) -> AppResult<(JobAssignment, Test
     Ok((spec, group))
 }
 
-async fn claim(State(st): State<AppState>, AgentAuth(_a): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<ClaimTestsRequest>) -> AppResult<Json<TestBatch>> {
+async fn claim(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<ClaimTestsRequest>) -> AppResult<Json<TestBatch>> {
+    let by = AgentAttempt { job_id, attempt: req.attempt, agent: &a.name };
+    st.store.check_held(by).await?;
     let (spec, group) = job_group(&st, job_id).await?;
     if spec.tests.is_none() {
         return Err(AppError::BadRequest(format!("job {job_id} has no `tests:` block")));
     }
     let deadline = tokio::time::Instant::now() + LIST_WAIT;
     loop {
-        let c = st.store.claim_tests(job_id, req.attempt, &group).await?;
+        let c = st.store.claim_tests(by, &group).await?;
         if c == TestClaim::Wait && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
@@ -62,20 +65,20 @@ async fn claim(State(st): State<AppState>, AgentAuth(_a): AgentAuth, Path(job_id
             TestClaim::List => TestBatch { list: true, ..Default::default() },
             TestClaim::Wait => TestBatch { wait: true, ..Default::default() },
             TestClaim::Error(e) => TestBatch { error: Some(e), ..Default::default() },
-            TestClaim::Batch { id, tests } => TestBatch { batch_id: Some(id), tests, ..Default::default() },
+            TestClaim::Batch { id, tests, plan } => TestBatch { batch_id: Some(id), tests, plan: Some(plan), ..Default::default() },
             TestClaim::Done { failed, flaky } => TestBatch { done: true, failed, flaky, ..Default::default() },
         }));
     }
 }
 
-async fn list(State(st): State<AppState>, AgentAuth(_a): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<TestListUpload>) -> AppResult<Json<serde_json::Value>> {
+async fn list(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<TestListUpload>) -> AppResult<Json<serde_json::Value>> {
     let (_, group) = job_group(&st, job_id).await?;
     let ids = match req.error {
         Some(e) => Err(e),
         None if req.ids.is_empty() => Err("the list command printed no test ids".to_string()),
         None => Ok(req.ids),
     };
-    st.store.upload_test_list(job_id, req.attempt, &group, ids, req.static_split).await?;
+    st.store.upload_test_list(AgentAttempt { job_id, attempt: req.attempt, agent: &a.name }, &group, ids, req.static_split, &req.changed_files).await?;
     Ok(Json(serde_json::json!({})))
 }
 
@@ -87,15 +90,19 @@ struct ReportAt {
     path: String,
 }
 
-async fn report(State(st): State<AppState>, AgentAuth(_a): AgentAuth, Path(job_id): Path<i64>, Query(at): Query<ReportAt>, body: Bytes) -> AppResult<Json<ReportAck>> {
+async fn report(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id): Path<i64>, Query(at): Query<ReportAt>, body: Bytes) -> AppResult<Json<ReportAck>> {
+    // Only the agent holding the job has its report read at all.
+    let by = AgentAttempt { job_id, attempt: at.attempt, agent: &a.name };
+    st.store.check_held(by).await?;
     let (_, group) = job_group(&st, job_id).await?;
     let cases = kiln_core::junit::parse(&at.path, &body).map_err(|e| AppError::BadRequest(format!("malformed JUnit report {e}")))?;
-    let cases = st.store.store_test_report(job_id, at.attempt, at.batch, &group.key, &at.path, &cases).await?;
+    crate::caps::check_report(&st.store, job_id, at.attempt, &at.path, cases.len()).await?;
+    let cases = st.store.store_test_report(by, at.batch, &group.key, &at.path, &cases).await?;
     Ok(Json(ReportAck { cases }))
 }
 
-async fn done(State(st): State<AppState>, AgentAuth(_a): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<BatchDone>) -> AppResult<Json<BatchDoneAck>> {
-    let s = st.store.finish_test_batch(job_id, req.attempt, req.batch_id, req.exit_code).await?;
+async fn done(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<BatchDone>) -> AppResult<Json<BatchDoneAck>> {
+    let s = st.store.finish_test_batch(AgentAttempt { job_id, attempt: req.attempt, agent: &a.name }, req.batch_id, req.exit_code).await?;
     if let Ok(j) = st.store.job(job_id).await {
         if let Ok(b) = st.store.build(j.build_id).await {
             st.emit("tests", b.id, Some(job_id), &b.project, "running");

@@ -32,6 +32,7 @@ pub async fn start_build(
     branch: Option<&str>,
     commit: Option<&str>,
     origin: Origin,
+    starter: crate::app::access::Starter,
 ) -> kiln_store::Result<BuildRow> {
     let asked_at = Instant::now();
     let b = st
@@ -45,6 +46,7 @@ pub async fn start_build(
             upstream_build: origin.upstream,
             before_commit: origin.before.filter(|b| !b.is_empty() && !b.bytes().all(|c| c == b'0')),
             changed_paths: origin.changed_paths,
+            with_secrets: crate::app::access::build_gets_secrets(project, starter),
         })
         .await?;
     st.emit("build", b.id, None, &project.name, "queued");
@@ -74,9 +76,8 @@ async fn cancel_superseded(st: &AppState, newer: &BuildRow) {
     let Ok(older) = st.store.unfinished_builds(newer.project_id, &newer.branch).await else { return };
     for b in older.into_iter().filter(|b| b.id < newer.id) {
         tracing::info!("build {} of {} superseded by build {}: cancelling it", b.id, b.project, newer.id);
-        if st.store.cancel(b.id, None).await.is_ok() {
-            st.wake_control();
-            st.emit("build", b.id, None, &b.project, "cancelled");
+        if let Err(e) = crate::app::builds::cancel_now(st, b.id, None).await {
+            tracing::warn!("failed to cancel superseded build {}: {e}", b.id);
         }
     }
 }

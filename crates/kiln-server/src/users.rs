@@ -1,10 +1,7 @@
 //! People: argon2 password hashes, the first admin made at first start, and
-//! the rules for names and passwords. Hashing runs off the async threads.
+//! the rules for names and passwords. Hashing runs on `hashpool`'s few threads.
 
 use crate::error::{AppError, AppResult};
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use argon2::Argon2;
 use kiln_store::{Store, UserRow};
 
 /// The name of the admin user made at first start.
@@ -13,21 +10,16 @@ pub const FIRST_ADMIN: &str = "admin";
 /// A PHC string (`$argon2id$v=19$…`) for `password`, with a fresh salt.
 pub async fn hash_password(password: &str) -> AppResult<String> {
     let pw = password.to_string();
-    tokio::task::spawn_blocking(move || Argon2::default().hash_password(pw.as_bytes()).map(|h| h.to_string()))
+    crate::hashpool::run(move || crate::hashpool::hash(pw.as_bytes()))
         .await
-        .map_err(|e| AppError::Internal(format!("password hashing task: {e}")))?
+        .map_err(|e| AppError::Internal(format!("password hashing: {e}")))?
         .map_err(|e| AppError::Internal(format!("failed to hash a password: {e}")))
 }
 
 /// Whether `password` matches `hash` (a PHC string). A malformed hash never matches.
 pub async fn verify_password(password: &str, hash: &str) -> bool {
     let (pw, hash) = (password.to_string(), hash.to_string());
-    tokio::task::spawn_blocking(move || match PasswordHash::new(&hash) {
-        Ok(h) => Argon2::default().verify_password(pw.as_bytes(), &h).is_ok(),
-        Err(_) => false,
-    })
-    .await
-    .unwrap_or(false)
+    crate::hashpool::run(move || crate::hashpool::verify(pw.as_bytes(), &hash)).await.unwrap_or(false)
 }
 
 /// A hash of a password nobody has, checked when the user does not exist so
@@ -40,7 +32,8 @@ async fn decoy_hash() -> String {
 /// The user if `name` and `password` match one.
 pub async fn authenticate(store: &Store, name: &str, password: &str) -> AppResult<Option<UserRow>> {
     match store.user(name).await? {
-        Some(u) => Ok(verify_password(password, &u.password_hash).await.then_some(u)),
+        // A disabled user's right password is refused like a wrong one.
+        Some(u) => Ok((verify_password(password, &u.password_hash).await && !u.disabled).then_some(u)),
         None => {
             verify_password(password, &decoy_hash().await).await;
             Ok(None)

@@ -1,4 +1,6 @@
-//! Agents: registration with a per-agent token, labels, heartbeats, drain.
+//! Agents: enrolment (with the server's secret or an admin's enrolment secret, whose
+//! limits the agent keeps), a per-agent token that survives restarts and can be rotated or
+//! revoked, labels, heartbeats, drain. A name online under another token is never taken over.
 
 use crate::rows::{json_map, to_json};
 use crate::{now_ms, Result, Store, StoreError};
@@ -15,6 +17,30 @@ pub struct AgentRow {
     pub heartbeat_secs: i64,
     pub draining: bool,
     pub last_seen: Option<i64>,
+    /// The enrolment secret it registered with (none: the server's own agent secret).
+    pub enrolment_id: Option<i64>,
+    /// Labels it must keep (`key=glob`), from its enrolment.
+    pub label_limit: BTreeMap<String, String>,
+    /// Projects (names or globs) whose jobs it may take; empty: any.
+    pub project_limit: Vec<String>,
+}
+
+/// What an agent says about itself when it registers.
+#[derive(Debug, Clone)]
+pub struct AgentSpec<'a> {
+    pub name: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+    pub concurrency: i64,
+    pub heartbeat_secs: i64,
+}
+
+/// What lets an agent enrol.
+#[derive(Debug, Clone, Copy)]
+pub enum EnrolWith<'a> {
+    /// The server's own agent secret (`--agent-token`): no limits.
+    ServerSecret,
+    /// An enrolment secret an admin created, by its hash.
+    Secret(&'a str),
 }
 
 impl AgentRow {
@@ -22,9 +48,27 @@ impl AgentRow {
     pub fn online(&self, now: i64) -> bool {
         self.last_seen.is_some_and(|t| now - t <= self.heartbeat_secs * 3000 + 2000)
     }
+
+    /// May it take jobs of this project (its enrolment's project limit)?
+    pub fn may_serve(&self, project: &str) -> bool {
+        self.project_limit.is_empty() || self.project_limit.iter().any(|p| kiln_core::labels::glob_match(p, project))
+    }
 }
 
-const COLS: &str = "id, name, labels, concurrency, status, heartbeat_secs, draining, last_seen";
+/// Refuse labels outside an enrolment's label limit, naming what is missing.
+fn check_label_limit(name: &str, limit: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> Result<()> {
+    let missing = kiln_core::labels::missing(limit, labels);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::Refused(format!(
+        "agent {name:?} was enrolled for labels {} only, and these labels do not match: {}",
+        limit.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "),
+        missing.join(", ")
+    )))
+}
+
+const COLS: &str = "id, name, labels, concurrency, status, heartbeat_secs, draining, last_seen, enrolment_id, label_limit, project_limit";
 
 fn from_row(r: &sqlx::any::AnyRow) -> Result<AgentRow> {
     let status: String = r.try_get("status")?;
@@ -37,35 +81,125 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<AgentRow> {
         heartbeat_secs: r.try_get("heartbeat_secs")?,
         draining: r.try_get::<i64, _>("draining")? != 0,
         last_seen: r.try_get("last_seen")?,
+        enrolment_id: r.try_get("enrolment_id")?,
+        label_limit: json_map(&r.try_get::<String, _>("label_limit")?)?,
+        project_limit: crate::rows::json_list(&r.try_get::<String, _>("project_limit")?)?,
     })
 }
 
 impl Store {
-    /// Register (or re-register) an agent by name with a fresh token.
-    pub async fn register_agent(
-        &self,
-        name: &str,
-        labels: &BTreeMap<String, String>,
-        concurrency: i64,
-        heartbeat_secs: i64,
-        token_hash: &str,
-    ) -> Result<AgentRow> {
+    /// Enrol an agent under a new token. The enrolment secret must be known, not revoked
+    /// and not used up (`Ok(None)` otherwise); the labels must match its label limit. A name
+    /// that is online under another token is refused (`Conflict`): its jobs stay where they
+    /// are. An offline name is taken over by the new token.
+    pub async fn enrol_agent(&self, with: EnrolWith<'_>, a: &AgentSpec<'_>, token_hash: &str) -> Result<Option<AgentRow>> {
         let _w = self.write_turn().await;
+        let mut tx = self.begin_write().await?;
+        let (enrolment_id, label_limit, project_limit) = match with {
+            EnrolWith::ServerSecret => (None, BTreeMap::new(), Vec::new()),
+            EnrolWith::Secret(hash) => {
+                let row = sqlx::query(
+                    "UPDATE enrolments SET used = used + 1, uses_left = CASE WHEN uses_left IS NULL THEN NULL ELSE uses_left - 1 END \
+                     WHERE secret_hash = $1 AND revoked_at IS NULL AND (uses_left IS NULL OR uses_left > 0) RETURNING id, labels, projects",
+                )
+                .bind(hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                let id: i64 = row.try_get("id")?;
+                (Some(id), json_map(&row.try_get::<String, _>("labels")?)?, crate::rows::json_list(&row.try_get::<String, _>("projects")?)?)
+            }
+        };
+        check_label_limit(a.name, &label_limit, a.labels)?;
         let now = now_ms();
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO agents (name, token_hash, labels, concurrency, heartbeat_secs, last_seen, created_at) VALUES ($1, $2, $3, $4, $5, $6, $6) \
+            "INSERT INTO agents (name, token_hash, labels, concurrency, heartbeat_secs, last_seen, created_at, enrolment_id, label_limit, project_limit) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9) \
              ON CONFLICT (name) DO UPDATE SET token_hash = excluded.token_hash, labels = excluded.labels, concurrency = excluded.concurrency, \
-             heartbeat_secs = excluded.heartbeat_secs, last_seen = excluded.last_seen, draining = 0, status = '{{}}' RETURNING {COLS}"
+             heartbeat_secs = excluded.heartbeat_secs, last_seen = excluded.last_seen, draining = 0, status = '{{}}', \
+             enrolment_id = excluded.enrolment_id, label_limit = excluded.label_limit, project_limit = excluded.project_limit \
+             WHERE agents.last_seen IS NULL OR agents.last_seen < $6 - agents.heartbeat_secs * 3000 - 2000 RETURNING {COLS}"
         )))
-        .bind(name)
+        .bind(a.name)
         .bind(token_hash)
-        .bind(to_json(labels))
-        .bind(concurrency)
-        .bind(heartbeat_secs)
+        .bind(to_json(a.labels))
+        .bind(a.concurrency)
+        .bind(a.heartbeat_secs)
         .bind(now)
-        .fetch_one(self.pool())
+        .bind(enrolment_id)
+        .bind(to_json(&label_limit))
+        .bind(to_json(&project_limit))
+        .fetch_optional(&mut *tx)
         .await?;
-        from_row(&row)
+        let Some(row) = row else {
+            return Err(StoreError::Conflict(format!(
+                "agent name {:?} is online under another token: give this agent another --name, or revoke the other one with `kiln enrol revoke-agent {}`",
+                a.name, a.name
+            )));
+        };
+        tx.commit().await?;
+        from_row(&row).map(Some)
+    }
+
+    /// An enrolled agent registers again with its own token (it restarted): same name, labels
+    /// still within its enrolment's limit. `Ok(None)` when no agent has that token.
+    pub async fn reregister_agent(&self, token_hash: &str, a: &AgentSpec<'_>) -> Result<Option<AgentRow>> {
+        let Some(cur) = self.agent_by_token(token_hash).await? else { return Ok(None) };
+        if cur.name != a.name {
+            return Err(StoreError::Conflict(format!(
+                "this agent token belongs to agent {:?}, not {:?}: run it as --name {:?}, or delete the saved token to enrol a new agent",
+                cur.name, a.name, cur.name
+            )));
+        }
+        check_label_limit(a.name, &cur.label_limit, a.labels)?;
+        let _w = self.write_turn().await;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE agents SET labels = $1, concurrency = $2, heartbeat_secs = $3, last_seen = $4, draining = 0, status = '{{}}' \
+             WHERE id = $5 AND token_hash = $6 RETURNING {COLS}"
+        )))
+        .bind(to_json(a.labels))
+        .bind(a.concurrency)
+        .bind(a.heartbeat_secs)
+        .bind(now_ms())
+        .bind(cur.id)
+        .bind(token_hash)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Replace an agent's token: the old one stops working at once.
+    pub async fn rotate_agent_token(&self, id: i64, old_hash: &str, new_hash: &str) -> Result<()> {
+        let _w = self.write_turn().await;
+        let n = sqlx::query("UPDATE agents SET token_hash = $1 WHERE id = $2 AND token_hash = $3")
+            .bind(new_hash)
+            .bind(id)
+            .bind(old_hash)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::Conflict(format!("agent {id}'s token changed meanwhile; register again")));
+        }
+        Ok(())
+    }
+
+    /// Revoke an agent: its token stops working and it counts as offline, so it can come
+    /// back only by enrolling again with a valid enrolment secret. Its running jobs are
+    /// taken back (returned).
+    pub async fn revoke_agent(&self, name: &str) -> Result<Vec<crate::LeaseExpiry>> {
+        {
+            let _w = self.write_turn().await;
+            let n = sqlx::query("UPDATE agents SET token_hash = 'revoked', last_seen = NULL WHERE name = $1")
+                .bind(name)
+                .execute(self.pool())
+                .await?
+                .rows_affected();
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("agent {name:?}")));
+            }
+        }
+        self.requeue_agent_jobs(name, "its agent was revoked").await
     }
 
     pub async fn agent_by_token(&self, token_hash: &str) -> Result<Option<AgentRow>> {

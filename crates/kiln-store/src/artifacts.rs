@@ -2,7 +2,7 @@
 //! sent it). The bytes live in files (`FILES/artifacts/<job>/<name>`, written by
 //! the server's `artifacts.rs`); a row is added only once its file is complete.
 
-use crate::{now_ms, Result, Store, StoreError};
+use crate::{now_ms, AgentAttempt, Result, Store};
 use sqlx::Row;
 
 #[derive(Debug, Clone)]
@@ -35,17 +35,15 @@ fn row(r: &sqlx::any::AnyRow) -> Result<ArtifactRow> {
 }
 
 impl Store {
-    /// Record a complete artifact from the job's current, running attempt
-    /// (fenced like log chunks); a file of the same name is replaced.
-    pub async fn record_artifact(&self, job_id: i64, attempt: i64, name: &str, size: u64, sha256: &str) -> Result<()> {
+    /// Record a complete artifact from the job's current, running attempt, sent by
+    /// the agent holding it (fenced like log chunks: `StoreError::NotHolder` for
+    /// another agent, `Stale` for an old attempt); a file of the same name is replaced.
+    pub async fn record_artifact(&self, by: AgentAttempt<'_>, name: &str, size: u64, sha256: &str) -> Result<()> {
+        let AgentAttempt { job_id, attempt, .. } = by;
         let _w = self.write_turn().await;
         let mut tx = self.begin_write().await?;
-        let cur = sqlx::query("SELECT build_id, attempt, status FROM jobs WHERE id = $1").bind(job_id).fetch_optional(&mut *tx).await?;
-        let Some(cur) = cur else { return Err(StoreError::NotFound(format!("job {job_id}"))) };
-        if cur.try_get::<i64, _>("attempt")? != attempt || cur.try_get::<String, _>("status")? != "running" {
-            return Err(StoreError::Stale { job_id, attempt });
-        }
-        let build_id: i64 = cur.try_get("build_id")?;
+        // Only the agent holding the job's current, running attempt records its files.
+        let build_id = crate::queue::held_by(&mut tx, by).await?;
         sqlx::query("DELETE FROM artifacts WHERE job_id = $1 AND name = $2").bind(job_id).bind(name).execute(&mut *tx).await?;
         sqlx::query("INSERT INTO artifacts (build_id, job_id, attempt, name, size, sha256, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(build_id)

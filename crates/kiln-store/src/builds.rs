@@ -23,6 +23,8 @@ pub struct BuildRow {
     pub changed_paths: Option<Vec<String>>,
     pub error: Option<String>,
     pub materialized: bool,
+    /// Steps get the project's secrets (decided when the build was started: see the server's `app::access`).
+    pub with_secrets: bool,
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
@@ -39,10 +41,12 @@ pub struct NewBuild {
     pub upstream_build: Option<i64>,
     pub before_commit: Option<String>,
     pub changed_paths: Option<Vec<String>>,
+    /// Steps get the project's secrets.
+    pub with_secrets: bool,
 }
 
 pub(crate) const COLS: &str = "b.id, b.project_id, p.name AS project, b.status, b.branch, b.commit_sha, b.requested_commit, b.message, b.author, \
-b.trigger_kind, b.triggered_by, b.upstream_build, b.before_commit, b.changed_paths, b.error, b.materialized, b.created_at, b.started_at, b.finished_at";
+b.trigger_kind, b.triggered_by, b.upstream_build, b.before_commit, b.changed_paths, b.error, b.materialized, b.with_secrets, b.created_at, b.started_at, b.finished_at";
 
 pub(crate) fn from_row(r: &sqlx::any::AnyRow) -> Result<BuildRow> {
     Ok(BuildRow {
@@ -62,6 +66,7 @@ pub(crate) fn from_row(r: &sqlx::any::AnyRow) -> Result<BuildRow> {
         changed_paths: r.try_get::<Option<String>, _>("changed_paths")?.map(|t| crate::rows::json_list(&t)).transpose()?,
         error: r.try_get("error")?,
         materialized: r.try_get::<i64, _>("materialized")? != 0,
+        with_secrets: r.try_get::<i64, _>("with_secrets")? != 0,
         created_at: r.try_get("created_at")?,
         started_at: r.try_get("started_at")?,
         finished_at: r.try_get("finished_at")?,
@@ -82,8 +87,8 @@ impl Store {
         let id: i64 = {
             let _w = self.write_turn().await;
             sqlx::query_scalar(
-                "INSERT INTO builds (project_id, status, branch, requested_commit, trigger_kind, triggered_by, upstream_build, before_commit, changed_paths, created_at) \
-                 VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                "INSERT INTO builds (project_id, status, branch, requested_commit, trigger_kind, triggered_by, upstream_build, before_commit, changed_paths, created_at, with_secrets) \
+                 VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
             )
             .bind(nb.project_id)
             .bind(&nb.branch)
@@ -94,6 +99,7 @@ impl Store {
             .bind(&nb.before_commit)
             .bind(nb.changed_paths.as_ref().map(crate::rows::to_json))
             .bind(now_ms())
+            .bind(nb.with_secrets as i64)
             .fetch_one(self.pool())
             .await?
         };

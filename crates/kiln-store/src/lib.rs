@@ -14,16 +14,25 @@
 mod agents;
 mod artifacts;
 mod builds;
+mod enrolments;
+#[cfg(test)]
+mod identity_tests;
+mod deliveries;
 mod error;
 mod logfiles;
+mod idle;
 mod logs;
+mod members;
 mod migrate;
 mod notify;
 mod pages;
 mod projects;
 mod queue;
 mod retention;
+mod reportcounts;
+mod retries;
 mod rows;
+mod sealed;
 mod testqueue;
 mod testresults;
 mod testview;
@@ -31,8 +40,9 @@ mod tokens;
 mod uploads;
 mod users;
 
-pub use agents::AgentRow;
+pub use agents::{AgentRow, AgentSpec, EnrolWith};
 pub use artifacts::ArtifactRow;
+pub use enrolments::EnrolmentRow;
 pub use builds::{BuildFilter, BuildRow, NewBuild};
 pub use error::StoreError;
 pub use logfiles::{dir_size, LogFiles, LogMatch, LogReader, SearchResult};
@@ -40,7 +50,8 @@ pub use logs::{AppendOutcome, AttemptRow, LogRead};
 pub use notify::{DeliveryOutcome, NewNotification, NotificationRow, Unnotified};
 pub use projects::ProjectRow;
 pub use retention::DiskUse;
-pub use queue::{Claimed, FinishOutcome, JobRow, LeaseExpiry, NewJob};
+pub use sealed::{is_sealed, SecretKey};
+pub use queue::{AgentAttempt, Claimed, FinishOutcome, JobRow, LeaseExpiry, NewJob};
 pub use testqueue::{BatchSummary, TestClaim, TestGroup};
 pub use testresults::{TestResultRow, TestStatsRow};
 pub use testview::{TestOverview, TestViewLimits};
@@ -75,6 +86,8 @@ pub struct Store {
     writer: Arc<tokio::sync::Mutex<()>>,
     /// Where log bytes live (`logfiles.rs`).
     logs: LogFiles,
+    /// The key that seals project secrets (set once at start; see `use_secret_key`).
+    secret_key: Arc<std::sync::OnceLock<SecretKey>>,
 }
 
 /// Milliseconds since the Unix epoch: the store's only time format.
@@ -122,6 +135,8 @@ impl Store {
                         // 1 MiB of page cache per connection (SQLite's default is 2 MiB): the OS caches the file too.
                         conn.execute("PRAGMA cache_size=-1024").await?;
                         conn.execute("PRAGMA foreign_keys=ON").await?;
+                        // Deleted and overwritten content is zeroed, not left in free space.
+                        conn.execute("PRAGMA secure_delete=ON").await?;
                     }
                     Ok(())
                 })
@@ -134,7 +149,7 @@ impl Store {
             Backend::Sqlite => std::path::Path::new(url.trim_start_matches("sqlite:").split('?').next().unwrap_or("")).parent().map_or_else(|| "logs".into(), |d| d.join("logs")),
             Backend::Postgres => std::path::PathBuf::from("logs"),
         });
-        let store = Store { pool, backend, url: url.clone(), writer: Arc::new(tokio::sync::Mutex::new(())), logs };
+        let store = Store { pool, backend, url: url.clone(), writer: Arc::new(tokio::sync::Mutex::new(())), logs, secret_key: Default::default() };
         migrate::run(&store).await?;
         Ok(store)
     }

@@ -2,7 +2,7 @@
 //! neither loses nor duplicates a line and two attempts never mix. The bytes
 //! live in files (`logfiles.rs`); the database keeps each attempt's length.
 
-use crate::{LogFiles, Result, Store, StoreError};
+use crate::{AgentAttempt, LogFiles, Result, Store, StoreError};
 use sqlx::Row;
 
 #[derive(Debug, Clone)]
@@ -69,21 +69,27 @@ impl Store {
     /// The one way log bytes enter the store. Append `data`, which starts at
     /// byte `offset` of the attempt's log: bytes the server already holds are
     /// skipped; a chunk that would leave a gap is refused with the length the
-    /// server holds. Only the current attempt of a running job may add bytes.
+    /// server holds. Only the agent that ran the attempt learns its length, and
+    /// only while it holds the job may it add bytes.
     /// The bytes go to the log files (`logfiles.rs`); the attempt's row keeps
     /// the accepted length, updated last, inside the transaction that holds the
     /// row (so appends to one attempt take turns, across servers too).
-    pub async fn append_log(&self, job_id: i64, attempt: i64, offset: u64, data: &[u8]) -> Result<AppendOutcome> {
+    pub async fn append_log(&self, by: AgentAttempt<'_>, offset: u64, data: &[u8]) -> Result<AppendOutcome> {
+        let AgentAttempt { job_id, attempt, agent } = by;
         let _w = self.write_turn().await;
         let mut tx = self.begin_write().await?;
         // Hold the attempt's row (PostgreSQL: a row lock; SQLite: the write lock already does).
         sqlx::query("UPDATE attempts SET log_len = log_len WHERE job_id = $1 AND attempt = $2").bind(job_id).bind(attempt).execute(&mut *tx).await?;
-        let len: Option<i64> = sqlx::query_scalar("SELECT log_len FROM attempts WHERE job_id = $1 AND attempt = $2")
+        let len: Option<i64> = sqlx::query_scalar("SELECT log_len FROM attempts WHERE job_id = $1 AND attempt = $2 AND agent_name = $3")
             .bind(job_id)
             .bind(attempt)
+            .bind(agent)
             .fetch_optional(&mut *tx)
             .await?;
-        let Some(len) = len else { return Err(StoreError::Stale { job_id, attempt }) };
+        let Some(len) = len else {
+            crate::queue::held_by(&mut tx, by).await?;
+            return Err(StoreError::Stale { job_id, attempt });
+        };
         let len = len as u64;
         let end = offset + data.len() as u64;
         if end <= len {
@@ -92,10 +98,7 @@ impl Store {
         if offset > len {
             return Err(StoreError::Gap { expected: len, got: offset });
         }
-        let current = sqlx::query("SELECT attempt, status FROM jobs WHERE id = $1").bind(job_id).fetch_one(&mut *tx).await?;
-        if current.try_get::<i64, _>("attempt")? != attempt || current.try_get::<String, _>("status")? != "running" {
-            return Err(StoreError::Stale { job_id, attempt });
-        }
+        crate::queue::held_by(&mut tx, by).await?;
         let fresh = data[(len - offset) as usize..].to_vec();
         let files = self.logs.clone();
         tokio::task::spawn_blocking(move || files.append(job_id, attempt, len, &fresh))

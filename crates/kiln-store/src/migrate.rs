@@ -8,7 +8,10 @@ const SQLITE: &[(i64, &str)] = &[
     (3, include_str!("../migrations/sqlite/0003_tests.sql")),
     (4, include_str!("../migrations/sqlite/0004_console.sql")),
     (5, include_str!("../migrations/sqlite/0005_sources.sql")),
-    (6, include_str!("../migrations/sqlite/0006_artifacts.sql")),
+    (10, include_str!("../migrations/sqlite/0010_access.sql")),
+    (6, include_str!("../migrations/sqlite/0006_agent_identity.sql")),
+    (7, include_str!("../migrations/sqlite/0007_suites.sql")),
+    (8, include_str!("../migrations/sqlite/0008_artifacts.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -16,7 +19,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (3, include_str!("../migrations/postgres/0003_tests.sql")),
     (4, include_str!("../migrations/postgres/0004_console.sql")),
     (5, include_str!("../migrations/postgres/0005_sources.sql")),
-    (6, include_str!("../migrations/postgres/0006_artifacts.sql")),
+    (10, include_str!("../migrations/postgres/0010_access.sql")),
+    (6, include_str!("../migrations/postgres/0006_agent_identity.sql")),
+    (7, include_str!("../migrations/postgres/0007_suites.sql")),
+    (8, include_str!("../migrations/postgres/0008_artifacts.sql")),
 ];
 
 /// Apply every migration newer than the database's recorded version.

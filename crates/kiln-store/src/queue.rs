@@ -6,7 +6,7 @@
 //! belongs to, and only the job's current attempt of a running job may write.
 
 use crate::rows::{json_list, json_map, to_json};
-use crate::{now_ms, Result, Store, StoreError};
+use crate::{now_ms, AgentRow, Result, Store, StoreError};
 use kiln_core::state::{derive_build_status, resolve_dependents, JobStatus};
 use sqlx::{Any, Row, Transaction};
 use std::collections::BTreeMap;
@@ -139,6 +139,44 @@ async fn lock_job(tx: &mut Transaction<'_, Any>, job_id: i64) -> Result<()> {
     Ok(())
 }
 
+/// Who writes about a job: the agent, and the attempt it says it runs. Every agent write
+/// in the store takes one, so none can be made without naming the agent.
+#[derive(Debug, Clone, Copy)]
+pub struct AgentAttempt<'a> {
+    pub job_id: i64,
+    pub attempt: i64,
+    pub agent: &'a str,
+}
+
+/// The build of job `job_id` when `agent` holds it in its current, running `attempt`.
+/// Every write from an agent passes here (or repeats this `WHERE`): anything else is refused,
+/// with 403 (`NotHolder`) when another agent holds that attempt and 409 (`Stale`) otherwise.
+pub(crate) async fn held_by(conn: &mut sqlx::AnyConnection, by: AgentAttempt<'_>) -> Result<i64> {
+    let AgentAttempt { job_id, attempt, agent } = by;
+    let build: Option<i64> = sqlx::query_scalar("SELECT build_id FROM jobs WHERE id = $1 AND attempt = $2 AND status = 'running' AND agent_name = $3")
+        .bind(job_id)
+        .bind(attempt)
+        .bind(agent)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match build {
+        Some(b) => Ok(b),
+        None => Err(why_not_held(conn, job_id, attempt, agent).await?),
+    }
+}
+
+/// Why `agent` may not write attempt `attempt` of job `job_id`: not found, another agent's, or stale.
+async fn why_not_held(conn: &mut sqlx::AnyConnection, job_id: i64, attempt: i64, agent: &str) -> Result<StoreError> {
+    let row = sqlx::query("SELECT attempt, agent_name FROM jobs WHERE id = $1").bind(job_id).fetch_optional(&mut *conn).await?;
+    let Some(row) = row else { return Ok(StoreError::NotFound(format!("job {job_id}"))) };
+    let holder: Option<String> = row.try_get("agent_name")?;
+    Ok(if row.try_get::<i64, _>("attempt")? == attempt && holder.as_deref() != Some(agent) {
+        StoreError::NotHolder { job_id, agent: agent.to_string() }
+    } else {
+        StoreError::Stale { job_id, attempt }
+    })
+}
+
 /// Ready or skip dependents until nothing changes, then store the build's derived status.
 /// Returns (status, became_final, readied_any).
 async fn settle_build(tx: &mut Transaction<'_, Any>, build_id: i64) -> Result<(String, bool, bool)> {
@@ -245,21 +283,25 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
-    /// Claim the oldest ready job this agent's labels satisfy. The claim takes
-    /// a new attempt number and a lease that heartbeats must renew.
-    pub async fn claim(&self, agent: &str, labels: &BTreeMap<String, String>, lease_ms: i64) -> Result<Option<Claimed>> {
+    /// Claim the oldest ready job this agent's labels satisfy, of a project it may serve
+    /// (its enrolment's project limit). The claim takes a new attempt number and a lease
+    /// that heartbeats must renew.
+    pub async fn claim(&self, agent: &AgentRow, lease_ms: i64) -> Result<Option<Claimed>> {
         // Read the queue a page at a time, oldest first: the first page usually
         // has a job this agent can run, however deep the queue is.
         let mut after = 0i64;
         for _page in 0..CLAIM_PAGES {
-            let candidates = sqlx::query("SELECT id, requires FROM jobs WHERE status = 'queued' AND ready = 1 AND id > $1 ORDER BY id LIMIT $2")
+            let candidates = sqlx::query(
+                "SELECT j.id, j.requires, p.name AS project FROM jobs j JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id \
+                 WHERE j.status = 'queued' AND j.ready = 1 AND j.id > $1 ORDER BY j.id LIMIT $2",
+            )
                 .bind(after)
                 .bind(CLAIM_PAGE)
                 .fetch_all(self.pool())
                 .await?;
             let Some(last) = candidates.last() else { break };
             after = last.try_get("id")?;
-            if let Some(claimed) = self.claim_first(agent, labels, lease_ms, &candidates).await? {
+            if let Some(claimed) = self.claim_first(agent, lease_ms, &candidates).await? {
                 return Ok(Some(claimed));
             }
         }
@@ -267,10 +309,11 @@ impl Store {
     }
 
     /// Try the candidates in order; the first one this agent may run and can take wins.
-    async fn claim_first(&self, agent: &str, labels: &BTreeMap<String, String>, lease_ms: i64, candidates: &[sqlx::any::AnyRow]) -> Result<Option<Claimed>> {
+    async fn claim_first(&self, a: &AgentRow, lease_ms: i64, candidates: &[sqlx::any::AnyRow]) -> Result<Option<Claimed>> {
+        let agent = a.name.as_str();
         for c in candidates {
             let requires = json_map(&c.try_get::<String, _>("requires")?)?;
-            if !kiln_core::labels::matches(&requires, labels) {
+            if !kiln_core::labels::matches(&requires, &a.labels) || !a.may_serve(&c.try_get::<String, _>("project")?) {
                 continue;
             }
             let id: i64 = c.try_get("id")?;
@@ -378,32 +421,29 @@ impl Store {
         Ok(out)
     }
 
-    /// Check that `attempt` is the current attempt of a running job.
-    pub async fn check_current(&self, job_id: i64, attempt: i64) -> Result<JobRow> {
-        let job = self.job(job_id).await?;
-        if job.attempt != attempt || job.status != "running" {
-            return Err(StoreError::Stale { job_id, attempt });
-        }
-        Ok(job)
+    /// Check that `agent` holds job `job_id` in its current, running `attempt`.
+    pub async fn check_held(&self, by: AgentAttempt<'_>) -> Result<()> {
+        let mut conn = self.pool().acquire().await?;
+        held_by(&mut conn, by).await.map(|_| ())
     }
 
-    /// Finish the current attempt of a job. A repeat of a finish already
-    /// recorded answers as before; any other write from a stale attempt is refused.
-    pub async fn finish_job(&self, job_id: i64, attempt: i64, status: JobStatus, exit_code: Option<i64>, reason: Option<&str>) -> Result<FinishOutcome> {
+    /// Finish the current attempt of a job, from the agent that holds it, once the server
+    /// holds `log_len` bytes of its log. A repeat of a finish already recorded answers as
+    /// before; any other write from a stale attempt or another agent is refused.
+    pub async fn finish_job(&self, by: AgentAttempt<'_>, log_len: u64, status: JobStatus, exit_code: Option<i64>, reason: Option<&str>) -> Result<FinishOutcome> {
+        let AgentAttempt { job_id, attempt, agent } = by;
         let _w = self.write_turn().await;
         let mut tx = self.begin_write().await?;
         lock_job(&mut tx, job_id).await?;
-        let row = sqlx::query("SELECT build_id, status, attempt FROM jobs WHERE id = $1")
+        let row = sqlx::query("SELECT build_id, status FROM jobs WHERE id = $1 AND attempt = $2 AND agent_name = $3")
             .bind(job_id)
+            .bind(attempt)
+            .bind(agent)
             .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))?;
+            .await?;
+        let Some(row) = row else { return Err(why_not_held(&mut tx, job_id, attempt, agent).await?) };
         let build_id: i64 = row.try_get("build_id")?;
         let cur_status: String = row.try_get("status")?;
-        let cur_attempt: i64 = row.try_get("attempt")?;
-        if cur_attempt != attempt {
-            return Err(StoreError::Stale { job_id, attempt });
-        }
         if cur_status != "running" {
             if cur_status == status.as_str() || cur_status == "cancelled" {
                 let b: String = sqlx::query_scalar("SELECT status FROM builds WHERE id = $1").bind(build_id).fetch_one(&mut *tx).await?;
@@ -411,17 +451,32 @@ impl Store {
             }
             return Err(StoreError::Stale { job_id, attempt });
         }
+        let held: i64 = sqlx::query_scalar("SELECT log_len FROM attempts WHERE job_id = $1 AND attempt = $2")
+            .bind(job_id)
+            .bind(attempt)
+            .fetch_one(&mut *tx)
+            .await?;
+        if (held as u64) < log_len {
+            return Err(StoreError::Conflict(format!("job {job_id} log incomplete: server holds {held} of {log_len} bytes; send the rest first")));
+        }
         let now = now_ms();
-        sqlx::query(
-            "UPDATE jobs SET status = $1, exit_code = $2, reason = $3, finished_at = $4, lease_until = NULL WHERE id = $5",
+        let n = sqlx::query(
+            "UPDATE jobs SET status = $1, exit_code = $2, reason = $3, finished_at = $4, lease_until = NULL \
+             WHERE id = $5 AND attempt = $6 AND agent_name = $7 AND status = 'running'",
         )
         .bind(status.as_str())
         .bind(exit_code)
         .bind(reason)
         .bind(now)
         .bind(job_id)
+        .bind(attempt)
+        .bind(agent)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if n != 1 {
+            return Err(StoreError::Stale { job_id, attempt });
+        }
         sqlx::query("UPDATE attempts SET status = $1, reason = $2, finished_at = $3 WHERE job_id = $4 AND attempt = $5")
             .bind(status.as_str())
             .bind(reason)
@@ -430,6 +485,7 @@ impl Store {
             .bind(attempt)
             .execute(&mut *tx)
             .await?;
+        crate::testqueue::report_unrun(&mut tx, build_id).await?;
         let (build_status, build_finished, readied) = settle_build(&mut tx, build_id).await?;
         tx.commit().await?;
         Ok(FinishOutcome { build_id, build_status, build_finished, readied, repeated: false })
@@ -445,7 +501,7 @@ impl Store {
             .await?;
         let mut out = Vec::new();
         for id in ids {
-            if let Some(e) = self.take_back(id, None, "its agent stopped answering (lease expired)").await? {
+            if let Some(e) = self.take_back(id, None, None, "its agent stopped answering (lease expired)").await? {
                 out.push(e);
             }
         }
@@ -456,19 +512,22 @@ impl Store {
     pub async fn requeue_agent_jobs(&self, agent: &str, why: &str) -> Result<Vec<LeaseExpiry>> {
         let mut out = Vec::new();
         for job in self.running_jobs_of_agent(agent).await? {
-            if let Some(e) = self.take_back(job.id, Some(job.attempt), why).await? {
+            if let Some(e) = self.take_back(job.id, Some(job.attempt), Some(agent), why).await? {
                 out.push(e);
             }
         }
         Ok(out)
     }
 
-    /// An agent hands a job back (it is shutting down): queue it again at once.
-    pub async fn release_job(&self, job_id: i64, attempt: i64) -> Result<Option<LeaseExpiry>> {
-        self.take_back(job_id, Some(attempt), "its agent handed it back").await
+    /// The agent holding a job hands it back (it is shutting down): queue it again at once.
+    /// Refused when `agent` does not hold that attempt.
+    pub async fn release_job(&self, by: AgentAttempt<'_>) -> Result<Option<LeaseExpiry>> {
+        self.check_held(by).await?;
+        self.take_back(by.job_id, Some(by.attempt), Some(by.agent), "its agent handed it back").await
     }
 
-    async fn take_back(&self, job_id: i64, attempt: Option<i64>, why: &str) -> Result<Option<LeaseExpiry>> {
+    /// Take a running job back, when it is still at `attempt` and held by `agent` (when given).
+    async fn take_back(&self, job_id: i64, attempt: Option<i64>, holder: Option<&str>, why: &str) -> Result<Option<LeaseExpiry>> {
         let _w = self.write_turn().await;
         let mut tx = self.begin_write().await?;
         lock_job(&mut tx, job_id).await?;
@@ -478,12 +537,12 @@ impl Store {
             .await?;
         let status: String = row.try_get("status")?;
         let cur: i64 = row.try_get("attempt")?;
-        if status != "running" || attempt.is_some_and(|a| a != cur) {
+        let agent: String = row.try_get::<Option<String>, _>("agent_name")?.unwrap_or_default();
+        if status != "running" || attempt.is_some_and(|a| a != cur) || holder.is_some_and(|h| h != agent) {
             return Ok(None);
         }
         let build_id: i64 = row.try_get("build_id")?;
         let max: i64 = row.try_get("max_attempts")?;
-        let agent: String = row.try_get::<Option<String>, _>("agent_name")?.unwrap_or_default();
         let cancelled = row.try_get::<i64, _>("cancel_requested")? != 0;
         let now = now_ms();
         let requeue = cur < max && !cancelled;
@@ -516,6 +575,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        crate::testqueue::report_unrun(&mut tx, build_id).await?;
         settle_build(&mut tx, build_id).await?;
         tx.commit().await?;
         Ok(Some(LeaseExpiry { job_id, build_id, attempt: cur, agent, requeued: requeue }))

@@ -1,7 +1,7 @@
 //! The test queue of a sharded job: one per build and job group (the job key without its
 //! shard suffix). The first shard to claim runs the list command and uploads the ids; then
-//! every shard claims batches (longest-known first, sized by `kiln_core::shards`) until the
-//! queue is empty. Batches belong to one (job, attempt): a batch of an attempt that lost its
+//! every shard claims batches (tests that failed last time or sit in files the commit changed
+//! first, then longest-known first; sized by `kiln_core::batchplan`) until the queue is empty. Batches belong to one (job, attempt): a batch of an attempt that lost its
 //! job goes back to the queue, and its partial results are dropped.
 //!
 //! ```text
@@ -10,9 +10,11 @@
 //!           └─ list failed ─► failed            └──── stale attempt ─┘
 //! ```
 
+use crate::queue::{held_by, AgentAttempt};
 use crate::{now_ms, Result, Store, StoreError};
 use kiln_core::junit::Outcome;
-use kiln_core::testrun::{item_outcome, next_batch, no_result_message, resolve_try, static_assignment};
+use kiln_core::batchplan::{median, plan, plan_static, Claim, InFlight};
+use kiln_core::testrun::{item_outcome, no_result_message, resolve_try, static_assignment};
 use sqlx::{Any, Row, Transaction};
 use std::collections::{HashMap, HashSet};
 
@@ -34,7 +36,8 @@ pub enum TestClaim {
     Wait,
     /// Listing failed: the shard ends errored with this reason.
     Error(String),
-    Batch { id: i64, tests: Vec<String> },
+    /// A batch, and why it has its size (for the job log).
+    Batch { id: i64, tests: Vec<String>, plan: String },
     /// Nothing left for this shard; the tests it ran last that failed, and the flaky ones.
     Done { failed: Vec<String>, flaky: Vec<String> },
 }
@@ -47,23 +50,79 @@ pub struct BatchSummary {
     pub retried: u32,
 }
 
-/// Refuse anything from an attempt that is not the running one of its job.
-pub(crate) async fn check_attempt(tx: &mut Transaction<'_, Any>, job_id: i64, attempt: i64) -> Result<i64> {
-    let row = sqlx::query("SELECT build_id, status, attempt FROM jobs WHERE id = $1")
-        .bind(job_id)
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))?;
-    let status: String = row.try_get("status")?;
-    if status != "running" || row.try_get::<i64, _>("attempt")? != attempt {
-        return Err(StoreError::Stale { job_id, attempt });
+/// A job of a build ended: for each test group none of whose shards is queued or running any
+/// more, the tests no one ran (pending, or in a batch of an attempt that ended) are recorded
+/// `errored` — "not run", with the reason the last shard ended — so that the build ends with
+/// every listed test run or reported.
+pub(crate) async fn report_unrun(tx: &mut Transaction<'_, Any>, build_id: i64) -> Result<()> {
+    let groups: Vec<String> = sqlx::query_scalar("SELECT group_key FROM test_groups WHERE build_id = $1 AND state = 'ready'")
+        .bind(build_id)
+        .fetch_all(&mut **tx)
+        .await?;
+    if groups.is_empty() {
+        return Ok(());
     }
-    Ok(row.try_get("build_id")?)
+    let jobs = sqlx::query("SELECT job_key, status, reason FROM jobs WHERE build_id = $1 ORDER BY finished_at")
+        .bind(build_id)
+        .fetch_all(&mut **tx)
+        .await?;
+    for g in groups {
+        let mut alive = false;
+        let mut last_reason = None;
+        for j in &jobs {
+            let key: String = j.try_get("job_key")?;
+            if key != g && kiln_core::testrun::group_key(&key, 2) != g {
+                continue;
+            }
+            let status: String = j.try_get("status")?;
+            alive |= status == "queued" || status == "running";
+            last_reason = j.try_get::<Option<String>, _>("reason")?.or(last_reason);
+        }
+        if alive {
+            continue;
+        }
+        return_stale_batches(tx, build_id, &g).await?;
+        let unrun = sqlx::query("SELECT id, test_key, try_number FROM test_items WHERE build_id = $1 AND group_key = $2 AND state = 'pending' ORDER BY seq, id")
+            .bind(build_id)
+            .bind(&g)
+            .fetch_all(&mut **tx)
+            .await?;
+        let why = not_run_message(last_reason.as_deref());
+        for it in unrun {
+            let (item_id, key, try_number): (i64, String, i64) = (it.try_get("id")?, it.try_get("test_key")?, it.try_get("try_number")?);
+            sqlx::query("UPDATE test_items SET state = 'done', outcome = 'errored' WHERE id = $1").bind(item_id).execute(&mut **tx).await?;
+            // Results belong to a job: the shard job that lists first stands for the group.
+            sqlx::query(
+                "INSERT INTO test_results (build_id, job_id, attempt, batch_id, item_id, report, group_key, test_key, suite, classname, name, \
+                 duration_ms, outcome, message, try_number, created_at) SELECT $1, lister_job, COALESCE(lister_attempt, 0), NULL, $2, '', $3, $4, '', '', $4, 0, 'errored', $5, $6, $7 \
+                 FROM test_groups WHERE build_id = $1 AND group_key = $3",
+            )
+            .bind(build_id)
+            .bind(item_id)
+            .bind(&g)
+            .bind(&key)
+            .bind(&why)
+            .bind(try_number)
+            .bind(now_ms())
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The message of a test no shard was left to run.
+fn not_run_message(last_reason: Option<&str>) -> String {
+    match last_reason {
+        Some(r) => format!("not run: every shard of this job ended before it ran (the last: {r})"),
+        None => "not run: every shard of this job ended before it ran".to_string(),
+    }
 }
 
 /// Put a batch's unfinished tests back in the queue and drop its partial results.
 async fn return_batch(tx: &mut Transaction<'_, Any>, batch_id: i64) -> Result<()> {
-    sqlx::query("UPDATE test_items SET state = 'pending', batch_id = NULL WHERE batch_id = $1 AND state = 'claimed'")
+    // Any shard may take them now: the one they were assigned to (`split: files`) may be gone.
+    sqlx::query("UPDATE test_items SET state = 'pending', batch_id = NULL, shard = NULL WHERE batch_id = $1 AND state = 'claimed'")
         .bind(batch_id)
         .execute(&mut **tx)
         .await?;
@@ -111,24 +170,10 @@ async fn return_stale_batches(tx: &mut Transaction<'_, Any>, build_id: i64, grou
     Ok(())
 }
 
-/// What the other shards of a group still have in flight (estimated ms left per running
-/// batch), and the group's per-batch overhead so far (claim to done, less the tests' time).
-async fn batch_context(tx: &mut Transaction<'_, Any>, build_id: i64, group: &str) -> Result<(Vec<u64>, u64)> {
-    let now = now_ms();
-    let mut in_flight = Vec::new();
-    for r in sqlx::query(
-        "SELECT b.claimed_at, CAST(COALESCE(SUM(i.estimate_ms), 0) AS BIGINT) AS est FROM test_batches b JOIN test_items i ON i.batch_id = b.id \
-         WHERE b.build_id = $1 AND b.group_key = $2 AND b.state = 'running' GROUP BY b.id, b.claimed_at",
-    )
-    .bind(build_id)
-    .bind(group)
-    .fetch_all(&mut **tx)
-    .await?
-    {
-        let (claimed, est): (i64, i64) = (r.try_get("claimed_at")?, r.try_get("est")?);
-        in_flight.push((est - (now - claimed)).max(0) as u64);
-    }
-    let mut overheads = Vec::new();
+/// The fixed cost of a group's last 20 finished batches: claim to done, less the tests' own
+/// times.
+pub(crate) async fn fixed_costs(tx: &mut Transaction<'_, Any>, build_id: i64, group: &str) -> Result<Vec<u64>> {
+    let mut fixed = Vec::new();
     for r in sqlx::query(
         "SELECT b.finished_at - b.claimed_at AS took, (SELECT CAST(COALESCE(SUM(r.duration_ms), 0) AS BIGINT) FROM test_results r WHERE r.batch_id = b.id) AS ran \
          FROM test_batches b WHERE b.build_id = $1 AND b.group_key = $2 AND b.state = 'done' ORDER BY b.id DESC LIMIT 20",
@@ -139,11 +184,40 @@ async fn batch_context(tx: &mut Transaction<'_, Any>, build_id: i64, group: &str
     .await?
     {
         let (took, ran): (i64, i64) = (r.try_get("took")?, r.try_get("ran")?);
-        overheads.push((took - ran).max(0) as u64);
+        fixed.push((took - ran).max(0) as u64);
     }
-    overheads.sort_unstable();
-    let overhead = overheads.get(overheads.len() / 2).copied().unwrap_or(kiln_core::testrun::DEFAULT_BATCH_OVERHEAD_MS);
-    Ok((in_flight, overhead))
+    Ok(fixed)
+}
+
+/// What the planner knows about a group's run so far: the other shards' running batches, the
+/// fixed cost per batch measured (claim to done, less the tests' own time; the median of the
+/// last 20) and the median time of the tests run.
+async fn plan_context(tx: &mut Transaction<'_, Any>, build_id: i64, group: &str) -> Result<(Vec<InFlight>, Option<u64>, Option<u64>)> {
+    let now = now_ms();
+    let mut in_flight = Vec::new();
+    for r in sqlx::query(
+        "SELECT b.claimed_at, CAST(COALESCE(SUM(i.estimate_ms), 0) AS BIGINT) AS known, \
+         CAST(SUM(CASE WHEN i.estimate_ms IS NULL THEN 1 ELSE 0 END) AS BIGINT) AS unknown FROM test_batches b JOIN test_items i ON i.batch_id = b.id \
+         WHERE b.build_id = $1 AND b.group_key = $2 AND b.state = 'running' GROUP BY b.id, b.claimed_at",
+    )
+    .bind(build_id)
+    .bind(group)
+    .fetch_all(&mut **tx)
+    .await?
+    {
+        let (claimed, known, unknown): (i64, i64, i64) = (r.try_get("claimed_at")?, r.try_get("known")?, r.try_get("unknown")?);
+        in_flight.push(InFlight { elapsed_ms: (now - claimed).max(0) as u64, known_ms: known.max(0) as u64, unknown: unknown.max(0) as usize });
+    }
+    let fixed = fixed_costs(tx, build_id, group).await?;
+    let ran: Vec<i64> = sqlx::query_scalar(
+        "SELECT CAST(SUM(duration_ms) AS BIGINT) FROM test_results WHERE build_id = $1 AND group_key = $2 AND item_id IS NOT NULL GROUP BY item_id",
+    )
+    .bind(build_id)
+    .bind(group)
+    .fetch_all(&mut **tx)
+    .await?;
+    let ran: Vec<u64> = ran.into_iter().map(|ms| ms.max(0) as u64).collect();
+    Ok((in_flight, median(&fixed), median(&ran)))
 }
 
 fn outcome_of(s: &str) -> Result<Outcome> {
@@ -152,12 +226,13 @@ fn outcome_of(s: &str) -> Result<Outcome> {
 
 impl Store {
     /// A shard asks for work: list, wait, a batch, or done (with its verdict).
-    pub async fn claim_tests(&self, job_id: i64, attempt: i64, g: &TestGroup) -> Result<TestClaim> {
+    pub async fn claim_tests(&self, by: AgentAttempt<'_>, g: &TestGroup) -> Result<TestClaim> {
+        let AgentAttempt { job_id, attempt, .. } = by;
         let _w = self.write_turn().await;
         let mut tx = self.pool().begin().await?;
-        let build_id = check_attempt(&mut tx, job_id, attempt).await?;
+        let build_id = held_by(&mut tx, by).await?;
         // Serialise claims of one group (a row lock on PostgreSQL; SQLite has one writer).
-        let bumped = sqlx::query("UPDATE test_groups SET version = version + 1 WHERE build_id = $1 AND group_key = $2 RETURNING state, lister_job, lister_attempt, error, static_split")
+        let bumped = sqlx::query("UPDATE test_groups SET version = version + 1 WHERE build_id = $1 AND group_key = $2 RETURNING state, lister_job, lister_attempt, error, static_split, history_fixed_ms")
             .bind(build_id)
             .bind(&g.key)
             .fetch_optional(&mut *tx)
@@ -231,6 +306,20 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {
+            // Another shard's running batch may yet come back (its agent died): wait for it.
+            let others: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM test_batches WHERE build_id = $1 AND group_key = $2 AND state = 'running' AND NOT (job_id = $3 AND attempt = $4)",
+            )
+            .bind(build_id)
+            .bind(&g.key)
+            .bind(job_id)
+            .bind(attempt)
+            .fetch_one(&mut *tx)
+            .await?;
+            if others > 0 {
+                tx.commit().await?;
+                return Ok(TestClaim::Wait);
+            }
             let claim = self.verdict(&mut tx, job_id, attempt).await?;
             tx.commit().await?;
             return Ok(claim);
@@ -242,8 +331,15 @@ impl Store {
             pending.push((r.try_get::<String, _>("test_key")?, est.map(|e| e.max(0) as u64)));
             ids.push(r.try_get::<i64, _>("id")?);
         }
-        let (in_flight, overhead) = batch_context(&mut tx, build_id, &g.key).await?;
-        let n = next_batch(&pending, g.shards, static_split, &in_flight, overhead).clamp(1, pending.len());
+        let p = if static_split {
+            plan_static(pending.len())
+        } else {
+            let (in_flight, measured, run_median) = plan_context(&mut tx, build_id, &g.key).await?;
+            let history_fixed: Option<i64> = group.try_get("history_fixed_ms")?;
+            let fixed_ms = measured.or(history_fixed.map(|f| f.max(0) as u64));
+            plan(&Claim { pending: &pending, shards: g.shards, in_flight: &in_flight, fixed_ms, run_median_ms: run_median })
+        };
+        let n = p.len.clamp(1, pending.len());
         let batch_id: i64 = sqlx::query_scalar(
             "INSERT INTO test_batches (build_id, group_key, job_id, attempt, state, claimed_at) VALUES ($1, $2, $3, $4, 'running', $5) RETURNING id",
         )
@@ -263,7 +359,7 @@ impl Store {
         }
         tx.commit().await?;
         let tests = pending.into_iter().take(n).map(|(k, _)| k).collect();
-        Ok(TestClaim::Batch { id: batch_id, tests })
+        Ok(TestClaim::Batch { id: batch_id, tests, plan: p.explain(g.shards) })
     }
 
     /// The tests this attempt ran whose final try failed, and the flaky ones.
@@ -289,14 +385,19 @@ impl Store {
 
     /// The listing shard uploads the ids (or why there are none). The first upload wins; the
     /// queue is ordered longest-known first from the project's history on this branch.
-    pub async fn upload_test_list(&self, job_id: i64, attempt: i64, g: &TestGroup, ids: std::result::Result<Vec<String>, String>, static_split: bool) -> Result<()> {
+    pub async fn upload_test_list(&self, by: AgentAttempt<'_>, g: &TestGroup, ids: std::result::Result<Vec<String>, String>, static_split: bool, changed_files: &[String]) -> Result<()> {
+        self.check_held(by).await?;
+        let job_id = by.job_id;
         let job = self.job(job_id).await?;
         let build = self.build(job.build_id).await?;
         self.record_finished_history(build.project_id).await?;
         let history = self.history_estimates(build.project_id, &build.branch).await?;
+        let history_fixed = self.history_fixed_ms(build.project_id, &build.branch, &g.key).await?;
+        let failed = self.last_failed_tests(build.project_id, &build.branch).await?;
+        let only = self.retry_tests(build.id, &g.key).await?;
         let _w = self.write_turn().await;
         let mut tx = self.pool().begin().await?;
-        let build_id = check_attempt(&mut tx, job_id, attempt).await?;
+        let build_id = held_by(&mut tx, by).await?;
         let state: Option<String> = sqlx::query_scalar("SELECT state FROM test_groups WHERE build_id = $1 AND group_key = $2")
             .bind(build_id)
             .bind(&g.key)
@@ -320,7 +421,8 @@ impl Store {
             }
             Ok(ids) => {
                 let mut seen = HashSet::new();
-                ids.into_iter().filter(|i| seen.insert(i.clone())).collect::<Vec<_>>()
+                // A retry build runs only the tests that failed before.
+                ids.into_iter().filter(|i| seen.insert(i.clone()) && only.as_ref().is_none_or(|o| o.contains(i))).collect::<Vec<_>>()
             }
         };
         let (order, shard_of): (Vec<String>, Vec<Option<u32>>) = if static_split {
@@ -328,6 +430,7 @@ impl Store {
             (ids.clone(), owners.into_iter().map(Some).collect())
         } else {
             let ordered = kiln_core::shards::order_by_history(&ids, &history);
+            let (ordered, _) = kiln_core::shards::failures_first(ordered, &failed, changed_files);
             let n = ordered.len();
             (ordered, vec![None; n])
         };
@@ -345,10 +448,14 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("UPDATE test_groups SET state = 'ready', static_split = $1 WHERE build_id = $2 AND group_key = $3")
+        sqlx::query(
+            "UPDATE test_groups SET state = 'ready', static_split = $1, list_ms = $4 - created_at, history_fixed_ms = $5 WHERE build_id = $2 AND group_key = $3",
+        )
             .bind(static_split as i64)
             .bind(build_id)
             .bind(&g.key)
+            .bind(now_ms())
+            .bind(history_fixed.map(|f| f as i64))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -358,10 +465,11 @@ impl Store {
     /// A batch's run ended and its reports are in: every listed test gets its outcome (errored
     /// "no result reported" when no case named it); failures are queued again while retries
     /// last; a pass after a failure is marked flaky.
-    pub async fn finish_test_batch(&self, job_id: i64, attempt: i64, batch_id: i64, exit_code: Option<i32>) -> Result<BatchSummary> {
+    pub async fn finish_test_batch(&self, by: AgentAttempt<'_>, batch_id: i64, exit_code: Option<i32>) -> Result<BatchSummary> {
+        let AgentAttempt { job_id, attempt, .. } = by;
         let _w = self.write_turn().await;
         let mut tx = self.pool().begin().await?;
-        let build_id = check_attempt(&mut tx, job_id, attempt).await?;
+        let build_id = held_by(&mut tx, by).await?;
         let batch = sqlx::query("SELECT group_key, job_id, attempt, state FROM test_batches WHERE id = $1")
             .bind(batch_id)
             .fetch_optional(&mut *tx)

@@ -3,12 +3,12 @@
 //! that orders the next build's queue.
 
 use crate::rows::to_json;
-use crate::testqueue::check_attempt;
+use crate::queue::{held_by, AgentAttempt};
 use crate::{now_ms, Result, Store, StoreError};
 use kiln_core::junit::{Outcome, TestCase};
 use kiln_core::testrun::{final_tries, item_outcome, match_cases, Try};
 use sqlx::Row;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Durations kept per test in the history.
 const RECENT: usize = 10;
@@ -51,10 +51,11 @@ fn outcome_of(s: &str) -> Result<Outcome> {
 impl Store {
     /// Store the cases of one JUnit report of a job's attempt (of a batch, or after plain
     /// steps). Uploading the same report again replaces it. Returns how many cases it held.
-    pub async fn store_test_report(&self, job_id: i64, attempt: i64, batch_id: Option<i64>, group: &str, report: &str, cases: &[TestCase]) -> Result<u32> {
+    pub async fn store_test_report(&self, by: AgentAttempt<'_>, batch_id: Option<i64>, group: &str, report: &str, cases: &[TestCase]) -> Result<u32> {
+        let AgentAttempt { job_id, attempt, .. } = by;
         let _w = self.write_turn().await;
         let mut tx = self.pool().begin().await?;
-        let build_id = check_attempt(&mut tx, job_id, attempt).await?;
+        let build_id = held_by(&mut tx, by).await?;
         let mut items: Vec<(i64, String, i64)> = Vec::new();
         let mut group = group.to_string();
         if let Some(b) = batch_id {
@@ -237,8 +238,47 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        record_group_history(&mut tx, build_id, build.project_id, &build.branch).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// How long after the build started its first failed (or errored) test was reported.
+    pub async fn first_failure_ms(&self, build_id: i64) -> Result<Option<u64>> {
+        let ms: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(r.created_at) - b.started_at FROM test_results r JOIN builds b ON b.id = r.build_id \
+             WHERE r.build_id = $1 AND r.outcome IN ('failed', 'errored') AND b.started_at IS NOT NULL GROUP BY b.started_at",
+        )
+        .bind(build_id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(ms.map(|m| m.max(0) as u64))
+    }
+
+    /// The tests whose last run on `branch` failed or errored.
+    pub async fn last_failed_tests(&self, project_id: i64, branch: &str) -> Result<HashSet<String>> {
+        let keys: Vec<String> = sqlx::query_scalar("SELECT test_key FROM test_history WHERE project_id = $1 AND branch = $2 AND last_outcome IN ('failed', 'errored')")
+            .bind(project_id)
+            .bind(branch)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(keys.into_iter().collect())
+    }
+
+    /// The fixed cost per batch a group's last build measured on `branch`, else on the
+    /// project's default branch.
+    pub async fn history_fixed_ms(&self, project_id: i64, branch: &str, group: &str) -> Result<Option<u64>> {
+        let fixed: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT h.fixed_ms FROM test_group_history h JOIN projects p ON p.id = h.project_id \
+             WHERE h.project_id = $1 AND h.group_key = $3 AND h.fixed_ms IS NOT NULL AND (h.branch = $2 OR h.branch = p.branch) \
+             ORDER BY CASE WHEN h.branch = $2 THEN 0 ELSE 1 END LIMIT 1",
+        )
+        .bind(project_id)
+        .bind(branch)
+        .bind(group)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(fixed.flatten().map(|f| f.max(0) as u64))
     }
 
     /// Record the history of a project's finished builds not yet recorded (a server that
@@ -305,6 +345,34 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Keep what starting each test group's runner cost in a build (the median fixed cost of its
+/// finished batches, its list step's time) as its history on the build's branch.
+async fn record_group_history(tx: &mut sqlx::Transaction<'_, sqlx::Any>, build_id: i64, project_id: i64, branch: &str) -> Result<()> {
+    let groups = sqlx::query("SELECT group_key, list_ms FROM test_groups WHERE build_id = $1 AND state = 'ready'")
+        .bind(build_id)
+        .fetch_all(&mut **tx)
+        .await?;
+    for g in groups {
+        let key: String = g.try_get("group_key")?;
+        let list_ms: Option<i64> = g.try_get("list_ms")?;
+        let fixed = crate::testqueue::fixed_costs(tx, build_id, &key).await?;
+        let Some(fixed) = kiln_core::batchplan::median(&fixed) else { continue };
+        sqlx::query(
+            "INSERT INTO test_group_history (project_id, branch, group_key, fixed_ms, list_ms, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (project_id, branch, group_key) DO UPDATE SET fixed_ms = excluded.fixed_ms, list_ms = excluded.list_ms, updated_at = excluded.updated_at",
+        )
+        .bind(project_id)
+        .bind(branch)
+        .bind(&key)
+        .bind(fixed as i64)
+        .bind(list_ms)
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// A stored case as a try of its listed test; the "no result reported" marker (no class, its

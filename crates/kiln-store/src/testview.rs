@@ -259,7 +259,7 @@ mod tests {
     async fn the_bounded_view_agrees_with_the_rules_over_every_row() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&format!("sqlite:{}", dir.path().join("t.db").display())).await.unwrap();
-        let p = store.create_project("p", "/repo", "main", ".kiln.yml", true, &Default::default()).await.unwrap();
+        let p = store.create_project("p", "/repo", "main", ".kiln.yml", kiln_wire::api::Visibility::Public, &Default::default()).await.unwrap();
         let nb = crate::NewBuild {
             project_id: p.id,
             branch: "main".into(),
@@ -269,6 +269,7 @@ mod tests {
             upstream_build: None,
             before_commit: None,
             changed_paths: None,
+            with_secrets: false,
         };
         let b = store.create_build(&nb).await.unwrap();
         let limits = TestViewLimits { failures: 7, flaky: 3, slowest: 5 };

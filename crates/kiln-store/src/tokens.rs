@@ -29,8 +29,14 @@ impl Store {
         Ok(())
     }
 
+    /// The token's owner as they are now: their admin flag is read from the user at every call
+    /// (a demoted admin's tokens lose it at once), and a disabled user's tokens are refused.
+    /// A token whose user has no account (an `--admin-token` seeded before any user) keeps its own flag.
     pub async fn token(&self, token: &str) -> Result<Option<TokenRow>> {
-        let row = sqlx::query("SELECT id, user_name, is_admin, label FROM api_tokens WHERE token_hash = $1")
+        let row = sqlx::query(
+            "SELECT t.id, t.user_name, COALESCE(u.is_admin, t.is_admin) AS is_admin, t.label FROM api_tokens t \
+             LEFT JOIN users u ON u.name = t.user_name WHERE t.token_hash = $1 AND COALESCE(u.disabled, 0) = 0",
+        )
             .bind(hash_token(token))
             .fetch_optional(self.pool())
             .await?;
@@ -43,6 +49,14 @@ impl Store {
             })
         })
         .transpose()
+    }
+
+    /// Delete the tokens seeded under `label` except `keep` (a token given by a flag that has
+    /// since changed or gone stops working).
+    pub async fn forget_seeded_tokens(&self, label: &str, keep: Option<&str>) -> Result<u64> {
+        let _w = self.write_turn().await;
+        let keep = keep.map(hash_token).unwrap_or_default();
+        Ok(sqlx::query("DELETE FROM api_tokens WHERE label = $1 AND token_hash <> $2").bind(label).bind(keep).execute(self.pool()).await?.rows_affected())
     }
 
     pub async fn count_tokens(&self) -> Result<i64> {

@@ -23,14 +23,15 @@ impl Store {
             let now = now_ms();
             let mut tx = self.begin_write().await?;
             let id: i64 = sqlx::query_scalar(
-                "INSERT INTO builds (project_id, status, branch, trigger_kind, triggered_by, created_at) \
-                 VALUES ($1, 'queued', $2, $3, $4, $5) RETURNING id",
+                "INSERT INTO builds (project_id, status, branch, trigger_kind, triggered_by, created_at, with_secrets) \
+                 VALUES ($1, 'queued', $2, $3, $4, $5, $6) RETURNING id",
             )
             .bind(nb.project_id)
             .bind(&nb.branch)
             .bind(&nb.trigger)
             .bind(&nb.triggered_by)
             .bind(now)
+            .bind(nb.with_secrets as i64)
             .fetch_one(&mut *tx)
             .await?;
             sqlx::query("INSERT INTO uploads (build_id, package, pipeline, files, size, created_at) VALUES ($1, $2, $3, $4, $5, $6)")

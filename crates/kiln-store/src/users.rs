@@ -11,6 +11,8 @@ pub struct UserRow {
     pub name: String,
     pub password_hash: String,
     pub admin: bool,
+    /// Disabled users can neither sign in nor use their tokens.
+    pub disabled: bool,
     pub created_at: i64,
 }
 
@@ -39,9 +41,12 @@ fn user_from_row(r: &sqlx::any::AnyRow) -> Result<UserRow> {
         name: r.try_get("name")?,
         password_hash: r.try_get("password_hash")?,
         admin: r.try_get::<i64, _>("is_admin")? != 0,
+        disabled: r.try_get::<i64, _>("disabled")? != 0,
         created_at: r.try_get("created_at")?,
     })
 }
+
+const USER_COLS: &str = "id, name, password_hash, is_admin, disabled, created_at";
 
 impl Store {
     pub async fn create_user(&self, name: &str, password_hash: &str, admin: bool) -> Result<UserRow> {
@@ -52,7 +57,7 @@ impl Store {
         }
         let row = sqlx::query(
             "INSERT INTO users (name, password_hash, is_admin, created_at) VALUES ($1, $2, $3, $4) \
-             RETURNING id, name, password_hash, is_admin, created_at",
+             RETURNING id, name, password_hash, is_admin, disabled, created_at",
         )
         .bind(name)
         .bind(password_hash)
@@ -64,7 +69,7 @@ impl Store {
     }
 
     pub async fn user(&self, name: &str) -> Result<Option<UserRow>> {
-        let row = sqlx::query("SELECT id, name, password_hash, is_admin, created_at FROM users WHERE name = $1")
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {USER_COLS} FROM users WHERE name = $1")))
             .bind(name)
             .fetch_optional(self.pool())
             .await?;
@@ -72,7 +77,7 @@ impl Store {
     }
 
     pub async fn list_users(&self) -> Result<Vec<UserRow>> {
-        let rows = sqlx::query("SELECT id, name, password_hash, is_admin, created_at FROM users ORDER BY name").fetch_all(self.pool()).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {USER_COLS} FROM users ORDER BY name"))).fetch_all(self.pool()).await?;
         rows.iter().map(user_from_row).collect()
     }
 
@@ -80,8 +85,9 @@ impl Store {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(self.pool()).await?)
     }
 
-    /// Change a user's password; their sessions end (sign in again).
-    pub async fn set_password(&self, name: &str, password_hash: &str) -> Result<()> {
+    /// Change a user's password; their sessions end (sign in again), except `keep` (the session
+    /// that made the change, given as its cookie value).
+    pub async fn set_password(&self, name: &str, password_hash: &str, keep: Option<&str>) -> Result<()> {
         let _w = self.write_turn().await;
         let n = sqlx::query("UPDATE users SET password_hash = $1 WHERE name = $2")
             .bind(password_hash)
@@ -92,8 +98,56 @@ impl Store {
         if n == 0 {
             return Err(StoreError::NotFound(format!("user {name:?}")));
         }
-        sqlx::query("DELETE FROM sessions WHERE user_name = $1").bind(name).execute(self.pool()).await?;
+        let keep = keep.map(hash_token).unwrap_or_default();
+        sqlx::query("DELETE FROM sessions WHERE user_name = $1 AND token_hash <> $2").bind(name).bind(keep).execute(self.pool()).await?;
         Ok(())
+    }
+
+    /// Disable or enable a user. Disabling ends their sessions and deletes their API tokens at once.
+    pub async fn set_disabled(&self, name: &str, disabled: bool) -> Result<()> {
+        let _w = self.write_turn().await;
+        let mut tx = self.pool().begin().await?;
+        let n = sqlx::query("UPDATE users SET disabled = $1 WHERE name = $2").bind(disabled as i64).bind(name).execute(&mut *tx).await?.rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("user {name:?}")));
+        }
+        if disabled {
+            sqlx::query("DELETE FROM sessions WHERE user_name = $1").bind(name).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM api_tokens WHERE user_name = $1").bind(name).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Make a user an admin or not (checked at every request, so it takes effect at once).
+    pub async fn set_admin(&self, name: &str, admin: bool) -> Result<()> {
+        let _w = self.write_turn().await;
+        let n = sqlx::query("UPDATE users SET is_admin = $1 WHERE name = $2").bind(admin as i64).bind(name).execute(self.pool()).await?.rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("user {name:?}")));
+        }
+        Ok(())
+    }
+
+    /// Remove a user with their sessions, tokens and project roles.
+    pub async fn remove_user(&self, name: &str) -> Result<()> {
+        let _w = self.write_turn().await;
+        let mut tx = self.pool().begin().await?;
+        let n = sqlx::query("DELETE FROM users WHERE name = $1").bind(name).execute(&mut *tx).await?.rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("user {name:?}")));
+        }
+        for table in ["sessions", "api_tokens", "project_members"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE user_name = $1"))).bind(name).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Delete every API token of `user`; returns how many there were.
+    pub async fn revoke_tokens_of(&self, user: &str) -> Result<u64> {
+        let _w = self.write_turn().await;
+        Ok(sqlx::query("DELETE FROM api_tokens WHERE user_name = $1").bind(user).execute(self.pool()).await?.rows_affected())
     }
 
     /// Start a session for `user`; returns (cookie value, CSRF token).
@@ -118,7 +172,7 @@ impl Store {
     pub async fn session(&self, token: &str) -> Result<Option<SessionRow>> {
         let row = sqlx::query(
             "SELECT s.user_name, s.csrf, s.expires_at, u.is_admin FROM sessions s JOIN users u ON u.name = s.user_name \
-             WHERE s.token_hash = $1 AND s.expires_at > $2",
+             WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled = 0",
         )
         .bind(hash_token(token))
         .bind(now_ms())
@@ -149,12 +203,15 @@ impl Store {
         Ok((token, id))
     }
 
-    /// A user's API tokens, newest first.
-    pub async fn tokens_of(&self, user: &str) -> Result<Vec<TokenInfo>> {
-        let rows = sqlx::query("SELECT id, user_name, is_admin, label, created_at FROM api_tokens WHERE user_name = $1 ORDER BY id DESC")
-            .bind(user)
-            .fetch_all(self.pool())
-            .await?;
+    /// A user's API tokens (or everyone's, with `None`), newest first.
+    pub async fn tokens_of(&self, user: Option<&str>) -> Result<Vec<TokenInfo>> {
+        let rows = sqlx::query(
+            "SELECT t.id, t.user_name, COALESCE(u.is_admin, t.is_admin) AS is_admin, t.label, t.created_at \
+             FROM api_tokens t LEFT JOIN users u ON u.name = t.user_name WHERE ($1 IS NULL OR t.user_name = $1) ORDER BY t.id DESC",
+        )
+        .bind(user)
+        .fetch_all(self.pool())
+        .await?;
         rows.iter()
             .map(|r| {
                 Ok(TokenInfo {
@@ -168,17 +225,20 @@ impl Store {
             .collect()
     }
 
-    /// Revoke one of `user`'s tokens.
-    pub async fn revoke_token(&self, user: &str, id: i64) -> Result<()> {
+    /// Revoke one of `user`'s tokens (any user's, with `None`: admins).
+    pub async fn revoke_token(&self, user: Option<&str>, id: i64) -> Result<()> {
         let _w = self.write_turn().await;
-        let n = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_name = $2")
+        let n = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND ($2 IS NULL OR user_name = $2)")
             .bind(id)
             .bind(user)
             .execute(self.pool())
             .await?
             .rows_affected();
         if n == 0 {
-            return Err(StoreError::NotFound(format!("token {id} of user {user:?}")));
+            return Err(StoreError::NotFound(match user {
+                Some(u) => format!("token {id} of user {u:?}"),
+                None => format!("token {id}"),
+            }));
         }
         Ok(())
     }

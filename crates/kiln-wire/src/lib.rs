@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 /// Version of the agent protocol; the server refuses agents that speak another.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+pub mod enrol;
 pub mod notify;
 pub mod users;
 
@@ -78,6 +79,9 @@ pub mod agent {
         /// The job needs others: their artifacts are fetched into `KILN_ARTIFACTS_IN` first.
         #[serde(default)]
         pub has_needs: bool,
+        /// False when the pipeline says `network: false`: the steps get no network.
+        #[serde(default = "yes")]
+        pub network: bool,
     }
 
     /// Which files a job keeps, and when.
@@ -94,6 +98,10 @@ pub mod agent {
         Always,
         OnSuccess,
         OnFailure,
+    }
+
+    fn yes() -> bool {
+        true
     }
 
     /// The `tests:` block of a sharded job, as the agent needs it.
@@ -191,6 +199,9 @@ pub mod agent {
         /// With `done`: the tests this shard ran that failed, then passed on a retry.
         #[serde(default)]
         pub flaky: Vec<String>,
+        /// With a batch: why it has this size (for the job log).
+        #[serde(default)]
+        pub plan: Option<String>,
     }
 
     /// The ids a shard's list command printed (or the files of `split: files`), or why there
@@ -204,6 +215,9 @@ pub mod agent {
         /// The ids are files to split statically (`split: files`).
         #[serde(default)]
         pub static_split: bool,
+        /// The files the commit changed (their tests go first).
+        #[serde(default)]
+        pub changed_files: Vec<String>,
     }
 
     /// A batch's run command ended; its JUnit reports are uploaded.
@@ -248,6 +262,9 @@ pub mod api {
         pub poll_each_commit: Option<bool>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub webhook_secret: Option<String>,
+        /// Signs outgoing webhooks (`X-Kiln-Signature-256`); separate from the one checking incoming hooks.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub notify_webhook_secret: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cancel_superseded: Option<bool>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -266,6 +283,9 @@ pub mod api {
         /// How long builds are kept (over the server-wide policy, limit by limit).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub retention: Option<Retention>,
+        /// Uploaded runs made by a maintainer get the project's secrets (off by default: uploads get none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub upload_secrets: Option<bool>,
     }
 
     /// A retention policy: keep the newest `keep_builds` finished builds per branch,
@@ -314,6 +334,69 @@ pub mod api {
         pub dry_run: bool,
     }
 
+    /// Who may see a project: anyone, any signed-in user, or its members (and admins) only.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Visibility {
+        Public,
+        Internal,
+        #[default]
+        Private,
+    }
+
+    impl Visibility {
+        pub fn as_str(self) -> &'static str {
+            match self {
+                Visibility::Public => "public",
+                Visibility::Internal => "internal",
+                Visibility::Private => "private",
+            }
+        }
+        pub fn parse(s: &str) -> Option<Visibility> {
+            [Visibility::Public, Visibility::Internal, Visibility::Private].into_iter().find(|v| v.as_str() == s)
+        }
+    }
+
+    /// A member's role on a project; each includes the ones before it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Role {
+        /// Sees the project (also when private).
+        Viewer,
+        /// Triggers, cancels, rebuilds, uploads test files to run on the project's pipeline.
+        Developer,
+        /// Settings, secrets, notifications, commit status, visibility, members, uploads with a pipeline of their own.
+        Maintainer,
+    }
+
+    impl Role {
+        pub const ALL: [Role; 3] = [Role::Viewer, Role::Developer, Role::Maintainer];
+        pub fn as_str(self) -> &'static str {
+            match self {
+                Role::Viewer => "viewer",
+                Role::Developer => "developer",
+                Role::Maintainer => "maintainer",
+            }
+        }
+        pub fn parse(s: &str) -> Option<Role> {
+            Role::ALL.into_iter().find(|r| r.as_str() == s)
+        }
+    }
+
+    /// A project member, as `kiln project members` lists them.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Member {
+        pub user: String,
+        pub role: Role,
+    }
+
+    /// `POST /api/v1/projects/{name}/members`: give USER a role (replacing the one they had).
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct MemberGrant {
+        pub user: String,
+        pub role: Role,
+    }
+
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct Project {
         pub id: i64,
@@ -321,7 +404,13 @@ pub mod api {
         pub repo: String,
         pub branch: String,
         pub pipeline: String,
+        /// Visible to anonymous visitors (`visibility` is public).
         pub public: bool,
+        #[serde(default)]
+        pub visibility: Visibility,
+        /// The caller's role on the project (None: not a member; admins count as maintainers).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub role: Option<Role>,
         /// Settings, with secret values replaced by "***".
         pub settings: ProjectSettings,
         pub created_at: String,
@@ -339,6 +428,9 @@ pub mod api {
         pub pipeline: Option<String>,
         #[serde(default)]
         pub public: Option<bool>,
+        /// Replaces `public` when given.
+        #[serde(default)]
+        pub visibility: Option<Visibility>,
         #[serde(default)]
         pub settings: ProjectSettings,
     }
@@ -354,6 +446,12 @@ pub mod api {
         pub pipeline: Option<String>,
         #[serde(default)]
         pub public: Option<bool>,
+        /// Replaces `public` when given.
+        #[serde(default)]
+        pub visibility: Option<Visibility>,
+        /// Secret names to delete.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub remove_secrets: Vec<String>,
         #[serde(default)]
         pub settings: ProjectSettings,
     }
@@ -391,6 +489,9 @@ pub mod api {
         /// Test counts, once any test result is in.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub tests: Option<TestSummary>,
+        /// The build whose failures this one reruns (`kiln retry BUILD --failed`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub retry_of: Option<i64>,
     }
 
     /// Counts over a build's distinct tests by their final try; `passed` includes `flaky`.
@@ -402,6 +503,9 @@ pub mod api {
         pub errored: u64,
         pub skipped: u64,
         pub flaky: u64,
+        /// How long after the build started its first failed (or errored) test was reported.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub first_failure_ms: Option<u64>,
     }
 
     /// One try of one test case in a build.
@@ -426,6 +530,27 @@ pub mod api {
         pub flaky: bool,
         /// Whether this is the test's final try (what the counts use).
         pub is_final: bool,
+    }
+
+    /// GET /api/v1/builds/{id}/batches: every test batch of a build's `tests:` jobs in the
+    /// order they were claimed, each with its tests in the order they were given to `run`
+    /// (what `kiln run --replay` runs again).
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct BuildBatches {
+        pub build_id: i64,
+        pub commit: String,
+        pub batches: Vec<BatchRecord>,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct BatchRecord {
+        /// The shard job's key (`suite [2/4]`).
+        pub job: String,
+        pub attempt: i64,
+        pub batch: i64,
+        /// running, done, or returned (its tests went back to the queue).
+        pub state: String,
+        pub tests: Vec<String>,
     }
 
     /// GET /api/v1/builds/{id}/tests

@@ -6,7 +6,19 @@ use serde::{Deserialize, Serialize};
 pub struct User {
     pub name: String,
     pub admin: bool,
+    /// A disabled user can neither sign in nor use a token.
+    #[serde(default)]
+    pub disabled: bool,
     pub created_at: String,
+}
+
+/// `PATCH /api/v1/users/{name}` (admins only): what is given changes.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct UserUpdate {
+    #[serde(default)]
+    pub admin: Option<bool>,
+    #[serde(default)]
+    pub disabled: Option<bool>,
 }
 
 /// `POST /api/v1/users` (admins only). Without a password the server makes one and returns it once.
@@ -30,6 +42,9 @@ pub struct UserCreated {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PasswordChange {
     pub password: String,
+    /// The current password: needed to change your own password (an admin resetting someone else's needs none).
+    #[serde(default)]
+    pub current: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,6 +61,9 @@ pub struct TokenInfo {
 pub struct TokenCreate {
     #[serde(default)]
     pub label: Option<String>,
+    /// Admins only: make the token for this user (a service account or script).
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -130,10 +130,29 @@ enum Command {
         #[command(flatten)]
         client: ClientOpts,
     },
+    /// Start a new build of a build's commit that reruns only what failed in it.
+    Retry {
+        build: i64,
+        /// Rerun the failed tests of `tests:` jobs and the failed plain jobs.
+        #[arg(long)]
+        failed: bool,
+        /// Follow the new build to its end (exit code as `trigger --wait`).
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
     /// Cancel a build, or one of its jobs.
     Cancel {
         build: i64,
         job: Option<String>,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Agent enrolment (admins): enrolment secrets (create, list, revoke) and revoking an agent.
+    Enrol {
+        #[command(subcommand)]
+        action: cmd::enrol::EnrolCmd,
         #[command(flatten)]
         client: ClientOpts,
     },
@@ -194,6 +213,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Gc { dry_run, client } => cmd::artifacts::gc(&client, dry_run).await,
         Command::Artifacts { build, download, client } => cmd::artifacts::run(&client, build, download.as_deref(), client.json).await,
         Command::Cancel { build, job, client } => cmd::builds::cancel(&client, build, job).await,
+        Command::Enrol { action, client } => cmd::enrol::run(action, &client).await,
+        Command::Retry { build, failed, wait, client } => cmd::retry::retry(&client, build, failed, wait).await,
         Command::Drain { agent, client } => cmd::agents::drain(&client, &agent).await,
         Command::Notify { project, client } => cmd::notify::run(&client, &project).await,
         Command::Check { file } => cmd::check::run(&file),

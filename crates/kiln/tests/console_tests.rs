@@ -4,6 +4,8 @@
 //! with pytest (ci/setup-shards.sh installs it).
 
 mod common;
+// The suite here uses the tester's pytest and a marker file outside the job, which a sandboxed
+// step cannot reach: its agents run unsandboxed (the sandbox has its own tests, isolation.rs).
 use common::http::get;
 use common::*;
 use std::process::Command;
@@ -23,8 +25,8 @@ fn tests_tag(page: &str) -> &str {
 fn a_sharded_pytest_build_shows_failures_flaky_slowest_and_counts_on_its_page() {
     need_pytest();
     let mut k = Kiln::start();
-    k.agent("a1", &[]);
-    k.agent("a2", &[]);
+    k.agent("a1", &["--isolation", "none"]);
+    k.agent("a2", &["--isolation", "none"]);
     let marker = k.path("first-run-happened");
     let repo = k.repo(
         "py",
@@ -114,7 +116,7 @@ fn big_report(n: usize) -> (String, usize, usize) {
 #[test]
 fn a_junit_job_with_many_tests_keeps_its_lists_short_and_a_private_builds_tests_stay_hidden() {
     let mut k = Kiln::start();
-    k.agent("a1", &[]);
+    k.agent("a1", &["--isolation", "none"]);
     let repo = k.repo("big", "jobs:\n  unit:\n    steps: [\"cp report.xml \\\"$KILN_JUNIT_DIR/\\\"\", \"exit 1\"]\n");
     let (xml, failed, skipped) = big_report(1200);
     assert_eq!((failed, skipped), (80, 20));

@@ -211,7 +211,9 @@ fn check_prints_each_error_with_file_line_and_column() {
 #[test]
 fn a_daemon_left_behind_by_a_step_does_not_hold_the_job_open() {
     let mut k = Kiln::start();
-    k.agent("a", &[]);
+    // Unsandboxed: in the sandbox the daemon dies with its step's PID namespace
+    // (tests/isolation.rs); without it, it outlives the step and must not hold the job.
+    k.agent("a", &["--isolation", "none"]);
     // `setsid` leaves the step's process group but keeps the step's output open.
     let repo = k.repo("daemon", "jobs:\n  j:\n    steps: [\"setsid sleep 141.17 & sleep 0.5\", echo left-a-daemon]\n");
     k.add_project("daemon", &repo, &[]);

@@ -36,7 +36,7 @@ fn failure_mails_the_recipients_and_posts_a_signed_webhook_retried_after_a_500()
     k.add_project("r", &repo, &[]);
     let set = k.kiln(&[
         "project", "set", "r", "--notify-email", "team@example.test,lead@example.test", "--notify-on", "failure,fixed",
-        "--notify-webhook", &hook.url("/hook"), "--webhook-secret", "notifysecret",
+        "--notify-webhook", &hook.url("/hook"), "--notify-webhook-secret", "notifysecret",
     ]);
     assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
     let b = trigger_wait(&k, "r");
@@ -221,17 +221,18 @@ fn notify_on_failure_fixed_always_and_chat_payload() {
 
 #[test]
 fn commit_status_goes_to_github_and_gitea_shapes_and_a_bad_token_fails_visibly() {
-    let mut k = Kiln::start_with(&["--notify-attempts", "2"]);
+    // The test forge listens on loopback: the admin puts it on the list of forge hosts.
+    let mut k = Kiln::start_with(&["--notify-attempts", "2", "--forge-host", "127.0.0.1"]);
     k.agent("a", &[]);
     // The forge: 401 for the repository with the wrong token, 201 otherwise.
-    let forge = Recorder::start(|r, _| if r.header("authorization") == Some("token wrong") { 401 } else { 201 });
+    let forge = Recorder::start(|r, _| if r.header("authorization") == Some("token wrongtok") { 401 } else { 201 });
     let ok = k.repo("gh", SWITCH);
     k.add_project("gh", &ok, &[
-        "--commit-status", "github", "--forge-url", &forge.url("/api/v3"), "--forge-repo", "acme/app", "--secret", "GITHUB_TOKEN=ghtok",
+        "--commit-status", "github", "--forge-url", &forge.url("/api/v3"), "--forge-repo", "acme/app", "--secret", "GITHUB_TOKEN=ghtoken",
     ]);
     let bad = k.repo("gt", FAILING);
     k.add_project("gt", &bad, &[
-        "--commit-status", "gitea", "--forge-url", &forge.url("/api/v1"), "--forge-repo", "acme/lib", "--secret", "GITEA_TOKEN=gttok",
+        "--commit-status", "gitea", "--forge-url", &forge.url("/api/v1"), "--forge-repo", "acme/lib", "--secret", "GITEA_TOKEN=gttoken",
         "--status-context", "ci/kiln",
     ]);
     let b1 = trigger_wait(&k, "gh");
@@ -247,9 +248,9 @@ fn commit_status_goes_to_github_and_gitea_shapes_and_a_bad_token_fails_visibly()
     let states = |rs: &[&Req]| rs.iter().map(|r| r.json()["state"].as_str().unwrap().to_string()).collect::<Vec<_>>();
     assert_eq!(states(&gh), ["pending", "success"]);
     assert_eq!(states(&gt), ["pending", "failure"]);
-    assert_eq!(gh[0].header("authorization"), Some("Bearer ghtok"));
+    assert_eq!(gh[0].header("authorization"), Some("Bearer ghtoken"));
     assert_eq!(gh[0].header("accept"), Some("application/vnd.github+json"));
-    assert_eq!(gt[1].header("authorization"), Some("token gttok"));
+    assert_eq!(gt[1].header("authorization"), Some("token gttoken"));
     let last = gh[1].json();
     assert_eq!(last["context"], "kiln/gh");
     assert!(last["target_url"].as_str().unwrap().ends_with(&format!("/builds/{}", b1["id"])), "{last}");
@@ -257,7 +258,7 @@ fn commit_status_goes_to_github_and_gitea_shapes_and_a_bad_token_fails_visibly()
     assert_eq!(gt[1].json()["context"], "ci/kiln");
 
     // A wrong token: the forge refuses, kiln retries, then records the failure; the build is untouched.
-    let set = k.kiln(&["project", "set", "gt", "--secret", "GITEA_TOKEN=wrong"]);
+    let set = k.kiln(&["project", "set", "gt", "--secret", "GITEA_TOKEN=wrongtok"]);
     assert!(set.status.success());
     let b3 = trigger_wait(&k, "gt");
     assert_eq!(b3["status"], "failed", "the build's status is its own");
@@ -280,7 +281,7 @@ fn a_restart_between_the_end_of_a_build_and_delivery_delivers_exactly_once() {
     // The receiver is down while the build ends.
     let port = free_port();
     let repo = k.repo("d", FAILING);
-    k.add_project("d", &repo, &["--notify-webhook", &format!("http://127.0.0.1:{port}/hook"), "--webhook-secret", "s3"]);
+    k.add_project("d", &repo, &["--notify-webhook", &format!("http://127.0.0.1:{port}/hook"), "--notify-webhook-secret", "s3"]);
     let b = trigger_wait(&k, "d");
     assert_eq!(b["status"], "failed");
     k.wait_for("a failed attempt to be recorded", 20, || {

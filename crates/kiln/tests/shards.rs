@@ -55,6 +55,10 @@ fn pytest_counts(dir: &Path) -> (u64, u64, u64) {
     (get("passed"), get("failed"), get("skipped"))
 }
 
+/// These suites count their test runs in a file outside the job and use the tester's own
+/// pytest and cargo (under /root when run as root), which a sandboxed step cannot reach: the
+/// sandbox has its own tests (tests/isolation.rs).
+const UNSANDBOXED: &[&str] = &["--isolation", "none"];
 const PYTEST_RUN: &str = "python3 -m pytest -q -p no:cacheprovider --junitxml=$KILN_JUNIT_DIR/report.xml {tests}";
 
 fn tests_of(k: &Kiln, id: i64) -> Value {
@@ -83,7 +87,7 @@ fn pytest_suite_sharded_over_three_agents_runs_every_test_once() {
     need_pytest();
     let mut k = Kiln::start();
     for a in ["a1", "a2", "a3"] {
-        k.agent(a, &[]);
+        k.agent(a, UNSANDBOXED);
     }
     let ran = k.path("ran.txt");
     let repo = k.repo("py", &format!("jobs:\n  suite:\n    tests:\n      shards: 3\n      list: \"python3 -m pytest --collect-only -q | grep ::\"\n      run: {PYTEST_RUN}\n"));
@@ -137,8 +141,8 @@ fn pytest_suite_sharded_over_three_agents_runs_every_test_once() {
 fn split_files_mode_and_retries_with_a_flaky_test() {
     need_pytest();
     let mut k = Kiln::start();
-    k.agent("a1", &[]);
-    k.agent("a2", &[]);
+    k.agent("a1", UNSANDBOXED);
+    k.agent("a2", UNSANDBOXED);
     let ran = k.path("ran.txt");
     let marker = k.path("first-run-happened");
     // Static split over files; one test fails only on its first run; retries: 1.
@@ -211,15 +215,15 @@ fn a_killed_shards_batch_runs_again() {
     .unwrap();
     commit_all(&repo, "run.sh");
     k.add_project("kill", &repo, &[]);
-    k.agent("a1", &[]);
-    k.agent("a2", &[]);
+    k.agent("a1", UNSANDBOXED);
+    k.agent("a2", UNSANDBOXED);
     let id = k.trigger("kill");
     k.wait_for("the slow test to start", 60, || std::fs::read_to_string(&marker).is_ok_and(|s| !s.trim().is_empty()));
     let victim = std::fs::read_to_string(&marker).unwrap().trim().to_string();
     let (_, child) = k.agents.iter_mut().find(|(n, _)| *n == victim).expect("the agent that runs test 1");
     child.kill().unwrap(); // SIGKILL: no goodbye, the lease must expire
     child.wait().unwrap();
-    k.agent("a3", &[]);
+    k.agent("a3", UNSANDBOXED);
     let b = k.wait_build(id, 90);
     assert_eq!(b["status"], "passed", "{b:#}");
     let retried: Vec<&Value> = b["jobs"].as_array().unwrap().iter().filter(|j| j["attempt"].as_i64() > Some(1)).collect();
@@ -235,8 +239,8 @@ fn a_killed_shards_batch_runs_again() {
 #[test]
 fn bad_input_gives_clear_errors() {
     let mut k = Kiln::start();
-    k.agent("a1", &[]);
-    k.agent("a2", &[]);
+    k.agent("a1", UNSANDBOXED);
+    k.agent("a2", UNSANDBOXED);
     let cases = [
         ("listfails", 2, "list: \"echo nope >&2; exit 3\"\n      run: echo {tests}", "the list command exited with code 3"),
         ("listempty", 2, "list: \"true\"\n      run: echo {tests}", "the list command printed no test ids"),
@@ -290,7 +294,7 @@ fn plain_job_uploads_junit_from_cargo_nextest() {
     let ok = Command::new("cargo").args(["nextest", "--version"]).output().is_ok_and(|o| o.status.success());
     assert!(ok, "cargo-nextest is missing: run ci/setup-shards.sh");
     let mut k = Kiln::start();
-    k.agent("a1", &[]);
+    k.agent("a1", UNSANDBOXED);
     let repo = k.repo(
         "rs",
         "jobs:\n  test:\n    timeout: 5m\n    steps:\n      - cargo nextest run --profile ci --no-fail-fast || true\n      - cp target/nextest/ci/junit.xml \"$KILN_JUNIT_DIR/\"\n",
@@ -326,7 +330,7 @@ fn kiln_run_shards_a_pytest_suite_locally() {
     let repo = k.repo("local", &format!("jobs:\n  lint:\n    steps: [echo lint-ok]\n  suite:\n    needs: [lint]\n    tests:\n      shards: 1\n      list: \"python3 -m pytest --collect-only -q | grep ::\"\n      run: {PYTEST_RUN}\n"));
     pytest_suite(&repo, &ran);
     commit_all(&repo, "suite");
-    let run = |repo: &Path| Command::new(BIN).args(["run", "-j", "3"]).arg(repo).output().unwrap();
+    let run = |repo: &Path| Command::new(BIN).args(["run", "--isolation", "none", "-j", "3"]).arg(repo).output().unwrap();
     let out = run(&repo);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(1), "{text}\n{}", String::from_utf8_lossy(&out.stderr));

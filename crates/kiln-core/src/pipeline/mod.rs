@@ -66,6 +66,8 @@ pub struct JobSpec {
     pub artifacts: Vec<String>,
     /// When the artifacts are uploaded (`artifacts: {paths, when}`).
     pub artifacts_when: ArtifactsWhen,
+    /// Whether the job's steps may reach the network (`network: false` cuts them off).
+    pub network: Network,
 }
 
 /// When a job's artifacts are uploaded, by how its steps ended.
@@ -99,6 +101,16 @@ impl ArtifactsWhen {
             ArtifactsWhen::OnFailure => !passed,
         }
     }
+}
+
+/// A job's access to the network, from its `network:` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Network {
+    /// The host's network (the default).
+    #[default]
+    On,
+    /// Only a loopback interface of its own (`network: false`).
+    Off,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

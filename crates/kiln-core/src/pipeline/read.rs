@@ -21,6 +21,7 @@ const JOB_KEYS: &[&str] = &[
     "retries",
     "tests",
     "artifacts",
+    "network",
 ];
 
 /// Positions and raw pieces of a job that the cross-job checks need.
@@ -408,6 +409,11 @@ impl<'f> Reader<'f> {
                         job.artifacts.push(glob);
                     }
                     job.artifacts_when = when;
+                }
+                "network" => {
+                    if let Some(on) = self.boolean(v, pos, &what) {
+                        job.network = if on { super::Network::On } else { super::Network::Off };
+                    }
                 }
                 other => self.unknown_key(k, other, &place, JOB_KEYS),
             }

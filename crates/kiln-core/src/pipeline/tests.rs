@@ -229,7 +229,7 @@ const INVALID: &[(&str, &[&str])] = &[
     ("x-defaults: &d {timeout: 5m}\njobs:\n  a: {steps: [x]}\n", &[]),
     ("jobs:\n  build:\n    stepz: [make]\n", &[
         "2:3: job \"build\" has no steps",
-        "3:5: unknown key \"stepz\" in job \"build\", did you mean \"steps\"? (expected one of: steps, env, timeout, needs, requires, matrix, retries, tests, artifacts)",
+        "3:5: unknown key \"stepz\" in job \"build\", did you mean \"steps\"? (expected one of: steps, env, timeout, needs, requires, matrix, retries, tests, artifacts, network)",
     ]),
     ("jobs:\n  build:\n", &["2:3: job \"build\" has no steps"]),
     ("jobs:\n  build: {steps: []}\n", &["2:3: job \"build\" has no steps"]),
@@ -327,6 +327,7 @@ const INVALID: &[(&str, &[&str])] = &[
     ]),
     ("jobs:\n  a:\n    requires: {gpu: }\n    steps: [x]\n", &["3:16: \"gpu\" in `requires` of job \"a\" has no value"]),
     ("jobs:\n  'a b':\n    steps: [x]\n", &["2:3: invalid job name \"a b\""]),
+    ("jobs:\n  a:\n    network: off\n    steps: [x]\n", &["3:14: `network` of job \"a\" must be true or false, found a string"]),
     // every problem is reported, sorted by position
     ("jobs:\n  a:\n    steps: [x]\n    timeout: never\n    needs: [ghost]\n  b:\n    bogus: 1\n", &[
         "4:14: `timeout` of job \"a\": invalid duration",
@@ -433,4 +434,11 @@ fn matrix_cells_follow_include_and_exclude() {
     for (matrix, want) in cases {
         assert_eq!(show(&matrix), want, "{matrix:?}");
     }
+}
+
+#[test]
+fn network_key_cuts_a_job_off_or_leaves_it_on() {
+    let p = parse("p.yml", "jobs:\n  a: {steps: [x], network: false}\n  b: {steps: [x], network: true}\n  c: {steps: [x]}\n").unwrap();
+    let net: Vec<Network> = p.jobs.iter().map(|j| j.network).collect();
+    assert_eq!(net, vec![Network::Off, Network::On, Network::On]);
 }

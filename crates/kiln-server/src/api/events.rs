@@ -3,7 +3,7 @@
 //! included), after checking the viewer may see it. Without: build and job
 //! events of visible projects. A reader that falls behind gets `resync`.
 
-use super::builds::visible_build;
+use crate::app::access::{self, Sight};
 use crate::auth::Viewer;
 use crate::error::AppResult;
 use crate::events::Event;
@@ -12,7 +12,6 @@ use axum::extract::{Query, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::Stream;
 use serde::Deserialize;
-use std::collections::HashMap;
 use std::convert::Infallible;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -26,8 +25,9 @@ struct Reader {
     st: AppState,
     viewer: Viewer,
     build: Option<i64>,
-    /// project → public, looked up once per stream.
-    public: HashMap<String, bool>,
+    /// The projects the viewer may see, looked up once per stream (and again for a project
+    /// it has not heard of, one made after the stream opened).
+    sight: Sight,
 }
 
 impl Reader {
@@ -38,23 +38,21 @@ impl Reader {
         if ev.kind == "log" {
             return false;
         }
-        if self.viewer.signed_in() {
-            return true;
+        if !self.sight.knows(&ev.project) {
+            if let Ok(s) = Sight::of(&self.st, &self.viewer).await {
+                self.sight = s;
+            }
         }
-        if let Some(p) = self.public.get(&ev.project) {
-            return *p;
-        }
-        let public = self.st.store.project_by_name(&ev.project).await.map(|p| p.public).unwrap_or(false);
-        self.public.insert(ev.project.clone(), public);
-        public
+        self.sight.sees(&ev.project)
     }
 }
 
 pub async fn events(State(st): State<AppState>, viewer: Viewer, Query(q): Query<EventsQuery>) -> AppResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     if let Some(b) = q.build {
-        visible_build(&st, &viewer, b).await?;
+        access::visible_build(&st, &viewer, b).await?;
     }
-    let reader = Reader { rx: st.events.subscribe(), st: st.clone(), viewer, build: q.build, public: HashMap::new() };
+    let sight = Sight::of(&st, &viewer).await?;
+    let reader = Reader { rx: st.events.subscribe(), st: st.clone(), viewer, build: q.build, sight };
     let stop = st.stop.clone();
     let stream = futures::stream::unfold(reader, move |mut r| {
         let stop = stop.clone();

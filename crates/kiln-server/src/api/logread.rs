@@ -4,7 +4,7 @@
 //! (with HTTP `Range`), and a server-sent event stream that resumes from a
 //! byte offset (`Last-Event-ID`). Every route checks the build's visibility.
 
-use super::builds::visible_build;
+use crate::app::access::{self, Need};
 use crate::auth::Viewer;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
@@ -26,8 +26,7 @@ const SLICE_MAX: usize = 8 << 20;
 
 /// The job, if the viewer may see its build, and the attempt asked for (default: the current one).
 async fn job_for(st: &AppState, viewer: &Viewer, job_id: i64, attempt: Option<i64>) -> AppResult<(JobRow, i64)> {
-    let job = st.store.job(job_id).await.map_err(|_| AppError::NotFound(format!("job {job_id} not found")))?;
-    visible_build(st, viewer, job.build_id).await?;
+    let (job, _) = access::job(st, viewer, job_id, Need::See).await?;
     let attempt = attempt.unwrap_or(job.attempt);
     Ok((job, attempt))
 }

@@ -3,38 +3,49 @@
 mod agents;
 pub(crate) mod builds;
 mod downloads;
+mod enrol;
 mod events;
 mod logread;
 mod notifications;
 pub(crate) mod projects;
+mod replay;
+mod retry;
 pub(crate) mod users;
 mod tests;
 
-use crate::state::AppState;
-use axum::routing::{delete, get, post};
-use axum::Router;
+use crate::routes::Routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/projects", get(projects::list).post(projects::create))
-        .route("/api/v1/projects/{name}", get(projects::show).patch(projects::update))
-        .route("/api/v1/projects/{name}/builds", get(builds::list).post(builds::trigger))
-        .route("/api/v1/projects/{name}/notifications", get(notifications::list))
-        .route("/api/v1/builds/{id}", get(builds::show))
-        .route("/api/v1/builds/{id}/cancel", post(builds::cancel))
-        .route("/api/v1/jobs/{id}/log", get(builds::log))
-        .route("/api/v1/jobs/{id}/log/search", get(logread::search))
-        .route("/api/v1/jobs/{id}/log/events", get(logread::events))
-        .route("/api/v1/builds/{id}/tests", get(tests::of_build))
-        .route("/api/v1/projects/{name}/tests", get(tests::of_project))
-        .route("/api/v1/agents", get(agents::list))
-        .route("/api/v1/agents/{name}/drain", post(agents::drain))
-        .route("/api/v1/events", get(events::events))
-        .route("/api/v1/me", get(users::me))
-        .route("/api/v1/users", get(users::list).post(users::create))
-        .route("/api/v1/users/{name}/password", post(users::set_password))
-        .route("/api/v1/tokens", get(users::tokens).post(users::create_token))
-        .route("/api/v1/tokens/{id}", delete(users::revoke_token))
-        .route("/api/v1/jobs/{id}/raw", get(logread::raw))
-        .route("/api/v1/builds/{id}/package", get(downloads::package))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/api/v1/projects", projects::list).post("/api/v1/projects", projects::create)
+        .get("/api/v1/projects/{name}", projects::show).patch("/api/v1/projects/{name}", projects::update)
+        .get("/api/v1/projects/{name}/members", projects::members).post("/api/v1/projects/{name}/members", projects::grant)
+        .delete("/api/v1/projects/{name}/members/{user}", projects::revoke)
+        .get("/api/v1/projects/{name}/builds", builds::list).post("/api/v1/projects/{name}/builds", builds::trigger)
+        .get("/api/v1/projects/{name}/notifications", notifications::list)
+        .get("/api/v1/builds/{id}", builds::show)
+        .post("/api/v1/builds/{id}/cancel", builds::cancel)
+        .post("/api/v1/builds/{id}/rebuild", builds::rebuild)
+        .post("/api/v1/builds/{id}/retry", retry::retry)
+        .get("/api/v1/builds/{id}/batches", replay::batches)
+        .get("/api/v1/jobs/{id}/log", builds::log)
+        .get("/api/v1/jobs/{id}/log/search", logread::search)
+        .get("/api/v1/jobs/{id}/log/events", logread::events)
+        .get("/api/v1/builds/{id}/tests", tests::of_build)
+        .get("/api/v1/projects/{name}/tests", tests::of_project)
+        .get("/api/v1/agents", agents::list)
+        .post("/api/v1/agents/{name}/drain", agents::drain)
+        .post("/api/v1/agents/{name}/revoke", enrol::revoke_agent)
+        .get("/api/v1/enrolments", enrol::list)
+        .post("/api/v1/enrolments", enrol::create)
+        .delete("/api/v1/enrolments/{id}", enrol::revoke)
+        .get("/api/v1/events", events::events)
+        .get("/api/v1/me", users::me)
+        .get("/api/v1/users", users::list).post("/api/v1/users", users::create)
+        .patch("/api/v1/users/{name}", users::update).delete("/api/v1/users/{name}", users::remove)
+        .post("/api/v1/users/{name}/password", users::set_password)
+        .get("/api/v1/tokens", users::tokens).post("/api/v1/tokens", users::create_token)
+        .delete("/api/v1/tokens/{id}", users::revoke_token)
+        .get("/api/v1/jobs/{id}/raw", logread::raw)
+        .get("/api/v1/builds/{id}/package", downloads::package)
 }

@@ -1,7 +1,7 @@
 //! Test results and history: a build's tests (failures first), a project's slowest and
 //! flakiest tests on a branch.
 
-use super::projects::visible;
+use crate::app::access;
 use crate::auth::Viewer;
 use crate::convert;
 use crate::error::{AppError, AppResult};
@@ -12,8 +12,7 @@ use kiln_wire::api::{BuildTests, TestStats, TestStatsList};
 use serde::Deserialize;
 
 pub async fn of_build(State(st): State<AppState>, viewer: Viewer, Path(id): Path<i64>) -> AppResult<Json<BuildTests>> {
-    let b = st.store.build(id).await.map_err(|_| AppError::NotFound(format!("build {id} not found")))?;
-    visible(&st, &viewer, &b.project).await.map_err(|_| AppError::NotFound(format!("build {id} not found")))?;
+    access::visible_build(&st, &viewer, id).await?;
     let rows = st.store.build_test_results(id).await?;
     Ok(Json(convert::build_tests(id, &rows)))
 }
@@ -27,7 +26,7 @@ pub struct StatsQuery {
 }
 
 pub async fn of_project(State(st): State<AppState>, viewer: Viewer, Path(name): Path<String>, Query(q): Query<StatsQuery>) -> AppResult<Json<TestStatsList>> {
-    let p = visible(&st, &viewer, &name).await?;
+    let p = access::visible(&st, &viewer, &name).await?;
     let branch = q.branch.unwrap_or_else(|| p.branch.clone());
     let mut tests: Vec<TestStats> = st.store.test_stats(p.id, &branch).await?.iter().map(convert::test_stats).collect();
     match q.sort.as_deref().unwrap_or("slowest") {

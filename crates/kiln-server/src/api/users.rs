@@ -1,16 +1,18 @@
-//! People over the API: who am I, users (admins make them), personal API tokens.
+//! People over the API: who am I, users (admins manage them), API tokens.
+//! Decode, call `app::users`, encode.
 
-use crate::auth::Viewer;
+use crate::app;
+use crate::auth::{Viewer, WithCredential};
 use crate::convert::ts;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::state::AppState;
-use crate::users;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::Json;
-use kiln_wire::users::{Me, PasswordChange, TokenCreate, TokenCreated, TokenInfo, User, UserCreate, UserCreated};
+use kiln_wire::users::{Me, PasswordChange, TokenCreate, TokenCreated, TokenInfo, User, UserCreate, UserCreated, UserUpdate};
+use serde::Deserialize;
 
 pub fn user(u: &kiln_store::UserRow) -> User {
-    User { name: u.name.clone(), admin: u.admin, created_at: ts(u.created_at) }
+    User { name: u.name.clone(), admin: u.admin, disabled: u.disabled, created_at: ts(u.created_at) }
 }
 
 pub fn token_info(t: &kiln_store::TokenInfo) -> TokenInfo {
@@ -22,52 +24,48 @@ pub async fn me(viewer: Viewer) -> Json<Me> {
 }
 
 pub async fn list(State(st): State<AppState>, viewer: Viewer) -> AppResult<Json<Vec<User>>> {
-    viewer.require_admin()?;
-    Ok(Json(st.store.list_users().await?.iter().map(user).collect()))
+    Ok(Json(app::users::list(&st, &viewer).await?.iter().map(user).collect()))
 }
 
 pub async fn create(State(st): State<AppState>, viewer: Viewer, Json(req): Json<UserCreate>) -> AppResult<Json<UserCreated>> {
-    viewer.require_admin()?;
-    let (u, password) = users::create_user(&st.store, &req.name, req.password.as_deref(), req.admin).await?;
-    tracing::info!("{} added user {}{}", viewer.name(), u.name, if u.admin { " (admin)" } else { "" });
+    let (u, password) = app::users::create(&st, &viewer, &req.name, req.password.as_deref(), req.admin).await?;
     Ok(Json(UserCreated { user: user(&u), password }))
 }
 
-pub async fn set_password(State(st): State<AppState>, viewer: Viewer, Path(name): Path<String>, Json(req): Json<PasswordChange>) -> AppResult<Json<User>> {
-    let me = viewer.require_user()?;
-    if me != name {
-        viewer.require_admin()?;
-    }
-    users::validate_password(&req.password)?;
-    st.store.set_password(&name, &users::hash_password(&req.password).await?).await?;
-    let u = st.store.user(&name).await?.ok_or_else(|| AppError::NotFound(format!("user {name:?} not found")))?;
+pub async fn update(State(st): State<AppState>, viewer: Viewer, Path(name): Path<String>, Json(req): Json<UserUpdate>) -> AppResult<Json<User>> {
+    Ok(Json(user(&app::users::update(&st, &viewer, &name, &req).await?)))
+}
+
+pub async fn remove(State(st): State<AppState>, viewer: Viewer, Path(name): Path<String>) -> AppResult<Json<serde_json::Value>> {
+    app::users::remove(&st, &viewer, &name).await?;
+    Ok(Json(serde_json::json!({ "removed": name })))
+}
+
+pub async fn set_password(State(st): State<AppState>, WithCredential(viewer, cred): WithCredential, Path(name): Path<String>, Json(req): Json<PasswordChange>) -> AppResult<Json<User>> {
+    let u = app::users::set_password(&st, &viewer, &cred, &name, &req.password, req.current.as_deref()).await?;
     Ok(Json(user(&u)))
 }
 
-pub async fn tokens(State(st): State<AppState>, viewer: Viewer) -> AppResult<Json<Vec<TokenInfo>>> {
-    let me = viewer.require_user()?;
-    Ok(Json(st.store.tokens_of(&me).await?.iter().map(token_info).collect()))
+#[derive(Deserialize, Default)]
+pub struct TokensQuery {
+    /// Admins: this user's tokens.
+    user: Option<String>,
+    /// Admins: everyone's tokens.
+    #[serde(default)]
+    all: bool,
+}
+
+pub async fn tokens(State(st): State<AppState>, viewer: Viewer, Query(q): Query<TokensQuery>) -> AppResult<Json<Vec<TokenInfo>>> {
+    Ok(Json(app::users::tokens(&st, &viewer, q.user.as_deref(), q.all).await?.iter().map(token_info).collect()))
 }
 
 pub async fn create_token(State(st): State<AppState>, viewer: Viewer, Json(req): Json<TokenCreate>) -> AppResult<Json<TokenCreated>> {
-    let me = viewer.require_user()?;
-    Ok(Json(make_token(&st, &viewer, &me, req.label.as_deref()).await?))
-}
-
-/// A new personal token for the viewer (an admin's tokens are admin tokens).
-pub async fn make_token(st: &AppState, viewer: &Viewer, me: &str, label: Option<&str>) -> AppResult<TokenCreated> {
-    let label = label.map(str::trim).filter(|l| !l.is_empty()).unwrap_or("personal token");
-    if label.len() > 100 {
-        return Err(AppError::BadRequest("a token label may have at most 100 bytes".into()));
-    }
-    let admin = matches!(viewer, Viewer::User { admin: true, .. });
-    let (token, id) = st.store.create_token(me, admin, label).await?;
-    let info = st.store.tokens_of(me).await?.into_iter().find(|t| t.id == id).ok_or_else(|| AppError::Internal("new token vanished".into()))?;
-    Ok(TokenCreated { info: token_info(&info), token })
+    let (token, info) = app::users::create_token(&st, &viewer, req.user.as_deref(), req.label.as_deref()).await?;
+    Ok(Json(TokenCreated { info: token_info(&info), token }))
 }
 
 pub async fn revoke_token(State(st): State<AppState>, viewer: Viewer, Path(id): Path<i64>) -> AppResult<Json<serde_json::Value>> {
-    let me = viewer.require_user()?;
-    st.store.revoke_token(&me, id).await?;
+    app::users::revoke_token(&st, &viewer, id).await?;
     Ok(Json(serde_json::json!({ "revoked": id })))
 }
+

@@ -3,10 +3,10 @@
 //! personal API tokens, password, and for admins the users.
 
 use super::{local_target, render, require_user, see_other, Layout, PageResult};
-use crate::api::users::make_token;
-use crate::auth::{constant_time_eq, set_cookie, Credential, Page, Viewer, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
+use crate::auth::{constant_time_eq, SESSION_IDLE_MS, set_cookie, Credential, Page, Viewer, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
 use crate::error::AppError;
 use crate::state::AppState;
+use crate::throttle::{self, ClientIp};
 use crate::users;
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -15,7 +15,7 @@ use axum::response::Response;
 use axum::Form;
 use serde::Deserialize;
 
-/// How long a session lasts.
+/// How long the session cookie is kept (the server ends an idle session sooner, see `auth::SESSION_IDLE_MS`).
 const SESSION_DAYS: i64 = 14;
 
 #[derive(Template)]
@@ -69,17 +69,25 @@ pub struct LoginForm {
     next: String,
 }
 
-pub async fn login(State(st): State<AppState>, page: Page, Form(f): Form<LoginForm>) -> PageResult<Response> {
+pub async fn login(State(st): State<AppState>, ClientIp(ip): ClientIp, page: Page, Form(f): Form<LoginForm>) -> PageResult<Response> {
     let expected = page.login_csrf.clone().unwrap_or_default();
     if expected.is_empty() || !constant_time_eq(expected.as_bytes(), f.csrf.as_bytes()) {
         return Err(AppError::Forbidden("the sign-in form is stale or forged (CSRF token mismatch): reload the page and try again".into()).into());
     }
     let next = local_target(&f.next).to_string();
+    if let Err(wait) = st.throttle.begin(ip, f.name.trim()) {
+        tracing::warn!("sign-in for user {:?} from {ip} refused: too many attempts", f.name.trim());
+        let msg = format!("too many sign-in attempts: try again in {} s", throttle::retry_after_secs(wait));
+        let mut r = login_page(&page, next, f.name.trim().to_string(), msg, StatusCode::TOO_MANY_REQUESTS)?;
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(throttle::retry_after_secs(wait)));
+        return Ok(r);
+    }
     let Some(user) = users::authenticate(&st.store, f.name.trim(), &f.password).await? else {
         tracing::warn!("failed sign-in for user {:?}", f.name.trim());
         return login_page(&page, next, f.name.trim().to_string(), "wrong user name or password".into(), StatusCode::UNAUTHORIZED);
     };
-    let (token, _) = st.store.create_session(&user.name, SESSION_DAYS * 86_400_000).await?;
+    st.throttle.success(ip, f.name.trim());
+    let (token, _) = st.store.create_session(&user.name, SESSION_IDLE_MS).await?;
     let mut r = see_other(&next);
     add_cookie(&mut r, set_cookie(SESSION_COOKIE, &token, SESSION_DAYS * 86_400, page.secure));
     add_cookie(&mut r, set_cookie(LOGIN_CSRF_COOKIE, "", 0, page.secure));
@@ -123,7 +131,7 @@ struct AccountTpl {
 
 async fn account_page(st: &AppState, page: &Page, new_token: String, notice: String, error: String) -> PageResult<Response> {
     let me = require_user(page)?;
-    let tokens = st.store.tokens_of(&me).await?.into_iter().map(|t| TokenRowView { id: t.id, label: t.label, created_at: t.created_at }).collect();
+    let tokens = st.store.tokens_of(Some(&me)).await?.into_iter().map(|t| TokenRowView { id: t.id, label: t.label, created_at: t.created_at }).collect();
     let users = if matches!(page.viewer, Viewer::User { admin: true, .. }) {
         st.store.list_users().await?.into_iter().map(|u| (u.name, u.admin)).collect()
     } else {
@@ -148,16 +156,16 @@ pub struct TokenForm {
 }
 
 pub async fn create_token(State(st): State<AppState>, page: Page, Form(f): Form<TokenForm>) -> PageResult<Response> {
-    let me = require_user(&page)?;
+    require_user(&page)?;
     page.check_csrf(&f.csrf)?;
-    let t = make_token(&st, &page.viewer, &me, Some(&f.label)).await?;
-    account_page(&st, &page, t.token, format!("token “{}” created: copy it now, it is not shown again", t.info.label), String::new()).await
+    let (token, info) = crate::app::users::create_token(&st, &page.viewer, None, Some(&f.label)).await?;
+    account_page(&st, &page, token, format!("token “{}” created: copy it now, it is not shown again", info.label), String::new()).await
 }
 
 pub async fn revoke_token(State(st): State<AppState>, page: Page, Path(id): Path<i64>, Form(f): Form<CsrfForm>) -> PageResult<Response> {
-    let me = require_user(&page)?;
+    require_user(&page)?;
     page.check_csrf(&f.csrf)?;
-    st.store.revoke_token(&me, id).await?;
+    crate::app::users::revoke_token(&st, &page.viewer, id).await?;
     Ok(see_other("/account"))
 }
 
@@ -174,18 +182,12 @@ pub struct PasswordForm {
 pub async fn change_password(State(st): State<AppState>, page: Page, Form(f): Form<PasswordForm>) -> PageResult<Response> {
     let me = require_user(&page)?;
     page.check_csrf(&f.csrf)?;
-    if users::authenticate(&st.store, &me, &f.current).await?.is_none() {
-        return account_page(&st, &page, String::new(), String::new(), "the current password is wrong".into()).await;
+    // Changing the password ends every other session; this browser's stays.
+    match crate::app::users::set_password(&st, &page.viewer, &page.cred, &me, &f.password, Some(&f.current)).await {
+        Ok(_) => Ok(see_other("/account")),
+        Err(e @ (AppError::BadRequest(_) | AppError::Forbidden(_))) => account_page(&st, &page, String::new(), String::new(), e.to_string()).await,
+        Err(e) => Err(e.into()),
     }
-    if let Err(e) = users::validate_password(&f.password) {
-        return account_page(&st, &page, String::new(), String::new(), e.to_string()).await;
-    }
-    st.store.set_password(&me, &users::hash_password(&f.password).await?).await?;
-    // Changing the password ends every session; this browser gets a new one.
-    let (token, _) = st.store.create_session(&me, SESSION_DAYS * 86_400_000).await?;
-    let mut r = see_other("/account");
-    add_cookie(&mut r, set_cookie(SESSION_COOKIE, &token, SESSION_DAYS * 86_400, page.secure));
-    Ok(r)
 }
 
 #[derive(Deserialize)]
@@ -203,9 +205,9 @@ pub struct UserForm {
 pub async fn add_user(State(st): State<AppState>, page: Page, Form(f): Form<UserForm>) -> PageResult<Response> {
     require_user(&page)?;
     page.check_csrf(&f.csrf)?;
-    page.viewer.require_admin()?;
+    crate::app::access::admin(&page.viewer)?;
     let pw = Some(f.password.as_str()).filter(|p| !p.is_empty());
-    match users::create_user(&st.store, f.name.trim(), pw, f.admin.is_some()).await {
+    match crate::app::users::create(&st, &page.viewer, f.name.trim(), pw, f.admin.is_some()).await {
         Ok((u, generated)) => {
             let notice = match generated {
                 Some(p) => format!("user {} added with password {p} (shown only now)", u.name),

@@ -5,12 +5,10 @@
 
 use super::views::{build_view, duration, is_final, BuildView};
 use super::{render, require_user, see_other, Layout, PageResult};
-use crate::api::builds::visible_build;
-use crate::api::projects::visible;
+use crate::app::{self, access};
 use crate::auth::Page;
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::trigger::{start_build, Origin};
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -42,6 +40,7 @@ pub struct Column {
 struct BuildLive {
     b: BuildView,
     columns: Vec<Column>,
+    /// The caller may cancel and rebuild (developer or more).
     signed_in: bool,
     csrf: String,
     upload: String,
@@ -127,7 +126,8 @@ fn job_card(j: &Job, selected: bool) -> JobCard {
 }
 
 pub async fn page(State(st): State<AppState>, page: Page, Path(id): Path<i64>, Query(q): Query<BuildQuery>) -> PageResult<Response> {
-    let row = visible_build(&st, &page.viewer, id).await?;
+    let (row, reached) = access::build(&st, &page.viewer, id, access::Need::See).await?;
+    let may_act = reached.role.is_some_and(|r| r >= kiln_wire::api::Role::Developer);
     let agents = crate::convert::online_agents(&st.store).await?;
     let jobs = crate::convert::build_jobs(&st.store, &row, &agents).await?;
     let sel = pick(&jobs, q.job);
@@ -149,7 +149,7 @@ pub async fn page(State(st): State<AppState>, page: Page, Path(id): Path<i64>, Q
     let live = BuildLive {
         b: build_view(&row),
         columns,
-        signed_in: page.viewer.signed_in(),
+        signed_in: may_act,
         csrf: page.csrf().to_string(),
         upload,
         artifacts: crate::artifacts::links(&st, id).await?,
@@ -184,29 +184,26 @@ pub struct ActionForm {
     csrf: String,
 }
 
+impl ActionForm {
+    pub fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 pub async fn rebuild(State(st): State<AppState>, page: Page, Path(id): Path<i64>, Form(f): Form<ActionForm>) -> PageResult<Response> {
-    let who = require_user(&page)?;
+    require_user(&page)?;
     page.check_csrf(&f.csrf)?;
-    let b = visible_build(&st, &page.viewer, id).await?;
-    let p = visible(&st, &page.viewer, &b.project).await?;
-    let nb = match crate::uploads::of_build(&st, &b).await {
-        Some(up) => crate::uploads::rerun(&st, &p, &up, &who).await?,
-        None => {
-            let commit = Some(b.commit.as_str()).filter(|c| !c.is_empty());
-            start_build(&st, &p, Some(&b.branch), commit, Origin::new("manual", who)).await.map_err(AppError::from)?
-        }
-    };
+    let nb = app::builds::rebuild(&st, &page.viewer, id).await?;
     Ok(see_other(&format!("/builds/{}", nb.id)))
 }
 
+/// Cancel from the console: the same use case as the API, so running jobs stop at once.
 pub async fn cancel(State(st): State<AppState>, page: Page, Path(id): Path<i64>, Form(f): Form<ActionForm>) -> PageResult<Response> {
     require_user(&page)?;
     page.check_csrf(&f.csrf)?;
-    let b = visible_build(&st, &page.viewer, id).await?;
+    let b = access::visible_build(&st, &page.viewer, id).await?;
     if !is_final(&b.status) {
-        st.store.cancel(id, None).await?;
-        let b = st.store.build(id).await?;
-        st.emit("build", b.id, None, &b.project, &b.status);
+        app::builds::cancel(&st, &page.viewer, id, None).await?;
     }
     Ok(see_other(&format!("/builds/{id}")))
 }

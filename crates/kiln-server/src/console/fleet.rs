@@ -32,6 +32,8 @@ pub struct AgentRowView {
     pub last_seen: i64,
     pub seen_ago: String,
     pub status_json: String,
+    /// The agent runs jobs without a sandbox (`--isolation none`): its warning.
+    pub unsandboxed: Option<String>,
 }
 
 #[derive(Template)]
@@ -52,12 +54,8 @@ struct AgentsLive {
 
 pub async fn agents(State(st): State<AppState>, page: Page, Query(q): Query<PartialQuery>) -> PageResult<Response> {
     let now = kiln_store::now_ms();
-    let running = st.store.running_jobs().await?;
     let mut agents = Vec::new();
-    for a in st.store.list_agents().await? {
-        let mine: Vec<_> = running.iter().filter(|j| j.agent == a.name).collect();
-        let seen: Vec<_> = mine.iter().filter(|j| j.public || page.viewer.signed_in()).collect();
-        let hidden: Vec<i64> = mine.iter().filter(|j| !(j.public || page.viewer.signed_in())).map(|j| j.job_id).collect();
+    for crate::app::agents::AgentSeen { agent: a, jobs: seen, hidden } in crate::app::agents::list(&st, &page.viewer).await? {
         let status = crate::convert::status_for(&a.status, &hidden);
         agents.push(AgentRowView {
             name: a.name.clone(),
@@ -65,13 +63,14 @@ pub async fn agents(State(st): State<AppState>, page: Page, Query(q): Query<Part
             draining: a.draining,
             labels: a.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             concurrency: a.concurrency,
-            hidden_jobs: mine.len() - seen.len(),
+            hidden_jobs: hidden.len(),
             jobs: seen
                 .iter()
                 .map(|j| JobLink { job_id: j.job_id, build_id: j.build_id, key: j.key.clone(), project: j.project.clone(), since: j.started_at.unwrap_or(now) })
                 .collect(),
             last_seen: a.last_seen.unwrap_or(0),
             seen_ago: a.last_seen.map(|t| super::views::ago(t, now)).unwrap_or_default(),
+            unsandboxed: (status["isolation"] == "none").then(|| status["warning"].as_str().unwrap_or("jobs run without a sandbox").to_string()),
             status_json: if status.is_null() || status == serde_json::json!({}) { String::new() } else { serde_json::to_string_pretty(&status).unwrap_or_default() },
         });
     }
@@ -98,9 +97,7 @@ pub struct DrainForm {
 pub async fn drain(State(st): State<AppState>, page: Page, Path(name): Path<String>, Form(f): Form<DrainForm>) -> PageResult<Response> {
     require_user(&page)?;
     page.check_csrf(&f.csrf)?;
-    page.viewer.require_admin()?;
-    st.store.set_draining(&name, true).await?;
-    st.wake_agents();
+    crate::app::agents::drain(&st, &page.viewer, &name).await?;
     Ok(see_other("/agents"))
 }
 
@@ -140,9 +137,10 @@ pub async fn queue(State(st): State<AppState>, page: Page, Query(q): Query<Parti
     let mut jobs = Vec::new();
     let mut hidden = 0;
     let mut by_labels: BTreeMap<String, usize> = BTreeMap::new();
+    let sight = crate::app::Sight::of(&st, &page.viewer).await?;
     for j in queued {
         let requires: Vec<String> = j.requires.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        if !(j.public || page.viewer.signed_in()) {
+        if !sight.sees(&j.project) {
             hidden += 1;
             continue;
         }

@@ -3,11 +3,11 @@
 
 use super::views::{build_view, duration_chart, BuildView};
 use super::{render, require_user, see_other, urlencode, Layout, PageResult};
-use crate::api::projects::{validate_name, visible};
+use crate::app;
+use kiln_wire::api::Role;
 use crate::auth::Page;
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::trigger::{start_build, Origin};
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -50,16 +50,13 @@ pub struct PartialQuery {
 pub async fn home(State(st): State<AppState>, page: Page, Query(q): Query<PartialQuery>) -> PageResult<Response> {
     let mut projects = Vec::new();
     let disk = st.store.disk_use().await?;
-    for p in st.store.list_projects().await? {
-        if !(p.public || page.viewer.signed_in()) {
-            continue;
-        }
+    for p in app::projects::list(&st, &page.viewer).await? {
         let recent = st.store.recent_builds(p.id, 24).await?;
         let branches = st.store.latest_per_branch(p.id, 4).await?;
         projects.push(ProjectCard {
             name: p.name.clone(),
             repo: crate::convert::without_credentials(&p.repo),
-            public: p.public,
+            public: p.public(),
             branches: branches.iter().map(build_view).collect(),
             chart: duration_chart(&recent),
             disk: crate::services::retention::disk_label(disk.get(&p.id)),
@@ -90,7 +87,12 @@ struct ProjectTpl {
     repo: String,
     default_branch: String,
     pipeline: String,
-    public: bool,
+    visibility: &'static str,
+    /// The caller may trigger and upload (developer or more).
+    can_build: bool,
+    /// The caller may change members (maintainer or admin).
+    can_manage: bool,
+    members: Vec<(String, &'static str)>,
     branches: Vec<String>,
     branch: String,
     status: String,
@@ -130,7 +132,7 @@ fn filter_query(q: &BuildsQuery, page: i64) -> String {
 }
 
 pub async fn project(State(st): State<AppState>, page: Page, Path(name): Path<String>, Query(q): Query<BuildsQuery>) -> PageResult<Response> {
-    let p = visible(&st, &page.viewer, &name).await?;
+    let app::Reached { project: p, role } = app::projects::show(&st, &page.viewer, &name).await?;
     let f = BuildFilter { branch: q.branch.clone(), status: q.status.clone(), trigger: q.trigger.clone() };
     let n = q.page.unwrap_or(1).max(1);
     let (rows, total) = st.store.builds_page(p.id, &f, PER_PAGE, (n - 1) * PER_PAGE).await?;
@@ -159,7 +161,10 @@ pub async fn project(State(st): State<AppState>, page: Page, Path(name): Path<St
         repo: crate::convert::without_credentials(&p.repo),
         default_branch: p.branch.clone(),
         pipeline: p.pipeline.clone(),
-        public: p.public,
+        visibility: p.visibility.as_str(),
+        can_build: role.is_some_and(|r| r >= Role::Developer),
+        can_manage: role == Some(Role::Maintainer),
+        members: st.store.members(p.id).await?.into_iter().map(|(u, r)| (u, r.as_str())).collect(),
         branches: st.store.build_branches(p.id).await?,
         branch: q.branch.clone().unwrap_or_default(),
         status: q.status.clone().unwrap_or_default(),
@@ -179,7 +184,7 @@ struct NewProjectTpl {
     repo: String,
     branch: String,
     pipeline: String,
-    public: bool,
+    visibility: &'static str,
 }
 
 pub async fn new_project_form(page: Page) -> PageResult<Response> {
@@ -191,7 +196,7 @@ pub async fn new_project_form(page: Page) -> PageResult<Response> {
         repo: String::new(),
         branch: "main".into(),
         pipeline: ".kiln.yml".into(),
-        public: false,
+        visibility: "private",
     })
 }
 
@@ -214,13 +219,17 @@ pub async fn new_project(State(st): State<AppState>, page: Page, Form(f): Form<N
     page.check_csrf(&f.csrf)?;
     let branch = if f.branch.trim().is_empty() { "main" } else { f.branch.trim() };
     let pipeline = if f.pipeline.trim().is_empty() { ".kiln.yml" } else { f.pipeline.trim() };
-    let public = f.visibility == "public";
+    let visibility = kiln_wire::api::Visibility::parse(&f.visibility).unwrap_or_default();
     let name = f.name.trim();
-    let res = match validate_name(name) {
-        Err(e) => Err(e),
-        Ok(()) if f.repo.trim().is_empty() => Err(AppError::BadRequest("a project needs a repository: a git URL or a path on the server".into())),
-        Ok(()) => st.store.create_project(name, f.repo.trim(), branch, pipeline, public, &Default::default()).await.map_err(AppError::from),
+    let req = kiln_wire::api::ProjectCreate {
+        name: name.to_string(),
+        repo: f.repo.trim().to_string(),
+        branch: Some(branch.to_string()),
+        pipeline: Some(pipeline.to_string()),
+        visibility: Some(visibility),
+        ..Default::default()
     };
+    let res = app::projects::create(&st, &page.viewer, req).await;
     match res {
         Ok(p) => Ok(see_other(&format!("/projects/{}", urlencode(&p.name)))),
         Err(e) => {
@@ -231,7 +240,7 @@ pub async fn new_project(State(st): State<AppState>, page: Page, Form(f): Form<N
                 repo: f.repo.clone(),
                 branch: branch.to_string(),
                 pipeline: pipeline.to_string(),
-                public,
+                visibility: visibility.as_str(),
             })?;
             *r.status_mut() = e.status();
             Ok(r)
@@ -248,10 +257,42 @@ pub struct TriggerForm {
 }
 
 pub async fn trigger(State(st): State<AppState>, page: Page, Path(name): Path<String>, Form(f): Form<TriggerForm>) -> PageResult<Response> {
-    let who = require_user(&page)?;
+    require_user(&page)?;
     page.check_csrf(&f.csrf)?;
-    let p = visible(&st, &page.viewer, &name).await?;
-    let branch = Some(f.branch.trim()).filter(|b| !b.is_empty());
-    let b = start_build(&st, &p, branch, None, Origin::new("manual", who)).await?;
+    let req = kiln_wire::api::TriggerRequest { branch: Some(f.branch.clone()), commit: None };
+    let b = app::builds::trigger(&st, &page.viewer, &name, &req).await?;
     Ok(see_other(&format!("/builds/{}", b.id)))
+}
+
+#[derive(Deserialize)]
+pub struct GrantForm {
+    #[serde(rename = "_csrf", default)]
+    csrf: String,
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    role: String,
+}
+
+/// The members form: give a user a role (maintainers).
+pub async fn grant(State(st): State<AppState>, page: Page, Path(name): Path<String>, Form(f): Form<GrantForm>) -> PageResult<Response> {
+    require_user(&page)?;
+    page.check_csrf(&f.csrf)?;
+    let role = Role::parse(&f.role).ok_or_else(|| AppError::BadRequest(format!("unknown role {:?}: use viewer, developer or maintainer", f.role)))?;
+    app::projects::grant(&st, &page.viewer, &name, f.user.trim(), role).await?;
+    Ok(see_other(&format!("/projects/{}", urlencode(&name))))
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    #[serde(rename = "_csrf", default)]
+    csrf: String,
+}
+
+/// The members form: take a user's role away (maintainers).
+pub async fn revoke(State(st): State<AppState>, page: Page, Path((name, user)): Path<(String, String)>, Form(f): Form<CsrfOnly>) -> PageResult<Response> {
+    require_user(&page)?;
+    page.check_csrf(&f.csrf)?;
+    app::projects::revoke(&st, &page.viewer, &name, &user).await?;
+    Ok(see_other(&format!("/projects/{}", urlencode(&name))))
 }

@@ -23,42 +23,45 @@ mod build;
 mod fleet;
 mod home;
 mod results;
+mod retry;
 mod runs;
 pub mod views;
 
 use crate::auth::{Page, Viewer};
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::routes::Routes;
 use askama::Template;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use axum::Router;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(home::home))
-        .route("/projects/new", get(home::new_project_form).post(home::new_project))
-        .route("/projects/{name}", get(home::project))
-        .route("/projects/{name}/trigger", post(home::trigger))
-        .route("/builds/{id}", get(build::page))
-        .route("/builds/{id}/tests", get(results::partial))
-        .route("/builds/{id}/rebuild", post(build::rebuild))
-        .route("/builds/{id}/cancel", post(build::cancel))
-        .route("/agents", get(fleet::agents))
-        .route("/agents/{name}/drain", post(fleet::drain))
-        .route("/queue", get(fleet::queue))
-        .route("/runs", get(runs::list))
-        .route("/runs/new", get(runs::form).post(runs::create).layer(DefaultBodyLimit::disable()))
-        .route("/login", get(account::login_form).post(account::login))
-        .route("/logout", post(account::logout))
-        .route("/account", get(account::page))
-        .route("/account/tokens", post(account::create_token))
-        .route("/account/tokens/{id}/revoke", post(account::revoke_token))
-        .route("/account/password", post(account::change_password))
-        .route("/account/users", post(account::add_user))
-        .route("/assets/{file}", get(assets::asset))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/", home::home)
+        .get("/projects/new", home::new_project_form).post("/projects/new", home::new_project)
+        .get("/projects/{name}", home::project)
+        .post("/projects/{name}/trigger", home::trigger)
+        .post("/projects/{name}/members", home::grant)
+        .post("/projects/{name}/members/{user}/revoke", home::revoke)
+        .get("/builds/{id}", build::page)
+        .get("/builds/{id}/tests", results::partial)
+        .post("/builds/{id}/rebuild", build::rebuild)
+        .post("/builds/{id}/cancel", build::cancel)
+        .post("/builds/{id}/retry-failed", retry::retry_failed)
+        .get("/agents", fleet::agents)
+        .post("/agents/{name}/drain", fleet::drain)
+        .get("/queue", fleet::queue)
+        .get("/runs", runs::list)
+        .with("GET", "/runs/new", axum::routing::get(runs::form).layer(DefaultBodyLimit::disable()))
+        .with("POST", "/runs/new", axum::routing::post(runs::create).layer(DefaultBodyLimit::disable()))
+        .get("/login", account::login_form).post("/login", account::login)
+        .post("/logout", account::logout)
+        .get("/account", account::page)
+        .post("/account/tokens", account::create_token)
+        .post("/account/tokens/{id}/revoke", account::revoke_token)
+        .post("/account/password", account::change_password)
+        .post("/account/users", account::add_user)
+        .get("/assets/{file}", assets::asset)
 }
 
 /// What the frame of every page needs: who is signed in, the CSRF token for its forms, the active tab.
@@ -159,11 +162,27 @@ pub fn urlencode(s: &str) -> String {
         .collect()
 }
 
-/// A `next` target that stays on this site.
+/// A `next` target that stays on this site: a path starting with one `/`, with
+/// no backslash, whitespace or control character (browsers drop tabs and
+/// newlines, so `/\t/evil.example` would become `//evil.example`).
 pub fn local_target(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") {
+    let clean = !next.chars().any(|c| c == '\\' || c.is_whitespace() || c.is_control());
+    if clean && next.starts_with('/') && !next.starts_with("//") {
         next
     } else {
         "/"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_same_site_paths_are_next_targets() {
+        for ok in ["/", "/builds/3?x=1", "/projects/a%2Fb"] {
+            assert_eq!(super::local_target(ok), ok);
+        }
+        for bad in ["//evil.example", "/\\evil.example", "/\t/evil.example", "/\n/evil.example", "/ /x", "https://evil.example", "evil", "/\u{0}x", ""] {
+            assert_eq!(super::local_target(bad), "/", "{bad:?}");
+        }
     }
 }

@@ -6,7 +6,7 @@
 
 use super::views::duration;
 use super::PageResult;
-use crate::api::builds::visible_build;
+use crate::app::access::visible_build;
 use crate::auth::Page;
 use crate::error::AppError;
 use crate::state::AppState;

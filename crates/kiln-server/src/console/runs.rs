@@ -39,20 +39,10 @@ pub struct RunsQuery {
 
 pub async fn list(State(st): State<AppState>, page: Page, Query(q): Query<RunsQuery>) -> PageResult<Response> {
     let mut runs = Vec::new();
-    let mut public = std::collections::HashMap::new();
+    let sight = crate::app::Sight::of(&st, &page.viewer).await?;
     for b in st.store.recent_uploads(200).await? {
-        if !page.viewer.signed_in() {
-            let open = match public.get(&b.project_id) {
-                Some(open) => *open,
-                None => {
-                    let open = st.store.project_by_id(b.project_id).await.map(|p| p.public).unwrap_or(false);
-                    public.insert(b.project_id, open);
-                    open
-                }
-            };
-            if !open {
-                continue;
-            }
+        if !sight.sees(&b.project) {
+            continue;
         }
         runs.push(RunView { label: run_status(&b.status).to_string(), b: build_view(&b) });
         if runs.len() == 100 {
@@ -83,7 +73,7 @@ pub struct FormQuery {
 }
 
 async fn form_page(st: &AppState, page: &Page, selected: &str, error: String) -> PageResult<Response> {
-    let projects = st.store.list_projects().await?.into_iter().map(|p| (p.name, p.pipeline)).collect();
+    let projects = crate::app::runs::targets(st, &page.viewer).await?.into_iter().map(|p| (p.name, p.pipeline)).collect();
     render(&NewRunTpl {
         l: Layout::of(page, "runs"),
         projects,
@@ -100,13 +90,13 @@ pub async fn form(State(st): State<AppState>, page: Page, Query(q): Query<FormQu
 
 /// The upload form's POST: `_csrf` first, then `project`, files, archive, pipeline.
 pub async fn create(State(st): State<AppState>, page: Page, headers: HeaderMap, mp: Multipart) -> PageResult<Response> {
-    let who = require_user(&page)?;
+    require_user(&page)?;
     uploads::check_length(&st, &headers)?;
     let staged = uploads::receive(&st, mp, Some(&page)).await?;
     let project = staged.fields.get("project").cloned().unwrap_or_default();
-    let res = match crate::api::projects::visible(&st, &page.viewer, &project).await {
-        Ok(p) => uploads::create_run(&st, &p, &who, staged).await,
-        Err(_) => Err(AppError::BadRequest(format!("pick a project for the run (no project {project:?})"))),
+    let res = match crate::app::runs::create(&st, &page.viewer, &project, staged).await {
+        Err(AppError::NotFound(_)) => Err(AppError::BadRequest(format!("pick a project for the run (no project {project:?})"))),
+        other => other,
     };
     match res {
         Ok(b) => Ok(see_other(&format!("/builds/{}", b.id))),

@@ -43,6 +43,33 @@ pub fn validate(cs: &CommitStatusSettings) -> Result<(), String> {
     Ok(())
 }
 
+/// `host[:port]` of a URL or an scp-like git address (`git@host:o/n`), lower-cased.
+fn host_of(url: &str) -> Option<String> {
+    let rest = match url.split_once("://") {
+        Some((_, rest)) => rest,
+        None => url.split_once(':').filter(|(h, _)| h.contains('@')).map(|(h, _)| h)?,
+    };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit('@').next()?;
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// Where commit status may go for a project: GitHub's API, the repository's own host, and the
+/// hosts an admin listed (`--forge-host`).
+pub fn allowed_forge_hosts(cfg: &crate::config::ServerConfig, repo: &str) -> Vec<String> {
+    let mut hosts = vec!["api.github.com".to_string()];
+    hosts.extend(host_of(repo));
+    hosts.extend(cfg.forge_hosts.iter().map(|h| h.to_ascii_lowercase()));
+    hosts
+}
+
+/// Whether commit status for a project of `repo` may be sent to `url` (host, or host:port, listed).
+pub fn forge_host_allowed(cfg: &crate::config::ServerConfig, repo: &str, url: &str) -> bool {
+    let Some(host) = host_of(url) else { return false };
+    let bare = host.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_else(|| host.clone());
+    allowed_forge_hosts(cfg, repo).iter().any(|a| *a == host || *a == bare)
+}
+
 /// The forge kind of a project with commit status on.
 fn forge(p: &ProjectRow) -> Option<&str> {
     let f = p.settings.commit_status.as_ref()?.forge.as_deref()?;
@@ -94,7 +121,7 @@ pub fn body(n: &BuildNotice, context: &str) -> serde_json::Value {
     })
 }
 
-pub async fn post(http: &reqwest::Client, p: &ProjectRow, target: &str, n: &BuildNotice) -> Result<(), SendError> {
+pub async fn post(http: &crate::outbound::Outbound, cfg: &crate::config::ServerConfig, p: &ProjectRow, target: &str, n: &BuildNotice) -> Result<(), SendError> {
     let perm = |m: String| SendError::Permanent(m);
     let (kind, repo) = target.split_once(':').ok_or_else(|| perm(format!("bad commit status target {target:?}")))?;
     let cs = p.settings.commit_status.clone().unwrap_or_default();
@@ -103,6 +130,12 @@ pub async fn post(http: &reqwest::Client, p: &ProjectRow, target: &str, n: &Buil
     }
     let base = api_base(kind, &cs, &p.repo)
         .ok_or_else(|| perm(format!("commit status for {}: no {kind} API URL: kiln project set {} --forge-url https://HOST/api/v1", p.name, p.name)))?;
+    if !forge_host_allowed(cfg, &p.repo, &base) {
+        return Err(perm(format!(
+            "commit status for {}: {base} is not on the server's list of forge hosts (an admin adds one with `kiln server --forge-host HOST`)",
+            p.name
+        )));
+    }
     let secret = cs.token_secret.clone().unwrap_or_else(|| if kind == "github" { "GITHUB_TOKEN".into() } else { "GITEA_TOKEN".into() });
     let token = p
         .settings
@@ -113,7 +146,8 @@ pub async fn post(http: &reqwest::Client, p: &ProjectRow, target: &str, n: &Buil
         .ok_or_else(|| perm(format!("commit status for {}: the project has no secret {secret}: kiln project set {} --secret {secret}=TOKEN", p.name, p.name)))?;
     let context = cs.context.clone().unwrap_or_else(|| format!("kiln/{}", p.name));
     let url = format!("{base}/repos/{repo}/statuses/{}", n.build.commit);
-    let mut req = http.post(&url).json(&body(n, &context));
+    let shown = crate::redact::without_credentials(&base);
+    let mut req = http.post(&url).map_err(|e| perm(format!("commit status for {}: {e}", p.name)))?.json(&body(n, &context));
     req = if kind == "github" {
         req.bearer_auth(token).header("accept", "application/vnd.github+json").header("x-github-api-version", "2022-11-28")
     } else {
@@ -122,13 +156,12 @@ pub async fn post(http: &reqwest::Client, p: &ProjectRow, target: &str, n: &Buil
     let resp = req
         .send()
         .await
-        .map_err(|e| SendError::Retry(format!("{kind} at {base} unreachable: {}", super::webhook_out::http_error(&e))))?;
+        .map_err(|e| SendError::Retry(format!("{kind} at {shown} unreachable: {}", crate::outbound::failure(&e))))?;
     let status = resp.status();
     if status.is_success() {
         return Ok(());
     }
-    let text: String = resp.text().await.unwrap_or_default().trim().chars().take(200).collect();
-    Err(SendError::Retry(format!("{kind} answered {status} to POST {url}{}", if text.is_empty() { String::new() } else { format!(": {text}") })))
+    Err(SendError::Retry(format!("{kind} at {shown} answered {} to the status of {}", crate::outbound::status_line(status), &n.build.commit[..12.min(n.build.commit.len())])))
 }
 
 #[cfg(test)]
@@ -143,6 +176,20 @@ mod tests {
         assert_eq!(api_base("gitea", &none, "/srv/git/n"), None);
         let set = CommitStatusSettings { url: Some("http://127.0.0.1:9/api/v3/".into()), ..Default::default() };
         assert_eq!(api_base("github", &set, "").as_deref(), Some("http://127.0.0.1:9/api/v3"));
+    }
+
+    #[test]
+    fn forge_hosts_are_github_the_repository_and_the_admins_list() {
+        let mut cfg = crate::config::ServerConfig::default();
+        let repo = "https://git.example.com/o/n.git";
+        assert!(forge_host_allowed(&cfg, repo, GITHUB_API));
+        assert!(forge_host_allowed(&cfg, repo, "https://git.example.com/api/v1"));
+        assert!(forge_host_allowed(&cfg, "git@git.example.com:o/n.git", "https://git.example.com/api/v1"));
+        assert!(!forge_host_allowed(&cfg, repo, "http://127.0.0.1:9/exfil"));
+        assert!(!forge_host_allowed(&cfg, repo, "https://api.github.com.evil.example/"));
+        cfg.forge_hosts.push("127.0.0.1:9".into());
+        assert!(forge_host_allowed(&cfg, repo, "http://127.0.0.1:9/exfil"));
+        assert!(!forge_host_allowed(&cfg, repo, "http://127.0.0.1:10/exfil"));
     }
 
     #[test]

@@ -174,7 +174,8 @@ const MESSAGE_LINES: usize = 6;
 
 /// `25 passed (1 flaky), 1 failed, 3 skipped`.
 fn tests_line(t: &kiln_wire::api::TestSummary) -> String {
-    kiln_core::testrun::Counts { total: t.total, passed: t.passed, failed: t.failed, errored: t.errored, skipped: t.skipped, flaky: t.flaky }.line()
+    let line = kiln_core::testrun::Counts { total: t.total, passed: t.passed, failed: t.failed, errored: t.errored, skipped: t.skipped, flaky: t.flaky }.line();
+    line + &kiln_core::testrun::first_failure_note(t.first_failure_ms)
 }
 
 /// `Failed tests` or `Failed tests (first 10 of 37)`.

@@ -21,7 +21,6 @@ use crate::config::ServerConfig;
 use crate::state::AppState;
 use kiln_store::NotificationRow;
 use kiln_wire::api::ProjectSettings;
-use std::time::Duration;
 
 /// Why a delivery did not happen.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -37,20 +36,13 @@ pub enum SendError {
 /// Everything deliveries need: an HTTP client and, when configured, an SMTP transport.
 /// Create and drop it inside the Tokio runtime (the pooled SMTP transport requires it).
 pub struct Sender {
-    http: reqwest::Client,
+    http: crate::outbound::Outbound,
     mailer: Option<email::Mailer>,
 }
 
 impl Sender {
     pub fn new(cfg: &ServerConfig) -> Result<Sender, String> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(20))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("failed to build the HTTP client for notifications: {e}"))?;
+        let http = crate::outbound::Outbound::new(cfg.allow_private_targets)?;
         let mailer = cfg.smtp.as_ref().map(email::Mailer::new).transpose()?;
         Ok(Sender { http, mailer })
     }
@@ -72,8 +64,8 @@ impl Sender {
                 let to: Vec<String> = row.target.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
                 mailer.send(&to, &notice).await
             }
-            "webhook" | "chat" => webhook_out::post(&self.http, &row.target, row.id, &notice, project.settings.webhook_secret.as_deref()).await,
-            "commit_status" => commit_status::post(&self.http, &project, &row.target, &notice).await,
+            "webhook" | "chat" => webhook_out::post(&self.http, &row.target, row.id, &notice, project.settings.notify_webhook_secret.as_deref()).await,
+            "commit_status" => commit_status::post(&self.http, &st.cfg, &project, &row.target, &notice).await,
             other => Err(SendError::Permanent(format!("unknown notification kind {other:?}"))),
         }
     }
@@ -98,15 +90,7 @@ pub fn validate_settings(s: &ProjectSettings) -> Result<(), String> {
 /// (chat webhook URLs carry their secret in the path).
 pub fn shown_target(kind: &str, target: &str) -> String {
     match kind {
-        "webhook" | "chat" => match target.split_once("://") {
-            Some((scheme, rest)) => {
-                let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-                let host = authority.rsplit('@').next().unwrap_or(authority);
-                let more = rest.len() > authority.len() + 1;
-                format!("{scheme}://{host}{}", if more { "/…" } else { "" })
-            }
-            None => target.to_string(),
-        },
+        "webhook" | "chat" => crate::redact::origin_only(target),
         _ => target.to_string(),
     }
 }

@@ -31,7 +31,17 @@ pub async fn tests_of_build(store: &Store, build_id: i64) -> kiln_store::Result<
             message: clip(r.message.as_deref().unwrap_or(""), MESSAGE_LIMIT),
         })
         .collect();
-    Ok((Some(crate::convert::test_summary(o.counts)), failed))
+    let mut summary = crate::convert::test_summary(o.counts);
+    summary.first_failure_ms = store.first_failure_ms(build_id).await?;
+    Ok((Some(summary), failed))
+}
+
+/// The notice as JSON (the outbox payload) with every string masked: a second line behind the
+/// agent's masking, for a rogue or older agent that sent a secret in a test result.
+pub fn masked_payload(n: &BuildNotice, secrets: &[String]) -> String {
+    let mut v = serde_json::to_value(n).expect("plain data serialises");
+    kiln_core::mask::mask_json(&mut v, secrets);
+    v.to_string()
 }
 
 /// At most `max` bytes of `s` (cut at a character boundary, marked with `…`).
@@ -154,6 +164,7 @@ pub fn summary(n: &BuildNotice) -> String {
         if more > 0 {
             s.push_str(&format!(" and {more} more"));
         }
+        s.push_str(&kiln_core::testrun::first_failure_note(n.tests.as_ref().and_then(|t| t.first_failure_ms)));
     }
     s.push_str(&format!(" — {}", b.url));
     s
@@ -198,14 +209,15 @@ mod tests {
             changed_paths: None,
             error: None,
             materialized: true,
+            with_secrets: true,
             created_at: 0,
             started_at: None,
             finished_at: None,
         };
-        let summary = TestSummary { total: 50, passed: 38, failed: 12, errored: 0, skipped: 0, flaky: 0 };
+        let summary = TestSummary { total: 50, passed: 38, failed: 12, errored: 0, skipped: 0, flaky: 0, first_failure_ms: Some(2300) };
         let n = build_notice("http://ci", &b, &[], false, "failure", None, (Some(summary), (1..=12).map(t).collect()));
         assert_eq!(n.failed_tests.len(), MAX_FAILED_TESTS);
-        assert!(n.text.contains("; failing tests: tests/test_a.py::test_1, tests/test_a.py::test_2, tests/test_a.py::test_3 and 9 more — "), "{}", n.text);
+        assert!(n.text.contains("; failing tests: tests/test_a.py::test_1, tests/test_a.py::test_2, tests/test_a.py::test_3 and 9 more; first failure after 2.3 s — "), "{}", n.text);
         let quiet = build_notice("http://ci", &b, &[], false, "failure", None, (None, Vec::new()));
         assert!(!quiet.text.contains("failing tests"), "{}", quiet.text);
     }

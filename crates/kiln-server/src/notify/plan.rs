@@ -23,6 +23,8 @@ pub async fn plan(store: &Store, base: &str, u: &Unnotified) -> kiln_store::Resu
     let previous = if finished { store.previous_finished_status(p.id, &b.branch, b.id).await? } else { None };
     let tests = if finished { notice::tests_of_build(store, b.id).await? } else { (None, Vec::new()) };
     let forge = commit_status::target(&p);
+    // Test messages come from a job's output: mask its secrets here too, not only on the agent.
+    let secrets: Vec<String> = p.settings.secrets.iter().flatten().map(|(_, v)| v.clone()).collect();
     let mut rows = Vec::new();
     let mut events = Vec::new();
     if start_unsaid {
@@ -43,7 +45,7 @@ pub async fn plan(store: &Store, base: &str, u: &Unnotified) -> kiln_store::Resu
             if started { None } else { previous.clone() },
             if started { (None, Vec::new()) } else { tests.clone() },
         );
-        let payload = serde_json::to_string(&n).expect("plain data serialises");
+        let payload = notice::masked_payload(&n, &secrets);
         let row = |kind: &str, target: String| NewNotification {
             kind: kind.into(),
             target,

@@ -4,6 +4,7 @@
 //! message `{"text": …}` for Slack and Mattermost (`slack+https://…`).
 
 use super::SendError;
+use crate::outbound::{self, Outbound};
 use kiln_wire::notify::BuildNotice;
 
 /// The header carrying the body's signature.
@@ -61,38 +62,25 @@ pub fn body(target: &Target<'_>, notice: &BuildNotice) -> Vec<u8> {
 }
 
 /// POST one delivery. Any answer but 2xx is an error to retry.
-pub async fn post(http: &reqwest::Client, target: &str, delivery: i64, notice: &BuildNotice, secret: Option<&str>) -> Result<(), SendError> {
+pub async fn post(http: &Outbound, target: &str, delivery: i64, notice: &BuildNotice, secret: Option<&str>) -> Result<(), SendError> {
     let t = parse_target(target).map_err(|e| SendError::Permanent(format!("webhook {target:?}: {e}")))?;
     let body = body(&t, notice);
+    let shown = super::shown_target(t.kind(), target);
     let mut req = http
         .post(t.url())
+        .map_err(|e| SendError::Permanent(format!("webhook {shown}: {e}")))?
         .header("content-type", "application/json")
         .header("x-kiln-event", notice.event.as_str())
         .header("x-kiln-delivery", delivery.to_string());
     if let Some(s) = secret.filter(|s| !s.is_empty()) {
         req = req.header(SIGNATURE_HEADER, sign(s, &body));
     }
-    let shown = super::shown_target(t.kind(), target);
-    let resp = req.body(body).send().await.map_err(|e| SendError::Retry(format!("webhook {shown} unreachable: {}", http_error(&e))))?;
+    let resp = req.body(body).send().await.map_err(|e| SendError::Retry(format!("webhook {shown} unreachable: {}", outbound::failure(&e))))?;
     let status = resp.status();
     if status.is_success() {
         return Ok(());
     }
-    let text = resp.text().await.unwrap_or_default();
-    let text: String = text.trim().chars().take(200).collect();
-    Err(SendError::Retry(format!("webhook {shown} answered {status}{}", if text.is_empty() { String::new() } else { format!(": {text}") })))
-}
-
-/// Why an HTTP call failed, in a few words ("connection refused", "timed out").
-pub fn http_error(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        return "timed out".into();
-    }
-    let mut root: &dyn std::error::Error = e;
-    while let Some(c) = root.source() {
-        root = c;
-    }
-    root.to_string()
+    Err(SendError::Retry(format!("webhook {shown} answered {}", outbound::status_line(status))))
 }
 
 /// An error with its causes ("error sending request: connection refused").

@@ -23,13 +23,13 @@ pub fn disk_label(d: Option<&kiln_store::DiskUse>) -> String {
     format!("logs {} · artifacts {}", crate::uploads::human_bytes(d.log_bytes as i64), crate::uploads::human_bytes(d.artifact_bytes as i64))
 }
 
-pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new().route("/api/v1/gc", axum::routing::post(gc))
+pub fn routes() -> crate::routes::Routes {
+    crate::routes::Routes::new().post("/api/v1/gc", gc)
 }
 
 /// `POST /api/v1/gc {dry_run}`: a retention pass now (admins only).
 async fn gc(axum::extract::State(st): axum::extract::State<AppState>, viewer: crate::auth::Viewer, axum::Json(req): axum::Json<kiln_wire::api::GcRequest>) -> AppResult<axum::Json<GcReport>> {
-    viewer.require_admin()?;
+    crate::app::access::admin(&viewer)?;
     Ok(axum::Json(collect(&st, req.dry_run).await?))
 }
 

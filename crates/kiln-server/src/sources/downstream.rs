@@ -43,7 +43,7 @@ pub async fn on_passed(st: &AppState, build_id: i64) {
             continue;
         }
         let origin = Origin { upstream: Some(b.id), ..Origin::new("upstream", format!("{}#{}", upstream.name, b.id)) };
-        match start_build(st, &p, None, None, origin).await {
+        match start_build(st, &p, None, None, origin, crate::app::access::Starter::Source).await {
             Ok(nb) => tracing::info!("build {} of {} started after build {} of {}", nb.id, p.name, b.id, upstream.name),
             Err(e) => tracing::error!("failed to start {} after {}: {e}", p.name, upstream.name),
         }

@@ -1,14 +1,15 @@
 //! Incoming webhooks (`/hooks/{github,gitea,gitlab,generic}/PROJECT`) and the
-//! push endpoint behind `kiln notify`. A bad or missing signature gets 401,
-//! creates nothing, and is logged.
+//! push endpoint behind `kiln notify`. A missing project, one without a secret
+//! and a bad or missing signature all get the same 404 (so private names are
+//! not confirmed), create nothing, and are logged with the real reason. A
+//! delivery seen before is answered 200 "duplicate delivery" (see `replay`).
 
 use super::forge::{self, Event, Push};
-use crate::api::projects::visible;
 use crate::auth::{constant_time_eq, Viewer};
 use crate::error::{AppError, AppResult};
 use crate::signature;
 use crate::state::AppState;
-use crate::trigger::{start_build, Origin};
+use crate::trigger::Origin;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -44,14 +45,20 @@ pub async fn hook(State(st): State<AppState>, Path((forge, name)): Path<(String,
     if !matches!(forge.as_str(), "github" | "gitea" | "gitlab" | "generic") {
         return Err(AppError::NotFound(format!("no webhook for {forge:?}: use github, gitea, gitlab or generic")));
     }
-    let project = st.store.project_by_name(&name).await.map_err(|_| AppError::NotFound(format!("project {name:?} not found")))?;
+    let refused = |why: &str| {
+        tracing::warn!("{forge} webhook for {name:?} refused: {why}");
+        AppError::NotFound(format!("no project {name:?} takes {forge} webhooks signed this way (check the project name and its --webhook-secret)"))
+    };
+    let project = st.store.project_by_name(&name).await.map_err(|_| refused("no such project"))?;
     let Some(secret) = project.settings.webhook_secret.clone().filter(|s| !s.is_empty()) else {
-        tracing::warn!("{forge} webhook for {name} refused: the project has no webhook secret");
-        return Err(AppError::Unauthorized(format!("project {name} has no webhook secret: set one with `kiln project set {name} --webhook-secret S`")));
+        return Err(refused("the project has no webhook secret (kiln project set NAME --webhook-secret S)"));
     };
     if !authentic(&forge, &secret, &headers, &body) {
-        tracing::warn!("{forge} webhook for {name} refused: bad or missing signature");
-        return Err(AppError::Unauthorized("bad or missing webhook signature".into()));
+        return Err(refused("bad or missing signature"));
+    }
+    if super::replay::seen_before(&st.store, &forge, project.id, &headers).await? {
+        tracing::info!("{forge} webhook for {name}: delivery {:?} seen before, ignored", header(&headers, super::replay::header(&forge)));
+        return Ok((StatusCode::OK, Json(json!({ "ignored": "duplicate delivery" }))));
     }
     let event = match forge.as_str() {
         "github" => forge::github(header(&headers, "x-github-event"), &body),
@@ -72,7 +79,7 @@ pub async fn hook(State(st): State<AppState>, Path((forge, name)): Path<(String,
 async fn start_push(st: &AppState, project: &kiln_store::ProjectRow, p: Push, trigger: &'static str, by: String) -> AppResult<(StatusCode, Json<Value>)> {
     let origin = Origin { trigger, by, before: p.before.clone(), changed_paths: p.changed_paths.clone(), ..Default::default() };
     let commit = (!p.after.is_empty()).then_some(p.after.as_str());
-    let b = start_build(st, project, Some(&p.branch), commit, origin).await?;
+    let b = crate::app::builds::from_source(st, project, Some(&p.branch), commit, origin).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "build": b.id, "project": project.name, "branch": p.branch }))))
 }
 
@@ -88,8 +95,8 @@ pub struct PushRequest {
 /// `POST /api/v1/projects/{name}/push`: what `kiln notify` sends for each
 /// `oldrev newrev refname` line a post-receive hook reads.
 pub async fn push(State(st): State<AppState>, viewer: Viewer, Path(name): Path<String>, Json(req): Json<PushRequest>) -> AppResult<(StatusCode, Json<Value>)> {
-    let who = viewer.require_user()?;
-    let project = visible(&st, &viewer, &name).await?;
+    let who = crate::app::access::signed_in(&viewer)?;
+    let project = crate::app::access::project(&st, &viewer, &name, crate::app::Need::Role(kiln_wire::api::Role::Developer)).await?.project;
     let zero = |s: &str| !s.is_empty() && s.bytes().all(|c| c == b'0');
     let Some(branch) = req.refname.strip_prefix("refs/heads/") else {
         return Ok((StatusCode::OK, Json(json!({ "ignored": format!("{} is not a branch", req.refname) }))));

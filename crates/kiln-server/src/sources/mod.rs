@@ -8,4 +8,5 @@ pub mod forge;
 pub mod hooks;
 pub mod meta;
 pub mod poller;
+pub mod replay;
 pub mod schedule;

@@ -3,14 +3,23 @@
 //! (or one per new commit with `poll_each_commit`). Heads seen are kept in the
 //! database, so after a restart no old commit is built again, and servers that
 //! share a database build each move once (compare-and-set on the head).
+//! Projects are polled concurrently (at most `CONCURRENT_POLLS` at once), so one
+//! slow or silent repository never holds up another.
 
 use crate::git;
 use crate::state::AppState;
 use crate::trigger::{start_build, Origin};
 use kiln_store::ProjectRow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+
+/// Projects polled at once, at most.
+pub const CONCURRENT_POLLS: usize = 8;
+/// How long adding or changing a project waits for its first fetch before it answers.
+const BASELINE_WAIT: Duration = Duration::from_secs(5);
 
 /// At most this many builds for one poll with `poll_each_commit`.
 const EACH_COMMIT_CAP: usize = 20;
@@ -38,6 +47,18 @@ pub async fn ensure_baseline(st: &AppState, p: &ProjectRow) -> Result<(), String
         return Ok(());
     }
     baseline(st, p).await
+}
+
+/// `ensure_baseline` in the background, waiting for it at most `BASELINE_WAIT`
+/// (a request that changed the project should not hang on a slow repository).
+pub async fn baseline_soon(st: &AppState, p: &ProjectRow) {
+    let (st2, p2) = (st.clone(), p.clone());
+    let task = tokio::spawn(async move { ensure_baseline(&st2, &p2).await });
+    match tokio::time::timeout(BASELINE_WAIT, task).await {
+        Ok(Ok(Err(e))) => tracing::warn!("project {}: cannot read the repository yet ({e}); the poller will retry", p.name),
+        Ok(_) => {}
+        Err(_) => tracing::info!("project {}: the repository is slow to answer; its first fetch goes on in the background", p.name),
+    }
 }
 
 /// Fetch once and start builds for branches whose head moved.
@@ -72,7 +93,7 @@ pub async fn poll(st: &AppState, p: &ProjectRow) -> Result<usize, String> {
         let mut before = old.clone();
         for c in commits {
             let origin = Origin { before: before.clone(), ..Origin::new("poll", format!("poller ({})", p.settings.poll.as_deref().unwrap_or("")))};
-            start_build(st, p, Some(&branch), Some(&c), origin).await.map_err(|e| e.to_string())?;
+            start_build(st, p, Some(&branch), Some(&c), origin, crate::app::access::Starter::Source).await.map_err(|e| e.to_string())?;
             before = Some(c);
             started += 1;
         }
@@ -80,9 +101,12 @@ pub async fn poll(st: &AppState, p: &ProjectRow) -> Result<usize, String> {
     Ok(started)
 }
 
-/// The poller service: checks every second which projects are due.
+/// The poller service: checks four times a second which projects are due, and
+/// polls each due one in its own task (one poll per project at a time).
 pub async fn run(st: AppState, stop: CancellationToken) {
     let mut last: HashMap<i64, Instant> = HashMap::new();
+    let slots = Arc::new(Semaphore::new(CONCURRENT_POLLS));
+    let busy: Arc<Mutex<HashSet<i64>>> = Default::default();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
@@ -92,13 +116,20 @@ pub async fn run(st: AppState, stop: CancellationToken) {
         let Ok(projects) = st.store.list_projects().await else { continue };
         for p in projects {
             let Some(every) = p.settings.poll.as_deref().and_then(|s| kiln_core::duration::parse_duration(s).ok()) else { continue };
-            if last.get(&p.id).is_some_and(|t| t.elapsed() < every) {
+            if last.get(&p.id).is_some_and(|t| t.elapsed() < every) || busy.lock().unwrap().contains(&p.id) {
                 continue;
             }
             last.insert(p.id, Instant::now());
-            if let Err(e) = poll(&st, &p).await {
-                tracing::warn!("polling {} failed: {e}", p.name);
-            }
+            busy.lock().unwrap().insert(p.id);
+            let (st, slots, busy) = (st.clone(), slots.clone(), busy.clone());
+            tokio::spawn(async move {
+                if let Ok(_slot) = slots.acquire().await {
+                    if let Err(e) = poll(&st, &p).await {
+                        tracing::warn!("polling {} failed: {e}", p.name);
+                    }
+                }
+                busy.lock().unwrap().remove(&p.id);
+            });
         }
     }
 }

@@ -42,7 +42,7 @@ pub async fn check(st: &AppState, now: DateTime<Utc>) {
             };
             // Compare-and-set: of several servers sharing a database, one fires the tick.
             if due(&expr, last, now, st.timezone.as_ref()) && st.store.kv_cas(&k, stored.as_deref(), &now_s).await.unwrap_or(false) {
-                match start_build(st, &p, None, None, Origin::new("schedule", format!("cron \"{expr}\""))).await {
+                match start_build(st, &p, None, None, Origin::new("schedule", format!("cron \"{expr}\"")), crate::app::access::Starter::Source).await {
                     Ok(b) => tracing::info!("schedule \"{expr}\" started build {} of {}", b.id, p.name),
                     Err(e) => tracing::error!("schedule \"{expr}\" of {}: {e}", p.name),
                 }

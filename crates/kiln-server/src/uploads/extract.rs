@@ -26,13 +26,15 @@ pub enum ExtractError {
 #[derive(Debug, Clone, Copy)]
 pub struct Budget {
     pub bytes: u64,
+    /// Entries of every kind: files, folders and metadata entries.
     pub files: u64,
 }
 
 impl Budget {
-    fn take_file(&mut self, name: &str) -> Result<(), ExtractError> {
+    /// Count one entry of any kind (file, folder, metadata) against the cap.
+    fn take_entry(&mut self, name: &str) -> Result<(), ExtractError> {
         if self.files == 0 {
-            return Err(ExtractError::TooLarge(format!("files (at {name:?})")));
+            return Err(ExtractError::TooLarge(format!("entries: files and folders alike (at {name:?})")));
         }
         self.files -= 1;
         Ok(())
@@ -65,7 +67,7 @@ impl Kind {
 /// Copy at most `budget.bytes` from `r` into a new file at `dest/rel`.
 fn write_entry(dest: &Path, name: &str, r: &mut dyn Read, budget: &mut Budget) -> Result<(), ExtractError> {
     let rel = safe_relative(name).ok_or_else(|| ExtractError::Unsafe(name.to_string()))?;
-    budget.take_file(name)?;
+    budget.take_entry(name)?;
     let path = dest.join(&rel);
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| ExtractError::Bad(format!("{name}: {e}")))?;
@@ -79,8 +81,9 @@ fn write_entry(dest: &Path, name: &str, r: &mut dyn Read, budget: &mut Budget) -
     Ok(())
 }
 
-fn make_dir(dest: &Path, name: &str) -> Result<(), ExtractError> {
+fn make_dir(dest: &Path, name: &str, budget: &mut Budget) -> Result<(), ExtractError> {
     let rel = safe_relative(name).ok_or_else(|| ExtractError::Unsafe(name.to_string()))?;
+    budget.take_entry(name)?;
     std::fs::create_dir_all(dest.join(rel)).map_err(|e| ExtractError::Bad(format!("{name}: {e}")))
 }
 
@@ -111,7 +114,7 @@ fn unpack_zip(f: File, dest: &Path, budget: &mut Budget) -> Result<(), ExtractEr
         let mut e = z.by_index(i).map_err(|e| ExtractError::Bad(format!("zip entry {i}: {e}")))?;
         let name = String::from_utf8_lossy(e.name_raw()).into_owned();
         if e.is_dir() {
-            make_dir(dest, &name)?;
+            make_dir(dest, &name, budget)?;
         } else {
             write_entry(dest, &name, &mut e, budget)?;
         }
@@ -129,12 +132,12 @@ fn unpack_tar(r: impl Read, dest: &Path, budget: &mut Budget) -> Result<(), Extr
         let kind = e.header().entry_type();
         match kind {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => write_entry(dest, &name, &mut e, budget)?,
-            EntryType::Directory => make_dir(dest, &name)?,
+            EntryType::Directory => make_dir(dest, &name, budget)?,
             EntryType::Symlink => return Err(ExtractError::NotAFile(name, "symbolic link")),
             EntryType::Link => return Err(ExtractError::NotAFile(name, "hard link")),
             EntryType::Char | EntryType::Block | EntryType::Fifo => return Err(ExtractError::NotAFile(name, "device or pipe")),
-            // Metadata entries (pax headers, GNU long names) carry no file of their own.
-            _ => {}
+            // Metadata entries (pax headers, GNU long names) carry no file of their own, but count.
+            _ => budget.take_entry(&name)?,
         }
     }
     Ok(())
@@ -187,6 +190,21 @@ mod tests {
         }
         z.finish().unwrap();
         f
+    }
+
+    #[test]
+    fn folder_entries_count_toward_the_cap() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let mut z = zip::ZipWriter::new(f.reopen().unwrap());
+        for i in 0..50 {
+            z.add_directory(format!("d{i}/"), zip::write::SimpleFileOptions::default()).unwrap();
+        }
+        z.finish().unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let mut budget = Budget { bytes: 1 << 20, files: 10 };
+        let err = unpack(f.path(), Kind::Zip, dest.path(), &mut budget).unwrap_err();
+        assert!(err.to_string().contains("entries: files and folders alike"), "{err}");
+        assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 10);
     }
 
     #[test]

@@ -14,25 +14,24 @@ mod receive;
 
 pub use receive::{check_length, receive, Staged};
 
-use crate::api::projects::visible;
 use crate::auth::{AgentAuth, Viewer};
 use crate::convert;
 use crate::error::{AppError, AppResult};
 use crate::git;
-use crate::materialize::{materialize, new_job, Prepared};
+use crate::materialize::{new_job, Prepared};
+use crate::routes::Routes;
 use crate::state::AppState;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use kiln_store::{BuildRow, NewBuild, ProjectRow, UploadRow};
 use std::time::Instant;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/projects/{name}/runs", post(api_create).layer(DefaultBodyLimit::disable()))
-        .route("/api/v1/agent/packages/{build_id}", get(agent_package))
+pub fn routes() -> Routes {
+    Routes::new()
+        .with("POST", "/api/v1/projects/{name}/runs", axum::routing::post(api_create).layer(DefaultBodyLimit::disable()))
+        .get("/api/v1/agent/packages/{build_id}", agent_package)
 }
 
 /// The URL path agents fetch a build's package from.
@@ -47,37 +46,46 @@ pub(crate) fn package_path(st: &AppState, name: &str) -> AppResult<std::path::Pa
     Ok(st.cfg.data.join("packages").join(name))
 }
 
-pub async fn read_package(st: &AppState, name: &str) -> AppResult<Vec<u8>> {
+/// A package as a response body, streamed from disk.
+pub async fn read_package(st: &AppState, name: &str) -> AppResult<axum::body::Body> {
     let path = package_path(st, name)?;
-    tokio::fs::read(&path).await.map_err(|e| AppError::NotFound(format!("package {name} is gone from {}: {e}", path.display())))
+    crate::streams::file(&path).await.map_err(|e| AppError::NotFound(format!("package {name} is gone from {}: {e}", path.display())))
 }
 
 /// `POST /api/v1/projects/{name}/runs` (multipart; see `receive`). Answers the queued build.
 async fn api_create(State(st): State<AppState>, viewer: Viewer, Path(name): Path<String>, headers: HeaderMap, mp: Multipart) -> AppResult<Json<kiln_wire::api::Build>> {
-    let who = viewer.require_user()?;
-    let project = visible(&st, &viewer, &name).await?;
+    crate::app::access::project(&st, &viewer, &name, crate::app::Need::Role(kiln_wire::api::Role::Developer)).await?;
     check_length(&st, &headers)?;
     let staged = receive(&st, mp, None).await?;
-    let b = create_run(&st, &project, &who, staged).await?;
+    let b = crate::app::runs::create(&st, &viewer, &name, staged).await?;
     Ok(Json(convert::build(&b, Vec::new())))
 }
 
-/// Pack what was received and start the run.
-pub async fn create_run(st: &AppState, project: &ProjectRow, who: &str, staged: Staged) -> AppResult<BuildRow> {
+/// The pipeline an upload brings: the `pipeline` part, or a file at the project's pipeline
+/// path inside the upload (used as is). None: the run uses the project's own pipeline.
+pub async fn own_pipeline(project: &ProjectRow, staged: &Staged) -> Option<String> {
+    if staged.pipeline.is_some() {
+        return staged.pipeline.clone();
+    }
+    let rel = kiln_core::paths::safe_relative(&project.pipeline)?;
+    tokio::fs::read_to_string(staged.files_dir.join(rel)).await.ok()
+}
+
+/// A received upload packed into `DATA/packages/`, ready to run.
+pub struct Packed {
+    pub package: String,
+    pub pipeline: Option<String>,
+    pub files: i64,
+    pub size: i64,
+}
+
+/// Pack what was received (the caller has decided it may run).
+pub async fn pack(st: &AppState, staged: Staged, pipeline: Option<String>) -> AppResult<Packed> {
     let files_dir = staged.files_dir.clone();
     let files = tokio::task::spawn_blocking(move || extract::walk(&files_dir)).await.map_err(|e| AppError::Internal(e.to_string()))?;
     let files = files.map_err(|e| AppError::Internal(format!("failed to list the upload: {e}")))?;
     if files.is_empty() {
         return Err(AppError::BadRequest("the upload holds no file: add test files or an archive".into()));
-    }
-    let mut pipeline = staged.pipeline.clone();
-    if pipeline.is_none() {
-        // A pipeline file at the project's pipeline path inside the upload is used as is.
-        if let Some(rel) = kiln_core::paths::safe_relative(&project.pipeline) {
-            if let Ok(text) = tokio::fs::read_to_string(staged.files_dir.join(rel)).await {
-                pipeline = Some(text);
-            }
-        }
     }
     let name = format!("{}.tar.gz", uuid::Uuid::new_v4().simple());
     let out = package_path(st, &name)?;
@@ -88,15 +96,11 @@ pub async fn create_run(st: &AppState, project: &ProjectRow, who: &str, staged: 
         .map_err(|e| AppError::Internal(format!("failed to pack the upload into {}: {e}", out.display())))?;
     let size = tokio::fs::metadata(&out).await.map(|m| m.len() as i64).unwrap_or(0);
     drop(staged);
-    start(st, project, who, &name, pipeline.as_deref(), files.len() as i64, size).await
+    Ok(Packed { package: name, pipeline, files: files.len() as i64, size })
 }
 
-/// Run an uploaded build's package again, under `who`.
-pub async fn rerun(st: &AppState, project: &ProjectRow, up: &UploadRow, who: &str) -> AppResult<BuildRow> {
-    start(st, project, who, &up.package, up.pipeline.as_deref(), up.files, up.size).await
-}
-
-async fn start(st: &AppState, project: &ProjectRow, who: &str, package: &str, pipeline: Option<&str>, files: i64, size: i64) -> AppResult<BuildRow> {
+/// Record the run as a build (trigger `upload`) under `who`; the caller emits and expands it.
+pub async fn record(st: &AppState, project: &ProjectRow, who: &str, packed: &Packed, with_secrets: bool) -> AppResult<BuildRow> {
     let nb = NewBuild {
         project_id: project.id,
         branch: project.branch.clone(),
@@ -106,12 +110,17 @@ async fn start(st: &AppState, project: &ProjectRow, who: &str, package: &str, pi
         upstream_build: None,
         before_commit: None,
         changed_paths: None,
+        with_secrets,
     };
-    let b = st.store.create_upload_build(&nb, package, pipeline, files, size).await?;
-    tracing::info!("{who} uploaded a test run of {} ({files} files, {size} bytes) as build {}", project.name, b.id);
-    st.emit("build", b.id, None, &project.name, "queued");
-    let (st2, b2) = (st.clone(), b.clone());
-    tokio::spawn(async move { materialize(&st2, b2, Instant::now()).await });
+    let b = st.store.create_upload_build(&nb, &packed.package, packed.pipeline.as_deref(), packed.files, packed.size).await?;
+    tracing::info!(
+        "{who} uploaded a test run of {} ({} files, {} bytes) as build {}{}",
+        project.name,
+        packed.files,
+        packed.size,
+        b.id,
+        if with_secrets { ", with the project's secrets" } else { "" }
+    );
     Ok(b)
 }
 
@@ -143,6 +152,7 @@ pub(crate) async fn prepare(st: &AppState, project: &ProjectRow, build: &BuildRo
         let lines: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
         (commit.clone(), lines.join("\n"))
     })?;
+    crate::caps::check_jobs(file, &pipeline, st.cfg.max_jobs_per_build).map_err(|e| (commit.clone(), e))?;
     let url = package_url(build.id);
     let jobs = kiln_core::expand::expand(&pipeline).into_iter().map(|pj| new_job(project, build, &commit, pj, Some(&url))).collect();
     let message = format!("uploaded test run: {} file{}, {}", up.files, if up.files == 1 { "" } else { "s" }, human_bytes(up.size));

@@ -2,6 +2,7 @@
 //! take no new one, exit 0); a second SIGTERM hands the jobs back and exits.
 
 use clap::Args;
+use kiln_agent::sandbox::Isolation;
 use kiln_agent::{AgentConfig, Control};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,9 +12,14 @@ pub struct AgentArgs {
     /// The server's URL.
     #[arg(long, env = "KILN_SERVER")]
     server: String,
-    /// The server's agent registration secret.
-    #[arg(long, env = "KILN_AGENT_TOKEN", hide_env_values = true)]
-    token: String,
+    /// An enrolment secret (the server's agent secret, or one from `kiln enrol create`); used
+    /// only until the agent has saved its own token in its work folder. Prefer KILN_AGENT_TOKEN or --token-file: a
+    /// command line is visible to every process on the host.
+    #[arg(long)]
+    token: Option<String>,
+    /// A file (mode 0600) holding the agent registration secret.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
     /// This agent's name [default: the host name].
     #[arg(long)]
     name: Option<String>,
@@ -32,6 +38,57 @@ pub struct AgentArgs {
     /// Heartbeat interval in seconds (the server may ask for less).
     #[arg(long)]
     heartbeat: Option<u64>,
+    /// At start, swap the agent token saved in the work folder for a new one (the old one stops working).
+    #[arg(long)]
+    rotate_token: bool,
+    /// `sandbox`: every job in a bubblewrap sandbox; `none`: steps run as the agent and can
+    /// read and change its files (a warning at start and on the agents page).
+    #[arg(long, default_value = "sandbox", value_parser = parse_isolation)]
+    isolation: Isolation,
+}
+
+fn parse_isolation(s: &str) -> Result<Isolation, String> {
+    Isolation::parse(s)
+}
+
+/// The agent's secret: from `--token-file`, else `KILN_AGENT_TOKEN` (then removed from this
+/// process's environment), else `--token` (with a warning).
+fn agent_token(a: &AgentArgs) -> anyhow::Result<String> {
+    let from_env = std::env::var("KILN_AGENT_TOKEN").ok().filter(|t| !t.trim().is_empty());
+    // Nothing started later (a step, git) may inherit it.
+    std::env::remove_var("KILN_AGENT_TOKEN");
+    if let Some(path) = &a.token_file {
+        return read_token_file(path);
+    }
+    if let Some(t) = from_env {
+        return Ok(t.trim().to_string());
+    }
+    match &a.token {
+        Some(t) => {
+            tracing::warn!("--token on the command line is visible to every process on this host (ps, /proc/PID/cmdline): use KILN_AGENT_TOKEN or --token-file FILE (mode 0600) instead");
+            Ok(t.clone())
+        }
+        // A restart with the agent's own token saved in its work folder needs no enrolment secret.
+        None if kiln_agent::identity::token_path(&a.work_dir).exists() => Ok(String::new()),
+        None => Err(crate::api_client::Exit(2, "no agent token: set KILN_AGENT_TOKEN or give --token-file FILE (a file of mode 0600 holding the server's agent registration secret)".into()).into()),
+    }
+}
+
+/// Read a token file, refusing one that others may read.
+fn read_token_file(path: &std::path::Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let fail = |m: String| anyhow::Error::from(crate::api_client::Exit(2, m));
+    let meta = std::fs::metadata(path).map_err(|e| fail(format!("failed to read the token file {}: {e}", path.display())))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(fail(format!("the token file {} has mode {mode:04o}, so other users can read it: chmod 600 {}", path.display(), path.display())));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("failed to read the token file {}: {e}", path.display())))?;
+    let token = text.trim().to_string();
+    if token.is_empty() {
+        return Err(fail(format!("the token file {} is empty", path.display())));
+    }
+    Ok(token)
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -43,15 +100,19 @@ pub fn host_name() -> String {
 }
 
 pub async fn run(a: AgentArgs) -> anyhow::Result<i32> {
+    let token = agent_token(&a)?;
     let cfg = AgentConfig {
         server: a.server,
-        token: a.token,
+        token,
         name: a.name.unwrap_or_else(host_name),
         labels: a.labels.into_iter().collect::<BTreeMap<_, _>>(),
         probes: a.probes,
         concurrency: a.concurrency,
         work_dir: a.work_dir,
         heartbeat_secs: a.heartbeat,
+        rotate_token: a.rotate_token,
+        isolation: a.isolation,
+        hidden: a.token_file.into_iter().collect(),
     };
     let control = Control::default();
     let c2 = control.clone();

@@ -12,7 +12,7 @@ pub async fn list(c: &ClientOpts) -> anyhow::Result<i32> {
         return Ok(0);
     }
     if agents.is_empty() {
-        println!("no agents yet: kiln agent --server URL --token SECRET");
+        println!("no agents yet: KILN_AGENT_TOKEN=SECRET kiln agent --server URL (or --token-file FILE)");
     }
     for a in agents {
         let state = if a.draining { "draining" } else if a.online { "online" } else { "offline" };

@@ -151,6 +151,9 @@ pub async fn show(c: &ClientOpts, id: i64) -> anyhow::Result<i32> {
     if let Some(up) = b.upstream_build {
         println!("  started by build #{up}");
     }
+    if let Some(orig) = b.retry_of {
+        println!("  reruns what failed in build #{orig}");
+    }
     if let Some(a) = &b.author {
         println!("  author {a}");
     }

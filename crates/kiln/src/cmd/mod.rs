@@ -5,6 +5,7 @@ pub mod agents;
 pub mod artifacts;
 pub mod builds;
 pub mod check;
+pub mod enrol;
 pub mod logs;
 pub mod notify;
 pub mod project;
@@ -13,6 +14,7 @@ pub mod server;
 pub mod submit;
 pub mod tests;
 pub mod up;
+pub mod retry;
 pub mod users;
 
 use crate::api_client::Api;

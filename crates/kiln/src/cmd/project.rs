@@ -4,7 +4,7 @@ use super::{api, print_json};
 use crate::api_client::seg;
 use crate::ClientOpts;
 use clap::{Args, Subcommand};
-use kiln_wire::api::{Project, ProjectCreate, ProjectSettings, ProjectUpdate, Retention};
+use kiln_wire::api::{Member, MemberGrant, Project, ProjectCreate, ProjectSettings, ProjectUpdate, Retention, Role, Visibility};
 use kiln_wire::notify::{CommitStatusSettings, Delivery};
 
 #[derive(Subcommand)]
@@ -30,6 +30,12 @@ pub enum ProjectCmd {
     List,
     /// Show one project.
     Show { name: String },
+    /// Give USER a role on the project: viewer, developer or maintainer (maintainers and admins).
+    Grant { name: String, user: String, role: String },
+    /// Take USER's role on the project away (maintainers and admins).
+    Revoke { name: String, user: String },
+    /// List the project's members and their roles.
+    Members { name: String },
     /// Recent notification deliveries (email, webhooks, commit status) and how they went.
     Notifications {
         name: String,
@@ -47,9 +53,12 @@ pub struct ProjectOpts {
     #[arg(long)]
     pipeline: Option<String>,
     /// Anyone may see it (console, API, badge).
-    #[arg(long, conflicts_with = "private")]
+    #[arg(long, conflicts_with_all = ["private", "internal"])]
     public: bool,
-    /// Only signed-in users may see it (the default).
+    /// Any signed-in user may see it.
+    #[arg(long, conflicts_with = "private")]
+    internal: bool,
+    /// Only its members and admins may see it (the default for a new project).
     #[arg(long)]
     private: bool,
     /// Poll the repository for new commits this often (e.g. 30s).
@@ -58,9 +67,12 @@ pub struct ProjectOpts {
     /// With --poll: build every new commit, not only the newest.
     #[arg(long)]
     poll_each_commit: bool,
-    /// Secret for incoming webhooks (and the signature of outgoing ones).
+    /// Secret incoming webhooks must be signed with.
     #[arg(long)]
     webhook_secret: Option<String>,
+    /// Secret that signs outgoing webhooks (X-Kiln-Signature-256); separate from --webhook-secret.
+    #[arg(long)]
+    notify_webhook_secret: Option<String>,
     /// Cancel a running build when a newer commit on its branch is queued.
     #[arg(long)]
     cancel_superseded: Option<bool>,
@@ -79,6 +91,12 @@ pub struct ProjectOpts {
     /// A secret NAME=VALUE given to steps as an env var and masked in logs (repeatable).
     #[arg(long = "secret")]
     secrets: Vec<String>,
+    /// Delete the secret NAME (repeatable).
+    #[arg(long = "unset-secret", value_name = "NAME")]
+    unset_secrets: Vec<String>,
+    /// Give the project's secrets to test runs uploaded by its maintainers (true or false; off by default).
+    #[arg(long, value_name = "BOOL")]
+    upload_secrets: Option<bool>,
     /// Report commit status to a forge: github, gitea, or off.
     #[arg(long, value_name = "FORGE")]
     commit_status: Option<String>,
@@ -121,6 +139,7 @@ impl ProjectOpts {
             poll: self.poll.clone(),
             poll_each_commit: self.poll_each_commit.then_some(true),
             webhook_secret: self.webhook_secret.clone(),
+            notify_webhook_secret: self.notify_webhook_secret.clone(),
             cancel_superseded: self.cancel_superseded,
             notify_email: non_empty(self.notify_email.clone()),
             notify_on: non_empty(self.notify_on.clone()),
@@ -130,6 +149,7 @@ impl ProjectOpts {
             commit_status: self.commit_status_settings(),
             retention: Some(Retention { keep_builds: self.keep_builds, keep_days: self.keep_days, artifact_days: self.artifact_days })
                 .filter(|r| *r != Retention::default()),
+            upload_secrets: self.upload_secrets,
         })
     }
     fn commit_status_settings(&self) -> Option<CommitStatusSettings> {
@@ -142,11 +162,13 @@ impl ProjectOpts {
         };
         (cs != CommitStatusSettings::default()).then_some(cs)
     }
-    fn public(&self) -> Option<bool> {
+    fn visibility(&self) -> Option<Visibility> {
         if self.public {
-            Some(true)
+            Some(Visibility::Public)
+        } else if self.internal {
+            Some(Visibility::Internal)
         } else if self.private {
-            Some(false)
+            Some(Visibility::Private)
         } else {
             None
         }
@@ -154,9 +176,18 @@ impl ProjectOpts {
 }
 
 fn print_project(p: &Project) {
-    let vis = if p.public { "public" } else { "private" };
     let last = p.last_build.as_ref().map(|b| format!("  last build #{} {}", b.id, b.status)).unwrap_or_default();
-    println!("{}  {}  branch {}  {}{}", p.name, p.repo, p.branch, vis, last);
+    let role = p.role.map(|r| format!("  you: {}", r.as_str())).unwrap_or_default();
+    println!("{}  {}  branch {}  {}{role}{last}", p.name, p.repo, p.branch, p.visibility.as_str());
+}
+
+fn print_members(name: &str, ms: &[Member]) {
+    if ms.is_empty() {
+        println!("{name} has no members yet: kiln project grant {name} USER ROLE");
+    }
+    for m in ms {
+        println!("{:<24} {}", m.user, m.role.as_str());
+    }
 }
 
 pub async fn run(action: ProjectCmd, c: &ClientOpts) -> anyhow::Result<i32> {
@@ -168,12 +199,20 @@ pub async fn run(action: ProjectCmd, c: &ClientOpts) -> anyhow::Result<i32> {
                 Ok(p) if !repo.contains("://") && !repo.contains('@') => p.to_string_lossy().into_owned(),
                 _ => repo,
             };
-            let req = ProjectCreate { name, repo, branch: opts.branch.clone(), pipeline: opts.pipeline.clone(), public: opts.public(), settings: opts.settings()? };
+            let req = ProjectCreate { name, repo, branch: opts.branch.clone(), pipeline: opts.pipeline.clone(), public: None, visibility: opts.visibility(), settings: opts.settings()? };
             let p: Project = api.post("/api/v1/projects", &req).await?;
             if c.json { print_json(&p) } else { print_project(&p) }
         }
         ProjectCmd::Set { name, repo, opts } => {
-            let req = ProjectUpdate { repo, branch: opts.branch.clone(), pipeline: opts.pipeline.clone(), public: opts.public(), settings: opts.settings()? };
+            let req = ProjectUpdate {
+                repo,
+                branch: opts.branch.clone(),
+                pipeline: opts.pipeline.clone(),
+                public: None,
+                visibility: opts.visibility(),
+                remove_secrets: opts.unset_secrets.clone(),
+                settings: opts.settings()?,
+            };
             let p: Project = api.patch(&format!("/api/v1/projects/{}", seg(&name)), &req).await?;
             if c.json { print_json(&p) } else { print_project(&p) }
         }
@@ -199,6 +238,19 @@ pub async fn run(action: ProjectCmd, c: &ClientOpts) -> anyhow::Result<i32> {
                     println!("#{:<5} build {:<5} {:<13} {:<14} {:<8} {:<7} x{} {}{err}", d.id, d.build_id, d.kind, d.event, d.build_status, d.status, d.attempts, d.target);
                 }
             }
+        }
+        ProjectCmd::Grant { name, user, role } => {
+            let role = Role::parse(&role).ok_or_else(|| crate::api_client::Exit(2, format!("unknown role {role:?}: use viewer, developer or maintainer")))?;
+            let ms: Vec<Member> = api.post(&format!("/api/v1/projects/{}/members", seg(&name)), &MemberGrant { user, role }).await?;
+            if c.json { print_json(&ms) } else { print_members(&name, &ms) }
+        }
+        ProjectCmd::Revoke { name, user } => {
+            let ms: Vec<Member> = api.delete(&format!("/api/v1/projects/{}/members/{}", seg(&name), seg(&user))).await?;
+            if c.json { print_json(&ms) } else { print_members(&name, &ms) }
+        }
+        ProjectCmd::Members { name } => {
+            let ms: Vec<Member> = api.get(&format!("/api/v1/projects/{}/members", seg(&name))).await?;
+            if c.json { print_json(&ms) } else { print_members(&name, &ms) }
         }
         ProjectCmd::Show { name } => {
             let p: Project = api.get(&format!("/api/v1/projects/{}", seg(&name))).await?;

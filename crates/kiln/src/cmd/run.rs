@@ -1,9 +1,13 @@
 //! `kiln run [-j N] [PATH]`: run a repository's pipeline here, no server, on N local workers,
-//! with a live progress display and a closing summary. Exit code: 0 passed, 1 failed, 2 error.
+//! with a live progress display and a closing summary; it keeps its own timing history
+//! (`kiln_agent::localhistory`). Exit code: 0 passed, 1 failed, 2 error.
 
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use crate::api_client::seg;
 use kiln_agent::local::{run_pipeline, LocalRun, RunEvent, RunSummary};
+use kiln_agent::localhistory::{history_path, LocalHistory};
+use kiln_wire::api::TestStatsList;
 use kiln_agent::testloop::ShardEvent;
 use kiln_core::junit::Outcome;
 use kiln_core::state::JobStatus;
@@ -28,6 +32,26 @@ pub struct RunArgs {
     /// Where job logs go [default: a temporary folder, kept when something fails].
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Neither read nor update the timing history (`.git/kiln/timings.json`).
+    #[arg(long)]
+    no_history: bool,
+    /// Before running, add the server's timing history of this project to the local one.
+    #[arg(long, value_name = "PROJECT")]
+    import_history: Option<String>,
+    /// Run a build's `tests:` shards again here, as the server ran them: its commit (taken
+    /// from PATH's repository), each shard's batches in the same order; BUILD/JOB replays one
+    /// shard (`41/suite [2/4]`). Fetches the batches from the server, then runs locally.
+    #[arg(long, value_name = "BUILD[/JOB]", conflicts_with_all = ["jobs", "import_history"])]
+    replay: Option<String>,
+    /// With --import-history: the branch whose history to import [default: the project's].
+    #[arg(long, requires = "import_history")]
+    branch: Option<String>,
+    #[command(flatten)]
+    client: crate::ClientOpts,
+    /// `sandbox`: each job in a bubblewrap sandbox (the repository writable, the rest of the
+    /// system read-only), as on an agent; `none`: steps run as you, unconfined.
+    #[arg(long, default_value = "sandbox", value_parser = kiln_agent::sandbox::Isolation::parse)]
+    isolation: kiln_agent::sandbox::Isolation,
 }
 
 /// The live display: a bar for jobs, one for tests, plain lines when not on a terminal.
@@ -149,6 +173,56 @@ fn print_summary(s: &RunSummary) {
     println!("{word} in {} ({} jobs)", kiln_core::duration::format_duration(s.elapsed), s.jobs.len());
 }
 
+/// What `--replay` runs: the build's commit checked out in a temporary folder, how many shards
+/// its jobs had, and each replayed shard's batches in order.
+struct Replay {
+    dir: tempfile::TempDir,
+    shards: u32,
+    batches: std::collections::HashMap<String, Vec<Vec<String>>>,
+}
+
+/// Fetch a build's batches (`BUILD` or `BUILD/JOB`) and check its commit out of PATH's
+/// repository.
+async fn replay_plan(a: &RunArgs, what: &str) -> anyhow::Result<Replay> {
+    let (build, job) = match what.split_once('/') {
+        Some((b, j)) => (b, Some(j)),
+        None => (what, None),
+    };
+    let id: i64 = build.trim().parse().map_err(|_| crate::api_client::Exit(2, format!("--replay {what:?}: expected BUILD or BUILD/JOB, BUILD a number")))?;
+    let rec: kiln_wire::api::BuildBatches = super::api(&a.client).get(&format!("/api/v1/builds/{id}/batches")).await?;
+    let mut batches: std::collections::HashMap<String, Vec<Vec<String>>> = std::collections::HashMap::new();
+    for b in rec.batches.into_iter().filter(|b| !b.tests.is_empty() && job.is_none_or(|j| j == b.job)) {
+        batches.entry(b.job).or_default().push(b.tests);
+    }
+    if batches.is_empty() {
+        let which = job.map(|j| format!(" of job {j:?}")).unwrap_or_default();
+        return Err(crate::api_client::Exit(2, format!("build {id} has no test batches{which} to replay")).into());
+    }
+    // `suite [2/4]` → 4 shards, so the jobs here get the same keys.
+    let shards = batches
+        .keys()
+        .filter_map(|k| k.rsplit_once(" [").and_then(|(_, t)| t.trim_end_matches(']').split_once('/')).and_then(|(_, n)| n.parse().ok()))
+        .max()
+        .unwrap_or(1);
+    // The server says which commit: a hex object name, never something git would read as an option.
+    if rec.commit.len() < 7 || rec.commit.len() > 64 || !rec.commit.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return Err(crate::api_client::Exit(2, format!("build {id} has no commit to replay ({:?})", rec.commit)).into());
+    }
+    let dir = tempfile::Builder::new().prefix("kiln-replay-").tempdir()?;
+    let archive = std::process::Command::new("git").arg("-C").arg(&a.path).args(["archive", "--format=tar", &rec.commit]).output()?;
+    if !archive.status.success() {
+        return Err(crate::api_client::Exit(2, format!("commit {} of build {id} is not in {}: fetch it first ({})", rec.commit, a.path.display(), String::from_utf8_lossy(&archive.stderr).trim())).into());
+    }
+    let mut tar = std::process::Command::new("tar").arg("-x").arg("-C").arg(dir.path()).stdin(std::process::Stdio::piped()).spawn()?;
+    std::io::Write::write_all(tar.stdin.as_mut().expect("piped"), &archive.stdout)?;
+    drop(tar.stdin.take());
+    if !tar.wait()?.success() {
+        anyhow::bail!("failed to unpack commit {} into {}", rec.commit, dir.path().display());
+    }
+    eprintln!("replaying build {id} at {}: {}", &rec.commit[..rec.commit.len().min(12)], batches.iter().map(|(k, b)| format!("{k} ({} batches)", b.len())).collect::<Vec<_>>().join(", "));
+    Ok(Replay { dir, shards, batches })
+}
+
 pub async fn run(a: RunArgs) -> anyhow::Result<i32> {
     let workers = a.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as u32)).max(1);
     let (work, temp) = match &a.work_dir {
@@ -158,7 +232,26 @@ pub async fn run(a: RunArgs) -> anyhow::Result<i32> {
             (t.path().to_path_buf(), Some(t))
         }
     };
-    let cfg = LocalRun { dir: a.path.clone(), pipeline: a.pipeline.clone(), workers, work };
+    let replay = match &a.replay {
+        Some(r) => Some(replay_plan(&a, r).await?),
+        None => None,
+    };
+    let (workers, dir) = match &replay {
+        Some(r) => (r.shards, r.dir.path().to_path_buf()),
+        None => (workers, a.path.clone()),
+    };
+    let history_file = if a.no_history || replay.is_some() { None } else { history_path(&a.path) };
+    let mut history = match &history_file {
+        Some(f) => LocalHistory::load(f).map_err(|e| crate::api_client::Exit(2, format!("{e:#}")))?,
+        None => LocalHistory::default(),
+    };
+    if let Some(project) = &a.import_history {
+        let q = a.branch.as_ref().map(|b| format!("&branch={}", seg(b))).unwrap_or_default();
+        let list: TestStatsList = super::api(&a.client).get(&format!("/api/v1/projects/{}/tests?sort=slowest&limit=10000{q}", seg(project))).await?;
+        let added = history.import(list.tests.into_iter().map(|t| (t.key, t.avg_ms)));
+        eprintln!("imported the timing history of {} on {}: {added} tests", list.project, list.branch);
+    }
+    let cfg = LocalRun { dir, pipeline: a.pipeline.clone(), workers, work, history: history.clone(), replay: replay.as_ref().map(|r| r.batches.clone()), isolation: a.isolation };
     let display = Arc::new(Display::new());
     let d2 = display.clone();
     let cancel = CancellationToken::new();
@@ -173,6 +266,12 @@ pub async fn run(a: RunArgs) -> anyhow::Result<i32> {
     display.tests.finish_and_clear();
     let summary = summary.map_err(|e| crate::api_client::Exit(2, format!("{e:#}")))?;
     print_summary(&summary);
+    if let Some(f) = &history_file {
+        history.record(&summary.results, &summary.fixed_ms);
+        if let Err(e) = history.save(f) {
+            eprintln!("warning: {e:#}");
+        }
+    }
     let code = summary.exit_code();
     if code != 0 {
         if let Some(t) = temp {

@@ -25,6 +25,9 @@ pub struct ServerArgs {
     /// Secret agents register with [default: generated into DATA/agent-token].
     #[arg(long, env = "KILN_AGENT_TOKEN", hide_env_values = true)]
     agent_token: Option<String>,
+    /// A file with the key that seals project secrets [default: DATA/secret-key, made at first start; KILN_SECRET_KEY wins].
+    #[arg(long, value_name = "FILE")]
+    secret_key_file: Option<PathBuf>,
     /// Seed an admin API token (for automation).
     #[arg(long, env = "KILN_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
@@ -85,6 +88,19 @@ pub struct ServerArgs {
     /// Seconds between retention passes, 0 for only `kiln gc` [default: 3600].
     #[arg(long, value_name = "SECS")]
     gc_every: Option<u64>,
+    /// A host projects may send commit status to, besides api.github.com and each project
+    /// repository's own host (repeatable; HOST or HOST:PORT).
+    #[arg(long = "forge-host")]
+    forge_hosts: Vec<String>,
+    /// Jobs one build may have (jobs × matrix cells × shards); more ends the build errored [default: 1000].
+    #[arg(long, value_name = "N")]
+    max_jobs_per_build: Option<usize>,
+    /// Let projects use repositories on this machine's disk (paths and file://).
+    #[arg(long)]
+    allow_local_repos: bool,
+    /// Let notifications and commit statuses go to loopback, private and link-local addresses.
+    #[arg(long)]
+    allow_private_targets: bool,
     /// Print the commented default kiln.toml and exit.
     #[arg(long)]
     print_config: bool,
@@ -113,6 +129,10 @@ impl ServerArgs {
         if self.admin_token.is_some() {
             cfg.admin_token = self.admin_token.clone();
         }
+        if self.secret_key_file.is_some() {
+            cfg.secret_key_file = self.secret_key_file.clone();
+        }
+        cfg.secret_key = std::env::var("KILN_SECRET_KEY").ok().filter(|k| !k.trim().is_empty());
         if self.admin_password.is_some() {
             cfg.admin_password = self.admin_password.clone();
         }
@@ -145,6 +165,12 @@ impl ServerArgs {
         }
         if let Some(n) = self.notify_attempts {
             cfg.notify_attempts = n;
+        }
+        cfg.forge_hosts.extend(self.forge_hosts.iter().cloned());
+        cfg.allow_local_repos |= self.allow_local_repos;
+        cfg.allow_private_targets |= self.allow_private_targets;
+        if let Some(n) = self.max_jobs_per_build {
+            cfg.max_jobs_per_build = n;
         }
         self.smtp_over(&mut cfg)?;
         Ok(cfg)

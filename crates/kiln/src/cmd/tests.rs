@@ -6,10 +6,11 @@ use crate::api_client::seg;
 use crate::ClientOpts;
 use kiln_wire::api::{BuildTests, TestResult, TestStatsList, TestSummary};
 
-/// "40 passed (1 flaky), 2 failed, 1 skipped" — zero counts other than passed left out.
+/// "40 passed (1 flaky), 2 failed, 1 skipped; first failure after 2.3 s" — zero counts other
+/// than passed left out.
 pub fn summary_line(s: &TestSummary) -> String {
     let c = kiln_core::testrun::Counts { total: s.total, passed: s.passed, failed: s.failed, errored: s.errored, skipped: s.skipped, flaky: s.flaky };
-    c.line()
+    c.line() + &kiln_core::testrun::first_failure_note(s.first_failure_ms)
 }
 
 fn ms(ms: u64) -> String {

@@ -5,7 +5,9 @@
 use clap::Args;
 use kiln_server::config::ServerConfig;
 use kiln_server::state::AppState;
-use kiln_server::trigger::{start_build, Origin};
+use kiln_server::app;
+use kiln_server::auth::Viewer;
+use kiln_wire::api::{ProjectCreate, ProjectUpdate, TriggerRequest, Visibility};
 use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +26,18 @@ pub struct UpArgs {
     /// Do not add the git repository kiln is started in.
     #[arg(long)]
     no_current: bool,
+    /// `sandbox`: every job in a bubblewrap sandbox; `none`: steps run as kiln itself and can
+    /// read the data folder (admin token, database).
+    #[arg(long, default_value = "sandbox", value_parser = kiln_agent::sandbox::Isolation::parse)]
+    isolation: kiln_agent::sandbox::Isolation,
+}
+
+/// Where `up`'s agents keep their work: beside the data folder, never inside it
+/// (`kiln-data` → `kiln-data-agents`), so no step walks up into the server's files.
+fn agents_dir(data: &Path) -> PathBuf {
+    let abs = std::path::absolute(data).unwrap_or_else(|_| data.to_path_buf());
+    let name = abs.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "kiln-data".into());
+    abs.with_file_name(format!("{name}-agents"))
 }
 
 fn git_out(dir: &Path, args: &[&str]) -> Option<String> {
@@ -51,16 +65,19 @@ fn sanitize(name: &str) -> String {
 
 async fn add_and_build(st: &AppState, repo: &str) -> anyhow::Result<()> {
     let (name, repo, branch) = describe(repo);
-    let p = match st.store.project_by_name(&name).await {
-        Ok(mut p) => {
-            p.repo = repo;
-            p.branch = branch;
-            st.store.update_project(&p).await?;
-            p
+    // `kiln up` acts for this machine's admin: its projects are public, like a local dashboard.
+    let admin = Viewer::User { name: kiln_server::users::FIRST_ADMIN.into(), admin: true };
+    let p = match app::projects::show(st, &admin, &name).await {
+        Ok(_) => {
+            let req = ProjectUpdate { repo: Some(repo), branch: Some(branch), ..Default::default() };
+            app::projects::update(st, &admin, &name, req).await?
         }
-        Err(_) => st.store.create_project(&name, &repo, &branch, ".kiln.yml", true, &Default::default()).await?,
+        Err(_) => {
+            let req = ProjectCreate { name, repo, branch: Some(branch), visibility: Some(Visibility::Public), ..Default::default() };
+            app::projects::create(st, &admin, req).await?
+        }
     };
-    let b = start_build(st, &p, None, None, Origin::new("manual", "kiln up")).await?;
+    let b = app::builds::trigger(st, &admin, &p.name, &TriggerRequest::default()).await?;
     println!("  building {} ({} @ {}) as build #{}", p.name, p.repo, p.branch, b.id);
     Ok(())
 }
@@ -91,7 +108,21 @@ async fn summaries(st: AppState, base: String) {
 }
 
 pub async fn run(a: UpArgs) -> anyhow::Result<i32> {
-    let cfg = ServerConfig { listen: a.listen.clone(), data: a.data.clone(), ..Default::default() };
+    let mut repos = a.repos.clone();
+    if !a.no_current {
+        if let Some(top) = git_out(Path::new("."), &["rev-parse", "--show-toplevel"]) {
+            repos.insert(0, top);
+        }
+    }
+    // The repositories given are on this machine: the server may read those (and no
+    // other local path); notifications may go to local receivers.
+    let local_repos = repos.iter().map(|r| PathBuf::from(describe(r).1)).collect();
+    let agents_dir = agents_dir(&a.data);
+    // Check the sandbox before anything starts, so a missing bubblewrap is the only message.
+    if a.isolation == kiln_agent::sandbox::Isolation::Sandbox {
+        kiln_agent::sandbox::Sandbox::detect(true, Vec::new()).map_err(|e| crate::api_client::Exit(2, e))?;
+    }
+    let cfg = ServerConfig { listen: a.listen.clone(), data: a.data.clone(), local_repos, allow_private_targets: true, ..Default::default() };
     let stop = CancellationToken::new();
     let srv = kiln_server::start(cfg, stop.clone()).await?;
     let st = srv.state.clone();
@@ -112,21 +143,19 @@ pub async fn run(a: UpArgs) -> anyhow::Result<i32> {
             labels: Default::default(),
             probes: Vec::new(),
             concurrency: 1,
-            work_dir: a.data.join(format!("agent-{i}")),
+            work_dir: agents_dir.join(format!("agent-{i}")),
             heartbeat_secs: None,
+            rotate_token: false,
+            isolation: a.isolation,
+            hidden: vec![a.data.clone(), agents_dir.clone()],
         };
         let c = control.clone();
         agents.push(tokio::spawn(async move { kiln_agent::run(cfg, c).await }));
     }
     println!("  {} local agent(s) started", a.agents.max(1));
 
-    let mut repos = a.repos.clone();
-    if !a.no_current {
-        if let Some(top) = git_out(Path::new("."), &["rev-parse", "--show-toplevel"]) {
-            repos.insert(0, top);
-        } else if repos.is_empty() {
-            println!("  not in a git repository: add one with `kiln up --repo PATH` or `kiln project add`");
-        }
+    if repos.is_empty() {
+        println!("  not in a git repository: add one with `kiln up --repo PATH` or `kiln project add`");
     }
     for r in &repos {
         if let Err(e) = add_and_build(&st, r).await {

@@ -5,7 +5,7 @@ use super::{api, print_json};
 use crate::api_client::{seg, Exit};
 use crate::ClientOpts;
 use clap::Subcommand;
-use kiln_wire::users::{PasswordChange, TokenCreate, TokenCreated, TokenInfo, User, UserCreate, UserCreated};
+use kiln_wire::users::{Me, PasswordChange, TokenCreate, TokenCreated, TokenInfo, User, UserCreate, UserCreated, UserUpdate};
 use std::io::Read;
 
 #[derive(Subcommand)]
@@ -22,32 +22,69 @@ pub enum UserCmd {
     },
     /// List users (admins only).
     List,
-    /// Set a user's password (yours, or anyone's as an admin); reads it from standard input.
+    /// Set a password from standard input. Your own: the current password on the first line,
+    /// the new one on the second. An admin resetting someone else's: the new one only (their
+    /// sessions and API tokens end).
     Passwd { name: String },
+    /// Disable a user (admins): their sessions and API tokens end at once; they cannot sign in.
+    Disable { name: String },
+    /// Enable a disabled user again (admins).
+    Enable { name: String },
+    /// Remove a user with their tokens and project roles (admins).
+    Remove { name: String },
+    /// Make a user an admin (--admin) or not (--no-admin) (admins).
+    Set {
+        name: String,
+        #[arg(long, conflicts_with = "no_admin", required_unless_present = "no_admin")]
+        admin: bool,
+        #[arg(long)]
+        no_admin: bool,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum TokenCmd {
-    /// Make a personal API token (printed once; use it as KILN_TOKEN).
+    /// Make an API token (printed once; use it as KILN_TOKEN).
     Create {
         /// What the token is for.
         #[arg(long)]
         label: Option<String>,
+        /// Admins: make it for this user (a service account or a script).
+        #[arg(long)]
+        user: Option<String>,
     },
-    /// List your tokens.
-    List,
-    /// Revoke one of your tokens by id.
+    /// List your tokens (admins: --user NAME or --all).
+    List {
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long, conflicts_with = "user")]
+        all: bool,
+    },
+    /// Revoke a token by id: one of yours, or anyone's as an admin.
     Revoke { id: i64 },
 }
 
-fn read_password() -> anyhow::Result<String> {
+/// The first `n` lines of standard input, each non-empty.
+fn read_lines(n: usize, what: &str) -> anyhow::Result<Vec<String>> {
     let mut s = String::new();
-    std::io::stdin().read_to_string(&mut s).map_err(|e| Exit(2, format!("failed to read the password from standard input: {e}")))?;
-    let pw = s.lines().next().unwrap_or("").to_string();
-    if pw.is_empty() {
-        return Err(Exit(2, "no password on standard input".into()).into());
+    std::io::stdin().read_to_string(&mut s).map_err(|e| Exit(2, format!("failed to read {what} from standard input: {e}")))?;
+    let lines: Vec<String> = s.lines().take(n).map(str::to_string).collect();
+    if lines.len() < n || lines.iter().any(String::is_empty) {
+        return Err(Exit(2, format!("standard input needs {what}, one per line")).into());
     }
-    Ok(pw)
+    Ok(lines)
+}
+
+fn read_password() -> anyhow::Result<String> {
+    Ok(read_lines(1, "the password")?.remove(0))
+}
+
+fn print_user(c: &ClientOpts, u: &User, what: &str) {
+    if c.json {
+        print_json(u);
+    } else {
+        println!("{} {what}", u.name);
+    }
 }
 
 pub async fn user(action: UserCmd, c: &ClientOpts) -> anyhow::Result<i32> {
@@ -71,17 +108,38 @@ pub async fn user(action: UserCmd, c: &ClientOpts) -> anyhow::Result<i32> {
                 print_json(&users);
             } else {
                 for u in users {
-                    println!("{:<24} {:<6} since {}", u.name, if u.admin { "admin" } else { "user" }, u.created_at);
+                    println!("{:<24} {:<6} since {}{}", u.name, if u.admin { "admin" } else { "user" }, u.created_at, if u.disabled { "  disabled" } else { "" });
                 }
             }
         }
         UserCmd::Passwd { name } => {
-            let password = read_password()?;
-            let u: User = api.post(&format!("/api/v1/users/{}/password", seg(&name)), &PasswordChange { password }).await?;
-            if c.json {
-                print_json(&u);
+            let me: Me = api.get("/api/v1/me").await?;
+            let req = if me.name == name {
+                let mut l = read_lines(2, "your current password and the new one")?;
+                PasswordChange { password: l.remove(1), current: Some(l.remove(0)) }
             } else {
-                println!("password of {} changed; their sessions ended", u.name);
+                PasswordChange { password: read_password()?, current: None }
+            };
+            let u: User = api.post(&format!("/api/v1/users/{}/password", seg(&name)), &req).await?;
+            let what = if me.name == name { "password changed; your other sessions ended" } else { "password reset; their sessions and API tokens ended" };
+            print_user(c, &u, what);
+        }
+        UserCmd::Disable { name } => {
+            let u: User = api.patch(&format!("/api/v1/users/{}", seg(&name)), &UserUpdate { disabled: Some(true), admin: None }).await?;
+            print_user(c, &u, "disabled: their sessions and API tokens ended");
+        }
+        UserCmd::Enable { name } => {
+            let u: User = api.patch(&format!("/api/v1/users/{}", seg(&name)), &UserUpdate { disabled: Some(false), admin: None }).await?;
+            print_user(c, &u, "enabled");
+        }
+        UserCmd::Set { name, admin, .. } => {
+            let u: User = api.patch(&format!("/api/v1/users/{}", seg(&name)), &UserUpdate { disabled: None, admin: Some(admin) }).await?;
+            print_user(c, &u, if u.admin { "is an admin" } else { "is not an admin" });
+        }
+        UserCmd::Remove { name } => {
+            let _: serde_json::Value = api.delete(&format!("/api/v1/users/{}", seg(&name))).await?;
+            if !c.json {
+                println!("user {name} removed");
             }
         }
     }
@@ -91,8 +149,8 @@ pub async fn user(action: UserCmd, c: &ClientOpts) -> anyhow::Result<i32> {
 pub async fn token(action: TokenCmd, c: &ClientOpts) -> anyhow::Result<i32> {
     let api = api(c);
     match action {
-        TokenCmd::Create { label } => {
-            let t: TokenCreated = api.post("/api/v1/tokens", &TokenCreate { label }).await?;
+        TokenCmd::Create { label, user } => {
+            let t: TokenCreated = api.post("/api/v1/tokens", &TokenCreate { label, user }).await?;
             if c.json {
                 print_json(&t);
             } else {
@@ -100,13 +158,18 @@ pub async fn token(action: TokenCmd, c: &ClientOpts) -> anyhow::Result<i32> {
                 eprintln!("token {} ({}) created: it is shown only now; export KILN_TOKEN=…", t.info.id, t.info.label);
             }
         }
-        TokenCmd::List => {
-            let ts: Vec<TokenInfo> = api.get("/api/v1/tokens").await?;
+        TokenCmd::List { user, all } => {
+            let query = match (user, all) {
+                (_, true) => "?all=true".to_string(),
+                (Some(u), _) => format!("?user={}", seg(&u)),
+                _ => String::new(),
+            };
+            let ts: Vec<TokenInfo> = api.get(&format!("/api/v1/tokens{query}")).await?;
             if c.json {
                 print_json(&ts);
             } else {
                 for t in ts {
-                    println!("{:>5}  {:<32} {}{}", t.id, t.label, t.created_at, if t.admin { "  admin" } else { "" });
+                    println!("{:>5}  {:<16} {:<32} {}{}", t.id, t.user, t.label, t.created_at, if t.admin { "  admin" } else { "" });
                 }
             }
         }

@@ -25,13 +25,22 @@ pub struct Kiln {
 }
 
 /// Start the server with `args`, wait until it listens, return (child, url).
+/// Test repositories are in temp folders and receivers on loopback: the server allows both.
 pub fn spawn_server(data: &Path, listen: &str, args: &[String]) -> (Child, String) {
+    let mut all = vec!["--allow-local-repos".to_string(), "--allow-private-targets".to_string()];
+    all.extend_from_slice(args);
+    spawn_server_with(data, listen, &all, &[])
+}
+
+/// Start the server with exactly `args` (plus the tokens) and extra environment variables.
+pub fn spawn_server_with(data: &Path, listen: &str, args: &[String], env: &[(&str, &str)]) -> (Child, String) {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(data.with_extension("log")).unwrap();
     let mut child = Command::new(BIN)
         .args(["server", "--listen", listen, "--data"])
         .arg(data)
         .args(["--agent-token", AGENT_TOKEN, "--admin-token", ADMIN])
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
@@ -60,6 +69,16 @@ impl Kiln {
         let dir = tempfile::tempdir().unwrap();
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let (server, url) = spawn_server(&dir.path().join("data"), "127.0.0.1:0", &args);
+        let listen = url.trim_start_matches("http://").to_string();
+        Kiln { dir, url, server: Some(server), agents: Vec::new(), server_args: args, listen }
+    }
+
+    /// A server without the test allowances (local repositories, private targets),
+    /// with exactly `args` and extra environment variables.
+    pub fn start_plain(args: &[&str], env: &[(&str, &str)]) -> Kiln {
+        let dir = tempfile::tempdir().unwrap();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let (server, url) = spawn_server_with(&dir.path().join("data"), "127.0.0.1:0", &args, env);
         let listen = url.trim_start_matches("http://").to_string();
         Kiln { dir, url, server: Some(server), agents: Vec::new(), server_args: args, listen }
     }

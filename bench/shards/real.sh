@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): two real suites no one here wrote, fetched from the registries, run
+# on kiln with N agents and, in the same run, by the best single-machine tool with N workers:
+#   - Python: more-itertools' sdist (its tests/, run by pytest)   vs  pytest-xdist -n N
+#   - Rust:   regex-syntax's published crate (run by cargo-nextest)    vs  cargo nextest run -j N
+# Prints wall times and the ratios kiln ÷ tool for a first build (no history) and a second one
+# (with history). Targets on this machine: first <= 1.3, with history <= 1.0.
+# The Rust suite's test binaries are built once beforehand into a nextest archive that both
+# sides run from (`--archive-file`: no cargo, no build lock), so both time running the tests,
+# not compiling them.
+# Usage: bench/shards/real.sh [N]   (from the repository root; builds target/release/kiln)
+set -euo pipefail
+N=${1:-4}
+ROOT=$(pwd)
+BIN=${KILN_BIN:-$ROOT/target/release/kiln}
+[ -n "${KILN_BIN:-}" ] || cargo build --release -q
+T=$(mktemp -d /tmp/kiln-real.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; sleep 0.3; rm -rf "$T"; }
+trap cleanup EXIT
+python3 -c 'import xdist' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check pytest-xdist
+cargo nextest --version >/dev/null 2>&1 || cargo install -q --locked cargo-nextest
+
+# The suites, as the registries ship them.
+PY_PKG=more-itertools==10.8.0
+RS_CRATE=regex-syntax RS_VERSION=0.8.5
+python3 -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: -d "$T/dl" "$PY_PKG"
+mkdir -p "$T/py" && tar -xzf "$T"/dl/more_itertools-*.tar.gz -C "$T/py" --strip-components 1
+# The crate's published source, through cargo itself: a throwaway crate that depends on it, vendored.
+mkdir -p "$T/dl/fetch/src" && : >"$T/dl/fetch/src/lib.rs"
+printf '[package]\nname = "fetch"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\n%s = "=%s"\n' "$RS_CRATE" "$RS_VERSION" >"$T/dl/fetch/Cargo.toml"
+(cd "$T/dl/fetch" && cargo vendor -q "$T/dl/vendor" >/dev/null)
+cp -r "$T/dl/vendor/$RS_CRATE" "$T/rs"
+rm -f "$T/rs/.cargo-checksum.json"
+
+# Rust: a nextest profile that writes JUnit, a shared target folder built once, and a runner
+# that turns kiln's "binary test" ids into a nextest filter.
+export CARGO_TARGET_DIR=$T/rs-target
+mkdir -p "$T/rs/.config"
+printf '[profile.ci]\nfail-fast = false\n[profile.ci.junit]\npath = "junit.xml"\n' >"$T/rs/.config/nextest.toml"
+cat >"$T/rs/kiln-nextest.sh" <<'SH'
+#!/bin/sh
+# kiln-nextest.sh 'binary test'...: run exactly these tests, JUnit into $KILN_JUNIT_DIR.
+expr=""
+for id in "$@"; do
+  b=${id%% *}; t=${id#* }
+  expr="${expr:+$expr | }(binary_id(=$b) & test(=$t))"
+done
+cargo nextest run --archive-file "$ARCHIVE" --workspace-remap . --profile ci --no-tests=pass -E "$expr"; code=$?
+cp target/nextest/ci/junit.xml "$KILN_JUNIT_DIR/junit-$$.xml" 2>/dev/null
+exit $code
+SH
+(cd "$T/rs" && cargo nextest archive --cargo-quiet --archive-file "$T/tests.tar.zst") >/dev/null 2>&1
+cat >"$T/py/.kiln.yml" <<YML
+jobs:
+  suite:
+    tests:
+      shards: $N
+      list: "python3 -m pytest -q --collect-only -p no:cacheprovider tests | grep ::"
+      run: python3 -m pytest -q -p no:cacheprovider --junitxml=\$KILN_JUNIT_DIR/part.xml {tests}
+YML
+cat >"$T/rs/.kiln.yml" <<YML
+jobs:
+  suite:
+    env:
+      ARCHIVE: $T/tests.tar.zst
+    tests:
+      shards: $N
+      list: cargo nextest list --archive-file \$ARCHIVE --workspace-remap . --message-format oneline
+      run: sh kiln-nextest.sh {tests}
+YML
+for d in py rs; do
+  git -C "$T/$d" init -q -b main && git -C "$T/$d" add -A && git -C "$T/$d" -c user.email=b@kiln -c user.name=bench commit -qm suite
+done
+
+PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+export KILN_SERVER=http://127.0.0.1:$PORT KILN_TOKEN=bench-admin
+EXTRA=()
+"$BIN" server --help 2>/dev/null | grep -q -- --allow-local-repos && EXTRA=(--allow-local-repos)
+"$BIN" server --listen 127.0.0.1:$PORT --data "$T/data" --agent-token bench-agent --admin-token bench-admin "${EXTRA[@]}" >"$T/server.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do curl -fs "$KILN_SERVER/api/v1/agents" -H "authorization: Bearer bench-admin" >/dev/null 2>&1 && break; sleep 0.1; done
+for i in $(seq "$N"); do
+  "$BIN" agent --server "$KILN_SERVER" --token bench-agent --name r$i --work-dir "$T/work$i" >"$T/agent$i.log" 2>&1 &
+  PIDS+=($!)
+done
+"$BIN" project add py --repo "$T/py" >/dev/null
+"$BIN" project add rs --repo "$T/rs" >/dev/null
+
+secs() { python3 -c "print(round($2 - $1, 2))"; }
+timed_kiln() { # project -> wall seconds (the build may fail: a suite can have failing tests here)
+  local s e
+  s=$(date +%s.%N)
+  "$BIN" trigger "$1" --wait >"$T/last.out" 2>&1 || true
+  e=$(date +%s.%N)
+  grep -q "tests:" "$T/last.out" || { echo "build of $1 reported no tests:" >&2; tail -5 "$T/last.out" >&2; exit 1; }
+  secs "$s" "$e"
+}
+timed_tool() { # dir command... -> wall seconds
+  local d=$1 s e; shift
+  s=$(date +%s.%N)
+  (cd "$d" && "$@") >"$T/tool.out" 2>&1 || true
+  e=$(date +%s.%N)
+  secs "$s" "$e"
+}
+ratio() { python3 -c "print(round($1 / $2, 2))"; }
+
+TOOL_PY=$(timed_tool "$T/py" python3 -m pytest -q -p no:cacheprovider -n "$N" tests)
+PY_COUNT=$(grep -Eo '[0-9]+ passed' "$T/tool.out" | head -1)
+K1=$(timed_kiln py); K2=$(timed_kiln py)
+echo "python: more-itertools ($PY_COUNT): pytest-xdist -n $N ${TOOL_PY}s; kiln first ${K1}s ($(ratio "$K1" "$TOOL_PY")x), with history ${K2}s ($(ratio "$K2" "$TOOL_PY")x)  (targets 1.3x, 1.0x)"
+
+TOOL_RS=$(timed_tool "$T/rs" cargo nextest run --archive-file "$T/tests.tar.zst" --workspace-remap . -j "$N" --no-fail-fast)
+RS_COUNT=$(grep -Eo '[0-9]+ tests? run' "$T/tool.out" | head -1 || true)
+K1=$(timed_kiln rs); K2=$(timed_kiln rs)
+echo "rust: regex-syntax ($RS_COUNT): cargo nextest run -j $N ${TOOL_RS}s; kiln first ${K1}s ($(ratio "$K1" "$TOOL_RS")x), with history ${K2}s ($(ratio "$K2" "$TOOL_RS")x)  (targets 1.3x, 1.0x)"
+for p in py rs; do
+  b=$("$BIN" builds "$p" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+  "$BIN" logs "$b" | grep -m 3 ": plan: " | sed "s/^/  $p: /" || true
+done

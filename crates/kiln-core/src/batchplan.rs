@@ -1,0 +1,393 @@
+//! The batch planner of queue mode: how many of the pending tests the next claim takes.
+//!
+//! Every batch starts the `run` command once and pays its fixed cost (process start, imports,
+//! collection: 0.3–0.7 s for pytest) before its first test. The planner keeps that fixed cost a
+//! small share of each batch ([`FIXED_SHARE_PERCENT`]) while keeping the tail short:
+//!
+//! - **Nothing known** (no history, nothing run yet in this build): an even split by count into
+//!   [`COLD_BATCHES_PER_SHARD`] batches per shard, its end moved to a file boundary when the ids
+//!   carry one (`path::name`) and one is near. The first batch of each shard measures the fixed
+//!   cost and the tests' times; later claims plan with them.
+//! - **Durations known** (history, or tests already run in this build; an unknown test weighs
+//!   the median): the batch fills up to the *water level* — the time at which every shard would
+//!   finish together, counting what the others still have in flight — taking 80 % of it to
+//!   absorb wrong estimates, but never less than the work that keeps the fixed cost under
+//!   [`FIXED_SHARE_PERCENT`] (up to the whole level). When every other shard is busy for longer
+//!   than all that is pending would run, the batch takes it all: no one could start it sooner.
+//!
+//! The [`Plan`] says why ([`Plan::explain`]); the shard prints it in the job log.
+
+use std::fmt::Write as _;
+
+/// With nothing known, each shard's work is split into this many batches.
+pub const COLD_BATCHES_PER_SHARD: usize = 2;
+/// A batch's fixed cost should stay at most this share (%) of its wall time.
+pub const FIXED_SHARE_PERCENT: u64 = 10;
+/// The fixed cost assumed before any batch of a run (or of its history) has measured one.
+pub const DEFAULT_FIXED_MS: u64 = 200;
+
+/// A batch another shard is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InFlight {
+    /// Since the batch was claimed.
+    pub elapsed_ms: u64,
+    /// The estimates of its tests whose duration is known.
+    pub known_ms: u64,
+    /// How many of its tests have no estimate (they weigh the median).
+    pub unknown: usize,
+}
+
+/// What the planner knows when a shard claims.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    /// The tests this shard may take, in queue order, with their estimates (ms).
+    pub pending: &'a [(String, Option<u64>)],
+    pub shards: u32,
+    /// The other shards' running batches.
+    pub in_flight: &'a [InFlight],
+    /// A batch's fixed cost: measured in this run, else from the history, else unknown.
+    pub fixed_ms: Option<u64>,
+    /// The median duration of the tests this run has finished (stands in for unknown ones when
+    /// no pending test has an estimate).
+    pub run_median_ms: Option<u64>,
+}
+
+/// How the size was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// Nothing known: an even split by count.
+    Even,
+    /// Durations known or measured: filled to the water level.
+    Level,
+    /// A static (`split: files`) claim: everything this shard owns.
+    Static,
+}
+
+/// The planner's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    /// How many of the pending tests to take (≥ 1 when any is pending).
+    pub len: usize,
+    pub pending: usize,
+    pub basis: Basis,
+    /// The estimated time of the batch's tests (0 when nothing is known).
+    pub work_ms: u64,
+    /// The fixed cost planned with (`None`: not yet measured).
+    pub fixed_ms: Option<u64>,
+    /// The water level (0 for an even split).
+    pub level_ms: u64,
+}
+
+impl Plan {
+    /// One line for the job log: the batch, its size and the estimated fixed cost.
+    pub fn explain(&self, shards: u32) -> String {
+        let mut s = format!("plan: {} of {} pending test{}", self.len, self.pending, if self.pending == 1 { "" } else { "s" });
+        let secs = |ms: u64| format!("{:.1} s", ms as f64 / 1000.0);
+        match self.basis {
+            Basis::Static => s.push_str(", the files assigned to this shard"),
+            Basis::Even => {
+                let _ = write!(s, ", no timing known: an even split into {COLD_BATCHES_PER_SHARD} batches per shard over {shards} shards");
+                match self.fixed_ms {
+                    Some(f) => {
+                        let _ = write!(s, "; fixed cost per batch {f} ms (history)");
+                    }
+                    None => s.push_str("; this batch measures the fixed cost"),
+                }
+            }
+            Basis::Level => {
+                let fixed = self.fixed_ms.unwrap_or(DEFAULT_FIXED_MS);
+                let share = fixed * 100 / (fixed + self.work_ms).max(1);
+                let _ = write!(s, ", about {} of tests + {} ms fixed cost ({share} %", secs(self.work_ms), fixed);
+                if self.fixed_ms.is_none() {
+                    s.push_str(", assumed");
+                }
+                let _ = write!(s, "); water level {} over {shards} shards", secs(self.level_ms));
+            }
+        }
+        s
+    }
+}
+
+/// The file part of a test id that carries one (`tests/test_a.py::test_x` → `tests/test_a.py`).
+fn file_of(id: &str) -> Option<&str> {
+    id.split_once("::").map(|(f, _)| f)
+}
+
+/// An even split by count: `pending / (COLD_BATCHES_PER_SHARD × shards)`, rounded up, its end
+/// moved to the nearest file boundary within a quarter of its size.
+fn even_split(pending: &[(String, Option<u64>)], shards: u32) -> usize {
+    let parts = COLD_BATCHES_PER_SHARD * shards.max(1) as usize;
+    let len = pending.len().div_ceil(parts).max(1);
+    if len >= pending.len() || file_of(&pending[len].0).is_none() {
+        return len;
+    }
+    let slack = len / 4;
+    let boundary = |i: usize| i > 0 && i < pending.len() && file_of(&pending[i - 1].0) != file_of(&pending[i].0);
+    (0..=slack)
+        .flat_map(|d| [len.checked_sub(d), Some(len + d)])
+        .flatten()
+        .find(|&i| boundary(i))
+        .unwrap_or(len)
+}
+
+/// The median of some values (`None` when there are none).
+pub fn median(values: &[u64]) -> Option<u64> {
+    let mut v = values.to_vec();
+    v.sort_unstable();
+    match v.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(v[n / 2]),
+        n => Some((v[n / 2 - 1] + v[n / 2]) / 2),
+    }
+}
+
+/// Plan the next batch of a queue-mode claim (see the module's doc).
+pub fn plan(c: &Claim<'_>) -> Plan {
+    let pending = c.pending.len();
+    let shards = c.shards.max(1);
+    let known: Vec<u64> = c.pending.iter().filter_map(|p| p.1).collect();
+    let Some(stand_in) = median(&known).or(c.run_median_ms) else {
+        let len = if pending == 0 { 0 } else { even_split(c.pending, shards) };
+        return Plan { len, pending, basis: Basis::Even, work_ms: 0, fixed_ms: c.fixed_ms, level_ms: 0 };
+    };
+    let fixed = c.fixed_ms.unwrap_or(DEFAULT_FIXED_MS);
+    let est: Vec<u64> = c.pending.iter().map(|p| p.1.unwrap_or(stand_in).max(1)).collect();
+    let total: u64 = est.iter().sum();
+    // Water level L: Σ over shards of max(0, L − committed) = pending work (this shard has 0).
+    let n = shards as usize;
+    let mut committed: Vec<u64> = c
+        .in_flight
+        .iter()
+        .map(|f| (f.known_ms + f.unknown as u64 * stand_in + fixed).saturating_sub(f.elapsed_ms))
+        .take(n - 1)
+        .collect();
+    committed.resize(n, 0);
+    let (mut lo, mut hi) = (0u64, total + committed.iter().sum::<u64>());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let filled: u64 = committed.iter().map(|&c| mid.saturating_sub(c)).sum();
+        if filled >= total {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    let level = lo;
+    // Work that keeps the fixed cost at FIXED_SHARE_PERCENT of the batch's wall time.
+    let worth = fixed * (100 - FIXED_SHARE_PERCENT) / FIXED_SHARE_PERCENT;
+    let target = (level * 4 / 5).max(worth.min(level));
+    let mut len = est.len();
+    let mut sum = 0;
+    for (i, e) in est.iter().enumerate() {
+        if i > 0 && sum + e > target {
+            len = i;
+            break;
+        }
+        sum += e;
+    }
+    // Take all that is pending when every other shard is busy for longer than that would
+    // run: no one could start any of it sooner.
+    let others_free = committed[..n - 1].iter().copied().min().unwrap_or(u64::MAX);
+    if total <= others_free {
+        (len, sum) = (est.len(), total);
+    }
+    Plan { len, pending, basis: Basis::Level, work_ms: sum, fixed_ms: c.fixed_ms, level_ms: level }
+}
+
+/// A static (`split: files`) claim: the shard takes every file it owns.
+pub fn plan_static(pending: usize) -> Plan {
+    Plan { len: pending, pending, basis: Basis::Static, work_ms: 0, fixed_ms: None, level_ms: 0 }
+}
+
+/// One batch handed out by [`simulate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimBatch {
+    /// 0-based shard that claimed it.
+    pub shard: usize,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub tests: Vec<String>,
+}
+
+/// The outcome of a simulated run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Simulation {
+    pub wall_ms: u64,
+    pub batches: Vec<SimBatch>,
+}
+
+/// Simulate queue mode with the planner: `tests` are (id, true ms, estimate) in queue order;
+/// every batch costs `fixed_ms` plus its tests' true times. Shards learn as a real run does:
+/// the fixed cost and the median duration from the batches finished before a claim;
+/// `history_fixed_ms` stands in until then.
+pub fn simulate(tests: &[(String, u64, Option<u64>)], shards: u32, fixed_ms: u64, history_fixed_ms: Option<u64>) -> Simulation {
+    let n = shards.max(1) as usize;
+    let mut free_at = vec![0u64; n];
+    let mut running: Vec<Option<(u64, u64, InFlight)>> = vec![None; n];
+    let mut done: Vec<(u64, Vec<u64>)> = Vec::new(); // (end, durations)
+    let mut batches: Vec<SimBatch> = Vec::new();
+    let mut next = 0;
+    while next < tests.len() {
+        let shard = (0..n).min_by_key(|&s| (free_at[s], s)).expect("shards >= 1");
+        let now = free_at[shard];
+        running[shard] = None;
+        let finished: Vec<&(u64, Vec<u64>)> = done.iter().filter(|d| d.0 <= now).collect();
+        let ran: Vec<u64> = finished.iter().flat_map(|d| d.1.iter().copied()).collect();
+        let fixed = if finished.is_empty() { history_fixed_ms } else { Some(fixed_ms) };
+        let in_flight: Vec<InFlight> = running
+            .iter()
+            .flatten()
+            .filter(|r| r.1 > now)
+            .map(|r| InFlight { elapsed_ms: now - r.0, ..r.2 })
+            .collect();
+        let pending: Vec<(String, Option<u64>)> = tests[next..].iter().map(|t| (t.0.clone(), t.2)).collect();
+        let p = plan(&Claim { pending: &pending, shards, in_flight: &in_flight, fixed_ms: fixed, run_median_ms: median(&ran) });
+        let taken = &tests[next..next + p.len];
+        next += p.len;
+        let end = now + fixed_ms + taken.iter().map(|t| t.1).sum::<u64>();
+        let flight = InFlight { elapsed_ms: 0, known_ms: taken.iter().filter_map(|t| t.2).sum(), unknown: taken.iter().filter(|t| t.2.is_none()).count() };
+        running[shard] = Some((now, end, flight));
+        done.push((end, taken.iter().map(|t| t.1).collect()));
+        free_at[shard] = end;
+        batches.push(SimBatch { shard, start_ms: now, end_ms: end, tests: taken.iter().map(|t| t.0.clone()).collect() });
+    }
+    Simulation { wall_ms: free_at.into_iter().max().unwrap_or(0), batches }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pending(est: &[Option<u64>]) -> Vec<(String, Option<u64>)> {
+        est.iter().enumerate().map(|(i, e)| (format!("t{i}"), *e)).collect()
+    }
+
+    fn claim<'a>(p: &'a [(String, Option<u64>)], shards: u32, fixed: Option<u64>) -> Claim<'a> {
+        Claim { pending: p, shards, in_flight: &[], fixed_ms: fixed, run_median_ms: None }
+    }
+
+    #[test]
+    fn nothing_known_splits_evenly_into_a_few_batches_per_shard() {
+        let p = pending(&[None; 400]);
+        let plan = plan(&claim(&p, 4, None));
+        assert_eq!((plan.len, plan.basis), (50, Basis::Even));
+        assert!(plan.explain(4).contains("this batch measures the fixed cost"), "{}", plan.explain(4));
+        assert_eq!(super::plan(&claim(&pending(&[None; 3]), 4, None)).len, 1);
+        assert_eq!(super::plan(&claim(&[], 4, None)).len, 0);
+        // The history's fixed cost is shown but the split stays even.
+        let p = pending(&[None; 10]);
+        let plan = super::plan(&claim(&p, 1, Some(300)));
+        assert_eq!(plan.len, 5);
+        assert!(plan.explain(1).contains("300 ms (history)"));
+    }
+
+    #[test]
+    fn an_even_split_ends_at_a_nearby_file_boundary() {
+        // 5 files of 8 tests, 2 shards: 40 / 4 = 10, the nearest boundary within 2 is 8.
+        let p: Vec<(String, Option<u64>)> = (0..40).map(|i| (format!("tests/f{}.py::t{i}", i / 8), None)).collect();
+        assert_eq!(plan(&claim(&p, 2, None)).len, 8);
+        // No boundary near: the count stands.
+        let p: Vec<(String, Option<u64>)> = (0..40).map(|i| (format!("tests/f{}.py::t{i}", i / 20), None)).collect();
+        assert_eq!(plan(&claim(&p, 2, None)).len, 10);
+    }
+
+    #[test]
+    fn a_large_fixed_cost_makes_one_batch_per_shard() {
+        // 400 × 35 ms on 4 shards, 500 ms to start: the level is 3.5 s, and 10 % of the batch
+        // would need 4.5 s of work, so the batch takes the whole level.
+        let p = pending(&[Some(35); 400]);
+        let first = plan(&claim(&p, 4, Some(500)));
+        assert_eq!((first.len, first.level_ms), (100, 3500));
+        assert!(first.explain(4).contains("500 ms fixed cost (12 %)"), "{}", first.explain(4));
+        // A cheap runner: 80 % of the level.
+        assert_eq!(plan(&claim(&p, 4, Some(10))).len, 80);
+        // The last shard to claim takes the crumbs rather than leave a batch that costs more
+        // than it runs.
+        let p = pending(&[Some(35); 102]);
+        let busy = [InFlight { elapsed_ms: 0, known_ms: 3500, unknown: 0 }; 3];
+        let c = Claim { pending: &p, shards: 4, in_flight: &busy, fixed_ms: Some(500), run_median_ms: None };
+        assert_eq!(plan(&c).len, 102);
+    }
+
+    #[test]
+    fn measured_durations_stand_in_for_unknown_ones() {
+        let p = pending(&[None; 233]);
+        let c = Claim { pending: &p, shards: 4, in_flight: &[], fixed_ms: Some(500), run_median_ms: Some(35) };
+        let plan = plan(&c);
+        assert_eq!(plan.basis, Basis::Level);
+        assert_eq!(plan.len, 58); // 233 × 35 ms / 4 = 2039 ms of level
+        // Known ones set the median for unknown ones; a test longer than the target goes alone.
+        let mut est = vec![Some(60_000), Some(10), Some(10)];
+        est.extend([None; 20]);
+        assert_eq!(super::plan(&claim(&pending(&est), 4, Some(10))).len, 1);
+    }
+
+    #[test]
+    fn a_static_claim_takes_everything() {
+        let p = plan_static(7);
+        assert_eq!((p.len, p.basis), (7, Basis::Static));
+        assert!(p.explain(3).contains("assigned"));
+    }
+
+    fn suite() -> impl Strategy<Value = Vec<u64>> {
+        prop::collection::vec(prop_oneof![8 => 1u64..200, 2 => 200u64..3_000, 1 => 3_000u64..20_000], 1..400)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        /// Every test is given out exactly once, in queue order, whatever is known.
+        #[test]
+        fn every_test_once(times in suite(), shards in 1u32..12, fixed in 0u64..800, known in any::<bool>(), hist in any::<bool>()) {
+            let tests: Vec<_> = times.iter().enumerate().map(|(i, &ms)| (format!("t{i}"), ms, known.then_some(ms))).collect();
+            let sim = simulate(&tests, shards, fixed, hist.then_some(fixed));
+            let given: Vec<&String> = sim.batches.iter().flat_map(|b| &b.tests).collect();
+            let all: Vec<&String> = tests.iter().map(|t| &t.0).collect();
+            prop_assert_eq!(given, all);
+            prop_assert!(sim.batches.iter().all(|b| !b.tests.is_empty() && b.shard < shards as usize));
+        }
+
+        /// Without history a shard runs a few batches, not dozens: at most the even split's
+        /// batches plus what the level-filling of the rest needs.
+        #[test]
+        fn without_history_few_batches(times in suite(), shards in 1u32..12, fixed in 100u64..800) {
+            let tests: Vec<_> = times.iter().enumerate().map(|(i, &ms)| (format!("t{i}"), ms, None)).collect();
+            let sim = simulate(&tests, shards, fixed, None);
+            let most = (0..shards as usize).map(|s| sim.batches.iter().filter(|b| b.shard == s).count()).max().unwrap();
+            let total: u64 = times.iter().sum();
+            // With all the work worth ≥ 9 fixed costs per batch, batches number at most
+            // total / (9 × fixed) plus a handful for the even start and the tail.
+            let allowed = (total / (9 * fixed)) as usize + COLD_BATCHES_PER_SHARD + 4;
+            prop_assert!(most <= allowed, "{} batches on one shard, allowed {}", most, allowed);
+        }
+
+        /// With exact history and a known fixed cost, the wall time stays within 10 % of the
+        /// bound: max(longest, total / N) plus the fixed costs the busiest shard pays.
+        #[test]
+        fn with_history_near_the_bound(times in suite(), shards in 1u32..12, fixed in 0u64..800) {
+            let mut tests: Vec<_> = times.iter().enumerate().map(|(i, &ms)| (format!("t{i}"), ms, Some(ms))).collect();
+            tests.sort_by_key(|t| std::cmp::Reverse(t.1));
+            let sim = simulate(&tests, shards, fixed, Some(fixed));
+            let total: u64 = times.iter().sum();
+            let longest = *times.iter().max().unwrap();
+            let bound = longest.max(total.div_ceil(u64::from(shards)));
+            let most = (0..shards as usize).map(|s| sim.batches.iter().filter(|b| b.shard == s).count()).max().unwrap() as u64;
+            prop_assert!(sim.wall_ms as f64 <= 1.10 * (bound + most * fixed) as f64,
+                "wall {} bound {} batches on the busiest shard {}", sim.wall_ms, bound, most);
+        }
+
+        /// The fixed costs paid stay about 10 % of the work: a batch carries ≥ 9 fixed costs of
+        /// work, but for the tail (a few per shard).
+        #[test]
+        fn fixed_cost_is_a_small_share(times in suite(), shards in 1u32..8, fixed in 50u64..800, known in any::<bool>()) {
+            let mut tests: Vec<_> = times.iter().enumerate().map(|(i, &ms)| (format!("t{i}"), ms, known.then_some(ms))).collect();
+            tests.sort_by_key(|t| std::cmp::Reverse(t.1));
+            let sim = simulate(&tests, shards, fixed, known.then_some(fixed));
+            let total: u64 = times.iter().sum();
+            let paid = sim.batches.len() as u64 * fixed;
+            let allowed = total * FIXED_SHARE_PERCENT / (100 - FIXED_SHARE_PERCENT) + 4 * u64::from(shards) * fixed;
+            prop_assert!(paid <= allowed, "{} batches paid {} ms, allowed {}", sim.batches.len(), paid, allowed);
+        }
+    }
+}

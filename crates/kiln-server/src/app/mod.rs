@@ -1,0 +1,26 @@
+//! The application layer: each use case of kiln's server, written once. A use case takes the
+//! caller and typed input, decides permission through `access` (and nowhere else), writes
+//! through the store, and is the only place that emits events and wakes agents. The adapters
+//! (the JSON API in `api/`, the console in `console/`, webhooks in `sources/hooks.rs`, the
+//! agent protocol, uploads and `kiln up`) only decode a request, call one use case and encode
+//! its answer.
+//!
+//! ```text
+//!  api/  console/  sources/hooks  uploads/  kiln up
+//!     └──────┬───────┴──────────────┴──────────┘
+//!            ▼
+//!   app::{projects, builds, agents, enrolment, users, runs}  ──► access (who may)
+//!            │
+//!            ├──► trigger / materialize ──► store
+//!            └──► events + wake-ups (AppState)
+//! ```
+
+pub mod access;
+pub mod agents;
+pub mod builds;
+pub mod enrolment;
+pub mod projects;
+pub mod runs;
+pub mod users;
+
+pub use access::{Need, Reached, Sight};
