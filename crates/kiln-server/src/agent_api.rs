@@ -2,6 +2,7 @@
 //! heartbeat (renews leases, carries status, returns jobs to stop), log chunks
 //! by byte offset, finish. Every job write names its attempt (fencing).
 
+use crate::events::{Event, EventKind};
 use crate::auth::{constant_time_eq, AgentAuth};
 use crate::error::{AppError, AppResult};
 use crate::routes::Routes;
@@ -92,7 +93,7 @@ async fn claim(State(st): State<AppState>, AgentAuth(agent): AgentAuth, body: Op
                 a.env.insert(k, v.clone());
                 a.secrets.push(v);
             }
-            st.emit("job", a.build_id, Some(a.job_id), &a.project, "running");
+            st.emit_event(crate::metrics::job_started(&c.job, &a.project));
             if let Some(id) = claim_id {
                 st.claims.lock().unwrap().insert(agent.name.clone(), (id, a.clone()));
             }
@@ -160,9 +161,11 @@ async fn log(
         return Err(AppError::TooLarge(format!("job {job_id} log passes the {} byte limit", st.cfg.log_limit)));
     }
     let out = st.store.append_log(job_id, at.attempt, at.offset, &body).await?;
-    if let kiln_store::AppendOutcome::Stored(_) = out {
+    if let kiln_store::AppendOutcome::Stored(held) = out {
         if let Ok(j) = st.store.job(job_id).await {
-            st.emit("log", j.build_id, Some(job_id), "", "running");
+            let mut ev = Event::new(EventKind::Log, j.build_id, Some(job_id), "", "running");
+            ev.bytes = Some(held.saturating_sub(at.offset));
+            st.emit_event(ev);
         }
     }
     Ok(Json(LogAck { len: out.held() }))
@@ -186,9 +189,11 @@ async fn finish(State(st): State<AppState>, AgentAuth(_agent): AgentAuth, Path(j
             st.wake_agents();
         }
         let b = st.store.build(out.build_id).await?;
-        st.emit("job", out.build_id, Some(job_id), &b.project, status.as_str());
+        let mut ev = Event::new(EventKind::Job, out.build_id, Some(job_id), &b.project, status.as_str());
+        ev.duration_ms = st.store.job(job_id).await.ok().and_then(|j| Some(j.finished_at? - j.started_at?));
+        st.emit_event(ev);
         if out.build_finished {
-            st.emit("build", out.build_id, None, &b.project, &out.build_status);
+            st.emit(EventKind::Build, out.build_id, None, &b.project, &out.build_status);
             if out.build_status == "passed" {
                 let st = st.clone();
                 tokio::spawn(async move { crate::sources::downstream::on_passed(&st, out.build_id).await });

@@ -19,6 +19,8 @@ pub struct ServerConfig {
     pub agent_token: Option<String>,
     /// An admin API token to seed at start (for automation).
     pub admin_token: Option<String>,
+    /// Bearer token a scrape of `/metrics` must carry when `listen` is not a loopback address.
+    pub metrics_token: Option<String>,
     /// How long a claimed job is held without a heartbeat before it is run again.
     pub lease_secs: u64,
     /// The heartbeat interval agents are told to use.
@@ -96,6 +98,7 @@ impl Default for ServerConfig {
             database: None,
             agent_token: None,
             admin_token: None,
+            metrics_token: None,
             lease_secs: 30,
             heartbeat_secs: 10,
             log_limit: 64 * 1024 * 1024,

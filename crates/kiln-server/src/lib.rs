@@ -19,6 +19,7 @@ pub mod error;
 pub mod events;
 pub mod git;
 pub(crate) mod materialize;
+pub mod metrics;
 pub mod notify;
 pub mod routes;
 mod services;
@@ -72,6 +73,7 @@ fn kept_secret(path: &Path) -> anyhow::Result<(String, bool)> {
 fn routes() -> Routes {
     Routes::new()
         .get("/badge/{file}", badge::badge)
+        .get("/metrics", metrics::scrape)
         .post("/hooks/{forge}/{project}", sources::hooks::hook)
         .post("/api/v1/projects/{name}/push", sources::hooks::push)
         .merge(console::routes())
@@ -88,7 +90,11 @@ pub fn route_table() -> Vec<routes::Route> {
 
 /// The whole router.
 pub fn router(st: AppState) -> Router {
-    routes().into_router().layer(axum::extract::DefaultBodyLimit::max(2 << 20)).with_state(st)
+    routes()
+        .into_router()
+        .layer(axum::middleware::from_fn_with_state(st.clone(), metrics::track))
+        .layer(axum::extract::DefaultBodyLimit::max(2 << 20))
+        .with_state(st)
 }
 
 /// Open the store, seed secrets and projects, start the services, and listen.
@@ -135,6 +141,7 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
         Some(name) if name == "UTC" => None,
         Some(name) => Some(tzfile::ArcTz::named(name).map_err(|e| anyhow::anyhow!("unknown time zone {name:?} ({e}): use a name from /usr/share/zoneinfo, like Europe/Paris"))?),
     };
+    let store_backend = store.backend();
     let st = AppState(Arc::new(Inner {
         store,
         cfg,
@@ -143,10 +150,17 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
         control: Default::default(),
         claims: Default::default(),
         events,
+        metrics: metrics::Metrics::new(),
+        duties: services::duties::Duties::new(store_backend != kiln_store::Backend::Postgres),
         mirrors,
         timezone,
         stop: stop.clone(),
     }));
+    if store_backend == kiln_store::Backend::Postgres {
+        services::duties::renew(&st).await;
+    }
+    tokio::spawn(services::duties::run(st.clone(), stop.clone()));
+    tokio::spawn(metrics::run(st.clone(), stop.clone()));
     tokio::spawn(services::reaper::run(st.clone(), stop.clone()));
     tokio::spawn(services::replicas::run(st.clone(), stop.clone()));
     // Polling counts from the heads present now, before anyone can push: a commit

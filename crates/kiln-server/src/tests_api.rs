@@ -8,6 +8,7 @@
 //!          └─► batch ─► run `run {tests}` ─► POST report (each JUnit file) ─► POST done ─► claim …
 //! ```
 
+use crate::events::EventKind;
 use crate::auth::AgentAuth;
 use crate::error::{AppError, AppResult};
 use crate::routes::Routes;
@@ -98,7 +99,7 @@ async fn done(State(st): State<AppState>, AgentAuth(_a): AgentAuth, Path(job_id)
     let s = st.store.finish_test_batch(job_id, req.attempt, req.batch_id, req.exit_code).await?;
     if let Ok(j) = st.store.job(job_id).await {
         if let Ok(b) = st.store.build(j.build_id).await {
-            st.emit("tests", b.id, Some(job_id), &b.project, "running");
+            st.emit(EventKind::Tests, b.id, Some(job_id), &b.project, "running");
         }
     }
     Ok(Json(BatchDoneAck { passed: s.passed, failed: s.failed, retried: s.retried }))

@@ -14,6 +14,8 @@
 mod agents;
 mod builds;
 mod error;
+mod gauges;
+mod leases;
 mod logs;
 mod members;
 mod migrate;

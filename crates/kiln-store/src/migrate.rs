@@ -9,6 +9,7 @@ const SQLITE: &[(i64, &str)] = &[
     (4, include_str!("../migrations/sqlite/0004_console.sql")),
     (5, include_str!("../migrations/sqlite/0005_sources.sql")),
     (10, include_str!("../migrations/sqlite/0010_access.sql")),
+    (15, include_str!("../migrations/sqlite/0015_scale.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -17,10 +18,27 @@ const POSTGRES: &[(i64, &str)] = &[
     (4, include_str!("../migrations/postgres/0004_console.sql")),
     (5, include_str!("../migrations/postgres/0005_sources.sql")),
     (10, include_str!("../migrations/postgres/0010_access.sql")),
+    (15, include_str!("../migrations/postgres/0015_scale.sql")),
 ];
 
-/// Apply every migration newer than the database's recorded version.
+/// The PostgreSQL advisory lock servers take turns on to migrate ("kiln" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6b696c6e;
+
+/// Apply every migration newer than the database's recorded version. On PostgreSQL, servers
+/// starting together take turns under an advisory lock: the first migrates, the others then
+/// find nothing to do.
 pub(crate) async fn run(store: &Store) -> Result<()> {
+    if store.backend() != Backend::Postgres {
+        return apply(store).await;
+    }
+    let mut lock = store.pool().acquire().await?;
+    sqlx::query("SELECT pg_advisory_lock($1)").bind(MIGRATION_LOCK).execute(&mut *lock).await?;
+    let out = apply(store).await;
+    sqlx::query("SELECT pg_advisory_unlock($1)").bind(MIGRATION_LOCK).execute(&mut *lock).await?;
+    out
+}
+
+async fn apply(store: &Store) -> Result<()> {
     let pool = store.pool();
     sqlx::raw_sql("CREATE TABLE IF NOT EXISTS kiln_schema (version BIGINT NOT NULL)")
         .execute(pool)

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 /// Version of the agent protocol; the server refuses agents that speak another.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+pub mod events;
 pub mod notify;
 pub mod users;
 

@@ -8,9 +8,10 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct AgentArgs {
-    /// The server's URL.
-    #[arg(long, env = "KILN_SERVER")]
-    server: String,
+    /// The server's URL; give it more than once (or a comma list) for servers sharing one
+    /// database: the agent uses the first that answers and moves on when it stops answering.
+    #[arg(long, env = "KILN_SERVER", required = true, value_delimiter = ',')]
+    server: Vec<String>,
     /// The server's agent registration secret.
     #[arg(long, env = "KILN_AGENT_TOKEN", hide_env_values = true)]
     token: String,
@@ -44,7 +45,7 @@ pub fn host_name() -> String {
 
 pub async fn run(a: AgentArgs) -> anyhow::Result<i32> {
     let cfg = AgentConfig {
-        server: a.server,
+        server: a.server.join(","),
         token: a.token,
         name: a.name.unwrap_or_else(host_name),
         labels: a.labels.into_iter().collect::<BTreeMap<_, _>>(),

@@ -25,6 +25,9 @@ pub struct ServerArgs {
     /// Seed an admin API token (for automation).
     #[arg(long, env = "KILN_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Bearer token a scrape of /metrics must carry when the server does not listen on loopback.
+    #[arg(long, env = "KILN_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
     /// Seconds without a heartbeat before a job runs again elsewhere [default: 30].
     #[arg(long)]
     lease: Option<u64>,
@@ -92,6 +95,9 @@ impl ServerArgs {
         }
         if self.admin_token.is_some() {
             cfg.admin_token = self.admin_token.clone();
+        }
+        if self.metrics_token.is_some() {
+            cfg.metrics_token = self.metrics_token.clone();
         }
         if self.admin_password.is_some() {
             cfg.admin_password = self.admin_password.clone();
