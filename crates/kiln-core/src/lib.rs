@@ -12,3 +12,4 @@ pub mod pipeline;
 pub mod expand;
 pub mod notify;
 pub mod paths;
+pub mod waiting;

@@ -21,5 +21,6 @@ pub mod builds;
 pub mod projects;
 pub mod runs;
 pub mod users;
+pub mod waiting;
 
 pub use access::{Need, Reached, Sight};
