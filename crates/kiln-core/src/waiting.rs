@@ -13,8 +13,10 @@ pub struct AgentFacts {
     pub online: bool,
     pub draining: bool,
     pub concurrency: i64,
-    /// The jobs it runs now.
+    /// The jobs it runs now that the asker may see.
     pub running: Vec<i64>,
+    /// How many more jobs it runs, of projects the asker may not see.
+    pub hidden: usize,
 }
 
 /// A queued job as "why waiting" sees it.
@@ -47,8 +49,9 @@ pub enum Waiting {
     NoAgent { requires: String, closest: Vec<Closest> },
     /// Every online agent that matches is draining.
     Draining(Vec<String>),
-    /// Every matching agent runs as many jobs as it may (agent, its jobs).
-    Busy(Vec<(String, Vec<i64>)>),
+    /// Every matching agent runs as many jobs as it may (agent, its jobs the asker may see,
+    /// how many others).
+    Busy(Vec<(String, Vec<i64>, usize)>),
     /// A matching agent has room: it takes the job at its next claim (jobs queued earlier go first).
     NextClaim(Vec<String>),
 }
@@ -71,7 +74,7 @@ impl Waiting {
         match self {
             Waiting::NoAgent { closest, .. } => closest.iter().map(|c| c.agent.clone()).collect(),
             Waiting::Draining(a) | Waiting::NextClaim(a) => a.clone(),
-            Waiting::Busy(b) => b.iter().map(|(a, _)| a.clone()).collect(),
+            Waiting::Busy(b) => b.iter().map(|(a, _, _)| a.clone()).collect(),
             Waiting::NotExpanded | Waiting::Needs(_) => Vec::new(),
         }
     }
@@ -97,9 +100,9 @@ pub fn why(job: &JobFacts, agents: &[AgentFacts]) -> Waiting {
     if serving.is_empty() {
         return Waiting::Draining(matching.iter().map(|a| a.name.clone()).collect());
     }
-    let free: Vec<String> = serving.iter().filter(|a| (a.running.len() as i64) < a.concurrency.max(1)).map(|a| a.name.clone()).collect();
+    let free: Vec<String> = serving.iter().filter(|a| ((a.running.len() + a.hidden) as i64) < a.concurrency.max(1)).map(|a| a.name.clone()).collect();
     if free.is_empty() {
-        return Waiting::Busy(serving.iter().map(|a| (a.name.clone(), a.running.clone())).collect());
+        return Waiting::Busy(serving.iter().map(|a| (a.name.clone(), a.running.clone(), a.hidden)).collect());
     }
     Waiting::NextClaim(free)
 }
@@ -131,7 +134,13 @@ impl fmt::Display for Waiting {
             Waiting::Busy(b) => {
                 let list: Vec<String> = b
                     .iter()
-                    .map(|(a, jobs)| format!("{a} (job{} {})", if jobs.len() == 1 { "" } else { "s" }, jobs.iter().map(|j| format!("#{j}")).collect::<Vec<_>>().join(", ")))
+                    .map(|(a, jobs, hidden)| {
+                        let mut what: Vec<String> = jobs.iter().map(|j| format!("#{j}")).collect();
+                        if *hidden > 0 {
+                            what.push(format!("{hidden} not shown"));
+                        }
+                        format!("{a} (job{} {})", if jobs.len() + hidden == 1 { "" } else { "s" }, what.join(", "))
+                    })
                     .collect();
                 write!(f, "{} matching agent{} busy: {}", b.len(), if b.len() == 1 { " is" } else { "s are" }, list.join(", "))
             }
@@ -149,7 +158,7 @@ mod tests {
     }
 
     fn agent(name: &str, l: &str, online: bool, draining: bool, concurrency: i64, running: &[i64]) -> AgentFacts {
-        AgentFacts { name: name.into(), labels: labels(l), online, draining, concurrency, running: running.to_vec() }
+        AgentFacts { name: name.into(), labels: labels(l), online, draining, concurrency, running: running.to_vec(), hidden: 0 }
     }
 
     fn ready(requires: &str) -> JobFacts {
@@ -181,8 +190,13 @@ mod tests {
         assert_eq!(w, Waiting::Draining(vec!["d".into()]));
         // Matching agents all busy, with their jobs.
         let w = why(&ready("os=linux"), &fleet);
-        assert_eq!(w, Waiting::Busy(vec![("a".into(), vec![7]), ("b".into(), vec![8, 9])]));
+        assert_eq!(w, Waiting::Busy(vec![("a".into(), vec![7], 0), ("b".into(), vec![8, 9], 0)]));
         assert_eq!(w.to_string(), "2 matching agents are busy: a (job #7), b (jobs #8, #9)");
+        // Jobs of projects the asker may not see are counted, never named.
+        let mut private = fleet.clone();
+        private[1].running = vec![8];
+        private[1].hidden = 1;
+        assert_eq!(why(&ready("os=linux"), &private).to_string(), "2 matching agents are busy: a (job #7), b (jobs #8, 1 not shown)");
         // One has room: it is next.
         let mut roomy = fleet.clone();
         roomy[1].concurrency = 3;

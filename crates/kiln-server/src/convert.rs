@@ -138,7 +138,7 @@ pub async fn full_build_with(store: &Store, b: &BuildRow, agents: &[AgentRow]) -
 pub async fn build_jobs(store: &Store, b: &BuildRow, agents: &[AgentRow]) -> kiln_store::Result<Vec<api::Job>> {
     let mut jobs = Vec::new();
     let rows = store.jobs_of_build(b.id).await?;
-    let fleet = if rows.iter().any(|j| j.status == "queued") { crate::app::waiting::fleet(store).await? } else { Vec::new() };
+    let fleet = if rows.iter().any(|j| j.status == "queued") { crate::app::waiting::fleet(store, &crate::app::Sight::only(&b.project)).await? } else { Vec::new() };
     for j in &rows {
         let attempts = store.attempts(j.id).await?.iter().map(attempt).collect();
         let waiting = if j.status == "queued" && j.ready { waiting_for(&j.requires, agents) } else { Vec::new() };

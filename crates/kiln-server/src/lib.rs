@@ -142,6 +142,10 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
         Some(name) => Some(tzfile::ArcTz::named(name).map_err(|e| anyhow::anyhow!("unknown time zone {name:?} ({e}): use a name from /usr/share/zoneinfo, like Europe/Paris"))?),
     };
     let store_backend = store.backend();
+    if store_backend == kiln_store::Backend::Sqlite {
+        // One server: the builds it was expanding when it stopped are resumed below at once.
+        store.release_expansions().await?;
+    }
     let st = AppState(Arc::new(Inner {
         store,
         cfg,

@@ -20,14 +20,17 @@ impl Store {
         Ok(out.into_iter().collect())
     }
 
-    /// Running jobs by agent name, with their ids (oldest first).
-    pub async fn running_by_agent(&self) -> Result<BTreeMap<String, Vec<i64>>> {
-        let rows = sqlx::query("SELECT agent_name, id FROM jobs WHERE status = 'running' AND agent_name IS NOT NULL ORDER BY id")
-            .fetch_all(self.pool())
-            .await?;
-        let mut out: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    /// Running jobs by agent name: (job id, project name), oldest first.
+    pub async fn running_by_agent(&self) -> Result<BTreeMap<String, Vec<(i64, String)>>> {
+        let rows = sqlx::query(
+            "SELECT j.agent_name, j.id, p.name FROM jobs j JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id \
+             WHERE j.status = 'running' AND j.agent_name IS NOT NULL ORDER BY j.id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let mut out: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
         for r in &rows {
-            out.entry(r.try_get("agent_name")?).or_default().push(r.try_get("id")?);
+            out.entry(r.try_get("agent_name")?).or_default().push((r.try_get("id")?, r.try_get("name")?));
         }
         Ok(out)
     }

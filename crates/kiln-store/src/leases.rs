@@ -32,6 +32,13 @@ impl Store {
         Ok(())
     }
 
+    /// Forget every expansion lease (a single server starting again: whatever it was expanding
+    /// when it stopped is its own to take up again at once).
+    pub async fn release_expansions(&self) -> Result<u64> {
+        let _w = self.write_turn().await;
+        Ok(sqlx::query("UPDATE builds SET expand_until = NULL WHERE materialized = 0 AND expand_until IS NOT NULL").execute(self.pool()).await?.rows_affected())
+    }
+
     /// Builds not expanded whose expansion lease ran out, or that nobody took within a lease
     /// of being recorded (their server died between recording and expanding).
     pub async fn expansions_due(&self, lease_ms: i64) -> Result<Vec<BuildRow>> {

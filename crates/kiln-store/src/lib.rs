@@ -13,6 +13,7 @@
 
 mod agents;
 mod builds;
+mod copy;
 mod error;
 mod gauges;
 mod leases;
@@ -33,6 +34,7 @@ mod users;
 
 pub use agents::AgentRow;
 pub use builds::{BuildFilter, BuildRow, NewBuild};
+pub use copy::CopiedTable;
 pub use error::StoreError;
 pub use logs::{AppendOutcome, AttemptRow, LogRead};
 pub use notify::{DeliveryOutcome, NewNotification, NotificationRow, Unnotified};

@@ -2,7 +2,7 @@
 
 use crate::{Backend, Result, Store, StoreError};
 
-const SQLITE: &[(i64, &str)] = &[
+pub(crate) const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_notify.sql")),
     (3, include_str!("../migrations/sqlite/0003_tests.sql")),

@@ -2,25 +2,32 @@
 //! `kiln_core::waiting::why`, the one place the reason is decided. The API, `kiln show` and the
 //! console's build and queue pages all show what this returns.
 
+use super::Sight;
 use kiln_core::waiting::{why, AgentFacts, JobFacts, Waiting};
 use kiln_store::{BuildRow, JobRow, Store};
 use kiln_wire::api::{self, WaitReason};
 
-/// Every agent the server knows, with whether it is online and the jobs it runs.
-pub async fn fleet(store: &Store) -> kiln_store::Result<Vec<AgentFacts>> {
+/// Every agent the server knows, with whether it is online and the jobs it runs: named when
+/// `sight` sees their project, only counted otherwise.
+pub async fn fleet(store: &Store, sight: &Sight) -> kiln_store::Result<Vec<AgentFacts>> {
     let now = kiln_store::now_ms();
     let mut running = store.running_by_agent().await?;
     Ok(store
         .list_agents()
         .await?
         .into_iter()
-        .map(|a| AgentFacts {
-            online: a.online(now),
-            running: running.remove(&a.name).unwrap_or_default(),
-            name: a.name,
-            labels: a.labels,
-            draining: a.draining,
-            concurrency: a.concurrency,
+        .map(|a| {
+            let jobs = running.remove(&a.name).unwrap_or_default();
+            let shown: Vec<i64> = jobs.iter().filter(|(_, p)| sight.sees(p)).map(|(id, _)| *id).collect();
+            AgentFacts {
+                online: a.online(now),
+                hidden: jobs.len() - shown.len(),
+                running: shown,
+                name: a.name,
+                labels: a.labels,
+                draining: a.draining,
+                concurrency: a.concurrency,
+            }
         })
         .collect())
 }

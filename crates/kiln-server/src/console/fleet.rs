@@ -135,7 +135,7 @@ pub async fn queue(State(st): State<AppState>, page: Page, Query(q): Query<Parti
     let mut hidden = 0;
     let mut by_labels: BTreeMap<String, usize> = BTreeMap::new();
     let sight = crate::app::Sight::of(&st, &page.viewer).await?;
-    let fleet = crate::app::waiting::fleet(&st.store).await?;
+    let fleet = crate::app::waiting::fleet(&st.store, &sight).await?;
     for j in queued {
         let requires: Vec<String> = j.requires.iter().map(|(k, v)| format!("{k}={v}")).collect();
         if !sight.sees(&j.project) {

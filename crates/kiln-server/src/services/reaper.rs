@@ -1,6 +1,7 @@
-//! The lease reaper (a duty, `services::duties`): a job whose agent stopped heartbeating goes
-//! back to the queue (attempt + 1), or ends errored once its attempts are spent; a build whose
-//! expansion lease ran out is expanded again.
+//! The lease reaper: a build whose expansion lease ran out is expanded again (on every
+//! server); and, on the server holding the reaper duty (`services::duties`), a job whose agent
+//! stopped heartbeating goes back to the queue (attempt + 1), or ends errored once its attempts
+//! are spent.
 
 use crate::events::EventKind;
 use crate::services::duties::Duty;
@@ -16,15 +17,16 @@ pub async fn run(st: AppState, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if !st.duties.held(Duty::Reaper) {
-            continue;
-        }
         // Builds whose expansion lease ran out (their server died reading the pipeline, or
-        // between recording and expanding): expand them here.
+        // between recording and expanding): expanded here. Every server looks, so such a build
+        // waits a lease and a tick, not for a duty to move; taking the lease is atomic.
         for b in st.store.expansions_due(lease_ms).await.unwrap_or_default() {
             tracing::warn!("build {} of {} was not expanded within its lease: expanding it here", b.id, b.project);
             let st = st.clone();
             tokio::spawn(async move { crate::materialize::materialize(&st, b, std::time::Instant::now()).await });
+        }
+        if !st.duties.held(Duty::Reaper) {
+            continue;
         }
         match st.store.expire_leases().await {
             Ok(expired) if !expired.is_empty() => {

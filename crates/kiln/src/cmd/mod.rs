@@ -4,6 +4,7 @@ pub mod agent;
 pub mod agents;
 pub mod builds;
 pub mod check;
+pub mod db;
 pub mod logs;
 pub mod notify;
 pub mod project;
