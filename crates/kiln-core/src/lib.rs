@@ -13,3 +13,4 @@ pub mod pipeline;
 pub mod expand;
 pub mod notify;
 pub mod paths;
+pub mod waiting;

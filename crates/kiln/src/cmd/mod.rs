@@ -5,6 +5,7 @@ pub mod agents;
 pub mod builds;
 pub mod check;
 pub mod enrol;
+pub mod db;
 pub mod logs;
 pub mod notify;
 pub mod project;
