@@ -177,6 +177,11 @@ fn db_copy_moves_a_whole_kiln_to_postgresql_and_back() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let back_counts: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(back_counts, there);
+    // Secrets stay sealed in the copy: a server on it needs the same key.
+    for d in ["data-back", "data-pg"] {
+        std::fs::create_dir_all(k.path(d)).unwrap();
+        std::fs::copy(k.path("data/secret-key"), k.path(d).join("secret-key")).unwrap();
+    }
     // A server on the copy has the build, its log, the project's secret and members.
     let (srv, url) = spawn_server(&k.path("data-back"), "127.0.0.1:0", &["--database".into(), back.clone()]);
     let _srv = Reaped(srv);
