@@ -204,7 +204,7 @@ test("the console, end to end in a browser", { timeout: 240_000 }, async (t) => 
     await page.waitForSelector("table.agents");
     await save(page, "agents");
     await page.goto(k.url + "/queue");
-    assert.match(await page.textContent("main"), /no online agent offers gpu=a100/);
+    assert.match(await page.textContent("main"), /no online agent has gpu=a100; closest: /);
     await save(page, "queue");
     // A failed build's page: its failing test and message first.
     const failed = apiBuilds.find((id) => id % 4 === 0);

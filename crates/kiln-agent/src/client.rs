@@ -3,6 +3,7 @@
 use kiln_wire::agent::*;
 use rand::Rng;
 use reqwest::StatusCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Why a call failed, as the agent must tell apart.
@@ -27,8 +28,33 @@ pub enum CallError {
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
-    base: String,
+    servers: std::sync::Arc<Servers>,
     token: String,
+}
+
+/// The servers an agent may talk to (they share one database): it uses one at a time, the
+/// first that answers, and moves to the next when a call cannot reach the one it uses.
+struct Servers {
+    bases: Vec<String>,
+    current: AtomicUsize,
+}
+
+impl Servers {
+    fn parse(list: &str) -> Servers {
+        let bases: Vec<String> = list.split(',').map(|s| s.trim().trim_end_matches('/').to_string()).filter(|s| !s.is_empty()).collect();
+        Servers { bases, current: AtomicUsize::new(0) }
+    }
+
+    fn at(&self, i: usize) -> &str {
+        self.bases.get(i % self.bases.len().max(1)).map(String::as_str).unwrap_or("")
+    }
+
+    /// A call through server `i` could not reach it: move on (once, however many calls failed).
+    fn failed(&self, i: usize) {
+        if self.bases.len() > 1 && self.current.compare_exchange(i, (i + 1) % self.bases.len(), Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+            tracing::warn!("server {} does not answer: moving to {}", self.at(i), self.at(i + 1));
+        }
+    }
 }
 
 /// Exponential backoff with full jitter, capped.
@@ -55,14 +81,28 @@ impl Client {
             .timeout(Duration::from_secs(60))
             .build()
             .expect("a plain HTTP client always builds");
-        Client { http, base: base.trim_end_matches('/').to_string(), token: token.to_string() }
+        Client { http, servers: std::sync::Arc::new(Servers::parse(base)), token: token.to_string() }
     }
 
     pub fn with_token(&self, token: &str) -> Client {
-        Client { http: self.http.clone(), base: self.base.clone(), token: token.to_string() }
+        Client { http: self.http.clone(), servers: self.servers.clone(), token: token.to_string() }
+    }
+
+    /// The server in use now.
+    pub fn base(&self) -> &str {
+        self.servers.at(self.servers.current.load(Ordering::SeqCst))
     }
 
     async fn send<T: serde::de::DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, CallError> {
+        let at = self.servers.current.load(Ordering::SeqCst);
+        let out = self.send_to(req).await;
+        if let Err(CallError::Unreachable(_)) = &out {
+            self.servers.failed(at);
+        }
+        out
+    }
+
+    async fn send_to<T: serde::de::DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, CallError> {
         let resp = req.bearer_auth(&self.token).send().await.map_err(|e| CallError::Unreachable(e.to_string()))?;
         let status = resp.status();
         if status.is_success() {
@@ -86,33 +126,33 @@ impl Client {
     }
 
     pub async fn register(&self, req: &RegisterRequest) -> Result<RegisterResponse, CallError> {
-        self.send(self.http.post(format!("{}/api/v1/agent/register", self.base)).json(req)).await
+        self.send(self.http.post(format!("{}/api/v1/agent/register", self.base())).json(req)).await
     }
 
     /// A new token for this agent; the one this client carries stops working.
     pub async fn rotate(&self) -> Result<String, CallError> {
-        let r: kiln_wire::enrol::RotateResponse = self.send(self.http.post(format!("{}/api/v1/agent/rotate", self.base))).await?;
+        let r: kiln_wire::enrol::RotateResponse = self.send(self.http.post(format!("{}/api/v1/agent/rotate", self.base()))).await?;
         Ok(r.token)
     }
 
     pub async fn claim(&self, claim_id: &str) -> Result<Option<JobAssignment>, CallError> {
         let req = ClaimRequest { claim_id: Some(claim_id.to_string()) };
-        self.send(self.http.post(format!("{}/api/v1/agent/claim", self.base)).timeout(Duration::from_secs(40)).json(&req)).await
+        self.send(self.http.post(format!("{}/api/v1/agent/claim", self.base())).timeout(Duration::from_secs(40)).json(&req)).await
     }
 
     /// The control long poll: returns when a job must stop or the agent must drain (or after ~25 s).
     pub async fn wait(&self, req: &WaitRequest) -> Result<HeartbeatResponse, CallError> {
-        self.send(self.http.post(format!("{}/api/v1/agent/wait", self.base)).timeout(Duration::from_secs(40)).json(req)).await
+        self.send(self.http.post(format!("{}/api/v1/agent/wait", self.base())).timeout(Duration::from_secs(40)).json(req)).await
     }
 
     pub async fn heartbeat(&self, req: &HeartbeatRequest) -> Result<HeartbeatResponse, CallError> {
-        self.send(self.http.post(format!("{}/api/v1/agent/heartbeat", self.base)).timeout(Duration::from_secs(10)).json(req)).await
+        self.send(self.http.post(format!("{}/api/v1/agent/heartbeat", self.base())).timeout(Duration::from_secs(10)).json(req)).await
     }
 
     pub async fn log(&self, job_id: i64, attempt: i64, offset: u64, data: Vec<u8>) -> Result<LogAck, CallError> {
         self.send(
             self.http
-                .post(format!("{}/api/v1/agent/jobs/{job_id}/log?attempt={attempt}&offset={offset}", self.base))
+                .post(format!("{}/api/v1/agent/jobs/{job_id}/log?attempt={attempt}&offset={offset}", self.base()))
                 .timeout(Duration::from_secs(30))
                 .body(data),
         )
@@ -120,14 +160,14 @@ impl Client {
     }
 
     pub async fn finish(&self, job_id: i64, req: &FinishRequest) -> Result<serde_json::Value, CallError> {
-        self.send(self.http.post(format!("{}/api/v1/agent/jobs/{job_id}/finish", self.base)).json(req)).await
+        self.send(self.http.post(format!("{}/api/v1/agent/jobs/{job_id}/finish", self.base())).json(req)).await
     }
 
     /// GET a file the server keeps for a job (an uploaded run's package), with the agent's token.
     pub async fn download(&self, path: &str) -> Result<Vec<u8>, CallError> {
         let resp = self
             .http
-            .get(format!("{}{path}", self.base))
+            .get(format!("{}{path}", self.base()))
             .timeout(Duration::from_secs(600))
             .bearer_auth(&self.token)
             .send()
@@ -158,7 +198,7 @@ impl Client {
         });
         self.send(
             self.http
-                .put(format!("{}/api/v1/agent/jobs/{job_id}/artifacts?attempt={attempt}&name={}", self.base, percent(name)))
+                .put(format!("{}/api/v1/agent/jobs/{job_id}/artifacts?attempt={attempt}&name={}", self.base(), percent(name)))
                 .timeout(Duration::from_secs(3600))
                 .body(reqwest::Body::wrap_stream(stream)),
         )
@@ -167,7 +207,7 @@ impl Client {
 
     /// The artifacts of the jobs this one needs.
     pub async fn inputs(&self, job_id: i64, attempt: i64) -> Result<Vec<kiln_wire::api::Artifact>, CallError> {
-        self.send(self.http.get(format!("{}/api/v1/agent/jobs/{job_id}/inputs?attempt={attempt}", self.base))).await
+        self.send(self.http.get(format!("{}/api/v1/agent/jobs/{job_id}/inputs?attempt={attempt}", self.base()))).await
     }
 
     /// GET a file the server keeps into `dest`, streamed.
@@ -175,7 +215,7 @@ impl Client {
         use tokio::io::AsyncWriteExt;
         let mut resp = self
             .http
-            .get(format!("{}{path}", self.base))
+            .get(format!("{}{path}", self.base()))
             .timeout(Duration::from_secs(3600))
             .bearer_auth(&self.token)
             .send()
@@ -198,14 +238,14 @@ impl Client {
     }
 
     pub async fn release(&self, job_id: i64, attempt: i64) -> Result<serde_json::Value, CallError> {
-        self.send(self.http.post(format!("{}/api/v1/agent/jobs/{job_id}/release", self.base)).json(&serde_json::json!({ "attempt": attempt })))
+        self.send(self.http.post(format!("{}/api/v1/agent/jobs/{job_id}/release", self.base())).json(&serde_json::json!({ "attempt": attempt })))
             .await
     }
 
     pub async fn claim_tests(&self, job_id: i64, attempt: i64) -> Result<TestBatch, CallError> {
         self.send(
             self.http
-                .post(format!("{}/api/v1/agent/jobs/{job_id}/tests/claim", self.base))
+                .post(format!("{}/api/v1/agent/jobs/{job_id}/tests/claim", self.base()))
                 .timeout(Duration::from_secs(30))
                 .json(&ClaimTestsRequest { attempt }),
         )
@@ -213,12 +253,12 @@ impl Client {
     }
 
     pub async fn upload_test_list(&self, job_id: i64, req: &TestListUpload) -> Result<serde_json::Value, CallError> {
-        self.send(self.http.post(format!("{}/api/v1/agent/jobs/{job_id}/tests/list", self.base)).json(req)).await
+        self.send(self.http.post(format!("{}/api/v1/agent/jobs/{job_id}/tests/list", self.base())).json(req)).await
     }
 
     /// Upload one JUnit report; `path` names it in messages and makes a repeat replace it.
     pub async fn upload_report(&self, job_id: i64, attempt: i64, batch: Option<i64>, path: &str, xml: Vec<u8>) -> Result<ReportAck, CallError> {
-        let mut url = format!("{}/api/v1/agent/jobs/{job_id}/tests/report?attempt={attempt}&path={}", self.base, percent(path));
+        let mut url = format!("{}/api/v1/agent/jobs/{job_id}/tests/report?attempt={attempt}&path={}", self.base(), percent(path));
         if let Some(b) = batch {
             url.push_str(&format!("&batch={b}"));
         }
@@ -226,7 +266,7 @@ impl Client {
     }
 
     pub async fn finish_batch(&self, job_id: i64, req: &BatchDone) -> Result<BatchDoneAck, CallError> {
-        self.send(self.http.post(format!("{}/api/v1/agent/jobs/{job_id}/tests/done", self.base)).json(req)).await
+        self.send(self.http.post(format!("{}/api/v1/agent/jobs/{job_id}/tests/done", self.base())).json(req)).await
     }
 }
 

@@ -40,6 +40,8 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
+    /// The server's URL, or several separated by commas (servers sharing one database: the
+    /// first that answers is used, the next when it stops answering).
     pub server: String,
     pub token: String,
     pub name: String,

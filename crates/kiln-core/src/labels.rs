@@ -106,6 +106,11 @@ pub fn missing(
         .collect()
 }
 
+/// A label set as events and metrics spell it: `k=v` sorted by key, joined by commas (`""`: none).
+pub fn label_set(labels: &BTreeMap<String, String>) -> String {
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
 /// Parse `key=value` (a CLI `--label`). The key is letters, digits, `_`, `-`, `.`, `/`; the value may be empty.
 pub fn parse_label(s: &str) -> Result<(String, String), String> {
     let Some((k, v)) = s.split_once('=') else {

@@ -14,3 +14,4 @@ pub mod expand;
 pub mod notify;
 pub mod paths;
 pub mod retention;
+pub mod waiting;

@@ -4,6 +4,7 @@
 //! accepted only from the agent holding it (checked in the store).
 
 use crate::auth::AgentAuth;
+use crate::events::{Event, EventKind};
 use crate::error::{AppError, AppResult};
 use crate::routes::Routes;
 use crate::state::AppState;
@@ -77,7 +78,7 @@ async fn claim(State(st): State<AppState>, AgentAuth(agent): AgentAuth, body: Op
                 a.env.insert(k, v.clone());
                 a.secrets.push(v);
             }
-            st.emit("job", a.build_id, Some(a.job_id), &a.project, "running");
+            st.emit_event(crate::metrics::job_started(&c.job, &a.project));
             if let Some(id) = claim_id {
                 st.claims.lock().unwrap().insert(agent.name.clone(), (id, a.clone()));
             }
@@ -145,9 +146,11 @@ async fn log(
         return Err(AppError::TooLarge(format!("job {job_id} log passes the {} byte limit", st.cfg.log_limit)));
     }
     let out = st.store.append_log(AgentAttempt { job_id, attempt: at.attempt, agent: &agent.name }, at.offset, &body).await?;
-    if let kiln_store::AppendOutcome::Stored(_) = out {
+    if let kiln_store::AppendOutcome::Stored(held) = out {
         if let Ok(j) = st.store.job(job_id).await {
-            st.emit("log", j.build_id, Some(job_id), "", "running");
+            let mut ev = Event::new(EventKind::Log, j.build_id, Some(job_id), "", "running");
+            ev.bytes = Some(held.saturating_sub(at.offset));
+            st.emit_event(ev);
         }
     }
     Ok(Json(LogAck { len: out.held() }))
@@ -163,9 +166,11 @@ async fn finish(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(jo
             st.wake_agents();
         }
         let b = st.store.build(out.build_id).await?;
-        st.emit("job", out.build_id, Some(job_id), &b.project, status.as_str());
+        let mut ev = Event::new(EventKind::Job, out.build_id, Some(job_id), &b.project, status.as_str());
+        ev.duration_ms = st.store.job(job_id).await.ok().and_then(|j| Some(j.finished_at? - j.started_at?));
+        st.emit_event(ev);
         if out.build_finished {
-            st.emit("build", out.build_id, None, &b.project, &out.build_status);
+            st.emit(EventKind::Build, out.build_id, None, &b.project, &out.build_status);
             if out.build_status == "passed" {
                 let st = st.clone();
                 tokio::spawn(async move { crate::sources::downstream::on_passed(&st, out.build_id).await });

@@ -26,6 +26,8 @@ pub struct ServerConfig {
     /// The key itself (from the environment, `KILN_SECRET_KEY`; never from a file or flag).
     #[serde(skip)]
     pub secret_key: Option<String>,
+    /// Bearer token a scrape of `/metrics` must carry when `listen` is not a loopback address.
+    pub metrics_token: Option<String>,
     /// How long a claimed job is held without a heartbeat before it is run again.
     pub lease_secs: u64,
     /// The heartbeat interval agents are told to use.
@@ -127,6 +129,7 @@ impl Default for ServerConfig {
             admin_token: None,
             secret_key_file: None,
             secret_key: None,
+            metrics_token: None,
             lease_secs: 30,
             heartbeat_secs: 10,
             log_limit: 1 << 30,

@@ -76,6 +76,7 @@ pub fn job(j: &JobRow, attempts: Vec<api::Attempt>, waiting_for: Vec<String>) ->
         exit_code: j.exit_code,
         reason: j.reason.clone(),
         waiting_for,
+        waiting: None,
         created_at: ts(j.created_at),
         started_at: j.started_at.map(ts),
         finished_at: j.finished_at.map(ts),
@@ -104,6 +105,7 @@ pub fn build(b: &BuildRow, jobs: Vec<api::Job>) -> api::Build {
             _ => None,
         },
         jobs,
+        waiting: crate::app::waiting::build(b).as_ref().map(crate::app::waiting::to_api),
         tests: None,
         retry_of: None,
     }
@@ -133,10 +135,14 @@ pub async fn full_build_with(store: &Store, b: &BuildRow, agents: &[AgentRow]) -
 /// A build's jobs with their attempts (without the build's test counts, which read every result).
 pub async fn build_jobs(store: &Store, b: &BuildRow, agents: &[AgentRow]) -> kiln_store::Result<Vec<api::Job>> {
     let mut jobs = Vec::new();
-    for j in store.jobs_of_build(b.id).await? {
+    let rows = store.jobs_of_build(b.id).await?;
+    let fleet = if rows.iter().any(|j| j.status == "queued") { crate::app::waiting::fleet(store, &crate::app::Sight::only(&b.project)).await? } else { Vec::new() };
+    for j in &rows {
         let attempts = store.attempts(j.id).await?.iter().map(attempt).collect();
         let waiting = if j.status == "queued" && j.ready { waiting_for(&j.requires, agents) } else { Vec::new() };
-        jobs.push(job(&j, attempts, waiting));
+        let mut out = job(j, attempts, waiting);
+        out.waiting = crate::app::waiting::job(j, &rows, &fleet).as_ref().map(crate::app::waiting::to_api);
+        jobs.push(out);
     }
     Ok(jobs)
 }

@@ -1,15 +1,6 @@
-//! One stream of build events feeding the console, `kiln up`'s summary and notifications.
+//! One stream of build events feeding the console, `kiln up`'s summary, notifications and
+//! metrics. The event type and its kinds live in `kiln_wire::events`.
 
-use serde::Serialize;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Event {
-    /// `build`, `job`, `log` or `agent`.
-    pub kind: &'static str,
-    pub build_id: i64,
-    pub job_id: Option<i64>,
-    pub project: String,
-    pub status: String,
-}
+pub use kiln_wire::events::{Event, EventKind};
 
 pub type EventSender = tokio::sync::broadcast::Sender<Event>;

@@ -24,6 +24,7 @@ pub mod git;
 mod headers;
 mod hashpool;
 pub(crate) mod materialize;
+pub mod metrics;
 pub mod notify;
 pub mod outbound;
 pub mod redact;
@@ -63,6 +64,7 @@ pub struct RunningServer {
 fn routes() -> Routes {
     Routes::new()
         .get("/badge/{file}", badge::badge)
+        .get("/metrics", metrics::scrape)
         .post("/hooks/{forge}/{project}", sources::hooks::hook)
         .post("/api/v1/projects/{name}/push", sources::hooks::push)
         .merge(console::routes())
@@ -83,6 +85,7 @@ pub fn route_table() -> Vec<routes::Route> {
 pub fn router(st: AppState) -> Router {
     routes()
         .into_router()
+        .layer(axum::middleware::from_fn_with_state(st.clone(), metrics::track))
         .layer(axum::extract::DefaultBodyLimit::max(2 << 20))
         .layer(axum::middleware::map_response(headers::add))
         .with_state(st)
@@ -135,6 +138,11 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
         Some(name) if name == "UTC" => None,
         Some(name) => Some(tzfile::ArcTz::named(name).map_err(|e| anyhow::anyhow!("unknown time zone {name:?} ({e}): use a name from /usr/share/zoneinfo, like Europe/Paris"))?),
     };
+    let store_backend = store.backend();
+    if store_backend == kiln_store::Backend::Sqlite {
+        // One server: the builds it was expanding when it stopped are resumed below at once.
+        store.release_expansions().await?;
+    }
     let st = AppState(Arc::new(Inner {
         store,
         cfg,
@@ -143,11 +151,18 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
         control: Default::default(),
         claims: Default::default(),
         events,
+        metrics: metrics::Metrics::new(),
+        duties: services::duties::Duties::new(store_backend != kiln_store::Backend::Postgres),
         mirrors,
         timezone,
         stop: stop.clone(),
         throttle: Default::default(),
     }));
+    if store_backend == kiln_store::Backend::Postgres {
+        services::duties::renew(&st).await;
+    }
+    tokio::spawn(services::duties::run(st.clone(), stop.clone()));
+    tokio::spawn(metrics::run(st.clone(), stop.clone()));
     tokio::spawn(services::reaper::run(st.clone(), stop.clone()));
     tokio::spawn(services::replicas::run(st.clone(), stop.clone()));
     tokio::spawn(services::retention::run(st.clone(), stop.clone()));

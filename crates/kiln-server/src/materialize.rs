@@ -2,6 +2,7 @@
 //! file from it, validate, expand the matrix and shards, and queue the jobs.
 //! A bad pipeline ends the build `errored` with every diagnostic's position.
 
+use crate::events::EventKind;
 use crate::git;
 use crate::sources::meta;
 use crate::state::AppState;
@@ -27,13 +28,32 @@ enum Unrun {
     Skipped(String, String),
 }
 
-/// Expand `build` into jobs (or end it errored or skipped), then wake the agents.
+/// Expand `build` into jobs (or end it errored or skipped), then wake the agents. The server
+/// holds a lease on the expansion while it reads the pipeline; a server that finds another
+/// holding it leaves the build alone (the reaper takes it over if that lease runs out).
 pub async fn materialize(st: &AppState, build: BuildRow, asked_at: Instant) {
+    let lease_ms = st.cfg.lease_secs.max(2) as i64 * 1000;
+    match st.store.take_expansion(build.id, lease_ms).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => return tracing::error!("build {}: cannot take its expansion: {e}", build.id),
+    }
     let project = match st.store.project_by_id(build.project_id).await {
         Ok(p) => p,
         Err(e) => return tracing::error!("build {}: {e}", build.id),
     };
-    let res = match prepare(st, &project, &build, asked_at).await {
+    let renew = {
+        let (st, id) = (st.clone(), build.id);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis((lease_ms / 3) as u64)).await;
+                let _ = st.store.renew_expansion(id, lease_ms).await;
+            }
+        })
+    };
+    let prepared = prepare(st, &project, &build, asked_at).await;
+    renew.abort();
+    let res = match prepared {
         Ok(p) => st.store.materialize_build(build.id, &p.commit, &p.message, &p.author, &p.jobs).await,
         Err(Unrun::Errored(commit, reason)) => {
             tracing::warn!("build {} of {} errored: {reason}", build.id, project.name);
@@ -49,7 +69,7 @@ pub async fn materialize(st: &AppState, build: BuildRow, asked_at: Instant) {
     }
     st.wake_agents();
     let status = st.store.build(build.id).await.map(|b| b.status).unwrap_or_default();
-    st.emit("build", build.id, None, &project.name, &status);
+    st.emit(EventKind::Build, build.id, None, &project.name, &status);
 }
 
 async fn prepare(st: &AppState, project: &ProjectRow, build: &BuildRow, asked_at: Instant) -> Result<Prepared, Unrun> {

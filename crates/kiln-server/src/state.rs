@@ -1,7 +1,7 @@
 //! What every handler and service shares: the store, settings, wake-ups, events.
 
 use crate::config::ServerConfig;
-use crate::events::{Event, EventSender};
+use crate::events::{Event, EventKind, EventSender};
 use crate::git::Mirrors;
 use kiln_store::Store;
 use std::sync::Arc;
@@ -23,6 +23,10 @@ pub struct Inner {
     /// The last answer to each agent's claim, by the claim's id: a retried claim gets the same job.
     pub claims: std::sync::Mutex<std::collections::HashMap<String, (String, kiln_wire::agent::JobAssignment)>>,
     pub events: EventSender,
+    /// Prometheus metrics (`crate::metrics`), fed from `events`.
+    pub metrics: crate::metrics::Metrics,
+    /// The background duties this server holds (`services::duties`).
+    pub duties: crate::services::duties::Duties,
     pub mirrors: Mirrors,
     /// The time zone cron schedules are read in (None: UTC).
     pub timezone: Option<tzfile::ArcTz>,
@@ -64,7 +68,26 @@ impl AppState {
         self.publish("control");
     }
 
-    pub fn emit(&self, kind: &'static str, build_id: i64, job_id: Option<i64>, project: &str, status: &str) {
-        let _ = self.events.send(Event { kind, build_id, job_id, project: project.to_string(), status: status.to_string() });
+    pub fn emit(&self, kind: EventKind, build_id: i64, job_id: Option<i64>, project: &str, status: &str) {
+        self.emit_event(Event::new(kind, build_id, job_id, project, status));
+    }
+
+    /// Send an event to this server's subscribers and, on PostgreSQL, to the other servers'
+    /// (`services::replicas` hands theirs to ours, marked `forwarded`).
+    pub fn emit_event(&self, ev: Event) {
+        if self.store.backend() == kiln_store::Backend::Postgres {
+            if let Ok(json) = serde_json::to_string(&ev) {
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = store.publish(&format!("{EVENT_PREFIX}{json}")).await {
+                        tracing::warn!("failed to tell other servers of an event: {e}");
+                    }
+                });
+            }
+        }
+        let _ = self.events.send(ev);
     }
 }
+
+/// A LISTEN/NOTIFY payload carrying an event starts with this (others are wake-ups).
+pub const EVENT_PREFIX: &str = "event:";

@@ -9,6 +9,7 @@
 //!          └─► batch ─► run `run {tests}` ─► POST report (each JUnit file) ─► POST done ─► claim …
 //! ```
 
+use crate::events::EventKind;
 use crate::auth::AgentAuth;
 use crate::error::{AppError, AppResult};
 use crate::routes::Routes;
@@ -105,7 +106,7 @@ async fn done(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id):
     let s = st.store.finish_test_batch(AgentAttempt { job_id, attempt: req.attempt, agent: &a.name }, req.batch_id, req.exit_code).await?;
     if let Ok(j) = st.store.job(job_id).await {
         if let Ok(b) = st.store.build(j.build_id).await {
-            st.emit("tests", b.id, Some(job_id), &b.project, "running");
+            st.emit(EventKind::Tests, b.id, Some(job_id), &b.project, "running");
         }
     }
     Ok(Json(BatchDoneAck { passed: s.passed, failed: s.failed, retried: s.retried }))

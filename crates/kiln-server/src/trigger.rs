@@ -1,6 +1,7 @@
 //! Starting builds: every change source (manual, poll, webhook, hook, schedule,
 //! upstream, upload) ends here.
 
+use crate::events::EventKind;
 use crate::materialize::materialize;
 use crate::state::AppState;
 use kiln_store::{BuildRow, NewBuild, ProjectRow};
@@ -49,7 +50,7 @@ pub async fn start_build(
             with_secrets: crate::app::access::build_gets_secrets(project, starter),
         })
         .await?;
-    st.emit("build", b.id, None, &project.name, "queued");
+    st.emit(EventKind::Build, b.id, None, &project.name, "queued");
     if project.settings.cancel_superseded == Some(true) {
         cancel_superseded(st, &b).await;
     }

@@ -2,7 +2,7 @@
 
 use crate::{Backend, Result, Store, StoreError};
 
-const SQLITE: &[(i64, &str)] = &[
+pub(crate) const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_notify.sql")),
     (3, include_str!("../migrations/sqlite/0003_tests.sql")),
@@ -12,6 +12,7 @@ const SQLITE: &[(i64, &str)] = &[
     (6, include_str!("../migrations/sqlite/0006_agent_identity.sql")),
     (7, include_str!("../migrations/sqlite/0007_suites.sql")),
     (8, include_str!("../migrations/sqlite/0008_artifacts.sql")),
+    (15, include_str!("../migrations/sqlite/0015_scale.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -23,10 +24,27 @@ const POSTGRES: &[(i64, &str)] = &[
     (6, include_str!("../migrations/postgres/0006_agent_identity.sql")),
     (7, include_str!("../migrations/postgres/0007_suites.sql")),
     (8, include_str!("../migrations/postgres/0008_artifacts.sql")),
+    (15, include_str!("../migrations/postgres/0015_scale.sql")),
 ];
 
-/// Apply every migration newer than the database's recorded version.
+/// The PostgreSQL advisory lock servers take turns on to migrate ("kiln" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6b696c6e;
+
+/// Apply every migration newer than the database's recorded version. On PostgreSQL, servers
+/// starting together take turns under an advisory lock: the first migrates, the others then
+/// find nothing to do.
 pub(crate) async fn run(store: &Store) -> Result<()> {
+    if store.backend() != Backend::Postgres {
+        return apply(store).await;
+    }
+    let mut lock = store.pool().acquire().await?;
+    sqlx::query("SELECT pg_advisory_lock($1)").bind(MIGRATION_LOCK).execute(&mut *lock).await?;
+    let out = apply(store).await;
+    sqlx::query("SELECT pg_advisory_unlock($1)").bind(MIGRATION_LOCK).execute(&mut *lock).await?;
+    out
+}
+
+async fn apply(store: &Store) -> Result<()> {
     let pool = store.pool();
     sqlx::raw_sql("CREATE TABLE IF NOT EXISTS kiln_schema (version BIGINT NOT NULL)")
         .execute(pool)

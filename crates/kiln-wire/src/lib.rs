@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 pub const PROTOCOL_VERSION: u32 = 1;
 
 pub mod enrol;
+pub mod events;
 pub mod notify;
 pub mod users;
 
@@ -486,6 +487,9 @@ pub mod api {
         pub finished_at: Option<String>,
         pub duration_ms: Option<i64>,
         pub jobs: Vec<Job>,
+        /// A queued build whose pipeline has not been read yet: why it has no jobs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub waiting: Option<Waiting>,
         /// Test counts, once any test result is in.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub tests: Option<TestSummary>,
@@ -606,10 +610,41 @@ pub mod api {
         pub reason: Option<String>,
         /// For a queued job whose needs passed: the labels no online agent offers.
         pub waiting_for: Vec<String>,
+        /// For a queued job: why it has not started.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub waiting: Option<Waiting>,
         pub created_at: String,
         pub started_at: Option<String>,
         pub finished_at: Option<String>,
         pub attempts: Vec<Attempt>,
+    }
+
+    /// Why a queued job (or a build not yet expanded) has not started.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Waiting {
+        pub reason: WaitReason,
+        /// The reason as a sentence, e.g. "2 matching agents are busy: a (job #7), b (job #9)".
+        pub message: String,
+        /// The agents it names (closest, draining, busy or with room).
+        #[serde(default)]
+        pub agents: Vec<String>,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum WaitReason {
+        /// The build's pipeline has not been read yet.
+        NotExpanded,
+        /// Jobs it needs have not passed.
+        Needs,
+        /// No online agent has the labels it requires.
+        NoAgent,
+        /// Every matching agent is draining.
+        Draining,
+        /// Every matching agent is busy.
+        Busy,
+        /// A matching agent has room and takes it at its next claim.
+        NextClaim,
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -35,6 +35,14 @@ enum Command {
     Up(cmd::up::UpArgs),
     /// Run the server alone.
     Server(cmd::server::ServerArgs),
+    /// Database tools: `kiln db copy --from sqlite:… --to postgres://…`.
+    Db {
+        #[command(subcommand)]
+        action: cmd::db::DbCmd,
+        /// Print the counts as JSON.
+        #[arg(long, global = true)]
+        json: bool,
+    },
     /// Run an agent that takes jobs from a server.
     Agent(cmd::agent::AgentArgs),
     /// Add, change or list projects.
@@ -200,6 +208,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Up(a) => cmd::up::run(a).await,
         Command::Server(a) => cmd::server::run(a).await,
+        Command::Db { action, json } => cmd::db::run(action, json).await,
         Command::Agent(a) => cmd::agent::run(a).await,
         Command::Project { action, client } => cmd::project::run(action, &client).await,
         Command::Trigger { project, branch, commit, wait, client } => cmd::builds::trigger(&client, &project, branch, commit, wait).await,

@@ -121,7 +121,8 @@ fn job_waits_for_an_agent_with_the_required_labels() {
     let b = k.build(id);
     assert_eq!(Kiln::job(&b, "t")["status"], "queued");
     let show = String::from_utf8_lossy(&k.kiln(&["show", &id.to_string()]).stdout).into_owned();
-    assert!(show.contains("waiting for an agent with python=3.12"), "{show}");
+    assert!(show.contains("no online agent has python=3.12; closest: a has"), "{show}");
+    assert!(show.contains("python=3.11 but lacks python=3.12"), "{show}");
     k.agent("b", &["--label", "python=3.12"]);
     let b = k.wait_build(id, 30);
     assert_eq!(b["status"], "passed");

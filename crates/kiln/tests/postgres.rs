@@ -4,35 +4,10 @@
 //! (LISTEN/NOTIFY), and both pollers build a new commit once.
 
 mod common;
+use common::pg::{fresh_database, Reaped};
 use common::*;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
-
-const ADMIN_URL: &str = "postgres://kiln:kiln@127.0.0.1:5432/postgres";
-
-/// A fresh database named by a UUID; its URL.
-fn fresh_database() -> String {
-    let admin = std::env::var("KILN_TEST_POSTGRES").unwrap_or_else(|_| ADMIN_URL.to_string());
-    let name = format!("kiln_test_{}", uuid::Uuid::new_v4().simple());
-    let out = Command::new("psql")
-        .args([admin.as_str(), "-qc", &format!("CREATE DATABASE {name}")])
-        .output()
-        .expect("psql is needed for the PostgreSQL tests: run ci/setup-postgres.sh");
-    assert!(
-        out.status.success(),
-        "cannot create a database on {admin}: {} — run ci/setup-postgres.sh (or set KILN_TEST_POSTGRES)",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
-}
-
-struct Reaped(Child);
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn builds_run_on_postgresql_and_survive_a_server_restart() {

@@ -6,7 +6,7 @@
 use crate::app::access::{self, Sight};
 use crate::auth::Viewer;
 use crate::error::AppResult;
-use crate::events::Event;
+use crate::events::{Event, EventKind};
 use crate::state::AppState;
 use axum::extract::{Query, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -35,8 +35,11 @@ impl Reader {
         if let Some(b) = self.build {
             return ev.build_id == b;
         }
-        if ev.kind == "log" {
-            return false;
+        match ev.kind {
+            EventKind::Log | EventKind::Notification => return false,
+            // Says only that the fleet changed (no name), for the fleet page to re-read.
+            EventKind::Agent => return true,
+            _ => {}
         }
         if !self.sight.knows(&ev.project) {
             if let Ok(s) = Sight::of(&self.st, &self.viewer).await {
@@ -65,11 +68,11 @@ pub async fn events(State(st): State<AppState>, viewer: Viewer, Query(q): Query<
                 match got {
                     Ok(ev) => {
                         if r.passes(&ev).await {
-                            let e = SseEvent::default().event(ev.kind).json_data(&ev).unwrap_or_default();
+                            let e = SseEvent::default().event(ev.kind.as_str()).json_data(&ev).unwrap_or_default();
                             return Some((Ok(e), r));
                         }
                     }
-                    Err(RecvError::Lagged(_)) => return Some((Ok(SseEvent::default().event("resync").data("{}")), r)),
+                    Err(RecvError::Lagged(_)) => return Some((Ok(SseEvent::default().event(kiln_wire::events::RESYNC).data("{}")), r)),
                     Err(RecvError::Closed) => return None,
                 }
             }

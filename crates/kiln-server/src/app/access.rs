@@ -190,6 +190,12 @@ impl Sight {
         Ok(Sight { seen })
     }
 
+    /// Sight of one project only (a build's page names the jobs of its own project, which
+    /// its viewer may see, and no other).
+    pub fn only(project: &str) -> Sight {
+        Sight { seen: HashMap::from([(project.to_string(), true)]) }
+    }
+
     /// Whether the sight was taken after project `name` existed.
     pub fn knows(&self, name: &str) -> bool {
         self.seen.contains_key(name)

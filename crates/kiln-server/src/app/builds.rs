@@ -1,5 +1,6 @@
 //! Builds as people act on them: trigger, cancel, rebuild, and reading what may be seen.
 
+use crate::events::EventKind;
 use super::access::{self, Need, Reached, Starter};
 use crate::auth::Viewer;
 use crate::error::{AppError, AppResult};
@@ -49,7 +50,7 @@ pub(crate) async fn cancel_now(st: &AppState, build_id: i64, job_id: Option<i64>
     st.store.cancel(build_id, job_id).await?;
     st.wake_control();
     let b = st.store.build(build_id).await?;
-    st.emit("build", b.id, None, &b.project, &b.status);
+    st.emit(EventKind::Build, b.id, None, &b.project, &b.status);
     Ok(())
 }
 
@@ -72,7 +73,7 @@ pub async fn retry_failed(st: &AppState, viewer: &Viewer, id: i64) -> AppResult<
     let who = access::signed_in(viewer)?;
     let b = st.store.retry_failed(orig.id, &who).await?;
     st.wake_agents();
-    st.emit("build", b.id, None, &b.project, &b.status);
+    st.emit(EventKind::Build, b.id, None, &b.project, &b.status);
     Ok(b)
 }
 

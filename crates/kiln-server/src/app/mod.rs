@@ -22,5 +22,6 @@ pub mod enrolment;
 pub mod projects;
 pub mod runs;
 pub mod users;
+pub mod waiting;
 
 pub use access::{Need, Reached, Sight};

@@ -3,6 +3,7 @@
 //! pipeline of one's own needs the maintainer role. Uploads get no secrets, unless a
 //! maintainer uploads to a project that opted in (`upload_secrets`).
 
+use crate::events::EventKind;
 use super::access::{self, Need, Reached, Starter};
 use crate::auth::Viewer;
 use crate::error::AppResult;
@@ -49,7 +50,7 @@ pub async fn rerun(st: &AppState, viewer: &Viewer, reached: &Reached, up: &Uploa
 async fn start(st: &AppState, who: &str, reached: &Reached, packed: &Packed) -> AppResult<BuildRow> {
     let with_secrets = access::build_gets_secrets(&reached.project, Starter::Upload { role: reached.role });
     let b = uploads::record(st, &reached.project, who, packed, with_secrets).await?;
-    st.emit("build", b.id, None, &reached.project.name, "queued");
+    st.emit(EventKind::Build, b.id, None, &reached.project.name, "queued");
     let (st2, b2) = (st.clone(), b.clone());
     tokio::spawn(async move { materialize(&st2, b2, Instant::now()).await });
     Ok(b)

@@ -120,7 +120,7 @@ fn job_card(j: &Job, selected: bool) -> JobCard {
         since: if j.status == "running" { start.unwrap_or(0) } else { 0 },
         attempt: j.attempt,
         reason: j.reason.clone().unwrap_or_default(),
-        waiting_for: j.waiting_for.join(", "),
+        waiting_for: j.waiting.as_ref().map(|w| w.message.clone()).unwrap_or_default(),
         selected,
     }
 }

@@ -108,7 +108,7 @@ pub struct Waiting {
     pub project: String,
     pub since: i64,
     pub requires: Vec<String>,
-    /// Labels no online agent offers (empty when some agent can take it).
+    /// Why it waits (`app::waiting`).
     pub unmet: String,
 }
 
@@ -138,6 +138,7 @@ pub async fn queue(State(st): State<AppState>, page: Page, Query(q): Query<Parti
     let mut hidden = 0;
     let mut by_labels: BTreeMap<String, usize> = BTreeMap::new();
     let sight = crate::app::Sight::of(&st, &page.viewer).await?;
+    let fleet = crate::app::waiting::fleet(&st.store, &sight).await?;
     for j in queued {
         let requires: Vec<String> = j.requires.iter().map(|(k, v)| format!("{k}={v}")).collect();
         if !sight.sees(&j.project) {
@@ -145,14 +146,15 @@ pub async fn queue(State(st): State<AppState>, page: Page, Query(q): Query<Parti
             continue;
         }
         *by_labels.entry(if requires.is_empty() { "any agent".into() } else { requires.join(" ") }).or_default() += 1;
-        let served = agents.iter().any(|a| kiln_core::labels::matches(&j.requires, &a.labels));
+        let facts = kiln_core::waiting::JobFacts { requires: j.requires.clone(), ready: true, pending_needs: Vec::new() };
+        let why = kiln_core::waiting::why(&facts, &fleet);
         jobs.push(Waiting {
             job_id: j.job_id,
             build_id: j.build_id,
             key: j.key,
             project: j.project,
             since: j.queued_at,
-            unmet: if served { String::new() } else if requires.is_empty() { "no agent online".into() } else { format!("no online agent offers {}", requires.join(", ")) },
+            unmet: why.to_string(),
             requires,
         });
     }

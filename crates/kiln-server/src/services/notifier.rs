@@ -14,6 +14,7 @@
 //! delivery is repeated only if the server died after the target accepted it
 //! and before that was recorded (receivers can deduplicate on `X-Kiln-Delivery`).
 
+use crate::events::{Event, EventKind};
 use crate::notify::{plan, SendError, Sender};
 use crate::state::AppState;
 use kiln_core::notify::backoff;
@@ -48,11 +49,13 @@ pub async fn run(st: AppState, stop: CancellationToken, base_url: String) {
     let mut in_flight: JoinSet<()> = JoinSet::new();
     let attempts = st.cfg.notify_attempts.max(1);
     loop {
-        if let Err(e) = enqueue_changes(&st, &base_url).await {
-            tracing::error!("notifier: failed to queue notifications: {e}");
-        }
-        if let Err(e) = dispatch_due(&st, &sender, &mut in_flight, attempts).await {
-            tracing::error!("notifier: failed to read due notifications: {e}");
+        if st.duties.held(crate::services::duties::Duty::Notifier) {
+            if let Err(e) = enqueue_changes(&st, &base_url).await {
+                tracing::error!("notifier: failed to queue notifications: {e}");
+            }
+            if let Err(e) = dispatch_due(&st, &sender, &mut in_flight, attempts).await {
+                tracing::error!("notifier: failed to read due notifications: {e}");
+            }
         }
         let wait = match st.store.next_notification_at().await {
             // Full: a finishing send wakes the loop.
@@ -73,7 +76,7 @@ pub async fn run(st: AppState, stop: CancellationToken, base_url: String) {
                     return;
                 }
                 ev = events.recv() => match ev {
-                    Ok(ev) if ev.kind == "log" => continue,
+                    Ok(ev) if ev.kind == EventKind::Log => continue,
                     Ok(_) | Err(RecvError::Lagged(_)) => break,
                     Err(RecvError::Closed) => { (&mut sleep).await; break }
                 },
@@ -146,7 +149,12 @@ async fn deliver(st: &AppState, sender: &Sender, row: NotificationRow, max_attem
     match &outcome {
         DeliveryOutcome::Sent => tracing::info!("build {}: {} {} delivered to {}", row.build_id, row.event, row.kind, shown(&row)),
         DeliveryOutcome::Retry { error, .. } => tracing::warn!("build {}: {} attempt {attempt} failed, will retry: {error}", row.build_id, row.kind),
-        DeliveryOutcome::Failed { error } => tracing::warn!("build {}: {} to {} failed: {error}", row.build_id, row.kind, shown(&row)),
+        DeliveryOutcome::Failed { error } => {
+            tracing::warn!("build {}: {} to {} failed: {error}", row.build_id, row.kind, shown(&row));
+            let mut ev = Event::new(EventKind::Notification, row.build_id, None, "", "failed");
+            ev.channel = Some(row.kind.clone());
+            st.emit_event(ev);
+        }
     }
     if let Err(e) = st.store.record_delivery(row.id, &outcome).await {
         tracing::error!("notifier: failed to record delivery {}: {e}", row.id);

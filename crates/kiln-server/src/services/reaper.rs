@@ -1,30 +1,32 @@
-//! The lease reaper: a job whose agent stopped heartbeating goes back to the
-//! queue (attempt + 1), or ends errored once its attempts are spent.
+//! The lease reaper: a build whose expansion lease ran out is expanded again (on every
+//! server); and, on the server holding the reaper duty (`services::duties`), a job whose agent
+//! stopped heartbeating goes back to the queue (attempt + 1), or ends errored once its attempts
+//! are spent.
 
+use crate::events::EventKind;
+use crate::services::duties::Duty;
 use crate::state::AppState;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// A build recorded this long ago and still not expanded is expanded again
-/// (its first try failed to record its jobs).
-const STUCK_MS: i64 = 60_000;
-
 pub async fn run(st: AppState, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let mut n = 0u64;
+    let lease_ms = st.cfg.lease_secs.max(2) as i64 * 1000;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        n += 1;
-        if n.is_multiple_of(20) {
-            for b in st.store.unmaterialized_builds().await.unwrap_or_default() {
-                if kiln_store::now_ms() - b.created_at > STUCK_MS {
-                    tracing::warn!("build {} of {} was never expanded: trying again", b.id, b.project);
-                    crate::materialize::materialize(&st, b, std::time::Instant::now()).await;
-                }
-            }
+        // Builds whose expansion lease ran out (their server died reading the pipeline, or
+        // between recording and expanding): expanded here. Every server looks, so such a build
+        // waits a lease and a tick, not for a duty to move; taking the lease is atomic.
+        for b in st.store.expansions_due(lease_ms).await.unwrap_or_default() {
+            tracing::warn!("build {} of {} was not expanded within its lease: expanding it here", b.id, b.project);
+            let st = st.clone();
+            tokio::spawn(async move { crate::materialize::materialize(&st, b, std::time::Instant::now()).await });
+        }
+        if !st.duties.held(Duty::Reaper) {
+            continue;
         }
         match st.store.expire_leases().await {
             Ok(expired) if !expired.is_empty() => {
@@ -37,7 +39,8 @@ pub async fn run(st: AppState, stop: CancellationToken) {
                         if e.requeued { "queued again" } else { "errored" }
                     );
                     if let Ok(b) = st.store.build(e.build_id).await {
-                        st.emit("build", b.id, Some(e.job_id), &b.project, &b.status);
+                        st.emit(EventKind::Job, b.id, Some(e.job_id), &b.project, if e.requeued { "queued" } else { "errored" });
+                        st.emit(EventKind::Build, b.id, if kiln_core::state::BuildStatus::parse(&b.status).is_some_and(|s| s.is_final()) { None } else { Some(e.job_id) }, &b.project, &b.status);
                     }
                 }
                 st.wake_agents();

@@ -1,9 +1,11 @@
 //! Several servers on one PostgreSQL database: what one server publishes
 //! (a job may be claimable, an agent may have something to stop) wakes the
-//! long polls held by the others, through LISTEN/NOTIFY. On SQLite (one
-//! server) this service does nothing.
+//! long polls held by the others, and every event one server emits reaches
+//! the others' event streams (console, `kiln up`), through LISTEN/NOTIFY.
+//! On SQLite (one server) this service does nothing.
 
-use crate::state::AppState;
+use crate::events::Event;
+use crate::state::{AppState, EVENT_PREFIX};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -29,6 +31,13 @@ pub async fn run(st: AppState, stop: CancellationToken) {
                 // Local wake-ups only: publishing again would echo for ever.
                 Ok(n) if n.payload() == "wake" => st.wake.notify_waiters(),
                 Ok(n) if n.payload() == "control" => st.control.notify_waiters(),
+                // Events of work done through another server, for this server's streams.
+                Ok(n) if n.payload().starts_with(EVENT_PREFIX) => {
+                    if let Ok(mut ev) = serde_json::from_str::<Event>(&n.payload()[EVENT_PREFIX.len()..]) {
+                        ev.forwarded = true;
+                        let _ = st.events.send(ev);
+                    }
+                }
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!("lost the connection that listens for other servers: {e}");

@@ -113,6 +113,9 @@ pub async fn run(st: AppState, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
+        if !st.duties.held(crate::services::duties::Duty::Poller) {
+            continue;
+        }
         let Ok(projects) = st.store.list_projects().await else { continue };
         for p in projects {
             let Some(every) = p.settings.poll.as_deref().and_then(|s| kiln_core::duration::parse_duration(s).ok()) else { continue };

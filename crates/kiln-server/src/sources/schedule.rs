@@ -58,7 +58,9 @@ pub async fn run(st: AppState, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        check(&st, Utc::now()).await;
+        if st.duties.held(crate::services::duties::Duty::Cron) {
+            check(&st, Utc::now()).await;
+        }
     }
 }
 

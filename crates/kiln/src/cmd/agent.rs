@@ -9,9 +9,10 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct AgentArgs {
-    /// The server's URL.
-    #[arg(long, env = "KILN_SERVER")]
-    server: String,
+    /// The server's URL; give it more than once (or a comma list) for servers sharing one
+    /// database: the agent uses the first that answers and moves on when it stops answering.
+    #[arg(long, env = "KILN_SERVER", required = true, value_delimiter = ',')]
+    server: Vec<String>,
     /// An enrolment secret (the server's agent secret, or one from `kiln enrol create`); used
     /// only until the agent has saved its own token in its work folder. Prefer KILN_AGENT_TOKEN or --token-file: a
     /// command line is visible to every process on the host.
@@ -102,7 +103,7 @@ pub fn host_name() -> String {
 pub async fn run(a: AgentArgs) -> anyhow::Result<i32> {
     let token = agent_token(&a)?;
     let cfg = AgentConfig {
-        server: a.server,
+        server: a.server.join(","),
         token,
         name: a.name.unwrap_or_else(host_name),
         labels: a.labels.into_iter().collect::<BTreeMap<_, _>>(),

@@ -94,8 +94,8 @@ pub async fn follow(api: &Api, id: i64, print: bool) -> anyhow::Result<Build> {
                     if j.attempt > 1 {
                         line.push_str(&format!(" (attempt {})", j.attempt));
                     }
-                    if !j.waiting_for.is_empty() {
-                        line.push_str(&format!(" — waiting for an agent with {}", j.waiting_for.join(", ")));
+                    if let Some(w) = &j.waiting {
+                        line.push_str(&format!(" — {}", w.message));
                     }
                     if let Some(r) = j.reason.as_ref().filter(|_| j.status != "passed" && j.status != "running") {
                         line.push_str(&format!(" — {r}"));
@@ -163,6 +163,9 @@ pub async fn show(c: &ClientOpts, id: i64) -> anyhow::Result<i32> {
             println!("    {l}");
         }
     }
+    if let Some(w) = &b.waiting {
+        println!("  waiting: {}", w.message);
+    }
     for j in &b.jobs {
         let mut line = format!("  {:<28} {}", j.key, j.status);
         if let Some(code) = j.exit_code.filter(|_| j.status == "failed") {
@@ -171,8 +174,8 @@ pub async fn show(c: &ClientOpts, id: i64) -> anyhow::Result<i32> {
         if let Some(r) = j.reason.as_ref().filter(|_| j.status != "passed") {
             line.push_str(&format!(" — {r}"));
         }
-        if !j.waiting_for.is_empty() {
-            line.push_str(&format!(" — waiting for an agent with {}", j.waiting_for.join(", ")));
+        if let Some(w) = &j.waiting {
+            line.push_str(&format!(" — {}", w.message));
         }
         println!("{line}");
         for (i, step) in j.steps.iter().enumerate() {

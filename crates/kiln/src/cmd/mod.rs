@@ -6,6 +6,7 @@ pub mod artifacts;
 pub mod builds;
 pub mod check;
 pub mod enrol;
+pub mod db;
 pub mod logs;
 pub mod notify;
 pub mod project;

@@ -31,6 +31,9 @@ pub struct ServerArgs {
     /// Seed an admin API token (for automation).
     #[arg(long, env = "KILN_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Bearer token a scrape of /metrics must carry when the server does not listen on loopback.
+    #[arg(long, env = "KILN_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
     /// Seconds without a heartbeat before a job runs again elsewhere [default: 30].
     #[arg(long)]
     lease: Option<u64>,
@@ -133,6 +136,9 @@ impl ServerArgs {
             cfg.secret_key_file = self.secret_key_file.clone();
         }
         cfg.secret_key = std::env::var("KILN_SECRET_KEY").ok().filter(|k| !k.trim().is_empty());
+        if self.metrics_token.is_some() {
+            cfg.metrics_token = self.metrics_token.clone();
+        }
         if self.admin_password.is_some() {
             cfg.admin_password = self.admin_password.clone();
         }

@@ -87,7 +87,7 @@ async fn summaries(st: AppState, base: String) {
     let mut rx = st.events.subscribe();
     loop {
         match rx.recv().await {
-            Ok(ev) if ev.kind == "build" && super::builds::is_final(&ev.status) && ev.job_id.is_none() => {
+            Ok(ev) if ev.kind == kiln_wire::events::EventKind::Build && super::builds::is_final(&ev.status) && ev.job_id.is_none() => {
                 if let Ok(b) = st.store.build(ev.build_id).await {
                     let jobs = st.store.jobs_of_build(b.id).await.unwrap_or_default();
                     let dur = match (b.started_at, b.finished_at) {

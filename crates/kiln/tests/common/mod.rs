@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::zombie_processes)]
 
 pub mod http;
+pub mod pg;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};

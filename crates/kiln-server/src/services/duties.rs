@@ -1,0 +1,83 @@
+//! Background duties (poller, cron, reaper, notifier), each held by one server at a time under
+//! a lease in the database (`duties` table), renewed every third of the lease. When the holder
+//! dies its lease runs out and another server takes the duty over. On SQLite (one server) this
+//! server holds every duty.
+
+use crate::state::AppState;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Duty {
+    Poller,
+    Cron,
+    Reaper,
+    Notifier,
+}
+
+impl Duty {
+    pub const ALL: [Duty; 4] = [Duty::Poller, Duty::Cron, Duty::Reaper, Duty::Notifier];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Duty::Poller => "poller",
+            Duty::Cron => "cron",
+            Duty::Reaper => "reaper",
+            Duty::Notifier => "notifier",
+        }
+    }
+}
+
+/// Which duties this server holds now.
+pub struct Duties {
+    /// This server process, as the `duties` table names its holder.
+    pub id: String,
+    held: [AtomicBool; 4],
+}
+
+impl Duties {
+    pub fn new(all_held: bool) -> Duties {
+        let id = format!("{}-{}", std::process::id(), &kiln_store::random_token()[..12]);
+        Duties { id, held: std::array::from_fn(|_| AtomicBool::new(all_held)) }
+    }
+
+    pub fn held(&self, d: Duty) -> bool {
+        self.held[d as usize].load(Ordering::SeqCst)
+    }
+}
+
+fn lease_ms(st: &AppState) -> i64 {
+    st.cfg.lease_secs.max(2) as i64 * 1000
+}
+
+/// Take or renew every duty once.
+pub async fn renew(st: &AppState) {
+    for d in Duty::ALL {
+        let held = match st.store.take_duty(d.as_str(), &st.duties.id, lease_ms(st)).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!("cannot renew the {} duty: {e}", d.as_str());
+                false
+            }
+        };
+        let was = st.duties.held[d as usize].swap(held, Ordering::SeqCst);
+        if held && !was {
+            tracing::info!("this server now holds the {} duty", d.as_str());
+        }
+    }
+}
+
+pub async fn run(st: AppState, stop: CancellationToken) {
+    if st.store.backend() != kiln_store::Backend::Postgres {
+        return;
+    }
+    let every = Duration::from_millis((lease_ms(&st) / 3) as u64);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        renew(&st).await;
+    }
+}

@@ -1,0 +1,282 @@
+//! The queue where it lives: claim, fencing, settle, lease expiry, cancel and requeue, each a
+//! row of a table of cases run on SQLite always and on PostgreSQL when one is reachable
+//! (ci/setup-postgres.sh, or `KILN_TEST_POSTGRES` as an admin URL; under CI a missing
+//! PostgreSQL fails the test). Property tests check the claim order with label matching.
+
+use kiln_core::state::JobStatus;
+use kiln_store::{hash_token, AgentAttempt, AgentRow, AgentSpec, EnrolWith, FinishOutcome, LeaseExpiry, NewBuild, NewJob, Store, StoreError};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+const ADMIN_URL: &str = "postgres://kiln:kiln@127.0.0.1:5432/postgres";
+const LEASE: i64 = 60_000;
+
+async fn sqlite(dir: &tempfile::TempDir) -> Store {
+    Store::open(&format!("sqlite:{}", dir.path().join("q.db").display())).await.unwrap()
+}
+
+/// A fresh PostgreSQL database, or None outside CI when no server answers.
+async fn postgres() -> Option<Store> {
+    let admin = std::env::var("KILN_TEST_POSTGRES").unwrap_or_else(|_| ADMIN_URL.to_string());
+    let name = format!("kiln_q_{}", uuid::Uuid::new_v4().simple());
+    let made = std::process::Command::new("psql").args([admin.as_str(), "-qc", &format!("CREATE DATABASE {name}")]).output();
+    let ok = made.as_ref().is_ok_and(|o| o.status.success());
+    if !ok {
+        let why = match &made {
+            Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
+            Err(e) => e.to_string(),
+        };
+        assert!(std::env::var_os("CI").is_none(), "PostgreSQL is needed under CI ({why}): run ci/setup-postgres.sh");
+        eprintln!("no PostgreSQL at {admin} ({why}): the queue cases ran on SQLite only");
+        return None;
+    }
+    Some(Store::open(&format!("{}/{name}", admin.rsplit_once('/').unwrap().0)).await.unwrap())
+}
+
+fn labels(s: &str) -> BTreeMap<String, String> {
+    s.split(',').filter(|p| !p.is_empty()).map(|p| p.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).unwrap()).collect()
+}
+
+fn job(key: &str, requires: &str, needs: &[&str], max_attempts: i64) -> NewJob {
+    NewJob {
+        key: key.into(),
+        name: key.into(),
+        spec: "{}".into(),
+        requires: labels(requires),
+        needs: needs.iter().map(|s| s.to_string()).collect(),
+        max_attempts,
+    }
+}
+
+/// A build of project `p` (made once) expanded into `jobs`; the jobs' ids by key.
+async fn build(s: &Store, jobs: &[NewJob]) -> (i64, BTreeMap<String, i64>) {
+    let p = match s.project_by_name("p").await {
+        Ok(p) => p,
+        Err(_) => s.create_project("p", "/repo", "main", ".kiln.yml", kiln_wire::api::Visibility::Public, &Default::default()).await.unwrap(),
+    };
+    let nb = NewBuild {
+        project_id: p.id,
+        branch: "main".into(),
+        requested_commit: None,
+        trigger: "manual".into(),
+        triggered_by: "test".into(),
+        upstream_build: None,
+        before_commit: None,
+        changed_paths: None,
+        with_secrets: false,
+    };
+    let b = s.create_build(&nb).await.unwrap();
+    s.materialize_build(b.id, "c0ffee", "m", "a", jobs).await.unwrap();
+    let ids = s.jobs_of_build(b.id).await.unwrap().into_iter().map(|j| (j.key, j.id)).collect();
+    (b.id, ids)
+}
+
+/// Agent `name` registered with labels `l` (its labels replaced when it exists).
+async fn agent(s: &Store, name: &str, l: &str) -> AgentRow {
+    let l = labels(l);
+    let spec = AgentSpec { name, labels: &l, concurrency: 1, heartbeat_secs: 10 };
+    let token = hash_token(&format!("token-of-{name}"));
+    match s.agent_by_token(&token).await.unwrap() {
+        // Re-registering would hand its running jobs back: only when its labels change.
+        Some(a) if a.labels == l => a,
+        Some(_) => s.reregister_agent(&token, &spec).await.unwrap().unwrap(),
+        None => s.enrol_agent(EnrolWith::ServerSecret, &spec, &token).await.unwrap().expect("a new agent enrols"),
+    }
+}
+
+async fn claim(s: &Store, name: &str, l: &str) -> Option<(i64, i64)> {
+    let a = agent(s, name, l).await;
+    s.claim(&a, LEASE).await.unwrap().map(|c| (c.job.id, c.job.attempt))
+}
+
+/// The agent that ran attempt `attempt` of job `j`.
+async fn runner(s: &Store, j: i64, attempt: i64) -> String {
+    s.attempts(j).await.unwrap().into_iter().find(|a| a.attempt == attempt).map(|a| a.agent).unwrap_or_else(|| "nobody".into())
+}
+
+/// Finish attempt `attempt` of job `j` as the agent that ran it.
+async fn finish(s: &Store, j: i64, attempt: i64, status: JobStatus, exit: Option<i64>) -> kiln_store::Result<FinishOutcome> {
+    let agent = runner(s, j, attempt).await;
+    s.finish_job(AgentAttempt { job_id: j, attempt, agent: &agent }, 0, status, exit, None).await
+}
+
+/// Hand attempt `attempt` of job `j` back, as the agent that ran it.
+async fn release(s: &Store, j: i64, attempt: i64) -> kiln_store::Result<Option<LeaseExpiry>> {
+    let agent = runner(s, j, attempt).await;
+    s.release_job(AgentAttempt { job_id: j, attempt, agent: &agent }).await
+}
+
+async fn claim_order(s: Store) {
+    let (_, ids) = build(&s, &[job("any", "", &[], 1), job("py312", "python=3.12", &[], 1), job("glob", "python=3.*", &[], 1), job("later", "", &["any"], 1)]).await;
+    // Labels must match: a 3.11 agent skips the 3.12 job but takes the glob.
+    assert_eq!(claim(&s, "a", "python=3.11").await, Some((ids["any"], 1)));
+    assert_eq!(claim(&s, "a", "python=3.11").await, Some((ids["glob"], 1)));
+    // `later` needs `any`, which is running: not claimable yet.
+    assert_eq!(claim(&s, "a", "python=3.11").await, None);
+    assert_eq!(claim(&s, "b", "python=3.12").await, Some((ids["py312"], 1)));
+    assert_eq!(claim(&s, "b", "python=3.12").await, None, "a claimed job is never claimed twice");
+    let out = finish(&s, ids["any"], 1, JobStatus::Passed, Some(0)).await.unwrap();
+    assert!(out.readied);
+    assert_eq!(claim(&s, "c", "").await, Some((ids["later"], 1)));
+}
+
+async fn fencing(s: Store) {
+    let (_, ids) = build(&s, &[job("j", "", &[], 3)]).await;
+    let j = ids["j"];
+    assert_eq!(claim(&s, "a", "").await, Some((j, 1)));
+    // Attempt 1 is handed back; attempt 2 goes to b.
+    assert!(release(&s, j, 1).await.unwrap().unwrap().requeued);
+    assert_eq!(claim(&s, "b", "").await, Some((j, 2)));
+    // The old attempt can neither finish nor renew: it is told to stop.
+    assert!(matches!(finish(&s, j, 1, JobStatus::Passed, Some(0)).await, Err(StoreError::Stale { .. })));
+    assert_eq!(s.renew_leases("a", &[(j, 1)], LEASE).await.unwrap(), vec![(j, 1)]);
+    assert!(s.renew_leases("b", &[(j, 2)], LEASE).await.unwrap().is_empty());
+    assert!(s.check_held(AgentAttempt { job_id: j, attempt: 2, agent: "b" }).await.is_ok() && s.check_held(AgentAttempt { job_id: j, attempt: 1, agent: "a" }).await.is_err());
+    // The current attempt finishes once; a retried finish is recognised, a different one refused.
+    let first = finish(&s, j, 2, JobStatus::Passed, Some(0)).await.unwrap();
+    assert!(!first.repeated && first.build_finished && first.build_status == "passed");
+    assert!(finish(&s, j, 2, JobStatus::Passed, Some(0)).await.unwrap().repeated);
+    assert!(matches!(finish(&s, j, 2, JobStatus::Failed, Some(1)).await, Err(StoreError::Stale { .. })));
+}
+
+async fn settle(s: Store) {
+    let (b, ids) = build(&s, &[job("build", "", &[], 1), job("test", "", &["build"], 1), job("deploy", "", &["test"], 1), job("lint", "", &[], 1)]).await;
+    assert_eq!(claim(&s, "a", "").await, Some((ids["build"], 1)));
+    assert_eq!(claim(&s, "a", "").await, Some((ids["lint"], 1)));
+    // build fails: test and deploy are skipped, the build fails once lint ends.
+    let out = finish(&s, ids["build"], 1, JobStatus::Failed, Some(1)).await.unwrap();
+    assert!(!out.readied && !out.build_finished && out.build_status == "running");
+    let jobs = s.jobs_of_build(b).await.unwrap();
+    let status = |k: &str| jobs.iter().find(|j| j.key == k).unwrap().status.clone();
+    assert_eq!((status("test"), status("deploy")), ("skipped".into(), "skipped".into()));
+    let out = finish(&s, ids["lint"], 1, JobStatus::Passed, Some(0)).await.unwrap();
+    assert!(out.build_finished && out.build_status == "failed");
+    assert_eq!(s.build(b).await.unwrap().status, "failed");
+}
+
+async fn lease_expiry(s: Store) {
+    let (b, ids) = build(&s, &[job("twice", "", &[], 2), job("once", "", &[], 1)]).await;
+    for _ in 0..2 {
+        assert!(s.claim(&agent(&s, "gone", "").await, 1).await.unwrap().is_some());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let mut expired = s.expire_leases().await.unwrap();
+    expired.sort_by_key(|e| e.job_id);
+    assert_eq!(expired.iter().map(|e| (e.job_id, e.attempt, e.requeued)).collect::<Vec<_>>(), vec![(ids["twice"], 1, true), (ids["once"], 1, false)]);
+    assert!(s.expire_leases().await.unwrap().is_empty(), "a lease expires once");
+    let once = s.job(ids["once"]).await.unwrap();
+    assert_eq!(once.status, "errored");
+    assert!(once.reason.unwrap().contains("gave up after 1 attempts"));
+    // The requeued one runs again as attempt 2 and can still pass; the build ends errored.
+    assert_eq!(claim(&s, "b", "").await, Some((ids["twice"], 2)));
+    let out = finish(&s, ids["twice"], 2, JobStatus::Passed, Some(0)).await.unwrap();
+    assert!(out.build_finished && out.build_status == "errored", "{out:?}");
+    assert_eq!(s.build(b).await.unwrap().status, "errored");
+}
+
+async fn cancel(s: Store) {
+    let (b, ids) = build(&s, &[job("run", "", &[], 3), job("wait", "gpu=yes", &[], 1)]).await;
+    assert_eq!(claim(&s, "a", "").await, Some((ids["run"], 1)));
+    // Queued jobs end at once; running ones are flagged for their agent.
+    assert_eq!(s.cancel(b, None).await.unwrap(), vec![ids["run"]]);
+    assert_eq!(s.job(ids["wait"]).await.unwrap().status, "cancelled");
+    assert_eq!(s.cancelled_jobs_of_agent("a").await.unwrap(), vec![(ids["run"], 1)]);
+    assert_eq!(claim(&s, "g", "gpu=yes").await, None);
+    // A cancelled job's lost lease does not requeue it, whatever attempts are left.
+    let back = release(&s, ids["run"], 1).await.unwrap().unwrap();
+    assert!(!back.requeued);
+    assert_eq!(s.job(ids["run"]).await.unwrap().status, "cancelled");
+    assert_eq!(s.build(b).await.unwrap().status, "cancelled");
+}
+
+async fn requeue(s: Store) {
+    let (_, ids) = build(&s, &[job("a1", "", &[], 2), job("a2", "", &[], 2)]).await;
+    assert!(claim(&s, "crashy", "").await.is_some());
+    assert!(claim(&s, "crashy", "").await.is_some());
+    // The agent restarted: what it held is queued again at once, with the next attempt.
+    let back = s.requeue_agent_jobs("crashy", "its agent restarted").await.unwrap();
+    assert_eq!(back.len(), 2);
+    assert!(back.iter().all(|e| e.requeued && e.agent == "crashy"));
+    assert_eq!(claim(&s, "b", "").await, Some((ids["a1"], 2)));
+    assert_eq!(claim(&s, "b", "").await, Some((ids["a2"], 2)));
+    let attempts = s.attempts(ids["a1"]).await.unwrap();
+    assert_eq!(attempts.iter().map(|a| a.status.as_str()).collect::<Vec<_>>(), ["errored", "running"]);
+    assert!(attempts[0].reason.as_deref().unwrap().contains("its agent restarted on agent crashy"));
+}
+
+type Case = fn(Store) -> Pin<Box<dyn Future<Output = ()>>>;
+
+/// Every case, by name.
+const CASES: &[(&str, Case)] = &[
+    ("claim takes the oldest ready job the labels match, once", |s| Box::pin(claim_order(s))),
+    ("fencing: only the current attempt writes, and once", |s| Box::pin(fencing(s))),
+    ("settle: a failure skips dependents and fails the build", |s| Box::pin(settle(s))),
+    ("lease expiry requeues or errors by attempts left", |s| Box::pin(lease_expiry(s))),
+    ("cancel ends queued jobs and flags running ones", |s| Box::pin(cancel(s))),
+    ("requeue: a restarted agent's jobs run again", |s| Box::pin(requeue(s))),
+];
+
+#[tokio::test]
+async fn queue_cases_on_sqlite() {
+    for (name, case) in CASES {
+        let dir = tempfile::tempdir().unwrap();
+        eprintln!("sqlite: {name}");
+        case(sqlite(&dir).await).await;
+    }
+}
+
+#[tokio::test]
+async fn queue_cases_on_postgresql() {
+    for (name, case) in CASES {
+        let Some(store) = postgres().await else { return };
+        eprintln!("postgresql: {name}");
+        case(store).await;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// However the jobs' requirements and the agents' labels fall, each claim takes the oldest
+    /// unclaimed ready job whose requirements that agent's labels satisfy, and nothing else.
+    #[test]
+    fn claims_take_the_oldest_matching_job(
+        reqs in proptest::collection::vec(proptest::collection::btree_map("[ab]", "[xy*]", 0..3), 1..24),
+        agents in proptest::collection::vec(proptest::collection::btree_map("[ab]", "[xy]", 0..3), 1..4),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let s = sqlite(&dir).await;
+            let jobs: Vec<NewJob> = reqs.iter().enumerate().map(|(i, r)| NewJob { requires: r.clone(), ..job(&format!("j{i}"), "", &[], 1) }).collect();
+            let (_, ids) = build(&s, &jobs).await;
+            let mut open: Vec<(i64, BTreeMap<String, String>)> = reqs.iter().enumerate().map(|(i, r)| (ids[&format!("j{i}")], r.clone())).collect();
+            open.sort_by_key(|(id, _)| *id);
+            // Agents take turns until none gets anything.
+            loop {
+                let mut any = false;
+                for (n, l) in agents.iter().enumerate() {
+                    let want = open.iter().position(|(_, r)| kiln_core::labels::matches(r, l));
+                    let name = format!("agent{n}");
+                    let token = hash_token(&format!("token-of-{name}"));
+                    let spec = AgentSpec { name: &name, labels: l, concurrency: 1, heartbeat_secs: 10 };
+                    let a = match s.agent_by_token(&token).await.unwrap() {
+                        Some(a) => a,
+                        None => s.enrol_agent(EnrolWith::ServerSecret, &spec, &token).await.unwrap().unwrap(),
+                    };
+                    let got = s.claim(&a, LEASE).await.unwrap().map(|c| c.job.id);
+                    assert_eq!(got, want.map(|i| open[i].0), "agent {l:?}, open {open:?}");
+                    if let Some(i) = want {
+                        open.remove(i);
+                        any = true;
+                    }
+                }
+                if !any {
+                    break;
+                }
+            }
+        });
+    }
+}
