@@ -27,9 +27,10 @@ pub struct UpArgs {
     #[arg(long)]
     no_current: bool,
     /// `sandbox`: every job in a bubblewrap sandbox; `none`: steps run as kiln itself and can
-    /// read the data folder (admin token, database).
-    #[arg(long, default_value = "sandbox", value_parser = kiln_agent::sandbox::Isolation::parse)]
-    isolation: kiln_agent::sandbox::Isolation,
+    /// read the data folder (admin token, database). Unset: the sandbox when bubblewrap works
+    /// here, else `none` with a warning (given as `sandbox`, a missing bubblewrap is an error).
+    #[arg(long, value_parser = kiln_agent::sandbox::Isolation::parse)]
+    isolation: Option<kiln_agent::sandbox::Isolation>,
 }
 
 /// Where `up`'s agents keep their work: beside the data folder, never inside it
@@ -119,9 +120,20 @@ pub async fn run(a: UpArgs) -> anyhow::Result<i32> {
     let local_repos = repos.iter().map(|r| PathBuf::from(describe(r).1)).collect();
     let agents_dir = agents_dir(&a.data);
     // Check the sandbox before anything starts, so a missing bubblewrap is the only message.
-    if a.isolation == kiln_agent::sandbox::Isolation::Sandbox {
-        kiln_agent::sandbox::Sandbox::detect(true, Vec::new()).map_err(|e| crate::api_client::Exit(2, e))?;
-    }
+    let isolation = match a.isolation {
+        Some(kiln_agent::sandbox::Isolation::Sandbox) => {
+            kiln_agent::sandbox::Sandbox::detect(true, Vec::new()).map_err(|e| crate::api_client::Exit(2, e))?;
+            kiln_agent::sandbox::Isolation::Sandbox
+        }
+        Some(other) => other,
+        None => match kiln_agent::sandbox::Sandbox::detect(true, Vec::new()) {
+            Ok(_) => kiln_agent::sandbox::Isolation::Sandbox,
+            Err(e) => {
+                eprintln!("WARNING: jobs run unsandboxed, as you, and can read {} (admin token, database): {e}", a.data.display());
+                kiln_agent::sandbox::Isolation::None
+            }
+        },
+    };
     let cfg = ServerConfig { listen: a.listen.clone(), data: a.data.clone(), local_repos, allow_private_targets: true, ..Default::default() };
     let stop = CancellationToken::new();
     let srv = kiln_server::start(cfg, stop.clone()).await?;
@@ -146,7 +158,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<i32> {
             work_dir: agents_dir.join(format!("agent-{i}")),
             heartbeat_secs: None,
             rotate_token: false,
-            isolation: a.isolation,
+            isolation,
             hidden: vec![a.data.clone(), agents_dir.clone()],
         };
         let c = control.clone();
