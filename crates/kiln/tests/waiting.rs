@@ -54,8 +54,11 @@ fn every_reason_a_queued_job_gives() {
     assert!(page.contains("waiting for first (running) to pass"), "{page}");
 
     // A second pool=a agent that drains: `more` still waits on the busy one, then on nobody.
-    k.agent("drainer", &["--label", "pool=a", "--label", "gpu=yes"]);
-    k.wait_for("the drainer to register", 30, || k.json(&["agents"]).as_array().is_some_and(|a| a.iter().any(|x| x["name"] == "drainer")));
+    // Registered over the protocol, it claims nothing before it is drained (a real agent could
+    // take `gpu` first).
+    let body = format!(r#"{{"name":"drainer","labels":{{"pool":"a","gpu":"yes"}},"concurrency":1,"protocol":{}}}"#, kiln_wire::PROTOCOL_VERSION);
+    let (status, answer) = http("POST", &format!("{}/api/v1/agent/register", k.url), &[("Authorization", &format!("Bearer {AGENT_TOKEN}")), ("Content-Type", "application/json")], body.as_bytes());
+    assert_eq!(status, 200, "{answer}");
     let out = k.kiln(&["drain", "drainer"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let w = wait_reason(&k, id, "gpu", "draining");
