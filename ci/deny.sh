@@ -4,6 +4,8 @@
 # runs when its database can be fetched; when it cannot, one line says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The checks read every package's manifest, those of other targets too: have them all locally.
+cargo fetch --locked --quiet
 cargo deny --offline --locked --log-level error check licenses bans sources
 if out=$(cargo deny --locked --log-level error check advisories 2>&1); then
   echo "cargo deny: advisories ok"
