@@ -1,5 +1,5 @@
 //! ARCHITECTURE.md's layering invariants, checked on the source: every permission is decided in
-//! `app::access`, and the adapters (API, console, webhooks, uploads) neither write the store's
+//! `app::access`, and the adapters (API, console, webhooks, uploads, the agent protocol) neither write the store's
 //! use-case tables nor emit events or wake agents themselves: they call `app::*`.
 
 use std::path::{Path, PathBuf};
@@ -53,6 +53,7 @@ fn adapters_call_use_cases_and_never_emit_or_wake_themselves() {
         rust_files(&src().join(dir), &mut files);
     }
     files.push(src().join("sources/hooks.rs"));
+    files.push(src().join("agent_api.rs"));
     files.push(src().join("badge.rs"));
     for pattern in [
         ".emit(",

@@ -6,10 +6,10 @@
 //! its answer.
 //!
 //! ```text
-//!  api/  console/  sources/hooks  uploads/  kiln up
+//!  api/  console/  sources/hooks  uploads/  agent_api  kiln up
 //!     └──────┬───────┴──────────────┴──────────┘
 //!            ▼
-//!   app::{projects, builds, agents, enrolment, users, runs}  ──► access (who may)
+//!   app::{projects, builds, agents, enrolment, jobs, users, runs}  ──► access (who may)
 //!            │
 //!            ├──► trigger / materialize ──► store
 //!            └──► events + wake-ups (AppState)
@@ -19,6 +19,7 @@ pub mod access;
 pub mod agents;
 pub mod builds;
 pub mod enrolment;
+pub mod jobs;
 pub mod projects;
 pub mod runs;
 pub mod users;

@@ -1,0 +1,151 @@
+//! Jobs as agents act on them: claim (a long poll), heartbeat, the control poll, log chunks,
+//! finish and release. The agent is the caller; that it holds the job it writes is checked
+//! in the store (`AgentAttempt`), and this module is the only place these writes emit events
+//! and wake other agents.
+
+use crate::error::{AppError, AppResult};
+use crate::events::{Event, EventKind};
+use crate::state::AppState;
+use kiln_core::state::JobStatus;
+use kiln_store::{AgentAttempt, AgentRow};
+use kiln_wire::agent::{FinishRequest, HeartbeatRequest, HeartbeatResponse, JobAssignment, RunningJob, WaitRequest};
+use std::time::Duration;
+
+/// How long a claim or a control poll waits before answering "nothing yet".
+const POLL_WAIT: Duration = Duration::from_secs(25);
+
+fn lease_ms(st: &AppState) -> i64 {
+    st.cfg.lease_secs.max(2) as i64 * 1000
+}
+
+/// The oldest ready job the agent's labels (and enrolment) allow, with the secrets its build
+/// may have; waits up to `POLL_WAIT` for one. A retried claim (same `claim_id`) whose answer
+/// was lost gets the same job, not a second one.
+pub async fn claim(st: &AppState, agent: &AgentRow, claim_id: Option<String>) -> AppResult<Option<JobAssignment>> {
+    if let Some(id) = &claim_id {
+        let prev = st.claims.lock().unwrap().get(&agent.name).filter(|(c, _)| c == id).map(|(_, a)| a.clone());
+        if let Some(a) = prev {
+            if st.store.check_held(AgentAttempt { job_id: a.job_id, attempt: a.attempt, agent: &agent.name }).await.is_ok() {
+                return Ok(Some(a));
+            }
+        }
+    }
+    let deadline = tokio::time::Instant::now() + POLL_WAIT;
+    loop {
+        let woken = st.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        if st.store.agent_seen(agent.id, None).await? {
+            return Ok(None);
+        }
+        if let Some(c) = st.store.claim(agent, lease_ms(st)).await? {
+            let mut a: JobAssignment = serde_json::from_str(&c.job.spec).map_err(|e| AppError::Internal(format!("job {} spec: {e}", c.job.id)))?;
+            a.job_id = c.job.id;
+            a.attempt = c.job.attempt;
+            a.log_limit = st.cfg.log_limit;
+            for (k, v) in super::builds::secrets_for(st, a.build_id).await? {
+                a.env.insert(k, v.clone());
+                a.secrets.push(v);
+            }
+            st.emit_event(crate::metrics::job_started(&c.job, &a.project));
+            if let Some(id) = claim_id {
+                st.claims.lock().unwrap().insert(agent.name.clone(), (id, a.clone()));
+            }
+            return Ok(Some(a));
+        }
+        tokio::select! {
+            _ = &mut woken => {}
+            _ = tokio::time::sleep_until(deadline) => return Ok(None),
+        }
+    }
+}
+
+/// Renew the leases of the agent's own jobs and keep its status; answers what to stop and
+/// whether to drain.
+pub async fn heartbeat(st: &AppState, agent: &AgentRow, req: &HeartbeatRequest) -> AppResult<HeartbeatResponse> {
+    let drain = st.store.agent_seen(agent.id, Some(&req.status)).await?;
+    let jobs: Vec<(i64, i64)> = req.jobs.iter().map(|j| (j.job_id, j.attempt)).collect();
+    let stop = st.store.renew_leases(&agent.name, &jobs, lease_ms(st)).await?;
+    Ok(HeartbeatResponse { stop: stop.into_iter().map(|(job_id, attempt)| RunningJob { job_id, attempt }).collect(), drain })
+}
+
+/// The control long poll: answers at once when one of the agent's jobs must stop (cancelled,
+/// or taken back) or it must drain; otherwise after a while with nothing.
+pub async fn control(st: &AppState, agent: &AgentRow, req: &WaitRequest) -> AppResult<HeartbeatResponse> {
+    let deadline = tokio::time::Instant::now() + POLL_WAIT;
+    let jobs: Vec<(i64, i64)> = req.jobs.iter().map(|j| (j.job_id, j.attempt)).collect();
+    loop {
+        let woken = st.control.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let mut stop = st.store.stale_attempts(&agent.name, &jobs).await?;
+        for c in st.store.cancelled_jobs_of_agent(&agent.name).await? {
+            if !stop.contains(&c) {
+                stop.push(c);
+            }
+        }
+        let drain = st.store.agent_by_name(&agent.name).await?.draining;
+        if !stop.is_empty() || drain {
+            return Ok(HeartbeatResponse { stop: stop.into_iter().map(|(job_id, attempt)| RunningJob { job_id, attempt }).collect(), drain });
+        }
+        tokio::select! {
+            _ = &mut woken => {}
+            _ = tokio::time::sleep_until(deadline) => return Ok(HeartbeatResponse::default()),
+        }
+    }
+}
+
+/// Store a chunk of the log at its byte offset; answers how many bytes the server holds.
+pub async fn append_log(st: &AppState, by: AgentAttempt<'_>, offset: u64, body: &[u8]) -> AppResult<u64> {
+    // The agent truncates past the limit; this only guards against an agent that does not.
+    if st.cfg.log_limit > 0 && offset + body.len() as u64 > st.cfg.log_limit + (1 << 20) {
+        return Err(AppError::TooLarge(format!("job {} log passes the {} byte limit", by.job_id, st.cfg.log_limit)));
+    }
+    let job_id = by.job_id;
+    let out = st.store.append_log(by, offset, body).await?;
+    if let kiln_store::AppendOutcome::Stored(held) = out {
+        if let Ok(j) = st.store.job(job_id).await {
+            let mut ev = Event::new(EventKind::Log, j.build_id, Some(job_id), "", "running");
+            ev.bytes = Some(held.saturating_sub(offset));
+            st.emit_event(ev);
+        }
+    }
+    Ok(out.held())
+}
+
+/// Finish the agent's attempt (only once the server holds its whole log); settles the build,
+/// wakes agents for jobs it readied, and starts downstream builds of a build that passed.
+/// Answers the build's status.
+pub async fn finish(st: &AppState, by: AgentAttempt<'_>, req: &FinishRequest) -> AppResult<String> {
+    let status = JobStatus::parse(&req.status)
+        .filter(|s| s.is_final() && *s != JobStatus::Skipped)
+        .ok_or_else(|| AppError::BadRequest(format!("{:?} is not a final job status", req.status)))?;
+    let job_id = by.job_id;
+    let out = st.store.finish_job(by, req.log_len, status, req.exit_code.map(i64::from), req.reason.as_deref()).await?;
+    if !out.repeated {
+        if out.readied {
+            st.wake_agents();
+        }
+        let b = st.store.build(out.build_id).await?;
+        let mut ev = Event::new(EventKind::Job, out.build_id, Some(job_id), &b.project, status.as_str());
+        ev.duration_ms = st.store.job(job_id).await.ok().and_then(|j| Some(j.finished_at? - j.started_at?));
+        st.emit_event(ev);
+        if out.build_finished {
+            st.emit(EventKind::Build, out.build_id, None, &b.project, &out.build_status);
+            if out.build_status == "passed" {
+                let st = st.clone();
+                tokio::spawn(async move { crate::sources::downstream::on_passed(&st, out.build_id).await });
+            }
+        }
+    }
+    Ok(out.build_status)
+}
+
+/// The agent hands its attempt back (it is aborting): the job runs again elsewhere at once.
+/// Answers whether it was queued again.
+pub async fn release(st: &AppState, by: AgentAttempt<'_>) -> AppResult<bool> {
+    let out = st.store.release_job(by).await?;
+    st.wake_agents();
+    st.wake_control();
+    Ok(out.is_some_and(|e| e.requeued))
+}
