@@ -327,17 +327,23 @@ mod tests {
 
     #[test]
     fn a_job_sees_its_folder_and_not_the_agents() {
-        // Outside /tmp, which the job's own temp folder covers anyway.
+        // Wherever the checkout is (CI may clone under /tmp).
         let d = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
         let agent = d.path().join("work");
         let job = agent.join("jobs/7-1");
         std::fs::create_dir_all(&job).unwrap();
         let sb = Sandbox { bwrap: "bwrap".into(), drop_to: None, root_caps: false, hidden: vec![] };
         let w = words(&sb.jail(&job, &[], &agent, true));
-        let at = |s: &str| w.iter().position(|x| x == s).unwrap_or_else(|| panic!("{s} not in {w:?}"));
-        let (tmpfs, bind) = (at(&agent.to_string_lossy()), w.iter().rposition(|x| *x == job.to_string_lossy()).unwrap());
-        assert!(tmpfs < bind, "the agent's folder is hidden before the job's is bound back: {w:?}");
-        assert_eq!(w[tmpfs - 1], "--tmpfs");
+        let agent_s = agent.to_string_lossy().into_owned();
+        // Hidden by a tmpfs over it, or (a work folder under /tmp) by the job's own temp folder
+        // mounted over /tmp; either way before the job's folder is bound back.
+        let hidden = match w.windows(2).position(|p| p[0] == "--tmpfs" && p[1] == agent_s) {
+            Some(i) => i + 1,
+            None if agent.starts_with("/tmp") => w.windows(2).position(|p| p[1] == "/tmp").unwrap_or_else(|| panic!("/tmp is not replaced: {w:?}")) + 1,
+            None => panic!("the agent's folder is not hidden: {w:?}"),
+        };
+        let bind = w.iter().rposition(|x| *x == job.to_string_lossy()).unwrap();
+        assert!(hidden < bind, "the agent's folder is hidden before the job's is bound back: {w:?}");
         assert!(w.windows(2).any(|p| p[0] == temp_of(&job).to_string_lossy() && p[1] == "/tmp"), "{w:?}");
         // The folder between the hidden one and the job's is made passable (bwrap would make it 0700).
         assert!(w.windows(4).any(|p| p == ["--perms", "0755", "--dir", &*agent.join("jobs").to_string_lossy()]), "{w:?}");
