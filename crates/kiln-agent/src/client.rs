@@ -45,6 +45,11 @@ impl Servers {
         Servers { bases, current: AtomicUsize::new(0) }
     }
 
+    /// Which server a URL goes to.
+    fn index_of(&self, url: &str) -> Option<usize> {
+        self.bases.iter().position(|b| url.starts_with(b.as_str()))
+    }
+
     fn at(&self, i: usize) -> &str {
         self.bases.get(i % self.bases.len().max(1)).map(String::as_str).unwrap_or("")
     }
@@ -93,17 +98,26 @@ impl Client {
         self.servers.at(self.servers.current.load(Ordering::SeqCst))
     }
 
+    /// Send a call; only a server that cannot be reached at all (no answer, not an error
+    /// answer) makes the agent move on, and only from the server the call was sent to.
     async fn send<T: serde::de::DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, CallError> {
-        let at = self.servers.current.load(Ordering::SeqCst);
-        let out = self.send_to(req).await;
-        if let Err(CallError::Unreachable(_)) = &out {
-            self.servers.failed(at);
-        }
-        out
+        let (http, request) = req.bearer_auth(&self.token).build_split();
+        let request = request.map_err(|e| CallError::Refused(format!("bad request: {e}")))?;
+        let sent_to = self.servers.index_of(request.url().as_str());
+        let resp = match http.execute(request).await {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(i) = sent_to {
+                    self.servers.failed(i);
+                }
+                return Err(CallError::Unreachable(e.to_string()));
+            }
+        };
+        Self::answer(resp).await
     }
 
-    async fn send_to<T: serde::de::DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, CallError> {
-        let resp = req.bearer_auth(&self.token).send().await.map_err(|e| CallError::Unreachable(e.to_string()))?;
+    /// What an answer means to the agent.
+    async fn answer<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<T, CallError> {
         let status = resp.status();
         if status.is_success() {
             return resp.json::<T>().await.map_err(|e| CallError::Unreachable(format!("bad answer: {e}")));

@@ -91,17 +91,27 @@ impl Store {
             return Err(StoreError::Stale { job_id, attempt });
         };
         let len = len as u64;
+        // What this server's files hold. Less than the database says when another server wrote
+        // the rest into a files folder of its own (servers on one database should share one:
+        // docs/storage.md): the agent, which keeps its log until the job ends, is asked for
+        // those bytes again, so nothing is lost either way.
+        let have = self.logs.len(job_id, attempt).map_err(|e| StoreError::Corrupt(format!("failed to read the log of job {job_id}: {e}")))?;
+        if have < len {
+            tracing::warn!("job {job_id} attempt {attempt}: this server's log files hold {have} of {len} bytes (is the files folder shared by every server?): asking the agent again");
+        }
+        let base = len.min(have);
         let end = offset + data.len() as u64;
-        if end <= len {
+        if end <= base {
             return Ok(AppendOutcome::Duplicate(len));
         }
-        if offset > len {
-            return Err(StoreError::Gap { expected: len, got: offset });
+        if offset > base {
+            return Err(StoreError::Gap { expected: base, got: offset });
         }
         crate::queue::held_by(&mut tx, by).await?;
-        let fresh = data[(len - offset) as usize..].to_vec();
+        let fresh = data[(base - offset) as usize..].to_vec();
+        let end = end.max(len);
         let files = self.logs.clone();
-        tokio::task::spawn_blocking(move || files.append(job_id, attempt, len, &fresh))
+        tokio::task::spawn_blocking(move || files.append(job_id, attempt, base, &fresh))
             .await
             .map_err(|e| StoreError::Corrupt(format!("log writer failed: {e}")))?
             .map_err(|e| StoreError::Corrupt(format!("failed to write the log of job {job_id}: {e}")))?;

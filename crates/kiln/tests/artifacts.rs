@@ -81,7 +81,7 @@ fn claim_as_fake_agent(k: &Kiln) -> (String, i64, i64) {
 
 #[test]
 fn uploads_are_limited_named_safely_atomic_and_private() {
-    let mut k = Kiln::start_with(&["--artifact-file-limit", "100000", "--artifact-job-limit", "150000"]);
+    let k = Kiln::start_with(&["--artifact-file-limit", "100000", "--artifact-job-limit", "150000"]);
     let repo = k.repo("sec", "jobs:\n  j:\n    artifacts: [out.bin]\n    steps: [sleep 60]\n");
     k.add_project("sec", &repo, &["--private"]);
     let id = k.trigger("sec");
