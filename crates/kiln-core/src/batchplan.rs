@@ -363,7 +363,11 @@ mod tests {
         }
 
         /// With exact history and a known fixed cost, the wall time stays within 10 % of the
-        /// bound: max(longest, total / N) plus the fixed costs the busiest shard pays.
+        /// bound: max(longest, total / N) plus the fixed costs the busiest shard pays; or, where
+        /// whole tests cannot reach that bound (a few long tests on few shards), no later than
+        /// longest-first placement of the single tests would end, plus those fixed costs. Only
+        /// where each shard has work worth 9 fixed costs: below that, keeping the fixed cost at
+        /// 10 % of the work means fewer batches than shards, and the plan trades wall time for it.
         #[test]
         fn with_history_near_the_bound(times in suite(), shards in 1u32..12, fixed in 0u64..800) {
             let mut tests: Vec<_> = times.iter().enumerate().map(|(i, &ms)| (format!("t{i}"), ms, Some(ms))).collect();
@@ -373,8 +377,15 @@ mod tests {
             let longest = *times.iter().max().unwrap();
             let bound = longest.max(total.div_ceil(u64::from(shards)));
             let most = (0..shards as usize).map(|s| sim.batches.iter().filter(|b| b.shard == s).count()).max().unwrap() as u64;
-            prop_assert!(sim.wall_ms as f64 <= 1.10 * (bound + most * fixed) as f64,
-                "wall {} bound {} batches on the busiest shard {}", sim.wall_ms, bound, most);
+            prop_assume!(total / u64::from(shards) >= 9 * fixed);
+            let mut load = vec![0u64; shards as usize];
+            for t in &tests {
+                *load.iter_mut().min().unwrap() += t.1;
+            }
+            let lpt = *load.iter().max().unwrap();
+            let limit = (1.10 * (bound + most * fixed) as f64).max(1.10 * (lpt + most * fixed) as f64);
+            prop_assert!(sim.wall_ms as f64 <= limit,
+                "wall {} bound {} longest-first {} batches on the busiest shard {}", sim.wall_ms, bound, lpt, most);
         }
 
         /// The fixed costs paid stay about 10 % of the work: a batch carries ≥ 9 fixed costs of

@@ -178,7 +178,7 @@ fn webhooks_give_one_answer_for_private_missing_and_unsigned_and_ignore_replays(
         .map(|p| http("POST", &format!("{}/hooks/generic/{p}", k.url), &[("X-Kiln-Signature-256", "sha256=00")], b"{}"))
         .map(|(s, body)| (s, body.replace("hidden", "P").replace("no-such-project", "P").replace("nosecret", "P")))
         .collect();
-    assert_eq!(answers[0].0, 404, "{answers:?}");
+    assert_eq!(answers[0].0, 401, "{answers:?}");
     assert!(answers.iter().all(|a| a == &answers[0]), "different answers: {answers:?}");
     // A signed delivery builds once; the same delivery again is a replay.
     let body = br#"{"branch":"main"}"#;

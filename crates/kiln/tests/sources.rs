@@ -80,13 +80,13 @@ fn webhooks_check_signatures_and_build_pushes() {
     let url = format!("{}/hooks/github/w", k.url);
     let body = github_body("main", &sha, &["x"]);
     let ev = ("X-GitHub-Event", "push");
-    // Bad, missing, and wrong-secret signatures: 404 (as for a missing project) and nothing created.
+    // Bad, missing, and wrong-secret signatures: 401 (as for a missing project) and nothing created.
     for sig in ["sha256=0000", "", &format!("sha256={}", sign("wrong", body.as_bytes()))] {
         let mut h = vec![ev, ("Content-Type", "application/json")];
         if !sig.is_empty() {
             h.push(("X-Hub-Signature-256", sig));
         }
-        assert_eq!(http("POST", &url, &h, body.as_bytes()).0, 404, "signature {sig:?}");
+        assert_eq!(http("POST", &url, &h, body.as_bytes()).0, 401, "signature {sig:?}");
     }
     assert!(builds(&k, "w").is_empty());
     assert!(k.server_log().contains("bad or missing signature"), "refusals are logged");
@@ -106,13 +106,13 @@ fn webhooks_check_signatures_and_build_pushes() {
     assert_eq!(b["triggered_by"], "github:octocat");
     // Gitea: hex signature header; GitLab: token header; generic: signed {branch, commit}.
     let gitea = github_body("main", &sha, &[]);
-    assert_eq!(http("POST", &format!("{}/hooks/gitea/w", k.url), &[("X-Gitea-Event", "push"), ("X-Gitea-Signature", "bad")], gitea.as_bytes()).0, 404);
+    assert_eq!(http("POST", &format!("{}/hooks/gitea/w", k.url), &[("X-Gitea-Event", "push"), ("X-Gitea-Signature", "bad")], gitea.as_bytes()).0, 401);
     assert_eq!(http("POST", &format!("{}/hooks/gitea/w", k.url), &[("X-Gitea-Event", "push"), ("X-Gitea-Signature", &sign("s3cret", gitea.as_bytes()))], gitea.as_bytes()).0, 202);
     let gl = serde_json::json!({"object_kind": "push", "ref": "refs/heads/main", "before": sha, "after": sha, "checkout_sha": sha, "user_username": "lab", "commits": []}).to_string();
-    assert_eq!(http("POST", &format!("{}/hooks/gitlab/w", k.url), &[("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", "nope")], gl.as_bytes()).0, 404);
+    assert_eq!(http("POST", &format!("{}/hooks/gitlab/w", k.url), &[("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", "nope")], gl.as_bytes()).0, 401);
     assert_eq!(http("POST", &format!("{}/hooks/gitlab/w", k.url), &[("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", "s3cret")], gl.as_bytes()).0, 202);
     let gen = format!(r#"{{"branch":"main","commit":"{sha}"}}"#);
-    assert_eq!(http("POST", &format!("{}/hooks/generic/w", k.url), &[("X-Kiln-Signature-256", "sha256=00")], gen.as_bytes()).0, 404);
+    assert_eq!(http("POST", &format!("{}/hooks/generic/w", k.url), &[("X-Kiln-Signature-256", "sha256=00")], gen.as_bytes()).0, 401);
     assert_eq!(http("POST", &format!("{}/hooks/generic/w", k.url), &[("X-Kiln-Signature-256", &format!("sha256={}", sign("s3cret", gen.as_bytes())))], gen.as_bytes()).0, 202);
     k.wait_for("four webhook builds", 10, || builds(&k, "w").len() == 4);
     let triggers: Vec<String> = builds(&k, "w").iter().map(|b| b["triggered_by"].as_str().unwrap().to_string()).collect();

@@ -64,7 +64,7 @@ impl Sender {
                 let to: Vec<String> = row.target.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
                 mailer.send(&to, &notice).await
             }
-            "webhook" | "chat" => webhook_out::post(&self.http, &row.target, row.id, &notice, project.settings.notify_webhook_secret.as_deref()).await,
+            "webhook" | "chat" => webhook_out::post(&self.http, &row.target, row.id, &notice, project.settings.notify_webhook_secret.as_deref().or(project.settings.webhook_secret.as_deref())).await,
             "commit_status" => commit_status::post(&self.http, &st.cfg, &project, &row.target, &notice).await,
             other => Err(SendError::Permanent(format!("unknown notification kind {other:?}"))),
         }

@@ -1,6 +1,6 @@
 //! Incoming webhooks (`/hooks/{github,gitea,gitlab,generic}/PROJECT`) and the
 //! push endpoint behind `kiln notify`. A missing project, one without a secret
-//! and a bad or missing signature all get the same 404 (so private names are
+//! and a bad or missing signature all get the same 401 (so private names are
 //! not confirmed), create nothing, and are logged with the real reason. A
 //! delivery seen before is answered 200 "duplicate delivery" (see `replay`).
 
@@ -47,7 +47,7 @@ pub async fn hook(State(st): State<AppState>, Path((forge, name)): Path<(String,
     }
     let refused = |why: &str| {
         tracing::warn!("{forge} webhook for {name:?} refused: {why}");
-        AppError::NotFound(format!("no project {name:?} takes {forge} webhooks signed this way (check the project name and its --webhook-secret)"))
+        AppError::Unauthorized(format!("no project {name:?} takes {forge} webhooks signed this way (check the project name and its --webhook-secret)"))
     };
     let project = st.store.project_by_name(&name).await.map_err(|_| refused("no such project"))?;
     let Some(secret) = project.settings.webhook_secret.clone().filter(|s| !s.is_empty()) else {
