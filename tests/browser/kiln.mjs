@@ -35,7 +35,7 @@ export class Kiln {
     this.url = `http://127.0.0.1:${port}`;
     const log = fs.openSync(path.join(this.dir, "server.log"), "a");
     const srv = spawn(BIN, ["server", "--listen", `127.0.0.1:${port}`, "--data", path.join(this.dir, "data"),
-      "--agent-token", AGENT_TOKEN, "--admin-token", ADMIN_TOKEN, "--admin-password", ADMIN_PASSWORD],
+      "--agent-token", AGENT_TOKEN, "--admin-token", ADMIN_TOKEN, "--admin-password", ADMIN_PASSWORD, "--allow-local-repos"],
       { stdio: ["ignore", log, log] });
     this.children.push(srv);
     for (let i = 0; i < 200; i++) {
