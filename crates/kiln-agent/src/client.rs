@@ -177,12 +177,12 @@ impl Client {
         self.send(self.http.post(format!("{}/api/v1/agent/jobs/{job_id}/finish", self.base())).json(req)).await
     }
 
-    /// GET a file the server keeps for a job (an uploaded run's package), with the agent's token.
-    pub async fn download(&self, path: &str) -> Result<Vec<u8>, CallError> {
+    /// GET a file the server keeps, with the agent's token: the answer, once it is a success.
+    async fn get_file(&self, path: &str, timeout: Duration) -> Result<reqwest::Response, CallError> {
         let resp = self
             .http
             .get(format!("{}{path}", self.base()))
-            .timeout(Duration::from_secs(600))
+            .timeout(timeout)
             .bearer_auth(&self.token)
             .send()
             .await
@@ -192,6 +192,12 @@ impl Client {
             let body = resp.text().await.unwrap_or_default();
             return Err(if status.is_server_error() { CallError::Unreachable(format!("{status}: {body}")) } else { CallError::Refused(format!("{status}: {body}")) });
         }
+        Ok(resp)
+    }
+
+    /// GET a file the server keeps for a job (an uploaded run's package), with the agent's token.
+    pub async fn download(&self, path: &str) -> Result<Vec<u8>, CallError> {
+        let resp = self.get_file(path, Duration::from_secs(600)).await?;
         resp.bytes().await.map(|b| b.to_vec()).map_err(|e| CallError::Unreachable(e.to_string()))
     }
 
@@ -227,19 +233,7 @@ impl Client {
     /// GET a file the server keeps into `dest`, streamed.
     pub async fn download_to(&self, path: &str, dest: &std::path::Path) -> Result<u64, CallError> {
         use tokio::io::AsyncWriteExt;
-        let mut resp = self
-            .http
-            .get(format!("{}{path}", self.base()))
-            .timeout(Duration::from_secs(3600))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| CallError::Unreachable(e.to_string()))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
-            return Err(if status.is_server_error() { CallError::Unreachable(format!("{status}: {body}")) } else { CallError::Refused(format!("{status}: {body}")) });
-        }
+        let mut resp = self.get_file(path, Duration::from_secs(3600)).await?;
         let io = |e: std::io::Error| CallError::Refused(format!("cannot write {}: {e}", dest.display()));
         let mut f = tokio::fs::File::create(dest).await.map_err(io)?;
         let mut n = 0u64;

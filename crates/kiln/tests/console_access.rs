@@ -35,17 +35,7 @@ fn world() -> World {
     // alice: a plain user made by the admin, who signs in with the form and makes a token.
     let out = k.kiln(&["user", "add", "alice", "--password-stdin"]);
     assert!(!out.status.success(), "user add without stdin must fail");
-    let mut child = std::process::Command::new(BIN)
-        .args(["user", "add", "alice", "--password-stdin"])
-        .env("KILN_SERVER", &k.url)
-        .env("KILN_TOKEN", ADMIN)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"alice-password-1\n").unwrap();
-    assert!(child.wait_with_output().unwrap().status.success());
+    k.add_user_with_password("alice", "alice-password-1");
     // alice works on both projects (what members without a role see is the access matrix's test).
     for p in ["openproj", "hiddenproj"] {
         let out = k.kiln(&["project", "grant", p, "alice", "developer"]);

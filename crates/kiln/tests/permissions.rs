@@ -185,17 +185,7 @@ fn users_can_be_disabled_demoted_removed_and_their_tokens_revoked() {
     let me = |t: &str| api(&k, t, "GET", "/api/v1/me", "");
     assert_eq!(me(&bob).1["name"], "bob");
     // Disable ends tokens and sessions at once.
-    let mut child = std::process::Command::new(BIN)
-        .args(["user", "add", "sam", "--password-stdin"])
-        .env("KILN_SERVER", &k.url)
-        .env("KILN_TOKEN", ADMIN)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"sam-password-1\n").unwrap();
-    assert!(child.wait().unwrap().success());
+    k.add_user_with_password("sam", "sam-password-1");
     let (cookie, _) = http::sign_in(&k.url, "sam", "sam-password-1");
     let signed_in = || serde_json::from_slice::<Value>(&send(&k.url, "GET", "/api/v1/me", &[("Cookie", &cookie)], b"", false).body).unwrap()["signed_in"].clone();
     assert_eq!(signed_in(), true);
@@ -231,7 +221,7 @@ fn users_can_be_disabled_demoted_removed_and_their_tokens_revoked() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"carl-new-password\n").unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"carl-new-password\n").unwrap();
     assert!(child.wait_with_output().unwrap().status.success());
     assert_eq!(me(&carl).0, 401, "a reset password ends the user's API tokens");
     // Remove: gone with their roles.

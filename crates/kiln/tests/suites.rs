@@ -279,16 +279,7 @@ fn kiln_retry_failed_reruns_exactly_the_failed_tests_and_jobs() {
     assert!(show.contains(&format!("reruns what failed in build #{one}")), "{show}");
 
     // The console's build page offers "Retry failed" on a failed build; the button starts one.
-    let mut child = std::process::Command::new(BIN)
-        .args(["user", "add", "ann", "--password-stdin"])
-        .env("KILN_SERVER", &k.url)
-        .env("KILN_TOKEN", ADMIN)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"ann-password-1\n").unwrap();
-    assert!(child.wait().unwrap().success());
+    k.add_user_with_password("ann", "ann-password-1");
     assert!(k.kiln(&["project", "grant", "retry", "ann", "developer"]).status.success());
     let (cookie, csrf) = http::sign_in(&k.url, "ann", "ann-password-1");
     let page = http::get(&k.url, &format!("/builds/{one}"), &[("Cookie", &cookie)]).text();

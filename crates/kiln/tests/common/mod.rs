@@ -158,6 +158,21 @@ impl Kiln {
         dir
     }
 
+    /// `user add NAME --password-stdin` with `password`, as the admin.
+    pub fn add_user_with_password(&self, name: &str, password: &str) {
+        use std::io::Write;
+        let mut child = Command::new(BIN)
+            .args(["user", "add", name, "--password-stdin"])
+            .env("KILN_SERVER", &self.url)
+            .env("KILN_TOKEN", ADMIN)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success(), "user add {name} failed");
+    }
+
     /// `project add NAME --repo DIR` plus extra flags.
     pub fn add_project(&self, name: &str, repo: &Path, extra: &[&str]) {
         let mut a = vec!["project", "add", name, "--repo", repo.to_str().unwrap()];
