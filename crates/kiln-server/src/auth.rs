@@ -73,8 +73,8 @@ pub fn set_cookie(name: &str, value: &str, max_age_secs: i64, secure: bool) -> S
     format!("{name}={value}; Path=/; Max-Age={max_age_secs}; HttpOnly; SameSite=Lax{}", if secure { "; Secure" } else { "" })
 }
 
-/// A session ends after this long without a request…
-pub const SESSION_IDLE_MS: i64 = 12 * 3600 * 1000;
+/// A session ends after this long without a request (unless `session_idle_secs` says otherwise)…
+pub const DEFAULT_SESSION_IDLE_SECS: u64 = 12 * 3600;
 /// …and this long after sign-in, however busy.
 pub const SESSION_MAX_MS: i64 = 14 * 86_400_000;
 
@@ -89,7 +89,7 @@ pub async fn identify(parts: &Parts, st: &AppState) -> Result<(Viewer, Credentia
     }
     if let Some(c) = cookie(parts, SESSION_COOKIE) {
         if let Some(s) = st.store.session(&c).await? {
-            st.store.touch_session(&c, SESSION_IDLE_MS, SESSION_MAX_MS).await?;
+            st.store.touch_session(&c, st.cfg.session_idle_ms(), SESSION_MAX_MS).await?;
             return Ok((Viewer::User { name: s.user, admin: s.admin }, Credential::Session { token: c, csrf: s.csrf }));
         }
     }

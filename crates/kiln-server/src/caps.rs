@@ -8,24 +8,37 @@ pub const DEFAULT_MAX_JOBS_PER_BUILD: usize = 1000;
 /// Largest pipeline file read from a repository (uploaded pipelines have the same cap).
 pub const MAX_PIPELINE_BYTES: u64 = 1 << 20;
 
-/// JUnit reports one job attempt may upload.
-pub const MAX_REPORTS_PER_JOB: i64 = 1000;
-/// Test cases one job attempt may report, over all its reports.
-pub const MAX_CASES_PER_JOB: i64 = 100_000;
+/// JUnit reports one job attempt may upload unless `max_junit_reports_per_job` says otherwise.
+pub const DEFAULT_MAX_REPORTS_PER_JOB: u64 = 1000;
+/// Test cases one job attempt may report, over all its reports, unless `max_test_cases_per_job` says otherwise.
+pub const DEFAULT_MAX_CASES_PER_JOB: u64 = 100_000;
+
+/// The caps on one job attempt's JUnit reports.
+#[derive(Debug, Clone, Copy)]
+pub struct ReportCaps {
+    pub reports: u64,
+    pub cases: u64,
+}
 
 /// Refuse a report that would take a job attempt past the report or case caps.
-pub async fn check_report(store: &kiln_store::Store, job_id: i64, attempt: i64, path: &str, cases: usize) -> Result<(), crate::error::AppError> {
+pub async fn check_report(store: &kiln_store::Store, caps: ReportCaps, job_id: i64, attempt: i64, path: &str, cases: usize) -> Result<(), crate::error::AppError> {
     let (reports, stored) = store.report_counts(job_id, attempt, path).await?;
-    report_refusal(path, reports, stored, cases).map_or(Ok(()), |m| Err(crate::error::AppError::TooLarge(m)))
+    report_refusal(caps, path, reports.max(0) as u64, stored.max(0) as u64, cases).map_or(Ok(()), |m| Err(crate::error::AppError::TooLarge(m)))
 }
 
 /// Why a report is refused, given the other reports and cases the attempt has stored.
-fn report_refusal(path: &str, reports: i64, stored: i64, cases: usize) -> Option<String> {
-    if reports >= MAX_REPORTS_PER_JOB {
-        return Some(format!("{path}: a job may upload at most {MAX_REPORTS_PER_JOB} JUnit reports (a fixed cap); merge them"));
+fn report_refusal(caps: ReportCaps, path: &str, reports: u64, stored: u64, cases: usize) -> Option<String> {
+    if reports >= caps.reports {
+        return Some(format!(
+            "{path}: a job may upload at most {} JUnit reports; merge them, or raise the cap with `kiln server --max-junit-reports-per-job N` (max_junit_reports_per_job in kiln.toml)",
+            caps.reports
+        ));
     }
-    if stored + cases as i64 > MAX_CASES_PER_JOB {
-        return Some(format!("{path}: {cases} more test cases would take the job past {MAX_CASES_PER_JOB} (a fixed cap); shard the suite over more jobs"));
+    if stored + cases as u64 > caps.cases {
+        return Some(format!(
+            "{path}: {cases} more test cases would take the job past the cap of {} test cases per job; shard the suite over more jobs, or raise the cap with `kiln server --max-test-cases-per-job N` (max_test_cases_per_job in kiln.toml)",
+            caps.cases
+        ));
     }
     None
 }
@@ -66,10 +79,11 @@ pub fn check_pipeline_size(file: &str, bytes: u64) -> Result<(), String> {
 mod tests {
     #[test]
     fn reports_and_cases_per_job_are_capped() {
-        assert!(super::report_refusal("r.xml", 999, 0, 10).is_none());
-        assert!(super::report_refusal("r.xml", 1000, 0, 1).unwrap().contains("at most 1000 JUnit reports"));
-        assert!(super::report_refusal("r.xml", 1, 99_990, 10).is_none());
-        assert!(super::report_refusal("r.xml", 1, 99_990, 11).unwrap().contains("past 100000"));
+        let caps = super::ReportCaps { reports: super::DEFAULT_MAX_REPORTS_PER_JOB, cases: super::DEFAULT_MAX_CASES_PER_JOB };
+        assert!(super::report_refusal(caps, "r.xml", 999, 0, 10).is_none());
+        assert!(super::report_refusal(caps, "r.xml", 1000, 0, 1).unwrap().contains("at most 1000 JUnit reports"));
+        assert!(super::report_refusal(caps, "r.xml", 1, 99_990, 10).is_none());
+        assert!(super::report_refusal(caps, "r.xml", 1, 99_990, 11).unwrap().contains("cap of 100000 test cases"));
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct ServerConfig {
     pub retention: kiln_wire::api::Retention,
     /// Seconds between retention passes (0: only `kiln gc`).
     pub gc_every_secs: u64,
+    /// A console session ends after this many seconds without a request (14 days after sign-in at the latest).
+    pub session_idle_secs: u64,
     /// Projects to create (or update) at start.
     #[serde(rename = "project")]
     pub projects: Vec<ProjectConfig>,
@@ -62,6 +64,10 @@ pub struct ServerConfig {
     pub forge_hosts: Vec<String>,
     /// Jobs one build may have (jobs × matrix cells × shards); a build over it ends errored.
     pub max_jobs_per_build: usize,
+    /// JUnit reports one job attempt may upload; past it the upload gets 413 and the job errors.
+    pub max_junit_reports_per_job: u64,
+    /// Test cases one job attempt may report over all its reports; past it, as above.
+    pub max_test_cases_per_job: u64,
     /// Let projects use repositories on the server's own disk (paths and `file://`).
     pub allow_local_repos: bool,
     /// Let notifications and commit statuses go to loopback, private and link-local addresses.
@@ -141,11 +147,14 @@ impl Default for ServerConfig {
             artifact_job_limit: 4 << 30,
             retention: Default::default(),
             gc_every_secs: 3600,
+            session_idle_secs: crate::auth::DEFAULT_SESSION_IDLE_SECS,
             projects: Vec::new(),
             smtp: None,
             notify_attempts: 10,
             forge_hosts: Vec::new(),
             max_jobs_per_build: crate::caps::DEFAULT_MAX_JOBS_PER_BUILD,
+            max_junit_reports_per_job: crate::caps::DEFAULT_MAX_REPORTS_PER_JOB,
+            max_test_cases_per_job: crate::caps::DEFAULT_MAX_CASES_PER_JOB,
             allow_local_repos: false,
             allow_private_targets: false,
             local_repos: Vec::new(),
@@ -158,6 +167,11 @@ impl ServerConfig {
     pub fn from_file(path: &Path) -> anyhow::Result<ServerConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("failed to read {}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// `session_idle_secs` in milliseconds, for the session store.
+    pub fn session_idle_ms(&self) -> i64 {
+        (self.session_idle_secs.max(1) as i64).saturating_mul(1000)
     }
 
     pub fn database_url(&self) -> String {

@@ -104,6 +104,7 @@ pub fn build(b: &BuildRow, jobs: Vec<api::Job>) -> api::Build {
             (Some(s), Some(f)) => Some(f - s),
             _ => None,
         },
+        jobs_total: jobs.len() as u64,
         jobs,
         waiting: crate::app::waiting::build(b).as_ref().map(crate::app::waiting::to_api),
         tests: None,
@@ -111,9 +112,38 @@ pub fn build(b: &BuildRow, jobs: Vec<api::Job>) -> api::Build {
     }
 }
 
-/// A build with its jobs, their attempts, and for ready queued jobs the labels no online agent offers.
-pub async fn full_build(store: &Store, b: &BuildRow) -> kiln_store::Result<api::Build> {
-    full_build_with(store, b, &online_agents(store).await?).await
+/// Which of a build's jobs to show: the API and the console page them, so a build
+/// of many jobs is never one huge answer (`?jobs_offset=&jobs_limit=`).
+#[derive(Debug, Clone, Copy)]
+pub struct JobPage {
+    pub offset: usize,
+    pub limit: usize,
+}
+
+impl JobPage {
+    /// Jobs per page when the caller does not say.
+    pub const DEFAULT_LIMIT: usize = 100;
+    /// The most jobs one answer holds.
+    pub const MAX_LIMIT: usize = 500;
+
+    /// The page a caller asked for, with the limit clamped to 1..=`MAX_LIMIT`.
+    pub fn asked(offset: Option<i64>, limit: Option<i64>) -> JobPage {
+        JobPage {
+            offset: offset.unwrap_or(0).max(0) as usize,
+            limit: limit.unwrap_or(Self::DEFAULT_LIMIT as i64).clamp(1, Self::MAX_LIMIT as i64) as usize,
+        }
+    }
+}
+
+impl Default for JobPage {
+    fn default() -> Self {
+        JobPage { offset: 0, limit: Self::DEFAULT_LIMIT }
+    }
+}
+
+/// A build with a page of its jobs, their attempts, and for ready queued jobs the labels no online agent offers.
+pub async fn full_build(store: &Store, b: &BuildRow, page: JobPage) -> kiln_store::Result<api::Build> {
+    full_build_with(store, b, &online_agents(store).await?, page).await
 }
 
 pub async fn online_agents(store: &Store) -> kiln_store::Result<Vec<AgentRow>> {
@@ -122,8 +152,10 @@ pub async fn online_agents(store: &Store) -> kiln_store::Result<Vec<AgentRow>> {
 }
 
 /// As `full_build`, with the online agents already read (for lists).
-pub async fn full_build_with(store: &Store, b: &BuildRow, agents: &[AgentRow]) -> kiln_store::Result<api::Build> {
-    let mut out = build(b, build_jobs(store, b, agents).await?);
+pub async fn full_build_with(store: &Store, b: &BuildRow, agents: &[AgentRow], page: JobPage) -> kiln_store::Result<api::Build> {
+    let (jobs, total) = build_jobs(store, b, agents, page).await?;
+    let mut out = build(b, jobs);
+    out.jobs_total = total as u64;
     out.tests = store.build_test_counts(b.id).await?.map(test_summary);
     if let Some(t) = out.tests.as_mut() {
         t.first_failure_ms = store.first_failure_ms(b.id).await?;
@@ -132,19 +164,23 @@ pub async fn full_build_with(store: &Store, b: &BuildRow, agents: &[AgentRow]) -
     Ok(out)
 }
 
-/// A build's jobs with their attempts (without the build's test counts, which read every result).
-pub async fn build_jobs(store: &Store, b: &BuildRow, agents: &[AgentRow]) -> kiln_store::Result<Vec<api::Job>> {
-    let mut jobs = Vec::new();
+/// A page of a build's jobs with their attempts, and how many jobs the build has
+/// (without the build's test counts, which read every result). Reads the build's
+/// job rows once and all their attempts in one query.
+pub async fn build_jobs(store: &Store, b: &BuildRow, agents: &[AgentRow], page: JobPage) -> kiln_store::Result<(Vec<api::Job>, usize)> {
     let rows = store.jobs_of_build(b.id).await?;
-    let fleet = if rows.iter().any(|j| j.status == "queued") { crate::app::waiting::fleet(store, &crate::app::Sight::only(&b.project)).await? } else { Vec::new() };
-    for j in &rows {
-        let attempts = store.attempts(j.id).await?.iter().map(attempt).collect();
+    let shown: Vec<&JobRow> = rows.iter().skip(page.offset).take(page.limit).collect();
+    let fleet = if shown.iter().any(|j| j.status == "queued") { crate::app::waiting::fleet(store, &crate::app::Sight::only(&b.project)).await? } else { Vec::new() };
+    let mut attempts = if shown.is_empty() { Default::default() } else { store.attempts_of_build(b.id).await? };
+    let mut jobs = Vec::with_capacity(shown.len());
+    for j in shown {
+        let tries = attempts.remove(&j.id).unwrap_or_default().iter().map(attempt).collect();
         let waiting = if j.status == "queued" && j.ready { waiting_for(&j.requires, agents) } else { Vec::new() };
-        let mut out = job(j, attempts, waiting);
+        let mut out = job(j, tries, waiting);
         out.waiting = crate::app::waiting::job(j, &rows, &fleet).as_ref().map(crate::app::waiting::to_api);
         jobs.push(out);
     }
-    Ok(jobs)
+    Ok((jobs, rows.len()))
 }
 
 /// The requirements no online agent meets (empty when some agent can take the job).

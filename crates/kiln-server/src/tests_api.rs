@@ -97,7 +97,8 @@ async fn report(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id
     st.store.check_held(by).await?;
     let (_, group) = job_group(&st, job_id).await?;
     let cases = kiln_core::junit::parse(&at.path, &body).map_err(|e| AppError::BadRequest(format!("malformed JUnit report {e}")))?;
-    crate::caps::check_report(&st.store, job_id, at.attempt, &at.path, cases.len()).await?;
+    let caps = crate::caps::ReportCaps { reports: st.cfg.max_junit_reports_per_job, cases: st.cfg.max_test_cases_per_job };
+    crate::caps::check_report(&st.store, caps, job_id, at.attempt, &at.path, cases.len()).await?;
     let cases = st.store.store_test_report(by, at.batch, &group.key, &at.path, &cases).await?;
     Ok(Json(ReportAck { cases }))
 }

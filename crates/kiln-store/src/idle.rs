@@ -5,7 +5,8 @@ use crate::{hash_token, now_ms, Result, Store};
 
 impl Store {
     /// The session was just used: it now ends `idle_ms` from now, but no later than
-    /// `max_ms` after it began. Written at most once a minute per session.
+    /// `max_ms` after it began. Written only when that moves the end by a tenth of
+    /// the idle period or a minute, whichever is less (not on every request).
     pub async fn touch_session(&self, token: &str, idle_ms: i64, max_ms: i64) -> Result<()> {
         let now = now_ms();
         let until = now + idle_ms;
@@ -15,7 +16,7 @@ impl Store {
             .await?;
         let Some((created, expires)) = row else { return Ok(()) };
         let target = until.min(created + max_ms);
-        if target - expires < 60_000 {
+        if target - expires < (idle_ms / 10).min(60_000) {
             return Ok(());
         }
         let _w = self.write_turn().await;

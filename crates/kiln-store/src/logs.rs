@@ -65,6 +65,31 @@ pub(crate) async fn attempts_of(store: &Store, job_id: i64) -> Result<Vec<Attemp
         .collect()
 }
 
+/// Every attempt of every job of a build, by job id, in one query (a build page
+/// would otherwise ask once per job).
+pub(crate) async fn attempts_of_build(store: &Store, build_id: i64) -> Result<std::collections::HashMap<i64, Vec<AttemptRow>>> {
+    let rows = sqlx::query(
+        "SELECT a.job_id, a.attempt, a.agent_name, a.status, a.reason, a.log_len, a.started_at, a.finished_at \
+         FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.build_id = $1 ORDER BY a.job_id, a.attempt",
+    )
+    .bind(build_id)
+    .fetch_all(store.pool())
+    .await?;
+    let mut out: std::collections::HashMap<i64, Vec<AttemptRow>> = std::collections::HashMap::new();
+    for r in &rows {
+        out.entry(r.try_get("job_id")?).or_default().push(AttemptRow {
+            attempt: r.try_get("attempt")?,
+            agent: r.try_get("agent_name")?,
+            status: r.try_get("status")?,
+            reason: r.try_get("reason")?,
+            log_len: r.try_get("log_len")?,
+            started_at: r.try_get("started_at")?,
+            finished_at: r.try_get("finished_at")?,
+        });
+    }
+    Ok(out)
+}
+
 impl Store {
     /// The one way log bytes enter the store. Append `data`, which starts at
     /// byte `offset` of the attempt's log: bytes the server already holds are

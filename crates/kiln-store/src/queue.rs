@@ -622,4 +622,9 @@ impl Store {
     pub async fn attempts(&self, job_id: i64) -> Result<Vec<crate::logs::AttemptRow>> {
         crate::logs::attempts_of(self, job_id).await
     }
+
+    /// Every attempt of a build's jobs, by job id (one query).
+    pub async fn attempts_of_build(&self, build_id: i64) -> Result<std::collections::HashMap<i64, Vec<crate::logs::AttemptRow>>> {
+        crate::logs::attempts_of_build(self, build_id).await
+    }
 }

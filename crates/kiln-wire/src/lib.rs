@@ -486,7 +486,11 @@ pub mod api {
         pub started_at: Option<String>,
         pub finished_at: Option<String>,
         pub duration_ms: Option<i64>,
+        /// One page of the build's jobs (`?jobs_offset=&jobs_limit=`, 100 by default, at most 500).
         pub jobs: Vec<Job>,
+        /// How many jobs the build has, on every page.
+        #[serde(default)]
+        pub jobs_total: u64,
         /// A queued build whose pipeline has not been read yet: why it has no jobs.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub waiting: Option<Waiting>,

@@ -95,6 +95,21 @@ impl Api {
         self.call::<T, ()>(Method::GET, path, None).await
     }
 
+    /// A build with all its jobs: the server pages them (`jobs_total` says how many
+    /// there are), so this asks for pages of 500 until it holds them all.
+    pub async fn build(&self, id: i64) -> anyhow::Result<kiln_wire::api::Build> {
+        const PAGE: usize = 500;
+        let mut b: kiln_wire::api::Build = self.get(&format!("/api/v1/builds/{id}?jobs_limit={PAGE}")).await?;
+        while (b.jobs.len() as u64) < b.jobs_total {
+            let next: kiln_wire::api::Build = self.get(&format!("/api/v1/builds/{id}?jobs_limit={PAGE}&jobs_offset={}", b.jobs.len())).await?;
+            if next.jobs.is_empty() {
+                break;
+            }
+            b.jobs.extend(next.jobs);
+        }
+        Ok(b)
+    }
+
     pub async fn post<T: DeserializeOwned, B: Serialize>(&self, path: &str, body: &B) -> anyhow::Result<T> {
         self.call(Method::POST, path, Some(body)).await
     }

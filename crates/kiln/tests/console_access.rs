@@ -222,3 +222,19 @@ fn sign_in_cookie_is_http_only_and_wrong_passwords_fail() {
     let me = get(&k.url, "/api/v1/me", &[("Cookie", &format!("kiln_session={}", ok.cookie("kiln_session").unwrap()))]);
     assert!(me.text().contains("\"admin\":true"), "{}", me.text());
 }
+
+#[test]
+fn an_idle_session_ends_and_a_used_one_lives_on() {
+    let k = Kiln::start_with(&["--admin-password", "first-admin-pw", "--session-idle", "3"]);
+    let (cookie, _) = sign_in(&k.url, "admin", "first-admin-pw");
+    let me = || get(&k.url, "/api/v1/me", &[("Cookie", &cookie)]).text();
+    // Used every 1.5 s, the session outlives its 3 s idle period…
+    for _ in 0..4 {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        assert!(me().contains("\"admin\":true"), "a session in use stays signed in: {}", me());
+    }
+    // …and ends once left alone for longer than that.
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    assert!(!me().contains("\"admin\":true"), "an idle session ended: {}", me());
+    assert_eq!(get(&k.url, "/account", &[("Cookie", &cookie)]).status, 303, "the console asks to sign in again");
+}

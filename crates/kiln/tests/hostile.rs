@@ -75,6 +75,72 @@ fn a_job_bomb_errors_naming_the_cap_and_the_cap_can_be_set() {
 }
 
 #[test]
+fn a_builds_jobs_come_in_pages_in_the_api_the_console_and_whole_in_the_cli() {
+    let k = Kiln::start();
+    let cells: Vec<String> = (1..=25).map(|i| i.to_string()).collect();
+    let pipeline = format!("jobs:\n  j:\n    matrix:\n      a: [{}]\n      b: [1,2,3,4,5,6,7,8,9,10]\n    steps: [\"true\"]\n", cells.join(","));
+    let repo = k.repo("wide", &pipeline);
+    k.add_project("wide", &repo, &["--public"]);
+    let id = k.trigger("wide");
+    // No agent: the 250 jobs stay queued once the pipeline is read.
+    let api = |q: &str| -> serde_json::Value { serde_json::from_str(&get(&k.url, &format!("/api/v1/builds/{id}{q}"), &[]).text()).unwrap() };
+    k.wait_for("the pipeline to be read", 60, || api("")["jobs_total"] == 250);
+    let first = api("");
+    assert_eq!(first["jobs"].as_array().unwrap().len(), 100, "100 jobs a page by default");
+    let last = api("?jobs_offset=200&jobs_limit=100");
+    let ids = |b: &serde_json::Value| b["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_i64().unwrap()).collect::<Vec<_>>();
+    assert_eq!(ids(&last).len(), 50);
+    assert!(ids(&first).iter().max() < ids(&last).iter().min(), "pages follow job order");
+    assert_eq!(api("?jobs_limit=100000")["jobs"].as_array().unwrap().len(), 250, "a limit over 500 is clamped, not refused");
+    assert_eq!(api("?jobs_limit=100000&jobs_offset=0")["jobs_total"], 250);
+    // A list of builds pages each build's jobs the same way.
+    let list: serde_json::Value = serde_json::from_str(&get(&k.url, "/api/v1/projects/wide/builds?jobs_limit=7", &[]).text()).unwrap();
+    assert_eq!(list["builds"][0]["jobs"].as_array().unwrap().len(), 7);
+    // The CLI asks for every page.
+    assert_eq!(k.build(id)["jobs"].as_array().unwrap().len(), 250);
+    // The console shows one page with a link on, and the page that holds an asked job.
+    let page = get(&k.url, &format!("/builds/{id}"), &[]).text();
+    assert!(page.contains("Jobs 1–100 of 250") && page.contains(&format!("/builds/{id}?jobs_offset=100")), "{page}");
+    assert_eq!(page.matches("class=\"job ").count(), 100);
+    let late = ids(&last)[40];
+    let page = get(&k.url, &format!("/builds/{id}?job={late}"), &[]).text();
+    assert!(page.contains("Jobs 201–250 of 250") && page.contains(&format!("?jobs_offset=100\" rel=\"prev\"")), "{page}");
+}
+
+#[test]
+fn junit_reports_and_test_cases_past_their_caps_error_the_job_naming_the_cap() {
+    let mut k = Kiln::start_with(&["--max-junit-reports-per-job", "2", "--max-test-cases-per-job", "4"]);
+    k.agent("a1", &[]);
+    let case = |n: usize| (0..n).map(|i| format!("<testcase classname=\"c\" name=\"t{i}\"/>")).collect::<String>();
+    let three_reports = format!(
+        "jobs:\n  j:\n    steps:\n      - \"for i in 1 2 3; do echo '<testsuite>{}</testsuite>' > $KILN_JUNIT_DIR/r$i.xml; done\"\n",
+        case(1).replace('"', "\\\"")
+    );
+    let five_cases = format!("jobs:\n  j:\n    steps:\n      - \"echo '<testsuite>{}</testsuite>' > $KILN_JUNIT_DIR/r.xml\"\n", case(5).replace('"', "\\\""));
+    let four_cases = format!("jobs:\n  j:\n    steps:\n      - \"echo '<testsuite>{}</testsuite>' > $KILN_JUNIT_DIR/r.xml\"\n", case(4).replace('"', "\\\""));
+    for (name, pipeline, want) in [
+        ("reports", &three_reports, Some("at most 2 JUnit reports; merge them, or raise the cap with `kiln server --max-junit-reports-per-job N`")),
+        ("cases", &five_cases, Some("5 more test cases would take the job past the cap of 4 test cases per job; shard the suite over more jobs, or raise the cap with `kiln server --max-test-cases-per-job N`")),
+        ("fits", &four_cases, None),
+    ] {
+        let repo = k.repo(name, pipeline);
+        k.add_project(name, &repo, &[]);
+        let b = k.wait_build(k.trigger(name), 90);
+        match want {
+            Some(want) => {
+                assert_eq!(b["status"], "errored", "{name}: {b:#}");
+                let reason = b["jobs"][0]["reason"].as_str().unwrap_or_default();
+                assert!(reason.contains(want), "{name}: {reason}");
+            }
+            None => {
+                assert_eq!(b["status"], "passed", "{name}: {b:#}");
+                assert_eq!(b["tests"]["total"], 4, "{name}: {b:#}");
+            }
+        }
+    }
+}
+
+#[test]
 fn a_pipeline_file_over_a_mebibyte_is_refused() {
     let k = Kiln::start();
     let big = format!("jobs:\n  j:\n    steps: [\"true\"]\n# {}\n", "x".repeat(1 << 20));

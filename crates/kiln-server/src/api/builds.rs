@@ -18,6 +18,21 @@ pub struct ListQuery {
     trigger: Option<String>,
     limit: Option<i64>,
     offset: Option<i64>,
+    jobs_offset: Option<i64>,
+    jobs_limit: Option<i64>,
+}
+
+/// The page of a build's jobs an answer holds (`convert::JobPage`).
+#[derive(Deserialize, Default)]
+pub struct JobsQuery {
+    jobs_offset: Option<i64>,
+    jobs_limit: Option<i64>,
+}
+
+impl JobsQuery {
+    pub fn page(&self) -> convert::JobPage {
+        convert::JobPage::asked(self.jobs_offset, self.jobs_limit)
+    }
 }
 
 pub async fn list(State(st): State<AppState>, viewer: Viewer, Path(name): Path<String>, Query(q): Query<ListQuery>) -> AppResult<Json<BuildList>> {
@@ -25,9 +40,10 @@ pub async fn list(State(st): State<AppState>, viewer: Viewer, Path(name): Path<S
     let f = BuildFilter { branch: q.branch, status: q.status, trigger: q.trigger };
     let (rows, total) = st.store.list_builds(p.id, &f, q.limit.unwrap_or(50).clamp(1, 500), q.offset.unwrap_or(0).max(0)).await?;
     let agents = convert::online_agents(&st.store).await?;
+    let page = convert::JobPage::asked(q.jobs_offset, q.jobs_limit);
     let mut builds = Vec::new();
     for b in &rows {
-        builds.push(convert::full_build_with(&st.store, b, &agents).await?);
+        builds.push(convert::full_build_with(&st.store, b, &agents, page).await?);
     }
     Ok(Json(BuildList { builds, total }))
 }
@@ -37,9 +53,9 @@ pub async fn trigger(State(st): State<AppState>, viewer: Viewer, Path(name): Pat
     Ok(Json(convert::build(&b, Vec::new())))
 }
 
-pub async fn show(State(st): State<AppState>, viewer: Viewer, Path(id): Path<i64>) -> AppResult<Json<Build>> {
+pub async fn show(State(st): State<AppState>, viewer: Viewer, Path(id): Path<i64>, Query(q): Query<JobsQuery>) -> AppResult<Json<Build>> {
     let b = app::builds::show(&st, &viewer, id).await?;
-    Ok(Json(convert::full_build(&st.store, &b).await?))
+    Ok(Json(convert::full_build(&st.store, &b, q.page()).await?))
 }
 
 #[derive(Deserialize, Default)]
@@ -50,7 +66,7 @@ pub struct CancelRequest {
 pub async fn cancel(State(st): State<AppState>, viewer: Viewer, Path(id): Path<i64>, body: Option<Json<CancelRequest>>) -> AppResult<Json<Build>> {
     let job = body.and_then(|Json(r)| r.job);
     let b = app::builds::cancel(&st, &viewer, id, job.as_deref()).await?;
-    Ok(Json(convert::full_build(&st.store, &b).await?))
+    Ok(Json(convert::full_build(&st.store, &b, convert::JobPage::default()).await?))
 }
 
 pub async fn rebuild(State(st): State<AppState>, viewer: Viewer, Path(id): Path<i64>) -> AppResult<Json<Build>> {

@@ -23,5 +23,5 @@ pub async fn retry(State(st): State<AppState>, viewer: Viewer, Path(id): Path<i6
         return Err(AppError::BadRequest("say what to retry: {\"failed\": true} reruns the failed jobs and tests".into()));
     }
     let b = app::builds::retry_failed(&st, &viewer, id).await?;
-    Ok(Json(convert::full_build(&st.store, &b).await?))
+    Ok(Json(convert::full_build(&st.store, &b, convert::JobPage::default()).await?))
 }

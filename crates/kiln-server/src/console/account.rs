@@ -3,7 +3,7 @@
 //! personal API tokens, password, and for admins the users.
 
 use super::{local_target, render, require_user, see_other, Layout, PageResult};
-use crate::auth::{constant_time_eq, SESSION_IDLE_MS, set_cookie, Credential, Page, Viewer, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
+use crate::auth::{constant_time_eq, set_cookie, Credential, Page, Viewer, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::throttle::{self, ClientIp};
@@ -15,7 +15,7 @@ use axum::response::Response;
 use axum::Form;
 use serde::Deserialize;
 
-/// How long the session cookie is kept (the server ends an idle session sooner, see `auth::SESSION_IDLE_MS`).
+/// How long the session cookie is kept (the server ends an idle session sooner, see `ServerConfig::session_idle_secs`).
 const SESSION_DAYS: i64 = 14;
 
 #[derive(Template)]
@@ -87,7 +87,7 @@ pub async fn login(State(st): State<AppState>, ClientIp(ip): ClientIp, page: Pag
         return login_page(&page, next, f.name.trim().to_string(), "wrong user name or password".into(), StatusCode::UNAUTHORIZED);
     };
     st.throttle.success(ip, f.name.trim());
-    let (token, _) = st.store.create_session(&user.name, SESSION_IDLE_MS).await?;
+    let (token, _) = st.store.create_session(&user.name, st.cfg.session_idle_ms()).await?;
     let mut r = see_other(&next);
     add_cookie(&mut r, set_cookie(SESSION_COOKIE, &token, SESSION_DAYS * 86_400, page.secure));
     add_cookie(&mut r, set_cookie(LOGIN_CSRF_COOKIE, "", 0, page.secure));

@@ -7,6 +7,7 @@ use super::views::{build_view, duration, is_final, BuildView};
 use super::{render, require_user, see_other, Layout, PageResult};
 use crate::app::{self, access};
 use crate::auth::Page;
+use crate::convert::JobPage;
 use crate::error::AppError;
 use crate::state::AppState;
 use askama::Template;
@@ -45,6 +46,33 @@ struct BuildLive {
     csrf: String,
     upload: String,
     artifacts: Vec<crate::artifacts::ArtifactLink>,
+    /// Shown when the build has more jobs than one page holds.
+    pager: Option<Pager>,
+}
+
+/// Links between pages of a build's jobs.
+pub struct Pager {
+    pub first: usize,
+    pub last: usize,
+    pub total: usize,
+    pub prev: Option<String>,
+    pub next: Option<String>,
+}
+
+impl Pager {
+    fn of(build: i64, page: JobPage, shown: usize, total: usize) -> Option<Pager> {
+        if total <= page.limit && page.offset == 0 {
+            return None;
+        }
+        let link = |offset: usize| format!("/builds/{build}?jobs_offset={offset}");
+        Some(Pager {
+            first: page.offset + 1,
+            last: page.offset + shown,
+            total,
+            prev: (page.offset > 0).then(|| link(page.offset.saturating_sub(page.limit))),
+            next: (page.offset + shown < total).then(|| link(page.offset + page.limit)),
+        })
+    }
 }
 
 /// The selected job's log panel.
@@ -73,6 +101,20 @@ pub struct BuildQuery {
     job: Option<i64>,
     attempt: Option<i64>,
     partial: Option<u8>,
+    jobs_offset: Option<i64>,
+}
+
+/// The page of jobs to show: the one asked for, else the one holding the asked job, else the first.
+async fn page_of(st: &AppState, row: &kiln_store::BuildRow, q: &BuildQuery) -> PageResult<JobPage> {
+    let limit = Some(JobPage::DEFAULT_LIMIT as i64);
+    if q.jobs_offset.is_some() {
+        return Ok(JobPage::asked(q.jobs_offset, limit));
+    }
+    let index = match q.job {
+        Some(id) => st.store.jobs_of_build(row.id).await?.iter().position(|j| j.id == id).unwrap_or(0),
+        None => 0,
+    };
+    Ok(JobPage::asked(Some((index / JobPage::DEFAULT_LIMIT * JobPage::DEFAULT_LIMIT) as i64), limit))
 }
 
 /// Stage of each job name: 0 without needs, else one more than its deepest need.
@@ -129,7 +171,8 @@ pub async fn page(State(st): State<AppState>, page: Page, Path(id): Path<i64>, Q
     let (row, reached) = access::build(&st, &page.viewer, id, access::Need::See).await?;
     let may_act = reached.role.is_some_and(|r| r >= kiln_wire::api::Role::Developer);
     let agents = crate::convert::online_agents(&st.store).await?;
-    let jobs = crate::convert::build_jobs(&st.store, &row, &agents).await?;
+    let shown = page_of(&st, &row, &q).await?;
+    let (jobs, total) = crate::convert::build_jobs(&st.store, &row, &agents, shown).await?;
     let sel = pick(&jobs, q.job);
     let sel_id = sel.map(|j| j.id);
     let depth = stages(&jobs);
@@ -153,6 +196,7 @@ pub async fn page(State(st): State<AppState>, page: Page, Path(id): Path<i64>, Q
         csrf: page.csrf().to_string(),
         upload,
         artifacts: crate::artifacts::links(&st, id).await?,
+        pager: Pager::of(id, shown, jobs.len(), total),
     };
     if q.partial.unwrap_or(0) != 0 {
         return render(&live);
@@ -171,7 +215,7 @@ pub async fn page(State(st): State<AppState>, page: Page, Path(id): Path<i64>, Q
         l: Layout::of(&page, "projects"),
         b: build_view(&row),
         live: live.render().map_err(|e| AppError::Internal(e.to_string()))?,
-        live_src: format!("/builds/{id}?partial=1"),
+        live_src: format!("/builds/{id}?partial=1&jobs_offset={}", shown.offset),
         tests: super::results::section(&st, id).await?,
         sel,
     };

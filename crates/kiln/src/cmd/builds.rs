@@ -80,7 +80,7 @@ pub async fn follow(api: &Api, id: i64, print: bool) -> anyhow::Result<Build> {
     });
     let mut seen: HashMap<String, (String, i64)> = HashMap::new();
     loop {
-        let b: Build = api.get(&format!("/api/v1/builds/{id}")).await?;
+        let b: Build = api.build(id).await?;
         if print {
             for j in &b.jobs {
                 let now = (j.status.clone(), j.attempt);
@@ -142,7 +142,7 @@ pub async fn list(c: &ClientOpts, project: &str, branch: Option<String>, status:
 }
 
 pub async fn show(c: &ClientOpts, id: i64) -> anyhow::Result<i32> {
-    let b: Build = api(c).get(&format!("/api/v1/builds/{id}")).await?;
+    let b: Build = api(c).build(id).await?;
     if c.json {
         print_json(&b);
         return Ok(0);

@@ -62,7 +62,7 @@ async fn print_logs(c: &ClientOpts, build: i64, job: Option<String>, follow: boo
     let mut tail_done = tail.is_none();
     let mut header_for: Option<(i64, i64)> = None;
     loop {
-        let b: Build = api.get(&format!("/api/v1/builds/{build}")).await?;
+        let b: Build = api.build(build).await?;
         let jobs: Vec<&Job> = match &job {
             None => b.jobs.iter().collect(),
             Some(j) => {

@@ -91,6 +91,9 @@ pub struct ServerArgs {
     /// Seconds between retention passes, 0 for only `kiln gc` [default: 3600].
     #[arg(long, value_name = "SECS")]
     gc_every: Option<u64>,
+    /// A console session ends after this many seconds without a request [default: 43200, 12 hours].
+    #[arg(long, value_name = "SECS")]
+    session_idle: Option<u64>,
     /// A host projects may send commit status to, besides api.github.com and each project
     /// repository's own host (repeatable; HOST or HOST:PORT).
     #[arg(long = "forge-host")]
@@ -98,6 +101,12 @@ pub struct ServerArgs {
     /// Jobs one build may have (jobs × matrix cells × shards); more ends the build errored [default: 1000].
     #[arg(long, value_name = "N")]
     max_jobs_per_build: Option<usize>,
+    /// JUnit reports one job may upload; more ends the job errored [default: 1000].
+    #[arg(long, value_name = "N")]
+    max_junit_reports_per_job: Option<u64>,
+    /// Test cases one job may report over all its JUnit reports; more ends the job errored [default: 100000].
+    #[arg(long, value_name = "N")]
+    max_test_cases_per_job: Option<u64>,
     /// Let projects use repositories on this machine's disk (paths and file://).
     #[arg(long)]
     allow_local_repos: bool,
@@ -157,6 +166,9 @@ impl ServerArgs {
         if let Some(n) = self.gc_every {
             cfg.gc_every_secs = n;
         }
+        if let Some(n) = self.session_idle {
+            cfg.session_idle_secs = n.max(1);
+        }
         if let Some(n) = self.artifact_file_limit {
             cfg.artifact_file_limit = n;
         }
@@ -177,6 +189,12 @@ impl ServerArgs {
         cfg.allow_private_targets |= self.allow_private_targets;
         if let Some(n) = self.max_jobs_per_build {
             cfg.max_jobs_per_build = n;
+        }
+        if let Some(n) = self.max_junit_reports_per_job {
+            cfg.max_junit_reports_per_job = n;
+        }
+        if let Some(n) = self.max_test_cases_per_job {
+            cfg.max_test_cases_per_job = n;
         }
         self.smtp_over(&mut cfg)?;
         Ok(cfg)
