@@ -96,6 +96,11 @@ fn a_builds_jobs_come_in_pages_in_the_api_the_console_and_whole_in_the_cli() {
     // A list of builds pages each build's jobs the same way.
     let list: serde_json::Value = serde_json::from_str(&get(&k.url, "/api/v1/projects/wide/builds?jobs_limit=7", &[]).text()).unwrap();
     assert_eq!(list["builds"][0]["jobs"].as_array().unwrap().len(), 7);
+    let list: serde_json::Value = serde_json::from_str(&get(&k.url, "/api/v1/projects/wide/builds", &[]).text()).unwrap();
+    assert_eq!(list["builds"][0]["jobs"].as_array().unwrap().len(), 20, "20 jobs a build in a list by default");
+    let list: serde_json::Value = serde_json::from_str(&get(&k.url, "/api/v1/projects/wide/builds?jobs_limit=1000", &[]).text()).unwrap();
+    assert_eq!(list["builds"][0]["jobs"].as_array().unwrap().len(), 100, "at most 100 jobs a build in a list");
+    assert_eq!(list["builds"][0]["jobs_total"], 250);
     // The CLI asks for every page.
     assert_eq!(k.build(id)["jobs"].as_array().unwrap().len(), 250);
     // The console shows one page with a link on, and the page that holds an asked job.

@@ -40,7 +40,8 @@ pub async fn list(State(st): State<AppState>, viewer: Viewer, Path(name): Path<S
     let f = BuildFilter { branch: q.branch, status: q.status, trigger: q.trigger };
     let (rows, total) = st.store.list_builds(p.id, &f, q.limit.unwrap_or(50).clamp(1, 500), q.offset.unwrap_or(0).max(0)).await?;
     let agents = convert::online_agents(&st.store).await?;
-    let page = convert::JobPage::asked(q.jobs_offset, q.jobs_limit);
+    // Up to 500 builds an answer: fewer jobs each than a single build's page.
+    let page = convert::JobPage::asked(q.jobs_offset, Some(q.jobs_limit.unwrap_or(20).min(100)));
     let mut builds = Vec::new();
     for b in &rows {
         builds.push(convert::full_build_with(&st.store, b, &agents, page).await?);
