@@ -6,13 +6,33 @@ p50/p99 latency from a job being queued to it being started with idle agents (10
 builds one after another, server timestamps), and peak RSS of the server and agents. Usage: bench/engine.py [BUILDS] [--isolation none]
 (default 1000 builds, jobs in the agents' bubblewrap sandbox; `--isolation none` runs them unconfined, to measure the sandbox's
 cost). Builds the release binary first. Figures vary with the machine's load: compare ratios in one run.
+
+`--peer buildbot` then runs bench/buildbot.py in the same invocation, right after kiln's server and agents have
+stopped: the same number of builds (or `--peer-builds M`) of a trivial `true` through Buildbot 4.3's master and 4
+workers on this machine, and prints Buildbot's builds/s and kiln's jobs/s divided by it. Buildbot is installed from
+PyPI into ~/.cache/kiln-bench/buildbot-venv before kiln's run starts; bench/buildbot.py says what differs.
 """
 import concurrent.futures, datetime, json, os, shutil, socket, subprocess, sys, tempfile, time, urllib.request
 
 ARGS = sys.argv[1:]
-ISOLATION = ARGS[ARGS.index("--isolation") + 1] if "--isolation" in ARGS else "sandbox"
-N = next((int(a) for a in ARGS if a.isdigit()), 1000)
+FLAGS = ("--isolation", "--peer", "--peer-builds")
+opt = lambda flag, default: ARGS[ARGS.index(flag) + 1] if flag in ARGS and ARGS.index(flag) + 1 < len(ARGS) else default
+ISOLATION = opt("--isolation", "sandbox")
+N = next((int(a) for i, a in enumerate(ARGS) if a.isdigit() and (i == 0 or ARGS[i - 1] not in FLAGS)), 1000)
+PEER = opt("--peer", None)
+if PEER not in (None, "buildbot"):
+    sys.exit(f"bench/engine.py: --peer {PEER} is not known; the only peer is `buildbot` (bench/buildbot.py)")
+PEER_N = opt("--peer-builds", str(N))
+if not PEER_N.isdigit() or int(PEER_N) < 1:
+    sys.exit(f"bench/engine.py: --peer-builds takes a number of builds of at least 1, not {PEER_N!r}")
+PEER_N = int(PEER_N)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if PEER:
+    import importlib.util
+    _spec = importlib.util.spec_from_file_location("bench_buildbot", os.path.join(ROOT, "bench", "buildbot.py"))
+    peer = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(peer)
+    peer.ensure_buildbot()  # install once, before anything is measured
 BIN = os.path.join(ROOT, "target/release/kiln")
 subprocess.run(["cargo", "build", "--release", "-q", "-p", "kiln"], cwd=ROOT, check=True)
 
@@ -46,7 +66,8 @@ def rss_mb(pid, field="VmHWM"):
 
 try:
     server = subprocess.Popen([BIN, "server", "--listen", f"127.0.0.1:{port}", "--data", f"{tmp}/data", "--agent-token", "bench",
-                               "--admin-token", TOKEN], stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/server.log", "w"))
+                               "--admin-token", TOKEN, "--allow-local-repos"],  # the bench's repository is a local folder
+                              stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/server.log", "w"))
     procs.append(server)
     for _ in range(100):
         try:
@@ -90,7 +111,8 @@ try:
     pct = lambda p: lat[min(len(lat) - 1, int(p / 100 * len(lat)))]
     print(f"isolation: {ISOLATION}")
     print(f"builds: {len(builds)} (submitted in {t_submit:.1f}s by 8 client threads), all passed: {all(b['status'] == 'passed' for b in builds)}")
-    print(f"throughput: {len(jobs) / (last - first):.0f} jobs/s (first queued -> last finished, {last - first:.2f}s)")
+    kiln_rate = len(jobs) / (last - first)
+    print(f"throughput: {kiln_rate:.0f} jobs/s (first queued -> last finished, {last - first:.2f}s)")
     print(f"CPU during the burst: server {srv_cpu[0]:.1f}s (+{srv_cpu[1]:.1f}s in git), agents {sum(c[0] for c in ag_cpu):.1f}s (+{sum(c[1] for c in ag_cpu):.1f}s in git and steps)")
     print(f"queued -> started during the burst (queue depth up to {N}): p50 {pct(50):.0f} ms, p99 {pct(99):.0f} ms")
     idle = []
@@ -115,3 +137,12 @@ finally:
         try: p.wait(5)
         except Exception: p.kill()
     shutil.rmtree(tmp, ignore_errors=True)
+
+if PEER:
+    print(f"--- {PEER}: {PEER_N} builds through Buildbot 4.3 in this run, after kiln's server and agents stopped ---")
+    try:
+        bb = peer.run(PEER_N, log=lambda line: print("buildbot " + line))
+    except RuntimeError as e:
+        sys.exit(f"bench/buildbot.py: {e}")
+    print(f"kiln / Buildbot: {kiln_rate / bb['builds_per_s']:.1f}x ({kiln_rate:.0f} jobs/s against {bb['builds_per_s']:.2f} builds/s, "
+          f"{N} and {PEER_N} builds of `true`)")
