@@ -55,6 +55,8 @@ pub struct ServerConfig {
     pub projects: Vec<ProjectConfig>,
     /// The SMTP server for email notifications (`[smtp]`).
     pub smtp: Option<SmtpConfig>,
+    /// When flaky tests are quarantined and released (`[quarantine]`).
+    pub quarantine: QuarantineConfig,
     /// Attempts per notification delivery before it is recorded as failed (backoff 1 s, doubling).
     pub notify_attempts: u32,
     /// Hosts that projects may send commit status to, besides github.com's API and each
@@ -85,6 +87,33 @@ pub struct SmtpConfig {
     pub tls: Option<String>,
     /// The From address [default: kiln@localhost].
     pub from: Option<String>,
+}
+
+/// `[quarantine]`: when a flaky test is quarantined and released (`kiln_core::quarantine`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuarantineConfig {
+    /// Flaky runs ÷ runs over the window at which a test is quarantined.
+    pub flaky_rate: f64,
+    /// How many of a test's most recent runs count.
+    pub window: usize,
+    /// Runs a test needs in the window before it can be quarantined.
+    pub min_runs: usize,
+    /// Clean runs in a row that release it.
+    pub release_after: usize,
+}
+
+impl Default for QuarantineConfig {
+    fn default() -> Self {
+        let r = kiln_core::quarantine::Rules::default();
+        QuarantineConfig { flaky_rate: r.flaky_rate, window: r.window, min_runs: r.min_runs, release_after: r.release_after }
+    }
+}
+
+impl QuarantineConfig {
+    pub fn rules(&self) -> kiln_core::quarantine::Rules {
+        kiln_core::quarantine::Rules { flaky_rate: self.flaky_rate, window: self.window, min_runs: self.min_runs, release_after: self.release_after }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -143,6 +172,7 @@ impl Default for ServerConfig {
             gc_every_secs: 3600,
             projects: Vec::new(),
             smtp: None,
+            quarantine: QuarantineConfig::default(),
             notify_attempts: 10,
             forge_hosts: Vec::new(),
             max_jobs_per_build: crate::caps::DEFAULT_MAX_JOBS_PER_BUILD,

@@ -222,7 +222,8 @@ pub fn test_id(r: &kiln_store::TestResultRow) -> String {
 }
 
 /// A build's test results: failures first (with messages), then flaky, then slowest first.
-pub fn build_tests(build_id: i64, rows: &[kiln_store::TestResultRow]) -> api::BuildTests {
+/// `quarantined`: (group, test) quarantined when the build listed its tests.
+pub fn build_tests(build_id: i64, rows: &[kiln_store::TestResultRow], quarantined: &std::collections::HashSet<(String, String)>) -> api::BuildTests {
     let mut counts = kiln_core::testrun::Counts::default();
     let mut tests: Vec<api::TestResult> = Vec::with_capacity(rows.len());
     for r in rows {
@@ -243,6 +244,7 @@ pub fn build_tests(build_id: i64, rows: &[kiln_store::TestResultRow]) -> api::Bu
             try_number: r.try_number,
             flaky: r.flaky,
             is_final: r.is_final,
+            quarantined: quarantined.contains(&(r.group.clone(), r.key.clone())),
         });
     }
     let rank = |t: &api::TestResult| match (t.is_final, t.outcome.as_str(), t.flaky) {
@@ -255,7 +257,7 @@ pub fn build_tests(build_id: i64, rows: &[kiln_store::TestResultRow]) -> api::Bu
     api::BuildTests { build_id, summary: test_summary(counts), tests }
 }
 
-pub fn test_stats(s: &kiln_store::TestStatsRow) -> api::TestStats {
+pub fn test_stats(s: &kiln_store::TestStatsRow, quarantined: bool) -> api::TestStats {
     api::TestStats {
         key: s.key.clone(),
         runs: s.runs,
@@ -266,5 +268,6 @@ pub fn test_stats(s: &kiln_store::TestStatsRow) -> api::TestStats {
         last_ms: s.last_ms,
         last_outcome: s.last_outcome.clone(),
         recent_ms: s.recent.clone(),
+        quarantined,
     }
 }
