@@ -203,3 +203,21 @@ impl ServerConfig {
         self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quarantine_table_sets_the_rules_and_defaults_fill_the_rest() {
+        let cfg: ServerConfig = toml::from_str("[quarantine]\nflaky_rate = 0.5\nwindow = 8\nmin_runs = 2\nrelease_after = 3\n").unwrap();
+        assert_eq!(cfg.quarantine.rules(), kiln_core::quarantine::Rules { flaky_rate: 0.5, window: 8, min_runs: 2, release_after: 3 });
+        let cfg: ServerConfig = toml::from_str("[quarantine]\nwindow = 30\n").unwrap();
+        assert_eq!(cfg.quarantine.rules(), kiln_core::quarantine::Rules { window: 30, ..Default::default() });
+        let e = toml::from_str::<ServerConfig>("[quarantine]\nthreshold = 0.5\n").unwrap_err().to_string();
+        assert!(e.contains("threshold"), "{e}");
+        // The commented default kiln.toml holds the defaults.
+        let cfg: ServerConfig = toml::from_str(DEFAULT_CONFIG).unwrap();
+        assert_eq!(cfg.quarantine.rules(), kiln_core::quarantine::Rules::default());
+    }
+}
