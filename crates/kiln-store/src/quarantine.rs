@@ -23,7 +23,8 @@ pub struct QuarantinedRow {
     pub test_key: String,
     /// The change that quarantined it.
     pub change_id: i64,
-    pub since: i64,
+    /// Its runs in builds after this one count towards its release.
+    pub after_build: i64,
 }
 
 /// One change of a test's quarantine, with the runs that caused it.
@@ -139,14 +140,14 @@ impl Store {
         Ok(Some(runs.into_iter().map(|r| r.0).collect()))
     }
 
-    /// A test's recent runs, newest first: all kept, or those recorded after `after_ms`.
-    pub async fn test_runs(&self, project_id: i64, key: &str, after_ms: Option<i64>) -> Result<Vec<Run>> {
+    /// A test's recent runs, newest first: all kept, or those of builds after `after_build`.
+    pub async fn test_runs(&self, project_id: i64, key: &str, after_build: Option<i64>) -> Result<Vec<Run>> {
         let rows = sqlx::query(
-            "SELECT build_id, job_id, outcome FROM test_runs WHERE project_id = $1 AND test_key = $2 AND created_at > $3 ORDER BY build_id DESC",
+            "SELECT build_id, job_id, outcome FROM test_runs WHERE project_id = $1 AND test_key = $2 AND build_id > $3 ORDER BY build_id DESC",
         )
         .bind(project_id)
         .bind(key)
-        .bind(after_ms.unwrap_or(i64::MIN))
+        .bind(after_build.unwrap_or(0))
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(run_of).collect()
@@ -154,12 +155,12 @@ impl Store {
 
     /// The tests of a project quarantined now, by key.
     pub async fn quarantined_tests(&self, project_id: i64) -> Result<Vec<QuarantinedRow>> {
-        let rows = sqlx::query("SELECT test_key, change_id, since FROM quarantined_tests WHERE project_id = $1 ORDER BY test_key")
+        let rows = sqlx::query("SELECT test_key, change_id, after_build FROM quarantined_tests WHERE project_id = $1 ORDER BY test_key")
             .bind(project_id)
             .fetch_all(self.pool())
             .await?;
         rows.iter()
-            .map(|r| Ok(QuarantinedRow { test_key: r.try_get("test_key")?, change_id: r.try_get("change_id")?, since: r.try_get("since")? }))
+            .map(|r| Ok(QuarantinedRow { test_key: r.try_get("test_key")?, change_id: r.try_get("change_id")?, after_build: r.try_get("after_build")? }))
             .collect()
     }
 
@@ -196,11 +197,14 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let done = match change {
-            Change::Quarantined => sqlx::query("INSERT INTO quarantined_tests (project_id, test_key, change_id, since) VALUES ($1, $2, $3, $4) ON CONFLICT (project_id, test_key) DO NOTHING")
+            Change::Quarantined => sqlx::query(
+                "INSERT INTO quarantined_tests (project_id, test_key, change_id, after_build) \
+                 SELECT $1, $2, $3, COALESCE(MAX(build_id), 0) FROM test_runs WHERE project_id = $1 AND test_key = $2 \
+                 ON CONFLICT (project_id, test_key) DO NOTHING",
+            )
                 .bind(project_id)
                 .bind(key)
                 .bind(id)
-                .bind(now)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected(),

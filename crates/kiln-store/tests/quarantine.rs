@@ -142,9 +142,9 @@ async fn runs_and_changes(s: Store) {
     for b in s.unjudged_builds(p).await.unwrap() {
         s.record_test_runs(b).await.unwrap();
     }
-    // Runs newest first; "since" leaves out what was recorded before the quarantine.
-    let since = held[0].since;
-    let after: Vec<RunOutcome> = s.test_runs(p, "t_flaky", Some(since)).await.unwrap().iter().map(|r| r.outcome).collect();
+    // Runs newest first; those since the quarantine leave out its last run before.
+    assert_eq!(held[0].after_build, b1);
+    let after: Vec<RunOutcome> = s.test_runs(p, "t_flaky", Some(held[0].after_build)).await.unwrap().iter().map(|r| r.outcome).collect();
     assert_eq!(after, vec![RunOutcome::Failed, RunOutcome::Failed]);
     assert_eq!(run("t_flaky").await.len(), 3);
 

@@ -35,11 +35,11 @@ pub async fn catch_up(st: &AppState, project_id: i64) -> AppResult<()> {
         for b in builds {
             let Some(keys) = st.store.record_test_runs(b).await? else { continue };
             let held: std::collections::HashMap<String, i64> =
-                st.store.quarantined_tests(project_id).await?.into_iter().map(|q| (q.test_key, q.since)).collect();
+                st.store.quarantined_tests(project_id).await?.into_iter().map(|q| (q.test_key, q.after_build)).collect();
             for key in keys {
                 match held.get(&key) {
-                    Some(&since) => {
-                        let runs = st.store.test_runs(project_id, &key, Some(since)).await?;
+                    Some(&after) => {
+                        let runs = st.store.test_runs(project_id, &key, Some(after)).await?;
                         if let Some((evidence, why)) = rules.release(&runs) {
                             st.store.change_quarantine(project_id, &key, Change::Released, Cause::Auto, None, &why, &evidence).await?;
                         }
