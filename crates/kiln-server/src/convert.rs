@@ -108,6 +108,7 @@ pub fn build(b: &BuildRow, jobs: Vec<api::Job>) -> api::Build {
         waiting: crate::app::waiting::build(b).as_ref().map(crate::app::waiting::to_api),
         tests: None,
         retry_of: None,
+        first_failure_ms: None,
     }
 }
 
@@ -125,8 +126,9 @@ pub async fn online_agents(store: &Store) -> kiln_store::Result<Vec<AgentRow>> {
 pub async fn full_build_with(store: &Store, b: &BuildRow, agents: &[AgentRow]) -> kiln_store::Result<api::Build> {
     let mut out = build(b, build_jobs(store, b, agents).await?);
     out.tests = store.build_test_counts(b.id).await?.map(test_summary);
+    out.first_failure_ms = store.first_failure_ms(b.id).await?;
     if let Some(t) = out.tests.as_mut() {
-        t.first_failure_ms = store.first_failure_ms(b.id).await?;
+        t.first_failure_ms = out.first_failure_ms;
     }
     out.retry_of = store.retry_of(b.id).await?;
     Ok(out)

@@ -500,6 +500,10 @@ pub mod api {
         /// The build whose failures this one reruns (`kiln retry BUILD --failed`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub retry_of: Option<i64>,
+        /// How long after the build started its first failure came: a failed test (not a
+        /// quarantined one) or a failed job, plain jobs included.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub first_failure_ms: Option<u64>,
     }
 
     /// Counts over a build's distinct tests by their final try; `passed` includes `flaky`.
@@ -511,7 +515,8 @@ pub mod api {
         pub errored: u64,
         pub skipped: u64,
         pub flaky: u64,
-        /// How long after the build started its first failed (or errored) test was reported.
+        /// How long after the build started its first failure came (the build's own
+        /// `first_failure_ms`, repeated here).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub first_failure_ms: Option<u64>,
     }

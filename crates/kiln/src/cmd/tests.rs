@@ -60,8 +60,12 @@ pub async fn quarantine(c: &ClientOpts, cmd: QuarantineCmd) -> anyhow::Result<i3
 /// "40 passed (1 flaky), 2 failed, 1 skipped; first failure after 2.3 s" — zero counts other
 /// than passed left out.
 pub fn summary_line(s: &TestSummary) -> String {
-    let c = kiln_core::testrun::Counts { total: s.total, passed: s.passed, failed: s.failed, errored: s.errored, skipped: s.skipped, flaky: s.flaky };
-    c.line() + &kiln_core::testrun::first_failure_note(s.first_failure_ms)
+    counts_line(s) + &kiln_core::testrun::first_failure_note(s.first_failure_ms)
+}
+
+/// "40 passed (1 flaky), 2 failed, 1 skipped".
+pub fn counts_line(s: &TestSummary) -> String {
+    kiln_core::testrun::Counts { total: s.total, passed: s.passed, failed: s.failed, errored: s.errored, skipped: s.skipped, flaky: s.flaky }.line()
 }
 
 fn ms(ms: u64) -> String {
