@@ -47,7 +47,7 @@ fn failure_mails_the_recipients_and_posts_a_signed_webhook_retried_after_a_500()
     assert!(mail.contains("team@example.test") && mail.contains("lead@example.test"), "recipients missing:\n{mail}");
     assert!(mail.contains("From: CI <ci@example.test>"), "{mail}");
     assert!(mail.contains(&format!("Subject: [kiln] r #{id} failed on main")), "{mail}");
-    for want in ["Project:  r", "Branch:   main", "Status:   failed", "Author:   tester", "Trigger:  manual by admin", "failed   j", &format!("/builds/{id}")] {
+    for want in ["Project:  r", "Branch:   main", "Status:   failed", "Author:   tester", "Trigger:  manual by admin", "Failed:   first failure after ", "failed   j", &format!("/builds/{id}")] {
         assert!(mail.contains(want), "mail lacks {want:?}:\n{mail}");
     }
     assert!(mail.contains(&b["commit"].as_str().unwrap()[..10]), "{mail}");
