@@ -206,6 +206,9 @@ async fn run_shard<Q: TestQueue>(q: &Q, b: &Body<'_>, t: &TestsAssignment, start
         if claim.done {
             let n = claim.failed.len();
             b.say(format!("shard done: {batches} batch{}, {ran} test{} run, {n} failed, {} flaky", if batches == 1 { "" } else { "es" }, if ran == 1 { "" } else { "s" }, claim.flaky.len())).await;
+            if !claim.quarantined.is_empty() {
+                b.say(format!("quarantined, failed without failing the job: {}", claim.quarantined.join(", "))).await;
+            }
             if let Some(p) = problems.first() {
                 let more = if problems.len() > 1 { format!(" (and {} more problems; see the log)", problems.len() - 1) } else { String::new() };
                 return Outcome::Errored(format!("{p}{more}"));

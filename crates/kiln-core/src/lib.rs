@@ -9,6 +9,7 @@ pub mod junit;
 pub mod shards;
 pub mod batchplan;
 pub mod testrun;
+pub mod quarantine;
 pub mod pipeline;
 pub mod expand;
 pub mod notify;

@@ -57,6 +57,8 @@ pub struct ServerConfig {
     pub projects: Vec<ProjectConfig>,
     /// The SMTP server for email notifications (`[smtp]`).
     pub smtp: Option<SmtpConfig>,
+    /// When flaky tests are quarantined and released (`[quarantine]`).
+    pub quarantine: QuarantineConfig,
     /// Attempts per notification delivery before it is recorded as failed (backoff 1 s, doubling).
     pub notify_attempts: u32,
     /// Hosts that projects may send commit status to, besides github.com's API and each
@@ -91,6 +93,33 @@ pub struct SmtpConfig {
     pub tls: Option<String>,
     /// The From address [default: kiln@localhost].
     pub from: Option<String>,
+}
+
+/// `[quarantine]`: when a flaky test is quarantined and released (`kiln_core::quarantine`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuarantineConfig {
+    /// Flaky runs ÷ runs over the window at which a test is quarantined.
+    pub flaky_rate: f64,
+    /// How many of a test's most recent runs count.
+    pub window: usize,
+    /// Runs a test needs in the window before it can be quarantined.
+    pub min_runs: usize,
+    /// Clean runs in a row that release it.
+    pub release_after: usize,
+}
+
+impl Default for QuarantineConfig {
+    fn default() -> Self {
+        let r = kiln_core::quarantine::Rules::default();
+        QuarantineConfig { flaky_rate: r.flaky_rate, window: r.window, min_runs: r.min_runs, release_after: r.release_after }
+    }
+}
+
+impl QuarantineConfig {
+    pub fn rules(&self) -> kiln_core::quarantine::Rules {
+        kiln_core::quarantine::Rules { flaky_rate: self.flaky_rate, window: self.window, min_runs: self.min_runs, release_after: self.release_after }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -150,6 +179,7 @@ impl Default for ServerConfig {
             session_idle_secs: crate::auth::DEFAULT_SESSION_IDLE_SECS,
             projects: Vec::new(),
             smtp: None,
+            quarantine: QuarantineConfig::default(),
             notify_attempts: 10,
             forge_hosts: Vec::new(),
             max_jobs_per_build: crate::caps::DEFAULT_MAX_JOBS_PER_BUILD,
@@ -185,5 +215,31 @@ impl ServerConfig {
 
     pub fn base_url(&self) -> String {
         self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_and_the_idle_period_are_read_from_kiln_toml() {
+        let cfg: ServerConfig = toml::from_str("max_junit_reports_per_job = 3\nmax_test_cases_per_job = 40\nsession_idle_secs = 60\n").unwrap();
+        assert_eq!((cfg.max_junit_reports_per_job, cfg.max_test_cases_per_job, cfg.session_idle_ms()), (3, 40, 60_000));
+        let cfg: ServerConfig = toml::from_str(DEFAULT_CONFIG).unwrap();
+        assert_eq!((cfg.max_junit_reports_per_job, cfg.max_test_cases_per_job, cfg.session_idle_secs), (1000, 100_000, 43_200));
+    }
+
+    #[test]
+    fn quarantine_table_sets_the_rules_and_defaults_fill_the_rest() {
+        let cfg: ServerConfig = toml::from_str("[quarantine]\nflaky_rate = 0.5\nwindow = 8\nmin_runs = 2\nrelease_after = 3\n").unwrap();
+        assert_eq!(cfg.quarantine.rules(), kiln_core::quarantine::Rules { flaky_rate: 0.5, window: 8, min_runs: 2, release_after: 3 });
+        let cfg: ServerConfig = toml::from_str("[quarantine]\nwindow = 30\n").unwrap();
+        assert_eq!(cfg.quarantine.rules(), kiln_core::quarantine::Rules { window: 30, ..Default::default() });
+        let e = toml::from_str::<ServerConfig>("[quarantine]\nthreshold = 0.5\n").unwrap_err().to_string();
+        assert!(e.contains("threshold"), "{e}");
+        // The commented default kiln.toml holds the defaults.
+        let cfg: ServerConfig = toml::from_str(DEFAULT_CONFIG).unwrap();
+        assert_eq!(cfg.quarantine.rules(), kiln_core::quarantine::Rules::default());
     }
 }

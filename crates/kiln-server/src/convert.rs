@@ -109,6 +109,7 @@ pub fn build(b: &BuildRow, jobs: Vec<api::Job>) -> api::Build {
         waiting: crate::app::waiting::build(b).as_ref().map(crate::app::waiting::to_api),
         tests: None,
         retry_of: None,
+        first_failure_ms: None,
     }
 }
 
@@ -157,8 +158,9 @@ pub async fn full_build_with(store: &Store, b: &BuildRow, agents: &[AgentRow], p
     let mut out = build(b, jobs);
     out.jobs_total = total as u64;
     out.tests = store.build_test_counts(b.id).await?.map(test_summary);
+    out.first_failure_ms = store.first_failure_ms(b.id).await?;
     if let Some(t) = out.tests.as_mut() {
-        t.first_failure_ms = store.first_failure_ms(b.id).await?;
+        t.first_failure_ms = out.first_failure_ms;
     }
     out.retry_of = store.retry_of(b.id).await?;
     Ok(out)
@@ -258,7 +260,8 @@ pub fn test_id(r: &kiln_store::TestResultRow) -> String {
 }
 
 /// A build's test results: failures first (with messages), then flaky, then slowest first.
-pub fn build_tests(build_id: i64, rows: &[kiln_store::TestResultRow]) -> api::BuildTests {
+/// `quarantined`: (group, test) quarantined when the build listed its tests.
+pub fn build_tests(build_id: i64, rows: &[kiln_store::TestResultRow], quarantined: &std::collections::HashSet<(String, String)>) -> api::BuildTests {
     let mut counts = kiln_core::testrun::Counts::default();
     let mut tests: Vec<api::TestResult> = Vec::with_capacity(rows.len());
     for r in rows {
@@ -279,6 +282,7 @@ pub fn build_tests(build_id: i64, rows: &[kiln_store::TestResultRow]) -> api::Bu
             try_number: r.try_number,
             flaky: r.flaky,
             is_final: r.is_final,
+            quarantined: quarantined.contains(&(r.group.clone(), r.key.clone())),
         });
     }
     let rank = |t: &api::TestResult| match (t.is_final, t.outcome.as_str(), t.flaky) {
@@ -291,7 +295,7 @@ pub fn build_tests(build_id: i64, rows: &[kiln_store::TestResultRow]) -> api::Bu
     api::BuildTests { build_id, summary: test_summary(counts), tests }
 }
 
-pub fn test_stats(s: &kiln_store::TestStatsRow) -> api::TestStats {
+pub fn test_stats(s: &kiln_store::TestStatsRow, quarantined: bool) -> api::TestStats {
     api::TestStats {
         key: s.key.clone(),
         runs: s.runs,
@@ -302,5 +306,6 @@ pub fn test_stats(s: &kiln_store::TestStatsRow) -> api::TestStats {
         last_ms: s.last_ms,
         last_outcome: s.last_outcome.clone(),
         recent_ms: s.recent.clone(),
+        quarantined,
     }
 }

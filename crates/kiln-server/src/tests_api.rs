@@ -1,7 +1,9 @@
 //! The agent protocol's test calls for sharded jobs: claim (list / wait / a batch / done),
 //! upload the listed ids, upload a JUnit report (also after plain steps), and finish a batch.
 //! Every call names its attempt and comes from the agent holding it: a stale attempt gets 409
-//! (its batches go back), another agent's job 403.
+//! (its batches go back), another agent's job 403. Before a list is taken, finished builds are
+//! judged for quarantine (`app::quarantine::catch_up`): the build's verdict lets quarantined
+//! tests fail.
 //!
 //! ```text
 //!  shard ─ claim ─► list? ── run list ─► POST list ──┐
@@ -67,7 +69,7 @@ async fn claim(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id)
             TestClaim::Wait => TestBatch { wait: true, ..Default::default() },
             TestClaim::Error(e) => TestBatch { error: Some(e), ..Default::default() },
             TestClaim::Batch { id, tests, plan } => TestBatch { batch_id: Some(id), tests, plan: Some(plan), ..Default::default() },
-            TestClaim::Done { failed, flaky } => TestBatch { done: true, failed, flaky, ..Default::default() },
+            TestClaim::Done { failed, flaky, quarantined } => TestBatch { done: true, failed, flaky, quarantined, ..Default::default() },
         }));
     }
 }
@@ -79,6 +81,14 @@ async fn list(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id):
         None if req.ids.is_empty() => Err("the list command printed no test ids".to_string()),
         None => Ok(req.ids),
     };
+    // The quarantine this build's verdict uses is the one after every finished build is judged.
+    if let Ok(j) = st.store.job(job_id).await {
+        if let Ok(b) = st.store.build(j.build_id).await {
+            if let Err(e) = crate::app::quarantine::catch_up(&st, b.project_id).await {
+                tracing::warn!("judging finished builds for quarantine: {e}");
+            }
+        }
+    }
     st.store.upload_test_list(AgentAttempt { job_id, attempt: req.attempt, agent: &a.name }, &group, ids, req.static_split, &req.changed_files).await?;
     Ok(Json(serde_json::json!({})))
 }

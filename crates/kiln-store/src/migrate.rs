@@ -13,6 +13,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (7, include_str!("../migrations/sqlite/0007_suites.sql")),
     (8, include_str!("../migrations/sqlite/0008_artifacts.sql")),
     (15, include_str!("../migrations/sqlite/0015_scale.sql")),
+    (16, include_str!("../migrations/sqlite/0016_quarantine.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -25,6 +26,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (7, include_str!("../migrations/postgres/0007_suites.sql")),
     (8, include_str!("../migrations/postgres/0008_artifacts.sql")),
     (15, include_str!("../migrations/postgres/0015_scale.sql")),
+    (16, include_str!("../migrations/postgres/0016_quarantine.sql")),
 ];
 
 /// The PostgreSQL advisory lock servers take turns on to migrate ("kiln" in ASCII).

@@ -50,6 +50,7 @@ impl Store {
             "DELETE FROM test_batches WHERE build_id = $1",
             "DELETE FROM test_items WHERE build_id = $1",
             "DELETE FROM test_groups WHERE build_id = $1",
+            "DELETE FROM build_quarantine WHERE build_id = $1",
             "DELETE FROM notifications WHERE build_id = $1",
             "DELETE FROM uploads WHERE build_id = $1",
             "DELETE FROM jobs WHERE build_id = $1",

@@ -38,8 +38,9 @@ pub enum TestClaim {
     Error(String),
     /// A batch, and why it has its size (for the job log).
     Batch { id: i64, tests: Vec<String>, plan: String },
-    /// Nothing left for this shard; the tests it ran last that failed, and the flaky ones.
-    Done { failed: Vec<String>, flaky: Vec<String> },
+    /// Nothing left for this shard; the tests it ran last that failed (those quarantined
+    /// apart: they do not fail the job), and the flaky ones.
+    Done { failed: Vec<String>, flaky: Vec<String>, quarantined: Vec<String> },
 }
 
 /// What a finished batch came to.
@@ -380,7 +381,16 @@ impl Store {
         .bind(attempt)
         .fetch_all(&mut **tx)
         .await?;
-        Ok(TestClaim::Done { failed, flaky })
+        let held: HashSet<String> = sqlx::query_scalar(
+            "SELECT q.test_key FROM build_quarantine q JOIN jobs j ON j.build_id = q.build_id WHERE j.id = $1",
+        )
+        .bind(job_id)
+        .fetch_all(&mut **tx)
+        .await?
+        .into_iter()
+        .collect();
+        let (quarantined, failed): (Vec<String>, Vec<String>) = failed.into_iter().partition(|k| held.contains(k));
+        Ok(TestClaim::Done { failed, flaky, quarantined })
     }
 
     /// The listing shard uploads the ids (or why there are none). The first upload wins; the
@@ -448,6 +458,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        crate::quarantine::snapshot(&mut tx, build_id, &g.key).await?;
         sqlx::query(
             "UPDATE test_groups SET state = 'ready', static_split = $1, list_ms = $4 - created_at, history_fixed_ms = $5 WHERE build_id = $2 AND group_key = $3",
         )

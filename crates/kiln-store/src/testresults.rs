@@ -243,16 +243,22 @@ impl Store {
         Ok(())
     }
 
-    /// How long after the build started its first failed (or errored) test was reported.
+    /// How long after the build started its first failure came: a failed (or errored) test
+    /// reported (not one quarantined for the build), or a job that ended failed or errored
+    /// (a plain job without `tests:` too).
     pub async fn first_failure_ms(&self, build_id: i64) -> Result<Option<u64>> {
-        let ms: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(r.created_at) - b.started_at FROM test_results r JOIN builds b ON b.id = r.build_id \
-             WHERE r.build_id = $1 AND r.outcome IN ('failed', 'errored') AND b.started_at IS NOT NULL GROUP BY b.started_at",
+        let ms: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT MIN(f.at) - b.started_at FROM builds b JOIN ( \
+               SELECT r.created_at AS at FROM test_results r WHERE r.build_id = $1 AND r.outcome IN ('failed', 'errored') \
+                 AND NOT EXISTS (SELECT 1 FROM build_quarantine q WHERE q.build_id = r.build_id AND q.group_key = r.group_key AND q.test_key = r.test_key) \
+               UNION ALL \
+               SELECT j.finished_at AS at FROM jobs j WHERE j.build_id = $1 AND j.status IN ('failed', 'errored') AND j.finished_at IS NOT NULL \
+             ) f ON 1 = 1 WHERE b.id = $1 AND b.started_at IS NOT NULL GROUP BY b.started_at",
         )
         .bind(build_id)
         .fetch_optional(self.pool())
         .await?;
-        Ok(ms.map(|m| m.max(0) as u64))
+        Ok(ms.flatten().map(|m| m.max(0) as u64))
     }
 
     /// The tests whose last run on `branch` failed or errored.

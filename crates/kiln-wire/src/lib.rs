@@ -200,6 +200,10 @@ pub mod agent {
         /// With `done`: the tests this shard ran that failed, then passed on a retry.
         #[serde(default)]
         pub flaky: Vec<String>,
+        /// With `done`: the tests this shard ran whose final try failed but that are
+        /// quarantined (they do not fail the job).
+        #[serde(default)]
+        pub quarantined: Vec<String>,
         /// With a batch: why it has this size (for the job log).
         #[serde(default)]
         pub plan: Option<String>,
@@ -500,6 +504,10 @@ pub mod api {
         /// The build whose failures this one reruns (`kiln retry BUILD --failed`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub retry_of: Option<i64>,
+        /// How long after the build started its first failure came: a failed test (not a
+        /// quarantined one) or a failed job, plain jobs included.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub first_failure_ms: Option<u64>,
     }
 
     /// Counts over a build's distinct tests by their final try; `passed` includes `flaky`.
@@ -511,7 +519,8 @@ pub mod api {
         pub errored: u64,
         pub skipped: u64,
         pub flaky: u64,
-        /// How long after the build started its first failed (or errored) test was reported.
+        /// How long after the build started its first failure came (the build's own
+        /// `first_failure_ms`, repeated here).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub first_failure_ms: Option<u64>,
     }
@@ -538,6 +547,10 @@ pub mod api {
         pub flaky: bool,
         /// Whether this is the test's final try (what the counts use).
         pub is_final: bool,
+        /// The test was quarantined when the build listed its tests: a failure of it does
+        /// not fail the job.
+        #[serde(default)]
+        pub quarantined: bool,
     }
 
     /// GET /api/v1/builds/{id}/batches: every test batch of a build's `tests:` jobs in the
@@ -584,6 +597,9 @@ pub mod api {
         pub last_outcome: String,
         /// Recent durations, oldest first.
         pub recent_ms: Vec<u64>,
+        /// Quarantined now (its failures do not fail jobs).
+        #[serde(default)]
+        pub quarantined: bool,
     }
 
     /// GET /api/v1/projects/{name}/tests
@@ -592,6 +608,43 @@ pub mod api {
         pub project: String,
         pub branch: String,
         pub tests: Vec<TestStats>,
+        /// The project's quarantine: the tests quarantined now and the latest changes.
+        #[serde(default)]
+        pub quarantine: Quarantine,
+    }
+
+    /// A project's quarantine: the tests quarantined now and the latest changes, newest first.
+    #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+    pub struct Quarantine {
+        pub quarantined: Vec<String>,
+        pub changes: Vec<QuarantineChange>,
+    }
+
+    /// One change of a test's quarantine, with the runs that caused it.
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct QuarantineChange {
+        pub id: i64,
+        pub test: String,
+        /// quarantined or released
+        pub change: String,
+        /// auto (the rules) or manual
+        pub cause: String,
+        /// The maintainer, for a change by hand.
+        pub by: Option<String>,
+        pub reason: String,
+        /// The builds and jobs whose runs caused it (newest first).
+        pub builds: Vec<i64>,
+        pub jobs: Vec<i64>,
+        pub at: String,
+    }
+
+    /// POST /api/v1/projects/{name}/quarantine and …/quarantine/release
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct QuarantineRequest {
+        pub test: String,
+        /// Why (recorded with the change).
+        #[serde(default)]
+        pub reason: Option<String>,
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]

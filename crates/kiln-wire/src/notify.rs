@@ -77,6 +77,9 @@ pub struct NoticeBuild {
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub duration_ms: Option<i64>,
+    /// How long after the build started its first failure came (a failed test or job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_failure_ms: Option<u64>,
     pub jobs: Vec<NoticeJob>,
 }
 

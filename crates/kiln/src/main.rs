@@ -86,9 +86,14 @@ enum Command {
         #[command(flatten)]
         client: ClientOpts,
     },
-    /// A project's test history on a branch: the slowest (default) or flakiest tests.
+    /// A project's test history on a branch: the slowest (default) or flakiest tests, and its
+    /// quarantine; `kiln tests quarantine|release PROJECT TEST` (maintainers).
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Tests {
-        project: String,
+        #[command(subcommand)]
+        action: Option<cmd::tests::QuarantineCmd>,
+        #[arg(required = true)]
+        project: Option<String>,
         /// The branch [default: the project's branch].
         #[arg(long)]
         branch: Option<String>,
@@ -215,7 +220,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Builds { project, branch, status, limit, client } => cmd::builds::list(&client, &project, branch, status, limit).await,
         Command::Show { build, tests: true, client } => cmd::tests::show_build(&client, build).await,
         Command::Show { build, client, .. } => cmd::builds::show(&client, build).await,
-        Command::Tests { project, branch, flakiest, limit, client, .. } => cmd::tests::history(&client, &project, branch, flakiest, limit).await,
+        Command::Tests { action: Some(a), client, .. } => cmd::tests::quarantine(&client, a).await,
+        Command::Tests { project, branch, flakiest, limit, client, .. } => cmd::tests::history(&client, &project.unwrap_or_default(), branch, flakiest, limit).await,
         Command::Run(a) => cmd::run::run(a).await,
         Command::Logs { build, job, follow, tail, client } => cmd::logs::run(&client, build, job, follow, tail).await,
         Command::Agents { client } => cmd::agents::list(&client).await,

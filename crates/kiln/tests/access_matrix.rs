@@ -184,6 +184,13 @@ fn body(w: &World, method: &str, path: &str, caller: &str) -> (String, Vec<u8>) 
             kiln_wire::PROTOCOL_VERSION
         )),
         ("POST", "/api/v1/builds/{id}/retry") => json(r#"{"failed":true}"#.into()),
+        // Each caller quarantines a test of its own; releasing one quarantined for it first.
+        ("POST", "/api/v1/projects/{name}/quarantine") => json(format!(r#"{{"test":"q-{caller}"}}"#)),
+        ("POST", "/api/v1/projects/{name}/quarantine/release") => {
+            ok(w.k.kiln(&["tests", "quarantine", "prod", &format!("r-{caller}")]));
+            json(format!(r#"{{"test":"r-{caller}"}}"#))
+        }
+        ("POST", "/projects/{name}/quarantine") => form(format!("test=form-{caller}&action=quarantine")),
         // A dry run: the matrix must not remove anything.
         ("POST", "/api/v1/gc") => json(r#"{"dry_run":true}"#.into()),
         ("PUT", "/api/v1/agent/jobs/{id}/artifacts") => ("application/octet-stream".into(), b"forged artifact\n".to_vec()),

@@ -47,7 +47,7 @@ fn failure_mails_the_recipients_and_posts_a_signed_webhook_retried_after_a_500()
     assert!(mail.contains("team@example.test") && mail.contains("lead@example.test"), "recipients missing:\n{mail}");
     assert!(mail.contains("From: CI <ci@example.test>"), "{mail}");
     assert!(mail.contains(&format!("Subject: [kiln] r #{id} failed on main")), "{mail}");
-    for want in ["Project:  r", "Branch:   main", "Status:   failed", "Author:   tester", "Trigger:  manual by admin", "failed   j", &format!("/builds/{id}")] {
+    for want in ["Project:  r", "Branch:   main", "Status:   failed", "Author:   tester", "Trigger:  manual by admin", "Failed:   first failure after ", "failed   j", &format!("/builds/{id}")] {
         assert!(mail.contains(want), "mail lacks {want:?}:\n{mail}");
     }
     assert!(mail.contains(&b["commit"].as_str().unwrap()[..10]), "{mail}");
@@ -322,4 +322,37 @@ fn plain_smtp_is_refused_to_a_remote_host() {
     assert!(err.contains("plain SMTP is allowed only to localhost"), "{err}");
     let out = std::process::Command::new(BIN).args(["server", "--data"]).arg(dir.path()).args(["--smtp-user", "u"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("--smtp-url"));
+}
+
+#[test]
+fn a_failing_plain_job_sets_the_time_to_first_failure_in_the_build_show_builds_and_notices() {
+    let mut k = Kiln::start();
+    k.agent("a", &[]);
+    let hook = Recorder::start(|_, _| 200);
+    // No `tests:` and no JUnit: the failed job alone is the first failure.
+    let repo = k.repo("plain", "jobs:\n  lint:\n    steps:\n      - sleep 0.3\n      - exit 3\n");
+    k.add_project("plain", &repo, &["--notify-webhook", &format!("{},slack+{}", hook.url("/json"), hook.url("/chat"))]);
+    let b = trigger_wait(&k, "plain");
+    assert_eq!(b["status"], "failed", "{b:#}");
+    assert!(b.get("tests").is_none(), "no test results: {b:#}");
+    let ms = b["first_failure_ms"].as_u64().unwrap_or_else(|| panic!("the build records its first failure: {b:#}"));
+    assert!(ms >= 300, "the job failed after its 0.3 s step: {ms}");
+    let id = b["id"].as_i64().unwrap().to_string();
+    let show = String::from_utf8_lossy(&k.kiln(&["show", &id]).stdout).to_string();
+    assert!(show.contains("; first failure after "), "{show}");
+    let list = String::from_utf8_lossy(&k.kiln(&["builds", "plain"]).stdout).to_string();
+    assert!(list.contains("; first failure after "), "{list}");
+    hook.wait_for("the notice and the chat message", 30, 2, |_| true);
+    let json: Value = hook.requests().iter().find(|r| r.path == "/json").map(Req::json).unwrap();
+    assert_eq!(json["build"]["first_failure_ms"].as_u64(), Some(ms), "{json:#}");
+    assert!(json["text"].as_str().unwrap().contains("did not pass: lint; first failure after "), "{json:#}");
+    let chat: Value = hook.requests().iter().find(|r| r.path == "/chat").map(Req::json).unwrap();
+    assert!(chat["text"].as_str().unwrap().contains("; first failure after "), "{chat:#}");
+
+    // A passing build has none.
+    std::fs::write(repo.join(".kiln.yml"), "jobs:\n  lint:\n    steps:\n      - true\n").unwrap();
+    commit_all(&repo, "fixed");
+    let b = trigger_wait(&k, "plain");
+    assert_eq!(b["status"], "passed");
+    assert!(b.get("first_failure_ms").is_none(), "{b:#}");
 }

@@ -94,6 +94,15 @@ fn sharded_tests_and_their_results_on_postgresql() {
     assert!(out.contains("t3 broke"), "{out}");
     let b = k.build(id);
     assert_eq!((b["tests"]["total"].as_i64(), b["tests"]["failed"].as_i64()), (Some(6), Some(1)), "{b:#}");
+    assert!(b["first_failure_ms"].as_u64().is_some(), "the time to the first failure, on PostgreSQL: {b:#}");
+    // The next build judges this one for quarantine on PostgreSQL (t3 failed: no flaky run).
+    assert_eq!(k.kiln(&["trigger", "pgtests", "--wait"]).status.code(), Some(1));
+    let f = k.json(&["tests", "pgtests", "--flakiest"]);
+    assert_eq!(f["quarantine"]["quarantined"], serde_json::json!([]), "{f:#}");
+    assert!(k.kiln(&["tests", "quarantine", "pgtests", "t3"]).status.success());
+    assert_eq!(k.json(&["tests", "pgtests", "--flakiest"])["quarantine"]["quarantined"], serde_json::json!(["t3"]));
+    // Quarantined, t3's failure no longer fails the build.
+    assert_eq!(k.kiln(&["trigger", "pgtests", "--wait"]).status.code(), Some(0));
     let page = http("GET", &format!("{}/builds/{id}", k.url), &[], b"");
     assert_eq!(page.0, 200);
     assert!(page.1.contains("t3 broke") || page.1.contains("id=\"tests\""), "the build page renders on PostgreSQL");

@@ -33,6 +33,8 @@ pub fn routes() -> Routes {
         .get("/api/v1/jobs/{id}/log/events", logread::events)
         .get("/api/v1/builds/{id}/tests", tests::of_build)
         .get("/api/v1/projects/{name}/tests", tests::of_project)
+        .post("/api/v1/projects/{name}/quarantine", tests::quarantine)
+        .post("/api/v1/projects/{name}/quarantine/release", tests::release)
         .get("/api/v1/agents", agents::list)
         .post("/api/v1/agents/{name}/drain", agents::drain)
         .post("/api/v1/agents/{name}/revoke", enrol::revoke_agent)

@@ -9,7 +9,7 @@
 //!  api/  console/  sources/hooks  uploads/  agent_api  kiln up
 //!     └──────┬───────┴──────────────┴──────────┘
 //!            ▼
-//!   app::{projects, builds, agents, enrolment, jobs, users, runs}  ──► access (who may)
+//!   app::{projects, builds, agents, enrolment, jobs, users, runs, quarantine}  ──► access (who may)
 //!            │
 //!            ├──► trigger / materialize ──► store
 //!            └──► events + wake-ups (AppState)
@@ -21,6 +21,7 @@ pub mod builds;
 pub mod enrolment;
 pub mod jobs;
 pub mod projects;
+pub mod quarantine;
 pub mod runs;
 pub mod users;
 pub mod waiting;

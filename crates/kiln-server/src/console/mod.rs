@@ -7,6 +7,7 @@
 //! ```text
 //!  /                projects: status per branch, badge, duration chart   home.rs
 //!  /projects/NAME   builds, newest first, filters, pages                 home.rs
+//!  /projects/NAME/tests  flakiest tests, quarantine and its changes     testspage.rs
 //!  /builds/ID       jobs as a DAG, live log, rebuild/cancel              build.rs
 //!                   test results: counts, failures, flaky, slowest       results.rs
 //!  /agents /queue   the fleet and what waits for it                      fleet.rs
@@ -25,6 +26,7 @@ mod home;
 mod results;
 mod retry;
 mod runs;
+mod testspage;
 pub mod views;
 
 use crate::auth::{Page, Viewer};
@@ -40,6 +42,8 @@ pub fn routes() -> Routes {
         .get("/", home::home)
         .get("/projects/new", home::new_project_form).post("/projects/new", home::new_project)
         .get("/projects/{name}", home::project)
+        .get("/projects/{name}/tests", testspage::page)
+        .post("/projects/{name}/quarantine", testspage::change)
         .post("/projects/{name}/trigger", home::trigger)
         .post("/projects/{name}/members", home::grant)
         .post("/projects/{name}/members/{user}/revoke", home::revoke)

@@ -30,6 +30,8 @@ pub struct TestLine {
     pub outcome: String,
     pub duration: String,
     pub flaky: bool,
+    /// Quarantined when the build listed its tests: its failure did not fail the job.
+    pub quarantined: bool,
 }
 
 pub struct Failure {
@@ -66,14 +68,17 @@ fn line(r: &TestResultRow) -> TestLine {
         outcome: r.outcome.as_str().to_string(),
         duration: duration(r.duration_ms as i64),
         flaky: r.flaky,
+        quarantined: false,
     }
 }
 
-fn failure(r: &TestResultRow) -> Failure {
+fn failure(r: &TestResultRow, quarantined: &std::collections::HashSet<(String, String)>) -> Failure {
     let message = crate::notify::notice::clip(r.message.as_deref().unwrap_or("").trim_end(), MESSAGE_LIMIT);
     let first = message.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("").chars().take(200).collect();
     let fold = message.chars().count() > FOLD_CHARS || message.lines().count() > FOLD_LINES;
-    Failure { t: line(r), first, message, fold }
+    let mut t = line(r);
+    t.quarantined = quarantined.contains(&(r.group.clone(), r.key.clone()));
+    Failure { t, first, message, fold }
 }
 
 /// The section's HTML for build `id`, or "" when it has no test results yet.
@@ -82,6 +87,7 @@ pub async fn section(st: &AppState, id: i64) -> Result<String, AppError> {
         return Ok(String::new());
     };
     let c = o.counts;
+    let quarantined = st.store.build_quarantined(id).await?.into_iter().collect();
     let jobs = {
         let mut keys: Vec<&str> = o.failures.iter().chain(&o.flaky).chain(&o.slowest).map(|r| r.job_key.as_str()).collect();
         keys.sort_unstable();
@@ -97,7 +103,7 @@ pub async fn section(st: &AppState, id: i64) -> Result<String, AppError> {
         skipped: c.skipped,
         flaky: c.flaky,
         more_failures: (c.failed + c.errored).saturating_sub(o.failures.len() as u64),
-        failures: o.failures.iter().map(failure).collect(),
+        failures: o.failures.iter().map(|r| failure(r, &quarantined)).collect(),
         more_flaky: c.flaky.saturating_sub(o.flaky.len() as u64),
         flaky_tests: o.flaky.iter().map(line).collect(),
         slowest: o.slowest.iter().map(line).collect(),

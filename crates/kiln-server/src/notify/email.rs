@@ -174,8 +174,7 @@ const MESSAGE_LINES: usize = 6;
 
 /// `25 passed (1 flaky), 1 failed, 3 skipped`.
 fn tests_line(t: &kiln_wire::api::TestSummary) -> String {
-    let line = kiln_core::testrun::Counts { total: t.total, passed: t.passed, failed: t.failed, errored: t.errored, skipped: t.skipped, flaky: t.flaky }.line();
-    line + &kiln_core::testrun::first_failure_note(t.first_failure_ms)
+    kiln_core::testrun::Counts { total: t.total, passed: t.passed, failed: t.failed, errored: t.errored, skipped: t.skipped, flaky: t.flaky }.line()
 }
 
 /// `Failed tests` or `Failed tests (first 10 of 37)`.
@@ -236,6 +235,9 @@ pub fn render(n: &BuildNotice) -> (String, String, String) {
     ];
     if let Some(t) = &n.tests {
         rows.push(("Tests", tests_line(t)));
+    }
+    if let Some(ms) = b.first_failure_ms {
+        rows.push(("Failed", format!("first failure after {:.1} s", ms as f64 / 1000.0)));
     }
     if let Some(e) = &b.error {
         rows.push(("Error", e.clone()));

@@ -74,6 +74,7 @@ pub fn build_notice(
     reason: &str,
     previous: Option<String>,
     (tests, failed_tests): (Option<TestSummary>, Vec<FailedTest>),
+    first_failure_ms: Option<u64>,
 ) -> BuildNotice {
     let status = if started { "running".to_string() } else { b.status.clone() };
     let finished_at = if started { None } else { b.finished_at };
@@ -105,6 +106,7 @@ pub fn build_notice(
             (Some(s), Some(f)) => Some((f - s).max(0)),
             _ => None,
         },
+        first_failure_ms: if started { None } else { first_failure_ms },
         jobs,
     };
     let mut n = BuildNotice {
@@ -164,7 +166,9 @@ pub fn summary(n: &BuildNotice) -> String {
         if more > 0 {
             s.push_str(&format!(" and {more} more"));
         }
-        s.push_str(&kiln_core::testrun::first_failure_note(n.tests.as_ref().and_then(|t| t.first_failure_ms)));
+    }
+    if !bad.is_empty() || !n.failed_tests.is_empty() {
+        s.push_str(&kiln_core::testrun::first_failure_note(b.first_failure_ms));
     }
     s.push_str(&format!(" — {}", b.url));
     s
@@ -215,10 +219,35 @@ mod tests {
             finished_at: None,
         };
         let summary = TestSummary { total: 50, passed: 38, failed: 12, errored: 0, skipped: 0, flaky: 0, first_failure_ms: Some(2300) };
-        let n = build_notice("http://ci", &b, &[], false, "failure", None, (Some(summary), (1..=12).map(t).collect()));
+        let n = build_notice("http://ci", &b, &[], false, "failure", None, (Some(summary), (1..=12).map(t).collect()), Some(2300));
         assert_eq!(n.failed_tests.len(), MAX_FAILED_TESTS);
         assert!(n.text.contains("; failing tests: tests/test_a.py::test_1, tests/test_a.py::test_2, tests/test_a.py::test_3 and 9 more; first failure after 2.3 s — "), "{}", n.text);
-        let quiet = build_notice("http://ci", &b, &[], false, "failure", None, (None, Vec::new()));
+        let quiet = build_notice("http://ci", &b, &[], false, "failure", None, (None, Vec::new()), None);
         assert!(!quiet.text.contains("failing tests"), "{}", quiet.text);
+        // A failed plain job (no tests) also says how soon it failed.
+        let job = JobRow {
+            id: 1,
+            build_id: 1,
+            key: "lint".into(),
+            name: "lint".into(),
+            status: "failed".into(),
+            ready: true,
+            spec: "{}".into(),
+            requires: Default::default(),
+            needs: Vec::new(),
+            attempt: 1,
+            max_attempts: 1,
+            agent_name: None,
+            lease_until: None,
+            cancel_requested: false,
+            exit_code: Some(1),
+            reason: None,
+            created_at: 0,
+            queued_at: None,
+            started_at: None,
+            finished_at: None,
+        };
+        let plain = build_notice("http://ci", &b, &[job], false, "failure", None, (None, Vec::new()), Some(1500));
+        assert!(plain.text.contains("; did not pass: lint; first failure after 1.5 s — "), "{}", plain.text);
     }
 }

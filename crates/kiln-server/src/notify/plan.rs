@@ -22,6 +22,7 @@ pub async fn plan(store: &Store, base: &str, u: &Unnotified) -> kiln_store::Resu
     });
     let previous = if finished { store.previous_finished_status(p.id, &b.branch, b.id).await? } else { None };
     let tests = if finished { notice::tests_of_build(store, b.id).await? } else { (None, Vec::new()) };
+    let first_failure_ms = if finished { store.first_failure_ms(b.id).await? } else { None };
     let forge = commit_status::target(&p);
     // Test messages come from a job's output: mask its secrets here too, not only on the agent.
     let secrets: Vec<String> = p.settings.secrets.iter().flatten().map(|(_, v)| v.clone()).collect();
@@ -44,6 +45,7 @@ pub async fn plan(store: &Store, base: &str, u: &Unnotified) -> kiln_store::Resu
             why.map(NotifyOn::as_str).unwrap_or("status"),
             if started { None } else { previous.clone() },
             if started { (None, Vec::new()) } else { tests.clone() },
+            first_failure_ms,
         );
         let payload = notice::masked_payload(&n, &secrets);
         let row = |kind: &str, target: String| NewNotification {

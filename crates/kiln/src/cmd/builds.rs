@@ -28,7 +28,8 @@ pub fn is_final(status: &str) -> bool {
 /// One line for a build.
 pub fn build_line(b: &Build) -> String {
     let dur = b.duration_ms.map(|d| format!(" in {}", kiln_core::duration::format_duration(Duration::from_millis(d as u64)))).unwrap_or_default();
-    let tests = b.tests.as_ref().map(|t| format!(" — tests: {}", super::tests::summary_line(t))).unwrap_or_default();
+    let tests = b.tests.as_ref().map(|t| format!(" — tests: {}", super::tests::counts_line(t))).unwrap_or_default();
+    let tests = tests + &kiln_core::testrun::first_failure_note(b.first_failure_ms);
     let at = if b.commit.is_empty() { b.branch.clone() } else { format!("{}@{}", b.branch, short(&b.commit)) };
     format!(
         "#{} {} {} {at} ({} by {}){}{tests}{}",

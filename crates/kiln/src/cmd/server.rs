@@ -113,6 +113,18 @@ pub struct ServerArgs {
     /// Let notifications and commit statuses go to loopback, private and link-local addresses.
     #[arg(long)]
     allow_private_targets: bool,
+    /// Quarantine a test flaky in at least this share of its recent runs [default: 0.2].
+    #[arg(long, value_name = "RATE")]
+    quarantine_flaky_rate: Option<f64>,
+    /// How many of a test's most recent runs the flaky rate counts [default: 20].
+    #[arg(long, value_name = "N")]
+    quarantine_window: Option<usize>,
+    /// Runs a test needs in the window before it is quarantined [default: 5].
+    #[arg(long, value_name = "N")]
+    quarantine_min_runs: Option<usize>,
+    /// Clean runs in a row that release a quarantined test [default: 10].
+    #[arg(long, value_name = "N")]
+    quarantine_release_after: Option<usize>,
     /// Print the commented default kiln.toml and exit.
     #[arg(long)]
     print_config: bool,
@@ -196,6 +208,19 @@ impl ServerArgs {
         if let Some(n) = self.max_test_cases_per_job {
             cfg.max_test_cases_per_job = n;
         }
+        if let Some(v) = self.quarantine_flaky_rate {
+            cfg.quarantine.flaky_rate = v;
+        }
+        if let Some(v) = self.quarantine_window {
+            cfg.quarantine.window = v;
+        }
+        if let Some(v) = self.quarantine_min_runs {
+            cfg.quarantine.min_runs = v;
+        }
+        if let Some(v) = self.quarantine_release_after {
+            cfg.quarantine.release_after = v;
+        }
+        cfg.quarantine.rules().check().map_err(|e| anyhow::anyhow!("{e} (kiln.toml [quarantine] or --quarantine-* flags)"))?;
         self.smtp_over(&mut cfg)?;
         Ok(cfg)
     }

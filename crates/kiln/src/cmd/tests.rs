@@ -1,16 +1,71 @@
-//! `kiln show BUILD --tests` (a build's tests, failures first) and `kiln tests PROJECT`
-//! (a project's slowest or flakiest tests from its history).
+//! `kiln show BUILD --tests` (a build's tests, failures first), `kiln tests PROJECT`
+//! (a project's slowest or flakiest tests from its history, and its quarantine) and
+//! `kiln tests quarantine|release PROJECT TEST` (maintainers).
 
 use super::{api, print_json};
 use crate::api_client::seg;
 use crate::ClientOpts;
-use kiln_wire::api::{BuildTests, TestResult, TestStatsList, TestSummary};
+use kiln_wire::api::{BuildTests, QuarantineChange, QuarantineRequest, TestResult, TestStatsList, TestSummary};
+
+/// `kiln tests quarantine|release PROJECT TEST`.
+#[derive(clap::Subcommand)]
+pub enum QuarantineCmd {
+    /// Quarantine a test: it still runs and is reported, but its failure no longer fails a
+    /// `tests:` job (needs the maintainer role).
+    Quarantine {
+        project: String,
+        test: String,
+        /// Why (recorded with the change).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Release a quarantined test: its failures fail jobs again (needs the maintainer role).
+    Release {
+        project: String,
+        test: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// "quarantined t1 (auto: flaky in 2 of its last 5 runs) — builds 4, 7".
+fn change_line(c: &QuarantineChange) -> String {
+    let who = match &c.by {
+        Some(u) => format!("by {u}"),
+        None => c.cause.clone(),
+    };
+    let runs = if c.builds.is_empty() {
+        String::new()
+    } else {
+        let pairs: Vec<String> = c.builds.iter().zip(&c.jobs).map(|(b, j)| format!("#{b} (job {j})")).collect();
+        format!("; runs: {}", pairs.join(", "))
+    };
+    format!("{} {:<11} {} ({who}: {}{runs})", c.at, c.change, c.test, c.reason)
+}
+
+pub async fn quarantine(c: &ClientOpts, cmd: QuarantineCmd) -> anyhow::Result<i32> {
+    let (project, test, reason, what) = match cmd {
+        QuarantineCmd::Quarantine { project, test, reason } => (project, test, reason, "quarantine"),
+        QuarantineCmd::Release { project, test, reason } => (project, test, reason, "quarantine/release"),
+    };
+    let change: QuarantineChange = api(c).post(&format!("/api/v1/projects/{}/{what}", seg(&project)), &QuarantineRequest { test, reason }).await?;
+    if c.json {
+        print_json(&change);
+    } else {
+        println!("{}", change_line(&change));
+    }
+    Ok(0)
+}
 
 /// "40 passed (1 flaky), 2 failed, 1 skipped; first failure after 2.3 s" — zero counts other
 /// than passed left out.
 pub fn summary_line(s: &TestSummary) -> String {
-    let c = kiln_core::testrun::Counts { total: s.total, passed: s.passed, failed: s.failed, errored: s.errored, skipped: s.skipped, flaky: s.flaky };
-    c.line() + &kiln_core::testrun::first_failure_note(s.first_failure_ms)
+    counts_line(s) + &kiln_core::testrun::first_failure_note(s.first_failure_ms)
+}
+
+/// "40 passed (1 flaky), 2 failed, 1 skipped".
+pub fn counts_line(s: &TestSummary) -> String {
+    kiln_core::testrun::Counts { total: s.total, passed: s.passed, failed: s.failed, errored: s.errored, skipped: s.skipped, flaky: s.flaky }.line()
 }
 
 fn ms(ms: u64) -> String {
@@ -51,7 +106,8 @@ pub async fn show_build(c: &ClientOpts, id: i64) -> anyhow::Result<i32> {
         println!("\nfailures:");
         for t in failed {
             let tries = if t.try_number > 0 { format!(", try {}", t.try_number + 1) } else { String::new() };
-            println!("  {} {} ({}, {}{tries})", t.outcome.to_uppercase(), test_name(t), ms(t.duration_ms), t.job);
+            let q = if t.quarantined { " QUARANTINED" } else { "" };
+            println!("  {}{q} {} ({}, {}{tries})", t.outcome.to_uppercase(), test_name(t), ms(t.duration_ms), t.job);
             for line in t.message.as_deref().unwrap_or("").lines().take(12) {
                 println!("      {line}");
             }
@@ -72,7 +128,12 @@ pub async fn show_build(c: &ClientOpts, id: i64) -> anyhow::Result<i32> {
     }
     println!("\nall tests ({}):", finals.len());
     for t in &finals {
-        let mark = if t.flaky { " (flaky)" } else { "" };
+        let mark = match (t.quarantined, t.flaky) {
+            (true, _) if t.outcome == "failed" || t.outcome == "errored" => " (quarantined: does not fail the build)",
+            (true, _) => " (quarantined)",
+            (false, true) => " (flaky)",
+            _ => "",
+        };
         println!("  {:<8} {:>9}  {}{mark}  [{}]", t.outcome, ms(t.duration_ms), test_name(t), t.job);
     }
     Ok(0)
@@ -91,12 +152,23 @@ pub async fn history(c: &ClientOpts, project: &str, branch: Option<String>, flak
     if list.tests.is_empty() {
         let what = if flakiest { "no flaky or failing test" } else { "no test history" };
         println!("{what} for {} on {} yet", list.project, list.branch);
-        return Ok(0);
+    } else {
+        println!("{} on {}: {} tests", list.project, list.branch, if flakiest { "flakiest" } else { "slowest" });
+        println!("  {:>9} {:>5} {:>6} {:>6} {:>7}  test", "avg", "runs", "fails", "flaky", "rate");
+        for t in &list.tests {
+            let mark = if t.quarantined { "  [quarantined]" } else { "" };
+            println!("  {:>9} {:>5} {:>6} {:>6} {:>6.1}%  {}{mark}", ms(t.avg_ms), t.runs, t.failures, t.flaky, t.flaky_rate * 100.0, t.key);
+        }
     }
-    println!("{} on {}: {} tests", list.project, list.branch, if flakiest { "flakiest" } else { "slowest" });
-    println!("  {:>9} {:>5} {:>6} {:>6} {:>7}  test", "avg", "runs", "fails", "flaky", "rate");
-    for t in &list.tests {
-        println!("  {:>9} {:>5} {:>6} {:>6} {:>6.1}%  {}", ms(t.avg_ms), t.runs, t.failures, t.flaky, t.flaky_rate * 100.0, t.key);
+    if flakiest {
+        let q = &list.quarantine;
+        println!("\nquarantined now: {}", if q.quarantined.is_empty() { "none".to_string() } else { q.quarantined.join(", ") });
+        if !q.changes.is_empty() {
+            println!("quarantine changes (newest first):");
+            for ch in &q.changes {
+                println!("  {}", change_line(ch));
+            }
+        }
     }
     Ok(0)
 }

@@ -1,0 +1,124 @@
+//! Quarantine of flaky tests, the use cases: judge finished builds (record each test's run,
+//! quarantine a test flaky enough over its recent runs, release one after enough clean runs
+//! in a row, by `kiln_core::quarantine`'s rules and the server's `[quarantine]` settings); a
+//! maintainer quarantines or releases a test by hand; anyone who sees the project reads the
+//! quarantine. A quarantined test still runs and is reported; the test queue's verdict keeps
+//! its failure from failing the job (`kiln_store` snapshots the quarantine when a build lists
+//! its tests).
+//!
+//! ```text
+//!  finished builds ─► catch_up ─► runs ─► Rules::quarantine / Rules::release ─► change (auto)
+//!  kiln tests quarantine|release ─► mark (maintainer) ─────────────────────────► change (manual)
+//! ```
+
+use super::access::{self, Need};
+use crate::auth::Viewer;
+use crate::convert::ts;
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+use kiln_core::quarantine::{Cause, Change, RunOutcome};
+use kiln_store::{ProjectRow, QuarantineChangeRow};
+use kiln_wire::api::{Quarantine, QuarantineChange, Role};
+
+/// Changes shown with a project's quarantine.
+pub const CHANGES_SHOWN: usize = 50;
+
+/// Judge a project's finished builds not judged yet, oldest first: record their tests' runs,
+/// then quarantine or release each test they ran as the rules say.
+pub async fn catch_up(st: &AppState, project_id: i64) -> AppResult<()> {
+    let rules = st.cfg.quarantine.rules();
+    loop {
+        let builds = st.store.unjudged_builds(project_id).await?;
+        if builds.is_empty() {
+            return Ok(());
+        }
+        for b in builds {
+            let Some(keys) = st.store.record_test_runs(b).await? else { continue };
+            let held: std::collections::HashMap<String, i64> =
+                st.store.quarantined_tests(project_id).await?.into_iter().map(|q| (q.test_key, q.after_build)).collect();
+            for key in keys {
+                match held.get(&key) {
+                    Some(&after) => {
+                        let runs = st.store.test_runs(project_id, &key, Some(after)).await?;
+                        if let Some((evidence, why)) = rules.release(&runs) {
+                            st.store.change_quarantine(project_id, &key, Change::Released, Cause::Auto, None, &why, &evidence).await?;
+                        }
+                    }
+                    None => {
+                        let runs = st.store.test_runs(project_id, &key, None).await?;
+                        if let Some((evidence, why)) = rules.quarantine(&runs) {
+                            st.store.change_quarantine(project_id, &key, Change::Quarantined, Cause::Auto, None, &why, &evidence).await?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A maintainer quarantines (or releases) a test of a project by hand. The change records who,
+/// why, and the test's recent runs that were not clean. Quarantining a quarantined test (or
+/// releasing one that is not) is a 409 saying so.
+pub async fn mark(st: &AppState, viewer: &Viewer, project: &str, test: &str, change: Change, reason: Option<&str>) -> AppResult<QuarantineChange> {
+    let reached = access::project(st, viewer, project, Need::Role(Role::Maintainer))
+        .await
+        .map_err(|e| match e {
+            AppError::Forbidden(m) => AppError::Forbidden(format!("{} a test: {m}", if change == Change::Quarantined { "quarantining" } else { "releasing" })),
+            e => e,
+        })?;
+    let who = access::signed_in(viewer)?;
+    let test = test.trim();
+    if test.is_empty() {
+        return Err(AppError::BadRequest("name the test to quarantine (its id as `kiln tests PROJECT` shows it)".into()));
+    }
+    let p = reached.project;
+    catch_up(st, p.id).await?;
+    let evidence: Vec<_> = st
+        .store
+        .test_runs(p.id, test, None)
+        .await?
+        .into_iter()
+        .take(st.cfg.quarantine.rules().window)
+        .filter(|r| r.outcome != RunOutcome::Clean)
+        .collect();
+    let reason = reason.map(str::trim).filter(|r| !r.is_empty()).unwrap_or("by hand").to_string();
+    match st.store.change_quarantine(p.id, test, change, Cause::Manual, Some(&who), &reason, &evidence).await? {
+        Some(id) => Ok(change_of(
+            st.store.quarantine_changes(p.id, CHANGES_SHOWN).await?.iter().find(|c| c.id == id).ok_or_else(|| AppError::Internal(format!("quarantine change {id} vanished")))?,
+        )),
+        None => Err(AppError::Conflict(match change {
+            Change::Quarantined => format!("{test} is already quarantined in {}", p.name),
+            Change::Released => format!("{test} is not quarantined in {}; `kiln tests {} --flakiest` lists the quarantine", p.name, p.name),
+        })),
+    }
+}
+
+/// A project's quarantine (after judging its finished builds).
+pub async fn of_project(st: &AppState, p: &ProjectRow) -> AppResult<Quarantine> {
+    catch_up(st, p.id).await?;
+    Ok(Quarantine {
+        quarantined: st.store.quarantined_tests(p.id).await?.into_iter().map(|q| q.test_key).collect(),
+        changes: st.store.quarantine_changes(p.id, CHANGES_SHOWN).await?.iter().map(change_of).collect(),
+    })
+}
+
+/// A project's quarantine, for anyone who may see it.
+pub async fn show(st: &AppState, viewer: &Viewer, project: &str) -> AppResult<(ProjectRow, Quarantine)> {
+    let p = access::visible(st, viewer, project).await?;
+    let q = of_project(st, &p).await?;
+    Ok((p, q))
+}
+
+fn change_of(c: &QuarantineChangeRow) -> QuarantineChange {
+    QuarantineChange {
+        id: c.id,
+        test: c.test_key.clone(),
+        change: c.change.as_str().into(),
+        cause: c.cause.as_str().into(),
+        by: c.by.clone(),
+        reason: c.reason.clone(),
+        builds: c.builds.clone(),
+        jobs: c.jobs.clone(),
+        at: ts(c.created_at),
+    }
+}

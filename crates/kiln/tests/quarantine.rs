@@ -1,0 +1,202 @@
+//! Quarantine of flaky tests end to end, on a real server and agent: a test flaky enough is
+//! quarantined automatically with the runs that caused it; its failure then does not fail the
+//! build (the results show it failed and quarantined); after N clean runs in a row it is
+//! released and fails builds again. Quarantining by hand needs the maintainer role.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::path::Path;
+
+/// A runner whose tests do what the file `modes/TEST` says: `pass`, `fail`, or `flaky` (fails
+/// the first time, while `modes/TEST.once` is missing, then passes).
+fn runner(repo: &Path, modes: &Path) {
+    std::fs::create_dir_all(modes).unwrap();
+    std::fs::write(
+        repo.join("run.sh"),
+        format!(
+            r#"for t in "$@"; do
+  mode=$(cat {m}/$t 2>/dev/null || echo pass)
+  body=''
+  if [ "$mode" = fail ]; then body='<failure message="broken"/>'; fi
+  if [ "$mode" = flaky ] && [ ! -e {m}/$t.once ]; then touch {m}/$t.once; body='<failure message="wobbled"/>'; fi
+  echo "<testsuite><testcase classname=\"n\" name=\"$t\" time=\"0.01\">$body</testcase></testsuite>" > "$KILN_JUNIT_DIR/$t.xml"
+done
+"#,
+            m = modes.display()
+        ),
+    )
+    .unwrap();
+    commit_all(repo, "run.sh");
+}
+
+fn mode(modes: &Path, test: &str, m: &str) {
+    std::fs::write(modes.join(test), m).unwrap();
+    let _ = std::fs::remove_file(modes.join(format!("{test}.once")));
+}
+
+fn flakiest(k: &Kiln) -> Value {
+    k.json(&["tests", "q", "--flakiest"])
+}
+
+fn quarantined(k: &Kiln) -> Vec<String> {
+    flakiest(k)["quarantine"]["quarantined"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+}
+
+/// The final result of `test` in build `id`.
+fn result(k: &Kiln, id: i64, test: &str) -> Value {
+    let t = k.json(&["show", &id.to_string(), "--tests"]);
+    t["tests"].as_array().unwrap().iter().find(|x| x["key"] == test && x["is_final"] == true).cloned().unwrap_or_else(|| panic!("{test} in {t:#}"))
+}
+
+fn job_id(b: &Value) -> i64 {
+    b["jobs"][0]["id"].as_i64().unwrap()
+}
+
+#[test]
+fn a_flaky_test_is_quarantined_does_not_fail_builds_and_is_released_after_clean_runs() {
+    let mut k = Kiln::start_with(&["--quarantine-flaky-rate", "0.5", "--quarantine-window", "4", "--quarantine-min-runs", "1", "--quarantine-release-after", "2"]);
+    let modes = k.path("modes");
+    let repo = k.repo("q", "jobs:\n  suite:\n    tests:\n      retries: 1\n      list: \"echo t_wobbly; echo t_solid\"\n      run: sh run.sh {tests}\n");
+    runner(&repo, &modes);
+    k.add_project("q", &repo, &[]);
+    // The runner reads its modes from outside the job's folder.
+    k.agent("a1", &["--isolation", "none"]);
+
+    // Build 1: t_wobbly fails, then passes on its retry: flaky (the build passes), and flaky in
+    // 1 of its 1 runs ≥ 50 %: quarantined, with this build's run as the evidence.
+    mode(&modes, "t_wobbly", "flaky");
+    let b1 = k.trigger("q");
+    let build1 = k.wait_build(b1, 90);
+    assert_eq!(build1["status"], "passed", "{build1:#}");
+    assert_eq!(result(&k, b1, "t_wobbly")["flaky"], true);
+    assert_eq!(quarantined(&k), vec!["t_wobbly"]);
+    let f = flakiest(&k);
+    let c = &f["quarantine"]["changes"][0];
+    assert_eq!((c["test"].as_str(), c["change"].as_str(), c["cause"].as_str()), (Some("t_wobbly"), Some("quarantined"), Some("auto")), "{f:#}");
+    assert_eq!(c["builds"], serde_json::json!([b1]));
+    assert_eq!(c["jobs"], serde_json::json!([job_id(&build1)]));
+    assert!(c["reason"].as_str().unwrap().contains("flaky in 1 of its last 1 runs"), "{c:#}");
+    let row = f["tests"].as_array().unwrap().iter().find(|t| t["key"] == "t_wobbly").cloned().unwrap();
+    assert_eq!(row["quarantined"], true, "{f:#}");
+    // The text form names the change and its runs.
+    let text = String::from_utf8_lossy(&k.kiln(&["tests", "q", "--flakiest"]).stdout).into_owned();
+    assert!(text.contains("quarantined now: t_wobbly") && text.contains(&format!("runs: #{b1} (job {})", job_id(&build1))), "{text}");
+
+    // Build 2: t_wobbly fails both tries; quarantined, it does not fail the build, and the
+    // results show it failed and quarantined. A test not quarantined still fails builds
+    // (build 5 below).
+    mode(&modes, "t_wobbly", "fail");
+    let b2 = k.trigger("q");
+    let build2 = k.wait_build(b2, 90);
+    assert_eq!(build2["status"], "passed", "only a quarantined test failed: {build2:#}");
+    let r = result(&k, b2, "t_wobbly");
+    assert_eq!((r["outcome"].as_str(), r["quarantined"].as_bool()), (Some("failed"), Some(true)), "{r:#}");
+    assert_eq!(result(&k, b2, "t_solid")["quarantined"], false);
+    assert!(k.logs(b2).contains("quarantined, failed without failing the job: t_wobbly"));
+    let shown = String::from_utf8_lossy(&k.kiln(&["show", &b2.to_string(), "--tests"]).stdout).into_owned();
+    assert!(shown.contains("FAILED QUARANTINED t_wobbly"), "{shown}");
+    let (status, fragment) = http("GET", &format!("{}/builds/{b2}/tests", k.url), &[("Authorization", &format!("Bearer {ADMIN}"))], b"");
+    assert_eq!(status, 200);
+    assert!(fragment.contains("tag quarantined"), "the build page marks the quarantined failure: {fragment}");
+    assert_eq!(quarantined(&k), vec!["t_wobbly"], "a failure is no clean run");
+
+    // Builds 3 and 4: clean; after the second clean run in a row it is released, with those
+    // two runs as the evidence.
+    mode(&modes, "t_wobbly", "pass");
+    let b3 = k.trigger("q");
+    assert_eq!(k.wait_build(b3, 90)["status"], "passed");
+    assert_eq!(quarantined(&k), vec!["t_wobbly"], "one clean run is not enough");
+    let b4 = k.trigger("q");
+    assert_eq!(k.wait_build(b4, 90)["status"], "passed");
+    assert!(quarantined(&k).is_empty());
+    let f = flakiest(&k);
+    let c = &f["quarantine"]["changes"][0];
+    assert_eq!((c["change"].as_str(), c["cause"].as_str(), c["reason"].as_str()), (Some("released"), Some("auto"), Some("2 clean runs in a row")), "{f:#}");
+    assert_eq!(c["builds"], serde_json::json!([b4, b3]));
+
+    // Build 5: released, its failure fails the build again.
+    mode(&modes, "t_wobbly", "fail");
+    let b5 = k.trigger("q");
+    assert_eq!(k.wait_build(b5, 90)["status"], "failed");
+    assert_eq!(result(&k, b5, "t_wobbly")["quarantined"], false);
+
+    // The console's tests page shows the quarantine's changes and the builds behind them.
+    let (status, page) = http("GET", &format!("{}/projects/q/tests", k.url), &[("Authorization", &format!("Bearer {ADMIN}"))], b"");
+    assert_eq!(status, 200);
+    assert!(page.contains("t_wobbly") && page.contains("released") && page.contains(&format!("/builds/{b1}")), "{page}");
+}
+
+#[test]
+fn quarantine_settings_out_of_range_stop_the_server_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, word) in [
+        (vec!["--quarantine-window", "0"], "window"),
+        (vec!["--quarantine-flaky-rate", "1.5"], "flaky_rate"),
+        (vec!["--quarantine-window", "4", "--quarantine-min-runs", "5"], "min_runs"),
+        (vec!["--quarantine-release-after", "0"], "release_after"),
+    ] {
+        let toml = dir.path().join("kiln.toml");
+        std::fs::write(&toml, format!("data = \"{}\"\n", dir.path().join("data").display())).unwrap();
+        let mut a = vec!["server", "--config", toml.to_str().unwrap(), "--listen", "127.0.0.1:0"];
+        a.extend(args);
+        let out = std::process::Command::new(BIN).args(&a).output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(word) && err.contains("[quarantine]"), "{word}: {err}");
+    }
+    // The same keys in kiln.toml's [quarantine] table.
+    let toml = dir.path().join("bad.toml");
+    std::fs::write(&toml, "[quarantine]\nflaky_rate = 0.5\nwindow = 3\nmin_runs = 4\nrelease_after = 2\n").unwrap();
+    let out = std::process::Command::new(BIN).args(["server", "--config", toml.to_str().unwrap(), "--listen", "127.0.0.1:0"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("min_runs 4 must be 1 to the window (3)"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn quarantining_by_hand_needs_the_maintainer_role() {
+    let k = Kiln::start();
+    let repo = k.repo("hand", "jobs:\n  a:\n    steps:\n      - true\n");
+    k.add_project("hand", &repo, &["--private"]);
+    let token = |name: &str, role: &str| {
+        assert!(k.kiln(&["user", "add", name]).status.success());
+        assert!(k.kiln(&["project", "grant", "hand", name, role]).status.success());
+        k.json(&["token", "create", "--user", name])["token"].as_str().unwrap().to_string()
+    };
+    let vic = token("vic", "viewer");
+    let mia = token("mia", "maintainer");
+    let as_user = |t: &str, args: &[&str]| std::process::Command::new(BIN).args(args).env("KILN_SERVER", &k.url).env("KILN_TOKEN", t).output().unwrap();
+
+    // A viewer gets 403 naming the role.
+    let (status, body) = http(
+        "POST",
+        &format!("{}/api/v1/projects/hand/quarantine", k.url),
+        &[("Authorization", &format!("Bearer {vic}")), ("Content-Type", "application/json")],
+        br#"{"test":"t_slow"}"#,
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("maintainer"), "{body}");
+    let out = as_user(&vic, &["tests", "quarantine", "hand", "t_slow"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("maintainer"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A maintainer quarantines, recorded as by them with the reason; twice is a clear 409.
+    let out = as_user(&mia, &["tests", "quarantine", "hand", "t_slow", "--reason", "times out on CI"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = as_user(&mia, &["tests", "quarantine", "hand", "t_slow"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already quarantined"), "{}", String::from_utf8_lossy(&out.stderr));
+    // Anyone who sees the project sees the quarantine.
+    let f: Value = serde_json::from_slice(&as_user(&vic, &["tests", "hand", "--flakiest", "--json"]).stdout).unwrap();
+    assert_eq!(f["quarantine"]["quarantined"], serde_json::json!(["t_slow"]));
+    let c = &f["quarantine"]["changes"][0];
+    assert_eq!((c["cause"].as_str(), c["by"].as_str(), c["reason"].as_str()), (Some("manual"), Some("mia"), Some("times out on CI")), "{f:#}");
+    // The viewer cannot release it either; the maintainer can.
+    assert_eq!(as_user(&vic, &["tests", "release", "hand", "t_slow"]).status.code(), Some(2));
+    assert!(as_user(&mia, &["tests", "release", "hand", "t_slow"]).status.success());
+    let f: Value = serde_json::from_slice(&as_user(&vic, &["tests", "hand", "--flakiest", "--json"]).stdout).unwrap();
+    assert_eq!(f["quarantine"]["quarantined"], serde_json::json!([]));
+    assert_eq!((f["quarantine"]["changes"][0]["change"].as_str(), f["quarantine"]["changes"][0]["by"].as_str()), (Some("released"), Some("mia")));
+    let out = as_user(&mia, &["tests", "release", "hand", "t_slow"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not quarantined"), "{}", String::from_utf8_lossy(&out.stderr));
+}
