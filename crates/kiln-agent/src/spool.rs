@@ -1,11 +1,14 @@
 //! A job's log on its way to the server: masked, capped (head and tail kept, `logtail.rs`), written to a spool
-//! file first, and uploaded from there by byte offset. If the server is down
+//! file first, and uploaded from there by byte offset: whole 1 MiB frames (starting at
+//! multiples of 1 MiB) compressed with zstd, which the server keeps as they come, and the
+//! bytes around them as they are. If the server is down
 //! the bytes wait on disk and go when it is back; a retried chunk is never
 //! stored twice (the server skips bytes it already holds).
 
 use crate::client::{backoff, CallError, Client};
 use crate::logtail::Tail;
 use kiln_core::mask::Masker;
+use kiln_wire::agent::LOG_FRAMES_MAX;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,6 +21,20 @@ use tokio::sync::Notify;
 const CHUNK: usize = 4 << 20;
 /// Below this, a chunk waits a little for more output (see `upload`).
 const BATCH: usize = 1 << 20;
+/// Raw bytes per compressed frame; frames start at multiples of it (`kiln_wire::agent::LOG_FRAME`).
+const FRAME: usize = kiln_wire::agent::LOG_FRAME;
+/// zstd level of uploaded frames: fast, and what the server would have used.
+const LEVEL: i32 = 1;
+
+/// Compress `raw` (whole frames) into back-to-back zstd frames, one per `FRAME` bytes.
+fn compress_frames(raw: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(raw.len() / 8);
+    let mut c = zstd::bulk::Compressor::new(LEVEL)?;
+    for frame in raw.chunks(FRAME) {
+        out.extend_from_slice(&c.compress(frame)?);
+    }
+    Ok(out)
+}
 
 /// The writing side: takes raw output, masks secrets, enforces the limit, spools.
 pub struct LogWriter {
@@ -136,6 +153,7 @@ impl LogWriter {
 /// Upload the spool until it is closed and fully delivered, or the attempt is stale.
 pub async fn upload(shared: Arc<Shared>, client: Client, job_id: i64, attempt: i64) {
     let mut failures = 0u32;
+    let mut compress = true;
     let mut since_send = std::time::Instant::now() - Duration::from_secs(1);
     let mut file = match std::fs::File::open(&shared.path) {
         Ok(f) => f,
@@ -172,13 +190,36 @@ pub async fn upload(shared: Arc<Shared>, client: Client, job_id: i64, attempt: i
         }
         since_send = std::time::Instant::now();
         let written = shared.written.load(Ordering::SeqCst);
-        let n = ((written - delivered) as usize).min(CHUNK);
+        // Whole frames go compressed; bytes before the next frame boundary, and a last part
+        // smaller than a frame, go as they are (the server then seals them itself).
+        let frames = if compress && delivered % FRAME as u64 == 0 { ((written - delivered) / FRAME as u64).min(LOG_FRAMES_MAX as u64 / 2) as usize } else { 0 };
+        let to_boundary = FRAME - (delivered % FRAME as u64) as usize;
+        let n = if frames > 0 { frames * FRAME } else if compress { ((written - delivered) as usize).min(to_boundary) } else { ((written - delivered) as usize).min(CHUNK) };
         let mut buf = vec![0u8; n];
         if file.seek(SeekFrom::Start(delivered)).and_then(|_| file.read_exact(&mut buf)).is_err() {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         }
-        match client.log(job_id, attempt, delivered, buf).await {
+        let sent = if frames > 0 {
+            let body = match tokio::task::spawn_blocking(move || compress_frames(&buf)).await {
+                Ok(Ok(b)) => b,
+                _ => {
+                    compress = false;
+                    continue;
+                }
+            };
+            match client.log_frames(job_id, attempt, delivered, body).await {
+                Err(CallError::Refused(e)) => {
+                    tracing::info!("job {job_id}: sending the log uncompressed ({e})");
+                    compress = false;
+                    continue;
+                }
+                other => other,
+            }
+        } else {
+            client.log(job_id, attempt, delivered, buf).await
+        };
+        match sent {
             Ok(ack) => {
                 failures = 0;
                 shared.delivered.store(ack.len.max(delivered), Ordering::SeqCst);
