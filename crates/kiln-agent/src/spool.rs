@@ -150,10 +150,19 @@ impl LogWriter {
     }
 }
 
+/// `n` bytes of the spool from `at`.
+fn read_at(file: &mut std::fs::File, at: u64, n: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; n];
+    file.seek(SeekFrom::Start(at))?;
+    file.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
 /// Upload the spool until it is closed and fully delivered, or the attempt is stale.
 pub async fn upload(shared: Arc<Shared>, client: Client, job_id: i64, attempt: i64) {
     let mut failures = 0u32;
     let mut compress = true;
+    let mut ready: Option<(u64, usize, Vec<u8>)> = None;
     let mut since_send = std::time::Instant::now() - Duration::from_secs(1);
     let mut file = match std::fs::File::open(&shared.path) {
         Ok(f) => f,
@@ -192,26 +201,52 @@ pub async fn upload(shared: Arc<Shared>, client: Client, job_id: i64, attempt: i
         let written = shared.written.load(Ordering::SeqCst);
         // Whole frames go compressed; bytes before the next frame boundary, and a last part
         // smaller than a frame, go as they are (the server then seals them itself).
-        let frames = if compress && delivered % FRAME as u64 == 0 { ((written - delivered) / FRAME as u64).min(LOG_FRAMES_MAX as u64 / 2) as usize } else { 0 };
+        // Frames compressed ahead, while the last upload was on its way, go first.
+        let ahead = ready.take().filter(|(at, _, _)| compress && *at == delivered);
+        let frames = match &ahead {
+            Some((_, len, _)) => len / FRAME,
+            None if compress && delivered % FRAME as u64 == 0 => ((written - delivered) / FRAME as u64).min(LOG_FRAMES_MAX as u64 / 2) as usize,
+            None => 0,
+        };
         let to_boundary = FRAME - (delivered % FRAME as u64) as usize;
         let n = if frames > 0 { frames * FRAME } else if compress { ((written - delivered) as usize).min(to_boundary) } else { ((written - delivered) as usize).min(CHUNK) };
-        let mut buf = vec![0u8; n];
-        if file.seek(SeekFrom::Start(delivered)).and_then(|_| file.read_exact(&mut buf)).is_err() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        }
-        let sent = if frames > 0 {
-            let body = match tokio::task::spawn_blocking(move || compress_frames(&buf)).await {
-                Ok(Ok(b)) => b,
-                _ => {
-                    compress = false;
+        let buf = match ahead {
+            Some(_) => Vec::new(),
+            None => match read_at(&mut file, delivered, n) {
+                Ok(b) => b,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
+            },
+        };
+        let sent = if frames > 0 {
+            let body = match ahead {
+                Some((_, _, body)) => body,
+                None => match tokio::task::spawn_blocking(move || compress_frames(&buf)).await {
+                    Ok(Ok(b)) => b,
+                    _ => {
+                        compress = false;
+                        continue;
+                    }
+                },
             };
-            match client.log_frames(job_id, attempt, delivered, body).await {
+            // The next whole frames, if written already, are compressed while this upload goes.
+            let next_at = delivered + n as u64;
+            let next = ((written - next_at) / FRAME as u64).min(LOG_FRAMES_MAX as u64 / 2) as usize;
+            let next_raw = if next > 0 { read_at(&mut file, next_at, next * FRAME).ok() } else { None };
+            let compress_next = async move {
+                let raw = next_raw?;
+                let body = tokio::task::spawn_blocking(move || compress_frames(&raw)).await.ok()?.ok()?;
+                Some((next_at, next * FRAME, body))
+            };
+            let (sent, next) = tokio::join!(client.log_frames(job_id, attempt, delivered, body), compress_next);
+            ready = next;
+            match sent {
                 Err(CallError::Refused(e)) => {
                     tracing::info!("job {job_id}: sending the log uncompressed ({e})");
                     compress = false;
+                    ready = None;
                     continue;
                 }
                 other => other,
