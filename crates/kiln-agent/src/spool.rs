@@ -40,6 +40,8 @@ fn compress_frames(raw: &[u8]) -> std::io::Result<Vec<u8>> {
 pub struct LogWriter {
     file: std::fs::File,
     masker: Masker,
+    /// No secret to mask: output goes to the spool as it comes, not copied by the masker.
+    plain: bool,
     limit: u64,
     /// Past half the limit, output goes to the tail ring until the job ends.
     tail: Option<Tail>,
@@ -74,7 +76,8 @@ impl LogWriter {
             done: Notify::new(),
         });
         let masker = Masker::new(secrets);
-        Ok((LogWriter { file, masker, limit: if limit == 0 { u64::MAX } else { limit }, tail: None, shared: shared.clone() }, shared))
+        let plain = secrets.iter().all(|s| kiln_core::mask::forms(s).is_empty());
+        Ok((LogWriter { file, masker, plain, limit: if limit == 0 { u64::MAX } else { limit }, tail: None, shared: shared.clone() }, shared))
     }
 
     /// The first half of the limit is spooled (and uploaded) as it comes; the
@@ -126,6 +129,9 @@ impl LogWriter {
     }
 
     pub fn write(&mut self, chunk: &[u8]) {
+        if self.plain {
+            return self.put(chunk);
+        }
         let masked = self.masker.push(chunk);
         self.put(&masked);
     }
@@ -152,9 +158,12 @@ impl LogWriter {
 
 /// `n` bytes of the spool from `at`.
 fn read_at(file: &mut std::fs::File, at: u64, n: usize) -> std::io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; n];
+    let mut buf = Vec::with_capacity(n);
     file.seek(SeekFrom::Start(at))?;
-    file.read_exact(&mut buf)?;
+    file.take(n as u64).read_to_end(&mut buf)?;
+    if buf.len() < n {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
     Ok(buf)
 }
 
