@@ -97,6 +97,9 @@ impl LogWriter {
         let take = bytes.len().min(head.saturating_sub(written) as usize);
         self.spool(&bytes[..take]);
         if take < bytes.len() {
+            // Readers following the log live see why it stops growing here.
+            let note = format!("\n[kiln: the log passed half its {} byte limit: from here only its last {} bytes are kept, and they follow when the job ends]\n", self.limit, self.limit - head);
+            self.spool(note.as_bytes());
             let path = self.shared.path.with_extension("tail");
             match Tail::create(path, self.limit - head) {
                 Ok(mut t) => {
