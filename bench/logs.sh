@@ -18,7 +18,7 @@ uptime
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 URL=http://127.0.0.1:$PORT
 export KILN_SERVER=$URL KILN_TOKEN=bench-admin
-"$BIN" server --listen 127.0.0.1:$PORT --data "$T/data" --agent-token bench-agent --admin-token bench-admin --admin-password bench-pw-123 >"$T/server.log" 2>&1 &
+"$BIN" server --listen 127.0.0.1:$PORT --data "$T/data" --agent-token bench-agent --admin-token bench-admin --admin-password bench-pw-123 --allow-local-repos >"$T/server.log" 2>&1 &
 SERVER=$!
 for _ in $(seq 100); do curl -sf "$URL/login" >/dev/null && break; sleep 0.1; done
 "$BIN" agent --server "$URL" --token bench-agent --name b1 --work-dir "$T/work" >"$T/agent.log" 2>&1 &

@@ -12,7 +12,7 @@ use std::path::Path;
 const TRIES: u32 = 6;
 
 /// Whether artifacts go up after steps that ended so.
-fn wanted(when: ArtifactsWhen, outcome: &Outcome) -> bool {
+pub(crate) fn wanted(when: ArtifactsWhen, outcome: &Outcome) -> bool {
     let passed = matches!(outcome, Outcome::Passed);
     match (when, outcome) {
         (_, Outcome::Cancelled) => false,

@@ -173,6 +173,34 @@ impl Client {
         .await
     }
 
+    /// Send whole zstd frames of the log (`kiln_wire::agent::LOG_FRAME` raw bytes each) from
+    /// raw byte `offset`. A server without the route (an older one) answers `Refused`.
+    pub async fn log_frames(&self, job_id: i64, attempt: i64, offset: u64, frames: Vec<u8>) -> Result<LogAck, CallError> {
+        let req = self
+            .http
+            .post(format!("{}/api/v1/agent/jobs/{job_id}/log/zstd?attempt={attempt}&offset={offset}", self.base()))
+            .timeout(Duration::from_secs(30))
+            .header(reqwest::header::CONTENT_TYPE, "application/zstd")
+            .body(frames);
+        let (http, request) = req.bearer_auth(&self.token).build_split();
+        let request = request.map_err(|e| CallError::Refused(format!("bad request: {e}")))?;
+        let sent_to = self.servers.index_of(request.url().as_str());
+        let resp = match http.execute(request).await {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(i) = sent_to {
+                    self.servers.failed(i);
+                }
+                return Err(CallError::Unreachable(e.to_string()));
+            }
+        };
+        // No such route: the server predates compressed uploads (its own 404s say why in JSON).
+        if matches!(resp.status(), StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED) && !resp.headers().get(reqwest::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json")) {
+            return Err(CallError::Refused("the server does not take compressed log uploads".into()));
+        }
+        Self::answer(resp).await
+    }
+
     pub async fn finish(&self, job_id: i64, req: &FinishRequest) -> Result<serde_json::Value, CallError> {
         self.send(self.http.post(format!("{}/api/v1/agent/jobs/{job_id}/finish", self.base())).json(req)).await
     }

@@ -201,9 +201,20 @@ async fn run_one(step: &str, env: &BTreeMap<String, String>, dir: &Path, timeout
     end
 }
 
+/// The step's pipe: a chatty step fills it while the reader gathers, instead of waiting on it.
+const PIPE_SIZE: usize = 1 << 20;
+/// The most read at once (the output channel holds a few dozen of these at most).
+const READ_MAX: usize = 256 << 10;
+/// A read shorter than this waits a moment before the next, so a chatty step's output is read
+/// in big pieces (a few hundred reads a second, not one per write the step makes).
+const SMALL_READ: usize = 64 << 10;
+const GATHER: Duration = Duration::from_millis(2);
+
 /// Copy the pipe to the output channel until every writer is gone.
 fn pump(mut reader: std::io::PipeReader, out: mpsc::WeakSender<Vec<u8>>) {
-    let mut buf = vec![0u8; 64 * 1024];
+    // Best effort: a user past their pipe-buffer allowance keeps the default size.
+    let _ = rustix::pipe::fcntl_setpipe_size(&reader, PIPE_SIZE);
+    let mut buf = vec![0u8; READ_MAX];
     loop {
         match reader.read(&mut buf) {
             Ok(0) | Err(_) => return,
@@ -211,6 +222,10 @@ fn pump(mut reader: std::io::PipeReader, out: mpsc::WeakSender<Vec<u8>>) {
                 let Some(tx) = out.upgrade() else { return };
                 if tx.blocking_send(buf[..n].to_vec()).is_err() {
                     return;
+                }
+                drop(tx);
+                if n < SMALL_READ {
+                    std::thread::sleep(GATHER);
                 }
             }
         }

@@ -15,7 +15,7 @@ use crate::sandbox::{Access, Isolation, Sandbox};
 use crate::testloop::{run_body, Body, ShardEvent};
 use kiln_core::expand::{expand, PlannedJob};
 use kiln_core::state::{resolve_dependents, JobStatus};
-use kiln_wire::agent::{JobAssignment, TestsAssignment};
+use kiln_wire::agent::{ArtifactsAssignment, ArtifactsWhen, JobAssignment, TestsAssignment};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -135,8 +135,8 @@ fn assignment(pj: &PlannedJob, index: usize, dir: &Path) -> JobAssignment {
         secrets: Vec::new(),
         log_limit: 0,
         package: None,
-        artifacts: None,
-        has_needs: false,
+        artifacts: artifacts_spec(&pj.artifacts, pj.artifacts_when),
+        has_needs: !pj.needs.is_empty(),
         network: pj.network == kiln_core::pipeline::Network::On,
         tests: pj.tests.as_ref().map(|t| TestsAssignment {
             list: t.list.clone(),
@@ -149,20 +149,91 @@ fn assignment(pj: &PlannedJob, index: usize, dir: &Path) -> JobAssignment {
     }
 }
 
+/// The pipeline's `artifacts:` as an agent gets it (None when the job keeps nothing).
+fn artifacts_spec(paths: &[String], when: kiln_core::pipeline::ArtifactsWhen) -> Option<ArtifactsAssignment> {
+    use kiln_core::pipeline::ArtifactsWhen as W;
+    (!paths.is_empty()).then(|| ArtifactsAssignment {
+        paths: paths.to_vec(),
+        when: match when {
+            W::Always => ArtifactsWhen::Always,
+            W::OnSuccess => ArtifactsWhen::OnSuccess,
+            W::OnFailure => ArtifactsWhen::OnFailure,
+        },
+    })
+}
+
 /// Where a job runs: its folder, the repository, and the sandbox of the run (if any).
 struct Place {
     dir: PathBuf,
     work: PathBuf,
     all_work: PathBuf,
     sandbox: Option<Arc<Sandbox>>,
+    /// The jobs it needs (their kept artifacts go to `$KILN_ARTIFACTS_IN/<job>/`).
+    needs: Vec<String>,
+}
+
+/// Where `kiln run` keeps a job's artifacts: `<work>/artifacts/<job>/<name>`.
+fn kept_dir(all_work: &Path, key: &str) -> Option<PathBuf> {
+    kiln_core::paths::safe_relative(key).map(|k| all_work.join("artifacts").join(k))
+}
+
+/// Copy `from` to `to`, making its folder.
+fn copy_file(from: &Path, to: &Path) -> std::io::Result<u64> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::copy(from, to)
+}
+
+/// After the steps: keep the files the job's `artifacts:` globs name (symlinks skipped), when
+/// `when` says so, as an agent uploads them. The log says what was kept.
+fn keep_artifacts(job: &JobAssignment, src: &Path, all_work: &Path, outcome: &Outcome) -> Vec<String> {
+    let Some(spec) = &job.artifacts else { return Vec::new() };
+    if !crate::artifacts::wanted(spec.when, outcome) {
+        return Vec::new();
+    }
+    let Some(dest) = kept_dir(all_work, &job.key) else {
+        return vec![format!("kiln: artifacts of job {:?} not kept: its name cannot be a folder\n", job.key)];
+    };
+    let _ = std::fs::remove_dir_all(&dest);
+    let mut names: Vec<String> = spec.paths.iter().flat_map(|g| crate::reports::find_files(src, g)).collect();
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        return vec![format!("kiln: no files match the artifacts {:?}\n", spec.paths)];
+    }
+    names
+        .iter()
+        .map(|name| match kiln_core::paths::safe_relative(name).map(|rel| copy_file(&src.join(name), &dest.join(rel))) {
+            Some(Ok(n)) => format!("kiln: kept artifact {name} ({n} bytes)\n"),
+            Some(Err(e)) => format!("kiln: artifact {name} not kept: {e}\n"),
+            None => format!("kiln: artifact {name} not kept: the name leaves its folder\n"),
+        })
+        .collect()
+}
+
+/// Before the steps: the artifacts the jobs it needs kept, into `$KILN_ARTIFACTS_IN/<job>/<name>`.
+fn fetch_inputs(needs: &[String], all_work: &Path, work: &Path) -> Result<Vec<String>, String> {
+    let mut notes = Vec::new();
+    for need in needs {
+        let Some(from) = kept_dir(all_work, need) else { continue };
+        let Some(rel) = kiln_core::paths::safe_relative(need) else { continue };
+        let into = work.join("artifacts-in").join(rel);
+        for name in crate::reports::find_files(&from, "**") {
+            let n = copy_file(&from.join(&name), &into.join(&name)).map_err(|e| format!("failed to copy artifact {name} of {need}: {e}"))?;
+            notes.push(format!("kiln: fetched artifact {need}/{name} ({n} bytes) into $KILN_ARTIFACTS_IN\n"));
+        }
+    }
+    Ok(notes)
 }
 
 /// Run one job in `work` with its log in `log`.
 async fn run_job(job: JobAssignment, place: Place, queue: LocalShard, cancel: CancellationToken, events: Arc<dyn Fn(RunEvent) + Send + Sync>) -> Outcome {
-    let Place { dir, work, all_work, sandbox } = place;
+    let Place { dir, work, all_work, sandbox, needs } = place;
     if let Err(e) = crate::env::make_job_dir(&work, |_| {}) {
         return Outcome::Errored(format!("failed to make the job's folder {}: {e}", work.display()));
     }
+    let inputs = fetch_inputs(&needs, &all_work, &work);
     let log = match std::fs::File::create(work.join("log")) {
         Ok(f) => f,
         Err(e) => return Outcome::Errored(format!("failed to create the job's log in {}: {e}", work.display())),
@@ -178,6 +249,18 @@ async fn run_job(job: JobAssignment, place: Place, queue: LocalShard, cancel: Ca
     let jail = sandbox.as_ref().map(|s| s.jail(&work, &[(dir.as_path(), Access::Writable)], &all_work, job.network));
     let env = crate::job_env(&job, "local", &work, jail.as_ref().map(|j| j.home.as_path()));
     let key = job.key.clone();
+    let inputs = match inputs {
+        Ok(notes) => notes,
+        Err(e) => {
+            let _ = tx.send(format!("kiln: {e}\n").into_bytes()).await;
+            drop(tx);
+            let _ = writer.await;
+            return Outcome::Errored(e);
+        }
+    };
+    for note in inputs {
+        let _ = tx.send(note.into_bytes()).await;
+    }
     let on_tests = move |e: ShardEvent| events(RunEvent::Tests { key: key.clone(), event: e });
     let body = Body {
         steps: &job.steps,
@@ -193,6 +276,9 @@ async fn run_job(job: JobAssignment, place: Place, queue: LocalShard, cancel: Ca
         secrets: &[],
     };
     let outcome = run_body(&queue, &body).await;
+    for note in keep_artifacts(&job, &dir, &all_work, &outcome) {
+        let _ = tx.send(note.into_bytes()).await;
+    }
     if let Some(r) = outcome.reason() {
         let _ = tx.send(format!("\nkiln: job {}: {r}\n", outcome.status()).into_bytes()).await;
     }
@@ -251,7 +337,7 @@ pub async fn run_pipeline(cfg: &LocalRun, events: Arc<dyn Fn(RunEvent) + Send + 
             let job = assignment(pj, i, &cfg.dir);
             let work = cfg.work.join(format!("job-{}", i + 1));
             events(RunEvent::JobStarted { key: pj.key.clone(), worker });
-            let place = Place { dir: cfg.dir.clone(), work, all_work: cfg.work.clone(), sandbox: sandbox.clone() };
+            let place = Place { dir: cfg.dir.clone(), work, all_work: cfg.work.clone(), sandbox: sandbox.clone(), needs: pj.needs.clone() };
             let (cancel, ev) = (cancel.clone(), events.clone());
             running.spawn(async move {
                 let t = Instant::now();

@@ -1,11 +1,14 @@
 //! A job's log on its way to the server: masked, capped (head and tail kept, `logtail.rs`), written to a spool
-//! file first, and uploaded from there by byte offset. If the server is down
+//! file first, and uploaded from there by byte offset: whole 1 MiB frames (starting at
+//! multiples of 1 MiB) compressed with zstd, which the server keeps as they come, and the
+//! bytes around them as they are. If the server is down
 //! the bytes wait on disk and go when it is back; a retried chunk is never
 //! stored twice (the server skips bytes it already holds).
 
 use crate::client::{backoff, CallError, Client};
 use crate::logtail::Tail;
 use kiln_core::mask::Masker;
+use kiln_wire::agent::LOG_FRAMES_MAX;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,11 +21,27 @@ use tokio::sync::Notify;
 const CHUNK: usize = 4 << 20;
 /// Below this, a chunk waits a little for more output (see `upload`).
 const BATCH: usize = 1 << 20;
+/// Raw bytes per compressed frame; frames start at multiples of it (`kiln_wire::agent::LOG_FRAME`).
+const FRAME: usize = kiln_wire::agent::LOG_FRAME;
+/// zstd level of uploaded frames: fast, and what the server would have used.
+const LEVEL: i32 = 1;
+
+/// Compress `raw` (whole frames) into back-to-back zstd frames, one per `FRAME` bytes.
+fn compress_frames(raw: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(raw.len() / 8);
+    let mut c = zstd::bulk::Compressor::new(LEVEL)?;
+    for frame in raw.chunks(FRAME) {
+        out.extend_from_slice(&c.compress(frame)?);
+    }
+    Ok(out)
+}
 
 /// The writing side: takes raw output, masks secrets, enforces the limit, spools.
 pub struct LogWriter {
     file: std::fs::File,
     masker: Masker,
+    /// No secret to mask: output goes to the spool as it comes, not copied by the masker.
+    plain: bool,
     limit: u64,
     /// Past half the limit, output goes to the tail ring until the job ends.
     tail: Option<Tail>,
@@ -57,7 +76,8 @@ impl LogWriter {
             done: Notify::new(),
         });
         let masker = Masker::new(secrets);
-        Ok((LogWriter { file, masker, limit: if limit == 0 { u64::MAX } else { limit }, tail: None, shared: shared.clone() }, shared))
+        let plain = secrets.iter().all(|s| kiln_core::mask::forms(s).is_empty());
+        Ok((LogWriter { file, masker, plain, limit: if limit == 0 { u64::MAX } else { limit }, tail: None, shared: shared.clone() }, shared))
     }
 
     /// The first half of the limit is spooled (and uploaded) as it comes; the
@@ -77,6 +97,9 @@ impl LogWriter {
         let take = bytes.len().min(head.saturating_sub(written) as usize);
         self.spool(&bytes[..take]);
         if take < bytes.len() {
+            // Readers following the log live see why it stops growing here.
+            let note = format!("\n[kiln: the log passed half its {} byte limit: from here only its last {} bytes are kept, and they follow when the job ends]\n", self.limit, self.limit - head);
+            self.spool(note.as_bytes());
             let path = self.shared.path.with_extension("tail");
             match Tail::create(path, self.limit - head) {
                 Ok(mut t) => {
@@ -109,6 +132,9 @@ impl LogWriter {
     }
 
     pub fn write(&mut self, chunk: &[u8]) {
+        if self.plain {
+            return self.put(chunk);
+        }
         let masked = self.masker.push(chunk);
         self.put(&masked);
     }
@@ -133,9 +159,22 @@ impl LogWriter {
     }
 }
 
+/// `n` bytes of the spool from `at`.
+fn read_at(file: &mut std::fs::File, at: u64, n: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(n);
+    file.seek(SeekFrom::Start(at))?;
+    file.take(n as u64).read_to_end(&mut buf)?;
+    if buf.len() < n {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(buf)
+}
+
 /// Upload the spool until it is closed and fully delivered, or the attempt is stale.
 pub async fn upload(shared: Arc<Shared>, client: Client, job_id: i64, attempt: i64) {
     let mut failures = 0u32;
+    let mut compress = true;
+    let mut ready: Option<(u64, usize, Vec<u8>)> = None;
     let mut since_send = std::time::Instant::now() - Duration::from_secs(1);
     let mut file = match std::fs::File::open(&shared.path) {
         Ok(f) => f,
@@ -172,13 +211,62 @@ pub async fn upload(shared: Arc<Shared>, client: Client, job_id: i64, attempt: i
         }
         since_send = std::time::Instant::now();
         let written = shared.written.load(Ordering::SeqCst);
-        let n = ((written - delivered) as usize).min(CHUNK);
-        let mut buf = vec![0u8; n];
-        if file.seek(SeekFrom::Start(delivered)).and_then(|_| file.read_exact(&mut buf)).is_err() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        }
-        match client.log(job_id, attempt, delivered, buf).await {
+        // Whole frames go compressed; bytes before the next frame boundary, and a last part
+        // smaller than a frame, go as they are (the server then seals them itself).
+        // Frames compressed ahead, while the last upload was on its way, go first.
+        let ahead = ready.take().filter(|(at, _, _)| compress && *at == delivered);
+        let frames = match &ahead {
+            Some((_, len, _)) => len / FRAME,
+            None if compress && delivered % FRAME as u64 == 0 => ((written - delivered) / FRAME as u64).min(LOG_FRAMES_MAX as u64 / 2) as usize,
+            None => 0,
+        };
+        let to_boundary = FRAME - (delivered % FRAME as u64) as usize;
+        let n = if frames > 0 { frames * FRAME } else if compress { ((written - delivered) as usize).min(to_boundary) } else { ((written - delivered) as usize).min(CHUNK) };
+        let buf = match ahead {
+            Some(_) => Vec::new(),
+            None => match read_at(&mut file, delivered, n) {
+                Ok(b) => b,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let sent = if frames > 0 {
+            let body = match ahead {
+                Some((_, _, body)) => body,
+                None => match tokio::task::spawn_blocking(move || compress_frames(&buf)).await {
+                    Ok(Ok(b)) => b,
+                    _ => {
+                        compress = false;
+                        continue;
+                    }
+                },
+            };
+            // The next whole frames, if written already, are compressed while this upload goes.
+            let next_at = delivered + n as u64;
+            let next = ((written - next_at) / FRAME as u64).min(LOG_FRAMES_MAX as u64 / 2) as usize;
+            let next_raw = if next > 0 { read_at(&mut file, next_at, next * FRAME).ok() } else { None };
+            let compress_next = async move {
+                let raw = next_raw?;
+                let body = tokio::task::spawn_blocking(move || compress_frames(&raw)).await.ok()?.ok()?;
+                Some((next_at, next * FRAME, body))
+            };
+            let (sent, next) = tokio::join!(client.log_frames(job_id, attempt, delivered, body), compress_next);
+            ready = next;
+            match sent {
+                Err(CallError::Refused(e)) => {
+                    tracing::info!("job {job_id}: sending the log uncompressed ({e})");
+                    compress = false;
+                    ready = None;
+                    continue;
+                }
+                other => other,
+            }
+        } else {
+            client.log(job_id, attempt, delivered, buf).await
+        };
+        match sent {
             Ok(ack) => {
                 failures = 0;
                 shared.delivered.store(ack.len.max(delivered), Ordering::SeqCst);

@@ -3,7 +3,7 @@
 //  - [data-live-src] elements are re-fetched (the same page with ?partial=1) when the
 //    event stream (/api/v1/events, server-sent events) says something changed.
 //  - On a build page, #log-panel streams the selected job's log, at any size: it opens at
-//    the tail (the last 256 KiB, live while the job runs), loads earlier parts as the
+//    the tail (its last 32 KiB, live while the job runs), loads earlier parts as the
 //    reader scrolls up, searches on the server and jumps to a line (#L12 links too), and
 //    never holds the whole log; ANSI colours, follow that stops when the reader scrolls
 //    up, raw download; #tests
@@ -119,6 +119,9 @@
     rest: "", style: {}, done: false, busy: false, again: false, follow: true, target: null, partialEl: null,
     top: null, topLine: 1, loadingUp: false, len: 0 };
   const WINDOW = 256 * 1024;
+  // The first paint of a log's end: a few screens, drawn at once; earlier lines come on scrolling up.
+  // The build page preloads this very slice (templates/build.html), so it is on its way before the script runs.
+  const FIRST = 32768;
   const followBtn = $("#follow");
   function atBottom() { return box.scrollHeight - box.scrollTop - box.clientHeight < 30; }
   function atNearBottom() { return box.scrollHeight - box.scrollTop - box.clientHeight < 600; }
@@ -219,7 +222,7 @@
   // The first slice: the tail, or the part holding the line asked for (#L123). Sets where the view starts.
   async function openAt() {
     const m = /^L(\d+)$/.exec(log.target || "");
-    const q = m ? `line=${Math.max(1, +m[1] - 200)}&max=${WINDOW}` : `tail=${WINDOW}`;
+    const q = m ? `line=${Math.max(1, +m[1] - 200)}&max=${WINDOW}` : `tail=${FIRST}`;
     const r = await fetch(`/api/v1/jobs/${log.job}/log?attempt=${log.attempt}&${q}`, { credentials: "same-origin" });
     if (!r.ok) return false;
     const s = await r.json();

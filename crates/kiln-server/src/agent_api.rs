@@ -26,6 +26,7 @@ pub fn routes() -> Routes {
         .post("/api/v1/agent/heartbeat", heartbeat)
         .post("/api/v1/agent/wait", wait)
         .with("POST", "/api/v1/agent/jobs/{id}/log", axum::routing::post(log).layer(axum::extract::DefaultBodyLimit::max(LOG_CHUNK_MAX)))
+        .with("POST", "/api/v1/agent/jobs/{id}/log/zstd", axum::routing::post(log_zstd).layer(axum::extract::DefaultBodyLimit::max(LOG_CHUNK_MAX)))
         .post("/api/v1/agent/jobs/{id}/finish", finish)
         .post("/api/v1/agent/jobs/{id}/release", release)
 }
@@ -67,6 +68,37 @@ struct LogAt {
 async fn log(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Query(at): Query<LogAt>, body: Bytes) -> AppResult<Json<LogAck>> {
     let len = jobs::append_log(&st, AgentAttempt { job_id, attempt: at.attempt, agent: &agent.name }, at.offset, &body).await?;
     Ok(Json(LogAck { len }))
+}
+
+/// Whole zstd frames of the log from raw byte `offset`: each must decompress to at most
+/// `LOG_FRAME` bytes, at most `LOG_FRAMES_MAX` of them. Stored as they came where they start a
+/// segment of the log files (no second compression on the server).
+async fn log_zstd(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Query(at): Query<LogAt>, body: Bytes) -> AppResult<Json<LogAck>> {
+    let frames = tokio::task::spawn_blocking(move || split_frames(&body))
+        .await
+        .map_err(|e| crate::error::AppError::Internal(e.to_string()))?
+        .map_err(|e| crate::error::AppError::BadRequest(format!("log upload of job {job_id}: {e}")))?;
+    let len = jobs::append_log_frames(&st, AgentAttempt { job_id, attempt: at.attempt, agent: &agent.name }, at.offset, frames).await?;
+    Ok(Json(LogAck { len }))
+}
+
+/// Split back-to-back zstd frames, each with what it decompresses to.
+fn split_frames(mut body: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        if out.len() == LOG_FRAMES_MAX {
+            return Err(format!("more than {LOG_FRAMES_MAX} zstd frames in one upload"));
+        }
+        let n = zstd::zstd_safe::find_frame_compressed_size(body).map_err(|_| format!("frame {} is not a whole zstd frame", out.len() + 1))?;
+        let frame = &body[..n];
+        let raw = zstd::bulk::decompress(frame, LOG_FRAME).map_err(|e| format!("frame {} does not decompress to at most {LOG_FRAME} bytes: {e}", out.len() + 1))?;
+        out.push((frame.to_vec(), raw));
+        body = &body[n..];
+    }
+    if out.is_empty() {
+        return Err("no zstd frames in the upload".into());
+    }
+    Ok(out)
 }
 
 async fn finish(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<FinishRequest>) -> AppResult<Json<serde_json::Value>> {

@@ -21,7 +21,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// Raw bytes per compressed frame: the most a read decompresses at once.
-pub const SEGMENT: usize = 1 << 20;
+pub const SEGMENT: usize = kiln_wire::agent::LOG_FRAME;
 const ENTRY: usize = 32;
 const LEVEL: i32 = 1;
 
@@ -193,6 +193,46 @@ impl LogFiles {
         }
         open.seek(SeekFrom::Start(0))?;
         open.write_all(data)
+    }
+
+    /// Append zstd frames the agent compressed (`frames`: each frame's bytes and what it
+    /// decompresses to, already checked), starting at raw byte `offset`. When the files end
+    /// exactly there with no open bytes, each frame is kept as it came (one sealed segment,
+    /// not compressed again); otherwise their bytes go through [`LogFiles::append`].
+    pub fn append_frames(&self, job_id: i64, attempt: i64, offset: u64, frames: &[(Vec<u8>, Vec<u8>)]) -> io::Result<()> {
+        let dir = self.dir(job_id, attempt);
+        std::fs::create_dir_all(&dir)?;
+        let entries = Self::entries(&dir)?;
+        let sealed_len = entries.last().map_or(0, Entry::raw_end);
+        let zst_len = entries.last().map_or(0, Entry::zst_end);
+        let open_len = match std::fs::metadata(dir.join("open")) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(e),
+        };
+        if open_len > 0 || sealed_len != offset || frames.iter().any(|(_, raw)| raw.is_empty() || raw.len() > SEGMENT) {
+            let mut at = offset;
+            for (_, raw) in frames {
+                self.append(job_id, attempt, at, raw)?;
+                at += raw.len() as u64;
+            }
+            return Ok(());
+        }
+        let mut sealed = OpenOptions::new().create(true).write(true).truncate(false).open(dir.join("sealed"))?;
+        sealed.set_len(zst_len)?; // drop a frame half-written before a crash
+        sealed.seek(SeekFrom::End(0))?;
+        let mut index = OpenOptions::new().create(true).write(true).truncate(false).open(dir.join("index"))?;
+        index.set_len((entries.len() * ENTRY) as u64)?;
+        index.seek(SeekFrom::End(0))?;
+        let (mut raw_start, mut zst_start) = (sealed_len, zst_len);
+        for (zst, raw) in frames {
+            sealed.write_all(zst)?;
+            let e = Entry { raw_start, zst_start, zst_len: zst.len() as u32, raw_len: raw.len() as u32, lines: memchr::memchr_iter(b'\n', raw).count() as u64 };
+            index.write_all(&e.encode())?;
+            raw_start = e.raw_end();
+            zst_start = e.zst_end();
+        }
+        Ok(())
     }
 
     /// Read at most `max` bytes from `offset`, not past `end` (the accepted length).
@@ -482,6 +522,43 @@ mod tests {
         assert_eq!(lf.read(2, 1, 0, usize::MAX, all.len() as u64).unwrap(), all);
         // Files shorter than what the database accepted are an error, not a silent gap.
         assert!(lf.append(3, 1, 10, b"x").is_err());
+    }
+
+    fn frames(raw: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        raw.chunks(SEGMENT).map(|c| (zstd::bulk::compress(c, 1).unwrap(), c.to_vec())).collect()
+    }
+
+    #[test]
+    fn agent_frames_are_kept_as_they_came_where_a_segment_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let lf = LogFiles::new(dir.path());
+        let data = sample(5 * SEGMENT + 777);
+        let seg = SEGMENT as u64;
+        let all = frames(&data[..4 * SEGMENT]);
+        let (two, rest) = all.split_at(2);
+        lf.append_frames(5, 1, 0, two).unwrap();
+        let sealed = std::fs::read(dir.path().join("5/1/sealed")).unwrap();
+        assert_eq!(sealed, [two[0].0.clone(), two[1].0.clone()].concat(), "the frames are the segments, byte for byte");
+        // Raw bytes that end mid-segment, then frames that do not start a segment: their
+        // bytes are stored all the same.
+        lf.append(5, 1, 2 * seg, &data[2 * SEGMENT..2 * SEGMENT + 10]).unwrap();
+        let skip = 10;
+        let tail: Vec<u8> = rest.iter().flat_map(|(_, r)| r.clone()).collect();
+        lf.append(5, 1, 2 * seg + 10, &tail[skip..SEGMENT]).unwrap(); // fills segment 3: sealed by the server
+        lf.append_frames(5, 1, 3 * seg, &rest[1..]).unwrap();
+        // A frame resent over bytes the files hold is not stored twice.
+        lf.append_frames(5, 1, 3 * seg, &rest[1..]).unwrap();
+        lf.append(5, 1, 4 * seg, &data[4 * SEGMENT..]).unwrap();
+        let total = data.len() as u64;
+        assert_eq!(lf.len(5, 1).unwrap(), total);
+        assert_eq!(lf.read(5, 1, 0, usize::MAX, total).unwrap(), data);
+        let want = data.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+        assert_eq!(lf.line_at(5, 1, total, total).unwrap(), want, "line counts of kept frames are right");
+        // Frames past where the files end, or starting inside the open bytes, go through `append`.
+        lf.append(6, 1, 0, &data[..100]).unwrap();
+        let f = frames(&data[..2 * SEGMENT]);
+        lf.append_frames(6, 1, 0, &f).unwrap();
+        assert_eq!(lf.read(6, 1, 0, usize::MAX, 2 * seg).unwrap(), &data[..2 * SEGMENT]);
     }
 
     #[test]

@@ -34,6 +34,23 @@ impl AppendOutcome {
     }
 }
 
+/// A log chunk as an agent sends it.
+enum LogChunk<'a> {
+    Raw(&'a [u8]),
+    /// zstd frames: each frame's bytes and what it decompresses to.
+    Frames(Vec<(Vec<u8>, Vec<u8>)>),
+}
+
+impl LogChunk<'_> {
+    /// Raw bytes it carries.
+    fn len(&self) -> u64 {
+        match self {
+            LogChunk::Raw(d) => d.len() as u64,
+            LogChunk::Frames(f) => f.iter().map(|(_, raw)| raw.len() as u64).sum(),
+        }
+    }
+}
+
 /// A slice of a log read back.
 #[derive(Debug, Clone)]
 pub struct LogRead {
@@ -100,6 +117,17 @@ impl Store {
     /// the accepted length, updated last, inside the transaction that holds the
     /// row (so appends to one attempt take turns, across servers too).
     pub async fn append_log(&self, by: AgentAttempt<'_>, offset: u64, data: &[u8]) -> Result<AppendOutcome> {
+        self.append_chunk(by, offset, LogChunk::Raw(data)).await
+    }
+
+    /// [`Store::append_log`] for zstd frames the agent compressed (each frame's bytes and what
+    /// it decompresses to, checked by the caller): same offsets, fencing and skipping; frames
+    /// that start where the files end are kept as they came (`LogFiles::append_frames`).
+    pub async fn append_log_frames(&self, by: AgentAttempt<'_>, offset: u64, frames: Vec<(Vec<u8>, Vec<u8>)>) -> Result<AppendOutcome> {
+        self.append_chunk(by, offset, LogChunk::Frames(frames)).await
+    }
+
+    async fn append_chunk(&self, by: AgentAttempt<'_>, offset: u64, chunk: LogChunk<'_>) -> Result<AppendOutcome> {
         let AgentAttempt { job_id, attempt, agent } = by;
         let _w = self.write_turn().await;
         let mut tx = self.begin_write().await?;
@@ -125,7 +153,7 @@ impl Store {
             tracing::warn!("job {job_id} attempt {attempt}: this server's log files hold {have} of {len} bytes (is the files folder shared by every server?): asking the agent again");
         }
         let base = len.min(have);
-        let end = offset + data.len() as u64;
+        let end = offset + chunk.len();
         if end <= base {
             return Ok(AppendOutcome::Duplicate(len));
         }
@@ -133,10 +161,21 @@ impl Store {
             return Err(StoreError::Gap { expected: base, got: offset });
         }
         crate::queue::held_by(&mut tx, by).await?;
-        let fresh = data[(base - offset) as usize..].to_vec();
         let end = end.max(len);
         let files = self.logs.clone();
-        tokio::task::spawn_blocking(move || files.append(job_id, attempt, base, &fresh))
+        let skip = (base - offset) as usize;
+        let write: Box<dyn FnOnce() -> std::io::Result<()> + Send> = match chunk {
+            LogChunk::Frames(frames) if skip == 0 => Box::new(move || files.append_frames(job_id, attempt, base, &frames)),
+            LogChunk::Frames(frames) => {
+                let raw: Vec<u8> = frames.into_iter().flat_map(|(_, raw)| raw).skip(skip).collect();
+                Box::new(move || files.append(job_id, attempt, base, &raw))
+            }
+            LogChunk::Raw(data) => {
+                let fresh = data[skip..].to_vec();
+                Box::new(move || files.append(job_id, attempt, base, &fresh))
+            }
+        };
+        tokio::task::spawn_blocking(write)
             .await
             .map_err(|e| StoreError::Corrupt(format!("log writer failed: {e}")))?
             .map_err(|e| StoreError::Corrupt(format!("failed to write the log of job {job_id}: {e}")))?;
@@ -148,6 +187,42 @@ impl Store {
             .await?;
         tx.commit().await?;
         Ok(AppendOutcome::Stored(end))
+    }
+
+    /// Logs kept before logs moved to files (rows of `log_chunks`, byte offset `pos`) move into
+    /// the files, so an upgraded server shows old builds' logs. Attempt by attempt, each in a write
+    /// transaction that holds the attempt's row (as appends do): the rows are deleted only once
+    /// the files hold their bytes, and a move cut short starts over where the files stop (bytes
+    /// they already hold are skipped), so running it again is harmless. Returns the attempts moved.
+    pub async fn move_old_logs(&self) -> Result<u64> {
+        let attempts: Vec<(i64, i64)> = sqlx::query_as("SELECT DISTINCT job_id, attempt FROM log_chunks ORDER BY job_id, attempt").fetch_all(self.pool()).await?;
+        let mut moved = 0;
+        for (job_id, attempt) in attempts {
+            let _w = self.write_turn().await;
+            let mut tx = self.begin_write().await?;
+            sqlx::query("UPDATE attempts SET log_len = log_len WHERE job_id = $1 AND attempt = $2").bind(job_id).bind(attempt).execute(&mut *tx).await?;
+            let mut after = -1i64;
+            loop {
+                // A few rows at a time: memory stays bounded whatever the log's size.
+                let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as("SELECT pos, data FROM log_chunks WHERE job_id = $1 AND attempt = $2 AND pos > $3 ORDER BY pos LIMIT 16")
+                    .bind(job_id)
+                    .bind(attempt)
+                    .bind(after)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let Some(last) = rows.last().map(|r| r.0) else { break };
+                after = last;
+                let files = self.logs.clone();
+                tokio::task::spawn_blocking(move || rows.iter().try_for_each(|(pos, data)| files.append(job_id, attempt, *pos as u64, data)))
+                    .await
+                    .map_err(|e| StoreError::Corrupt(format!("log writer failed: {e}")))?
+                    .map_err(|e| StoreError::Corrupt(format!("failed to move the old log of job {job_id} attempt {attempt} into its files: {e}")))?;
+            }
+            sqlx::query("DELETE FROM log_chunks WHERE job_id = $1 AND attempt = $2").bind(job_id).bind(attempt).execute(&mut *tx).await?;
+            tx.commit().await?;
+            moved += 1;
+        }
+        Ok(moved)
     }
 
     /// Bytes of an attempt's log the store has accepted (0 for an unknown attempt).

@@ -22,6 +22,13 @@ pub mod agent {
     /// The largest log chunk one upload may carry (agents send up to 4 MiB).
     pub const LOG_CHUNK_MAX: usize = 8 << 20;
 
+    /// Raw bytes per zstd frame of a compressed log upload (`POST …/log/zstd`): the agent
+    /// compresses whole frames starting at multiples of this offset, and the server keeps each
+    /// frame as one segment of its log files, as it came.
+    pub const LOG_FRAME: usize = 1 << 20;
+    /// The most frames one compressed upload may carry.
+    pub const LOG_FRAMES_MAX: usize = 8;
+
     /// The largest JUnit report one upload may carry; the server answers 413 past it.
     pub const JUNIT_LIMIT: usize = 8 << 20;
 

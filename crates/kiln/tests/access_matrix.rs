@@ -128,7 +128,7 @@ fn fill(w: &World, method: &str, path: &str, caller: &str, n: usize) -> String {
         p = p.replace("{name}", &name);
     }
     // An agent's write names attempt 1 of a job it does not hold.
-    if path.ends_with("/log") && path.starts_with("/api/v1/agent/") {
+    if (path.ends_with("/log") || path.ends_with("/log/zstd")) && path.starts_with("/api/v1/agent/") {
         p.push_str("?attempt=1&offset=0");
     }
     if path.ends_with("/tests/report") {
@@ -177,6 +177,7 @@ fn body(w: &World, method: &str, path: &str, caller: &str) -> (String, Vec<u8>) 
         ("POST", "/account/password") => form("current=wrong-password&password=a-new-password-1".into()),
         ("POST", "/login") => form("name=admin&password=wrong".into()),
         ("POST", "/api/v1/agent/jobs/{id}/log") => ("application/octet-stream".into(), b"All tests passed (forged)\n".to_vec()),
+        ("POST", "/api/v1/agent/jobs/{id}/log/zstd") => ("application/zstd".into(), zstd::bulk::compress(b"All tests passed (forged)\n", 1).unwrap()),
         ("POST", "/api/v1/agent/jobs/{id}/tests/report") => ("application/xml".into(), br#"<testsuite name="s"><testcase classname="c" name="t"/></testsuite>"#.to_vec()),
         ("POST", p) if p.starts_with("/api/v1/agent/") => json(format!(
             r#"{{"attempt":1,"status":"passed","exit_code":0,"reason":null,"log_len":0,"batch_id":1,"ids":["t"],"jobs":[{{"job_id":{},"attempt":1}}],"name":"x","labels":{{}},"concurrency":1,"protocol":{}}}"#,

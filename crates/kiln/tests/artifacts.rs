@@ -140,3 +140,45 @@ fn uploads_are_limited_named_safely_atomic_and_private() {
     let r = http::send(&k.url, "PUT", &format!("/api/v1/agent/jobs/{job}/artifacts?attempt={}&name=x.bin", attempt + 1), &[("Authorization", &auth)], b"x", false);
     assert_eq!(r.status, 409, "{}", r.text());
 }
+
+/// `kiln run` passes artifacts downstream as a server build does: a job that `needs` one with
+/// `artifacts:` finds its files in `$KILN_ARTIFACTS_IN/<job>/<name>` (and only those files, only
+/// when `when` kept them); a job that needs nothing finds the folder empty.
+#[test]
+fn kiln_run_passes_artifacts_to_jobs_that_need_them() {
+    let k = Kiln::start();
+    let pipeline = r#"jobs:
+  up:
+    artifacts: ["out/*.bin"]
+    steps:
+      - mkdir -p out && head -c 200000 /dev/urandom > out/blob.bin && echo other > out/skip.txt
+      - sha256sum out/blob.bin | cut -c1-64 > up.sum
+  down:
+    needs: [up]
+    steps:
+      - test "$(sha256sum "$KILN_ARTIFACTS_IN/up/out/blob.bin" | cut -c1-64)" = "$(cat up.sum)"
+      - test ! -e "$KILN_ARTIFACTS_IN/up/out/skip.txt"
+      - echo DOWN-READ-IT
+  lone:
+    steps:
+      - test -z "$(ls -A "$KILN_ARTIFACTS_IN")"
+  broken:
+    artifacts: {paths: [fail.log], when: on_success}
+    steps: ["echo x > fail.log; exit 3"]
+  after:
+    needs: [broken]
+    steps: ["true"]
+"#;
+    let repo = k.repo("localart", pipeline);
+    let work = k.path("run-work");
+    let out = std::process::Command::new(BIN).args(["run", "--isolation", "none", "-j", "2", "--work-dir"]).arg(&work).arg(&repo).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let status = |key: &str| text.lines().find(|l| l.split_whitespace().any(|w| w == key)).unwrap_or("").to_string();
+    assert_eq!(out.status.code(), Some(1), "only `broken` fails: {text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(status("down").contains("passed"), "the downstream job read the upstream artifact byte for byte: {text}");
+    assert!(status("lone").contains("passed"), "a job that needs nothing has an empty KILN_ARTIFACTS_IN: {text}");
+    let logs: String = std::fs::read_dir(&work).unwrap().flatten().filter_map(|e| std::fs::read_to_string(e.path().join("log")).ok()).collect();
+    assert!(logs.contains("kiln: fetched artifact up/out/blob.bin (200000 bytes) into $KILN_ARTIFACTS_IN"), "{logs}");
+    assert!(logs.contains("DOWN-READ-IT"), "{logs}");
+    assert!(!logs.contains("kept artifact fail.log"), "an on_success artifact of a failed job is not kept: {logs}");
+}

@@ -205,6 +205,7 @@ fn secrets_are_masked_in_test_results_status_and_notifications() {
         b64=$(printf %s "$LEAKY" | base64 -w0)
         printf '<testsuite name="s"><testcase classname="c" name="t %s"><failure message="got %s">%s %s</failure><system-out>%s</system-out></testcase></testsuite>' "$LEAKY" "$LEAKY" "$b64" "$LEAKY" "$LEAKY" > "$KILN_JUNIT_DIR/r.xml"
         echo "log: $LEAKY $b64"
+        printf 'split: %s' "${LEAKY:0:7}"; sleep 0.5; printf '%s :end\n' "${LEAKY:7}"
         exit 1
 "#,
     );
@@ -238,6 +239,7 @@ fn secrets_are_masked_in_test_results_status_and_notifications() {
             assert!(!text.contains(f.as_str()), "{what} shows the secret as {f:?}:\n{text}");
         }
     }
+    assert!(log.contains("split: *** :end"), "a secret the step wrote in two parts, read apart, is masked whole: {log}");
     assert!(agents.contains("deploying with ***"), "{agents}");
     assert!(tests.contains("got ***"), "{tests}");
     assert!(notified.join("\n").contains("got ***"), "{notified:?}");

@@ -107,3 +107,44 @@ fn sharded_tests_and_their_results_on_postgresql() {
     assert_eq!(page.0, 200);
     assert!(page.1.contains("t3 broke") || page.1.contains("id=\"tests\""), "the build page renders on PostgreSQL");
 }
+
+/// Logs an older kiln kept in `log_chunks` rows on PostgreSQL move into the log files at start
+/// and read back whole; the rows go.
+#[test]
+fn old_logs_in_the_database_are_readable_after_upgrade_on_postgresql() {
+    let db = fresh_database();
+    let mut k = Kiln::start_with(&["--database", &db]);
+    k.agent("a1", &[]);
+    let repo = k.repo("oldpg", "jobs:\n  a:\n    steps: [\"for i in $(seq 1 3000); do echo A-line-$i; done\"]\n");
+    k.add_project("oldpg", &repo, &[]);
+    let id = k.trigger("oldpg");
+    let b = k.wait_build(id, 120);
+    assert_eq!(b["status"], "passed", "{b}");
+    let job = Kiln::job(&b, "a")["id"].as_i64().unwrap();
+    let raw = |k: &Kiln| http("GET", &format!("{}/api/v1/jobs/{job}/raw?attempt=1", k.url), &[("Authorization", &format!("Bearer {ADMIN}"))], b"");
+    let (status, log) = raw(&k);
+    assert_eq!(status, 200);
+    assert!(log.contains("A-line-3000\n"), "{log}");
+    k.kill_server();
+    // What an older kiln left: the log as rows by byte offset, no files.
+    std::fs::remove_dir_all(k.path("data").join("logs").join(job.to_string())).unwrap();
+    let bytes = log.as_bytes();
+    let size = bytes.len() / 3 + 1;
+    let mut sql = String::from("BEGIN;");
+    for (i, chunk) in bytes.chunks(size).enumerate() {
+        let hex: String = chunk.iter().map(|c| format!("{c:02x}")).collect();
+        sql.push_str(&format!("INSERT INTO log_chunks (job_id, attempt, pos, data) VALUES ({job}, 1, {}, decode('{hex}', 'hex'));", i * size));
+    }
+    sql.push_str("COMMIT;");
+    let psql = |sql: &str| {
+        let out = Command::new("psql").args([db.as_str(), "-qtAc", sql]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    psql(&sql);
+    assert_eq!(psql("SELECT COUNT(*) FROM log_chunks"), "3");
+    k.restart_server();
+    k.wait_for("the server", 20, || http("GET", &format!("{}/login", k.url), &[], b"").0 == 200);
+    assert_eq!(raw(&k).1, log, "the old log reads back whole");
+    assert_eq!(psql("SELECT COUNT(*) FROM log_chunks"), "0", "the rows are gone once moved");
+}

@@ -253,6 +253,9 @@ fn an_output_flood_keeps_its_head_and_tail_with_a_marker_between() {
     assert!(marker.contains("200000 byte limit"), "{marker}");
     let (head, tail) = logs.split_once(marker).unwrap();
     assert!(head.contains("FIRST-LINE") && tail.contains("LAST-LINE"));
+    // While the job ran, a reader following the log saw why it stopped growing.
+    let note = head.lines().rev().find(|l| !l.is_empty()).unwrap_or("");
+    assert!(note.starts_with("[kiln: the log passed half its 200000 byte limit") && note.contains("last 100000 bytes are kept"), "{note:?}");
 }
 
 #[test]

@@ -97,12 +97,28 @@ pub async fn control(st: &AppState, agent: &AgentRow, req: &WaitRequest) -> AppR
 
 /// Store a chunk of the log at its byte offset; answers how many bytes the server holds.
 pub async fn append_log(st: &AppState, by: AgentAttempt<'_>, offset: u64, body: &[u8]) -> AppResult<u64> {
-    // The agent truncates past the limit; this only guards against an agent that does not.
-    if st.cfg.log_limit > 0 && offset + body.len() as u64 > st.cfg.log_limit + (1 << 20) {
+    check_log_limit(st, &by, offset, body.len() as u64)?;
+    let out = st.store.append_log(by, offset, body).await?;
+    Ok(logged(st, by.job_id, offset, out).await)
+}
+
+/// [`append_log`] for whole zstd frames (each frame's bytes and what it decompresses to).
+pub async fn append_log_frames(st: &AppState, by: AgentAttempt<'_>, offset: u64, frames: Vec<(Vec<u8>, Vec<u8>)>) -> AppResult<u64> {
+    check_log_limit(st, &by, offset, frames.iter().map(|(_, raw)| raw.len() as u64).sum())?;
+    let out = st.store.append_log_frames(by, offset, frames).await?;
+    Ok(logged(st, by.job_id, offset, out).await)
+}
+
+/// The agent truncates past the limit; this only guards against an agent that does not.
+fn check_log_limit(st: &AppState, by: &AgentAttempt<'_>, offset: u64, len: u64) -> AppResult<()> {
+    if st.cfg.log_limit > 0 && offset + len > st.cfg.log_limit + (1 << 20) {
         return Err(AppError::TooLarge(format!("job {} log passes the {} byte limit", by.job_id, st.cfg.log_limit)));
     }
-    let job_id = by.job_id;
-    let out = st.store.append_log(by, offset, body).await?;
+    Ok(())
+}
+
+/// After an append: tell the log's readers; answers the bytes the server holds.
+async fn logged(st: &AppState, job_id: i64, offset: u64, out: kiln_store::AppendOutcome) -> u64 {
     if let kiln_store::AppendOutcome::Stored(held) = out {
         if let Ok(j) = st.store.job(job_id).await {
             let mut ev = Event::new(EventKind::Log, j.build_id, Some(job_id), "", "running");
@@ -110,7 +126,7 @@ pub async fn append_log(st: &AppState, by: AgentAttempt<'_>, offset: u64, body: 
             st.emit_event(ev);
         }
     }
-    Ok(out.held())
+    out.held()
 }
 
 /// Finish the agent's attempt (only once the server holds its whole log); settles the build,
