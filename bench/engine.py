@@ -46,7 +46,7 @@ def rss_mb(pid, field="VmHWM"):
 
 try:
     server = subprocess.Popen([BIN, "server", "--listen", f"127.0.0.1:{port}", "--data", f"{tmp}/data", "--agent-token", "bench",
-                               "--admin-token", TOKEN], stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/server.log", "w"))
+                               "--admin-token", TOKEN, "--allow-local-repos"], stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/server.log", "w"))
     procs.append(server)
     for _ in range(100):
         try:

@@ -55,7 +55,7 @@ pub use notify::{DeliveryOutcome, NewNotification, NotificationRow, Unnotified};
 pub use projects::ProjectRow;
 pub use retention::DiskUse;
 pub use sealed::{is_sealed, SecretKey};
-pub use queue::{AgentAttempt, Claimed, FinishOutcome, JobRow, LeaseExpiry, NewJob};
+pub use queue::{AgentAttempt, Claimed, Demand, CLAIM_HORIZON, FinishOutcome, JobRow, LeaseExpiry, NewJob};
 pub use testqueue::{BatchSummary, TestClaim, TestGroup};
 pub use testresults::{TestResultRow, TestStatsRow};
 pub use testview::{TestOverview, TestViewLimits};

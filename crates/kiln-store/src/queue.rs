@@ -76,9 +76,25 @@ pub struct LeaseExpiry {
     pub requeued: bool,
 }
 
+/// What one ready job asks of the agent that takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Demand {
+    pub requires: BTreeMap<String, String>,
+    pub project: String,
+}
+
+impl Demand {
+    /// Whether `agent` may take this job: the one test a claim applies.
+    pub fn fits(&self, agent: &AgentRow) -> bool {
+        kiln_core::labels::matches(&self.requires, &agent.labels) && agent.may_serve(&self.project)
+    }
+}
+
 /// The queue is read in pages of this many jobs, at most this many pages per claim.
 const CLAIM_PAGE: i64 = 32;
 const CLAIM_PAGES: usize = 16;
+/// The most ready jobs a claim considers.
+pub const CLAIM_HORIZON: usize = CLAIM_PAGE as usize * CLAIM_PAGES;
 
 const COLS: &str = "id, build_id, job_key, name, status, ready, spec, requires, needs, attempt, max_attempts, agent_name, \
 lease_until, cancel_requested, exit_code, reason, created_at, queued_at, started_at, finished_at";
@@ -308,12 +324,26 @@ impl Store {
         Ok(None)
     }
 
+    /// What the ready jobs a claim would consider ask for, oldest first: each one's required
+    /// labels and project, at most `limit` (and never past the claim's own horizon). The server
+    /// wakes as many waiting agents as these let take a job (`kiln_server::waiters`).
+    pub async fn ready_demands(&self, limit: usize) -> Result<Vec<Demand>> {
+        let rows = sqlx::query(
+            "SELECT j.requires, p.name AS project FROM jobs j JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id \
+             WHERE j.status = 'queued' AND j.ready = 1 ORDER BY j.id LIMIT $1",
+        )
+        .bind(limit.min(CLAIM_HORIZON) as i64)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|r| Ok(Demand { requires: json_map(&r.try_get::<String, _>("requires")?)?, project: r.try_get("project")? })).collect()
+    }
+
     /// Try the candidates in order; the first one this agent may run and can take wins.
     async fn claim_first(&self, a: &AgentRow, lease_ms: i64, candidates: &[sqlx::any::AnyRow]) -> Result<Option<Claimed>> {
         let agent = a.name.as_str();
         for c in candidates {
-            let requires = json_map(&c.try_get::<String, _>("requires")?)?;
-            if !kiln_core::labels::matches(&requires, &a.labels) || !a.may_serve(&c.try_get::<String, _>("project")?) {
+            let demand = Demand { requires: json_map(&c.try_get::<String, _>("requires")?)?, project: c.try_get("project")? };
+            if !demand.fits(a) {
                 continue;
             }
             let id: i64 = c.try_get("id")?;
