@@ -382,6 +382,8 @@ impl Store {
                 .bind(job.build_id)
                 .execute(&mut *tx)
                 .await?;
+            // The agent is seen in the same write, not in one of its own.
+            sqlx::query("UPDATE agents SET last_seen = $1 WHERE id = $2").bind(now).bind(a.id).execute(&mut *tx).await?;
             tx.commit().await?;
             return Ok(Some(Claimed { job }));
         }

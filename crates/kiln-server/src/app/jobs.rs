@@ -33,8 +33,11 @@ pub async fn claim(st: &AppState, agent: &AgentRow, claim_id: Option<String>) ->
     let deadline = tokio::time::Instant::now() + POLL_WAIT;
     // Registered before asking the store, so a job readied meanwhile rings this claim.
     let waiting = st.waiters.wait(agent);
+    // Draining, as read with the agent's token for this call; read again after each ring (a
+    // drain rings the agent's claims). The claim itself records the agent as seen.
+    let mut draining = agent.draining;
     loop {
-        if st.store.agent_seen(agent.id, None).await? {
+        if draining {
             return Ok(None);
         }
         if let Some(c) = st.store.claim(agent, lease_ms(st)).await? {
@@ -57,6 +60,7 @@ pub async fn claim(st: &AppState, agent: &AgentRow, claim_id: Option<String>) ->
             _ = waiting.rung() => {}
             _ = tokio::time::sleep_until(deadline) => return Ok(None),
         }
+        draining = st.store.agent_by_name(&agent.name).await?.draining;
     }
 }
 
