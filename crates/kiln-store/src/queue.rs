@@ -304,7 +304,10 @@ impl Store {
     /// that heartbeats must renew.
     pub async fn claim(&self, agent: &AgentRow, lease_ms: i64) -> Result<Option<Claimed>> {
         // Read the queue a page at a time, oldest first: the first page usually
-        // has a job this agent can run, however deep the queue is.
+        // has a job this agent can run, however deep the queue is. On SQLite the write turn is
+        // held from the read to the write, so the page is never stale: hundreds of claims
+        // woken together take one job each instead of all trying the oldest ones in turn.
+        let turn = self.write_turn().await;
         let mut after = 0i64;
         for _page in 0..CLAIM_PAGES {
             let candidates = sqlx::query(
@@ -317,7 +320,7 @@ impl Store {
                 .await?;
             let Some(last) = candidates.last() else { break };
             after = last.try_get("id")?;
-            if let Some(claimed) = self.claim_first(agent, lease_ms, &candidates).await? {
+            if let Some(claimed) = self.claim_first(agent, lease_ms, &candidates, turn.is_some()).await? {
                 return Ok(Some(claimed));
             }
         }
@@ -339,7 +342,8 @@ impl Store {
     }
 
     /// Try the candidates in order; the first one this agent may run and can take wins.
-    async fn claim_first(&self, a: &AgentRow, lease_ms: i64, candidates: &[sqlx::any::AnyRow]) -> Result<Option<Claimed>> {
+    /// `turn_held`: the caller holds the write turn already.
+    async fn claim_first(&self, a: &AgentRow, lease_ms: i64, candidates: &[sqlx::any::AnyRow], turn_held: bool) -> Result<Option<Claimed>> {
         let agent = a.name.as_str();
         for c in candidates {
             let demand = Demand { requires: json_map(&c.try_get::<String, _>("requires")?)?, project: c.try_get("project")? };
@@ -347,7 +351,7 @@ impl Store {
                 continue;
             }
             let id: i64 = c.try_get("id")?;
-            let _w = self.write_turn().await;
+            let _w = if turn_held { None } else { self.write_turn().await };
             let now = now_ms();
             let mut tx = self.begin_write().await?;
             let row = sqlx::query(sqlx::AssertSqlSafe(format!(
