@@ -81,7 +81,7 @@ try:
     for n, port in enumerate(ports):
         extra = ["--database", DATABASE] if DATABASE else []
         procs.append(subprocess.Popen([BIN, "server", "--listen", f"127.0.0.1:{port}", "--data", f"{tmp}/data{n}", "--agent-token", AGENT_TOKEN,
-                                       "--admin-token", TOKEN] + extra, stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/server{n}.log", "w"),
+                                       "--admin-token", TOKEN, "--allow-local-repos"] + extra, stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/server{n}.log", "w"),
                                       env={**os.environ, "KILN_LOG": "warn"}))
         url = f"http://127.0.0.1:{port}"
         for _ in range(100):

@@ -1,14 +1,16 @@
 //! Check out a job's commit: one cached bare mirror per repository, fetched
 //! only when it lacks the commit; one pristine checkout per recent commit; and
-//! a fresh working copy per job, copied from the pristine one (no git process
-//! in the common case) — or, for an uploaded test run, the run's package
-//! unpacked instead (`package.rs`).
+//! a working copy per job, copied from the pristine one or, in a job folder kept
+//! from an earlier job of the repository (`reuse.rs`), synced with it (no git
+//! process in the common case) — or, for an uploaded test run, the run's
+//! package unpacked instead (`package.rs`).
 //!
 //! ```text
 //!  repo ──clone/fetch──► mirrors/<hash>.git ──clone --shared + checkout──► pristine/<commit>
 //!                                                                               │ copy
 //!                                                                               ▼
 //!                                                                  jobs/<id>-<attempt>/src
+//!                                                          (copy, or sync of a kept folder)
 //! ```
 //!
 //! The caches are out of a sandboxed job's sight (`sandbox.rs`); an agent without a sandbox
@@ -53,15 +55,21 @@ async fn git(dir: Option<&Path>, args: &[&str]) -> Result<(), String> {
 }
 
 impl Mirrors {
-    /// Put a working copy of `commit` of `repo` at `dest` (which must not exist).
+    /// Put a working copy of `commit` of `repo` at `dest`: copied when `dest` does not exist,
+    /// else made exactly like the pristine checkout (`reuse::sync_tree`).
     pub async fn checkout(&self, work_dir: &Path, repo: &str, commit: &str, dest: &Path) -> Result<(), String> {
         let pristine = work_dir.join("pristine").join(commit);
         loop {
             {
                 let _r = self.pristine.read().await;
                 if pristine.join(".git").exists() {
+                    // A kept folder's working copy (`reuse.rs`) is made like the pristine one;
+                    // a new one is copied.
                     let (from, to) = (pristine.clone(), dest.to_path_buf());
-                    return tokio::task::spawn_blocking(move || copy_tree(&from, &to))
+                    return tokio::task::spawn_blocking(move || match std::fs::symlink_metadata(&to) {
+                        Ok(_) => crate::reuse::sync_tree(&from, &to, &[]),
+                        Err(_) => copy_tree(&from, &to),
+                    })
                         .await
                         .map_err(|e| e.to_string())?
                         .map_err(|e| format!("failed to copy the checkout of {commit}: {e}"));

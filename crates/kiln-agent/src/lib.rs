@@ -20,6 +20,7 @@ pub mod local;
 pub mod localhistory;
 pub mod localqueue;
 pub mod reports;
+pub mod reuse;
 pub mod logtail;
 pub mod sandbox;
 pub mod spool;
@@ -86,6 +87,8 @@ pub(crate) struct Agent {
     pub control: Control,
     pub running: Mutex<HashMap<i64, Arc<Running>>>,
     pub mirrors: checkout::Mirrors,
+    /// Job folders kept for the next job of their repository (sandboxed git jobs).
+    pub kept: reuse::Kept,
     /// `None` with `--isolation none`.
     pub sandbox: Option<Arc<sandbox::Sandbox>>,
 }
@@ -137,7 +140,7 @@ pub async fn run(cfg: AgentConfig, control: Control) -> anyhow::Result<()> {
     let labels = all_labels(&cfg);
     let (client, hb) = register(&cfg, &labels, &control).await?;
     tracing::info!("agent {} registered with {} (labels: {:?})", cfg.name, cfg.server, labels);
-    let agent = Arc::new(Agent { cfg: cfg.clone(), client, control: control.clone(), running: Default::default(), mirrors: Default::default(), sandbox });
+    let agent = Arc::new(Agent { cfg: cfg.clone(), client, control: control.clone(), running: Default::default(), mirrors: Default::default(), kept: Default::default(), sandbox });
     let hb_stop = CancellationToken::new();
     let hb_task = tokio::spawn(heartbeat_loop(agent.clone(), Duration::from_secs(hb), hb_stop.clone()));
     let control_task = tokio::spawn(control_loop(agent.clone(), hb_stop.clone()));

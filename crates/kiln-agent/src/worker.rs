@@ -57,12 +57,20 @@ fn uuid_like() -> String {
 
 async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
     let dir = agent.cfg.work_dir.join("jobs").join(format!("{}-{}", job.job_id, job.attempt));
+    let temp = crate::sandbox::temp_of(&dir);
     let give = |p: &Path| {
         if let Some(s) = &agent.sandbox {
             s.give(p);
         }
     };
-    if let Err(e) = crate::env::make_job_dir(&dir, give) {
+    // A sandboxed git job reuses a folder an earlier job of its repository left (`reuse.rs`):
+    // no step runs outside the sandbox there, and every file is checked before a step sees it.
+    let reuse = job.package.is_none() && agent.sandbox.is_some();
+    let made = match reuse && agent.kept.take(&agent.cfg.work_dir, &job.repo, &dir, &temp).is_some() {
+        true => reset_job_dir(agent, job.job_id, &dir, &temp, give),
+        false => crate::env::make_job_dir(&dir, give),
+    };
+    if let Err(e) = made {
         tracing::error!("job {}: failed to make its folder {}: {e}", job.job_id, dir.display());
     }
     // The log spool stays outside the job's folder: a step must not write it behind the masker.
@@ -151,9 +159,41 @@ async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
         report(agent, &job, &outcome, shared.written.load(Ordering::SeqCst), &running).await;
     }
     agent.running.lock().unwrap().remove(&job.job_id);
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(crate::sandbox::temp_of(&dir));
+    if reuse {
+        agent.kept.put(&agent.cfg.work_dir, &job.repo, &dir, &temp);
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&temp);
+    }
     let _ = std::fs::remove_file(&spool);
+}
+
+/// Make a kept job folder like a fresh one (`env::make_job_dir`), all but its working copy
+/// (`src`, synced by the checkout): the same empty folders and files, nothing else, and an empty
+/// temp folder; handed to the step's user by `give`.
+fn reset_job_dir(agent: &Agent, job_id: i64, dir: &Path, temp: &Path, give: impl Fn(&Path)) -> std::io::Result<()> {
+    let layout = agent.cfg.work_dir.join("layout");
+    if !layout.join("home").is_dir() {
+        // Made aside and renamed into place: two slots may get here at once.
+        let aside = agent.cfg.work_dir.join(format!("layout-{job_id}"));
+        crate::env::make_job_dir(&aside, |_| {})?;
+        if std::fs::rename(&aside, &layout).is_ok() {
+            let _ = std::fs::rename(crate::sandbox::temp_of(&aside), crate::sandbox::temp_of(&layout));
+        }
+        let _ = crate::reuse::remove_any(&aside);
+        let _ = crate::reuse::remove_any(&crate::sandbox::temp_of(&aside));
+    }
+    std::fs::create_dir_all(crate::sandbox::temp_of(&layout))?;
+    crate::reuse::sync_tree(&layout, dir, &["src"])?;
+    crate::reuse::sync_tree(&crate::sandbox::temp_of(&layout), temp, &[])?;
+    give(temp);
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_name() != "src" {
+            give(&e.path());
+        }
+    }
+    Ok(())
 }
 
 /// The job's body (steps, or the shard loop) in its sandbox, then its artifacts.

@@ -39,6 +39,7 @@ pub mod throttle;
 pub mod trigger;
 pub mod uploads;
 pub mod users;
+pub mod waiters;
 
 use anyhow::Context;
 use axum::Router;
@@ -152,7 +153,7 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
         store,
         cfg,
         agent_token,
-        wake: Default::default(),
+        waiters: Default::default(),
         control: Default::default(),
         claims: Default::default(),
         events,
@@ -170,6 +171,7 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
     tokio::spawn(metrics::run(st.clone(), stop.clone()));
     tokio::spawn(services::reaper::run(st.clone(), stop.clone()));
     tokio::spawn(services::replicas::run(st.clone(), stop.clone()));
+    tokio::spawn(waiters::run(st.clone(), stop.clone()));
     tokio::spawn(services::retention::run(st.clone(), stop.clone()));
     // Polling counts from the heads present now, before anyone can push: a commit
     // made right after start-up is new, not part of the baseline.

@@ -16,8 +16,8 @@ pub struct Inner {
     pub cfg: ServerConfig,
     /// The registration secret for agents.
     pub agent_token: String,
-    /// Woken whenever a job may have become claimable (long-polling claims wait on it).
-    pub wake: Notify,
+    /// Long-polling claims, rung when a job they may take may have become claimable.
+    pub waiters: crate::waiters::Waiters,
     /// Woken when an agent may have something to stop (cancel, drain, a job taken back).
     pub control: Notify,
     /// The last answer to each agent's claim, by the claim's id: a retried claim gets the same job.
@@ -44,18 +44,27 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// Wake every agent waiting in a claim.
+    /// A job may have become claimable: ring the waiting claims that may take one, here and
+    /// on the other servers (`crate::waiters`).
     pub fn wake_agents(&self) {
-        self.wake.notify_waiters();
+        self.waiters.wake();
         self.publish("wake");
     }
 
+    /// Ring every waiting claim of agent `name`, here and on the other servers (it drains or
+    /// lost its token, and must hear at once).
+    pub fn wake_agent(&self, name: &str) {
+        self.waiters.ring_agent(name);
+        self.publish(format!("{WAKE_AGENT_PREFIX}{name}"));
+    }
+
     /// Tell the other servers sharing a PostgreSQL database (no-op on SQLite).
-    fn publish(&self, what: &'static str) {
+    fn publish(&self, what: impl Into<String>) {
+        let what = what.into();
         if self.store.backend() == kiln_store::Backend::Postgres {
             let store = self.store.clone();
             tokio::spawn(async move {
-                if let Err(e) = store.publish(what).await {
+                if let Err(e) = store.publish(&what).await {
                     tracing::warn!("failed to tell other servers ({what}): {e}");
                 }
             });
@@ -88,6 +97,9 @@ impl AppState {
         let _ = self.events.send(ev);
     }
 }
+
+/// A LISTEN/NOTIFY payload ringing one agent's claims: this, then its name.
+pub const WAKE_AGENT_PREFIX: &str = "wake-agent:";
 
 /// A LISTEN/NOTIFY payload carrying an event starts with this (others are wake-ups).
 pub const EVENT_PREFIX: &str = "event:";

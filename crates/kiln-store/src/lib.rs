@@ -56,7 +56,7 @@ pub use notify::{DeliveryOutcome, NewNotification, NotificationRow, Unnotified};
 pub use projects::ProjectRow;
 pub use retention::DiskUse;
 pub use sealed::{is_sealed, SecretKey};
-pub use queue::{AgentAttempt, Claimed, FinishOutcome, JobRow, LeaseExpiry, NewJob};
+pub use queue::{AgentAttempt, Claimed, Demand, CLAIM_HORIZON, FinishOutcome, JobRow, LeaseExpiry, NewJob};
 pub use quarantine::{QuarantineChangeRow, QuarantinedRow};
 pub use testqueue::{BatchSummary, TestClaim, TestGroup};
 pub use testresults::{TestResultRow, TestStatsRow};

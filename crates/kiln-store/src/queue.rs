@@ -76,9 +76,25 @@ pub struct LeaseExpiry {
     pub requeued: bool,
 }
 
+/// What one ready job asks of the agent that takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Demand {
+    pub requires: BTreeMap<String, String>,
+    pub project: String,
+}
+
+impl Demand {
+    /// Whether `agent` may take this job: the one test a claim applies.
+    pub fn fits(&self, agent: &AgentRow) -> bool {
+        kiln_core::labels::matches(&self.requires, &agent.labels) && agent.may_serve(&self.project)
+    }
+}
+
 /// The queue is read in pages of this many jobs, at most this many pages per claim.
 const CLAIM_PAGE: i64 = 32;
 const CLAIM_PAGES: usize = 16;
+/// The most ready jobs a claim considers.
+pub const CLAIM_HORIZON: usize = CLAIM_PAGE as usize * CLAIM_PAGES;
 
 const COLS: &str = "id, build_id, job_key, name, status, ready, spec, requires, needs, attempt, max_attempts, agent_name, \
 lease_until, cancel_requested, exit_code, reason, created_at, queued_at, started_at, finished_at";
@@ -288,7 +304,13 @@ impl Store {
     /// that heartbeats must renew.
     pub async fn claim(&self, agent: &AgentRow, lease_ms: i64) -> Result<Option<Claimed>> {
         // Read the queue a page at a time, oldest first: the first page usually
-        // has a job this agent can run, however deep the queue is.
+        // has a job this agent can run, however deep the queue is. On SQLite the write turn is
+        // held from the read to the write, so the page is never stale: hundreds of claims
+        // woken together take one job each instead of all trying the oldest ones in turn.
+        if self.backend() == crate::Backend::Postgres {
+            return self.claim_locked(agent, lease_ms).await;
+        }
+        let turn = self.write_turn().await;
         let mut after = 0i64;
         for _page in 0..CLAIM_PAGES {
             let candidates = sqlx::query(
@@ -301,62 +323,123 @@ impl Store {
                 .await?;
             let Some(last) = candidates.last() else { break };
             after = last.try_get("id")?;
-            if let Some(claimed) = self.claim_first(agent, lease_ms, &candidates).await? {
+            if let Some(claimed) = self.claim_first(agent, lease_ms, &candidates, turn.is_some()).await? {
                 return Ok(Some(claimed));
             }
         }
         Ok(None)
     }
 
+    /// What the ready jobs a claim would consider ask for, oldest first: each one's required
+    /// labels and project, at most `limit` (and never past the claim's own horizon). The server
+    /// wakes as many waiting agents as these let take a job (`kiln_server::waiters`).
+    pub async fn ready_demands(&self, limit: usize) -> Result<Vec<Demand>> {
+        let rows = sqlx::query(
+            "SELECT j.requires, p.name AS project FROM jobs j JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id \
+             WHERE j.status = 'queued' AND j.ready = 1 ORDER BY j.id LIMIT $1",
+        )
+        .bind(limit.min(CLAIM_HORIZON) as i64)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|r| Ok(Demand { requires: json_map(&r.try_get::<String, _>("requires")?)?, project: r.try_get("project")? })).collect()
+    }
+
     /// Try the candidates in order; the first one this agent may run and can take wins.
-    async fn claim_first(&self, a: &AgentRow, lease_ms: i64, candidates: &[sqlx::any::AnyRow]) -> Result<Option<Claimed>> {
-        let agent = a.name.as_str();
+    /// `turn_held`: the caller holds the write turn already.
+    async fn claim_first(&self, a: &AgentRow, lease_ms: i64, candidates: &[sqlx::any::AnyRow], turn_held: bool) -> Result<Option<Claimed>> {
         for c in candidates {
-            let requires = json_map(&c.try_get::<String, _>("requires")?)?;
-            if !kiln_core::labels::matches(&requires, &a.labels) || !a.may_serve(&c.try_get::<String, _>("project")?) {
+            let demand = Demand { requires: json_map(&c.try_get::<String, _>("requires")?)?, project: c.try_get("project")? };
+            if !demand.fits(a) {
                 continue;
             }
             let id: i64 = c.try_get("id")?;
-            let _w = self.write_turn().await;
-            let now = now_ms();
+            let _w = if turn_held { None } else { self.write_turn().await };
             let mut tx = self.begin_write().await?;
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE jobs SET status = 'running', attempt = attempt + 1, agent_name = $1, lease_until = $2, \
-                 started_at = COALESCE(started_at, $3) WHERE id = $4 AND status = 'queued' AND ready = 1 RETURNING {COLS}"
-            )))
-            .bind(agent)
-            .bind(now + lease_ms)
-            .bind(now)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(row) = row else {
+            let Some(job) = take(&mut tx, a, id, lease_ms).await? else {
                 // Another agent took it. Roll back now, while we hold the write turn: a
                 // transaction left to roll back later would keep SQLite's write lock.
                 tx.rollback().await?;
                 continue;
             };
-            let job = from_row(&row)?;
-            sqlx::query(
-                "INSERT INTO attempts (job_id, attempt, agent_name, status, started_at) VALUES ($1, $2, $3, 'running', $4) \
-                 ON CONFLICT (job_id, attempt) DO NOTHING",
-            )
-            .bind(job.id)
-            .bind(job.attempt)
-            .bind(agent)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("UPDATE builds SET status = 'running', started_at = COALESCE(started_at, $1) WHERE id = $2 AND status = 'queued'")
-                .bind(now)
-                .bind(job.build_id)
-                .execute(&mut *tx)
-                .await?;
             tx.commit().await?;
             return Ok(Some(Claimed { job }));
         }
         Ok(None)
     }
+
+    /// PostgreSQL: each page of the queue is read with its rows locked, skipping rows another
+    /// claim has locked, so claims running at once take different jobs and none is stale.
+    async fn claim_locked(&self, a: &AgentRow, lease_ms: i64) -> Result<Option<Claimed>> {
+        let mut after = 0i64;
+        for _page in 0..CLAIM_PAGES {
+            let mut tx = self.begin_write().await?;
+            let candidates = sqlx::query(
+                "SELECT j.id, j.requires, p.name AS project FROM jobs j JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id \
+                 WHERE j.status = 'queued' AND j.ready = 1 AND j.id > $1 ORDER BY j.id LIMIT $2 FOR UPDATE OF j SKIP LOCKED",
+            )
+            .bind(after)
+            .bind(CLAIM_PAGE)
+            .fetch_all(&mut *tx)
+            .await?;
+            let Some(last) = candidates.last() else {
+                tx.rollback().await?;
+                break;
+            };
+            after = last.try_get("id")?;
+            for c in &candidates {
+                let demand = Demand { requires: json_map(&c.try_get::<String, _>("requires")?)?, project: c.try_get("project")? };
+                if !demand.fits(a) {
+                    continue;
+                }
+                if let Some(job) = take(&mut tx, a, c.try_get("id")?, lease_ms).await? {
+                    tx.commit().await?;
+                    return Ok(Some(Claimed { job }));
+                }
+            }
+            tx.rollback().await?;
+        }
+        Ok(None)
+    }
+}
+
+/// Take the queued job `id` for agent `a` in `tx`: running, a new attempt, its lease; the
+/// build running; the agent seen. `None` when it is no longer queued.
+async fn take(tx: &mut Transaction<'static, Any>, a: &AgentRow, id: i64, lease_ms: i64) -> Result<Option<JobRow>> {
+    let agent = a.name.as_str();
+    let now = now_ms();
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE jobs SET status = 'running', attempt = attempt + 1, agent_name = $1, lease_until = $2, \
+         started_at = COALESCE(started_at, $3) WHERE id = $4 AND status = 'queued' AND ready = 1 RETURNING {COLS}"
+    )))
+    .bind(agent)
+    .bind(now + lease_ms)
+    .bind(now)
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let job = from_row(&row)?;
+    sqlx::query(
+        "INSERT INTO attempts (job_id, attempt, agent_name, status, started_at) VALUES ($1, $2, $3, 'running', $4) \
+         ON CONFLICT (job_id, attempt) DO NOTHING",
+    )
+    .bind(job.id)
+    .bind(job.attempt)
+    .bind(agent)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE builds SET status = 'running', started_at = COALESCE(started_at, $1) WHERE id = $2 AND status = 'queued'")
+        .bind(now)
+        .bind(job.build_id)
+        .execute(&mut **tx)
+        .await?;
+    // The agent is seen in the same write, not in one of its own.
+    sqlx::query("UPDATE agents SET last_seen = $1 WHERE id = $2").bind(now).bind(a.id).execute(&mut **tx).await?;
+    Ok(Some(job))
+}
+
+impl Store {
 
     /// Renew the leases of the jobs an agent says it runs. Returns the ones it
     /// must stop: no longer its current attempt, or cancelled.

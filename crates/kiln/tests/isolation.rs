@@ -117,7 +117,7 @@ fn poison_attempt(agent_args: &[&str]) {
     let evil = k.repo(
         "evil",
         &format!(
-            "jobs:\n  e:\n    steps:\n      - |\n        for d in {w}/pristine/{c} {w}/mirrors/*.git ../../../*/* ../../../*/*/* ../../*/*; do\n          [ -d \"$d\" ] && echo x > \"$d/poison.txt\" 2>/dev/null && echo \"wrote $d\"\n        done\n        echo evil-done\n",
+            "jobs:\n  e:\n    steps:\n      - |\n        for d in {w}/pristine/{c} {w}/mirrors/*.git {w}/reuse/* {w}/reuse/*/src ../../../*/* ../../../*/*/* ../../*/*; do\n          [ -d \"$d\" ] && echo x > \"$d/poison.txt\" 2>/dev/null && echo \"wrote $d\"\n        done\n        echo evil-done\n",
             w = work.display(),
             c = commit.trim()
         ),
@@ -134,6 +134,71 @@ fn poison_attempt(agent_args: &[&str]) {
     let (_, again) = run_build(&k, "target");
     assert!(again.contains("clean-checkout") && !again.contains("POISONED"), "the evil build changed the target's checkout:\n{evil_log}\n{again}");
     assert!(!work.join("pristine").join(commit.trim()).join("poison.txt").exists(), "{evil_log}");
+}
+
+/// What a step finds of an earlier job in its folder, then what it leaves behind: changed and
+/// new files (ignored ones too), a git hook and config, files in its temp, home and artifact
+/// folders.
+const LEAVE_AND_LOOK: &str = r#"jobs:
+  j:
+    steps:
+      - |
+        echo "leftovers: [$(find /tmp -mindepth 1 -maxdepth 1 -name 'left-*' | tr '\n' ' ')$(find "$HOME" "$KILN_ARTIFACTS_DIR" "$KILN_JUNIT_DIR" -mindepth 1 | tr '\n' ' ')$(ls -A | grep -v -x -e .git -e .kiln.yml -e .gitignore | tr '\n' ' ')]"
+        echo "git: [$(git status --porcelain --ignored | tr '\n' ' ')$(ls .git/hooks 2>/dev/null)$(git config --get core.fsmonitor)]"
+        echo "kiln.yml: $(sha256sum .kiln.yml | cut -c1-12)"
+        echo junk > junk.txt; mkdir -p target/debug; echo o > target/debug/out.o; echo changed >> .kiln.yml
+        mkdir -p .git/hooks; printf '#!/bin/sh\ntouch /tmp/hooked\n' > .git/hooks/post-checkout; chmod +x .git/hooks/post-checkout
+        git config core.fsmonitor 'touch /tmp/fsmonitor'
+        echo t > /tmp/left-t; echo h > "$HOME/h"; echo a > "$KILN_ARTIFACTS_DIR/a"; echo j > "$KILN_JUNIT_DIR/j.txt"
+        mkdir -p closed/inner; chmod 000 closed/inner closed
+"#;
+
+#[test]
+fn a_reused_job_folder_shows_nothing_of_the_previous_job() {
+    let mut k = Kiln::start();
+    k.agent("a", &[]);
+    let repo = k.repo("r", LEAVE_AND_LOOK);
+    std::fs::write(repo.join(".gitignore"), "target/\njunk.txt\n").unwrap();
+    commit_all(&repo, "ignore");
+    k.add_project("r", &repo, &[]);
+    let logs: Vec<String> = (0..3).map(|_| run_build(&k, "r").1).collect();
+    let sum = |log: &str| log.lines().find(|l| l.contains("kiln.yml: ")).map(|l| l.to_string());
+    for (i, log) in logs.iter().enumerate() {
+        assert!(log.contains("leftovers: []"), "build {i} saw files of an earlier job:\n{log}");
+        assert!(log.contains("git: []"), "build {i} saw git changes of an earlier job:\n{log}");
+        assert_eq!(sum(log), sum(&logs[0]), "build {i}'s checkout differs:\n{log}");
+    }
+    // The folder was kept between jobs (not made again), and no hook ran outside the sandbox.
+    let work = k.path("work-a");
+    assert_eq!(std::fs::read_dir(work.join("reuse")).map(|d| d.count()).unwrap_or(0), 2, "one kept folder and its temp folder");
+    assert!(!std::path::Path::new("/tmp/hooked").exists() && !std::path::Path::new("/tmp/fsmonitor").exists());
+}
+
+/// Three jobs at once on one agent, each writing its name in its folder and temp folder.
+const AT_ONCE: &str = r#"jobs:
+  j0:
+    steps: ['echo j0 > mine; echo j0 > /tmp/mine; sleep 2; echo "seen-j0: $(cat mine /tmp/mine | tr "\n" " ")files $(ls -A | wc -l)"']
+  j1:
+    steps: ['echo j1 > mine; echo j1 > /tmp/mine; sleep 2; echo "seen-j1: $(cat mine /tmp/mine | tr "\n" " ")files $(ls -A | wc -l)"']
+  j2:
+    steps: ['echo j2 > mine; echo j2 > /tmp/mine; sleep 2; echo "seen-j2: $(cat mine /tmp/mine | tr "\n" " ")files $(ls -A | wc -l)"']
+"#;
+
+#[test]
+fn jobs_running_at_once_on_one_agent_never_share_a_folder() {
+    let mut k = Kiln::start();
+    k.agent("a", &["--concurrency", "3"]);
+    let repo = k.repo("c", AT_ONCE);
+    k.add_project("c", &repo, &[]);
+    for round in 0..2 {
+        let (b, log) = run_build(&k, "c");
+        assert_eq!(b["status"], "passed", "{log}");
+        for i in 0..3 {
+            // The checkout (.git, .kiln.yml) and its own file, nothing of the others.
+            assert!(log.contains(&format!("seen-j{i}: j{i} j{i} files 3")), "round {round}: j{i} saw another job's files:\n{log}");
+        }
+    }
+    assert_eq!(std::fs::read_dir(k.path("work-a").join("reuse")).map(|d| d.count()).unwrap_or(0), 6, "three kept folders and their temp folders");
 }
 
 #[test]

@@ -202,3 +202,68 @@ fn db_copy_moves_a_whole_kiln_to_postgresql_and_back() {
     let next = trigger_on(&pg_url, "c");
     assert!(next > id, "a new build on the copy got id {next}, not past {id}");
 }
+
+/// Which of the two servers' logs contains `needle` (by index).
+fn logs_with(logs: &[std::path::PathBuf], needle: &str) -> Vec<usize> {
+    (0..logs.len()).filter(|i| std::fs::read_to_string(&logs[*i]).unwrap_or_default().contains(needle)).collect()
+}
+
+#[test]
+fn retention_is_a_duty_one_server_holds_and_another_takes_over() {
+    let db = fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    let args: Vec<String> = ["--database", &db, "--lease", "3", "--gc-every", "1", "--keep-builds", "1"].iter().map(|s| s.to_string()).collect();
+    let (a, a_url) = spawn_server(&dir.path().join("a"), "127.0.0.1:0", &args);
+    let (b, b_url) = spawn_server(&dir.path().join("b"), "127.0.0.1:0", &args);
+    let mut servers = vec![Some(Reaped(a)), Some(Reaped(b))];
+    let urls = [a_url.clone(), b_url.clone()];
+    let logs = [dir.path().join("a.log"), dir.path().join("b.log")];
+    let agent_log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
+    let _agent = Reaped(
+        Command::new(BIN)
+            .args(["agent", "--server", &a_url, "--server", &b_url, "--token", AGENT_TOKEN, "--name", "r1", "--work-dir"])
+            .arg(dir.path().join("work"))
+            .stdout(Stdio::null())
+            .stderr(agent_log)
+            .spawn()
+            .unwrap(),
+    );
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join(".kiln.yml"), "jobs:\n  one:\n    steps: [\"true\"]\n").unwrap();
+    commit_all(&repo, "pipeline");
+    let out = on(&a_url, &["project", "add", "r", "--repo", repo.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let exists = |url: &str, id: i64| on(url, &["show", &id.to_string()]).status.success();
+    let passed = |url: &str, id: i64| {
+        let out = on(url, &["show", &id.to_string(), "--json"]);
+        serde_json::from_slice::<Value>(&out.stdout).map(|b| b["status"] == "passed").unwrap_or(false)
+    };
+    let wait = |what: &str, secs: u64, f: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    // Two builds: the background pass removes the older one, on one server only.
+    let first = trigger_on(&a_url, "r");
+    wait("the first build to pass", 60, &|| passed(&a_url, first));
+    let second = trigger_on(&a_url, "r");
+    wait("the second build to pass", 60, &|| passed(&a_url, second));
+    wait("the pass to remove the older build", 20, &|| !exists(&b_url, first));
+    let holders = logs_with(&logs, "now holds the retention duty");
+    assert_eq!(holders.len(), 1, "exactly one server holds the retention duty: {holders:?}");
+    let holder = holders[0];
+    assert_eq!(logs_with(&logs, &format!("retention: build {first} of r")), vec![holder], "only the duty's holder runs the pass");
+    // The holder dies: the other server takes the duty over and removes the next older build.
+    drop(servers[holder].take());
+    let other = 1 - holder;
+    let third = trigger_on(&urls[other], "r");
+    wait("the third build to pass", 60, &|| passed(&urls[other], third));
+    wait("the survivor to take the duty and remove the second build", 3 + 15, &|| !exists(&urls[other], second));
+    assert!(exists(&urls[other], third));
+    assert_eq!(logs_with(&logs, "now holds the retention duty").len(), 2, "the survivor logged taking the duty over");
+    assert!(logs_with(&logs, &format!("retention: build {second} of r")).contains(&other));
+}

@@ -31,7 +31,7 @@ pub async fn drain(st: &AppState, viewer: &Viewer, name: &str) -> AppResult<Agen
     access::admin(viewer)?;
     st.store.set_draining(name, true).await?;
     st.emit(crate::events::EventKind::Agent, 0, None, "", "draining");
-    st.wake_agents();
+    st.wake_agent(name);
     st.wake_control();
     Ok(st.store.agent_by_name(name).await?)
 }

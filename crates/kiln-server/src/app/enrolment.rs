@@ -109,6 +109,7 @@ pub async fn revoke(st: &AppState, viewer: &Viewer, id: i64) -> AppResult<()> {
 pub async fn revoke_agent(st: &AppState, viewer: &Viewer, name: &str) -> AppResult<usize> {
     access::admin(viewer)?;
     let taken = st.store.revoke_agent(name).await?;
+    st.wake_agent(name);
     st.wake_agents();
     st.wake_control();
     tracing::info!("{} revoked agent {name}", viewer.name());

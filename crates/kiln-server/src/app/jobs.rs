@@ -31,14 +31,17 @@ pub async fn claim(st: &AppState, agent: &AgentRow, claim_id: Option<String>) ->
         }
     }
     let deadline = tokio::time::Instant::now() + POLL_WAIT;
+    // Registered before asking the store, so a job readied meanwhile rings this claim.
+    let waiting = st.waiters.wait(agent);
+    // Draining, as read with the agent's token for this call; read again after each ring (a
+    // drain rings the agent's claims). The claim itself records the agent as seen.
+    let mut draining = agent.draining;
     loop {
-        let woken = st.wake.notified();
-        tokio::pin!(woken);
-        woken.as_mut().enable();
-        if st.store.agent_seen(agent.id, None).await? {
+        if draining {
             return Ok(None);
         }
         if let Some(c) = st.store.claim(agent, lease_ms(st)).await? {
+            waiting.took_job();
             let mut a: JobAssignment = serde_json::from_str(&c.job.spec).map_err(|e| AppError::Internal(format!("job {} spec: {e}", c.job.id)))?;
             a.job_id = c.job.id;
             a.attempt = c.job.attempt;
@@ -54,9 +57,10 @@ pub async fn claim(st: &AppState, agent: &AgentRow, claim_id: Option<String>) ->
             return Ok(Some(a));
         }
         tokio::select! {
-            _ = &mut woken => {}
+            _ = waiting.rung() => {}
             _ = tokio::time::sleep_until(deadline) => return Ok(None),
         }
+        draining = st.store.agent_by_name(&agent.name).await?.draining;
     }
 }
 

@@ -1,4 +1,4 @@
-//! Background duties (poller, cron, reaper, notifier), each held by one server at a time under
+//! Background duties (poller, cron, reaper, notifier, retention), each held by one server at a time under
 //! a lease in the database (`duties` table), renewed every third of the lease. When the holder
 //! dies its lease runs out and another server takes the duty over. On SQLite (one server) this
 //! server holds every duty.
@@ -14,10 +14,11 @@ pub enum Duty {
     Cron,
     Reaper,
     Notifier,
+    Retention,
 }
 
 impl Duty {
-    pub const ALL: [Duty; 4] = [Duty::Poller, Duty::Cron, Duty::Reaper, Duty::Notifier];
+    pub const ALL: [Duty; 5] = [Duty::Poller, Duty::Cron, Duty::Reaper, Duty::Notifier, Duty::Retention];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -25,6 +26,7 @@ impl Duty {
             Duty::Cron => "cron",
             Duty::Reaper => "reaper",
             Duty::Notifier => "notifier",
+            Duty::Retention => "retention",
         }
     }
 }
@@ -33,7 +35,7 @@ impl Duty {
 pub struct Duties {
     /// This server process, as the `duties` table names its holder.
     pub id: String,
-    held: [AtomicBool; 4],
+    held: [AtomicBool; Duty::ALL.len()],
 }
 
 impl Duties {

@@ -5,7 +5,7 @@
 //! On SQLite (one server) this service does nothing.
 
 use crate::events::Event;
-use crate::state::{AppState, EVENT_PREFIX};
+use crate::state::{AppState, EVENT_PREFIX, WAKE_AGENT_PREFIX};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +29,10 @@ pub async fn run(st: AppState, stop: CancellationToken) {
             };
             match msg {
                 // Local wake-ups only: publishing again would echo for ever.
-                Ok(n) if n.payload() == "wake" => st.wake.notify_waiters(),
+                Ok(n) if n.payload() == "wake" => st.waiters.wake(),
+                Ok(n) if n.payload().starts_with(WAKE_AGENT_PREFIX) => {
+                    st.waiters.ring_agent(&n.payload()[WAKE_AGENT_PREFIX.len()..]);
+                }
                 Ok(n) if n.payload() == "control" => st.control.notify_waiters(),
                 // Events of work done through another server, for this server's streams.
                 Ok(n) if n.payload().starts_with(EVENT_PREFIX) => {

@@ -3,7 +3,8 @@
 //! `kiln_core::retention::plan`, which finished builds go whole (logs,
 //! artifacts, test results, an uploaded run's package) and which lose only their
 //! artifacts. A branch's newest passing build always stays. Each pass logs
-//! what it freed; a dry run only reports it.
+//! what it freed; a dry run only reports it. With several servers on one database only the
+//! server holding the retention duty (`services::duties`) runs the timed passes.
 
 use crate::error::AppResult;
 use crate::state::AppState;
@@ -42,6 +43,9 @@ pub async fn run(st: AppState, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        if !st.duties.held(crate::services::duties::Duty::Retention) {
+            continue;
         }
         match collect(&st, false).await {
             Ok(r) if !r.removed.is_empty() => {
