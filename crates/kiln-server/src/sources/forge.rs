@@ -60,7 +60,7 @@ fn github_like(v: &Value, pusher: Option<String>) -> Result<Event, String> {
     if v.get("deleted").and_then(Value::as_bool) == Some(true) || is_zero(&after) {
         return Ok(Event::Ignore(format!("{r} was deleted: nothing to build")));
     }
-    let Some(branch) = r.strip_prefix("refs/heads/") else {
+    let Some(branch) = r.strip_prefix("refs/heads/").filter(|b| !b.is_empty()) else {
         return Ok(Event::Ignore(format!("{r} is not a branch: nothing to build")));
     };
     Ok(Event::Push(Push { branch: branch.to_string(), after, before: s(v, &["before"]), changed_paths: changed(v), pusher }))
@@ -102,7 +102,7 @@ pub fn gitlab(event: &str, body: &[u8]) -> Result<Event, String> {
     if is_zero(&after) {
         return Ok(Event::Ignore(format!("{r} was deleted: nothing to build")));
     }
-    let Some(branch) = r.strip_prefix("refs/heads/") else {
+    let Some(branch) = r.strip_prefix("refs/heads/").filter(|b| !b.is_empty()) else {
         return Ok(Event::Ignore(format!("{r} is not a branch: nothing to build")));
     };
     Ok(Event::Push(Push {
@@ -117,7 +117,7 @@ pub fn gitlab(event: &str, body: &[u8]) -> Result<Event, String> {
 /// kiln's generic hook: `{"branch": "main", "commit": "<sha>"}` (commit optional: the branch head).
 pub fn generic(body: &[u8]) -> Result<Event, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
-    let branch = s(&v, &["branch"]).ok_or("generic hook body needs {\"branch\": …, \"commit\": …}")?;
+    let branch = s(&v, &["branch"]).filter(|b| !b.is_empty()).ok_or("generic hook body needs {\"branch\": …, \"commit\": …}")?;
     let after = s(&v, &["commit"]).unwrap_or_default();
     Ok(Event::Push(Push { branch, after, before: s(&v, &["before"]), changed_paths: None, pusher: s(&v, &["sender"]) }))
 }
@@ -156,6 +156,10 @@ mod tests {
     fn github_ignores_deletions_tags_and_pings() {
         assert!(matches!(github("push", &github_push("refs/heads/x", "0000000000000000000000000000000000000000", true)).unwrap(), Event::Ignore(m) if m.contains("deleted")));
         assert!(matches!(github("push", &github_push("refs/tags/v1", SHA, false)).unwrap(), Event::Ignore(m) if m.contains("not a branch")));
+        // Found by fuzz/run.sh: `refs/heads/` alone names no branch (GitLab's parser too).
+        assert!(matches!(github("push", &github_push("refs/heads/", SHA, false)).unwrap(), Event::Ignore(m) if m.contains("not a branch")));
+        let gl = serde_json::json!({"object_kind": "push", "ref": "refs/heads/", "before": SHA, "after": SHA}).to_string();
+        assert!(matches!(gitlab("Push Hook", gl.as_bytes()).unwrap(), Event::Ignore(m) if m.contains("not a branch")));
         assert!(matches!(github("ping", b"{\"zen\":\"x\"}").unwrap(), Event::Ignore(_)));
         assert!(matches!(github("issues", b"{}").unwrap(), Event::Ignore(_)));
         assert!(github("push", b"not json").is_err());
@@ -190,6 +194,7 @@ mod tests {
 
     #[test]
     fn generic_body() {
+        assert!(generic(br#"{"branch":"","commit":"abc123"}"#).is_err(), "an empty branch is no branch");
         let Event::Push(p) = generic(br#"{"branch":"main","commit":"abc123"}"#).unwrap() else { panic!() };
         assert_eq!((p.branch.as_str(), p.after.as_str()), ("main", "abc123"));
         assert!(generic(br#"{"commit":"abc"}"#).is_err());
