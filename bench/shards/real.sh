@@ -86,8 +86,10 @@ EXTRA=()
 "$BIN" server --listen 127.0.0.1:$PORT --data "$T/data" --agent-token bench-agent --admin-token bench-admin "${EXTRA[@]}" >"$T/server.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do curl -fs "$KILN_SERVER/api/v1/agents" -H "authorization: Bearer bench-admin" >/dev/null 2>&1 && break; sleep 0.1; done
+# The agents run unsandboxed: on a machine where python (pyenv) and cargo live under /root, a
+# sandboxed step runs as `nobody` and cannot reach them. pytest-xdist and nextest run unconfined too.
 for i in $(seq "$N"); do
-  "$BIN" agent --server "$KILN_SERVER" --token bench-agent --name r$i --work-dir "$T/work$i" >"$T/agent$i.log" 2>&1 &
+  "$BIN" agent --server "$KILN_SERVER" --token bench-agent --name r$i --work-dir "$T/work$i" --isolation none >"$T/agent$i.log" 2>&1 &
   PIDS+=($!)
 done
 "$BIN" project add py --repo "$T/py" >/dev/null
