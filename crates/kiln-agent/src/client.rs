@@ -101,19 +101,21 @@ impl Client {
     /// Send a call; only a server that cannot be reached at all (no answer, not an error
     /// answer) makes the agent move on, and only from the server the call was sent to.
     async fn send<T: serde::de::DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, CallError> {
+        Self::answer(self.execute(req).await?).await
+    }
+
+    /// Send a call with the agent's token and return the server's answer, whatever its status;
+    /// a server that cannot be reached is marked failed (see `send`).
+    async fn execute(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, CallError> {
         let (http, request) = req.bearer_auth(&self.token).build_split();
         let request = request.map_err(|e| CallError::Refused(format!("bad request: {e}")))?;
         let sent_to = self.servers.index_of(request.url().as_str());
-        let resp = match http.execute(request).await {
-            Ok(r) => r,
-            Err(e) => {
-                if let Some(i) = sent_to {
-                    self.servers.failed(i);
-                }
-                return Err(CallError::Unreachable(e.to_string()));
+        http.execute(request).await.map_err(|e| {
+            if let Some(i) = sent_to {
+                self.servers.failed(i);
             }
-        };
-        Self::answer(resp).await
+            CallError::Unreachable(e.to_string())
+        })
     }
 
     /// What an answer means to the agent.
@@ -182,18 +184,7 @@ impl Client {
             .timeout(Duration::from_secs(30))
             .header(reqwest::header::CONTENT_TYPE, "application/zstd")
             .body(frames);
-        let (http, request) = req.bearer_auth(&self.token).build_split();
-        let request = request.map_err(|e| CallError::Refused(format!("bad request: {e}")))?;
-        let sent_to = self.servers.index_of(request.url().as_str());
-        let resp = match http.execute(request).await {
-            Ok(r) => r,
-            Err(e) => {
-                if let Some(i) = sent_to {
-                    self.servers.failed(i);
-                }
-                return Err(CallError::Unreachable(e.to_string()));
-            }
-        };
+        let resp = self.execute(req).await?;
         // No such route: the server predates compressed uploads (its own 404s say why in JSON).
         if matches!(resp.status(), StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED) && !resp.headers().get(reqwest::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json")) {
             return Err(CallError::Refused("the server does not take compressed log uploads".into()));

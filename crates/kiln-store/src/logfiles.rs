@@ -164,12 +164,7 @@ impl LogFiles {
             return open.write_all(data);
         }
         // Seal whole segments: what `open` holds plus the start of `data`, then whole SEGMENTs of `data`.
-        let mut sealed = OpenOptions::new().create(true).write(true).truncate(false).open(dir.join("sealed"))?;
-        sealed.set_len(zst_len)?; // drop a frame half-written before a crash
-        sealed.seek(SeekFrom::End(0))?;
-        let mut index = OpenOptions::new().create(true).write(true).truncate(false).open(dir.join("index"))?;
-        index.set_len((entries.len() * ENTRY) as u64)?;
-        index.seek(SeekFrom::End(0))?;
+        let (mut sealed, mut index) = Self::open_to_seal(&dir, zst_len, entries.len())?;
         let (mut raw_start, mut zst_start) = (sealed_len, zst_len);
         let mut buf = Vec::with_capacity(SEGMENT);
         while open_len + data.len() >= SEGMENT {
@@ -195,6 +190,18 @@ impl LogFiles {
         open.write_all(data)
     }
 
+    /// The sealed segments and their index, opened for appending after `entries` entries
+    /// (`zst_len` compressed bytes); what a crash half-wrote past them is dropped.
+    fn open_to_seal(dir: &Path, zst_len: u64, entries: usize) -> io::Result<(std::fs::File, std::fs::File)> {
+        let mut sealed = OpenOptions::new().create(true).write(true).truncate(false).open(dir.join("sealed"))?;
+        sealed.set_len(zst_len)?;
+        sealed.seek(SeekFrom::End(0))?;
+        let mut index = OpenOptions::new().create(true).write(true).truncate(false).open(dir.join("index"))?;
+        index.set_len((entries * ENTRY) as u64)?;
+        index.seek(SeekFrom::End(0))?;
+        Ok((sealed, index))
+    }
+
     /// Append zstd frames the agent compressed (`frames`: each frame's bytes and what it
     /// decompresses to, already checked), starting at raw byte `offset`. When the files end
     /// exactly there with no open bytes, each frame is kept as it came (one sealed segment,
@@ -218,12 +225,7 @@ impl LogFiles {
             }
             return Ok(());
         }
-        let mut sealed = OpenOptions::new().create(true).write(true).truncate(false).open(dir.join("sealed"))?;
-        sealed.set_len(zst_len)?; // drop a frame half-written before a crash
-        sealed.seek(SeekFrom::End(0))?;
-        let mut index = OpenOptions::new().create(true).write(true).truncate(false).open(dir.join("index"))?;
-        index.set_len((entries.len() * ENTRY) as u64)?;
-        index.seek(SeekFrom::End(0))?;
+        let (mut sealed, mut index) = Self::open_to_seal(&dir, zst_len, entries.len())?;
         let (mut raw_start, mut zst_start) = (sealed_len, zst_len);
         for (zst, raw) in frames {
             sealed.write_all(zst)?;

@@ -67,19 +67,19 @@ pub(crate) async fn attempts_of(store: &Store, job_id: i64) -> Result<Vec<Attemp
     .bind(job_id)
     .fetch_all(store.pool())
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(AttemptRow {
-                attempt: r.try_get("attempt")?,
-                agent: r.try_get("agent_name")?,
-                status: r.try_get("status")?,
-                reason: r.try_get("reason")?,
-                log_len: r.try_get("log_len")?,
-                started_at: r.try_get("started_at")?,
-                finished_at: r.try_get("finished_at")?,
-            })
-        })
-        .collect()
+    rows.iter().map(attempt_row).collect()
+}
+
+fn attempt_row(r: &sqlx::any::AnyRow) -> Result<AttemptRow> {
+    Ok(AttemptRow {
+        attempt: r.try_get("attempt")?,
+        agent: r.try_get("agent_name")?,
+        status: r.try_get("status")?,
+        reason: r.try_get("reason")?,
+        log_len: r.try_get("log_len")?,
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+    })
 }
 
 /// Every attempt of every job of a build, by job id, in one query (a build page
@@ -94,15 +94,7 @@ pub(crate) async fn attempts_of_build(store: &Store, build_id: i64) -> Result<st
     .await?;
     let mut out: std::collections::HashMap<i64, Vec<AttemptRow>> = std::collections::HashMap::new();
     for r in &rows {
-        out.entry(r.try_get("job_id")?).or_default().push(AttemptRow {
-            attempt: r.try_get("attempt")?,
-            agent: r.try_get("agent_name")?,
-            status: r.try_get("status")?,
-            reason: r.try_get("reason")?,
-            log_len: r.try_get("log_len")?,
-            started_at: r.try_get("started_at")?,
-            finished_at: r.try_get("finished_at")?,
-        });
+        out.entry(r.try_get("job_id")?).or_default().push(attempt_row(r)?);
     }
     Ok(out)
 }
