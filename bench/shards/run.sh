@@ -16,7 +16,7 @@ cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; sle
 trap cleanup EXIT
 PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 export KILN_SERVER=http://127.0.0.1:$PORT KILN_TOKEN=bench-admin
-"$BIN" server --listen 127.0.0.1:$PORT --data "$T/data" --agent-token bench-agent --admin-token bench-admin >"$T/server.log" 2>&1 &
+"$BIN" server --listen 127.0.0.1:$PORT --data "$T/data" --agent-token bench-agent --admin-token bench-admin --allow-local-repos >"$T/server.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do curl -fs "$KILN_SERVER/api/v1/agents" -H "authorization: Bearer bench-admin" >/dev/null 2>&1 && break; sleep 0.1; done
 for i in 1 2 3 4; do
