@@ -43,13 +43,14 @@ mkdir -p "$T/rs/.config"
 printf '[profile.ci]\nfail-fast = false\n[profile.ci.junit]\npath = "junit.xml"\n' >"$T/rs/.config/nextest.toml"
 cat >"$T/rs/kiln-nextest.sh" <<'SH'
 #!/bin/sh
-# kiln-nextest.sh 'binary test'...: run exactly these tests, JUnit into $KILN_JUNIT_DIR.
+# kiln-nextest.sh 'binary test'...: run exactly these tests, one at a time (each agent is one of
+# the N workers, as nextest -j N has N), JUnit into $KILN_JUNIT_DIR.
 expr=""
 for id in "$@"; do
   b=${id%% *}; t=${id#* }
   expr="${expr:+$expr | }(binary_id(=$b) & test(=$t))"
 done
-cargo nextest run $NX --profile ci --no-tests=pass -E "$expr"; code=$?
+cargo nextest run $NX --profile ci --no-tests=pass -j 1 -E "$expr"; code=$?
 cp target/nextest/ci/junit.xml "$KILN_JUNIT_DIR/junit-$$.xml" 2>/dev/null
 exit $code
 SH
