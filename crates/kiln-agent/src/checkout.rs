@@ -67,7 +67,12 @@ impl Mirrors {
                     // a new one is copied.
                     let (from, to) = (pristine.clone(), dest.to_path_buf());
                     return tokio::task::spawn_blocking(move || match std::fs::symlink_metadata(&to) {
-                        Ok(_) => crate::reuse::sync_tree(&from, &to, &[]),
+                        // A working copy the sync cannot bring back (a step left what it cannot
+                        // remove) is removed whole and copied afresh.
+                        Ok(_) => crate::reuse::sync_tree(&from, &to, &[]).or_else(|_| {
+                            std::fs::remove_dir_all(&to)?;
+                            copy_tree(&from, &to)
+                        }),
                         Err(_) => copy_tree(&from, &to),
                     })
                         .await

@@ -66,12 +66,18 @@ async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
     // A sandboxed git job reuses a folder an earlier job of its repository left (`reuse.rs`):
     // no step runs outside the sandbox there, and every file is checked before a step sees it.
     let reuse = job.package.is_none() && agent.sandbox.is_some();
+    // A kept folder that cannot be reset (a step left what it cannot remove) is not used: the
+    // job gets a fresh one, or errors; it never runs among what an earlier job left.
     let made = match reuse && agent.kept.take(&agent.cfg.work_dir, &job.repo, &dir, &temp).is_some() {
-        true => reset_job_dir(agent, job.job_id, &dir, &temp, give),
-        false => crate::env::make_job_dir(&dir, give),
+        true => reset_job_dir(agent, job.job_id, &dir, &temp, give).or_else(|e| {
+            tracing::warn!("job {}: its kept folder could not be reset ({e}); making a fresh one", job.job_id);
+            fresh_job_dir(&dir, &temp, give)
+        }),
+        false => fresh_job_dir(&dir, &temp, give),
     };
-    if let Err(e) = made {
-        tracing::error!("job {}: failed to make its folder {}: {e}", job.job_id, dir.display());
+    let made = made.map_err(|e| format!("failed to make the job's folder {}: {e}", dir.display()));
+    if let Err(e) = &made {
+        tracing::error!("job {}: {e}", job.job_id);
     }
     // The log spool stays outside the job's folder: a step must not write it behind the masker.
     let spool = agent.cfg.work_dir.join("spool").join(format!("{}-{}.log", job.job_id, job.attempt));
@@ -117,9 +123,12 @@ async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
     let outcome = {
         let _ = tx.send(format!("kiln: job {} on agent {}, commit {}\n", job.key, agent.cfg.name, job.commit).into_bytes()).await;
         // A checkout that hangs (a dead remote) must still yield to cancel.
-        let prepared = tokio::select! {
-            r = crate::checkout::prepare(agent, &job, &src) => r,
-            _ = cancel.cancelled() => Err("cancelled while checking out".to_string()),
+        let prepared = match &made {
+            Err(e) => Err(e.clone()),
+            Ok(()) => tokio::select! {
+                r = crate::checkout::prepare(agent, &job, &src) => r,
+                _ = cancel.cancelled() => Err("cancelled while checking out".to_string()),
+            },
         };
         match prepared {
             Err(_) if cancel.is_cancelled() => Outcome::Cancelled,
@@ -159,13 +168,25 @@ async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
         report(agent, &job, &outcome, shared.written.load(Ordering::SeqCst), &running).await;
     }
     agent.running.lock().unwrap().remove(&job.job_id);
-    if reuse {
+    if reuse && made.is_ok() {
         agent.kept.put(&agent.cfg.work_dir, &job.repo, &dir, &temp);
     } else {
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::remove_dir_all(&temp);
     }
     let _ = std::fs::remove_file(&spool);
+}
+
+/// A new job folder: whatever was at `dir` and its temp folder is removed first (an error
+/// if it cannot be), then `env::make_job_dir`.
+fn fresh_job_dir(dir: &Path, temp: &Path, give: impl Fn(&Path)) -> std::io::Result<()> {
+    for d in [dir, temp] {
+        match std::fs::remove_dir_all(d) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    crate::env::make_job_dir(dir, give)
 }
 
 /// Make a kept job folder like a fresh one (`env::make_job_dir`), all but its working copy

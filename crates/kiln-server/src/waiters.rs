@@ -47,26 +47,35 @@ pub struct Waiting<'a> {
     waiters: &'a Waiters,
     id: u64,
     bell: Arc<Bell>,
+    /// A ring was heard and no job taken since.
+    heard: AtomicBool,
 }
 
 impl Waiting<'_> {
-    /// The claim took a job: a ring it did not hear was its own, not another waiter's.
+    /// The claim took a job. A ring it had not heard yet may have been meant for another
+    /// ready job (a round reads the jobs after this claim's): one more round, so that job's
+    /// other fitting waiters are rung.
     pub fn took_job(self) {
-        self.bell.rung.store(false, Ordering::SeqCst);
+        self.heard.store(false, Ordering::SeqCst);
+        if self.bell.rung.swap(false, Ordering::SeqCst) {
+            self.waiters.wake();
+        }
     }
 
     /// Until this claim is rung (at once if it was rung since it last heard).
     pub async fn rung(&self) {
         self.bell.notify.notified().await;
         self.bell.rung.store(false, Ordering::SeqCst);
+        self.heard.store(true, Ordering::SeqCst);
     }
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.waiters.list.lock().unwrap().remove(&self.id);
-        if self.bell.rung.load(Ordering::SeqCst) {
-            // Rung for a job it will not take: let another waiter have it.
+        if self.bell.rung.load(Ordering::SeqCst) || self.heard.load(Ordering::SeqCst) {
+            // Rung for a job it did not take (its agent drains or was revoked, an error, or
+            // it gave up): let another waiter have it.
             self.waiters.wake();
         }
     }
@@ -78,7 +87,7 @@ impl Waiters {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let bell = Arc::new(Bell::default());
         self.list.lock().unwrap().insert(id, Entry { agent: Arc::new(agent.clone()), bell: bell.clone() });
-        Waiting { waiters: self, id, bell }
+        Waiting { waiters: self, id, bell, heard: AtomicBool::new(false) }
     }
 
     /// A job may have become claimable: have the round task ring the waiters that may take one.
@@ -233,6 +242,32 @@ mod tests {
         let (a, b) = (ws.wait(&agent("a", &[], &[])), ws.wait(&agent("b", &[], &[])));
         assert_eq!(ws.ring_agent("a"), 1);
         assert!(rung(&a) && !rung(&b));
+    }
+
+    /// Whether a round is due (the round task would run), consuming it.
+    async fn round_due(ws: &Waiters) -> bool {
+        tokio::time::timeout(std::time::Duration::from_millis(50), ws.due.notified()).await.is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_ring_heard_or_not_that_ends_without_its_job_makes_one_more_round() {
+        let ws = Waiters::default();
+        // Heard, then the claim leaves without a job (its agent drains, is revoked, an error).
+        let w = ws.wait(&agent("a", &[], &[]));
+        ws.ring(Some(&[demand(&[], "p")]));
+        w.rung().await;
+        assert!(!round_due(&ws).await);
+        drop(w);
+        assert!(round_due(&ws).await, "a heard ring whose job was not taken rings again");
+        // Rung while asking the store, which found an older job: that ring was another job's.
+        let w = ws.wait(&agent("a", &[], &[]));
+        ws.ring(Some(&[demand(&[], "p")]));
+        w.took_job();
+        assert!(round_due(&ws).await, "the unheard ring goes round again");
+        // A claim that took a job with no ring pending makes no extra round.
+        let w = ws.wait(&agent("a", &[], &[]));
+        w.took_job();
+        assert!(!round_due(&ws).await);
     }
 
     #[tokio::test]

@@ -184,6 +184,13 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the agent's token was revoked (or the agent removed): a claim waiting under
+    /// the old token asks after each wake-up, so a revoked agent is handed no job.
+    pub async fn agent_revoked(&self, name: &str) -> Result<bool> {
+        let token: Option<String> = sqlx::query_scalar("SELECT token_hash FROM agents WHERE name = $1").bind(name).fetch_optional(self.pool()).await?;
+        Ok(token.as_deref().is_none_or(|t| t == "revoked"))
+    }
+
     /// Revoke an agent: its token stops working and it counts as offline, so it can come
     /// back only by enrolling again with a valid enrolment secret. Its running jobs are
     /// taken back (returned).

@@ -190,6 +190,19 @@ impl LogFiles {
         open.write_all(data)
     }
 
+    /// Flush an attempt's files and its folder to disk.
+    pub fn sync(&self, job_id: i64, attempt: i64) -> io::Result<()> {
+        let dir = self.dir(job_id, attempt);
+        for name in ["sealed", "index", "open"] {
+            match File::open(dir.join(name)) {
+                Ok(f) => f.sync_all()?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        File::open(&dir)?.sync_all()
+    }
+
     /// The sealed segments and their index, opened for appending after `entries` entries
     /// (`zst_len` compressed bytes); what a crash half-wrote past them is dropped.
     fn open_to_seal(dir: &Path, zst_len: u64, entries: usize) -> io::Result<(std::fs::File, std::fs::File)> {

@@ -210,6 +210,12 @@ impl Store {
                     .map_err(|e| StoreError::Corrupt(format!("log writer failed: {e}")))?
                     .map_err(|e| StoreError::Corrupt(format!("failed to move the old log of job {job_id} attempt {attempt} into its files: {e}")))?;
             }
+            // On disk before the rows, the only other copy of these bytes, go.
+            let files = self.logs.clone();
+            tokio::task::spawn_blocking(move || files.sync(job_id, attempt))
+                .await
+                .map_err(|e| StoreError::Corrupt(format!("log writer failed: {e}")))?
+                .map_err(|e| StoreError::Corrupt(format!("failed to flush the moved log of job {job_id} attempt {attempt}: {e}")))?;
             sqlx::query("DELETE FROM log_chunks WHERE job_id = $1 AND attempt = $2").bind(job_id).bind(attempt).execute(&mut *tx).await?;
             tx.commit().await?;
             moved += 1;

@@ -279,6 +279,12 @@ fn a_rotated_token_works_and_the_old_one_is_refused_and_a_revoked_agent_is_out()
     let out = k.kiln(&["enrol", "revoke-agent", "r1"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(beat(&new), 401, "a revoked agent's token is refused");
+    // Its claim that was waiting for a job when it was revoked is handed none.
+    let id = k.trigger("p");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let b = k.build(id);
+    assert_eq!(b["jobs"][0]["status"], "queued", "the revoked agent took a job: {b:#}");
+    assert_eq!(b["jobs"][0]["attempts"].as_array().map_or(0, Vec::len), 0, "{b:#}");
     stop(a);
 }
 

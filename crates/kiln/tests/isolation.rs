@@ -394,3 +394,29 @@ fn kiln_run_sandboxes_steps_but_leaves_the_repository_writable() {
     let log = std::fs::read_to_string(dir.path().join("w/job-1/log")).unwrap();
     assert!(log.contains("outside-read-only"), "{log}");
 }
+
+/// A step that leaves a folder chain deeper than the longest path the system takes (so a
+/// path-by-path removal fails) and a file beside it, in its HOME.
+const TOO_DEEP: &str = r#"jobs:
+  deep:
+    steps:
+      - |
+        echo "home holds: [$(ls -A "$HOME" | tr '\n' ' ')]"
+        cd "$HOME"; i=0
+        while [ $i -lt 300 ]; do mkdir aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa && cd aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa || break; i=$((i+1)); done
+        echo planted > "$HOME/planted"; echo "depth $i"
+"#;
+
+#[test]
+fn a_kept_folder_that_cannot_be_reset_is_not_reused() {
+    let mut k = Kiln::start();
+    k.agent("a", &[]);
+    let repo = k.repo("deep", TOO_DEEP);
+    k.add_project("deep", &repo, &[]);
+    for round in 0..3 {
+        let (b, log) = run_build(&k, "deep");
+        assert_eq!(b["status"], "passed", "round {round}:\n{log}");
+        assert!(log.contains("depth 300"), "round {round}: the chain was made:\n{log}");
+        assert!(log.contains("home holds: []"), "round {round}: HOME held what an earlier job left:\n{log}");
+    }
+}
