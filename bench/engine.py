@@ -15,11 +15,14 @@ PyPI into ~/.cache/kiln-bench/buildbot-venv before kiln's run starts; bench/buil
 import concurrent.futures, datetime, json, os, shutil, socket, subprocess, sys, tempfile, time, urllib.request
 
 ARGS = sys.argv[1:]
-FLAGS = ("--isolation", "--peer", "--peer-builds")
+FLAGS = ("--isolation", "--peer", "--peer-builds", "--concurrency")
 opt = lambda flag, default: ARGS[ARGS.index(flag) + 1] if flag in ARGS and ARGS.index(flag) + 1 < len(ARGS) else default
 ISOLATION = opt("--isolation", "sandbox")
 N = next((int(a) for i, a in enumerate(ARGS) if a.isdigit() and (i == 0 or ARGS[i - 1] not in FLAGS)), 1000)
 PEER = opt("--peer", None)
+CONCURRENCY = opt("--concurrency", "1")
+if not CONCURRENCY.isdigit() or int(CONCURRENCY) < 1:
+    sys.exit(f"bench/engine.py: --concurrency takes a number of jobs each agent runs at once, at least 1, not {CONCURRENCY!r}")
 if PEER not in (None, "buildbot"):
     sys.exit(f"bench/engine.py: --peer {PEER} is not known; the only peer is `buildbot` (bench/buildbot.py)")
 PEER_N = opt("--peer-builds", str(N))
@@ -75,7 +78,7 @@ try:
         except Exception:
             time.sleep(0.1)
     agents = [subprocess.Popen([BIN, "agent", "--server", url, "--token", "bench", "--name", f"a{i}", "--work-dir", f"{tmp}/w{i}",
-                                "--isolation", ISOLATION],
+                                "--isolation", ISOLATION, "--concurrency", CONCURRENCY],
                                stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/agent{i}.log", "w"), env={**os.environ, "KILN_LOG": "warn"})
               for i in range(4)]
     procs += agents
@@ -109,7 +112,7 @@ try:
     last = max(ts(b["finished_at"]) for b in builds)
     lat = sorted((ts(j["started_at"]) - ts(j["created_at"])) * 1000 for j in jobs)
     pct = lambda p: lat[min(len(lat) - 1, int(p / 100 * len(lat)))]
-    print(f"isolation: {ISOLATION}")
+    print(f"isolation: {ISOLATION}; 4 agents, each running up to {CONCURRENCY} job(s) at once")
     print(f"builds: {len(builds)} (submitted in {t_submit:.1f}s by 8 client threads), all passed: {all(b['status'] == 'passed' for b in builds)}")
     kiln_rate = len(jobs) / (last - first)
     print(f"throughput: {kiln_rate:.0f} jobs/s (first queued -> last finished, {last - first:.2f}s)")

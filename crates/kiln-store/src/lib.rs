@@ -201,6 +201,11 @@ impl Store {
         Ok(v.map(|(v,)| v))
     }
 
+    /// Every key starting with `prefix`, with its value (`prefix` holds no `%` or `_`).
+    pub async fn kv_prefixed(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as("SELECT k, v FROM kv WHERE k LIKE $1 ORDER BY k").bind(format!("{prefix}%")).fetch_all(&self.pool).await?)
+    }
+
     /// Compare and set: change `key` from `old` (None: absent) to `new`. True if
     /// this call made the change — of several servers, exactly one wins.
     pub async fn kv_cas(&self, key: &str, old: Option<&str>, new: &str) -> Result<bool> {

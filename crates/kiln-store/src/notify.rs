@@ -148,16 +148,7 @@ impl Store {
         let _w = self.write_turn().await;
         let mut tx = self.begin_write().await?;
         let now = now_ms();
-        let marked = sqlx::query(
-            "UPDATE builds SET notified_status = $1 WHERE id = $2 AND status = $1 AND COALESCE(notified_status, '') = $3",
-        )
-        .bind(status)
-        .bind(build_id)
-        .bind(from.unwrap_or(""))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if marked != 1 {
+        if !mark_notified(&mut tx, build_id, from, status).await? {
             return Ok(false);
         }
         if let Some(kind) = supersede_kind {
@@ -188,6 +179,21 @@ impl Store {
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Record that these builds' statuses send nothing (their projects have no targets), in
+    /// one write: each is marked only if its status and notified status are still as read.
+    pub async fn mark_notified(&self, builds: &[Unnotified]) -> Result<()> {
+        if builds.is_empty() {
+            return Ok(());
+        }
+        let _w = self.write_turn().await;
+        let mut tx = self.begin_write().await?;
+        for u in builds {
+            mark_notified(&mut tx, u.build_id, u.notified_status.as_deref(), &u.status).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Pending deliveries that are due and not being sent, oldest first; a delivery
@@ -282,4 +288,17 @@ impl Store {
         .await?;
         rows.iter().map(from_row).collect()
     }
+}
+
+/// Mark `build_id` notified of `status`, if it is still in `status` and was notified of `from`
+/// (None: never). False when another pass (or server) got there first, or the status moved on.
+async fn mark_notified(tx: &mut sqlx::Transaction<'static, sqlx::Any>, build_id: i64, from: Option<&str>, status: &str) -> Result<bool> {
+    let marked = sqlx::query("UPDATE builds SET notified_status = $1 WHERE id = $2 AND status = $1 AND COALESCE(notified_status, '') = $3")
+        .bind(status)
+        .bind(build_id)
+        .bind(from.unwrap_or(""))
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    Ok(marked == 1)
 }

@@ -51,6 +51,9 @@ pub struct JobRow {
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub job: JobRow,
+    /// Its build's project, and whether the build's steps get the project's secrets.
+    pub project_id: i64,
+    pub with_secrets: bool,
 }
 
 /// What finishing a job changed.
@@ -64,6 +67,10 @@ pub struct FinishOutcome {
     pub readied: bool,
     /// The same finish had already been recorded (a retried call).
     pub repeated: bool,
+    /// The build's project, and how long the job ran (first start to this finish), for the
+    /// events the caller sends.
+    pub project: String,
+    pub duration_ms: Option<i64>,
 }
 
 /// A running job whose lease ran out.
@@ -150,8 +157,10 @@ pub(crate) async fn insert_jobs(tx: &mut Transaction<'_, Any>, build_id: i64, jo
 
 /// Hold the job's row for the rest of the transaction (PostgreSQL: a row lock, so
 /// two servers deciding about one job take turns; SQLite's write lock does this already).
-async fn lock_job(tx: &mut Transaction<'_, Any>, job_id: i64) -> Result<()> {
-    sqlx::query("UPDATE jobs SET lease_until = lease_until WHERE id = $1").bind(job_id).execute(&mut **tx).await?;
+async fn lock_job(tx: &mut Transaction<'_, Any>, backend: crate::Backend, job_id: i64) -> Result<()> {
+    if backend == crate::Backend::Postgres {
+        sqlx::query("UPDATE jobs SET lease_until = lease_until WHERE id = $1").bind(job_id).execute(&mut **tx).await?;
+    }
     Ok(())
 }
 
@@ -314,7 +323,7 @@ impl Store {
         let mut after = 0i64;
         for _page in 0..CLAIM_PAGES {
             let candidates = sqlx::query(
-                "SELECT j.id, j.requires, p.name AS project FROM jobs j JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id \
+                "SELECT j.id, j.requires, p.name AS project, b.project_id, b.with_secrets FROM jobs j JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id \
                  WHERE j.status = 'queued' AND j.ready = 1 AND j.id > $1 ORDER BY j.id LIMIT $2",
             )
                 .bind(after)
@@ -362,7 +371,7 @@ impl Store {
                 continue;
             };
             tx.commit().await?;
-            return Ok(Some(Claimed { job }));
+            return Ok(Some(claimed(job, c)?));
         }
         Ok(None)
     }
@@ -374,7 +383,7 @@ impl Store {
         for _page in 0..CLAIM_PAGES {
             let mut tx = self.begin_write().await?;
             let candidates = sqlx::query(
-                "SELECT j.id, j.requires, p.name AS project FROM jobs j JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id \
+                "SELECT j.id, j.requires, p.name AS project, b.project_id, b.with_secrets FROM jobs j JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id \
                  WHERE j.status = 'queued' AND j.ready = 1 AND j.id > $1 ORDER BY j.id LIMIT $2 FOR UPDATE OF j SKIP LOCKED",
             )
             .bind(after)
@@ -393,13 +402,18 @@ impl Store {
                 }
                 if let Some(job) = take(&mut tx, a, c.try_get("id")?, lease_ms).await? {
                     tx.commit().await?;
-                    return Ok(Some(Claimed { job }));
+                    return Ok(Some(claimed(job, c)?));
                 }
             }
             tx.rollback().await?;
         }
         Ok(None)
     }
+}
+
+/// A taken job with what its queue row (`c`) said of its build.
+fn claimed(job: JobRow, c: &sqlx::any::AnyRow) -> Result<Claimed> {
+    Ok(Claimed { job, project_id: c.try_get("project_id")?, with_secrets: c.try_get::<i64, _>("with_secrets")? != 0 })
 }
 
 /// Take the queued job `id` for agent `a` in `tx`: running, a new attempt, its lease; the
@@ -517,20 +531,26 @@ impl Store {
         let AgentAttempt { job_id, attempt, agent } = by;
         let _w = self.write_turn().await;
         let mut tx = self.begin_write().await?;
-        lock_job(&mut tx, job_id).await?;
-        let row = sqlx::query("SELECT build_id, status FROM jobs WHERE id = $1 AND attempt = $2 AND agent_name = $3")
-            .bind(job_id)
-            .bind(attempt)
-            .bind(agent)
-            .fetch_optional(&mut *tx)
-            .await?;
+        lock_job(&mut tx, self.backend(), job_id).await?;
+        let row = sqlx::query(
+            "SELECT j.build_id, j.status, j.started_at, b.status AS build_status, p.name AS project \
+             FROM jobs j JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id \
+             WHERE j.id = $1 AND j.attempt = $2 AND j.agent_name = $3",
+        )
+        .bind(job_id)
+        .bind(attempt)
+        .bind(agent)
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(row) = row else { return Err(why_not_held(&mut tx, job_id, attempt, agent).await?) };
         let build_id: i64 = row.try_get("build_id")?;
         let cur_status: String = row.try_get("status")?;
+        let project: String = row.try_get("project")?;
+        let started_at: Option<i64> = row.try_get("started_at")?;
         if cur_status != "running" {
             if cur_status == status.as_str() || cur_status == "cancelled" {
-                let b: String = sqlx::query_scalar("SELECT status FROM builds WHERE id = $1").bind(build_id).fetch_one(&mut *tx).await?;
-                return Ok(FinishOutcome { build_id, build_status: b, build_finished: false, readied: false, repeated: true });
+                let build_status: String = row.try_get("build_status")?;
+                return Ok(FinishOutcome { build_id, build_status, build_finished: false, readied: false, repeated: true, project, duration_ms: None });
             }
             return Err(StoreError::Stale { job_id, attempt });
         }
@@ -571,7 +591,8 @@ impl Store {
         crate::testqueue::report_unrun(&mut tx, build_id).await?;
         let (build_status, build_finished, readied) = settle_build(&mut tx, build_id).await?;
         tx.commit().await?;
-        Ok(FinishOutcome { build_id, build_status, build_finished, readied, repeated: false })
+        let duration_ms = started_at.map(|s| now - s);
+        Ok(FinishOutcome { build_id, build_status, build_finished, readied, repeated: false, project, duration_ms })
     }
 
     /// Take back every running job whose lease ran out: back to the queue with
@@ -613,7 +634,7 @@ impl Store {
     async fn take_back(&self, job_id: i64, attempt: Option<i64>, holder: Option<&str>, why: &str) -> Result<Option<LeaseExpiry>> {
         let _w = self.write_turn().await;
         let mut tx = self.begin_write().await?;
-        lock_job(&mut tx, job_id).await?;
+        lock_job(&mut tx, self.backend(), job_id).await?;
         let row = sqlx::query("SELECT build_id, attempt, max_attempts, agent_name, status, cancel_requested FROM jobs WHERE id = $1")
             .bind(job_id)
             .fetch_one(&mut *tx)

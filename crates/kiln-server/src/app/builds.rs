@@ -87,13 +87,10 @@ pub async fn job(st: &AppState, viewer: &Viewer, id: i64) -> AppResult<(JobRow, 
     access::job(st, viewer, id, Need::See).await
 }
 
-/// The secrets a build's steps get: the project's, when the build was started by someone the
-/// maintainers vouch for (`access::build_gets_secrets`, decided when it was started); else none.
-pub async fn secrets_for(st: &AppState, build_id: i64) -> AppResult<Vec<(String, String)>> {
-    let b = st.store.build(build_id).await?;
-    if !b.with_secrets {
-        return Ok(Vec::new());
-    }
-    let p = st.store.project_by_id(b.project_id).await?;
+/// A project's secrets, for the steps of a build that gets them: one started by someone the
+/// maintainers vouch for (`access::build_gets_secrets`, decided when it was started, kept in
+/// the build's `with_secrets`). The caller checks that flag.
+pub async fn project_secrets(st: &AppState, project_id: i64) -> AppResult<Vec<(String, String)>> {
+    let p = st.store.project_by_id(project_id).await?;
     Ok(p.settings.secrets.unwrap_or_default().into_iter().collect())
 }

@@ -46,7 +46,8 @@ pub async fn claim(st: &AppState, agent: &AgentRow, claim_id: Option<String>) ->
             a.job_id = c.job.id;
             a.attempt = c.job.attempt;
             a.log_limit = st.cfg.log_limit;
-            for (k, v) in super::builds::secrets_for(st, a.build_id).await? {
+            let secrets = if c.with_secrets { super::builds::project_secrets(st, c.project_id).await? } else { Vec::new() };
+            for (k, v) in secrets {
                 a.env.insert(k, v.clone());
                 a.secrets.push(v);
             }
@@ -149,12 +150,11 @@ pub async fn finish(st: &AppState, by: AgentAttempt<'_>, req: &FinishRequest) ->
         if out.readied {
             st.wake_agents();
         }
-        let b = st.store.build(out.build_id).await?;
-        let mut ev = Event::new(EventKind::Job, out.build_id, Some(job_id), &b.project, status.as_str());
-        ev.duration_ms = st.store.job(job_id).await.ok().and_then(|j| Some(j.finished_at? - j.started_at?));
+        let mut ev = Event::new(EventKind::Job, out.build_id, Some(job_id), &out.project, status.as_str());
+        ev.duration_ms = out.duration_ms;
         st.emit_event(ev);
         if out.build_finished {
-            st.emit(EventKind::Build, out.build_id, None, &b.project, &out.build_status);
+            st.emit(EventKind::Build, out.build_id, None, &out.project, &out.build_status);
             if out.build_status == "passed" {
                 let st = st.clone();
                 tokio::spawn(async move { crate::sources::downstream::on_passed(&st, out.build_id).await });

@@ -13,6 +13,13 @@ use kiln_store::{NewNotification, Store, Unnotified};
 pub async fn plan(store: &Store, base: &str, u: &Unnotified) -> kiln_store::Result<Vec<NewNotification>> {
     let b = store.build(u.build_id).await?;
     let p = store.project_by_id(b.project_id).await?;
+    let forge = commit_status::target(&p);
+    let emails = p.settings.notify_email.iter().flatten().any(|s| !s.trim().is_empty());
+    let webhooks = p.settings.notify_webhook.iter().flatten().any(|u| !u.trim().is_empty());
+    if forge.is_none() && !emails && !webhooks {
+        // Nothing to tell anyone: read nothing more (most builds of a busy server).
+        return Ok(Vec::new());
+    }
     let jobs = store.jobs_of_build(b.id).await?;
     let finished = u.status != "running";
     let start_unsaid = !finished || (b.started_at.is_some() && matches!(u.notified_status.as_deref(), None | Some("queued")));
@@ -23,7 +30,6 @@ pub async fn plan(store: &Store, base: &str, u: &Unnotified) -> kiln_store::Resu
     let previous = if finished { store.previous_finished_status(p.id, &b.branch, b.id).await? } else { None };
     let tests = if finished { notice::tests_of_build(store, b.id).await? } else { (None, Vec::new()) };
     let first_failure_ms = if finished { store.first_failure_ms(b.id).await? } else { None };
-    let forge = commit_status::target(&p);
     // Test messages come from a job's output: mask its secrets here too, not only on the agent.
     let secrets: Vec<String> = p.settings.secrets.iter().flatten().map(|(_, v)| v.clone()).collect();
     let mut rows = Vec::new();

@@ -33,6 +33,10 @@ const HOLD_MS: i64 = 120_000;
 const SEND_TIMEOUT: Duration = Duration::from_secs(90);
 /// The longest sleep between passes (a safety net; events usually wake it first).
 const IDLE: Duration = Duration::from_secs(5);
+/// Events come in bursts (a build queued, started, its jobs finished): a pass they wake waits
+/// until this long after the last one and reads them all, so a busy server makes a few passes
+/// a second, not several per job. A notification leaves at most this much later.
+const GATHER: Duration = Duration::from_millis(200);
 
 pub async fn run(st: AppState, stop: CancellationToken, base_url: String) {
     let sender = match Sender::new(&st.cfg) {
@@ -49,6 +53,9 @@ pub async fn run(st: AppState, stop: CancellationToken, base_url: String) {
     let mut in_flight: JoinSet<()> = JoinSet::new();
     let attempts = st.cfg.notify_attempts.max(1);
     loop {
+        // Every event up to now is read by this pass.
+        while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) = events.try_recv() {}
+        let pass_at = tokio::time::Instant::now();
         if st.duties.held(crate::services::duties::Duty::Notifier) {
             if let Err(e) = enqueue_changes(&st, &base_url).await {
                 tracing::error!("notifier: failed to queue notifications: {e}");
@@ -66,6 +73,7 @@ pub async fn run(st: AppState, stop: CancellationToken, base_url: String) {
         let sleep = tokio::time::sleep(wait);
         tokio::pin!(sleep);
         // Wait for something that may matter (log events do not).
+        let mut by_event = false;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => {
@@ -77,11 +85,17 @@ pub async fn run(st: AppState, stop: CancellationToken, base_url: String) {
                 }
                 ev = events.recv() => match ev {
                     Ok(ev) if ev.kind == EventKind::Log => continue,
-                    Ok(_) | Err(RecvError::Lagged(_)) => break,
+                    Ok(_) | Err(RecvError::Lagged(_)) => { by_event = true; break }
                     Err(RecvError::Closed) => { (&mut sleep).await; break }
                 },
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => break,
                 _ = &mut sleep => break,
+            }
+        }
+        if by_event {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = tokio::time::sleep_until(pass_at + GATHER) => {}
             }
         }
     }
@@ -92,6 +106,8 @@ async fn enqueue_changes(st: &AppState, base: &str) -> kiln_store::Result<()> {
     loop {
         let todo = st.store.unnotified_builds(100).await?;
         let n = todo.len();
+        // Builds whose status sends nothing are marked together, in one write.
+        let mut quiet = Vec::new();
         for u in todo {
             let rows = match plan::plan(&st.store, base, &u).await {
                 Ok(rows) => rows,
@@ -102,12 +118,17 @@ async fn enqueue_changes(st: &AppState, base: &str) -> kiln_store::Result<()> {
                 }
                 Err(e) => return Err(e),
             };
+            if rows.is_empty() {
+                quiet.push(u);
+                continue;
+            }
             let supersede = (u.status != "running").then_some("commit_status");
             let queued = st.store.enqueue_notifications(u.build_id, u.notified_status.as_deref(), &u.status, &rows, supersede).await?;
-            if queued && !rows.is_empty() {
+            if queued {
                 tracing::debug!("build {} {}: {} notification(s) queued", u.build_id, u.status, rows.len());
             }
         }
+        st.store.mark_notified(&quiet).await?;
         if n < 100 {
             return Ok(());
         }

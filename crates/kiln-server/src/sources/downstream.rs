@@ -13,10 +13,12 @@ const CATCH_UP_MS: i64 = 15 * 60 * 1000;
 /// Start the builds that wait for `build_id` (which just passed). Once per build,
 /// whichever server or pass gets there first (compare-and-set on a marker).
 pub async fn on_passed(st: &AppState, build_id: i64) {
-    if !st.store.kv_cas(&format!("down:{build_id}"), None, "started").await.unwrap_or(false) {
+    let Ok(b) = st.store.build(build_id).await else { return };
+    // Most builds have nothing downstream: find that out before writing a marker.
+    let downstream: Vec<i64> = meta::all(st).await.into_iter().filter(|(_, m)| m.after.contains(&b.project)).map(|(id, _)| id).collect();
+    if downstream.is_empty() || !st.store.kv_cas(&format!("down:{build_id}"), None, "started").await.unwrap_or(false) {
         return;
     }
-    let Ok(b) = st.store.build(build_id).await else { return };
     let Ok(upstream) = st.store.project_by_id(b.project_id).await else { return };
     if b.branch != upstream.branch {
         return;
@@ -34,10 +36,7 @@ pub async fn on_passed(st: &AppState, build_id: i64) {
         }
     }
     let Ok(projects) = st.store.list_projects().await else { return };
-    for p in projects {
-        if !meta::get(st, p.id).await.after.contains(&upstream.name) {
-            continue;
-        }
+    for p in projects.into_iter().filter(|p| downstream.contains(&p.id)) {
         if chain.contains(&p.name) {
             tracing::error!("not building {} after {}: it would close a trigger loop ({})", p.name, upstream.name, chain.join(" <- "));
             continue;
@@ -55,10 +54,9 @@ pub async fn on_passed(st: &AppState, build_id: i64) {
 /// downstream builds).
 pub async fn catch_up(st: &AppState) {
     let Ok(projects) = st.store.list_projects().await else { return };
-    let mut upstreams = std::collections::HashSet::new();
-    for p in &projects {
-        upstreams.extend(meta::get(st, p.id).await.after);
-    }
+    let metas = meta::all(st).await;
+    let upstreams: std::collections::HashSet<String> =
+        projects.iter().filter_map(|p| metas.get(&p.id)).flat_map(|m| m.after.iter().cloned()).collect();
     if upstreams.is_empty() {
         return;
     }

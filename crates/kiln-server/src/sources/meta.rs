@@ -16,8 +16,12 @@ pub struct Meta {
     pub schedule: Vec<String>,
 }
 
+fn key_prefix() -> String {
+    "meta:".into()
+}
+
 fn key(project_id: i64) -> String {
-    format!("meta:{project_id}")
+    format!("{}{project_id}", key_prefix())
 }
 
 pub async fn get(st: &AppState, project_id: i64) -> Meta {
@@ -25,6 +29,14 @@ pub async fn get(st: &AppState, project_id: i64) -> Meta {
         Ok(Some(t)) => serde_json::from_str(&t).unwrap_or_default(),
         _ => Meta::default(),
     }
+}
+
+/// Every project's triggers, by project id, in one read.
+pub async fn all(st: &AppState) -> HashMap<i64, Meta> {
+    let rows = st.store.kv_prefixed(&key_prefix()).await.unwrap_or_default();
+    rows.into_iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(&key_prefix())?.parse().ok()?, serde_json::from_str(&v).unwrap_or_default())))
+        .collect()
 }
 
 pub async fn record(st: &AppState, project_id: i64, p: &Pipeline) {
@@ -49,9 +61,10 @@ pub async fn refresh(st: &AppState, project: &ProjectRow) {
 /// chain of upstreams must never lead back to the project (a trigger loop).
 pub async fn check_after(st: &AppState, project: &str, after: &[String]) -> Result<(), String> {
     let projects = st.store.list_projects().await.map_err(|e| e.to_string())?;
+    let mut metas = all(st).await;
     let mut upstreams: HashMap<String, Vec<String>> = HashMap::new();
     for p in &projects {
-        upstreams.insert(p.name.clone(), get(st, p.id).await.after);
+        upstreams.insert(p.name.clone(), metas.remove(&p.id).unwrap_or_default().after);
     }
     upstreams.insert(project.to_string(), after.to_vec());
     for a in after {

@@ -27,9 +27,10 @@ fn key(project_id: i64, expr: &str) -> String {
 /// Check every schedule of every project once, at `now`.
 pub async fn check(st: &AppState, now: DateTime<Utc>) {
     let Ok(projects) = st.store.list_projects().await else { return };
+    let mut metas = meta::all(st).await;
     for p in projects {
         let mut exprs = p.settings.schedule.clone().unwrap_or_default();
-        exprs.extend(meta::get(st, p.id).await.schedule);
+        exprs.extend(metas.remove(&p.id).unwrap_or_default().schedule);
         exprs.dedup();
         for expr in exprs {
             let k = key(p.id, &expr);
