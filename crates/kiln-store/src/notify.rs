@@ -65,6 +65,7 @@ pub enum DeliveryOutcome {
 #[derive(Debug, Clone)]
 pub struct Unnotified {
     pub build_id: i64,
+    pub project_id: i64,
     pub status: String,
     pub notified_status: Option<String>,
 }
@@ -105,14 +106,21 @@ impl Store {
     /// Builds whose status changed since they were last notified, oldest first.
     pub async fn unnotified_builds(&self, limit: i64) -> Result<Vec<Unnotified>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT id, status, notified_status FROM builds \
+            "SELECT id, project_id, status, notified_status FROM builds \
              WHERE (notified_status IS NULL OR notified_status <> status) AND status IN {NOTIFIED} ORDER BY id LIMIT $1"
         )))
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
         rows.iter()
-            .map(|r| Ok(Unnotified { build_id: r.try_get("id")?, status: r.try_get("status")?, notified_status: r.try_get("notified_status")? }))
+            .map(|r| {
+                Ok(Unnotified {
+                    build_id: r.try_get("id")?,
+                    project_id: r.try_get("project_id")?,
+                    status: r.try_get("status")?,
+                    notified_status: r.try_get("notified_status")?,
+                })
+            })
             .collect()
     }
 

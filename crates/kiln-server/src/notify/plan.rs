@@ -7,19 +7,19 @@
 
 use super::{commit_status, notice, webhook_out};
 use kiln_core::notify::{reason, BuildEvent, NotifyOn, DEFAULT_NOTIFY_ON};
-use kiln_store::{NewNotification, Store, Unnotified};
+use kiln_store::{NewNotification, ProjectRow, Store, Unnotified};
 
 /// The deliveries to queue for `u`'s new status (possibly none).
-pub async fn plan(store: &Store, base: &str, u: &Unnotified) -> kiln_store::Result<Vec<NewNotification>> {
-    let b = store.build(u.build_id).await?;
-    let p = store.project_by_id(b.project_id).await?;
-    let forge = commit_status::target(&p);
+/// `p` is the build's project.
+pub async fn plan(store: &Store, base: &str, u: &Unnotified, p: &ProjectRow) -> kiln_store::Result<Vec<NewNotification>> {
+    let forge = commit_status::target(p);
     let emails = p.settings.notify_email.iter().flatten().any(|s| !s.trim().is_empty());
     let webhooks = p.settings.notify_webhook.iter().flatten().any(|u| !u.trim().is_empty());
     if forge.is_none() && !emails && !webhooks {
         // Nothing to tell anyone: read nothing more (most builds of a busy server).
         return Ok(Vec::new());
     }
+    let b = store.build(u.build_id).await?;
     let jobs = store.jobs_of_build(b.id).await?;
     let finished = u.status != "running";
     let start_unsaid = !finished || (b.started_at.is_some() && matches!(u.notified_status.as_deref(), None | Some("queued")));

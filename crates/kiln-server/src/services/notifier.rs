@@ -18,7 +18,8 @@ use crate::events::{Event, EventKind};
 use crate::notify::{plan, SendError, Sender};
 use crate::state::AppState;
 use kiln_core::notify::backoff;
-use kiln_store::{DeliveryOutcome, NotificationRow};
+use kiln_store::{DeliveryOutcome, NotificationRow, ProjectRow};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
@@ -106,10 +107,28 @@ async fn enqueue_changes(st: &AppState, base: &str) -> kiln_store::Result<()> {
     loop {
         let todo = st.store.unnotified_builds(100).await?;
         let n = todo.len();
-        // Builds whose status sends nothing are marked together, in one write.
+        // Builds whose status sends nothing are marked together, in one write; each project
+        // is read once a pass.
         let mut quiet = Vec::new();
+        let mut projects: HashMap<i64, Option<ProjectRow>> = HashMap::new();
         for u in todo {
-            let rows = match plan::plan(&st.store, base, &u).await {
+            let project = match projects.get(&u.project_id) {
+                Some(p) => p.clone(),
+                None => {
+                    let p = match st.store.project_by_id(u.project_id).await {
+                        Ok(p) => Some(p),
+                        Err(kiln_store::StoreError::NotFound(_)) => None,
+                        Err(e) => return Err(e),
+                    };
+                    projects.insert(u.project_id, p.clone());
+                    p
+                }
+            };
+            let planned = match &project {
+                Some(p) => plan::plan(&st.store, base, &u, p).await,
+                None => Err(kiln_store::StoreError::NotFound(format!("project {}", u.project_id))),
+            };
+            let rows = match planned {
                 Ok(rows) => rows,
                 // Its project is gone: nothing to tell, but mark it so it is not read again.
                 Err(kiln_store::StoreError::NotFound(what)) => {
