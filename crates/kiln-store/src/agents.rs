@@ -7,6 +7,14 @@ use crate::{now_ms, Result, Store, StoreError};
 use sqlx::Row;
 use std::collections::BTreeMap;
 
+/// Whether an agent may still work, read again while it waits (one read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    /// Revoked or removed: its token no longer works.
+    pub revoked: bool,
+    pub draining: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct AgentRow {
     pub id: i64,
@@ -184,11 +192,16 @@ impl Store {
         Ok(())
     }
 
-    /// Whether the agent's token was revoked (or the agent removed): a claim waiting under
-    /// the old token asks after each wake-up, so a revoked agent is handed no job.
-    pub async fn agent_revoked(&self, name: &str) -> Result<bool> {
-        let token: Option<String> = sqlx::query_scalar("SELECT token_hash FROM agents WHERE name = $1").bind(name).fetch_optional(self.pool()).await?;
-        Ok(token.as_deref().is_none_or(|t| t == "revoked"))
+    /// Whether the agent's token was revoked (or the agent removed), and whether it drains: a
+    /// claim waiting under the old token asks after each wake-up, so a revoked agent is handed
+    /// no job and a draining one stops waiting.
+    pub async fn agent_standing(&self, name: &str) -> Result<Standing> {
+        let row: Option<(String, i64)> =
+            sqlx::query_as("SELECT token_hash, draining FROM agents WHERE name = $1").bind(name).fetch_optional(self.pool()).await?;
+        Ok(match row {
+            Some((token, draining)) if token != "revoked" => Standing { revoked: false, draining: draining != 0 },
+            _ => Standing { revoked: true, draining: false },
+        })
     }
 
     /// Revoke an agent: its token stops working and it counts as offline, so it can come

@@ -44,7 +44,7 @@ mod tokens;
 mod uploads;
 mod users;
 
-pub use agents::{AgentRow, AgentSpec, EnrolWith};
+pub use agents::{AgentRow, AgentSpec, EnrolWith, Standing};
 pub use artifacts::ArtifactRow;
 pub use enrolments::EnrolmentRow;
 pub use builds::{BuildFilter, BuildRow, NewBuild};

@@ -61,10 +61,11 @@ pub async fn claim(st: &AppState, agent: &AgentRow, claim_id: Option<String>) ->
             _ = waiting.rung() => {}
             _ = tokio::time::sleep_until(deadline) => return Ok(None),
         }
-        if st.store.agent_revoked(&agent.name).await? {
+        let standing = st.store.agent_standing(&agent.name).await?;
+        if standing.revoked {
             return Err(AppError::Unauthorized(format!("agent {:?} was revoked while it waited for a job; enrol it again", agent.name)));
         }
-        draining = st.store.agent_by_name(&agent.name).await?.draining;
+        draining = standing.draining;
     }
 }
 
