@@ -60,6 +60,14 @@ def cpu_s(pid):
     tick = os.sysconf("SC_CLK_TCK")
     return (int(f[11]) + int(f[12])) / tick, (int(f[13]) + int(f[14])) / tick
 
+def pss_mb(pid):
+    """Proportional set size in MB: pages shared with other processes (the one kiln binary the
+    server and every agent map) count as a share each, not whole in every process."""
+    for line in open(f"/proc/{pid}/smaps_rollup"):
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
 def rss_mb(pid, field="VmHWM"):
     """Peak (VmHWM) or current (VmRSS) resident memory in MB."""
     for line in open(f"/proc/{pid}/status"):
@@ -107,6 +115,7 @@ try:
     jobs = [j for b in builds for j in b["jobs"]]
     srv_cpu = cpu_s(server.pid)
     rss_after = (rss_mb(server.pid, "VmRSS"), [rss_mb(a.pid, "VmRSS") for a in agents])
+    pss_after = [pss_mb(a.pid) for a in agents]
     ag_cpu = [cpu_s(a.pid) for a in agents]
     first = min(ts(b["created_at"]) for b in builds)
     last = max(ts(b["finished_at"]) for b in builds)
@@ -130,7 +139,8 @@ try:
         idle.append((ts(j["started_at"]) - ts(j["created_at"])) * 1000)
     idle.sort()
     print(f"queued -> started with idle agents: p50 {idle[50]:.1f} ms, p99 {idle[98]:.1f} ms (100 builds one at a time)")
-    print(f"RSS right after the burst: server {rss_after[0]:.1f} MB, agents " + ", ".join(f"{x:.1f}" for x in rss_after[1]) + " MB")
+    print(f"RSS right after the burst: server {rss_after[0]:.1f} MB, agents " + ", ".join(f"{x:.1f}" for x in rss_after[1]) + " MB"
+          + " (PSS, shared binary pages split between the processes mapping them: " + ", ".join(f"{x:.1f}" for x in pss_after) + " MB)")
     print(f"peak RSS: server {rss_mb(server.pid):.1f} MB (includes hashing the first admin's password with argon2, 19 MiB), agents "
           + ", ".join(f"{rss_mb(a.pid):.1f}" for a in agents) + " MB")
 finally:
