@@ -56,6 +56,7 @@ fn uuid_like() -> String {
 }
 
 async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
+    let mut times = Phases::start();
     let dir = agent.cfg.work_dir.join("jobs").join(format!("{}-{}", job.job_id, job.attempt));
     let temp = crate::sandbox::temp_of(&dir);
     let give = |p: &Path| {
@@ -76,6 +77,7 @@ async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
         false => fresh_job_dir(&dir, &temp, give),
     };
     let made = made.map_err(|e| format!("failed to make the job's folder {}: {e}", dir.display()));
+    times.mark("folder");
     if let Err(e) = &made {
         tracing::error!("job {}: {e}", job.job_id);
     }
@@ -130,6 +132,7 @@ async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
                 _ = cancel.cancelled() => Err("cancelled while checking out".to_string()),
             },
         };
+        times.mark("checkout");
         match prepared {
             Err(_) if cancel.is_cancelled() => Outcome::Cancelled,
             Err(e) => {
@@ -147,6 +150,7 @@ async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
         }
     };
     drop(tx);
+    times.mark("steps");
     let mut writer = write_task.await.expect("log writer task");
     let aborted = agent.control.abort.is_cancelled();
     if let Some(r) = outcome.reason() {
@@ -155,6 +159,7 @@ async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
     writer.close();
     watch_abort.abort();
     let _ = uploader.await;
+    times.mark("log");
 
     let stale = shared.stale.load(Ordering::SeqCst) || running.stale.load(Ordering::SeqCst);
     if stale {
@@ -166,6 +171,7 @@ async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
         }
     } else {
         report(agent, &job, &outcome, shared.written.load(Ordering::SeqCst), &running).await;
+        times.mark("finish");
     }
     agent.running.lock().unwrap().remove(&job.job_id);
     if reuse && made.is_ok() {
@@ -175,6 +181,34 @@ async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
         let _ = std::fs::remove_dir_all(&temp);
     }
     let _ = std::fs::remove_file(&spool);
+    times.mark("cleanup");
+    tracing::debug!("job {} attempt {} took {}", job.job_id, job.attempt, times);
+}
+
+/// Where a job's time went on the agent, phase by phase (a debug line per job).
+struct Phases {
+    last: std::time::Instant,
+    spent: Vec<(&'static str, Duration)>,
+}
+
+impl Phases {
+    fn start() -> Self {
+        Phases { last: std::time::Instant::now(), spent: Vec::new() }
+    }
+
+    /// The phase `name` ends now.
+    fn mark(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.spent.push((name, now - self.last));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.spent.iter().map(|(n, d)| format!("{n} {:.1} ms", d.as_secs_f64() * 1000.0)).collect();
+        f.write_str(&parts.join(", "))
+    }
 }
 
 /// A new job folder: whatever was at `dir` and its temp folder is removed first (an error
