@@ -36,8 +36,10 @@ if PEER:
     peer = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(peer)
     peer.ensure_buildbot()  # install once, before anything is measured
-BIN = os.path.join(ROOT, "target/release/kiln")
-subprocess.run(["cargo", "build", "--release", "-q", "-p", "kiln"], cwd=ROOT, check=True)
+# KILN_BIN: a kiln binary to use as it is (ci/bench-smoke.sh passes the debug one); else the release build.
+BIN = os.environ.get("KILN_BIN") or os.path.join(ROOT, "target/release/kiln")
+if not os.environ.get("KILN_BIN"):
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "kiln"], cwd=ROOT, check=True)
 
 tmp = tempfile.mkdtemp(prefix="kiln-bench-")
 port = (lambda s: (s.bind(("127.0.0.1", 0)), s.getsockname()[1], s.close())[1])(socket.socket())

@@ -18,8 +18,10 @@ DATABASE = opt("--database", None)
 SERVERS = int(opt("--servers", "1"))
 if DATABASE: args = [a for a in args if a != DATABASE]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target/release/kiln")
-subprocess.run(["cargo", "build", "--release", "-q", "-p", "kiln"], cwd=ROOT, check=True)
+# KILN_BIN: a kiln binary to use as it is (ci/bench-smoke.sh passes the debug one); else the release build.
+BIN = os.environ.get("KILN_BIN") or os.path.join(ROOT, "target/release/kiln")
+if not os.environ.get("KILN_BIN"):
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "kiln"], cwd=ROOT, check=True)
 tmp = tempfile.mkdtemp(prefix="kiln-sim-")
 TOKEN, AGENT_TOKEN = "bench-admin", "bench"
 

@@ -9,8 +9,10 @@ import datetime, hashlib, hmac, json, os, shutil, socket, subprocess, statistics
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 20
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target/release/kiln")
-subprocess.run(["cargo", "build", "--release", "-q", "-p", "kiln"], cwd=ROOT, check=True)
+# KILN_BIN: a kiln binary to use as it is (ci/bench-smoke.sh passes the debug one); else the release build.
+BIN = os.environ.get("KILN_BIN") or os.path.join(ROOT, "target/release/kiln")
+if not os.environ.get("KILN_BIN"):
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "kiln"], cwd=ROOT, check=True)
 tmp = tempfile.mkdtemp(prefix="kiln-bench-sources-")
 port = (lambda s: (s.bind(("127.0.0.1", 0)), s.getsockname()[1], s.close())[1])(socket.socket())
 url, TOKEN, SECRET = f"http://127.0.0.1:{port}", "bench-admin", b"bench-hook"
@@ -57,7 +59,8 @@ def report(name, xs):
 
 try:
     procs.append(subprocess.Popen([BIN, "server", "--listen", f"127.0.0.1:{port}", "--data", f"{tmp}/data", "--agent-token", "b",
-                                   "--admin-token", TOKEN], stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/server.log", "w")))
+                                   "--admin-token", TOKEN, "--allow-local-repos"],  # the bench's repositories are local folders
+                                  stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/server.log", "w")))
     for _ in range(100):
         try:
             urllib.request.urlopen(url + "/api/v1/projects", timeout=1); break
