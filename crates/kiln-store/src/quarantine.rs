@@ -140,6 +140,14 @@ impl Store {
         Ok(Some(runs.into_iter().map(|r| r.0).collect()))
     }
 
+    /// Mark a finished build judged without recording its runs (it is no evidence: see the
+    /// server's `app::quarantine`).
+    pub async fn judge_without_runs(&self, build_id: i64) -> Result<()> {
+        let _w = self.write_turn().await;
+        sqlx::query("INSERT INTO quarantine_builds (build_id) VALUES ($1) ON CONFLICT (build_id) DO NOTHING").bind(build_id).execute(self.pool()).await?;
+        Ok(())
+    }
+
     /// A test's recent runs, newest first: all kept, or those of builds after `after_build`.
     pub async fn test_runs(&self, project_id: i64, key: &str, after_build: Option<i64>) -> Result<Vec<Run>> {
         let rows = sqlx::query(

@@ -200,3 +200,73 @@ fn quarantining_by_hand_needs_the_maintainer_role() {
     let out = as_user(&mia, &["tests", "release", "hand", "t_slow"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not quarantined"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Trigger a build of `branch` (or of the default branch at `commit`) and wait for it.
+fn build_on(k: &Kiln, branch: &str, commit: Option<&str>) -> (i64, Value) {
+    let a = match commit {
+        Some(c) => vec!["trigger", "q", "--commit", c],
+        None => vec!["trigger", "q", "--branch", branch],
+    };
+    let id = k.json(&a)["id"].as_i64().unwrap();
+    (id, k.wait_build(id, 90))
+}
+
+#[test]
+fn only_builds_of_the_default_branch_quarantine_or_release_a_test() {
+    let mut k = Kiln::start_with(&["--quarantine-flaky-rate", "0.5", "--quarantine-window", "4", "--quarantine-min-runs", "1", "--quarantine-release-after", "2"]);
+    let modes = k.path("modes");
+    let repo = k.repo("q", "jobs:\n  suite:\n    tests:\n      retries: 1\n      list: \"echo t_wobbly; echo t_solid\"\n      run: sh run.sh {tests}\n");
+    runner(&repo, &modes);
+    // A developer's branch, at main's commit for now.
+    git(&repo, &["branch", "topic"]);
+    k.add_project("q", &repo, &[]);
+    k.agent("a1", &["--isolation", "none"]);
+    mode(&modes, "t_wobbly", "flaky");
+    let flaky_in = |k: &Kiln, id: i64, b: &Value| {
+        assert_eq!(b["status"], "passed", "{b:#}");
+        assert_eq!(result(k, id, "t_wobbly")["flaky"], true, "build {id}");
+        mode(&modes, "t_wobbly", "flaky");
+    };
+
+    // Flaky on the developer's branch, again and again (even at a commit main has): above the
+    // rate with enough runs, but no build of it is evidence.
+    for _ in 0..3 {
+        let (id, b) = build_on(&k, "topic", None);
+        flaky_in(&k, id, &b);
+    }
+    assert!(quarantined(&k).is_empty(), "a feature branch's flaky runs quarantined a test for every branch");
+    // A build labelled main at a commit only the developer's branch has is not evidence either.
+    git(&repo, &["checkout", "-q", "topic"]);
+    std::fs::write(repo.join("topic.txt"), "mine").unwrap();
+    let topic_only = commit_all(&repo, "topic");
+    git(&repo, &["checkout", "-q", "main"]);
+    let (id, b) = build_on(&k, "main", Some(&topic_only));
+    assert_eq!((b["branch"].as_str(), b["commit"].as_str()), (Some("main"), Some(topic_only.as_str())), "{b:#}");
+    flaky_in(&k, id, &b);
+    assert!(quarantined(&k).is_empty(), "a commit off the default branch counted");
+    // Nor is an uploaded run (on the project's default branch and its head's pipeline, with the
+    // uploader's files).
+    let out = std::process::Command::new(BIN).args(["submit", "q", "run.sh", "--wait"]).current_dir(&repo).env("KILN_SERVER", &k.url).env("KILN_TOKEN", ADMIN).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let up = builds(&k, "q")[0].clone();
+    let main_head = String::from_utf8(std::process::Command::new("git").arg("-C").arg(&repo).args(["rev-parse", "main"]).output().unwrap().stdout).unwrap();
+    assert_eq!((up["trigger"].as_str(), up["commit"].as_str()), (Some("upload"), Some(main_head.trim())), "{up:#}");
+    flaky_in(&k, up["id"].as_i64().unwrap(), &up);
+    assert!(quarantined(&k).is_empty(), "an uploaded run counted");
+
+    // The same on the default branch: quarantined, with exactly that run as evidence.
+    let (m1, b) = build_on(&k, "main", None);
+    flaky_in(&k, m1, &b);
+    assert_eq!(quarantined(&k), vec!["t_wobbly"]);
+    let f = flakiest(&k);
+    let c = &f["quarantine"]["changes"][0];
+    assert_eq!(c["builds"], serde_json::json!([m1]), "{f:#}");
+    assert!(c["reason"].as_str().unwrap().contains("flaky in 1 of its last 1 runs"), "{c:#}");
+
+    // Clean runs on the developer's branch do not release it either.
+    mode(&modes, "t_wobbly", "pass");
+    for _ in 0..2 {
+        assert_eq!(build_on(&k, "topic", None).1["status"], "passed");
+    }
+    assert_eq!(quarantined(&k), vec!["t_wobbly"], "a feature branch's clean runs released a test");
+}

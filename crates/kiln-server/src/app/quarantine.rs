@@ -27,12 +27,17 @@ pub const CHANGES_SHOWN: usize = 50;
 /// then quarantine or release each test they ran as the rules say.
 pub async fn catch_up(st: &AppState, project_id: i64) -> AppResult<()> {
     let rules = st.cfg.quarantine.rules();
+    let project = st.store.project_by_id(project_id).await?;
     loop {
         let builds = st.store.unjudged_builds(project_id).await?;
         if builds.is_empty() {
             return Ok(());
         }
         for b in builds {
+            if !is_evidence(st, &project, b).await? {
+                st.store.judge_without_runs(b).await?;
+                continue;
+            }
             let Some(keys) = st.store.record_test_runs(b).await? else { continue };
             let held: std::collections::HashMap<String, i64> =
                 st.store.quarantined_tests(project_id).await?.into_iter().map(|q| (q.test_key, q.after_build)).collect();
@@ -54,6 +59,17 @@ pub async fn catch_up(st: &AppState, project_id: i64) -> AppResult<()> {
             }
         }
     }
+}
+
+/// Whether a finished build's runs are evidence: only what the project has accepted may change
+/// the quarantine every branch gets. A developer can push any branch, or trigger the default
+/// branch at a commit of theirs, and upload runs; none of those counts, so no one below
+/// maintainer can get a test quarantined (or released) by making it wobble (or pass) on purpose.
+/// Evidence is a build of the project's default branch, not an uploaded run, whose commit is on
+/// the default branch's history in the server's mirror.
+async fn is_evidence(st: &AppState, project: &ProjectRow, build_id: i64) -> AppResult<bool> {
+    let b = st.store.build(build_id).await?;
+    Ok(!crate::uploads::is_upload(&b) && b.branch == project.branch && st.mirrors.on_branch(project.id, &b.commit, &project.branch).await)
 }
 
 /// A maintainer quarantines (or releases) a test of a project by hand. The change records who,
