@@ -270,3 +270,43 @@ fn only_builds_of_the_default_branch_quarantine_or_release_a_test() {
     }
     assert_eq!(quarantined(&k), vec!["t_wobbly"], "a feature branch's clean runs released a test");
 }
+
+#[test]
+fn another_agents_list_call_is_refused_before_any_build_is_judged() {
+    let mut k = Kiln::start();
+    let repo = k.repo("q", "jobs:\n  suite:\n    tests:\n      list: \"echo t_solid\"\n      run: sh run.sh {tests}\n");
+    runner(&repo, &k.path("modes"));
+    k.add_project("q", &repo, &[]);
+    k.agent("a1", &["--isolation", "none"]);
+    // A finished build with results, not judged yet (nothing has read the quarantine).
+    let b1 = k.trigger("q");
+    assert_eq!(k.wait_build(b1, 90)["status"], "passed");
+    // The next build holds its agent in a plain job.
+    std::fs::write(repo.join(".kiln.yml"), "jobs:\n  hold:\n    steps:\n      - sleep 30\n").unwrap();
+    commit_all(&repo, "hold");
+    let b2 = k.trigger("q");
+    k.wait_for("the job to run", 60, || k.build(b2)["jobs"][0]["status"] == "running");
+    let job = k.build(b2)["jobs"][0]["id"].as_i64().unwrap();
+
+    // Another agent names that job in a list call: refused, and no build was judged for it.
+    let reg = common::http::send(
+        &k.url,
+        "POST",
+        "/api/v1/agent/register",
+        &[("Authorization", &format!("Bearer {AGENT_TOKEN}")), ("Content-Type", "application/json")],
+        serde_json::json!({"name": "rogue", "labels": {"none": "matches"}, "concurrency": 1, "protocol": kiln_wire::PROTOCOL_VERSION}).to_string().as_bytes(),
+        false,
+    );
+    assert_eq!(reg.status, 200, "{}", reg.text());
+    let rogue: Value = serde_json::from_slice(&reg.body).unwrap();
+    let (status, body) = http(
+        "POST",
+        &format!("{}/api/v1/agent/jobs/{job}/tests/list", k.url),
+        &[("Authorization", &format!("Bearer {}", rogue["token"].as_str().unwrap())), ("Content-Type", "application/json")],
+        br#"{"attempt": 1, "ids": ["t_forged"]}"#,
+    );
+    assert_eq!(status, 403, "{body}");
+    let judged = std::process::Command::new("sqlite3").arg(k.path("data").join("kiln.db")).arg("SELECT COUNT(*) FROM quarantine_builds").output().expect("sqlite3 is needed: run ci/setup-sqlite.sh");
+    assert_eq!(String::from_utf8_lossy(&judged.stdout).trim(), "0", "a call from an agent that does not hold the job judged builds: {}", String::from_utf8_lossy(&judged.stderr));
+    assert!(k.kiln(&["cancel", &b2.to_string()]).status.success());
+}
