@@ -15,7 +15,7 @@ use crate::{now_ms, Result, Store, StoreError};
 use kiln_core::junit::Outcome;
 use kiln_core::quarantine::{Cause, Change, Run, RunOutcome, MAX_WINDOW};
 use sqlx::Row;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// A test quarantined now.
 #[derive(Debug, Clone, PartialEq)]
@@ -257,6 +257,24 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Which of these builds no longer exist (retention deleted them).
+    pub async fn deleted_builds(&self, ids: &[i64]) -> Result<HashSet<i64>> {
+        let mut gone: HashSet<i64> = ids.iter().copied().collect();
+        let asked: Vec<i64> = gone.iter().copied().collect();
+        for chunk in asked.chunks(100) {
+            // Only placeholders are formatted in; the ids are bound.
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("SELECT id FROM builds WHERE id IN ({})", marks.join(", "))));
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for id in q.fetch_all(self.pool()).await? {
+                gone.remove(&id);
+            }
+        }
+        Ok(gone)
     }
 
     /// The tests of a build's test group quarantined when its list was uploaded.

@@ -310,3 +310,33 @@ fn another_agents_list_call_is_refused_before_any_build_is_judged() {
     assert_eq!(String::from_utf8_lossy(&judged.stdout).trim(), "0", "a call from an agent that does not hold the job judged builds: {}", String::from_utf8_lossy(&judged.stderr));
     assert!(k.kiln(&["cancel", &b2.to_string()]).status.success());
 }
+
+#[test]
+fn a_change_whose_build_retention_deleted_stays_readable_and_says_so() {
+    let mut k = Kiln::start_with(&["--gc-every", "0", "--quarantine-flaky-rate", "0.5", "--quarantine-window", "4", "--quarantine-min-runs", "1"]);
+    let modes = k.path("modes");
+    let repo = k.repo("q", "jobs:\n  suite:\n    tests:\n      retries: 1\n      list: \"echo t_wobbly\"\n      run: sh run.sh {tests}\n");
+    runner(&repo, &modes);
+    k.add_project("q", &repo, &[]);
+    k.agent("a1", &["--isolation", "none"]);
+    mode(&modes, "t_wobbly", "flaky");
+    let b1 = k.trigger("q");
+    let job1 = job_id(&k.wait_build(b1, 90));
+    assert_eq!(quarantined(&k), vec!["t_wobbly"]);
+    let b2 = k.trigger("q");
+    assert_eq!(k.wait_build(b2, 90)["status"], "passed");
+    // Retention keeps the newest build: the evidence's build goes.
+    assert!(k.kiln(&["project", "set", "q", "--keep-builds", "1"]).status.success());
+    let gc = k.json(&["gc"]);
+    assert_eq!(gc["removed"][0]["build_id"], b1, "{gc:#}");
+
+    let f = flakiest(&k);
+    assert_eq!(quarantined(&k), vec!["t_wobbly"], "the quarantine outlives its evidence's build");
+    let c = f["quarantine"]["changes"].as_array().unwrap().iter().find(|c| c["change"] == "quarantined").cloned().unwrap();
+    assert_eq!((c["builds"].clone(), c["deleted"].clone()), (serde_json::json!([b1]), serde_json::json!([b1])), "{f:#}");
+    let text = String::from_utf8_lossy(&k.kiln(&["tests", "q", "--flakiest"]).stdout).into_owned();
+    assert!(text.contains(&format!("runs: #{b1} (job {job1}, deleted)")), "{text}");
+    let (status, page) = http("GET", &format!("{}/projects/q/tests", k.url), &[("Authorization", &format!("Bearer {ADMIN}"))], b"");
+    assert_eq!(status, 200);
+    assert!(page.contains(&format!("#{b1} (deleted)")) && !page.contains(&format!("href=\"/builds/{b1}\"")), "{page}");
+}

@@ -99,9 +99,7 @@ pub async fn mark(st: &AppState, viewer: &Viewer, project: &str, test: &str, cha
         .collect();
     let reason = reason.map(str::trim).filter(|r| !r.is_empty()).unwrap_or("by hand").to_string();
     match st.store.change_quarantine(p.id, test, change, Cause::Manual, Some(&who), &reason, &evidence).await? {
-        Some(id) => Ok(change_of(
-            st.store.quarantine_changes(p.id, CHANGES_SHOWN).await?.iter().find(|c| c.id == id).ok_or_else(|| AppError::Internal(format!("quarantine change {id} vanished")))?,
-        )),
+        Some(id) => changes_of(st, p.id).await?.into_iter().find(|c| c.id == id).ok_or_else(|| AppError::Internal(format!("quarantine change {id} vanished"))),
         None => Err(AppError::Conflict(match change {
             Change::Quarantined => format!("{test} is already quarantined in {}", p.name),
             Change::Released => format!("{test} is not quarantined in {}; `kiln tests {} --flakiest` lists the quarantine", p.name, p.name),
@@ -114,7 +112,7 @@ pub async fn of_project(st: &AppState, p: &ProjectRow) -> AppResult<Quarantine> 
     catch_up(st, p.id).await?;
     Ok(Quarantine {
         quarantined: st.store.quarantined_tests(p.id).await?.into_iter().map(|q| q.test_key).collect(),
-        changes: st.store.quarantine_changes(p.id, CHANGES_SHOWN).await?.iter().map(change_of).collect(),
+        changes: changes_of(st, p.id).await?,
     })
 }
 
@@ -125,7 +123,15 @@ pub async fn show(st: &AppState, viewer: &Viewer, project: &str) -> AppResult<(P
     Ok((p, q))
 }
 
-fn change_of(c: &QuarantineChangeRow) -> QuarantineChange {
+/// A project's latest changes, each naming which of its builds retention has deleted since.
+async fn changes_of(st: &AppState, project_id: i64) -> AppResult<Vec<QuarantineChange>> {
+    let rows = st.store.quarantine_changes(project_id, CHANGES_SHOWN).await?;
+    let ids: Vec<i64> = rows.iter().flat_map(|c| c.builds.iter().copied()).collect();
+    let gone = st.store.deleted_builds(&ids).await?;
+    Ok(rows.iter().map(|c| change_of(c, &gone)).collect())
+}
+
+fn change_of(c: &QuarantineChangeRow, gone: &std::collections::HashSet<i64>) -> QuarantineChange {
     QuarantineChange {
         id: c.id,
         test: c.test_key.clone(),
@@ -135,6 +141,7 @@ fn change_of(c: &QuarantineChangeRow) -> QuarantineChange {
         reason: c.reason.clone(),
         builds: c.builds.clone(),
         jobs: c.jobs.clone(),
+        deleted: c.builds.iter().copied().filter(|b| gone.contains(b)).collect(),
         at: ts(c.created_at),
     }
 }
