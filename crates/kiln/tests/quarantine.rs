@@ -6,7 +6,7 @@
 mod common;
 use common::*;
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A runner whose tests do what the file `modes/TEST` says: `pass`, `fail`, or `flaky` (fails
 /// the first time, while `modes/TEST.once` is missing, then passes).
@@ -53,15 +53,24 @@ fn job_id(b: &Value) -> i64 {
     b["jobs"][0]["id"].as_i64().unwrap()
 }
 
-#[test]
-fn a_flaky_test_is_quarantined_does_not_fail_builds_and_is_released_after_clean_runs() {
-    let mut k = Kiln::start_with(&["--quarantine-flaky-rate", "0.5", "--quarantine-window", "4", "--quarantine-min-runs", "1", "--quarantine-release-after", "2"]);
+/// A server quarantining at 50 % flaky over 4 runs from the first run, releasing after 2 clean
+/// ones (plus `extra` flags); project "q" whose `tests:` job (one retry) lists `list` and runs
+/// the runner; one unsandboxed agent (the runner reads its modes from outside the job's folder).
+/// Returns the server, the modes folder and the repository.
+fn quarantining(extra: &[&str], list: &str) -> (Kiln, PathBuf, PathBuf) {
+    let flags = [&["--quarantine-flaky-rate", "0.5", "--quarantine-window", "4", "--quarantine-min-runs", "1", "--quarantine-release-after", "2"][..], extra].concat();
+    let mut k = Kiln::start_with(&flags);
     let modes = k.path("modes");
-    let repo = k.repo("q", "jobs:\n  suite:\n    tests:\n      retries: 1\n      list: \"echo t_wobbly; echo t_solid\"\n      run: sh run.sh {tests}\n");
+    let repo = k.repo("q", &format!("jobs:\n  suite:\n    tests:\n      retries: 1\n      list: \"{list}\"\n      run: sh run.sh {{tests}}\n"));
     runner(&repo, &modes);
     k.add_project("q", &repo, &[]);
-    // The runner reads its modes from outside the job's folder.
     k.agent("a1", &["--isolation", "none"]);
+    (k, modes, repo)
+}
+
+#[test]
+fn a_flaky_test_is_quarantined_does_not_fail_builds_and_is_released_after_clean_runs() {
+    let (k, modes, _) = quarantining(&[], "echo t_wobbly; echo t_solid");
 
     // Build 1: t_wobbly fails, then passes on its retry: flaky (the build passes), and flaky in
     // 1 of its 1 runs ≥ 50 %: quarantined, with this build's run as the evidence.
@@ -213,14 +222,9 @@ fn build_on(k: &Kiln, branch: &str, commit: Option<&str>) -> (i64, Value) {
 
 #[test]
 fn only_builds_of_the_default_branch_quarantine_or_release_a_test() {
-    let mut k = Kiln::start_with(&["--quarantine-flaky-rate", "0.5", "--quarantine-window", "4", "--quarantine-min-runs", "1", "--quarantine-release-after", "2"]);
-    let modes = k.path("modes");
-    let repo = k.repo("q", "jobs:\n  suite:\n    tests:\n      retries: 1\n      list: \"echo t_wobbly; echo t_solid\"\n      run: sh run.sh {tests}\n");
-    runner(&repo, &modes);
+    let (k, modes, repo) = quarantining(&[], "echo t_wobbly; echo t_solid");
     // A developer's branch, at main's commit for now.
     git(&repo, &["branch", "topic"]);
-    k.add_project("q", &repo, &[]);
-    k.agent("a1", &["--isolation", "none"]);
     mode(&modes, "t_wobbly", "flaky");
     let flaky_in = |k: &Kiln, id: i64, b: &Value| {
         assert_eq!(b["status"], "passed", "{b:#}");
@@ -313,12 +317,7 @@ fn another_agents_list_call_is_refused_before_any_build_is_judged() {
 
 #[test]
 fn a_change_whose_build_retention_deleted_stays_readable_and_says_so() {
-    let mut k = Kiln::start_with(&["--gc-every", "0", "--quarantine-flaky-rate", "0.5", "--quarantine-window", "4", "--quarantine-min-runs", "1"]);
-    let modes = k.path("modes");
-    let repo = k.repo("q", "jobs:\n  suite:\n    tests:\n      retries: 1\n      list: \"echo t_wobbly\"\n      run: sh run.sh {tests}\n");
-    runner(&repo, &modes);
-    k.add_project("q", &repo, &[]);
-    k.agent("a1", &["--isolation", "none"]);
+    let (k, modes, _) = quarantining(&["--gc-every", "0"], "echo t_wobbly");
     mode(&modes, "t_wobbly", "flaky");
     let b1 = k.trigger("q");
     let job1 = job_id(&k.wait_build(b1, 90));
