@@ -66,10 +66,21 @@ pub async fn catch_up(st: &AppState, project_id: i64) -> AppResult<()> {
 /// branch at a commit of theirs, and upload runs; none of those counts, so no one below
 /// maintainer can get a test quarantined (or released) by making it wobble (or pass) on purpose.
 /// Evidence is a build of the project's default branch, not an uploaded run, whose commit is on
-/// the default branch's history in the server's mirror.
+/// the default branch's history in the server's mirror. A mirror that does not show it there is
+/// fetched once first: another server may have built it (each has its own mirror), or the
+/// branch moved since.
 async fn is_evidence(st: &AppState, project: &ProjectRow, build_id: i64) -> AppResult<bool> {
     let b = st.store.build(build_id).await?;
-    Ok(!crate::uploads::is_upload(&b) && b.branch == project.branch && st.mirrors.on_branch(project.id, &b.commit, &project.branch).await)
+    if crate::uploads::is_upload(&b) || b.branch != project.branch || b.commit.is_empty() {
+        return Ok(false);
+    }
+    if st.mirrors.on_branch(project.id, &b.commit, &project.branch).await {
+        return Ok(true);
+    }
+    if let Err(e) = st.mirrors.refresh(project.id, &project.repo, std::time::Instant::now()).await {
+        tracing::warn!("judging build {build_id} for quarantine: {e}");
+    }
+    Ok(st.mirrors.on_branch(project.id, &b.commit, &project.branch).await)
 }
 
 /// A maintainer quarantines (or releases) a test of a project by hand. The change records who,
