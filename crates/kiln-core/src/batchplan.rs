@@ -12,7 +12,8 @@
 //!   of a shard is what keeps it as busy as the others. That batch measures the fixed cost and
 //!   the tests' times; every later claim (a shard that starts late, tests put back) plans with
 //!   them, and the next build plans with the history from its first batch. Only a build with
-//!   no history at all, not even its default branch's, is planned blind.
+//!   no history at all, not even its default branch's, is planned blind. A shard that starts
+//!   [`LATE_START_MS`] after another takes half its share: the first to finish takes the rest.
 //! - **Durations known** (history, or tests already run in this build; an unknown test weighs
 //!   the median): the batch fills up to the *water level* — the time at which every shard would
 //!   finish together, counting what the others still have in flight — taking 80 % of it to
@@ -24,6 +25,10 @@
 
 use std::fmt::Write as _;
 
+/// A shard that claims while nothing is known, this long after another shard's batch began,
+/// starts late: it takes half its even share, and whoever finishes first takes the rest,
+/// planned with what it measured (a whole share would end that much after the others).
+pub const LATE_START_MS: u64 = 500;
 /// A batch's fixed cost should stay at most this share (%) of its wall time.
 pub const FIXED_SHARE_PERCENT: u64 = 10;
 /// The fixed cost assumed before any batch of a run (or of its history) has measured one.
@@ -81,6 +86,8 @@ pub struct Plan {
     pub level_ms: u64,
     /// For an even split: the shards it is split over (those not yet running, this one included).
     pub split_over: u32,
+    /// For an even split: this shard starts late ([`LATE_START_MS`]) and takes half its share.
+    pub late: bool,
 }
 
 impl Plan {
@@ -92,6 +99,9 @@ impl Plan {
             Basis::Static => s.push_str(", the files assigned to this shard"),
             Basis::Even => {
                 let _ = write!(s, ", no timing known: an even split, one batch for each of the {} shard{} not yet running (of {shards})", self.split_over, if self.split_over == 1 { "" } else { "s" });
+                if self.late {
+                    s.push_str(", half a share as this shard starts late (the first to finish takes the rest)");
+                }
                 match self.fixed_ms {
                     Some(f) => {
                         let _ = write!(s, "; fixed cost per batch {f} ms (history)");
@@ -153,8 +163,9 @@ pub fn plan(c: &Claim<'_>) -> Plan {
     let Some(stand_in) = median(&known).or(c.run_median_ms) else {
         // The shards not running a batch share what is pending (the others took their share).
         let parts = (shards as usize).saturating_sub(c.in_flight.len()).max(1) as u32;
-        let len = if pending == 0 { 0 } else { even_split(c.pending, parts) };
-        return Plan { len, pending, basis: Basis::Even, work_ms: 0, fixed_ms: c.fixed_ms, level_ms: 0, split_over: parts };
+        let late = c.in_flight.iter().any(|f| f.elapsed_ms >= LATE_START_MS);
+        let len = if pending == 0 { 0 } else { even_split(c.pending, if late { 2 * parts } else { parts }) };
+        return Plan { len, pending, basis: Basis::Even, work_ms: 0, fixed_ms: c.fixed_ms, level_ms: 0, split_over: parts, late };
     };
     let fixed = c.fixed_ms.unwrap_or(DEFAULT_FIXED_MS);
     let est: Vec<u64> = c.pending.iter().map(|p| p.1.unwrap_or(stand_in).max(1)).collect();
@@ -197,12 +208,12 @@ pub fn plan(c: &Claim<'_>) -> Plan {
     if total <= others_free {
         (len, sum) = (est.len(), total);
     }
-    Plan { len, pending, basis: Basis::Level, work_ms: sum, fixed_ms: c.fixed_ms, level_ms: level, split_over: 0 }
+    Plan { len, pending, basis: Basis::Level, work_ms: sum, fixed_ms: c.fixed_ms, level_ms: level, split_over: 0, late: false }
 }
 
 /// A static (`split: files`) claim: the shard takes every file it owns.
 pub fn plan_static(pending: usize) -> Plan {
-    Plan { len: pending, pending, basis: Basis::Static, work_ms: 0, fixed_ms: None, level_ms: 0, split_over: 0 }
+    Plan { len: pending, pending, basis: Basis::Static, work_ms: 0, fixed_ms: None, level_ms: 0, split_over: 0, late: false }
 }
 
 /// One batch handed out by [`simulate`].
@@ -284,6 +295,11 @@ mod tests {
         let p = pending(&[None; 200]);
         let c = Claim { pending: &p, shards: 4, in_flight: &busy, fixed_ms: None, run_median_ms: None };
         assert_eq!((super::plan(&c).len, super::plan(&c).split_over), (100, 2));
+        // A shard that starts late takes half its share; the first to finish takes the rest.
+        let late = [InFlight { elapsed_ms: LATE_START_MS, ..InFlight::default() }, InFlight::default()];
+        let c = Claim { pending: &p, shards: 4, in_flight: &late, fixed_ms: None, run_median_ms: None };
+        assert_eq!((super::plan(&c).len, super::plan(&c).late), (50, true));
+        assert!(super::plan(&c).explain(4).contains("half a share as this shard starts late"), "{}", super::plan(&c).explain(4));
         // More running than shards (attempts overlapping): the claim takes the rest.
         let c = Claim { pending: &p, shards: 1, in_flight: &busy, fixed_ms: None, run_median_ms: None };
         assert_eq!(super::plan(&c).len, 200);

@@ -103,6 +103,28 @@ fn batches_pay_for_the_runners_start_up_and_the_history_keeps_its_cost() {
 }
 
 #[test]
+fn without_history_a_shard_that_starts_late_takes_half_a_share() {
+    let mut k = Kiln::start();
+    let ran = k.path("ran.txt");
+    let repo = k.repo("late", "jobs:\n  suite:\n    tests:\n      shards: 2\n      list: seq 1 40\n      run: sh run.sh {tests}\n");
+    runner(&repo, "3", &ran, &k.path("unused"));
+    k.add_project("late", &repo, &[]);
+    k.agent("a1", UNSANDBOXED);
+    let id = k.trigger("late");
+    // The first shard takes its share (40 / 2) while the second has no agent yet.
+    k.wait_for("the first shard's batch", 60, || plans(&k, id).iter().any(|l| l.contains("plan: 20 of 40 pending tests, no timing known")));
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    k.agent("a2", UNSANDBOXED);
+    assert_eq!(k.wait_build(id, 90)["status"], "passed");
+    let p = plans(&k, id);
+    // Starting late (the first batch began over 0.5 s before), the second shard takes half its
+    // share; the first shard to finish takes the rest, planned with what it measured.
+    assert!(p.iter().any(|l| l.contains("plan: 10 of 20 pending tests, no timing known") && l.contains("half a share as this shard starts late")), "{p:#?}");
+    assert!(p.iter().any(|l| l.contains("plan: 10 of 10 pending tests, about")), "{p:#?}");
+    assert_eq!(ran_counts(&ran).len(), 40);
+}
+
+#[test]
 fn a_shard_killed_with_its_attempts_spent_leaves_no_test_unrun() {
     let mut k = Kiln::start_with(&["--lease", "3"]);
     let ran = k.path("ran.txt");
