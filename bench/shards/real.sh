@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Benchmark (not a test): two real suites no one here wrote, fetched from the registries, run
+# Benchmark (not a test): real suites no one here wrote, fetched from the registries, run
 # on kiln with N agents and, in the same run, by the best single-machine tool with N workers:
 #   - Python: more-itertools' sdist (its tests/, run by pytest)   vs  pytest-xdist -n N
-#   - Rust:   regex-syntax's published crate (run by cargo-nextest)    vs  cargo nextest run -j N
+#   - Rust:   published crates run by cargo-nextest                vs  cargo nextest run -j N:
+#             regex-syntax (a short suite: about 0.9 s under nextest here, where kiln's
+#             per-build cost weighs most) and petgraph (281 tests, about 10 s of test time)
 # Prints wall times and the ratios kiln ÷ tool for a first build (no history) and a second one
 # (with history). Targets on this machine: first <= 1.3, with history <= 1.0.
 # The Rust suite's test binaries are built once beforehand into a nextest archive that both
@@ -23,15 +25,14 @@ cargo nextest --version >/dev/null 2>&1 || cargo install -q --locked cargo-nexte
 
 # The suites, as the registries ship them.
 PY_PKG=more-itertools==10.8.0
-RS_CRATE=regex-syntax RS_VERSION=0.8.5
+RS_CRATES="regex-syntax=0.8.5 petgraph=0.8.1"
 python3 -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: -d "$T/dl" "$PY_PKG"
 mkdir -p "$T/py" && tar -xzf "$T"/dl/more_itertools-*.tar.gz -C "$T/py" --strip-components 1
-# The crate's published source, through cargo itself: a throwaway crate that depends on it, vendored.
+# The crates' published source, through cargo itself: a throwaway crate that depends on them, vendored.
 mkdir -p "$T/dl/fetch/src" && : >"$T/dl/fetch/src/lib.rs"
-printf '[package]\nname = "fetch"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\n%s = "=%s"\n' "$RS_CRATE" "$RS_VERSION" >"$T/dl/fetch/Cargo.toml"
+printf '[package]\nname = "fetch"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\n' >"$T/dl/fetch/Cargo.toml"
+for c in $RS_CRATES; do printf '%s = "=%s"\n' "${c%=*}" "${c#*=}" >>"$T/dl/fetch/Cargo.toml"; done
 (cd "$T/dl/fetch" && cargo vendor -q "$T/dl/vendor" >/dev/null)
-cp -r "$T/dl/vendor/$RS_CRATE" "$T/rs"
-rm -f "$T/rs/.cargo-checksum.json"
 
 # Rust: a nextest profile that writes JUnit, a shared target folder built once, and a runner
 # that turns kiln's "binary test" ids into a nextest filter. Each shard extracts the archive
@@ -39,9 +40,7 @@ rm -f "$T/rs/.cargo-checksum.json"
 # run the extracted binaries, as `cargo nextest run --archive-file` extracts once for all its
 # tests. (Run from the archive, every batch would extract it again: 0.2–0.3 s each here.)
 export CARGO_TARGET_DIR=$T/rs-target
-mkdir -p "$T/rs/.config"
-printf '[profile.ci]\nfail-fast = false\n[profile.ci.junit]\npath = "junit.xml"\n' >"$T/rs/.config/nextest.toml"
-cat >"$T/rs/kiln-nextest.sh" <<'SH'
+cat >"$T/dl/kiln-nextest.sh" <<'SH'
 #!/bin/sh
 # kiln-nextest.sh 'binary test'...: run exactly these tests, one at a time (each agent is one of
 # the N workers, as nextest -j N has N), JUnit into $KILN_JUNIT_DIR.
@@ -54,20 +53,18 @@ cargo nextest run $NX --profile ci --no-tests=pass -j 1 -E "$expr"; code=$?
 cp target/nextest/ci/junit.xml "$KILN_JUNIT_DIR/junit-$$.xml" 2>/dev/null
 exit $code
 SH
-(cd "$T/rs" && cargo nextest archive --cargo-quiet --archive-file "$T/tests.tar.zst") >/dev/null 2>&1
-cat >"$T/py/.kiln.yml" <<YML
-jobs:
-  suite:
-    tests:
-      shards: $N
-      list: "python3 -m pytest -q --collect-only -p no:cacheprovider tests | grep ::"
-      run: python3 -m pytest -q -p no:cacheprovider --junitxml=\$KILN_JUNIT_DIR/part.xml {tests}
-YML
-cat >"$T/rs/.kiln.yml" <<YML
+for c in $RS_CRATES; do # project rs-NAME in $T/rs-NAME, its tests archived in $T/rs-NAME.tar.zst
+  d=$T/rs-${c%=*}
+  cp -r "$T/dl/vendor/${c%=*}" "$d" && rm -f "$d/.cargo-checksum.json"
+  cp "$T/dl/kiln-nextest.sh" "$d/"
+  mkdir -p "$d/.config"
+  printf '[profile.ci]\nfail-fast = false\n[profile.ci.junit]\npath = "junit.xml"\n' >"$d/.config/nextest.toml"
+  (cd "$d" && cargo nextest archive --cargo-quiet --archive-file "$d.tar.zst") >/dev/null 2>&1
+  cat >"$d/.kiln.yml" <<YML
 jobs:
   suite:
     env:
-      ARCHIVE: $T/tests.tar.zst
+      ARCHIVE: $d.tar.zst
       NX: --binaries-metadata nx/target/nextest/binaries-metadata.json --cargo-metadata nx/target/nextest/cargo-metadata.json --target-dir-remap nx/target --workspace-remap .
     steps:
       - mkdir -p nx && cargo nextest list --archive-file \$ARCHIVE --workspace-remap . --extract-to nx --extract-overwrite >/dev/null
@@ -76,7 +73,17 @@ jobs:
       list: cargo nextest list \$NX --message-format oneline
       run: sh kiln-nextest.sh {tests}
 YML
-for d in py rs; do
+done
+cat >"$T/py/.kiln.yml" <<YML
+jobs:
+  suite:
+    tests:
+      shards: $N
+      list: "python3 -m pytest -q --collect-only -p no:cacheprovider tests | grep ::"
+      run: python3 -m pytest -q -p no:cacheprovider --junitxml=\$KILN_JUNIT_DIR/part.xml {tests}
+YML
+RS_PROJECTS=$(for c in $RS_CRATES; do printf 'rs-%s ' "${c%=*}"; done)
+for d in py $RS_PROJECTS; do
   git -C "$T/$d" init -q -b main && git -C "$T/$d" add -A && git -C "$T/$d" -c user.email=b@kiln -c user.name=bench commit -qm suite
 done
 
@@ -93,8 +100,7 @@ for i in $(seq "$N"); do
   "$BIN" agent --server "$KILN_SERVER" --token bench-agent --name r$i --work-dir "$T/work$i" --isolation none >"$T/agent$i.log" 2>&1 &
   PIDS+=($!)
 done
-"$BIN" project add py --repo "$T/py" >/dev/null
-"$BIN" project add rs --repo "$T/rs" >/dev/null
+for p in py $RS_PROJECTS; do "$BIN" project add "$p" --repo "$T/$p" >/dev/null; done
 
 secs() { python3 -c "print(round($2 - $1, 2))"; }
 timed_kiln() { # project -> wall seconds (the build may fail: a suite can have failing tests here)
@@ -119,11 +125,13 @@ PY_COUNT=$(grep -Eo '[0-9]+ passed' "$T/tool.out" | head -1)
 K1=$(timed_kiln py); K2=$(timed_kiln py)
 echo "python: more-itertools ($PY_COUNT): pytest-xdist -n $N ${TOOL_PY}s; kiln first ${K1}s ($(ratio "$K1" "$TOOL_PY")x), with history ${K2}s ($(ratio "$K2" "$TOOL_PY")x)  (targets 1.3x, 1.0x)"
 
-TOOL_RS=$(timed_tool "$T/rs" cargo nextest run --archive-file "$T/tests.tar.zst" --workspace-remap . -j "$N" --no-fail-fast)
-RS_COUNT=$(grep -Eo '[0-9]+ tests? run' "$T/tool.out" | head -1 || true)
-K1=$(timed_kiln rs); K2=$(timed_kiln rs)
-echo "rust: regex-syntax ($RS_COUNT): cargo nextest run -j $N ${TOOL_RS}s; kiln first ${K1}s ($(ratio "$K1" "$TOOL_RS")x), with history ${K2}s ($(ratio "$K2" "$TOOL_RS")x)  (targets 1.3x, 1.0x)"
-for p in py rs; do
+for p in $RS_PROJECTS; do
+  TOOL_RS=$(timed_tool "$T/$p" cargo nextest run --archive-file "$T/$p.tar.zst" --workspace-remap . -j "$N" --no-fail-fast)
+  RS_COUNT=$(grep -Eo '[0-9]+ tests? run' "$T/tool.out" | head -1 || true)
+  K1=$(timed_kiln "$p"); K2=$(timed_kiln "$p")
+  echo "rust: ${p#rs-} ($RS_COUNT): cargo nextest run -j $N ${TOOL_RS}s; kiln first ${K1}s ($(ratio "$K1" "$TOOL_RS")x), with history ${K2}s ($(ratio "$K2" "$TOOL_RS")x)  (targets 1.3x, 1.0x)"
+done
+for p in py $RS_PROJECTS; do
   b=$("$BIN" builds "$p" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
   "$BIN" logs "$b" | grep -m 3 ": plan: " | sed "s/^/  $p: /" || true
 done

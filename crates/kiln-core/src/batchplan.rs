@@ -4,10 +4,16 @@
 //! collection: 0.3–0.7 s for pytest) before its first test. The planner keeps that fixed cost a
 //! small share of each batch ([`FIXED_SHARE_PERCENT`]) while keeping the tail short:
 //!
-//! - **Nothing known** (no history, nothing run yet in this build): an even split by count into
-//!   [`COLD_BATCHES_PER_SHARD`] batches per shard, its end moved to a file boundary when the ids
-//!   carry one (`path::name`) and one is near. The first batch of each shard measures the fixed
-//!   cost and the tests' times; later claims plan with them.
+//! - **Nothing known** (no history, nothing run yet in this build): one batch per shard, an
+//!   even split by count of what is pending among the shards not yet running, its end moved to
+//!   a file boundary when the ids carry one (`path::name`) and one is near. So the start-up is
+//!   paid once per shard, not once per crumb: while nothing is known, a second batch per shard
+//!   would add a whole fixed cost to the wall time (the shards pay it together), and the share
+//!   of a shard is what keeps it as busy as the others. That batch measures the fixed cost and
+//!   the tests' times; every later claim (a shard that starts late, tests put back) plans with
+//!   them, and the next build plans with the history from its first batch. Only a build with
+//!   no history at all, not even its default branch's, is planned blind. A shard that starts
+//!   [`LATE_START_MS`] after another takes half its share: the first to finish takes the rest.
 //! - **Durations known** (history, or tests already run in this build; an unknown test weighs
 //!   the median): the batch fills up to the *water level* — the time at which every shard would
 //!   finish together, counting what the others still have in flight — taking 80 % of it to
@@ -19,8 +25,10 @@
 
 use std::fmt::Write as _;
 
-/// With nothing known, each shard's work is split into this many batches.
-pub const COLD_BATCHES_PER_SHARD: usize = 2;
+/// A shard that claims while nothing is known, this long after another shard's batch began,
+/// starts late: it takes half its even share, and whoever finishes first takes the rest,
+/// planned with what it measured (a whole share would end that much after the others).
+pub const LATE_START_MS: u64 = 500;
 /// A batch's fixed cost should stay at most this share (%) of its wall time.
 pub const FIXED_SHARE_PERCENT: u64 = 10;
 /// The fixed cost assumed before any batch of a run (or of its history) has measured one.
@@ -76,6 +84,10 @@ pub struct Plan {
     pub fixed_ms: Option<u64>,
     /// The water level (0 for an even split).
     pub level_ms: u64,
+    /// For an even split: the shards it is split over (those not yet running, this one included).
+    pub split_over: u32,
+    /// For an even split: this shard starts late ([`LATE_START_MS`]) and takes half its share.
+    pub late: bool,
 }
 
 impl Plan {
@@ -86,7 +98,10 @@ impl Plan {
         match self.basis {
             Basis::Static => s.push_str(", the files assigned to this shard"),
             Basis::Even => {
-                let _ = write!(s, ", no timing known: an even split into {COLD_BATCHES_PER_SHARD} batches per shard over {shards} shards");
+                let _ = write!(s, ", no timing known: an even split, one batch for each of the {} shard{} not yet running (of {shards})", self.split_over, if self.split_over == 1 { "" } else { "s" });
+                if self.late {
+                    s.push_str(", half a share as this shard starts late (the first to finish takes the rest)");
+                }
                 match self.fixed_ms {
                     Some(f) => {
                         let _ = write!(s, "; fixed cost per batch {f} ms (history)");
@@ -113,15 +128,14 @@ fn file_of(id: &str) -> Option<&str> {
     id.split_once("::").map(|(f, _)| f)
 }
 
-/// An even split by count: `pending / (COLD_BATCHES_PER_SHARD × shards)`, rounded up, its end
-/// moved to the nearest file boundary within a quarter of its size.
-fn even_split(pending: &[(String, Option<u64>)], shards: u32) -> usize {
-    let parts = COLD_BATCHES_PER_SHARD * shards.max(1) as usize;
-    let len = pending.len().div_ceil(parts).max(1);
+/// An even split by count into `parts` batches: `pending / parts`, rounded up, its end moved to
+/// the nearest file boundary within an eighth of its size (the shards' shares stay close).
+fn even_split(pending: &[(String, Option<u64>)], parts: u32) -> usize {
+    let len = pending.len().div_ceil(parts.max(1) as usize).max(1);
     if len >= pending.len() || file_of(&pending[len].0).is_none() {
         return len;
     }
-    let slack = len / 4;
+    let slack = len / 8;
     let boundary = |i: usize| i > 0 && i < pending.len() && file_of(&pending[i - 1].0) != file_of(&pending[i].0);
     (0..=slack)
         .flat_map(|d| [len.checked_sub(d), Some(len + d)])
@@ -147,8 +161,11 @@ pub fn plan(c: &Claim<'_>) -> Plan {
     let shards = c.shards.max(1);
     let known: Vec<u64> = c.pending.iter().filter_map(|p| p.1).collect();
     let Some(stand_in) = median(&known).or(c.run_median_ms) else {
-        let len = if pending == 0 { 0 } else { even_split(c.pending, shards) };
-        return Plan { len, pending, basis: Basis::Even, work_ms: 0, fixed_ms: c.fixed_ms, level_ms: 0 };
+        // The shards not running a batch share what is pending (the others took their share).
+        let parts = (shards as usize).saturating_sub(c.in_flight.len()).max(1) as u32;
+        let late = c.in_flight.iter().any(|f| f.elapsed_ms >= LATE_START_MS);
+        let len = if pending == 0 { 0 } else { even_split(c.pending, if late { 2 * parts } else { parts }) };
+        return Plan { len, pending, basis: Basis::Even, work_ms: 0, fixed_ms: c.fixed_ms, level_ms: 0, split_over: parts, late };
     };
     let fixed = c.fixed_ms.unwrap_or(DEFAULT_FIXED_MS);
     let est: Vec<u64> = c.pending.iter().map(|p| p.1.unwrap_or(stand_in).max(1)).collect();
@@ -191,12 +208,12 @@ pub fn plan(c: &Claim<'_>) -> Plan {
     if total <= others_free {
         (len, sum) = (est.len(), total);
     }
-    Plan { len, pending, basis: Basis::Level, work_ms: sum, fixed_ms: c.fixed_ms, level_ms: level }
+    Plan { len, pending, basis: Basis::Level, work_ms: sum, fixed_ms: c.fixed_ms, level_ms: level, split_over: 0, late: false }
 }
 
 /// A static (`split: files`) claim: the shard takes every file it owns.
 pub fn plan_static(pending: usize) -> Plan {
-    Plan { len: pending, pending, basis: Basis::Static, work_ms: 0, fixed_ms: None, level_ms: 0 }
+    Plan { len: pending, pending, basis: Basis::Static, work_ms: 0, fixed_ms: None, level_ms: 0, split_over: 0, late: false }
 }
 
 /// One batch handed out by [`simulate`].
@@ -268,28 +285,41 @@ mod tests {
     }
 
     #[test]
-    fn nothing_known_splits_evenly_into_a_few_batches_per_shard() {
+    fn nothing_known_gives_each_shard_one_even_share() {
         let p = pending(&[None; 400]);
         let plan = plan(&claim(&p, 4, None));
-        assert_eq!((plan.len, plan.basis), (50, Basis::Even));
-        assert!(plan.explain(4).contains("this batch measures the fixed cost"), "{}", plan.explain(4));
+        assert_eq!((plan.len, plan.basis, plan.split_over), (100, Basis::Even, 4));
+        assert!(plan.explain(4).contains("one batch for each of the 4 shards not yet running (of 4); this batch measures the fixed cost"), "{}", plan.explain(4));
+        // The shards that claim next share what is left among those not yet running.
+        let busy = [InFlight::default(); 2];
+        let p = pending(&[None; 200]);
+        let c = Claim { pending: &p, shards: 4, in_flight: &busy, fixed_ms: None, run_median_ms: None };
+        assert_eq!((super::plan(&c).len, super::plan(&c).split_over), (100, 2));
+        // A shard that starts late takes half its share; the first to finish takes the rest.
+        let late = [InFlight { elapsed_ms: LATE_START_MS, ..InFlight::default() }, InFlight::default()];
+        let c = Claim { pending: &p, shards: 4, in_flight: &late, fixed_ms: None, run_median_ms: None };
+        assert_eq!((super::plan(&c).len, super::plan(&c).late), (50, true));
+        assert!(super::plan(&c).explain(4).contains("half a share as this shard starts late"), "{}", super::plan(&c).explain(4));
+        // More running than shards (attempts overlapping): the claim takes the rest.
+        let c = Claim { pending: &p, shards: 1, in_flight: &busy, fixed_ms: None, run_median_ms: None };
+        assert_eq!(super::plan(&c).len, 200);
         assert_eq!(super::plan(&claim(&pending(&[None; 3]), 4, None)).len, 1);
         assert_eq!(super::plan(&claim(&[], 4, None)).len, 0);
         // The history's fixed cost is shown but the split stays even.
         let p = pending(&[None; 10]);
-        let plan = super::plan(&claim(&p, 1, Some(300)));
+        let plan = super::plan(&claim(&p, 2, Some(300)));
         assert_eq!(plan.len, 5);
-        assert!(plan.explain(1).contains("300 ms (history)"));
+        assert!(plan.explain(2).contains("300 ms (history)"));
     }
 
     #[test]
     fn an_even_split_ends_at_a_nearby_file_boundary() {
-        // 5 files of 8 tests, 2 shards: 40 / 4 = 10, the nearest boundary within 2 is 8.
-        let p: Vec<(String, Option<u64>)> = (0..40).map(|i| (format!("tests/f{}.py::t{i}", i / 8), None)).collect();
-        assert_eq!(plan(&claim(&p, 2, None)).len, 8);
+        // Files of 9 tests, 2 shards: 40 / 2 = 20, and a boundary at 18 is within 20 / 8.
+        let p: Vec<(String, Option<u64>)> = (0..40).map(|i| (format!("tests/f{}.py::t{i}", i / 9), None)).collect();
+        assert_eq!(plan(&claim(&p, 2, None)).len, 18);
         // No boundary near: the count stands.
-        let p: Vec<(String, Option<u64>)> = (0..40).map(|i| (format!("tests/f{}.py::t{i}", i / 20), None)).collect();
-        assert_eq!(plan(&claim(&p, 2, None)).len, 10);
+        let p: Vec<(String, Option<u64>)> = (0..40).map(|i| (format!("tests/f{}.py::t{i}", i / 30), None)).collect();
+        assert_eq!(plan(&claim(&p, 2, None)).len, 20);
     }
 
     #[test]
@@ -348,8 +378,8 @@ mod tests {
             prop_assert!(sim.batches.iter().all(|b| !b.tests.is_empty() && b.shard < shards as usize));
         }
 
-        /// Without history a shard runs a few batches, not dozens: at most the even split's
-        /// batches plus what the level-filling of the rest needs.
+        /// Without history a shard runs a few batches, not dozens: at most its even share plus
+        /// what the level-filling of the rest needs.
         #[test]
         fn without_history_few_batches(times in suite(), shards in 1u32..12, fixed in 100u64..800) {
             let tests: Vec<_> = times.iter().enumerate().map(|(i, &ms)| (format!("t{i}"), ms, None)).collect();
@@ -358,8 +388,28 @@ mod tests {
             let total: u64 = times.iter().sum();
             // With all the work worth ≥ 9 fixed costs per batch, batches number at most
             // total / (9 × fixed) plus a handful for the even start and the tail.
-            let allowed = (total / (9 * fixed)) as usize + COLD_BATCHES_PER_SHARD + 4;
+            let allowed = (total / (9 * fixed)) as usize + 5;
             prop_assert!(most <= allowed, "{} batches on one shard, allowed {}", most, allowed);
+        }
+
+        /// Without history, shards that start together each run one batch: the start-up is
+        /// paid once per shard, and every test is still given out.
+        #[test]
+        fn without_history_one_batch_per_shard(times in suite(), shards in 1u32..12, fixed in 0u64..800) {
+            let tests: Vec<_> = times.iter().enumerate().map(|(i, &ms)| (format!("t{i}"), ms, None)).collect();
+            let sim = simulate(&tests, shards, fixed, None);
+            prop_assert_eq!(sim.batches.len(), tests.len().min(shards as usize));
+            prop_assert!((0..shards as usize).all(|s| sim.batches.iter().filter(|b| b.shard == s).count() <= 1));
+        }
+
+        /// Without history, a suite of similar short tests (10–60 ms, as `acceptance/suites`)
+        /// ends within a quarter of one fixed cost plus an even share of the work.
+        #[test]
+        fn without_history_similar_tests_end_near_the_bound(times in prop::collection::vec(10u64..=60, 400..800), shards in 1u32..8, fixed in 0u64..800) {
+            let tests: Vec<_> = times.iter().enumerate().map(|(i, &ms)| (format!("t{i}"), ms, None)).collect();
+            let sim = simulate(&tests, shards, fixed, None);
+            let bound = fixed + times.iter().sum::<u64>().div_ceil(u64::from(shards));
+            prop_assert!(sim.wall_ms as f64 <= 1.25 * bound as f64, "wall {} bound {}", sim.wall_ms, bound);
         }
 
         /// With exact history and a known fixed cost, the wall time stays within 10 % of the

@@ -75,6 +75,9 @@ async fn claim(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id)
 }
 
 async fn list(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<TestListUpload>) -> AppResult<Json<serde_json::Value>> {
+    // Only the agent holding the job gets any work done for it (judging builds costs).
+    let by = AgentAttempt { job_id, attempt: req.attempt, agent: &a.name };
+    st.store.check_held(by).await?;
     let (_, group) = job_group(&st, job_id).await?;
     let ids = match req.error {
         Some(e) => Err(e),
@@ -89,7 +92,7 @@ async fn list(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id):
             }
         }
     }
-    st.store.upload_test_list(AgentAttempt { job_id, attempt: req.attempt, agent: &a.name }, &group, ids, req.static_split, &req.changed_files).await?;
+    st.store.upload_test_list(by, &group, ids, req.static_split, &req.changed_files).await?;
     Ok(Json(serde_json::json!({})))
 }
 

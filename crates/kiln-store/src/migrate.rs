@@ -14,6 +14,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (8, include_str!("../migrations/sqlite/0008_artifacts.sql")),
     (15, include_str!("../migrations/sqlite/0015_scale.sql")),
     (16, include_str!("../migrations/sqlite/0016_quarantine.sql")),
+    (17, include_str!("../migrations/sqlite/0017_quarantine_runs_by_build.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -27,6 +28,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (8, include_str!("../migrations/postgres/0008_artifacts.sql")),
     (15, include_str!("../migrations/postgres/0015_scale.sql")),
     (16, include_str!("../migrations/postgres/0016_quarantine.sql")),
+    (17, include_str!("../migrations/postgres/0017_quarantine_runs_by_build.sql")),
 ];
 
 /// The PostgreSQL advisory lock servers take turns on to migrate ("kiln" in ASCII).

@@ -15,7 +15,7 @@ use crate::{now_ms, Result, Store, StoreError};
 use kiln_core::junit::Outcome;
 use kiln_core::quarantine::{Cause, Change, Run, RunOutcome, MAX_WINDOW};
 use sqlx::Row;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// A test quarantined now.
 #[derive(Debug, Clone, PartialEq)]
@@ -140,6 +140,14 @@ impl Store {
         Ok(Some(runs.into_iter().map(|r| r.0).collect()))
     }
 
+    /// Mark a finished build judged without recording its runs (it is no evidence: see the
+    /// server's `app::quarantine`).
+    pub async fn judge_without_runs(&self, build_id: i64) -> Result<()> {
+        let _w = self.write_turn().await;
+        sqlx::query("INSERT INTO quarantine_builds (build_id) VALUES ($1) ON CONFLICT (build_id) DO NOTHING").bind(build_id).execute(self.pool()).await?;
+        Ok(())
+    }
+
     /// A test's recent runs, newest first: all kept, or those of builds after `after_build`.
     pub async fn test_runs(&self, project_id: i64, key: &str, after_build: Option<i64>) -> Result<Vec<Run>> {
         let rows = sqlx::query(
@@ -249,6 +257,24 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Which of these builds no longer exist (retention deleted them).
+    pub async fn deleted_builds(&self, ids: &[i64]) -> Result<HashSet<i64>> {
+        let mut gone: HashSet<i64> = ids.iter().copied().collect();
+        let asked: Vec<i64> = gone.iter().copied().collect();
+        for chunk in asked.chunks(100) {
+            // Only placeholders are formatted in; the ids are bound.
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("SELECT id FROM builds WHERE id IN ({})", marks.join(", "))));
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for id in q.fetch_all(self.pool()).await? {
+                gone.remove(&id);
+            }
+        }
+        Ok(gone)
     }
 
     /// The tests of a build's test group quarantined when its list was uploaded.

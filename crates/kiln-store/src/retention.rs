@@ -1,6 +1,7 @@
 //! What retention reads and removes: every build's facts per project, disk use per
 //! project, and removing a finished build's rows (jobs, attempts, test results,
-//! artifacts, its uploaded run, notifications). The files go in the server's
+//! artifacts, its uploaded run, notifications, its runs as quarantine evidence; the
+//! quarantine's changes keep naming it). The files go in the server's
 //! `services/retention.rs`, which calls these.
 
 use crate::{Result, Store};
@@ -51,6 +52,8 @@ impl Store {
             "DELETE FROM test_items WHERE build_id = $1",
             "DELETE FROM test_groups WHERE build_id = $1",
             "DELETE FROM build_quarantine WHERE build_id = $1",
+            "DELETE FROM test_runs WHERE build_id = $1",
+            "DELETE FROM quarantine_builds WHERE build_id = $1",
             "DELETE FROM notifications WHERE build_id = $1",
             "DELETE FROM uploads WHERE build_id = $1",
             "DELETE FROM jobs WHERE build_id = $1",

@@ -321,7 +321,7 @@ impl Store {
                 tx.commit().await?;
                 return Ok(TestClaim::Wait);
             }
-            let claim = self.verdict(&mut tx, job_id, attempt).await?;
+            let claim = self.verdict(&mut tx, job_id, attempt, &g.key).await?;
             tx.commit().await?;
             return Ok(claim);
         }
@@ -363,8 +363,9 @@ impl Store {
         Ok(TestClaim::Batch { id: batch_id, tests, plan: p.explain(g.shards) })
     }
 
-    /// The tests this attempt ran whose final try failed, and the flaky ones.
-    async fn verdict(&self, tx: &mut Transaction<'_, Any>, job_id: i64, attempt: i64) -> Result<TestClaim> {
+    /// The tests this attempt ran whose final try failed, and the flaky ones; a failed test
+    /// quarantined when this group listed its tests fails without failing the job.
+    async fn verdict(&self, tx: &mut Transaction<'_, Any>, job_id: i64, attempt: i64, group: &str) -> Result<TestClaim> {
         let failed: Vec<String> = sqlx::query_scalar(
             "SELECT i.test_key FROM test_items i JOIN test_batches b ON b.id = i.batch_id WHERE b.job_id = $1 AND b.attempt = $2 \
              AND i.state = 'done' AND i.superseded = 0 AND i.outcome IN ('failed', 'errored') ORDER BY i.id",
@@ -382,9 +383,10 @@ impl Store {
         .fetch_all(&mut **tx)
         .await?;
         let held: HashSet<String> = sqlx::query_scalar(
-            "SELECT q.test_key FROM build_quarantine q JOIN jobs j ON j.build_id = q.build_id WHERE j.id = $1",
+            "SELECT q.test_key FROM build_quarantine q JOIN jobs j ON j.build_id = q.build_id WHERE j.id = $1 AND q.group_key = $2",
         )
         .bind(job_id)
+        .bind(group)
         .fetch_all(&mut **tx)
         .await?
         .into_iter()

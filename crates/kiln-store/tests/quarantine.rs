@@ -12,12 +12,21 @@ use std::collections::{BTreeMap, HashMap};
 
 const ADMIN_URL: &str = "postgres://kiln:kiln@127.0.0.1:5432/postgres";
 
+fn sqlite_url(dir: &tempfile::TempDir) -> String {
+    format!("sqlite:{}", dir.path().join("q.db").display())
+}
+
 async fn sqlite(dir: &tempfile::TempDir) -> Store {
-    Store::open(&format!("sqlite:{}", dir.path().join("q.db").display())).await.unwrap()
+    Store::open(&sqlite_url(dir)).await.unwrap()
 }
 
 /// A fresh PostgreSQL database, or None outside CI when no server answers.
 async fn postgres() -> Option<Store> {
+    Some(postgres_at().await?.0)
+}
+
+/// A fresh PostgreSQL database and its URL, or None outside CI when no server answers.
+async fn postgres_at() -> Option<(Store, String)> {
     let admin = std::env::var("KILN_TEST_POSTGRES").unwrap_or_else(|_| ADMIN_URL.to_string());
     let name = format!("kiln_qt_{}", uuid::Uuid::new_v4().simple());
     let made = std::process::Command::new("psql").args([admin.as_str(), "-qc", &format!("CREATE DATABASE {name}")]).output();
@@ -30,19 +39,23 @@ async fn postgres() -> Option<Store> {
         eprintln!("no PostgreSQL at {admin} ({why}): the quarantine cases ran on SQLite only");
         return None;
     }
-    Some(Store::open(&format!("{}/{name}", admin.rsplit_once('/').unwrap().0)).await.unwrap())
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    Some((Store::open(&url).await.unwrap(), url))
 }
 
-/// One build of project "p" with one `tests:` job (retries: 1) whose tests come out as `tries`
-/// says, try by try (a test without more entries passes). Returns the build, the job and the
-/// shard's verdict (failed, quarantined).
-async fn run_build(s: &Store, tries: &[(&str, &[Outcome])]) -> (i64, i64, Vec<String>, Vec<String>) {
-    let p = match s.project_by_name("p").await {
-        Ok(p) => p,
-        Err(_) => s.create_project("p", "/repo", "main", ".kiln.yml", kiln_wire::api::Visibility::Public, &Default::default()).await.unwrap(),
-    };
+/// Project "p", made the first time.
+async fn project(s: &Store) -> i64 {
+    match s.project_by_name("p").await {
+        Ok(p) => p.id,
+        Err(_) => s.create_project("p", "/repo", "main", ".kiln.yml", kiln_wire::api::Visibility::Public, &Default::default()).await.unwrap().id,
+    }
+}
+
+/// A build of project "p" on main with a job per key, each claimed by its own agent (named as
+/// the job): the build and each job's attempt.
+async fn start_build(s: &Store, keys: &[&str]) -> (i64, Vec<(i64, i64)>) {
     let nb = NewBuild {
-        project_id: p.id,
+        project_id: project(s).await,
         branch: "main".into(),
         requested_commit: None,
         trigger: "manual".into(),
@@ -53,24 +66,30 @@ async fn run_build(s: &Store, tries: &[(&str, &[Outcome])]) -> (i64, i64, Vec<St
         with_secrets: false,
     };
     let b = s.create_build(&nb).await.unwrap();
-    let job = NewJob { key: "suite".into(), name: "suite".into(), spec: "{}".into(), requires: BTreeMap::new(), needs: vec![], max_attempts: 1 };
-    s.materialize_build(b.id, "c0ffee", "m", "a", &[job]).await.unwrap();
-    let labels = BTreeMap::new();
-    let token = hash_token("token-of-a");
-    let spec = AgentSpec { name: "a", labels: &labels, concurrency: 1, heartbeat_secs: 10 };
-    let agent = match s.agent_by_token(&token).await.unwrap() {
-        Some(a) => a,
-        None => s.enrol_agent(EnrolWith::ServerSecret, &spec, &token).await.unwrap().unwrap(),
-    };
-    let c = s.claim(&agent, 60_000).await.unwrap().expect("the job is claimed");
-    let by = AgentAttempt { job_id: c.job.id, attempt: c.job.attempt, agent: "a" };
-    let g = TestGroup { key: "suite".into(), shards: 1, shard_index: 1, retries: 1 };
-    assert_eq!(s.claim_tests(by, &g).await.unwrap(), TestClaim::List);
-    let ids: Vec<String> = tries.iter().map(|t| t.0.to_string()).collect();
-    s.upload_test_list(by, &g, Ok(ids), false, &[]).await.unwrap();
+    let jobs: Vec<NewJob> =
+        keys.iter().map(|k| NewJob { key: k.to_string(), name: k.to_string(), spec: "{}".into(), requires: BTreeMap::new(), needs: vec![], max_attempts: 1 }).collect();
+    s.materialize_build(b.id, "c0ffee", "m", "a", &jobs).await.unwrap();
+    let mut held = Vec::new();
+    for k in keys {
+        let labels = BTreeMap::new();
+        let token = hash_token(&format!("token-of-{k}"));
+        let spec = AgentSpec { name: k, labels: &labels, concurrency: 1, heartbeat_secs: 10 };
+        let agent = match s.agent_by_token(&token).await.unwrap() {
+            Some(a) => a,
+            None => s.enrol_agent(EnrolWith::ServerSecret, &spec, &token).await.unwrap().unwrap(),
+        };
+        let c = s.claim(&agent, 60_000).await.unwrap().expect("the job is claimed");
+        held.push((c.job.id, c.job.attempt));
+    }
+    (b.id, held)
+}
+
+/// Run a shard's batches until its verdict, its tests coming out as `tries` says, try by try
+/// (a test without more entries passes); then finish its job. Returns (failed, quarantined).
+async fn run_shard(s: &Store, by: AgentAttempt<'_>, g: &TestGroup, tries: &[(&str, &[Outcome])]) -> (Vec<String>, Vec<String>) {
     let mut tried: HashMap<String, usize> = HashMap::new();
     let (failed, quarantined) = loop {
-        match s.claim_tests(by, &g).await.unwrap() {
+        match s.claim_tests(by, g).await.unwrap() {
             TestClaim::Batch { id, tests, .. } => {
                 let cases: Vec<TestCase> = tests
                     .iter()
@@ -81,7 +100,7 @@ async fn run_build(s: &Store, tries: &[(&str, &[Outcome])]) -> (i64, i64, Vec<St
                         TestCase { suite: "s".into(), classname: String::new(), name: t.clone(), file: None, duration_ms: 5, outcome, message: None }
                     })
                     .collect();
-                s.store_test_report(by, Some(id), "suite", &format!("batch-{id}.xml"), &cases).await.unwrap();
+                s.store_test_report(by, Some(id), &g.key, &format!("batch-{id}.xml"), &cases).await.unwrap();
                 s.finish_test_batch(by, id, Some(0)).await.unwrap();
             }
             TestClaim::Done { failed, quarantined, .. } => break (failed, quarantined),
@@ -90,7 +109,27 @@ async fn run_build(s: &Store, tries: &[(&str, &[Outcome])]) -> (i64, i64, Vec<St
     };
     let status = if failed.is_empty() { JobStatus::Passed } else { JobStatus::Failed };
     s.finish_job(by, 0, status, Some(0), None).await.unwrap();
-    (b.id, c.job.id, failed, quarantined)
+    (failed, quarantined)
+}
+
+/// Have a shard list `ids` (it is the first to claim its group).
+async fn list(s: &Store, by: AgentAttempt<'_>, g: &TestGroup, ids: &[&str]) {
+    assert_eq!(s.claim_tests(by, g).await.unwrap(), TestClaim::List);
+    s.upload_test_list(by, g, Ok(ids.iter().map(|i| i.to_string()).collect()), false, &[]).await.unwrap();
+}
+
+/// One build of project "p" with one `tests:` job (retries: 1) whose tests come out as `tries`
+/// says, try by try (a test without more entries passes). Returns the build, the job and the
+/// shard's verdict (failed, quarantined).
+async fn run_build(s: &Store, tries: &[(&str, &[Outcome])]) -> (i64, i64, Vec<String>, Vec<String>) {
+    let (b, held) = start_build(s, &["suite"]).await;
+    let (job, attempt) = held[0];
+    let by = AgentAttempt { job_id: job, attempt, agent: "suite" };
+    let g = TestGroup { key: "suite".into(), shards: 1, shard_index: 1, retries: 1 };
+    let ids: Vec<&str> = tries.iter().map(|t| t.0).collect();
+    list(s, by, &g, &ids).await;
+    let (failed, quarantined) = run_shard(s, by, &g, tries).await;
+    (b, job, failed, quarantined)
 }
 
 const PASS: &[Outcome] = &[Outcome::Passed];
@@ -157,14 +196,57 @@ async fn runs_and_changes(s: Store) {
     assert_eq!(failed, vec!["t_flaky".to_string()], "released: its failure fails the job again");
 }
 
+/// Two `tests:` jobs of one build: group "a" lists before t_x is quarantined, group "b" after.
+/// Each shard's verdict uses the quarantine its own group listed under.
+async fn verdict_per_group(s: Store) {
+    let p = project(&s).await;
+    let (b, held) = start_build(&s, &["a", "b"]).await;
+    let shard = |i: usize, key: &'static str| (AgentAttempt { job_id: held[i].0, attempt: held[i].1, agent: key }, TestGroup { key: key.into(), shards: 1, shard_index: 1, retries: 0 });
+    let ((by_a, ga), (by_b, gb)) = (shard(0, "a"), shard(1, "b"));
+    list(&s, by_a, &ga, &["t_x"]).await;
+    assert!(s.change_quarantine(p, "t_x", Change::Quarantined, Cause::Manual, Some("mia"), "wobbles", &[]).await.unwrap().is_some());
+    list(&s, by_b, &gb, &["t_x"]).await;
+    assert_eq!(s.build_quarantined(b).await.unwrap(), vec![("b".to_string(), "t_x".to_string())]);
+    assert_eq!(run_shard(&s, by_a, &ga, &[("t_x", FAIL)]).await, (vec!["t_x".to_string()], vec![]), "group a listed before the quarantine");
+    assert_eq!(run_shard(&s, by_b, &gb, &[("t_x", FAIL)]).await, (vec![], vec!["t_x".to_string()]));
+}
+
+/// Deleting a build (retention) deletes its runs and that it was judged; the quarantine's
+/// changes stay, naming the build.
+async fn deleting_a_build_deletes_its_runs(s: Store, url: &str) {
+    let (b1, _, _, _) = run_build(&s, &[("t_flaky", FLAKY)]).await;
+    let (b2, _, _, _) = run_build(&s, &[("t_flaky", FLAKY)]).await;
+    let p = project(&s).await;
+    for b in [b1, b2] {
+        s.record_test_runs(b).await.unwrap();
+    }
+    let evidence = s.test_runs(p, "t_flaky", None).await.unwrap();
+    assert!(s.change_quarantine(p, "t_flaky", Change::Quarantined, Cause::Auto, None, "flaky", &evidence).await.unwrap().is_some());
+    s.delete_build(b1).await.unwrap();
+    assert_eq!(s.test_runs(p, "t_flaky", None).await.unwrap().iter().map(|r| r.build_id).collect::<Vec<_>>(), vec![b2]);
+    sqlx::any::install_default_drivers();
+    let raw = sqlx::AnyPool::connect(url).await.unwrap();
+    let judged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM quarantine_builds WHERE build_id = $1").bind(b1).fetch_one(&raw).await.unwrap();
+    assert_eq!(judged, 0, "the build's judged mark is gone");
+    assert_eq!(s.quarantine_changes(p, 10).await.unwrap()[0].builds, vec![b2, b1], "the change still names its evidence");
+}
+
 #[tokio::test]
 async fn quarantine_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     runs_and_changes(sqlite(&dir).await).await;
+    let dir = tempfile::tempdir().unwrap();
+    verdict_per_group(sqlite(&dir).await).await;
+    let dir = tempfile::tempdir().unwrap();
+    deleting_a_build_deletes_its_runs(sqlite(&dir).await, &sqlite_url(&dir)).await;
 }
 
 #[tokio::test]
 async fn quarantine_on_postgresql() {
     let Some(store) = postgres().await else { return };
     runs_and_changes(store).await;
+    let Some(store) = postgres().await else { return };
+    verdict_per_group(store).await;
+    let Some((store, url)) = postgres_at().await else { return };
+    deleting_a_build_deletes_its_runs(store, &url).await;
 }

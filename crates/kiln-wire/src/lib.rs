@@ -642,6 +642,9 @@ pub mod api {
         /// The builds and jobs whose runs caused it (newest first).
         pub builds: Vec<i64>,
         pub jobs: Vec<i64>,
+        /// Those of `builds` that retention has deleted since (the change stays; their pages do not).
+        #[serde(default)]
+        pub deleted: Vec<i64>,
         pub at: String,
     }
 

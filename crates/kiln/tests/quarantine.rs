@@ -6,7 +6,7 @@
 mod common;
 use common::*;
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A runner whose tests do what the file `modes/TEST` says: `pass`, `fail`, or `flaky` (fails
 /// the first time, while `modes/TEST.once` is missing, then passes).
@@ -53,15 +53,24 @@ fn job_id(b: &Value) -> i64 {
     b["jobs"][0]["id"].as_i64().unwrap()
 }
 
-#[test]
-fn a_flaky_test_is_quarantined_does_not_fail_builds_and_is_released_after_clean_runs() {
-    let mut k = Kiln::start_with(&["--quarantine-flaky-rate", "0.5", "--quarantine-window", "4", "--quarantine-min-runs", "1", "--quarantine-release-after", "2"]);
+/// A server quarantining at 50 % flaky over 4 runs from the first run, releasing after 2 clean
+/// ones (plus `extra` flags); project "q" whose `tests:` job (one retry) lists `list` and runs
+/// the runner; one unsandboxed agent (the runner reads its modes from outside the job's folder).
+/// Returns the server, the modes folder and the repository.
+fn quarantining(extra: &[&str], list: &str) -> (Kiln, PathBuf, PathBuf) {
+    let flags = [&["--quarantine-flaky-rate", "0.5", "--quarantine-window", "4", "--quarantine-min-runs", "1", "--quarantine-release-after", "2"][..], extra].concat();
+    let mut k = Kiln::start_with(&flags);
     let modes = k.path("modes");
-    let repo = k.repo("q", "jobs:\n  suite:\n    tests:\n      retries: 1\n      list: \"echo t_wobbly; echo t_solid\"\n      run: sh run.sh {tests}\n");
+    let repo = k.repo("q", &format!("jobs:\n  suite:\n    tests:\n      retries: 1\n      list: \"{list}\"\n      run: sh run.sh {{tests}}\n"));
     runner(&repo, &modes);
     k.add_project("q", &repo, &[]);
-    // The runner reads its modes from outside the job's folder.
     k.agent("a1", &["--isolation", "none"]);
+    (k, modes, repo)
+}
+
+#[test]
+fn a_flaky_test_is_quarantined_does_not_fail_builds_and_is_released_after_clean_runs() {
+    let (k, modes, _) = quarantining(&[], "echo t_wobbly; echo t_solid");
 
     // Build 1: t_wobbly fails, then passes on its retry: flaky (the build passes), and flaky in
     // 1 of its 1 runs ≥ 50 %: quarantined, with this build's run as the evidence.
@@ -199,4 +208,134 @@ fn quarantining_by_hand_needs_the_maintainer_role() {
     assert_eq!((f["quarantine"]["changes"][0]["change"].as_str(), f["quarantine"]["changes"][0]["by"].as_str()), (Some("released"), Some("mia")));
     let out = as_user(&mia, &["tests", "release", "hand", "t_slow"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not quarantined"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Trigger a build of `branch` (or of the default branch at `commit`) and wait for it.
+fn build_on(k: &Kiln, branch: &str, commit: Option<&str>) -> (i64, Value) {
+    let a = match commit {
+        Some(c) => vec!["trigger", "q", "--commit", c],
+        None => vec!["trigger", "q", "--branch", branch],
+    };
+    let id = k.json(&a)["id"].as_i64().unwrap();
+    (id, k.wait_build(id, 90))
+}
+
+#[test]
+fn only_builds_of_the_default_branch_quarantine_or_release_a_test() {
+    let (k, modes, repo) = quarantining(&[], "echo t_wobbly; echo t_solid");
+    // A developer's branch, at main's commit for now.
+    git(&repo, &["branch", "topic"]);
+    mode(&modes, "t_wobbly", "flaky");
+    let flaky_in = |k: &Kiln, id: i64, b: &Value| {
+        assert_eq!(b["status"], "passed", "{b:#}");
+        assert_eq!(result(k, id, "t_wobbly")["flaky"], true, "build {id}");
+        mode(&modes, "t_wobbly", "flaky");
+    };
+
+    // Flaky on the developer's branch, again and again (even at a commit main has): above the
+    // rate with enough runs, but no build of it is evidence.
+    for _ in 0..3 {
+        let (id, b) = build_on(&k, "topic", None);
+        flaky_in(&k, id, &b);
+    }
+    assert!(quarantined(&k).is_empty(), "a feature branch's flaky runs quarantined a test for every branch");
+    // A build labelled main at a commit only the developer's branch has is not evidence either.
+    git(&repo, &["checkout", "-q", "topic"]);
+    std::fs::write(repo.join("topic.txt"), "mine").unwrap();
+    let topic_only = commit_all(&repo, "topic");
+    git(&repo, &["checkout", "-q", "main"]);
+    let (id, b) = build_on(&k, "main", Some(&topic_only));
+    assert_eq!((b["branch"].as_str(), b["commit"].as_str()), (Some("main"), Some(topic_only.as_str())), "{b:#}");
+    flaky_in(&k, id, &b);
+    assert!(quarantined(&k).is_empty(), "a commit off the default branch counted");
+    // Nor is an uploaded run (on the project's default branch and its head's pipeline, with the
+    // uploader's files).
+    let out = std::process::Command::new(BIN).args(["submit", "q", "run.sh", "--wait"]).current_dir(&repo).env("KILN_SERVER", &k.url).env("KILN_TOKEN", ADMIN).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let up = builds(&k, "q")[0].clone();
+    let main_head = String::from_utf8(std::process::Command::new("git").arg("-C").arg(&repo).args(["rev-parse", "main"]).output().unwrap().stdout).unwrap();
+    assert_eq!((up["trigger"].as_str(), up["commit"].as_str()), (Some("upload"), Some(main_head.trim())), "{up:#}");
+    flaky_in(&k, up["id"].as_i64().unwrap(), &up);
+    assert!(quarantined(&k).is_empty(), "an uploaded run counted");
+
+    // The same on the default branch: quarantined, with exactly that run as evidence.
+    let (m1, b) = build_on(&k, "main", None);
+    flaky_in(&k, m1, &b);
+    assert_eq!(quarantined(&k), vec!["t_wobbly"]);
+    let f = flakiest(&k);
+    let c = &f["quarantine"]["changes"][0];
+    assert_eq!(c["builds"], serde_json::json!([m1]), "{f:#}");
+    assert!(c["reason"].as_str().unwrap().contains("flaky in 1 of its last 1 runs"), "{c:#}");
+
+    // Clean runs on the developer's branch do not release it either.
+    mode(&modes, "t_wobbly", "pass");
+    for _ in 0..2 {
+        assert_eq!(build_on(&k, "topic", None).1["status"], "passed");
+    }
+    assert_eq!(quarantined(&k), vec!["t_wobbly"], "a feature branch's clean runs released a test");
+}
+
+#[test]
+fn another_agents_list_call_is_refused_before_any_build_is_judged() {
+    let mut k = Kiln::start();
+    let repo = k.repo("q", "jobs:\n  suite:\n    tests:\n      list: \"echo t_solid\"\n      run: sh run.sh {tests}\n");
+    runner(&repo, &k.path("modes"));
+    k.add_project("q", &repo, &[]);
+    k.agent("a1", &["--isolation", "none"]);
+    // A finished build with results, not judged yet (nothing has read the quarantine).
+    let b1 = k.trigger("q");
+    assert_eq!(k.wait_build(b1, 90)["status"], "passed");
+    // The next build holds its agent in a plain job.
+    std::fs::write(repo.join(".kiln.yml"), "jobs:\n  hold:\n    steps:\n      - sleep 30\n").unwrap();
+    commit_all(&repo, "hold");
+    let b2 = k.trigger("q");
+    k.wait_for("the job to run", 60, || k.build(b2)["jobs"][0]["status"] == "running");
+    let job = k.build(b2)["jobs"][0]["id"].as_i64().unwrap();
+
+    // Another agent names that job in a list call: refused, and no build was judged for it.
+    let reg = common::http::send(
+        &k.url,
+        "POST",
+        "/api/v1/agent/register",
+        &[("Authorization", &format!("Bearer {AGENT_TOKEN}")), ("Content-Type", "application/json")],
+        serde_json::json!({"name": "rogue", "labels": {"none": "matches"}, "concurrency": 1, "protocol": kiln_wire::PROTOCOL_VERSION}).to_string().as_bytes(),
+        false,
+    );
+    assert_eq!(reg.status, 200, "{}", reg.text());
+    let rogue: Value = serde_json::from_slice(&reg.body).unwrap();
+    let (status, body) = http(
+        "POST",
+        &format!("{}/api/v1/agent/jobs/{job}/tests/list", k.url),
+        &[("Authorization", &format!("Bearer {}", rogue["token"].as_str().unwrap())), ("Content-Type", "application/json")],
+        br#"{"attempt": 1, "ids": ["t_forged"]}"#,
+    );
+    assert_eq!(status, 403, "{body}");
+    let judged = std::process::Command::new("sqlite3").arg(k.path("data").join("kiln.db")).arg("SELECT COUNT(*) FROM quarantine_builds").output().expect("sqlite3 is needed: run ci/setup-sqlite.sh");
+    assert_eq!(String::from_utf8_lossy(&judged.stdout).trim(), "0", "a call from an agent that does not hold the job judged builds: {}", String::from_utf8_lossy(&judged.stderr));
+    assert!(k.kiln(&["cancel", &b2.to_string()]).status.success());
+}
+
+#[test]
+fn a_change_whose_build_retention_deleted_stays_readable_and_says_so() {
+    let (k, modes, _) = quarantining(&["--gc-every", "0"], "echo t_wobbly");
+    mode(&modes, "t_wobbly", "flaky");
+    let b1 = k.trigger("q");
+    let job1 = job_id(&k.wait_build(b1, 90));
+    assert_eq!(quarantined(&k), vec!["t_wobbly"]);
+    let b2 = k.trigger("q");
+    assert_eq!(k.wait_build(b2, 90)["status"], "passed");
+    // Retention keeps the newest build: the evidence's build goes.
+    assert!(k.kiln(&["project", "set", "q", "--keep-builds", "1"]).status.success());
+    let gc = k.json(&["gc"]);
+    assert_eq!(gc["removed"][0]["build_id"], b1, "{gc:#}");
+
+    let f = flakiest(&k);
+    assert_eq!(quarantined(&k), vec!["t_wobbly"], "the quarantine outlives its evidence's build");
+    let c = f["quarantine"]["changes"].as_array().unwrap().iter().find(|c| c["change"] == "quarantined").cloned().unwrap();
+    assert_eq!((c["builds"].clone(), c["deleted"].clone()), (serde_json::json!([b1]), serde_json::json!([b1])), "{f:#}");
+    let text = String::from_utf8_lossy(&k.kiln(&["tests", "q", "--flakiest"]).stdout).into_owned();
+    assert!(text.contains(&format!("runs: #{b1} (job {job1}, deleted)")), "{text}");
+    let (status, page) = http("GET", &format!("{}/projects/q/tests", k.url), &[("Authorization", &format!("Bearer {ADMIN}"))], b"");
+    assert_eq!(status, 200);
+    assert!(page.contains(&format!("#{b1} (deleted)")) && !page.contains(&format!("href=\"/builds/{b1}\"")), "{page}");
 }

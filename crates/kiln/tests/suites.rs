@@ -75,13 +75,14 @@ fn batches_pay_for_the_runners_start_up_and_the_history_keeps_its_cost() {
     k.agent("a1", UNSANDBOXED);
     k.agent("a2", UNSANDBOXED);
 
-    // No history: an even split into 2 batches per shard (40 / 4 = 10), not 8-test crumbs;
-    // the first batch of each shard measures the fixed cost.
+    // No history: one batch per shard (40 / 2 = 20), so each pays the start-up once, not per
+    // 8-test crumb; it measures the fixed cost. (A shard that starts late plans with what the
+    // others measured.)
     let first = k.trigger("startup");
     assert_eq!(k.wait_build(first, 90)["status"], "passed");
     let p = plans(&k, first);
-    assert!(p.iter().any(|l| l.contains("plan: 10 of 40 pending tests, no timing known: an even split into 2 batches per shard over 2 shards; this batch measures the fixed cost")), "{p:#?}");
-    assert!(p.len() <= 5, "a few batches, not dozens: {p:#?}");
+    assert!(p.iter().any(|l| l.contains("plan: 20 of 40 pending tests, no timing known: an even split, one batch for each of the 2 shards not yet running (of 2); this batch measures the fixed cost")), "{p:#?}");
+    assert!(p.len() <= 3, "a batch per shard, not dozens: {p:#?}");
     // Once a batch finished, the rest is planned with the measured fixed cost: the runner's
     // 0.4 s sleep, less the 10 × 10 ms its JUnit claims for the tests (a claim made after some
     // results but before a batch ended assumes one).
@@ -99,6 +100,28 @@ fn batches_pay_for_the_runners_start_up_and_the_history_keeps_its_cost() {
     assert!(p.iter().all(|l| l.contains("ms fixed cost") && !l.contains("assumed") && !l.contains("no timing known")), "{p:#?}");
     assert_eq!(p.len(), 2, "one batch per shard: {p:#?}");
     assert_eq!(tests_of(&k, second).len(), 40);
+}
+
+#[test]
+fn without_history_a_shard_that_starts_late_takes_half_a_share() {
+    let mut k = Kiln::start();
+    let ran = k.path("ran.txt");
+    let repo = k.repo("late", "jobs:\n  suite:\n    tests:\n      shards: 2\n      list: seq 1 40\n      run: sh run.sh {tests}\n");
+    runner(&repo, "3", &ran, &k.path("unused"));
+    k.add_project("late", &repo, &[]);
+    k.agent("a1", UNSANDBOXED);
+    let id = k.trigger("late");
+    // The first shard takes its share (40 / 2) while the second has no agent yet.
+    k.wait_for("the first shard's batch", 60, || plans(&k, id).iter().any(|l| l.contains("plan: 20 of 40 pending tests, no timing known")));
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    k.agent("a2", UNSANDBOXED);
+    assert_eq!(k.wait_build(id, 90)["status"], "passed");
+    let p = plans(&k, id);
+    // Starting late (the first batch began over 0.5 s before), the second shard takes half its
+    // share; the first shard to finish takes the rest, planned with what it measured.
+    assert!(p.iter().any(|l| l.contains("plan: 10 of 20 pending tests, no timing known") && l.contains("half a share as this shard starts late")), "{p:#?}");
+    assert!(p.iter().any(|l| l.contains("plan: 10 of 10 pending tests, about")), "{p:#?}");
+    assert_eq!(ran_counts(&ran).len(), 40);
 }
 
 #[test]
@@ -212,10 +235,10 @@ fn kiln_run_keeps_its_own_timing_history_and_imports_the_servers() {
 
     // The first run has nothing to go by; it leaves the durations and the fixed cost behind.
     let (_, logs) = run(&[], &k.path("w1"));
-    assert!(logs.contains("plan: 5 of 20 pending tests, no timing known"), "{logs}");
+    assert!(logs.contains("plan: 10 of 20 pending tests, no timing known"), "{logs}");
     let h: Value = serde_json::from_str(&std::fs::read_to_string(&history).unwrap()).unwrap();
     assert_eq!(h["tests"].as_object().unwrap().len(), 20, "{h:#}");
-    assert!(h["fixed_ms"]["suite"].as_u64().unwrap() >= 200, "the runner sleeps 0.3 s first (less 5 × 10 ms of tests): {h:#}");
+    assert!(h["fixed_ms"]["suite"].as_u64().unwrap() >= 150, "the runner sleeps 0.3 s first (less 10 × 10 ms of tests): {h:#}");
 
     // The next run plans with them from its first batch.
     let (_, logs) = run(&[], &k.path("w2"));

@@ -27,12 +27,17 @@ pub const CHANGES_SHOWN: usize = 50;
 /// then quarantine or release each test they ran as the rules say.
 pub async fn catch_up(st: &AppState, project_id: i64) -> AppResult<()> {
     let rules = st.cfg.quarantine.rules();
+    let project = st.store.project_by_id(project_id).await?;
     loop {
         let builds = st.store.unjudged_builds(project_id).await?;
         if builds.is_empty() {
             return Ok(());
         }
         for b in builds {
+            if !is_evidence(st, &project, b).await? {
+                st.store.judge_without_runs(b).await?;
+                continue;
+            }
             let Some(keys) = st.store.record_test_runs(b).await? else { continue };
             let held: std::collections::HashMap<String, i64> =
                 st.store.quarantined_tests(project_id).await?.into_iter().map(|q| (q.test_key, q.after_build)).collect();
@@ -54,6 +59,28 @@ pub async fn catch_up(st: &AppState, project_id: i64) -> AppResult<()> {
             }
         }
     }
+}
+
+/// Whether a finished build's runs are evidence: only what the project has accepted may change
+/// the quarantine every branch gets. A developer can push any branch, or trigger the default
+/// branch at a commit of theirs, and upload runs; none of those counts, so no one below
+/// maintainer can get a test quarantined (or released) by making it wobble (or pass) on purpose.
+/// Evidence is a build of the project's default branch, not an uploaded run, whose commit is on
+/// the default branch's history in the server's mirror. A mirror that does not show it there is
+/// fetched once first: another server may have built it (each has its own mirror), or the
+/// branch moved since.
+async fn is_evidence(st: &AppState, project: &ProjectRow, build_id: i64) -> AppResult<bool> {
+    let b = st.store.build(build_id).await?;
+    if crate::uploads::is_upload(&b) || b.branch != project.branch || b.commit.is_empty() {
+        return Ok(false);
+    }
+    if st.mirrors.on_branch(project.id, &b.commit, &project.branch).await {
+        return Ok(true);
+    }
+    if let Err(e) = st.mirrors.refresh(project.id, &project.repo, std::time::Instant::now()).await {
+        tracing::warn!("judging build {build_id} for quarantine: {e}");
+    }
+    Ok(st.mirrors.on_branch(project.id, &b.commit, &project.branch).await)
 }
 
 /// A maintainer quarantines (or releases) a test of a project by hand. The change records who,
@@ -83,9 +110,7 @@ pub async fn mark(st: &AppState, viewer: &Viewer, project: &str, test: &str, cha
         .collect();
     let reason = reason.map(str::trim).filter(|r| !r.is_empty()).unwrap_or("by hand").to_string();
     match st.store.change_quarantine(p.id, test, change, Cause::Manual, Some(&who), &reason, &evidence).await? {
-        Some(id) => Ok(change_of(
-            st.store.quarantine_changes(p.id, CHANGES_SHOWN).await?.iter().find(|c| c.id == id).ok_or_else(|| AppError::Internal(format!("quarantine change {id} vanished")))?,
-        )),
+        Some(id) => changes_of(st, p.id).await?.into_iter().find(|c| c.id == id).ok_or_else(|| AppError::Internal(format!("quarantine change {id} vanished"))),
         None => Err(AppError::Conflict(match change {
             Change::Quarantined => format!("{test} is already quarantined in {}", p.name),
             Change::Released => format!("{test} is not quarantined in {}; `kiln tests {} --flakiest` lists the quarantine", p.name, p.name),
@@ -98,7 +123,7 @@ pub async fn of_project(st: &AppState, p: &ProjectRow) -> AppResult<Quarantine> 
     catch_up(st, p.id).await?;
     Ok(Quarantine {
         quarantined: st.store.quarantined_tests(p.id).await?.into_iter().map(|q| q.test_key).collect(),
-        changes: st.store.quarantine_changes(p.id, CHANGES_SHOWN).await?.iter().map(change_of).collect(),
+        changes: changes_of(st, p.id).await?,
     })
 }
 
@@ -109,7 +134,15 @@ pub async fn show(st: &AppState, viewer: &Viewer, project: &str) -> AppResult<(P
     Ok((p, q))
 }
 
-fn change_of(c: &QuarantineChangeRow) -> QuarantineChange {
+/// A project's latest changes, each naming which of its builds retention has deleted since.
+async fn changes_of(st: &AppState, project_id: i64) -> AppResult<Vec<QuarantineChange>> {
+    let rows = st.store.quarantine_changes(project_id, CHANGES_SHOWN).await?;
+    let ids: Vec<i64> = rows.iter().flat_map(|c| c.builds.iter().copied()).collect();
+    let gone = st.store.deleted_builds(&ids).await?;
+    Ok(rows.iter().map(|c| change_of(c, &gone)).collect())
+}
+
+fn change_of(c: &QuarantineChangeRow, gone: &std::collections::HashSet<i64>) -> QuarantineChange {
     QuarantineChange {
         id: c.id,
         test: c.test_key.clone(),
@@ -119,6 +152,7 @@ fn change_of(c: &QuarantineChangeRow) -> QuarantineChange {
         reason: c.reason.clone(),
         builds: c.builds.clone(),
         jobs: c.jobs.clone(),
+        deleted: c.builds.iter().copied().filter(|b| gone.contains(b)).collect(),
         at: ts(c.created_at),
     }
 }

@@ -105,7 +105,7 @@ pub async fn record(st: &AppState, project: &ProjectRow, who: &str, packed: &Pac
         project_id: project.id,
         branch: project.branch.clone(),
         requested_commit: None,
-        trigger: "upload".into(),
+        trigger: TRIGGER.into(),
         triggered_by: who.to_string(),
         upstream_build: None,
         before_commit: None,
@@ -124,9 +124,17 @@ pub async fn record(st: &AppState, project: &ProjectRow, who: &str, packed: &Pac
     Ok(b)
 }
 
+/// The trigger of an uploaded run's build.
+const TRIGGER: &str = "upload";
+
+/// Whether a build is an uploaded run.
+pub fn is_upload(build: &BuildRow) -> bool {
+    build.trigger == TRIGGER
+}
+
 /// The upload behind a build, if it is an uploaded run.
 pub async fn of_build(st: &AppState, build: &BuildRow) -> Option<UploadRow> {
-    if build.trigger != "upload" {
+    if !is_upload(build) {
         return None;
     }
     st.store.upload(build.id).await.ok().flatten()

@@ -37,7 +37,8 @@ fn change_line(c: &QuarantineChange) -> String {
     let runs = if c.builds.is_empty() {
         String::new()
     } else {
-        let pairs: Vec<String> = c.builds.iter().zip(&c.jobs).map(|(b, j)| format!("#{b} (job {j})")).collect();
+        let pairs: Vec<String> =
+            c.builds.iter().zip(&c.jobs).map(|(b, j)| format!("#{b} (job {j}{})", if c.deleted.contains(b) { ", deleted" } else { "" })).collect();
         format!("; runs: {}", pairs.join(", "))
     };
     format!("{} {:<11} {} ({who}: {}{runs})", c.at, c.change, c.test, c.reason)
