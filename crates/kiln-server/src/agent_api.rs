@@ -6,10 +6,10 @@
 
 use crate::app::jobs;
 use crate::auth::AgentAuth;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::routes::Routes;
 use crate::state::AppState;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::Json;
@@ -65,40 +65,32 @@ struct LogAt {
     offset: u64,
 }
 
-async fn log(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Query(at): Query<LogAt>, body: Bytes) -> AppResult<Json<LogAck>> {
-    let len = jobs::append_log(&st, AgentAttempt { job_id, attempt: at.attempt, agent: &agent.name }, at.offset, &body).await?;
-    Ok(Json(LogAck { len }))
+/// A log upload's body, read only once the calling agent is known to hold the attempt, and
+/// never past `LOG_CHUNK_MAX` (413 naming it).
+async fn held_body(st: &AppState, by: AgentAttempt<'_>, headers: &HeaderMap, body: Body) -> AppResult<Vec<u8>> {
+    jobs::may_log(st, by).await?;
+    let too_large = || AppError::TooLarge(format!("a log upload of job {} carries at most {LOG_CHUNK_MAX} bytes (kiln_wire::agent::LOG_CHUNK_MAX)", by.job_id));
+    let declared = headers.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > LOG_CHUNK_MAX as u64) {
+        return Err(too_large());
+    }
+    Ok(axum::body::to_bytes(body, LOG_CHUNK_MAX).await.map_err(|_| too_large())?.into())
 }
 
-/// Whole zstd frames of the log from raw byte `offset`: each must decompress to at most
-/// `LOG_FRAME` bytes, at most `LOG_FRAMES_MAX` of them. Stored as they came where they start a
-/// segment of the log files (no second compression on the server).
-async fn log_zstd(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Query(at): Query<LogAt>, body: Bytes) -> AppResult<Json<LogAck>> {
-    let frames = tokio::task::spawn_blocking(move || split_frames(&body))
-        .await
-        .map_err(|e| crate::error::AppError::Internal(e.to_string()))?
-        .map_err(|e| crate::error::AppError::BadRequest(format!("log upload of job {job_id}: {e}")))?;
-    let len = jobs::append_log_frames(&st, AgentAttempt { job_id, attempt: at.attempt, agent: &agent.name }, at.offset, frames).await?;
-    Ok(Json(LogAck { len }))
+async fn log(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Query(at): Query<LogAt>, headers: HeaderMap, body: Body) -> AppResult<Json<LogAck>> {
+    let by = AgentAttempt { job_id, attempt: at.attempt, agent: &agent.name };
+    let body = held_body(&st, by, &headers, body).await?;
+    Ok(Json(LogAck { len: jobs::append_log(&st, by, at.offset, &body).await? }))
 }
 
-/// Split back-to-back zstd frames, each with what it decompresses to.
-fn split_frames(mut body: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
-    let mut out = Vec::new();
-    while !body.is_empty() {
-        if out.len() == LOG_FRAMES_MAX {
-            return Err(format!("more than {LOG_FRAMES_MAX} zstd frames in one upload"));
-        }
-        let n = zstd::zstd_safe::find_frame_compressed_size(body).map_err(|_| format!("frame {} is not a whole zstd frame", out.len() + 1))?;
-        let frame = &body[..n];
-        let raw = zstd::bulk::decompress(frame, LOG_FRAME).map_err(|e| format!("frame {} does not decompress to at most {LOG_FRAME} bytes: {e}", out.len() + 1))?;
-        out.push((frame.to_vec(), raw));
-        body = &body[n..];
-    }
-    if out.is_empty() {
-        return Err("no zstd frames in the upload".into());
-    }
-    Ok(out)
+/// Whole zstd frames of the log from raw byte `offset` (`kiln_store::DeclaredFrames`): read
+/// once the agent is known to hold the attempt, capped by the sizes the frames declare, and
+/// decompressed only then, as a stream. Stored as they came where they start a segment of
+/// the log files (no second compression on the server).
+async fn log_zstd(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Query(at): Query<LogAt>, headers: HeaderMap, body: Body) -> AppResult<Json<LogAck>> {
+    let by = AgentAttempt { job_id, attempt: at.attempt, agent: &agent.name };
+    let body = held_body(&st, by, &headers, body).await?;
+    Ok(Json(LogAck { len: jobs::append_log_frames(&st, by, at.offset, body).await? }))
 }
 
 async fn finish(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<FinishRequest>) -> AppResult<Json<serde_json::Value>> {

@@ -2,7 +2,7 @@
 //! neither loses nor duplicates a line and two attempts never mix. The bytes
 //! live in files (`logfiles.rs`); the database keeps each attempt's length.
 
-use crate::{AgentAttempt, LogFiles, Result, Store, StoreError};
+use crate::{AgentAttempt, LogFiles, LogFrames, Result, Store, StoreError};
 use sqlx::Row;
 
 #[derive(Debug, Clone)]
@@ -37,8 +37,8 @@ impl AppendOutcome {
 /// A log chunk as an agent sends it.
 enum LogChunk<'a> {
     Raw(&'a [u8]),
-    /// zstd frames: each frame's bytes and what it decompresses to.
-    Frames(Vec<(Vec<u8>, Vec<u8>)>),
+    /// Checked zstd frames.
+    Frames(LogFrames),
 }
 
 impl LogChunk<'_> {
@@ -46,7 +46,7 @@ impl LogChunk<'_> {
     fn len(&self) -> u64 {
         match self {
             LogChunk::Raw(d) => d.len() as u64,
-            LogChunk::Frames(f) => f.iter().map(|(_, raw)| raw.len() as u64).sum(),
+            LogChunk::Frames(f) => f.raw_len(),
         }
     }
 }
@@ -112,10 +112,10 @@ impl Store {
         self.append_chunk(by, offset, LogChunk::Raw(data)).await
     }
 
-    /// [`Store::append_log`] for zstd frames the agent compressed (each frame's bytes and what
-    /// it decompresses to, checked by the caller): same offsets, fencing and skipping; frames
-    /// that start where the files end are kept as they came (`LogFiles::append_frames`).
-    pub async fn append_log_frames(&self, by: AgentAttempt<'_>, offset: u64, frames: Vec<(Vec<u8>, Vec<u8>)>) -> Result<AppendOutcome> {
+    /// [`Store::append_log`] for zstd frames the agent compressed (checked: `logframes.rs`):
+    /// same offsets, fencing and skipping; frames that start where the files end are kept as
+    /// they came (`LogFiles::append_frames`).
+    pub async fn append_log_frames(&self, by: AgentAttempt<'_>, offset: u64, frames: LogFrames) -> Result<AppendOutcome> {
         self.append_chunk(by, offset, LogChunk::Frames(frames)).await
     }
 
@@ -157,11 +157,8 @@ impl Store {
         let files = self.logs.clone();
         let skip = (base - offset) as usize;
         let write: Box<dyn FnOnce() -> std::io::Result<()> + Send> = match chunk {
-            LogChunk::Frames(frames) if skip == 0 => Box::new(move || files.append_frames(job_id, attempt, base, &frames)),
-            LogChunk::Frames(frames) => {
-                let raw: Vec<u8> = frames.into_iter().flat_map(|(_, raw)| raw).skip(skip).collect();
-                Box::new(move || files.append(job_id, attempt, base, &raw))
-            }
+            // Frames starting before `base` are decompressed one at a time and their held bytes skipped.
+            LogChunk::Frames(frames) => Box::new(move || files.append_frames(job_id, attempt, offset, &frames)),
             LogChunk::Raw(data) => {
                 let fresh = data[skip..].to_vec();
                 Box::new(move || files.append(job_id, attempt, base, &fresh))

@@ -119,6 +119,7 @@ fn a_200_mb_log_is_kept_whole_and_read_in_bounded_memory() {
     eprintln!("peak RSS: server {s} MB, agent {a} MB ({mb} MB log)");
     assert!(s > 0 && s <= 120, "server RSS peaked at {s} MB while storing and serving a {mb} MB log");
     assert!(a > 0 && a <= 120, "agent RSS peaked at {a} MB while spooling and sending a {mb} MB log");
+    assert!(!k.agent_log("a1").contains("sending the log uncompressed"), "the server took the agent's zstd frames: {}", k.agent_log("a1"));
 }
 
 /// Logs an older kiln kept in the database (`log_chunks` rows) are readable after an upgrade:
