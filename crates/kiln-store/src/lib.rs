@@ -53,7 +53,7 @@ pub use copy::CopiedTable;
 pub use error::StoreError;
 pub use logfiles::{dir_size, LogFiles, LogMatch, LogReader, SearchResult};
 pub use logframes::{DeclaredFrames, LogFrames};
-pub use logs::{AppendOutcome, AttemptRow, LogRead};
+pub use logs::{AppendOutcome, AttemptRow, LogRead, OldLogs};
 pub use notify::{DeliveryOutcome, NewNotification, NotificationRow, Unnotified};
 pub use projects::ProjectRow;
 pub use retention::DiskUse;
