@@ -1,6 +1,6 @@
 //! The agent protocol (HTTP/JSON, versioned): register, claim as a long poll,
 //! heartbeat (renews leases, carries status, returns jobs to stop), log chunks
-//! by byte offset, finish. Every job write names its attempt (fencing) and is
+//! by byte offset and the live tail of a log past its head, finish. Every job write names its attempt (fencing) and is
 //! accepted only from the agent holding it (checked in the store). Decode, call
 //! `app::jobs` or `app::enrolment`, encode.
 
@@ -27,6 +27,7 @@ pub fn routes() -> Routes {
         .post("/api/v1/agent/wait", wait)
         .with("POST", "/api/v1/agent/jobs/{id}/log", axum::routing::post(log).layer(axum::extract::DefaultBodyLimit::max(LOG_CHUNK_MAX)))
         .with("POST", "/api/v1/agent/jobs/{id}/log/zstd", axum::routing::post(log_zstd).layer(axum::extract::DefaultBodyLimit::max(LOG_CHUNK_MAX)))
+        .with("PUT", "/api/v1/agent/jobs/{id}/log/live", axum::routing::put(log_live))
         .post("/api/v1/agent/jobs/{id}/finish", finish)
         .post("/api/v1/agent/jobs/{id}/release", release)
 }
@@ -66,20 +67,22 @@ struct LogAt {
 }
 
 /// A log upload's body, read only once the calling agent is known to hold the attempt, and
-/// never past `LOG_CHUNK_MAX` (413 naming it).
-async fn held_body(st: &AppState, by: AgentAttempt<'_>, headers: &HeaderMap, body: Body) -> AppResult<Vec<u8>> {
+/// never past `cap` (413 naming it, `what` its name in kiln_wire).
+async fn held_body(st: &AppState, by: AgentAttempt<'_>, headers: &HeaderMap, body: Body, (cap, what): (usize, &str)) -> AppResult<Vec<u8>> {
     jobs::may_log(st, by).await?;
-    let too_large = || AppError::TooLarge(format!("a log upload of job {} carries at most {LOG_CHUNK_MAX} bytes (kiln_wire::agent::LOG_CHUNK_MAX)", by.job_id));
+    let too_large = || AppError::TooLarge(format!("a log upload of job {} carries at most {cap} bytes (kiln_wire::agent::{what})", by.job_id));
     let declared = headers.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > LOG_CHUNK_MAX as u64) {
+    if declared.is_some_and(|n| n > cap as u64) {
         return Err(too_large());
     }
-    Ok(axum::body::to_bytes(body, LOG_CHUNK_MAX).await.map_err(|_| too_large())?.into())
+    Ok(axum::body::to_bytes(body, cap).await.map_err(|_| too_large())?.into())
 }
+
+const CHUNK_CAP: (usize, &str) = (LOG_CHUNK_MAX, "LOG_CHUNK_MAX");
 
 async fn log(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Query(at): Query<LogAt>, headers: HeaderMap, body: Body) -> AppResult<Json<LogAck>> {
     let by = AgentAttempt { job_id, attempt: at.attempt, agent: &agent.name };
-    let body = held_body(&st, by, &headers, body).await?;
+    let body = held_body(&st, by, &headers, body, CHUNK_CAP).await?;
     Ok(Json(LogAck { len: jobs::append_log(&st, by, at.offset, &body).await? }))
 }
 
@@ -89,8 +92,24 @@ async fn log(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_i
 /// the log files (no second compression on the server).
 async fn log_zstd(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Query(at): Query<LogAt>, headers: HeaderMap, body: Body) -> AppResult<Json<LogAck>> {
     let by = AgentAttempt { job_id, attempt: at.attempt, agent: &agent.name };
-    let body = held_body(&st, by, &headers, body).await?;
+    let body = held_body(&st, by, &headers, body, CHUNK_CAP).await?;
     Ok(Json(LogAck { len: jobs::append_log_frames(&st, by, at.offset, body).await? }))
+}
+
+#[derive(Deserialize)]
+struct LiveAt {
+    attempt: i64,
+    /// Bytes the steps printed past the log's head so far.
+    #[serde(default)]
+    past_head: u64,
+}
+
+/// The live tail of a log past its head (at most `LIVE_TAIL_MAX` bytes), replacing the last one.
+async fn log_live(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Query(at): Query<LiveAt>, headers: HeaderMap, body: Body) -> AppResult<Json<serde_json::Value>> {
+    let by = AgentAttempt { job_id, attempt: at.attempt, agent: &agent.name };
+    let body = held_body(&st, by, &headers, body, (LIVE_TAIL_MAX, "LIVE_TAIL_MAX")).await?;
+    jobs::set_live_tail(&st, by, at.past_head, body).await?;
+    Ok(Json(serde_json::json!({})))
 }
 
 async fn finish(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<FinishRequest>) -> AppResult<Json<serde_json::Value>> {

@@ -251,6 +251,36 @@ impl LogFiles {
         Ok(())
     }
 
+    /// Replace the attempt's live tail (the last lines past the log's head, while the job runs)
+    /// with `text`; `past_head` bytes were printed past the head so far. Written aside and
+    /// renamed into place, so a reader sees the old window or the new one, never half of one.
+    pub fn set_live(&self, job_id: i64, attempt: i64, past_head: u64, text: &[u8]) -> io::Result<()> {
+        let dir = self.dir(job_id, attempt);
+        std::fs::create_dir_all(&dir)?;
+        let aside = dir.join("live.new");
+        let mut f = File::create(&aside)?;
+        f.write_all(&past_head.to_le_bytes())?;
+        f.write_all(text)?;
+        std::fs::rename(aside, dir.join("live"))
+    }
+
+    /// The attempt's live tail, if it has one: (bytes printed past the head, the last lines).
+    pub fn live(&self, job_id: i64, attempt: i64) -> io::Result<Option<(u64, Vec<u8>)>> {
+        let mut f = match File::open(self.dir(job_id, attempt).join("live")) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut all = Vec::new();
+        // Bounded: a live tail is written by the server, at most LIVE_TAIL_MAX after its length.
+        Read::take(&mut f, 8 + kiln_wire::agent::LIVE_TAIL_MAX as u64).read_to_end(&mut all)?;
+        if all.len() < 8 {
+            return Ok(None);
+        }
+        let past_head = u64::from_le_bytes(all[..8].try_into().unwrap());
+        Ok(Some((past_head, all.split_off(8))))
+    }
+
     /// Read at most `max` bytes from `offset`, not past `end` (the accepted length).
     pub fn read(&self, job_id: i64, attempt: i64, offset: u64, max: usize, end: u64) -> io::Result<Vec<u8>> {
         let mut r = self.reader(job_id, attempt, end)?;

@@ -1,7 +1,9 @@
-//! Compressed log uploads (`POST /api/v1/agent/jobs/{id}/log/zstd`) cost the server nothing
-//! until they are known to be allowed: the calling agent must hold the attempt, and the body
-//! and each frame's declared size must be within their caps, before a byte is decompressed.
-//! Against the real binary, with agents registered by hand.
+//! Log uploads cost the server nothing until they are known to be allowed. Compressed ones
+//! (`POST /api/v1/agent/jobs/{id}/log/zstd`): the calling agent must hold the attempt, and the
+//! body and each frame's declared size must be within their caps, before a byte is
+//! decompressed. The live tail of a log past its head (`PUT …/log/live`): only from the
+//! holder, capped, and served to readers while the job runs. Against the real binary, with
+//! agents registered by hand.
 
 mod common;
 use common::http::send;
@@ -101,4 +103,30 @@ fn a_compressed_log_upload_is_fenced_and_capped_before_it_is_decompressed() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body.len(), 2 << 20);
     assert!(r.body[..1 << 20] == text[..] && r.body[1 << 20..] == text[..], "the log reads back as it was sent");
+
+    // The live tail: only the holder's, at most LIVE_TAIL_MAX bytes, and readers see it.
+    let live = |token: &str, body: &[u8]| {
+        let r = send(&k.url, "PUT", &format!("/api/v1/agent/jobs/{job}/log/live?attempt={attempt}&past_head=5000"), &[("Authorization", &format!("Bearer {token}"))], body, false);
+        (r.status, r.text())
+    };
+    let (s, text) = live(&rogue, b"forged last lines\n");
+    assert!(s == 403 || s == 409, "{s}: {text}");
+    let (s, text) = live(&holder, &vec![b'x'; kiln_wire::agent::LIVE_TAIL_MAX + 1]);
+    assert_eq!(s, 413, "{text}");
+    assert!(text.contains("LIVE_TAIL_MAX") && text.contains(&kiln_wire::agent::LIVE_TAIL_MAX.to_string()), "{text}");
+    let read = |k: &Kiln| -> Value {
+        let r = send(&k.url, "GET", &format!("/api/v1/jobs/{job}/log/live"), &[("Authorization", &format!("Bearer {ADMIN}"))], b"", false);
+        assert_eq!(r.status, 200, "{}", r.text());
+        serde_json::from_slice(&r.body).unwrap()
+    };
+    assert_eq!(read(&k)["live"], false, "none yet");
+    let (s, text) = live(&holder, b"the last lines so far\n");
+    assert_eq!(s, 200, "{text}");
+    let v = read(&k);
+    assert_eq!((v["live"].as_bool(), v["past_head"].as_u64(), v["text"].as_str()), (Some(true), Some(5000), Some("the last lines so far\n")), "{v}");
+    // Once the attempt is over there is none: its tail is in the log.
+    let fin = json!({"attempt": attempt, "status": "passed", "exit_code": 0, "reason": null, "log_len": 2 << 20});
+    let r = send(&k.url, "POST", &format!("/api/v1/agent/jobs/{job}/finish"), &[("Authorization", &format!("Bearer {holder}")), ("Content-Type", "application/json")], fin.to_string().as_bytes(), false);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(read(&k)["live"], false);
 }

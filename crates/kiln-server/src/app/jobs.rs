@@ -128,6 +128,23 @@ pub async fn append_log_frames(st: &AppState, by: AgentAttempt<'_>, offset: u64,
     Ok(logged(st, by.job_id, offset, out).await)
 }
 
+/// Replace the live tail of the agent's attempt (the last lines of a log past its head, which
+/// the agent holds back until the job ends); the caller has checked the agent holds it
+/// ([`may_log`]) and the size. Readers following the log hear of it.
+pub async fn set_live_tail(st: &AppState, by: AgentAttempt<'_>, past_head: u64, text: Vec<u8>) -> AppResult<()> {
+    let (files, job_id, attempt) = (st.store.log_files().clone(), by.job_id, by.attempt);
+    tokio::task::spawn_blocking(move || files.set_live(job_id, attempt, past_head, &text))
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?
+        .map_err(|e| AppError::Internal(format!("failed to keep the live tail of job {job_id}: {e}")))?;
+    if let Ok(j) = st.store.job(job_id).await {
+        let mut ev = Event::new(EventKind::Log, j.build_id, Some(job_id), "", "running");
+        ev.bytes = Some(0);
+        st.emit_event(ev);
+    }
+    Ok(())
+}
+
 /// The agent truncates past the limit; this only guards against an agent that does not.
 fn check_log_limit(st: &AppState, by: &AgentAttempt<'_>, offset: u64, len: u64) -> AppResult<()> {
     if st.cfg.log_limit > 0 && offset + len > st.cfg.log_limit + (1 << 20) {
