@@ -1,5 +1,6 @@
-//! The tail of a log past its limit: the log keeps its first half as it comes,
-//! then only the last half, in a ring file beside the spool. When the job ends
+//! The tail of a log past its limit: the log keeps its head as it comes (all of the limit
+//! but its tail, `spool::head_of`), then only its last part, in a ring file beside the
+//! spool. When the job ends
 //! the ring is written after a marker saying how many bytes were dropped between
 //! head and tail, so the end of the log (where failures usually are) survives.
 //! Meanwhile the uploader reads the ring's last lines now and then (`window`) and sends them
