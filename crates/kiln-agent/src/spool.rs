@@ -208,7 +208,7 @@ impl LiveSent {
             return;
         }
         self.at = std::time::Instant::now();
-        let n = kiln_wire::agent::LIVE_TAIL_MAX;
+        let n = kiln_wire::agent::LIVE_TAIL_MAX.min(cap as usize);
         let path = shared.path.with_extension("tail");
         let Ok(Ok(text)) = tokio::task::spawn_blocking(move || crate::logtail::window(&path, cap, total, n)).await else { return };
         // The writer came round to the bytes read while they were read: next time.
