@@ -232,7 +232,7 @@
     updateMore();
     append(s.text);
     log.offset = s.next_offset;
-    if (s.done && s.next_offset >= s.len) { log.done = true; showFollow(); }
+    if (s.done && s.next_offset >= s.len) { log.done = true; showFollow(); liveOff(); }
     if (!m) box.scrollTop = box.scrollHeight;
     return true;
   }
@@ -287,7 +287,7 @@
         if (log.follow && s.len - s.next_offset > 4 * WINDOW) { log.top = null; log.rest = ""; log.partialEl = null; if (!(await openAt())) break; continue; }
         append(s.text);
         log.offset = s.next_offset;
-        if (s.done) { log.done = true; showFollow(); break; }
+        if (s.done) { log.done = true; showFollow(); liveOff(); break; }
         if (!s.text && !log.again) break;
         if (!log.follow && !log.again) break; // the reader is elsewhere: the rest comes on the next event
       }
@@ -324,6 +324,7 @@
   }
   // Past its head a log waits on the agent until the job ends; meanwhile its last lines show
   // below it, replaced as they come.
+  function liveOff() { const el = $("#log-live"); if (el) el.hidden = true; }
   async function pullLive() {
     const el = $("#log-live");
     if (!el || !log.job || !log.attempt) return;
@@ -334,7 +335,8 @@
         if (r.ok) t = await r.json();
       } catch (_) {}
     }
-    if (!t || !t.live || String(t.job_id) !== String(log.job)) { el.hidden = true; return; }
+    // The job may have ended (and its tail joined the log) while this was on its way.
+    if (!t || !t.live || log.done || String(t.job_id) !== String(log.job)) { el.hidden = true; return; }
     $("#log-live-note").textContent = `live: the last lines of ${t.past_head.toLocaleString()} bytes past the log's head so far; the log keeps its tail when the job ends`;
     const pre = $("#log-live-text");
     const stick = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 40;
