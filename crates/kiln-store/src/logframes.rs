@@ -156,7 +156,7 @@ mod tests {
     fn sizes_are_refused_from_the_headers() {
         let e = DeclaredFrames::split(frame(&vec![0u8; LOG_FRAME + 1])).unwrap_err();
         assert!(e.contains(&format!("declares {} bytes", LOG_FRAME + 1)) && e.contains(&LOG_FRAME.to_string()), "{e}");
-        let e = DeclaredFrames::split(b"not zstd at all".to_vec()).unwrap_err();
+        let e = DeclaredFrames::split(Vec::from(b"not zstd at all")).unwrap_err();
         assert!(e.contains("not a zstd frame"), "{e}");
         let mut whole = frame(b"hello");
         whole.pop();
