@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Logs benchmark (not a test): for a chatty step of MB megabytes (default "200 1024"), with
 # RUNS runs each (default 3, median reported):
-#  - the step's slowdown against the same step with its output sent to /dev/null,
+#  - the slowdown against the same step with its output sent to /dev/null: of the job until
+#    its log is stored whole (`kiln trigger --wait`: a job finishes only once the server holds
+#    its whole log), and of the step's own run (timed inside the step),
 #  - log throughput from agent to server (bytes / the job's run time),
 #  - the server's peak RSS while the log is written and read (kiln logs, search),
 #  - a search over the whole log, and the console's first paint of the tail (needs
@@ -31,24 +33,32 @@ repo() { # name pipeline
 run() { # project → ms
   local s e; s=$(date +%s%N); "$BIN" trigger "$1" --wait >/dev/null 2>&1; e=$(date +%s%N); echo $(( (e - s) / 1000000 ))
 }
+step_ms() { # project → the step's own time (ms) in its last build, as it printed it
+  local b; b=$("$BIN" builds "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+  "$BIN" logs "$b" --tail 5 | sed -n 's/^STEP-MS \([0-9]*\).*/\1/p' | tail -1
+}
+pct() { python3 -c "print(f'{($1/$2-1)*100:+.1f} %')"; }
 for MB in $SIZES; do
   gen="python3 -c 'import sys; w=sys.stdout.write; [w(\\\"L%08d \\\" % i + \\\"x\\\" * 90 + \\\"\\\\n\\\") for i in range($MB*10486)]; w(\\\"LAST-LINE-OF-THE-LOG\\\\n\\\")'"
+  timed() { echo "s=\$(date +%s%N); $1; e=\$(date +%s%N); echo STEP-MS \$(( (e - s) / 1000000 ))"; }
   repo "big$MB" "jobs:
   big:
     steps:
-      - \"$gen\""
+      - \"$(timed "$gen")\""
   repo "null$MB" "jobs:
   big:
     steps:
-      - \"$gen >/dev/null\""
+      - \"$(timed "$gen >/dev/null")\""
   run "null$MB" >/dev/null
   : >"$T/rss"
   ( while kill -0 $SERVER 2>/dev/null; do ps -o rss= -p $SERVER >>"$T/rss"; sleep 0.2; done ) &
   SAMPLER=$!
-  : >"$T/null.ms"; : >"$T/big.ms"; : >"$T/mbps"; : >"$T/search.ms"; : >"$T/paint.ms"
+  : >"$T/null.ms"; : >"$T/big.ms"; : >"$T/null.step"; : >"$T/big.step"; : >"$T/mbps"; : >"$T/search.ms"; : >"$T/paint.ms"
   for _ in $(seq "$RUNS"); do
     run "null$MB" >>"$T/null.ms"
+    step_ms "null$MB" >>"$T/null.step"
     run "big$MB" >>"$T/big.ms"
+    step_ms "big$MB" >>"$T/big.step"
     b=$("$BIN" builds "big$MB" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
     "$BIN" show "$b" --json | python3 -c '
 import json, sys, datetime
@@ -72,6 +82,6 @@ JS
     fi
   done
   kill $SAMPLER 2>/dev/null || true
-  tn=$(median <"$T/null.ms"); tb=$(median <"$T/big.ms")
-  echo "${MB} MB: step ${tb} ms vs ${tn} ms to /dev/null ($(python3 -c "print(f'{($tb/$tn-1)*100:+.1f} %')")), agent→server $(median <"$T/mbps") MB/s, server RSS peak $(( $(sort -n "$T/rss" | tail -1) / 1024 )) MB, search $(median <"$T/search.ms") ms, first paint of the tail $( [ -s "$T/paint.ms" ] && median <"$T/paint.ms" || echo n/a) ms (median of $RUNS)"
+  tn=$(median <"$T/null.ms"); tb=$(median <"$T/big.ms"); sn=$(median <"$T/null.step"); sb=$(median <"$T/big.step")
+  echo "${MB} MB: job until its log is stored ${tb} ms vs ${tn} ms to /dev/null ($(pct "$tb" "$tn")), the step itself ${sb} ms vs ${sn} ms ($(pct "$sb" "$sn")), agent→server $(median <"$T/mbps") MB/s, server RSS peak $(( $(sort -n "$T/rss" | tail -1) / 1024 )) MB, search $(median <"$T/search.ms") ms, first paint of the tail $( [ -s "$T/paint.ms" ] && median <"$T/paint.ms" || echo n/a) ms (median of $RUNS)"
 done

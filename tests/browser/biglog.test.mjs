@@ -1,6 +1,7 @@
 // A big log in the console (BIGLOG_MB, default 200 MB): the build page opens at the tail and
 // shows the last line within 2 s, scrolling up loads earlier lines, the page stays responsive,
 // a server-side search counts every match and jumps to a line, and a #L link opens at its line.
+// Past its head (the limit) a running log's last lines show live below it until the job ends.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Kiln, browser } from "./kiln.mjs";
@@ -65,4 +66,29 @@ test(`the console opens a ${MB} MB log at its end`, { timeout: 600_000 }, async 
   await p2.goto(`${k.url}/builds/${id}#L${mid}`);
   await p2.locator(`#L${mid}.hl`).waitFor({ timeout: 5000 });
   assert.match(await p2.locator(`#L${mid}`).textContent(), new RegExp(`L${String(mid - 3).padStart(8, "0")} x`));
+});
+
+test("past its head a running log's last lines show live below it", { timeout: 120_000 }, async (t) => {
+  const k = await new Kiln().start("--log-limit", "200000");
+  const b = await browser();
+  t.after(async () => { await b.close(); k.stop(); });
+  k.agent("a1");
+  const repo = k.repo("flood", { ".kiln.yml": `jobs:
+  flood:
+    steps: ["yes 0123456789abcdef | head -c 300000; for i in $(seq 1 50); do echo live-line-$i; sleep 0.2; done"]
+` });
+  k.cli("project", "add", "flood", "--repo", repo, "--public");
+  const id = JSON.parse(k.cli("trigger", "flood", "--json")).id;
+  const page = await (await b.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+  page.on("pageerror", (e) => console.error("# page error:", e.message));
+  await page.goto(`${k.url}/builds/${id}`);
+  await page.locator("#log-live-text").getByText(/live-line-3\b/).waitFor({ timeout: 30_000 });
+  assert.match(await page.locator("#log-live-note").textContent(), /bytes past the log's head/);
+  assert.equal(await page.locator("#log").getByText("live-line-3").count(), 0, "not in the log itself until the job ends");
+  // It follows: later lines replace earlier ones.
+  await page.locator("#log-live-text").getByText(/live-line-2\d\b/).first().waitFor({ timeout: 30_000 });
+  const done = await k.waitBuild(id, 60);
+  assert.equal(done.status, "passed");
+  await page.locator("#log").getByText("live-line-50").first().waitFor({ timeout: 10_000 });
+  await page.locator("#log-live").waitFor({ state: "hidden", timeout: 10_000 });
 });

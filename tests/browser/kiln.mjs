@@ -30,12 +30,12 @@ export class Kiln {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "kiln-browser-"));
     this.children = [];
   }
-  async start() {
+  async start(...args) {
     const port = await freePort();
     this.url = `http://127.0.0.1:${port}`;
     const log = fs.openSync(path.join(this.dir, "server.log"), "a");
     const srv = spawn(BIN, ["server", "--listen", `127.0.0.1:${port}`, "--data", path.join(this.dir, "data"),
-      "--agent-token", AGENT_TOKEN, "--admin-token", ADMIN_TOKEN, "--admin-password", ADMIN_PASSWORD, "--allow-local-repos"],
+      "--agent-token", AGENT_TOKEN, "--admin-token", ADMIN_TOKEN, "--admin-password", ADMIN_PASSWORD, "--allow-local-repos", ...args],
       { stdio: ["ignore", log, log] });
     this.children.push(srv);
     for (let i = 0; i < 200; i++) {

@@ -192,6 +192,18 @@ impl Client {
         Self::answer(resp).await
     }
 
+    /// Replace the live tail of a log past its head: its last lines (`text`, at most
+    /// `kiln_wire::agent::LIVE_TAIL_MAX` bytes), `past_head` bytes printed past the head so far.
+    pub async fn log_live(&self, job_id: i64, attempt: i64, past_head: u64, text: Vec<u8>) -> Result<serde_json::Value, CallError> {
+        self.send(
+            self.http
+                .put(format!("{}/api/v1/agent/jobs/{job_id}/log/live?attempt={attempt}&past_head={past_head}", self.base()))
+                .timeout(Duration::from_secs(10))
+                .body(text),
+        )
+        .await
+    }
+
     pub async fn finish(&self, job_id: i64, req: &FinishRequest) -> Result<serde_json::Value, CallError> {
         self.send(self.http.post(format!("{}/api/v1/agent/jobs/{job_id}/finish", self.base())).json(req)).await
     }

@@ -1,12 +1,15 @@
-//! The tail of a log past its limit: the log keeps its first half as it comes,
-//! then only the last half, in a ring file beside the spool. When the job ends
+//! The tail of a log past its limit: the log keeps its head as it comes (all of the limit
+//! but its tail, `spool::head_of`), then only its last part, in a ring file beside the
+//! spool. When the job ends
 //! the ring is written after a marker saying how many bytes were dropped between
 //! head and tail, so the end of the log (where failures usually are) survives.
+//! Meanwhile the uploader reads the ring's last lines now and then (`window`) and sends them
+//! as the log's live tail.
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A ring of the last `cap` bytes, on disk.
 pub struct Tail {
@@ -71,13 +74,43 @@ impl Tail {
 
     /// Fill `buf` from ring position `at`, wrapping around.
     fn read_ring(&self, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        let first = buf.len().min((self.cap - at) as usize);
-        self.file.read_exact_at(&mut buf[..first], at)?;
-        if first < buf.len() {
-            self.file.read_exact_at(&mut buf[first..], 0)?;
-        }
-        Ok(())
+        read_ring(&self.file, self.cap, at, buf)
     }
+
+    /// Bytes pushed in all.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    pub fn cap(&self) -> u64 {
+        self.cap
+    }
+}
+
+/// Fill `buf` from position `at` of a ring of `cap` bytes, wrapping around.
+fn read_ring(file: &File, cap: u64, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    let first = buf.len().min((cap - at) as usize);
+    file.read_exact_at(&mut buf[..first], at)?;
+    if first < buf.len() {
+        file.read_exact_at(&mut buf[first..], 0)?;
+    }
+    Ok(())
+}
+
+/// The last `n` bytes at most of the ring at `path` (`cap` bytes, `total` pushed in all),
+/// starting at a line when one starts in them. The writer goes on meanwhile: the caller checks
+/// that it did not come round to these bytes while they were read.
+pub fn window(path: &Path, cap: u64, total: u64, n: usize) -> std::io::Result<Vec<u8>> {
+    let file = File::open(path)?;
+    let take = total.min(cap).min(n as u64);
+    let mut buf = vec![0u8; take as usize];
+    read_ring(&file, cap, (total - take) % cap, &mut buf)?;
+    if take < total {
+        if let Some(i) = buf.iter().position(|&b| b == b'\n').filter(|&i| i + 1 < buf.len()) {
+            buf.drain(..=i);
+        }
+    }
+    Ok(buf)
 }
 
 #[cfg(test)]
@@ -106,6 +139,23 @@ mod tests {
         let dropped: usize = got.trim_start().strip_prefix("[kiln: ").unwrap().split(' ').next().unwrap().parse().unwrap();
         assert_eq!(dropped + kept.len(), all.len());
         assert!(got.contains("1234 byte limit"));
+    }
+
+    #[test]
+    fn the_window_is_the_last_lines_of_the_ring() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tail");
+        let mut t = Tail::create(path.clone(), 100).unwrap();
+        for i in 0..50 {
+            t.push(format!("line {i}\n").as_bytes()).unwrap();
+        }
+        let w = String::from_utf8(window(&path, t.cap(), t.total(), 20).unwrap()).unwrap();
+        assert_eq!(w, "line 48\nline 49\n", "the last 20 bytes, from the first whole line");
+        let all = String::from_utf8(window(&path, t.cap(), t.total(), 1000).unwrap()).unwrap();
+        assert!(all.ends_with("line 49\n") && all.starts_with("line ") && all.len() <= 100, "{all:?}");
+        let mut short = Tail::create(dir.path().join("short"), 100).unwrap();
+        short.push(b"one\ntwo").unwrap();
+        assert_eq!(window(&dir.path().join("short"), 100, 7, 1000).unwrap(), b"one\ntwo", "nothing cut: all of it");
     }
 
     #[test]

@@ -25,6 +25,15 @@ const BATCH: usize = 1 << 20;
 const FRAME: usize = kiln_wire::agent::LOG_FRAME;
 /// zstd level of uploaded frames: fast, and what the server would have used.
 const LEVEL: i32 = 1;
+/// The most of a log held back past its limit (the tail written after the marker when the job
+/// ends): enough lines to find a failure, and little left to send once the step is over.
+pub const TAIL_MAX: u64 = 64 << 20;
+
+/// Bytes of a log under `limit` that go out as they come (its head): all but its tail, which is
+/// half the limit at most and `TAIL_MAX` at most.
+pub fn head_of(limit: u64) -> u64 {
+    limit - (limit / 2).min(TAIL_MAX)
+}
 
 /// Compress `raw` (whole frames) into back-to-back zstd frames, one per `FRAME` bytes.
 fn compress_frames(raw: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -43,7 +52,7 @@ pub struct LogWriter {
     /// No secret to mask: output goes to the spool as it comes, not copied by the masker.
     plain: bool,
     limit: u64,
-    /// Past half the limit, output goes to the tail ring until the job ends.
+    /// Past the head (`head_of`), output goes to the tail ring until the job ends.
     tail: Option<Tail>,
     shared: Arc<Shared>,
 }
@@ -61,6 +70,10 @@ pub struct Shared {
     pub wake: Notify,
     /// Fires once when the writer closes: the rest goes out at once.
     pub done: Notify,
+    /// Bytes pushed into the tail ring (past the head) while the job runs; 0 when there is none.
+    pub tail_total: AtomicU64,
+    /// The ring's size.
+    pub tail_cap: AtomicU64,
 }
 
 impl LogWriter {
@@ -74,14 +87,16 @@ impl LogWriter {
             stale: AtomicBool::new(false),
             wake: Notify::new(),
             done: Notify::new(),
+            tail_total: AtomicU64::new(0),
+            tail_cap: AtomicU64::new(0),
         });
         let masker = Masker::new(secrets);
         let plain = secrets.iter().all(|s| kiln_core::mask::forms(s).is_empty());
         Ok((LogWriter { file, masker, plain, limit: if limit == 0 { u64::MAX } else { limit }, tail: None, shared: shared.clone() }, shared))
     }
 
-    /// The first half of the limit is spooled (and uploaded) as it comes; the
-    /// rest goes to a ring of the last half, written after a marker at the end.
+    /// The head (all of the limit but its tail, `head_of`) is spooled (and uploaded) as it
+    /// comes; the rest goes to a ring of the tail's size, written after a marker at the end.
     fn put(&mut self, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
@@ -90,20 +105,23 @@ impl LogWriter {
             if let Err(e) = t.push(bytes) {
                 tracing::warn!("failed to keep the log's tail: {e}");
             }
+            self.shared.tail_total.store(t.total(), Ordering::SeqCst);
             return;
         }
         let written = self.shared.written.load(Ordering::SeqCst);
-        let head = self.limit / 2;
+        let head = head_of(self.limit);
         let take = bytes.len().min(head.saturating_sub(written) as usize);
         self.spool(&bytes[..take]);
         if take < bytes.len() {
             // Readers following the log live see why it stops growing here.
-            let note = format!("\n[kiln: the log passed half its {} byte limit: from here only its last {} bytes are kept, and they follow when the job ends]\n", self.limit, self.limit - head);
+            let note = format!("\n[kiln: the log passed {head} bytes of its {} byte limit: from here only its last {} bytes are kept, and they follow when the job ends]\n", self.limit, self.limit - head);
             self.spool(note.as_bytes());
             let path = self.shared.path.with_extension("tail");
             match Tail::create(path, self.limit - head) {
                 Ok(mut t) => {
                     let _ = t.push(&bytes[take..]);
+                    self.shared.tail_cap.store(t.cap(), Ordering::SeqCst);
+                    self.shared.tail_total.store(t.total(), Ordering::SeqCst);
                     self.tail = Some(t);
                 }
                 Err(e) => tracing::warn!("failed to keep the log's tail: {e}"),
@@ -121,6 +139,8 @@ impl LogWriter {
     /// Write the kept tail (after its marker) to the spool.
     fn end_tail(&mut self) {
         if let Some(t) = self.tail.take() {
+            // The tail joins the log now: no more live tail.
+            self.shared.tail_total.store(0, Ordering::SeqCst);
             match t.finish(&mut self.file, self.limit) {
                 Ok(n) => {
                     self.shared.written.fetch_add(n, Ordering::SeqCst);
@@ -170,8 +190,41 @@ fn read_at(file: &mut std::fs::File, at: u64, n: usize) -> std::io::Result<Vec<u
     Ok(buf)
 }
 
+/// How often the live tail of a log past its head is sent, at most.
+const LIVE_EVERY: Duration = Duration::from_secs(1);
+
+/// The live tail last sent: how much had been pushed into the ring, and when.
+struct LiveSent {
+    total: u64,
+    at: std::time::Instant,
+}
+
+impl LiveSent {
+    /// Past its head the log waits in the tail ring until the job ends: now and then its last
+    /// lines go to the server as the log's live tail (best effort; the whole tail follows anyway).
+    async fn send_if_due(&mut self, shared: &Shared, client: &Client, job_id: i64, attempt: i64) {
+        let (total, cap) = (shared.tail_total.load(Ordering::SeqCst), shared.tail_cap.load(Ordering::SeqCst));
+        if total == 0 || total == self.total || self.at.elapsed() < LIVE_EVERY {
+            return;
+        }
+        self.at = std::time::Instant::now();
+        let n = kiln_wire::agent::LIVE_TAIL_MAX.min(cap as usize);
+        let path = shared.path.with_extension("tail");
+        let Ok(Ok(text)) = tokio::task::spawn_blocking(move || crate::logtail::window(&path, cap, total, n)).await else { return };
+        // The writer came round to the bytes read while they were read: next time.
+        if shared.tail_total.load(Ordering::SeqCst).saturating_sub(total) + n as u64 > cap {
+            return;
+        }
+        match client.log_live(job_id, attempt, total, text).await {
+            Ok(_) => self.total = total,
+            Err(e) => tracing::debug!("job {job_id}: the live tail was not sent ({e})"),
+        }
+    }
+}
+
 /// Upload the spool until it is closed and fully delivered, or the attempt is stale.
 pub async fn upload(shared: Arc<Shared>, client: Client, job_id: i64, attempt: i64) {
+    let mut live = LiveSent { total: 0, at: std::time::Instant::now() - LIVE_EVERY };
     let mut failures = 0u32;
     let mut compress = true;
     let mut ready: Option<(u64, usize, Vec<u8>)> = None;
@@ -187,6 +240,7 @@ pub async fn upload(shared: Arc<Shared>, client: Client, job_id: i64, attempt: i
             if shared.closed.load(Ordering::SeqCst) && shared.written.load(Ordering::SeqCst) == delivered {
                 return;
             }
+            live.send_if_due(&shared, &client, job_id, attempt).await;
             // Batch output a little (a line shows within ~50 ms, without one request
             // per line), but once the job is over, send the rest at once.
             tokio::select! {
@@ -290,5 +344,31 @@ pub async fn upload(shared: Arc<Shared>, client: Client, job_id: i64, attempt: i
                 tokio::time::sleep(backoff(failures)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tail_held_back_is_half_the_limit_and_tail_max_at_most() {
+        assert_eq!(head_of(200_000), 100_000);
+        assert_eq!(head_of(1 << 30), (1 << 30) - TAIL_MAX);
+        assert_eq!(head_of(u64::MAX), u64::MAX - TAIL_MAX, "no limit: no tail");
+    }
+
+    #[test]
+    fn past_the_head_the_log_waits_in_the_ring_behind_a_note() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, shared) = LogWriter::create(dir.path().join("spool"), &[], 100).unwrap();
+        w.write(&[b'a'; 70]);
+        let note = "\n[kiln: the log passed 50 bytes of its 100 byte limit: from here only its last 50 bytes are kept, and they follow when the job ends]\n";
+        assert_eq!(shared.written.load(Ordering::SeqCst) as usize, 50 + note.len(), "the head, then the note; the rest waits");
+        w.write(&[b'b'; 70]);
+        w.close();
+        let log = String::from_utf8(std::fs::read(dir.path().join("spool")).unwrap()).unwrap();
+        assert!(log.starts_with(&format!("{}{note}", "a".repeat(50))), "{log}");
+        assert!(log.contains("[kiln: 40 bytes dropped here") && log.ends_with(&"b".repeat(50)), "{log}");
     }
 }

@@ -6,7 +6,8 @@
 //    the tail (its last 32 KiB, live while the job runs), loads earlier parts as the
 //    reader scrolls up, searches on the server and jumps to a line (#L12 links too), and
 //    never holds the whole log; ANSI colours, follow that stops when the reader scrolls
-//    up, raw download; #tests
+//    up, raw download; past the log's head (its limit) the last lines so far show live in
+//    #log-live until the job ends and the tail joins the log; #tests
 //    (the test results) is re-fetched from its data-tests-src on test events.
 (function () {
   "use strict";
@@ -106,7 +107,7 @@
     ["build", "job", "agent", "resync"].forEach((k) => es.addEventListener(k, soon));
     ["tests", "job", "build", "resync"].forEach((k) => es.addEventListener(k, testsSoon));
     es.addEventListener("log", (e) => {
-      try { const d = JSON.parse(e.data); if (String(d.job_id) === String(log.job)) pullLog(); } catch (_) {}
+      try { const d = JSON.parse(e.data); if (String(d.job_id) === String(log.job)) { pullLog(); pullLive(); } } catch (_) {}
     });
   }
   if (body.dataset.refresh) setInterval(soon, +body.dataset.refresh);
@@ -231,7 +232,7 @@
     updateMore();
     append(s.text);
     log.offset = s.next_offset;
-    if (s.done && s.next_offset >= s.len) { log.done = true; showFollow(); }
+    if (s.done && s.next_offset >= s.len) { log.done = true; showFollow(); liveOff(); }
     if (!m) box.scrollTop = box.scrollHeight;
     return true;
   }
@@ -286,7 +287,7 @@
         if (log.follow && s.len - s.next_offset > 4 * WINDOW) { log.top = null; log.rest = ""; log.partialEl = null; if (!(await openAt())) break; continue; }
         append(s.text);
         log.offset = s.next_offset;
-        if (s.done) { log.done = true; showFollow(); break; }
+        if (s.done) { log.done = true; showFollow(); liveOff(); break; }
         if (!s.text && !log.again) break;
         if (!log.follow && !log.again) break; // the reader is elsewhere: the rest comes on the next event
       }
@@ -321,6 +322,28 @@
       out.appendChild(a);
     }
   }
+  // Past its head a log waits on the agent until the job ends; meanwhile its last lines show
+  // below it, replaced as they come.
+  function liveOff() { const el = $("#log-live"); if (el) el.hidden = true; }
+  async function pullLive() {
+    const el = $("#log-live");
+    if (!el || !log.job || !log.attempt) return;
+    let t = null;
+    if (!log.done) {
+      try {
+        const r = await fetch(`/api/v1/jobs/${log.job}/log/live?attempt=${log.attempt}`, { credentials: "same-origin" });
+        if (r.ok) t = await r.json();
+      } catch (_) {}
+    }
+    // The job may have ended (and its tail joined the log) while this was on its way.
+    if (!t || !t.live || log.done || String(t.job_id) !== String(log.job)) { el.hidden = true; return; }
+    $("#log-live-note").textContent = `live: the last lines of ${t.past_head.toLocaleString()} bytes past the log's head so far; the log keeps its tail when the job ends`;
+    const pre = $("#log-live-text");
+    const stick = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 40;
+    pre.textContent = t.text;
+    el.hidden = false;
+    if (stick) pre.scrollTop = pre.scrollHeight;
+  }
   function resetLog(job, attempt, status) {
     log.job = String(job); log.attempt = +attempt; log.offset = 0; log.line = 0; log.rest = ""; log.style = {};
     log.done = false; log.partialEl = null; log.follow = true; log.top = null;
@@ -331,6 +354,7 @@
     setStatus(status);
     showFollow();
     pullLog();
+    pullLive();
   }
   function setStatus(status) {
     const s = $("#log-status");

@@ -1,15 +1,15 @@
 //! The agent protocol (HTTP/JSON, versioned): register, claim as a long poll,
 //! heartbeat (renews leases, carries status, returns jobs to stop), log chunks
-//! by byte offset, finish. Every job write names its attempt (fencing) and is
+//! by byte offset and the live tail of a log past its head, finish. Every job write names its attempt (fencing) and is
 //! accepted only from the agent holding it (checked in the store). Decode, call
 //! `app::jobs` or `app::enrolment`, encode.
 
 use crate::app::jobs;
 use crate::auth::AgentAuth;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::routes::Routes;
 use crate::state::AppState;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::Json;
@@ -27,6 +27,7 @@ pub fn routes() -> Routes {
         .post("/api/v1/agent/wait", wait)
         .with("POST", "/api/v1/agent/jobs/{id}/log", axum::routing::post(log).layer(axum::extract::DefaultBodyLimit::max(LOG_CHUNK_MAX)))
         .with("POST", "/api/v1/agent/jobs/{id}/log/zstd", axum::routing::post(log_zstd).layer(axum::extract::DefaultBodyLimit::max(LOG_CHUNK_MAX)))
+        .with("PUT", "/api/v1/agent/jobs/{id}/log/live", axum::routing::put(log_live))
         .post("/api/v1/agent/jobs/{id}/finish", finish)
         .post("/api/v1/agent/jobs/{id}/release", release)
 }
@@ -65,40 +66,50 @@ struct LogAt {
     offset: u64,
 }
 
-async fn log(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Query(at): Query<LogAt>, body: Bytes) -> AppResult<Json<LogAck>> {
-    let len = jobs::append_log(&st, AgentAttempt { job_id, attempt: at.attempt, agent: &agent.name }, at.offset, &body).await?;
-    Ok(Json(LogAck { len }))
+/// A log upload's body, read only once the calling agent is known to hold the attempt, and
+/// never past `cap` (413 naming it, `what` its name in kiln_wire).
+async fn held_body(st: &AppState, by: AgentAttempt<'_>, headers: &HeaderMap, body: Body, (cap, what): (usize, &str)) -> AppResult<Vec<u8>> {
+    jobs::may_log(st, by).await?;
+    let too_large = || AppError::TooLarge(format!("a log upload of job {} carries at most {cap} bytes (kiln_wire::agent::{what})", by.job_id));
+    let declared = headers.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > cap as u64) {
+        return Err(too_large());
+    }
+    Ok(axum::body::to_bytes(body, cap).await.map_err(|_| too_large())?.into())
 }
 
-/// Whole zstd frames of the log from raw byte `offset`: each must decompress to at most
-/// `LOG_FRAME` bytes, at most `LOG_FRAMES_MAX` of them. Stored as they came where they start a
-/// segment of the log files (no second compression on the server).
-async fn log_zstd(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Query(at): Query<LogAt>, body: Bytes) -> AppResult<Json<LogAck>> {
-    let frames = tokio::task::spawn_blocking(move || split_frames(&body))
-        .await
-        .map_err(|e| crate::error::AppError::Internal(e.to_string()))?
-        .map_err(|e| crate::error::AppError::BadRequest(format!("log upload of job {job_id}: {e}")))?;
-    let len = jobs::append_log_frames(&st, AgentAttempt { job_id, attempt: at.attempt, agent: &agent.name }, at.offset, frames).await?;
-    Ok(Json(LogAck { len }))
+const CHUNK_CAP: (usize, &str) = (LOG_CHUNK_MAX, "LOG_CHUNK_MAX");
+
+async fn log(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Query(at): Query<LogAt>, headers: HeaderMap, body: Body) -> AppResult<Json<LogAck>> {
+    let by = AgentAttempt { job_id, attempt: at.attempt, agent: &agent.name };
+    let body = held_body(&st, by, &headers, body, CHUNK_CAP).await?;
+    Ok(Json(LogAck { len: jobs::append_log(&st, by, at.offset, &body).await? }))
 }
 
-/// Split back-to-back zstd frames, each with what it decompresses to.
-fn split_frames(mut body: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
-    let mut out = Vec::new();
-    while !body.is_empty() {
-        if out.len() == LOG_FRAMES_MAX {
-            return Err(format!("more than {LOG_FRAMES_MAX} zstd frames in one upload"));
-        }
-        let n = zstd::zstd_safe::find_frame_compressed_size(body).map_err(|_| format!("frame {} is not a whole zstd frame", out.len() + 1))?;
-        let frame = &body[..n];
-        let raw = zstd::bulk::decompress(frame, LOG_FRAME).map_err(|e| format!("frame {} does not decompress to at most {LOG_FRAME} bytes: {e}", out.len() + 1))?;
-        out.push((frame.to_vec(), raw));
-        body = &body[n..];
-    }
-    if out.is_empty() {
-        return Err("no zstd frames in the upload".into());
-    }
-    Ok(out)
+/// Whole zstd frames of the log from raw byte `offset` (`kiln_store::DeclaredFrames`): read
+/// once the agent is known to hold the attempt, capped by the sizes the frames declare, and
+/// decompressed only then, as a stream. Stored as they came where they start a segment of
+/// the log files (no second compression on the server).
+async fn log_zstd(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Query(at): Query<LogAt>, headers: HeaderMap, body: Body) -> AppResult<Json<LogAck>> {
+    let by = AgentAttempt { job_id, attempt: at.attempt, agent: &agent.name };
+    let body = held_body(&st, by, &headers, body, CHUNK_CAP).await?;
+    Ok(Json(LogAck { len: jobs::append_log_frames(&st, by, at.offset, body).await? }))
+}
+
+#[derive(Deserialize)]
+struct LiveAt {
+    attempt: i64,
+    /// Bytes the steps printed past the log's head so far.
+    #[serde(default)]
+    past_head: u64,
+}
+
+/// The live tail of a log past its head (at most `LIVE_TAIL_MAX` bytes), replacing the last one.
+async fn log_live(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Query(at): Query<LiveAt>, headers: HeaderMap, body: Body) -> AppResult<Json<serde_json::Value>> {
+    let by = AgentAttempt { job_id, attempt: at.attempt, agent: &agent.name };
+    let body = held_body(&st, by, &headers, body, (LIVE_TAIL_MAX, "LIVE_TAIL_MAX")).await?;
+    jobs::set_live_tail(&st, by, at.past_head, body).await?;
+    Ok(Json(serde_json::json!({})))
 }
 
 async fn finish(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<FinishRequest>) -> AppResult<Json<serde_json::Value>> {

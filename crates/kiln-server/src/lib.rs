@@ -98,9 +98,9 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
     at_rest::private_database(&cfg.database_url())?;
     let store = Store::open(&cfg.database_url()).await?.with_log_dir(cfg.files_dir().join("logs"));
     // Logs an older kiln kept in the database move into the log files, once.
-    let moved = store.move_old_logs().await?;
-    if moved > 0 {
-        tracing::info!("moved the logs of {moved} job attempts from the database into {}", cfg.files_dir().join("logs").display());
+    let old = store.move_old_logs().await?;
+    if old.moved > 0 {
+        tracing::info!("moved the logs of {} job attempts from the database into {}", old.moved, cfg.files_dir().join("logs").display());
     }
     at_rest::seal_secrets(&cfg, &store).await?;
     let agent_token = match &cfg.agent_token {

@@ -16,6 +16,7 @@
 //! append. Several servers on one PostgreSQL database share one log folder
 //! (`--logs`); appends to one attempt take turns behind its row lock.
 
+use crate::logframes::LogFrames;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -215,11 +216,11 @@ impl LogFiles {
         Ok((sealed, index))
     }
 
-    /// Append zstd frames the agent compressed (`frames`: each frame's bytes and what it
-    /// decompresses to, already checked), starting at raw byte `offset`. When the files end
-    /// exactly there with no open bytes, each frame is kept as it came (one sealed segment,
-    /// not compressed again); otherwise their bytes go through [`LogFiles::append`].
-    pub fn append_frames(&self, job_id: i64, attempt: i64, offset: u64, frames: &[(Vec<u8>, Vec<u8>)]) -> io::Result<()> {
+    /// Append zstd frames the agent compressed (checked: `logframes.rs`), starting at raw byte
+    /// `offset`. When the files end exactly there with no open bytes, each frame is kept as it
+    /// came (one sealed segment, not compressed again); otherwise their bytes, decompressed one
+    /// frame at a time, go through [`LogFiles::append`] (which skips bytes the files hold).
+    pub fn append_frames(&self, job_id: i64, attempt: i64, offset: u64, frames: &LogFrames) -> io::Result<()> {
         let dir = self.dir(job_id, attempt);
         std::fs::create_dir_all(&dir)?;
         let entries = Self::entries(&dir)?;
@@ -230,24 +231,54 @@ impl LogFiles {
             Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
             Err(e) => return Err(e),
         };
-        if open_len > 0 || sealed_len != offset || frames.iter().any(|(_, raw)| raw.is_empty() || raw.len() > SEGMENT) {
+        if open_len > 0 || sealed_len != offset {
             let mut at = offset;
-            for (_, raw) in frames {
-                self.append(job_id, attempt, at, raw)?;
-                at += raw.len() as u64;
+            for (zst, f) in frames.iter() {
+                self.append(job_id, attempt, at, &crate::logframes::decompress(zst, f)?)?;
+                at += f.raw_len as u64;
             }
             return Ok(());
         }
         let (mut sealed, mut index) = Self::open_to_seal(&dir, zst_len, entries.len())?;
         let (mut raw_start, mut zst_start) = (sealed_len, zst_len);
-        for (zst, raw) in frames {
+        for (zst, f) in frames.iter() {
             sealed.write_all(zst)?;
-            let e = Entry { raw_start, zst_start, zst_len: zst.len() as u32, raw_len: raw.len() as u32, lines: memchr::memchr_iter(b'\n', raw).count() as u64 };
+            let e = Entry { raw_start, zst_start, zst_len: zst.len() as u32, raw_len: f.raw_len, lines: f.lines };
             index.write_all(&e.encode())?;
             raw_start = e.raw_end();
             zst_start = e.zst_end();
         }
         Ok(())
+    }
+
+    /// Replace the attempt's live tail (the last lines past the log's head, while the job runs)
+    /// with `text`; `past_head` bytes were printed past the head so far. Written aside and
+    /// renamed into place, so a reader sees the old window or the new one, never half of one.
+    pub fn set_live(&self, job_id: i64, attempt: i64, past_head: u64, text: &[u8]) -> io::Result<()> {
+        let dir = self.dir(job_id, attempt);
+        std::fs::create_dir_all(&dir)?;
+        let aside = dir.join("live.new");
+        let mut f = File::create(&aside)?;
+        f.write_all(&past_head.to_le_bytes())?;
+        f.write_all(text)?;
+        std::fs::rename(aside, dir.join("live"))
+    }
+
+    /// The attempt's live tail, if it has one: (bytes printed past the head, the last lines).
+    pub fn live(&self, job_id: i64, attempt: i64) -> io::Result<Option<(u64, Vec<u8>)>> {
+        let mut f = match File::open(self.dir(job_id, attempt).join("live")) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut all = Vec::new();
+        // Bounded: a live tail is written by the server, at most LIVE_TAIL_MAX after its length.
+        Read::take(&mut f, 8 + kiln_wire::agent::LIVE_TAIL_MAX as u64).read_to_end(&mut all)?;
+        if all.len() < 8 {
+            return Ok(None);
+        }
+        let past_head = u64::from_le_bytes(all[..8].try_into().unwrap());
+        Ok(Some((past_head, all.split_off(8))))
     }
 
     /// Read at most `max` bytes from `offset`, not past `end` (the accepted length).
@@ -539,8 +570,10 @@ mod tests {
         assert!(lf.append(3, 1, 10, b"x").is_err());
     }
 
-    fn frames(raw: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-        raw.chunks(SEGMENT).map(|c| (zstd::bulk::compress(c, 1).unwrap(), c.to_vec())).collect()
+    /// `raw` as checked frames of one SEGMENT each, and their compressed bytes.
+    fn frames(raw: &[u8]) -> (LogFrames, Vec<u8>) {
+        let body: Vec<u8> = raw.chunks(SEGMENT).flat_map(|c| zstd::bulk::compress(c, 1).unwrap()).collect();
+        (crate::DeclaredFrames::split(body.clone()).unwrap().check().unwrap(), body)
     }
 
     #[test]
@@ -549,20 +582,21 @@ mod tests {
         let lf = LogFiles::new(dir.path());
         let data = sample(5 * SEGMENT + 777);
         let seg = SEGMENT as u64;
-        let all = frames(&data[..4 * SEGMENT]);
-        let (two, rest) = all.split_at(2);
-        lf.append_frames(5, 1, 0, two).unwrap();
+        let (two, body) = frames(&data[..2 * SEGMENT]);
+        lf.append_frames(5, 1, 0, &two).unwrap();
         let sealed = std::fs::read(dir.path().join("5/1/sealed")).unwrap();
-        assert_eq!(sealed, [two[0].0.clone(), two[1].0.clone()].concat(), "the frames are the segments, byte for byte");
+        assert_eq!(sealed, body, "the frames are the segments, byte for byte");
         // Raw bytes that end mid-segment, then frames that do not start a segment: their
         // bytes are stored all the same.
         lf.append(5, 1, 2 * seg, &data[2 * SEGMENT..2 * SEGMENT + 10]).unwrap();
-        let skip = 10;
-        let tail: Vec<u8> = rest.iter().flat_map(|(_, r)| r.clone()).collect();
-        lf.append(5, 1, 2 * seg + 10, &tail[skip..SEGMENT]).unwrap(); // fills segment 3: sealed by the server
-        lf.append_frames(5, 1, 3 * seg, &rest[1..]).unwrap();
+        lf.append(5, 1, 2 * seg + 10, &data[2 * SEGMENT + 10..3 * SEGMENT]).unwrap(); // fills segment 3: sealed by the server
+        let (fourth, _) = frames(&data[3 * SEGMENT..4 * SEGMENT]);
+        lf.append_frames(5, 1, 3 * seg, &fourth).unwrap();
         // A frame resent over bytes the files hold is not stored twice.
-        lf.append_frames(5, 1, 3 * seg, &rest[1..]).unwrap();
+        lf.append_frames(5, 1, 3 * seg, &fourth).unwrap();
+        // Frames resent from before what the files hold: only their new bytes are stored.
+        let (again, _) = frames(&data[2 * SEGMENT..4 * SEGMENT]);
+        lf.append_frames(5, 1, 2 * seg, &again).unwrap();
         lf.append(5, 1, 4 * seg, &data[4 * SEGMENT..]).unwrap();
         let total = data.len() as u64;
         assert_eq!(lf.len(5, 1).unwrap(), total);
@@ -571,7 +605,7 @@ mod tests {
         assert_eq!(lf.line_at(5, 1, total, total).unwrap(), want, "line counts of kept frames are right");
         // Frames past where the files end, or starting inside the open bytes, go through `append`.
         lf.append(6, 1, 0, &data[..100]).unwrap();
-        let f = frames(&data[..2 * SEGMENT]);
+        let (f, _) = frames(&data[..2 * SEGMENT]);
         lf.append_frames(6, 1, 0, &f).unwrap();
         assert_eq!(lf.read(6, 1, 0, usize::MAX, 2 * seg).unwrap(), &data[..2 * SEGMENT]);
     }

@@ -2,7 +2,7 @@
 //! neither loses nor duplicates a line and two attempts never mix. The bytes
 //! live in files (`logfiles.rs`); the database keeps each attempt's length.
 
-use crate::{AgentAttempt, LogFiles, Result, Store, StoreError};
+use crate::{AgentAttempt, LogFiles, LogFrames, Result, Store, StoreError};
 use sqlx::Row;
 
 #[derive(Debug, Clone)]
@@ -37,8 +37,8 @@ impl AppendOutcome {
 /// A log chunk as an agent sends it.
 enum LogChunk<'a> {
     Raw(&'a [u8]),
-    /// zstd frames: each frame's bytes and what it decompresses to.
-    Frames(Vec<(Vec<u8>, Vec<u8>)>),
+    /// Checked zstd frames.
+    Frames(LogFrames),
 }
 
 impl LogChunk<'_> {
@@ -46,9 +46,17 @@ impl LogChunk<'_> {
     fn len(&self) -> u64 {
         match self {
             LogChunk::Raw(d) => d.len() as u64,
-            LogChunk::Frames(f) => f.iter().map(|(_, raw)| raw.len() as u64).sum(),
+            LogChunk::Frames(f) => f.raw_len(),
         }
     }
+}
+
+/// What [`Store::move_old_logs`] did: attempts moved into the files, and attempts kept back
+/// in their rows (each named in a warning).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OldLogs {
+    pub moved: u64,
+    pub kept: u64,
 }
 
 /// A slice of a log read back.
@@ -112,10 +120,10 @@ impl Store {
         self.append_chunk(by, offset, LogChunk::Raw(data)).await
     }
 
-    /// [`Store::append_log`] for zstd frames the agent compressed (each frame's bytes and what
-    /// it decompresses to, checked by the caller): same offsets, fencing and skipping; frames
-    /// that start where the files end are kept as they came (`LogFiles::append_frames`).
-    pub async fn append_log_frames(&self, by: AgentAttempt<'_>, offset: u64, frames: Vec<(Vec<u8>, Vec<u8>)>) -> Result<AppendOutcome> {
+    /// [`Store::append_log`] for zstd frames the agent compressed (checked: `logframes.rs`):
+    /// same offsets, fencing and skipping; frames that start where the files end are kept as
+    /// they came (`LogFiles::append_frames`).
+    pub async fn append_log_frames(&self, by: AgentAttempt<'_>, offset: u64, frames: LogFrames) -> Result<AppendOutcome> {
         self.append_chunk(by, offset, LogChunk::Frames(frames)).await
     }
 
@@ -157,11 +165,8 @@ impl Store {
         let files = self.logs.clone();
         let skip = (base - offset) as usize;
         let write: Box<dyn FnOnce() -> std::io::Result<()> + Send> = match chunk {
-            LogChunk::Frames(frames) if skip == 0 => Box::new(move || files.append_frames(job_id, attempt, base, &frames)),
-            LogChunk::Frames(frames) => {
-                let raw: Vec<u8> = frames.into_iter().flat_map(|(_, raw)| raw).skip(skip).collect();
-                Box::new(move || files.append(job_id, attempt, base, &raw))
-            }
+            // Frames starting before `base` are decompressed one at a time and their held bytes skipped.
+            LogChunk::Frames(frames) => Box::new(move || files.append_frames(job_id, attempt, offset, &frames)),
             LogChunk::Raw(data) => {
                 let fresh = data[skip..].to_vec();
                 Box::new(move || files.append(job_id, attempt, base, &fresh))
@@ -185,42 +190,60 @@ impl Store {
     /// the files, so an upgraded server shows old builds' logs. Attempt by attempt, each in a write
     /// transaction that holds the attempt's row (as appends do): the rows are deleted only once
     /// the files hold their bytes, and a move cut short starts over where the files stop (bytes
-    /// they already hold are skipped), so running it again is harmless. Returns the attempts moved.
-    pub async fn move_old_logs(&self) -> Result<u64> {
+    /// they already hold are skipped), so running it again is harmless. An attempt that cannot
+    /// be moved keeps its rows and is named in a warning; the others move all the same.
+    pub async fn move_old_logs(&self) -> Result<OldLogs> {
         let attempts: Vec<(i64, i64)> = sqlx::query_as("SELECT DISTINCT job_id, attempt FROM log_chunks ORDER BY job_id, attempt").fetch_all(self.pool()).await?;
-        let mut moved = 0;
+        let mut out = OldLogs::default();
         for (job_id, attempt) in attempts {
-            let _w = self.write_turn().await;
-            let mut tx = self.begin_write().await?;
-            sqlx::query("UPDATE attempts SET log_len = log_len WHERE job_id = $1 AND attempt = $2").bind(job_id).bind(attempt).execute(&mut *tx).await?;
-            let mut after = -1i64;
-            loop {
-                // A few rows at a time: memory stays bounded whatever the log's size.
-                let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as("SELECT pos, data FROM log_chunks WHERE job_id = $1 AND attempt = $2 AND pos > $3 ORDER BY pos LIMIT 16")
-                    .bind(job_id)
-                    .bind(attempt)
-                    .bind(after)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let Some(last) = rows.last().map(|r| r.0) else { break };
-                after = last;
-                let files = self.logs.clone();
-                tokio::task::spawn_blocking(move || rows.iter().try_for_each(|(pos, data)| files.append(job_id, attempt, *pos as u64, data)))
-                    .await
-                    .map_err(|e| StoreError::Corrupt(format!("log writer failed: {e}")))?
-                    .map_err(|e| StoreError::Corrupt(format!("failed to move the old log of job {job_id} attempt {attempt} into its files: {e}")))?;
+            match self.move_old_log(job_id, attempt).await {
+                Ok(()) => out.moved += 1,
+                Err(e) => {
+                    let build: Option<i64> = sqlx::query_scalar("SELECT build_id FROM jobs WHERE id = $1").bind(job_id).fetch_optional(self.pool()).await.ok().flatten();
+                    let build = build.map_or("an unknown build".to_string(), |b| format!("build {b}"));
+                    tracing::warn!(
+                        "the old log of {build} job {job_id} attempt {attempt} was not moved into the log files in {} ({e}); its rows stay in the log_chunks table, \
+                         unreadable until moved: fix the cause (the log folder's permissions, free space) and restart the server to move it",
+                        self.logs.root().display()
+                    );
+                    out.kept += 1;
+                }
             }
-            // On disk before the rows, the only other copy of these bytes, go.
+        }
+        Ok(out)
+    }
+
+    /// [`Store::move_old_logs`] for one attempt.
+    async fn move_old_log(&self, job_id: i64, attempt: i64) -> Result<()> {
+        let _w = self.write_turn().await;
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE attempts SET log_len = log_len WHERE job_id = $1 AND attempt = $2").bind(job_id).bind(attempt).execute(&mut *tx).await?;
+        let mut after = -1i64;
+        loop {
+            // A few rows at a time: memory stays bounded whatever the log's size.
+            let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as("SELECT pos, data FROM log_chunks WHERE job_id = $1 AND attempt = $2 AND pos > $3 ORDER BY pos LIMIT 16")
+                .bind(job_id)
+                .bind(attempt)
+                .bind(after)
+                .fetch_all(&mut *tx)
+                .await?;
+            let Some(last) = rows.last().map(|r| r.0) else { break };
+            after = last;
             let files = self.logs.clone();
-            tokio::task::spawn_blocking(move || files.sync(job_id, attempt))
+            tokio::task::spawn_blocking(move || rows.iter().try_for_each(|(pos, data)| files.append(job_id, attempt, *pos as u64, data)))
                 .await
                 .map_err(|e| StoreError::Corrupt(format!("log writer failed: {e}")))?
-                .map_err(|e| StoreError::Corrupt(format!("failed to flush the moved log of job {job_id} attempt {attempt}: {e}")))?;
-            sqlx::query("DELETE FROM log_chunks WHERE job_id = $1 AND attempt = $2").bind(job_id).bind(attempt).execute(&mut *tx).await?;
-            tx.commit().await?;
-            moved += 1;
+                .map_err(|e| StoreError::Corrupt(format!("failed to write its files: {e}")))?;
         }
-        Ok(moved)
+        // On disk before the rows, the only other copy of these bytes, go.
+        let files = self.logs.clone();
+        tokio::task::spawn_blocking(move || files.sync(job_id, attempt))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("log writer failed: {e}")))?
+            .map_err(|e| StoreError::Corrupt(format!("failed to flush its files: {e}")))?;
+        sqlx::query("DELETE FROM log_chunks WHERE job_id = $1 AND attempt = $2").bind(job_id).bind(attempt).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Bytes of an attempt's log the store has accepted (0 for an unknown attempt).

@@ -29,6 +29,10 @@ pub mod agent {
     /// The most frames one compressed upload may carry.
     pub const LOG_FRAMES_MAX: usize = 8;
 
+    /// The most a live tail carries (`PUT …/log/live`): the last lines of a log past its head,
+    /// which the agent holds back until the job ends and sends a window of meanwhile.
+    pub const LIVE_TAIL_MAX: usize = 64 << 10;
+
     /// The largest JUnit report one upload may carry; the server answers 413 past it.
     pub const JUNIT_LIMIT: usize = 8 << 20;
 
@@ -754,6 +758,21 @@ pub mod api {
         /// The 1-based number of the line `text` starts in.
         #[serde(default)]
         pub line: u64,
+    }
+
+    /// The live tail of a log past its head (`GET /api/v1/jobs/{id}/log/live`): past its head a
+    /// log stops growing until the job ends, when its tail follows a marker; meanwhile the agent
+    /// sends the last lines now and then, and they show here.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct LiveTail {
+        pub job_id: i64,
+        pub attempt: i64,
+        /// There is one: the attempt runs and its log passed its head.
+        pub live: bool,
+        /// Bytes the steps printed past the head so far.
+        pub past_head: u64,
+        /// The last lines (at most `agent::LIVE_TAIL_MAX` bytes), masked like the log.
+        pub text: String,
     }
 
     /// A file a job kept (`GET /api/v1/builds/{id}/artifacts`).

@@ -128,7 +128,7 @@ fn fill(w: &World, method: &str, path: &str, caller: &str, n: usize) -> String {
         p = p.replace("{name}", &name);
     }
     // An agent's write names attempt 1 of a job it does not hold.
-    if (path.ends_with("/log") || path.ends_with("/log/zstd")) && path.starts_with("/api/v1/agent/") {
+    if (path.ends_with("/log") || path.ends_with("/log/zstd") || path.ends_with("/log/live")) && path.starts_with("/api/v1/agent/") {
         p.push_str("?attempt=1&offset=0");
     }
     if path.ends_with("/tests/report") {
@@ -194,6 +194,7 @@ fn body(w: &World, method: &str, path: &str, caller: &str) -> (String, Vec<u8>) 
         ("POST", "/projects/{name}/quarantine") => form(format!("test=form-{caller}&action=quarantine")),
         // A dry run: the matrix must not remove anything.
         ("POST", "/api/v1/gc") => json(r#"{"dry_run":true}"#.into()),
+        ("PUT", "/api/v1/agent/jobs/{id}/log/live") => ("application/octet-stream".into(), b"forged live tail\n".to_vec()),
         ("PUT", "/api/v1/agent/jobs/{id}/artifacts") => ("application/octet-stream".into(), b"forged artifact\n".to_vec()),
         ("POST", "/api/v1/enrolments") => json(r#"{"labels":{},"projects":[],"uses":1}"#.into()),
         ("POST", p) if p.starts_with("/api/") || p.starts_with("/hooks/") => json("{}".into()),

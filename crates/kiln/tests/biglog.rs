@@ -119,6 +119,7 @@ fn a_200_mb_log_is_kept_whole_and_read_in_bounded_memory() {
     eprintln!("peak RSS: server {s} MB, agent {a} MB ({mb} MB log)");
     assert!(s > 0 && s <= 120, "server RSS peaked at {s} MB while storing and serving a {mb} MB log");
     assert!(a > 0 && a <= 120, "agent RSS peaked at {a} MB while spooling and sending a {mb} MB log");
+    assert!(!k.agent_log("a1").contains("sending the log uncompressed"), "the server took the agent's zstd frames: {}", k.agent_log("a1"));
 }
 
 /// Logs an older kiln kept in the database (`log_chunks` rows) are readable after an upgrade:
@@ -146,26 +147,10 @@ fn logs_kept_in_the_database_by_an_older_kiln_are_readable_after_upgrade() {
     let db = data.join("kiln.db");
     // What the older kiln left: each log as rows of chunks by byte offset, and no files. Job b's
     // files stay, as if a move had written them and stopped before deleting the rows.
-    let mut sql = String::from("BEGIN;");
-    for (key, text) in [("a", &a), ("b", &bb)] {
-        let job = Kiln::job(&b, key)["id"].as_i64().unwrap();
-        let bytes = text.as_bytes();
-        for (i, chunk) in bytes.chunks(bytes.len() / 3 + 1).enumerate() {
-            let pos = i * (bytes.len() / 3 + 1);
-            let hex: String = chunk.iter().map(|c| format!("{c:02x}")).collect();
-            sql.push_str(&format!("INSERT INTO log_chunks (job_id, attempt, pos, data) VALUES ({job}, 1, {pos}, X'{hex}');"));
-        }
-        if key == "a" {
-            std::fs::remove_dir_all(data.join("logs").join(job.to_string())).unwrap();
-        }
-    }
-    sql.push_str("COMMIT;");
-    let sqlite = |sql: &str| {
-        let out = std::process::Command::new("sqlite3").arg(&db).arg(sql).output().expect("sqlite3 is needed: run ci/setup-sqlite.sh");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
-    sqlite(&sql);
+    let job_a = Kiln::job(&b, "a")["id"].as_i64().unwrap();
+    as_old_rows(&db, &[(job_a, &a), (Kiln::job(&b, "b")["id"].as_i64().unwrap(), &bb)]);
+    std::fs::remove_dir_all(data.join("logs").join(job_a.to_string())).unwrap();
+    let sqlite = |sql: &str| sqlite(&db, sql);
     assert_eq!(sqlite("SELECT COUNT(*) FROM log_chunks"), "6");
     k.restart_server();
     k.wait_for("the server", 20, || http("GET", &format!("{}/login", k.url), &[], b"").0 == 200);
@@ -179,4 +164,67 @@ fn logs_kept_in_the_database_by_an_older_kiln_are_readable_after_upgrade() {
     k.restart_server();
     k.wait_for("the server", 20, || http("GET", &format!("{}/login", k.url), &[], b"").0 == 200);
     assert_eq!(job_log(&k, "a"), a);
+}
+
+/// Run `sql` on the SQLite database `db` with the sqlite3 tool; answers what it printed.
+fn sqlite(db: &std::path::Path, sql: &str) -> String {
+    let out = std::process::Command::new("sqlite3").arg(db).arg(sql).output().expect("sqlite3 is needed: run ci/setup-sqlite.sh");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Put jobs' logs (attempt 1) back as an older kiln kept them: rows of `log_chunks`, three a log.
+fn as_old_rows(db: &std::path::Path, logs: &[(i64, &str)]) {
+    let mut sql = String::from("BEGIN;");
+    for (job, text) in logs {
+        let bytes = text.as_bytes();
+        let size = bytes.len() / 3 + 1;
+        for (i, chunk) in bytes.chunks(size).enumerate() {
+            let hex: String = chunk.iter().map(|c| format!("{c:02x}")).collect();
+            sql.push_str(&format!("INSERT INTO log_chunks (job_id, attempt, pos, data) VALUES ({job}, 1, {}, X'{hex}');", i * size));
+        }
+    }
+    sql.push_str("COMMIT;");
+    sqlite(db, &sql);
+}
+
+/// An old log that cannot be moved into the files (here a file stands where its folder must
+/// go) does not stop the server: it starts, says which build and job were kept back and what
+/// to do, keeps their rows, and moves them at a later start once the cause is gone.
+#[test]
+fn an_old_log_that_cannot_be_moved_is_skipped_with_a_warning_and_kept() {
+    let mut k = Kiln::start();
+    k.agent("a1", &[]);
+    let repo = k.repo("old", "jobs:\n  a:\n    steps: [\"for i in $(seq 1 300); do echo A-line-$i; done\"]\n  b:\n    steps: [\"for i in $(seq 1 200); do echo B-line-$i; done\"]\n");
+    k.add_project("old", &repo, &[]);
+    let id = k.trigger("old");
+    let b = k.wait_build(id, 120);
+    assert_eq!(b["status"], "passed", "{b}");
+    let (job_a, job_b) = (Kiln::job(&b, "a")["id"].as_i64().unwrap(), Kiln::job(&b, "b")["id"].as_i64().unwrap());
+    let raw = |k: &Kiln, job: i64| get(k, &format!("/api/v1/jobs/{job}/raw?attempt=1"), &[]);
+    let (a, bb) = (raw(&k, job_a).text(), raw(&k, job_b).text());
+    k.kill_server();
+    let data = k.path("data");
+    let db = data.join("kiln.db");
+    as_old_rows(&db, &[(job_a, &a), (job_b, &bb)]);
+    for job in [job_a, job_b] {
+        std::fs::remove_dir_all(data.join("logs").join(job.to_string())).unwrap();
+    }
+    let blocker = data.join("logs").join(job_a.to_string());
+    std::fs::write(&blocker, "not a folder").unwrap();
+    k.restart_server();
+    k.wait_for("the server", 20, || http("GET", &format!("{}/login", k.url), &[], b"").0 == 200);
+    let warned = k.server_log();
+    let line = warned.lines().find(|l| l.contains("old log") && l.contains(&format!("job {job_a}"))).unwrap_or_else(|| panic!("a warning names the job: {warned}"));
+    assert!(line.contains(&format!("build {id}")) && line.contains("log_chunks") && line.contains("restart"), "names the build, where the rows stay and what to do: {line}");
+    assert_eq!(raw(&k, job_b).text(), bb, "the other old log moved");
+    assert_eq!(sqlite(&db, &format!("SELECT COUNT(*) FROM log_chunks WHERE job_id = {job_a}")), "3", "the rows of the log kept back stay");
+    assert_eq!(sqlite(&db, &format!("SELECT COUNT(*) FROM log_chunks WHERE job_id = {job_b}")), "0");
+    // Once the cause is gone, the next start moves it.
+    k.kill_server();
+    std::fs::remove_file(&blocker).unwrap();
+    k.restart_server();
+    k.wait_for("the server", 20, || http("GET", &format!("{}/login", k.url), &[], b"").0 == 200);
+    assert_eq!(raw(&k, job_a).text(), a);
+    assert_eq!(sqlite(&db, "SELECT COUNT(*) FROM log_chunks"), "0");
 }

@@ -255,7 +255,40 @@ fn an_output_flood_keeps_its_head_and_tail_with_a_marker_between() {
     assert!(head.contains("FIRST-LINE") && tail.contains("LAST-LINE"));
     // While the job ran, a reader following the log saw why it stopped growing.
     let note = head.lines().rev().find(|l| !l.is_empty()).unwrap_or("");
-    assert!(note.starts_with("[kiln: the log passed half its 200000 byte limit") && note.contains("last 100000 bytes are kept"), "{note:?}");
+    assert!(note.starts_with("[kiln: the log passed 100000 bytes of its 200000 byte limit") && note.contains("last 100000 bytes are kept"), "{note:?}");
+}
+
+/// Past its head a log waits on the agent until the job ends, but its last lines are live
+/// meanwhile (`GET /api/v1/jobs/{id}/log/live`); when the job ends they are in the log.
+#[test]
+fn past_its_head_a_logs_last_lines_are_live_until_the_job_ends() {
+    let mut k = Kiln::start_with(&["--log-limit", "200000"]);
+    k.agent("a1", &[]);
+    let repo = k.repo("r", "jobs:\n  flood:\n    steps: [\"yes 0123456789abcdef | head -c 300000; for i in $(seq 1 60); do echo live-line-$i; sleep 0.2; done\"]\n");
+    k.add_project("r", &repo, &[]);
+    let id = k.trigger("r");
+    let auth = format!("Bearer {ADMIN}");
+    let job = || Kiln::job(&k.build(id), "flood")["id"].as_i64().unwrap_or(0);
+    let mut seen = serde_json::Value::Null;
+    k.wait_for("the live tail", 60, || {
+        let (s, body) = http("GET", &format!("{}/api/v1/jobs/{}/log/live", k.url, job()), &[("Authorization", &auth)], b"");
+        seen = serde_json::from_str(&body).unwrap_or_default();
+        s == 200 && seen["text"].as_str().is_some_and(|t| t.contains("live-line-3\n"))
+    });
+    assert_eq!(seen["live"], true, "{seen}");
+    assert!(seen["past_head"].as_u64().unwrap() > 100_000, "counts what was printed past the head: {seen}");
+    let text = seen["text"].as_str().unwrap();
+    let start: String = text.chars().take(40).collect();
+    assert!(text.len() <= kiln_wire::agent::LIVE_TAIL_MAX && text.len() > 30_000, "its last {} bytes: {start:?}", text.len());
+    assert!(text.starts_with("0123456789abcdef\n"), "from a line's start: {start:?}");
+    assert_eq!(k.build(id)["status"], "running", "seen while the job ran");
+    let kept = k.logs(id);
+    assert!(!kept.contains("live-line-"), "the log itself gets them when the job ends");
+    let b = k.wait_build(id, 90);
+    assert_eq!(b["status"], "passed", "{b}");
+    assert!(k.logs(id).contains("live-line-60\n"), "the tail is in the log");
+    let (_, body) = http("GET", &format!("{}/api/v1/jobs/{}/log/live", k.url, job()), &[("Authorization", &auth)], b"");
+    assert!(body.contains(r#""live":false"#), "no live tail once the job is over: {body}");
 }
 
 #[test]

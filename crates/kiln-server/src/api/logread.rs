@@ -1,8 +1,9 @@
 //! Reading a job's log at any size in bounded memory: a slice from an offset,
 //! the tail, the part before an offset (the console scrolling up), the line
 //! where line N starts, a search with exact counts, the raw bytes streamed
-//! (with HTTP `Range`), and a server-sent event stream that resumes from a
-//! byte offset (`Last-Event-ID`). Every route checks the build's visibility.
+//! (with HTTP `Range`), a server-sent event stream that resumes from a
+//! byte offset (`Last-Event-ID`), and the live tail of a log past its head.
+//! Every route checks the build's visibility.
 
 use crate::app::access::{self, Need};
 use crate::auth::Viewer;
@@ -16,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::Stream;
 use kiln_store::JobRow;
-use kiln_wire::api::{LogSearch, LogSearchMatch, LogSlice};
+use kiln_wire::api::{LiveTail, LogSearch, LogSearchMatch, LogSlice};
 use serde::Deserialize;
 use std::convert::Infallible;
 use std::time::Duration;
@@ -117,6 +118,23 @@ pub(crate) fn utf8_complete_prefix(data: &[u8]) -> usize {
         Err(e) if e.error_len().is_none() => e.valid_up_to(),
         Err(_) => data.len(),
     }
+}
+
+#[derive(Deserialize)]
+pub struct AttemptQuery {
+    attempt: Option<i64>,
+}
+
+/// `GET /api/v1/jobs/{id}/log/live`: the last lines of a log past its head while its job runs
+/// (the agent holds them back until the job ends, then they follow a marker in the log);
+/// `live: false` when there are none.
+pub async fn live(State(st): State<AppState>, viewer: Viewer, Path(job_id): Path<i64>, Query(q): Query<AttemptQuery>) -> AppResult<Json<LiveTail>> {
+    let (job, attempt) = job_for(&st, &viewer, job_id, q.attempt).await?;
+    let files = st.store.log_files().clone();
+    let kept = if attempt_over(&job, attempt) { None } else { blocking(move || files.live(job_id, attempt)).await? };
+    let (past_head, text) = kept.unwrap_or_default();
+    let keep = utf8_complete_prefix(&text);
+    Ok(Json(LiveTail { job_id, attempt, live: past_head > 0 || !text.is_empty(), past_head, text: String::from_utf8_lossy(&text[..keep]).into_owned() }))
 }
 
 #[derive(Deserialize)]

@@ -31,6 +31,7 @@ pub fn routes() -> Routes {
         .get("/api/v1/jobs/{id}/log", builds::log)
         .get("/api/v1/jobs/{id}/log/search", logread::search)
         .get("/api/v1/jobs/{id}/log/events", logread::events)
+        .get("/api/v1/jobs/{id}/log/live", logread::live)
         .get("/api/v1/builds/{id}/tests", tests::of_build)
         .get("/api/v1/projects/{name}/tests", tests::of_project)
         .post("/api/v1/projects/{name}/quarantine", tests::quarantine)

@@ -104,6 +104,12 @@ pub async fn control(st: &AppState, agent: &AgentRow, req: &WaitRequest) -> AppR
     }
 }
 
+/// Whether the agent may add to this attempt's log (it holds it): asked before an upload's
+/// body is read, so an agent holding no job costs the server nothing.
+pub async fn may_log(st: &AppState, by: AgentAttempt<'_>) -> AppResult<()> {
+    Ok(st.store.check_held(by).await?)
+}
+
 /// Store a chunk of the log at its byte offset; answers how many bytes the server holds.
 pub async fn append_log(st: &AppState, by: AgentAttempt<'_>, offset: u64, body: &[u8]) -> AppResult<u64> {
     check_log_limit(st, &by, offset, body.len() as u64)?;
@@ -111,17 +117,40 @@ pub async fn append_log(st: &AppState, by: AgentAttempt<'_>, offset: u64, body: 
     Ok(logged(st, by.job_id, offset, out).await)
 }
 
-/// [`append_log`] for whole zstd frames (each frame's bytes and what it decompresses to).
-pub async fn append_log_frames(st: &AppState, by: AgentAttempt<'_>, offset: u64, frames: Vec<(Vec<u8>, Vec<u8>)>) -> AppResult<u64> {
-    check_log_limit(st, &by, offset, frames.iter().map(|(_, raw)| raw.len() as u64).sum())?;
+/// [`append_log`] for an upload of zstd frames: their sizes, as their headers declare them,
+/// are checked against the caps and the log limit before any is decompressed; then each is
+/// decoded as a stream, in bounded memory (`kiln_store::DeclaredFrames`).
+pub async fn append_log_frames(st: &AppState, by: AgentAttempt<'_>, offset: u64, body: Vec<u8>) -> AppResult<u64> {
+    let job_id = by.job_id;
+    let bad = move |e: String| AppError::BadRequest(format!("log upload of job {job_id}: {e}"));
+    let declared = kiln_store::DeclaredFrames::split(body).map_err(bad)?;
+    check_log_limit(st, &by, offset, declared.raw_len())?;
+    let frames = tokio::task::spawn_blocking(move || declared.check()).await.map_err(|e| AppError::Internal(e.to_string()))?.map_err(bad)?;
     let out = st.store.append_log_frames(by, offset, frames).await?;
     Ok(logged(st, by.job_id, offset, out).await)
+}
+
+/// Replace the live tail of the agent's attempt (the last lines of a log past its head, which
+/// the agent holds back until the job ends); the caller has checked the agent holds it
+/// ([`may_log`]) and the size. Readers following the log hear of it.
+pub async fn set_live_tail(st: &AppState, by: AgentAttempt<'_>, past_head: u64, text: Vec<u8>) -> AppResult<()> {
+    let (files, job_id, attempt) = (st.store.log_files().clone(), by.job_id, by.attempt);
+    tokio::task::spawn_blocking(move || files.set_live(job_id, attempt, past_head, &text))
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?
+        .map_err(|e| AppError::Internal(format!("failed to keep the live tail of job {job_id}: {e}")))?;
+    if let Ok(j) = st.store.job(job_id).await {
+        let mut ev = Event::new(EventKind::Log, j.build_id, Some(job_id), "", "running");
+        ev.bytes = Some(0);
+        st.emit_event(ev);
+    }
+    Ok(())
 }
 
 /// The agent truncates past the limit; this only guards against an agent that does not.
 fn check_log_limit(st: &AppState, by: &AgentAttempt<'_>, offset: u64, len: u64) -> AppResult<()> {
     if st.cfg.log_limit > 0 && offset + len > st.cfg.log_limit + (1 << 20) {
-        return Err(AppError::TooLarge(format!("job {} log passes the {} byte limit", by.job_id, st.cfg.log_limit)));
+        return Err(AppError::TooLarge(format!("job {} log passes the {} byte limit (the server's --log-limit)", by.job_id, st.cfg.log_limit)));
     }
     Ok(())
 }
