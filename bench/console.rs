@@ -137,7 +137,7 @@ fn main() {
     let stop = tokio_util::sync::CancellationToken::new();
     let srv = rt.block_on(kiln_server::start(cfg, stop.clone())).unwrap();
     let p = rt
-        .block_on(srv.state.store.create_project("bench", "/nonexistent/repo", "main", ".kiln.yml", true, &Default::default()))
+        .block_on(srv.state.store.create_project("bench", "/nonexistent/repo", "main", ".kiln.yml", kiln_wire::api::Visibility::Public, &Default::default()))
         .unwrap();
     let t = Instant::now();
     rt.block_on(seed(&dir.path().join("kiln.db"), p.id));

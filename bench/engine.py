@@ -108,6 +108,9 @@ try:
         done = api("GET", "/api/v1/projects/bench/builds?status=passed&limit=1")["total"]
         if done >= N:
             break
+        bad = sum(api("GET", f"/api/v1/projects/bench/builds?status={s}&limit=1")["total"] for s in ("failed", "errored", "cancelled"))
+        if bad:
+            sys.exit(f"{bad} of {N} builds did not pass; see {tmp}/server.log and {tmp}/agent*.log")
         if time.time() > deadline:
             sys.exit(f"only {done}/{N} builds passed after 10 minutes; see {tmp}/server.log")
         time.sleep(0.2)

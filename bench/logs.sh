@@ -31,7 +31,9 @@ repo() { # name pipeline
   "$BIN" project add "$1" --repo "$T/$1" --public >/dev/null
 }
 run() { # project → ms
-  local s e; s=$(date +%s%N); "$BIN" trigger "$1" --wait >/dev/null 2>&1; e=$(date +%s%N); echo $(( (e - s) / 1000000 ))
+  local s e; s=$(date +%s%N)
+  "$BIN" trigger "$1" --wait >/dev/null 2>&1 || { echo "bench/logs.sh: a build of $1 did not pass; the server said:" >&2; tail -5 "$T/server.log" >&2; exit 1; }
+  e=$(date +%s%N); echo $(( (e - s) / 1000000 ))
 }
 step_ms() { # project → the step's own time (ms) in its last build, as it printed it
   local b; b=$("$BIN" builds "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')

@@ -14,4 +14,6 @@ echo "== bench/sources.py"
 python3 bench/sources.py 2
 echo "== bench/logs.sh (2 MB, one run)"
 MB=2 RUNS=1 bench/logs.sh
+echo "== cargo bench -p kiln-server --bench console (compiled only: it seeds 10,000 builds)"
+cargo test -q -p kiln-server --bench console --no-run
 echo "ci/bench-smoke.sh: every benchmark ran"

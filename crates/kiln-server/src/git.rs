@@ -230,12 +230,6 @@ impl Mirrors {
         Ok(facts)
     }
 
-    /// Is `commit` on `branch`'s history in the mirror (the branch's head or an ancestor of it)?
-    pub async fn on_branch(&self, project_id: i64, commit: &str, branch: &str) -> bool {
-        let path = self.path(project_id);
-        !commit.is_empty() && path.exists() && git(Some(&path), &["merge-base", "--is-ancestor", commit, &format!("refs/heads/{branch}")]).await.is_ok()
-    }
-
     /// Is this commit already in the mirror (no fetch needed)?
     pub async fn has_commit(&self, project_id: i64, commit: &str) -> bool {
         let path = self.path(project_id);

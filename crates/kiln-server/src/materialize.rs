@@ -17,6 +17,8 @@ pub(crate) struct Prepared {
     pub(crate) commit: String,
     pub(crate) message: String,
     pub(crate) author: String,
+    /// The commit is the branch's head as the mirror knows it (not an older one asked for).
+    pub(crate) at_branch_head: bool,
     pub(crate) jobs: Vec<NewJob>,
 }
 
@@ -54,7 +56,7 @@ pub async fn materialize(st: &AppState, build: BuildRow, asked_at: Instant) {
     let prepared = prepare(st, &project, &build, asked_at).await;
     renew.abort();
     let res = match prepared {
-        Ok(p) => st.store.materialize_build(build.id, &p.commit, &p.message, &p.author, &p.jobs).await,
+        Ok(p) => st.store.materialize_build(build.id, &p.commit, &p.message, &p.author, p.at_branch_head, &p.jobs).await,
         Err(Unrun::Errored(commit, reason)) => {
             tracing::warn!("build {} of {} errored: {reason}", build.id, project.name);
             st.store.error_build(build.id, &commit, &reason).await
@@ -81,16 +83,21 @@ async fn prepare(st: &AppState, project: &ProjectRow, build: &BuildRow, asked_at
         Some(c) => st.mirrors.has_commit(project.id, c).await,
         None => false,
     };
-    let mirror = if known {
+    // A commit asked for on the default branch is compared with the branch's head as the
+    // repository has it now (only a build at the head is quarantine evidence), so the mirror
+    // is brought up to date first there.
+    let mirror = if known && build.branch != project.branch {
         st.mirrors.path(project.id)
     } else {
         st.mirrors.refresh(project.id, &project.repo, asked_at).await.map_err(|e| err("", e))?
     };
+    let head = st.mirrors.branch_head(project.id, &build.branch).await;
     let commit = match &build.requested_commit {
         Some(c) => git::resolve(&mirror, c).await,
-        None => st.mirrors.branch_head(project.id, &build.branch).await,
+        None => head.clone(),
     }
     .map_err(|e| err("", e))?;
+    let at_branch_head = head.as_deref() == Ok(commit.as_str());
     let file = &project.pipeline;
     let facts = st.mirrors.commit_facts(project.id, &commit, file).await.map_err(|e| err(&commit, format!("failed to read {file}: {e}")))?;
     let (message, author) = (facts.subject, facts.author);
@@ -115,7 +122,7 @@ async fn prepare(st: &AppState, project: &ProjectRow, build: &BuildRow, asked_at
         .into_iter()
         .map(|pj| new_job(project, build, &commit, pj, None))
         .collect();
-    Ok(Prepared { commit, message, author, jobs })
+    Ok(Prepared { commit, message, author, at_branch_head, jobs })
 }
 
 /// A job row for `pj`; `package` is set for uploaded runs (see `uploads`).

@@ -25,6 +25,9 @@ pub struct BuildRow {
     pub materialized: bool,
     /// Steps get the project's secrets (decided when the build was started: see the server's `app::access`).
     pub with_secrets: bool,
+    /// Its commit was its branch's head when the build read its pipeline (not an older commit
+    /// asked for by `--commit`): only such builds of the default branch are quarantine evidence.
+    pub at_branch_head: bool,
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
@@ -46,7 +49,7 @@ pub struct NewBuild {
 }
 
 pub(crate) const COLS: &str = "b.id, b.project_id, p.name AS project, b.status, b.branch, b.commit_sha, b.requested_commit, b.message, b.author, \
-b.trigger_kind, b.triggered_by, b.upstream_build, b.before_commit, b.changed_paths, b.error, b.materialized, b.with_secrets, b.created_at, b.started_at, b.finished_at";
+b.trigger_kind, b.triggered_by, b.upstream_build, b.before_commit, b.changed_paths, b.error, b.materialized, b.with_secrets, b.at_branch_head, b.created_at, b.started_at, b.finished_at";
 
 pub(crate) fn from_row(r: &sqlx::any::AnyRow) -> Result<BuildRow> {
     Ok(BuildRow {
@@ -67,6 +70,7 @@ pub(crate) fn from_row(r: &sqlx::any::AnyRow) -> Result<BuildRow> {
         error: r.try_get("error")?,
         materialized: r.try_get::<i64, _>("materialized")? != 0,
         with_secrets: r.try_get::<i64, _>("with_secrets")? != 0,
+        at_branch_head: r.try_get::<i64, _>("at_branch_head")? != 0,
         created_at: r.try_get("created_at")?,
         started_at: r.try_get("started_at")?,
         finished_at: r.try_get("finished_at")?,
@@ -166,15 +170,19 @@ impl Store {
 
     /// Expand a build: record its commit and insert its jobs, in one transaction.
     /// Jobs that need nothing are ready at once.
-    pub async fn materialize_build(&self, build_id: i64, commit: &str, message: &str, author: &str, jobs: &[NewJob]) -> Result<()> {
+    /// `at_branch_head`: the commit was the build's branch's head (see [`BuildRow::at_branch_head`]).
+    pub async fn materialize_build(&self, build_id: i64, commit: &str, message: &str, author: &str, at_branch_head: bool, jobs: &[NewJob]) -> Result<()> {
         let _w = self.write_turn().await;
         let mut tx = self.begin_write().await?;
         // The conditional update is the claim: of two servers expanding the same
         // build, only the one that flips `materialized` inserts jobs.
-        let claimed = sqlx::query("UPDATE builds SET commit_sha = $1, message = $2, author = $3, materialized = 1 WHERE id = $4 AND materialized = 0")
+        let claimed = sqlx::query(
+            "UPDATE builds SET commit_sha = $1, message = $2, author = $3, at_branch_head = $4, materialized = 1 WHERE id = $5 AND materialized = 0",
+        )
             .bind(commit)
             .bind(message)
             .bind(author)
+            .bind(at_branch_head as i64)
             .bind(build_id)
             .execute(&mut *tx)
             .await?

@@ -43,7 +43,7 @@ async fn one_job(s: &Store, name: &str) -> i64 {
     };
     let b = s.create_build(&nb).await.unwrap();
     let job = NewJob { key: "j".into(), name: "j".into(), spec: "{}".into(), requires: BTreeMap::new(), needs: Vec::new(), max_attempts: 3 };
-    s.materialize_build(b.id, "c0ffee", "m", "a", &[job]).await.unwrap();
+    s.materialize_build(b.id, "c0ffee", "m", "a", true, &[job]).await.unwrap();
     s.jobs_of_build(b.id).await.unwrap()[0].id
 }
 

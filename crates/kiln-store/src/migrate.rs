@@ -15,6 +15,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (15, include_str!("../migrations/sqlite/0015_scale.sql")),
     (16, include_str!("../migrations/sqlite/0016_quarantine.sql")),
     (17, include_str!("../migrations/sqlite/0017_quarantine_runs_by_build.sql")),
+    (18, include_str!("../migrations/sqlite/0018_builds_at_branch_head.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -29,6 +30,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (15, include_str!("../migrations/postgres/0015_scale.sql")),
     (16, include_str!("../migrations/postgres/0016_quarantine.sql")),
     (17, include_str!("../migrations/postgres/0017_quarantine_runs_by_build.sql")),
+    (18, include_str!("../migrations/postgres/0018_builds_at_branch_head.sql")),
 ];
 
 /// The PostgreSQL advisory lock servers take turns on to migrate ("kiln" in ASCII).

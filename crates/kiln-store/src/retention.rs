@@ -39,7 +39,10 @@ impl Store {
         Ok(sqlx::query_scalar("SELECT id FROM jobs WHERE build_id = $1").bind(build_id).fetch_all(self.pool()).await?)
     }
 
-    /// Remove a finished build and everything recorded under it (not its files).
+    /// Remove a finished build and everything recorded under it (not its files), except its
+    /// tests' runs as quarantine evidence: those are capped per test (`MAX_WINDOW`) where they
+    /// are recorded, and a branch that keeps fewer builds than the quarantine's window must
+    /// still be able to quarantine and release a test.
     pub async fn delete_build(&self, build_id: i64) -> Result<()> {
         let _w = self.write_turn().await;
         let mut tx = self.begin_write().await?;
@@ -52,7 +55,6 @@ impl Store {
             "DELETE FROM test_items WHERE build_id = $1",
             "DELETE FROM test_groups WHERE build_id = $1",
             "DELETE FROM build_quarantine WHERE build_id = $1",
-            "DELETE FROM test_runs WHERE build_id = $1",
             "DELETE FROM quarantine_builds WHERE build_id = $1",
             "DELETE FROM notifications WHERE build_id = $1",
             "DELETE FROM uploads WHERE build_id = $1",

@@ -82,7 +82,7 @@ impl Store {
                 })
             })
             .collect::<Result<_>>()?;
-        self.materialize_build(nb.id, &commit, orig.message.as_deref().unwrap_or(""), orig.author.as_deref().unwrap_or(""), &new_jobs).await?;
+        self.materialize_build(nb.id, &commit, orig.message.as_deref().unwrap_or(""), orig.author.as_deref().unwrap_or(""), false, &new_jobs).await?;
         self.build(nb.id).await
     }
 

@@ -68,7 +68,7 @@ async fn build(s: &Store, jobs: &[NewJob]) -> (i64, BTreeMap<String, i64>) {
         with_secrets: false,
     };
     let b = s.create_build(&nb).await.unwrap();
-    s.materialize_build(b.id, "c0ffee", "m", "a", jobs).await.unwrap();
+    s.materialize_build(b.id, "c0ffee", "m", "a", true, jobs).await.unwrap();
     let ids = s.jobs_of_build(b.id).await.unwrap().into_iter().map(|j| (j.key, j.id)).collect();
     (b.id, ids)
 }

@@ -258,6 +258,16 @@ fn only_builds_of_the_default_branch_quarantine_or_release_a_test() {
     flaky_in(&k, up["id"].as_i64().unwrap(), &up);
     assert!(quarantined(&k).is_empty(), "an uploaded run counted");
 
+    // Nor is a build of main at an older commit of main (`--commit`): one where the test used
+    // to wobble, or a clean one from before, could be built again and again.
+    let old_main = main_head.trim().to_string();
+    std::fs::write(repo.join("later.txt"), "later").unwrap();
+    commit_all(&repo, "later on main");
+    let (id, b) = build_on(&k, "main", Some(&old_main));
+    assert_eq!((b["branch"].as_str(), b["commit"].as_str()), (Some("main"), Some(old_main.as_str())), "{b:#}");
+    flaky_in(&k, id, &b);
+    assert!(quarantined(&k).is_empty(), "an older commit of the default branch counted");
+
     // The same on the default branch: quarantined, with exactly that run as evidence.
     let (m1, b) = build_on(&k, "main", None);
     flaky_in(&k, m1, &b);

@@ -62,25 +62,14 @@ pub async fn catch_up(st: &AppState, project_id: i64) -> AppResult<()> {
 }
 
 /// Whether a finished build's runs are evidence: only what the project has accepted may change
-/// the quarantine every branch gets. A developer can push any branch, or trigger the default
-/// branch at a commit of theirs, and upload runs; none of those counts, so no one below
-/// maintainer can get a test quarantined (or released) by making it wobble (or pass) on purpose.
-/// Evidence is a build of the project's default branch, not an uploaded run, whose commit is on
-/// the default branch's history in the server's mirror. A mirror that does not show it there is
-/// fetched once first: another server may have built it (each has its own mirror), or the
-/// branch moved since.
+/// the quarantine every branch gets. A developer can push any branch, trigger the default branch
+/// at a commit of theirs or at an old one (`--commit`), and upload runs; none of those counts, so
+/// no one below maintainer can get a test quarantined (or released) by making it wobble (or pass)
+/// on purpose. Evidence is a build of the project's default branch, not an uploaded run, whose
+/// commit was that branch's head when the build read its pipeline (`BuildRow::at_branch_head`).
 async fn is_evidence(st: &AppState, project: &ProjectRow, build_id: i64) -> AppResult<bool> {
     let b = st.store.build(build_id).await?;
-    if crate::uploads::is_upload(&b) || b.branch != project.branch || b.commit.is_empty() {
-        return Ok(false);
-    }
-    if st.mirrors.on_branch(project.id, &b.commit, &project.branch).await {
-        return Ok(true);
-    }
-    if let Err(e) = st.mirrors.refresh(project.id, &project.repo, std::time::Instant::now()).await {
-        tracing::warn!("judging build {build_id} for quarantine: {e}");
-    }
-    Ok(st.mirrors.on_branch(project.id, &b.commit, &project.branch).await)
+    Ok(!crate::uploads::is_upload(&b) && b.branch == project.branch && !b.commit.is_empty() && b.at_branch_head)
 }
 
 /// A maintainer quarantines (or releases) a test of a project by hand. The change records who,

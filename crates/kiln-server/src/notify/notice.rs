@@ -214,6 +214,7 @@ mod tests {
             error: None,
             materialized: true,
             with_secrets: true,
+            at_branch_head: true,
             created_at: 0,
             started_at: None,
             finished_at: None,

@@ -57,7 +57,8 @@ pub async fn run(st: AppState, stop: CancellationToken, base_url: String) {
         // Every event up to now is read by this pass.
         while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) = events.try_recv() {}
         let pass_at = tokio::time::Instant::now();
-        if st.duties.held(crate::services::duties::Duty::Notifier) {
+        // A stop that came during the gather makes no new pass: the wait below shuts down.
+        if !stop.is_cancelled() && st.duties.held(crate::services::duties::Duty::Notifier) {
             if let Err(e) = enqueue_changes(&st, &base_url).await {
                 tracing::error!("notifier: failed to queue notifications: {e}");
             }

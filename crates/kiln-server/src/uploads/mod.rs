@@ -164,7 +164,7 @@ pub(crate) async fn prepare(st: &AppState, project: &ProjectRow, build: &BuildRo
     let url = package_url(build.id);
     let jobs = kiln_core::expand::expand(&pipeline).into_iter().map(|pj| new_job(project, build, &commit, pj, Some(&url))).collect();
     let message = format!("uploaded test run: {} file{}, {}", up.files, if up.files == 1 { "" } else { "s" }, human_bytes(up.size));
-    Ok(Prepared { commit, message, author: build.triggered_by.clone(), jobs })
+    Ok(Prepared { commit, message, author: build.triggered_by.clone(), at_branch_head: false, jobs })
 }
 
 pub fn human_bytes(n: i64) -> String {
