@@ -107,7 +107,9 @@ fn without_history_a_shard_that_starts_late_takes_half_a_share() {
     let mut k = Kiln::start();
     let ran = k.path("ran.txt");
     let repo = k.repo("late", "jobs:\n  suite:\n    tests:\n      shards: 2\n      list: seq 1 40\n      run: sh run.sh {tests}\n");
-    runner(&repo, "3", &ran, &k.path("unused"));
+    // A long start-up (6 s): the second agent must claim while the first batch still runs, also
+    // on a loaded machine.
+    runner(&repo, "6", &ran, &k.path("unused"));
     k.add_project("late", &repo, &[]);
     k.agent("a1", UNSANDBOXED);
     let id = k.trigger("late");
