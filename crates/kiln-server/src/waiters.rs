@@ -206,6 +206,7 @@ mod tests {
             enrolment_id: None,
             label_limit: Default::default(),
             project_limit: projects.iter().map(|s| s.to_string()).collect(),
+            token_hash: String::new(),
         }
     }
 

@@ -31,6 +31,9 @@ pub struct AgentRow {
     pub label_limit: BTreeMap<String, String>,
     /// Projects (names or globs) whose jobs it may take; empty: any.
     pub project_limit: Vec<String>,
+    /// The hash of its token when this row was read (the caller's, for a row read by token): a
+    /// claim takes a job only while the agent still has it, not after a revoke or a new enrolment.
+    pub token_hash: String,
 }
 
 /// What an agent says about itself when it registers.
@@ -76,7 +79,7 @@ fn check_label_limit(name: &str, limit: &BTreeMap<String, String>, labels: &BTre
     )))
 }
 
-const COLS: &str = "id, name, labels, concurrency, status, heartbeat_secs, draining, last_seen, enrolment_id, label_limit, project_limit";
+const COLS: &str = "id, name, labels, concurrency, status, heartbeat_secs, draining, last_seen, enrolment_id, label_limit, project_limit, token_hash";
 
 fn from_row(r: &sqlx::any::AnyRow) -> Result<AgentRow> {
     let status: String = r.try_get("status")?;
@@ -92,6 +95,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<AgentRow> {
         enrolment_id: r.try_get("enrolment_id")?,
         label_limit: json_map(&r.try_get::<String, _>("label_limit")?)?,
         project_limit: crate::rows::json_list(&r.try_get::<String, _>("project_limit")?)?,
+        token_hash: r.try_get("token_hash")?,
     })
 }
 

@@ -364,14 +364,20 @@ impl Store {
             let id: i64 = c.try_get("id")?;
             let _w = if turn_held { None } else { self.write_turn().await };
             let mut tx = self.begin_write().await?;
-            let Some(job) = take(&mut tx, a, id, lease_ms).await? else {
-                // Another agent took it. Roll back now, while we hold the write turn: a
-                // transaction left to roll back later would keep SQLite's write lock.
-                tx.rollback().await?;
-                continue;
-            };
-            tx.commit().await?;
-            return Ok(Some(claimed(job, c)?));
+            // Roll back at once when nothing is taken, while we hold the write turn: a
+            // transaction left to roll back later would keep SQLite's write lock.
+            match take(&mut tx, a, id, lease_ms).await? {
+                Taken::Job(job) => {
+                    tx.commit().await?;
+                    return Ok(Some(claimed(job, c)?));
+                }
+                // Another agent took it.
+                Taken::Gone => tx.rollback().await?,
+                Taken::NotAgent => {
+                    tx.rollback().await?;
+                    return Err(not_agent(a));
+                }
+            }
         }
         Ok(None)
     }
@@ -400,9 +406,16 @@ impl Store {
                 if !demand.fits(a) {
                     continue;
                 }
-                if let Some(job) = take(&mut tx, a, c.try_get("id")?, lease_ms).await? {
-                    tx.commit().await?;
-                    return Ok(Some(claimed(job, c)?));
+                match take(&mut tx, a, c.try_get("id")?, lease_ms).await? {
+                    Taken::Job(job) => {
+                        tx.commit().await?;
+                        return Ok(Some(claimed(job, c)?));
+                    }
+                    Taken::Gone => {}
+                    Taken::NotAgent => {
+                        tx.rollback().await?;
+                        return Err(not_agent(a));
+                    }
                 }
             }
             tx.rollback().await?;
@@ -416,11 +429,37 @@ fn claimed(job: JobRow, c: &sqlx::any::AnyRow) -> Result<Claimed> {
     Ok(Claimed { job, project_id: c.try_get("project_id")?, with_secrets: c.try_get::<i64, _>("with_secrets")? != 0 })
 }
 
-/// Take the queued job `id` for agent `a` in `tx`: running, a new attempt, its lease; the
-/// build running; the agent seen. `None` when it is no longer queued.
-async fn take(tx: &mut Transaction<'static, Any>, a: &AgentRow, id: i64, lease_ms: i64) -> Result<Option<JobRow>> {
+/// What taking a queued job came to.
+enum Taken {
+    Job(JobRow),
+    /// No longer queued: another agent took it, or it was cancelled.
+    Gone,
+    /// The agent no longer has the token it called with (revoked, or enrolled again).
+    NotAgent,
+}
+
+fn not_agent(a: &AgentRow) -> StoreError {
+    StoreError::Refused(format!("agent {:?} no longer has the token it called with (revoked, or enrolled again); enrol it again", a.name))
+}
+
+/// Take the queued job `id` for agent `a` in `tx`: the agent seen (only while it still has the
+/// token its row was read with), the job running with a new attempt and its lease, the build
+/// running.
+async fn take(tx: &mut Transaction<'static, Any>, a: &AgentRow, id: i64, lease_ms: i64) -> Result<Taken> {
     let agent = a.name.as_str();
     let now = now_ms();
+    // The agent is seen in the same write, not in one of its own; a revoke or a new enrolment
+    // under its name since its row was read hands it nothing.
+    let me = sqlx::query("UPDATE agents SET last_seen = $1 WHERE id = $2 AND token_hash = $3")
+        .bind(now)
+        .bind(a.id)
+        .bind(&a.token_hash)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    if me != 1 {
+        return Ok(Taken::NotAgent);
+    }
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE jobs SET status = 'running', attempt = attempt + 1, agent_name = $1, lease_until = $2, \
          started_at = COALESCE(started_at, $3) WHERE id = $4 AND status = 'queued' AND ready = 1 RETURNING {COLS}"
@@ -431,7 +470,7 @@ async fn take(tx: &mut Transaction<'static, Any>, a: &AgentRow, id: i64, lease_m
     .bind(id)
     .fetch_optional(&mut **tx)
     .await?;
-    let Some(row) = row else { return Ok(None) };
+    let Some(row) = row else { return Ok(Taken::Gone) };
     let job = from_row(&row)?;
     sqlx::query(
         "INSERT INTO attempts (job_id, attempt, agent_name, status, started_at) VALUES ($1, $2, $3, 'running', $4) \
@@ -448,9 +487,7 @@ async fn take(tx: &mut Transaction<'static, Any>, a: &AgentRow, id: i64, lease_m
         .bind(job.build_id)
         .execute(&mut **tx)
         .await?;
-    // The agent is seen in the same write, not in one of its own.
-    sqlx::query("UPDATE agents SET last_seen = $1 WHERE id = $2").bind(now).bind(a.id).execute(&mut **tx).await?;
-    Ok(Some(job))
+    Ok(Taken::Job(job))
 }
 
 impl Store {

@@ -206,6 +206,24 @@ async fn requeue(s: Store) {
     assert!(attempts[0].reason.as_deref().unwrap().contains("its agent restarted on agent crashy"));
 }
 
+async fn stale_token(s: Store) {
+    let (_, ids) = build(&s, &[job("a1", "", &[], 2)]).await;
+    // The agent's row as its long-polling claim read it, with the token it called with.
+    let old = agent(&s, "again", "").await;
+    // Meanwhile it is revoked and a new agent enrols under its name with a new token.
+    s.revoke_agent("again").await.unwrap();
+    let spec = AgentSpec { name: "again", labels: &labels(""), concurrency: 1, heartbeat_secs: 10 };
+    let new = s.enrol_agent(EnrolWith::ServerSecret, &spec, &hash_token("a new token")).await.unwrap().expect("enrolled again");
+    assert_eq!(new.id, old.id, "the same row, with a new token");
+    // The old claim is refused and takes nothing; the new agent gets the job.
+    assert!(matches!(s.claim(&old, LEASE).await, Err(StoreError::Refused(_))));
+    assert_eq!(s.claim(&new, LEASE).await.unwrap().map(|c| (c.job.id, c.job.attempt)), Some((ids["a1"], 1)));
+    // A plain revoke refuses it too.
+    build(&s, &[job("b1", "", &[], 2)]).await;
+    s.revoke_agent("again").await.unwrap();
+    assert!(matches!(s.claim(&new, LEASE).await, Err(StoreError::Refused(_))));
+}
+
 type Case = fn(Store) -> Pin<Box<dyn Future<Output = ()>>>;
 
 /// Every case, by name.
@@ -216,6 +234,7 @@ const CASES: &[(&str, Case)] = &[
     ("lease expiry requeues or errors by attempts left", |s| Box::pin(lease_expiry(s))),
     ("cancel ends queued jobs and flags running ones", |s| Box::pin(cancel(s))),
     ("requeue: a restarted agent's jobs run again", |s| Box::pin(requeue(s))),
+    ("a claim whose agent lost its token takes nothing", |s| Box::pin(stale_token(s))),
 ];
 
 #[tokio::test]
