@@ -16,12 +16,11 @@ pub struct Meta {
     pub schedule: Vec<String>,
 }
 
-fn key_prefix() -> String {
-    "meta:".into()
-}
+/// The kv keys of every project's triggers start with this.
+const PREFIX: &str = "meta:";
 
 fn key(project_id: i64) -> String {
-    format!("{}{project_id}", key_prefix())
+    format!("{PREFIX}{project_id}")
 }
 
 pub async fn get(st: &AppState, project_id: i64) -> Meta {
@@ -33,9 +32,9 @@ pub async fn get(st: &AppState, project_id: i64) -> Meta {
 
 /// Every project's triggers, by project id, in one read.
 pub async fn all(st: &AppState) -> HashMap<i64, Meta> {
-    let rows = st.store.kv_prefixed(&key_prefix()).await.unwrap_or_default();
+    let rows = st.store.kv_prefixed(PREFIX).await.unwrap_or_default();
     rows.into_iter()
-        .filter_map(|(k, v)| Some((k.strip_prefix(&key_prefix())?.parse().ok()?, serde_json::from_str(&v).unwrap_or_default())))
+        .filter_map(|(k, v)| Some((k.strip_prefix(PREFIX)?.parse().ok()?, serde_json::from_str(&v).unwrap_or_default())))
         .collect()
 }
 
