@@ -204,7 +204,14 @@ async fn why_not_held(conn: &mut sqlx::AnyConnection, job_id: i64, attempt: i64,
 
 /// Ready or skip dependents until nothing changes, then store the build's derived status.
 /// Returns (status, became_final, readied_any).
-async fn settle_build(tx: &mut Transaction<'_, Any>, build_id: i64) -> Result<(String, bool, bool)> {
+async fn settle_build(tx: &mut Transaction<'_, Any>, backend: crate::Backend, build_id: i64) -> Result<(String, bool, bool)> {
+    // PostgreSQL: one settle of a build at a time. Two of its jobs finishing at once would
+    // otherwise each read the other as still running, and the build would stay running for
+    // ever. (Every writer takes its jobs' rows before the build's, so this cannot deadlock;
+    // SQLite's write lock already serializes.)
+    if backend == crate::Backend::Postgres {
+        sqlx::query("SELECT id FROM builds WHERE id = $1 FOR UPDATE").bind(build_id).fetch_optional(&mut **tx).await?;
+    }
     let now = now_ms();
     let mut readied = false;
     loop {
@@ -626,7 +633,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         crate::testqueue::report_unrun(&mut tx, build_id).await?;
-        let (build_status, build_finished, readied) = settle_build(&mut tx, build_id).await?;
+        let (build_status, build_finished, readied) = settle_build(&mut tx, self.backend(), build_id).await?;
         tx.commit().await?;
         let duration_ms = started_at.map(|s| now - s);
         Ok(FinishOutcome { build_id, build_status, build_finished, readied, repeated: false, project, duration_ms })
@@ -717,7 +724,7 @@ impl Store {
                 .await?;
         }
         crate::testqueue::report_unrun(&mut tx, build_id).await?;
-        settle_build(&mut tx, build_id).await?;
+        settle_build(&mut tx, self.backend(), build_id).await?;
         tx.commit().await?;
         Ok(Some(LeaseExpiry { job_id, build_id, attempt: cur, agent, requeued: requeue }))
     }
@@ -753,7 +760,7 @@ impl Store {
             .await?;
         let has_jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE build_id = $1").bind(build_id).fetch_one(&mut *tx).await?;
         if has_jobs > 0 {
-            settle_build(&mut tx, build_id).await?;
+            settle_build(&mut tx, self.backend(), build_id).await?;
         }
         tx.commit().await?;
         Ok(running)
