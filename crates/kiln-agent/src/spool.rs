@@ -8,7 +8,7 @@
 use crate::client::{backoff, CallError, Client};
 use crate::logtail::Tail;
 use kiln_core::mask::Masker;
-use kiln_wire::agent::LOG_FRAMES_MAX;
+use kiln_wire::agent::{FINISH_LOG_MAX, LOG_FRAMES_MAX};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -222,8 +222,21 @@ impl LiveSent {
     }
 }
 
-/// Upload the spool until it is closed and fully delivered, or the attempt is stale.
-pub async fn upload(shared: Arc<Shared>, client: Client, job_id: i64, attempt: i64) {
+/// The bytes of the spool the server does not hold yet, when the writer has closed and they
+/// are at most `FINISH_LOG_MAX`: they go with the job's finish ([`upload`] leaves them).
+pub fn rest(shared: &Shared) -> Option<(u64, Vec<u8>)> {
+    let closed = shared.closed.load(Ordering::SeqCst);
+    let (written, delivered) = (shared.written.load(Ordering::SeqCst), shared.delivered.load(Ordering::SeqCst));
+    if !closed || written.saturating_sub(delivered) > FINISH_LOG_MAX as u64 {
+        return None;
+    }
+    let mut file = std::fs::File::open(&shared.path).ok()?;
+    read_at(&mut file, delivered, (written - delivered) as usize).ok().map(|b| (delivered, b))
+}
+
+/// Upload the spool until it is closed and fully delivered, or the attempt is stale. Once it
+/// is closed, at most `leave` bytes are left for the finish to carry ([`rest`]).
+pub async fn upload(shared: Arc<Shared>, client: Client, job_id: i64, attempt: i64, leave: u64) {
     let mut live = LiveSent { total: 0, at: std::time::Instant::now() - LIVE_EVERY };
     let mut failures = 0u32;
     let mut compress = true;
@@ -234,8 +247,13 @@ pub async fn upload(shared: Arc<Shared>, client: Client, job_id: i64, attempt: i
         Err(e) => return tracing::error!("job {job_id}: failed to open the log spool: {e}"),
     };
     loop {
+        // Closed first: once it is, `written` is final.
+        let closed = shared.closed.load(Ordering::SeqCst);
         let written = shared.written.load(Ordering::SeqCst);
         let delivered = shared.delivered.load(Ordering::SeqCst);
+        if closed && written.saturating_sub(delivered) <= leave.min(FINISH_LOG_MAX as u64) {
+            return;
+        }
         if delivered >= written {
             if shared.closed.load(Ordering::SeqCst) && shared.written.load(Ordering::SeqCst) == delivered {
                 return;

@@ -4,11 +4,11 @@ use crate::client::{backoff, CallError};
 use crate::executor::Outcome;
 use crate::testhttp::HttpQueue;
 use crate::testloop::{run_body, Body};
-use crate::spool::{upload, LogWriter};
+use crate::spool::{upload, LogWriter, Shared};
 use crate::env::job_env;
 use crate::sandbox::Access;
 use crate::{draining, mark_stale, Agent, Running};
-use kiln_wire::agent::{FinishRequest, JobAssignment};
+use kiln_wire::agent::{FinishRequest, JobAssignment, LogRest, FINISH_LOG_MAX};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -111,7 +111,8 @@ async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
             return;
         }
     };
-    let uploader = tokio::spawn(upload(shared.clone(), agent.client.clone(), job.job_id, job.attempt));
+    // The end of a short log is left for the finish to carry (one call, not two).
+    let uploader = tokio::spawn(upload(shared.clone(), agent.client.clone(), job.job_id, job.attempt, FINISH_LOG_MAX as u64));
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
     let write_task = tokio::task::spawn_blocking(move || {
         while let Some(chunk) = rx.blocking_recv() {
@@ -165,12 +166,14 @@ async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
     if stale {
         tracing::warn!("job {} attempt {}: the server took it back; result dropped", job.job_id, job.attempt);
     } else if aborted {
+        // What the finish would have carried goes first: the log of this attempt stays whole.
+        upload(shared.clone(), agent.client.clone(), job.job_id, job.attempt, 0).await;
         match agent.client.release(job.job_id, job.attempt).await {
             Ok(_) => tracing::info!("job {} handed back to the server", job.job_id),
             Err(e) => tracing::warn!("job {}: failed to hand it back ({e}); its lease will expire", job.job_id),
         }
     } else {
-        report(agent, &job, &outcome, shared.written.load(Ordering::SeqCst), &running).await;
+        report(agent, &job, &outcome, &shared, &running).await;
         times.mark("finish");
     }
     agent.running.lock().unwrap().remove(&job.job_id);
@@ -295,18 +298,35 @@ async fn run_steps_of(
     outcome
 }
 
-/// Tell the server how the job ended, retrying until it answers.
-async fn report(agent: &Agent, job: &JobAssignment, outcome: &Outcome, log_len: u64, running: &Running) {
-    let req = FinishRequest {
+/// Tell the server how the job ended, with the end of its log when short (`spool::rest`),
+/// retrying until it answers.
+async fn report(agent: &Agent, job: &JobAssignment, outcome: &Outcome, shared: &Arc<Shared>, running: &Running) {
+    use base64::Engine;
+    let mut req = FinishRequest {
         attempt: job.attempt,
         status: outcome.status().to_string(),
         exit_code: outcome.exit_code(),
         reason: outcome.reason(),
-        log_len,
+        log_len: shared.written.load(Ordering::SeqCst),
+        log_rest: None,
     };
+    let rest = |shared: &Shared| crate::spool::rest(shared).filter(|(_, b)| !b.is_empty()).map(|(offset, b)| LogRest { offset, base64: base64::engine::general_purpose::STANDARD.encode(b) });
+    req.log_rest = rest(shared);
     let mut failures = 0;
     loop {
         match agent.client.finish(job.job_id, &req).await {
+            Err(CallError::Gap(held)) if req.log_rest.is_some() => {
+                // The server holds less than the agent thought (another server's files): the
+                // log goes up from there as an upload, then the finish alone.
+                tracing::warn!("job {}: the server holds {held} bytes of its log; sending the rest before the result", job.job_id);
+                shared.delivered.store(held, Ordering::SeqCst);
+                upload(shared.clone(), agent.client.clone(), job.job_id, job.attempt, 0).await;
+                if shared.stale.load(Ordering::SeqCst) {
+                    mark_stale(running);
+                    return;
+                }
+                req.log_rest = None;
+            }
             Ok(_) => {
                 tracing::info!("job {} ({}) attempt {}: {}", job.job_id, job.key, job.attempt, outcome.status());
                 return;

@@ -34,8 +34,16 @@ impl AppendOutcome {
     }
 }
 
+/// What an append does, given what the attempt holds ([`Store::plan_append`]).
+pub(crate) enum AppendPlan {
+    /// Every byte is held already: the log is this long.
+    Held(u64),
+    /// Write from `base` (what is held); the log is then `end` long.
+    Write { base: u64, end: u64 },
+}
+
 /// A log chunk as an agent sends it.
-enum LogChunk<'a> {
+pub(crate) enum LogChunk<'a> {
     Raw(&'a [u8]),
     /// Checked zstd frames.
     Frames(LogFrames),
@@ -43,7 +51,7 @@ enum LogChunk<'a> {
 
 impl LogChunk<'_> {
     /// Raw bytes it carries.
-    fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         match self {
             LogChunk::Raw(d) => d.len() as u64,
             LogChunk::Frames(f) => f.raw_len(),
@@ -132,7 +140,9 @@ impl Store {
         let _w = self.write_turn().await;
         let mut tx = self.begin_write().await?;
         // Hold the attempt's row (PostgreSQL: a row lock; SQLite: the write lock already does).
-        sqlx::query("UPDATE attempts SET log_len = log_len WHERE job_id = $1 AND attempt = $2").bind(job_id).bind(attempt).execute(&mut *tx).await?;
+        if self.backend() == crate::Backend::Postgres {
+            sqlx::query("UPDATE attempts SET log_len = log_len WHERE job_id = $1 AND attempt = $2").bind(job_id).bind(attempt).execute(&mut *tx).await?;
+        }
         let len: Option<i64> = sqlx::query_scalar("SELECT log_len FROM attempts WHERE job_id = $1 AND attempt = $2 AND agent_name = $3")
             .bind(job_id)
             .bind(attempt)
@@ -143,7 +153,27 @@ impl Store {
             crate::queue::held_by(&mut tx, by).await?;
             return Err(StoreError::Stale { job_id, attempt });
         };
-        let len = len as u64;
+        let end = match self.plan_append(job_id, attempt, len as u64, offset, chunk.len())? {
+            AppendPlan::Held(n) => return Ok(AppendOutcome::Duplicate(n)),
+            AppendPlan::Write { base, end } => {
+                crate::queue::held_by(&mut tx, by).await?;
+                self.write_chunk(job_id, attempt, offset, base, chunk).await?;
+                end
+            }
+        };
+        sqlx::query("UPDATE attempts SET log_len = $1 WHERE job_id = $2 AND attempt = $3")
+            .bind(end as i64)
+            .bind(job_id)
+            .bind(attempt)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(AppendOutcome::Stored(end))
+    }
+
+    /// Where a chunk of `chunk_len` bytes at `offset` goes in an attempt whose row says `len`
+    /// bytes are held: nowhere (all held already), or written from `base`; a gap is refused.
+    pub(crate) fn plan_append(&self, job_id: i64, attempt: i64, len: u64, offset: u64, chunk_len: u64) -> Result<AppendPlan> {
         // What this server's files hold. Less than the database says when another server wrote
         // the rest into a files folder of its own (servers on one database should share one:
         // docs/storage.md): the agent, which keeps its log until the job ends, is asked for
@@ -153,15 +183,18 @@ impl Store {
             tracing::warn!("job {job_id} attempt {attempt}: this server's log files hold {have} of {len} bytes (is the files folder shared by every server?): asking the agent again");
         }
         let base = len.min(have);
-        let end = offset + chunk.len();
+        let end = offset + chunk_len;
         if end <= base {
-            return Ok(AppendOutcome::Duplicate(len));
+            return Ok(AppendPlan::Held(len));
         }
         if offset > base {
             return Err(StoreError::Gap { expected: base, got: offset });
         }
-        crate::queue::held_by(&mut tx, by).await?;
-        let end = end.max(len);
+        Ok(AppendPlan::Write { base, end: end.max(len) })
+    }
+
+    /// Write the bytes of `chunk` (at `offset`) from `base` on into the log files.
+    pub(crate) async fn write_chunk(&self, job_id: i64, attempt: i64, offset: u64, base: u64, chunk: LogChunk<'_>) -> Result<()> {
         let files = self.logs.clone();
         let skip = (base - offset) as usize;
         let write: Box<dyn FnOnce() -> std::io::Result<()> + Send> = match chunk {
@@ -175,15 +208,7 @@ impl Store {
         tokio::task::spawn_blocking(write)
             .await
             .map_err(|e| StoreError::Corrupt(format!("log writer failed: {e}")))?
-            .map_err(|e| StoreError::Corrupt(format!("failed to write the log of job {job_id}: {e}")))?;
-        sqlx::query("UPDATE attempts SET log_len = $1 WHERE job_id = $2 AND attempt = $3")
-            .bind(end as i64)
-            .bind(job_id)
-            .bind(attempt)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(AppendOutcome::Stored(end))
+            .map_err(|e| StoreError::Corrupt(format!("failed to write the log of job {job_id}: {e}")))
     }
 
     /// Logs kept before logs moved to files (rows of `log_chunks`, byte offset `pos`) move into

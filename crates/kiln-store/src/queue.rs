@@ -572,13 +572,34 @@ impl Store {
     /// holds `log_len` bytes of its log. A repeat of a finish already recorded answers as
     /// before; any other write from a stale attempt or another agent is refused.
     pub async fn finish_job(&self, by: AgentAttempt<'_>, log_len: u64, status: JobStatus, exit_code: Option<i64>, reason: Option<&str>) -> Result<FinishOutcome> {
+        self.finish_job_with_log(by, None, log_len, status, exit_code, reason).await
+    }
+
+    /// [`Store::finish_job`] that first appends `rest` (bytes of the log from an offset, as
+    /// [`Store::append_log`] would) in the same transaction: the end of a short job's log comes
+    /// with its result, one call where there were two. Bytes held already are skipped; a gap is
+    /// refused (`StoreError::Gap`) and nothing is recorded.
+    pub async fn finish_job_with_log(
+        &self,
+        by: AgentAttempt<'_>,
+        rest: Option<(u64, &[u8])>,
+        log_len: u64,
+        status: JobStatus,
+        exit_code: Option<i64>,
+        reason: Option<&str>,
+    ) -> Result<FinishOutcome> {
         let AgentAttempt { job_id, attempt, agent } = by;
         let _w = self.write_turn().await;
         let mut tx = self.begin_write().await?;
         lock_job(&mut tx, self.backend(), job_id).await?;
+        if self.backend() == crate::Backend::Postgres && rest.is_some() {
+            // Appends hold the attempt's row; so does this one.
+            sqlx::query("UPDATE attempts SET log_len = log_len WHERE job_id = $1 AND attempt = $2").bind(job_id).bind(attempt).execute(&mut *tx).await?;
+        }
         let row = sqlx::query(
-            "SELECT j.build_id, j.status, j.started_at, b.status AS build_status, p.name AS project \
+            "SELECT j.build_id, j.status, j.started_at, b.status AS build_status, p.name AS project, COALESCE(a.log_len, 0) AS log_len \
              FROM jobs j JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id \
+             LEFT JOIN attempts a ON a.job_id = j.id AND a.attempt = j.attempt \
              WHERE j.id = $1 AND j.attempt = $2 AND j.agent_name = $3",
         )
         .bind(job_id)
@@ -598,13 +619,21 @@ impl Store {
             }
             return Err(StoreError::Stale { job_id, attempt });
         }
-        let held: i64 = sqlx::query_scalar("SELECT log_len FROM attempts WHERE job_id = $1 AND attempt = $2")
-            .bind(job_id)
-            .bind(attempt)
-            .fetch_one(&mut *tx)
-            .await?;
-        if (held as u64) < log_len {
-            return Err(StoreError::Conflict(format!("job {job_id} log incomplete: server holds {held} of {log_len} bytes; send the rest first")));
+        let mut held = row.try_get::<i64, _>("log_len")? as u64;
+        let plan = match rest {
+            Some((offset, data)) => Some((offset, data, self.plan_append(job_id, attempt, held, offset, data.len() as u64)?)),
+            None => None,
+        };
+        let will_hold = match &plan {
+            Some((_, _, crate::logs::AppendPlan::Write { end, .. })) => *end,
+            _ => held,
+        };
+        if will_hold < log_len {
+            return Err(StoreError::Conflict(format!("job {job_id} log incomplete: server holds {will_hold} of {log_len} bytes; send the rest first")));
+        }
+        if let Some((offset, data, crate::logs::AppendPlan::Write { base, end })) = plan {
+            self.write_chunk(job_id, attempt, offset, base, crate::logs::LogChunk::Raw(data)).await?;
+            held = end;
         }
         let now = now_ms();
         let n = sqlx::query(
@@ -624,10 +653,11 @@ impl Store {
         if n != 1 {
             return Err(StoreError::Stale { job_id, attempt });
         }
-        sqlx::query("UPDATE attempts SET status = $1, reason = $2, finished_at = $3 WHERE job_id = $4 AND attempt = $5")
+        sqlx::query("UPDATE attempts SET status = $1, reason = $2, finished_at = $3, log_len = $4 WHERE job_id = $5 AND attempt = $6")
             .bind(status.as_str())
             .bind(reason)
             .bind(now)
+            .bind(held as i64)
             .bind(job_id)
             .bind(attempt)
             .execute(&mut *tx)

@@ -224,6 +224,45 @@ async fn stale_token(s: Store) {
     assert!(matches!(s.claim(&new, LEASE).await, Err(StoreError::Refused(_))));
 }
 
+/// The whole log of attempt `attempt` of job `j`, as text.
+async fn log_of(s: &Store, j: i64, attempt: i64) -> String {
+    String::from_utf8(s.read_log(j, attempt, 0, 1 << 20).await.unwrap().data).unwrap()
+}
+
+async fn finish_with_log(s: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = s.with_log_dir(dir.path());
+    let (_, ids) = build(&s, &[job("j", "", &[], 2), job("k", "", &[], 1)]).await;
+    let (j, k) = (ids["j"], ids["k"]);
+    assert_eq!(claim(&s, "a", "").await, Some((j, 1)));
+    let a1 = AgentAttempt { job_id: j, attempt: 1, agent: "a" };
+    s.append_log(a1, 0, b"hello ").await.unwrap();
+    // A rest that overlaps what the server holds (a retried upload landed meanwhile): the held
+    // bytes are skipped, the others stored, and the job finishes in the same call.
+    let out = s.finish_job_with_log(a1, Some((3, b"lo world\n")), 12, JobStatus::Passed, Some(0), None).await.unwrap();
+    assert!(!out.repeated && out.build_status == "running", "k is still queued");
+    assert_eq!(log_of(&s, j, 1).await, "hello world\n");
+    assert_eq!(s.log_len(j, 1).await.unwrap(), 12);
+    // A rest past what the server holds leaves a gap: refused, and nothing is recorded.
+    assert_eq!(claim(&s, "b", "").await, Some((k, 1)));
+    let b1 = AgentAttempt { job_id: k, attempt: 1, agent: "b" };
+    let gap = s.finish_job_with_log(b1, Some((4, b"tail")), 8, JobStatus::Passed, Some(0), None).await;
+    assert!(matches!(gap, Err(StoreError::Gap { expected: 0, got: 4 })), "{gap:?}");
+    assert!(s.check_held(b1).await.is_ok(), "still running, still b's");
+    assert_eq!(s.log_len(k, 1).await.unwrap(), 0);
+    // Another agent cannot write the log of b's attempt through a finish.
+    let other = s.finish_job_with_log(AgentAttempt { agent: "a", ..b1 }, Some((0, b"forged")), 6, JobStatus::Passed, Some(0), None).await;
+    assert!(other.is_err() && s.log_len(k, 1).await.unwrap() == 0, "{other:?}");
+    // A finish claiming more log than it and the server hold is refused.
+    assert!(matches!(s.finish_job_with_log(b1, Some((0, b"half")), 8, JobStatus::Passed, Some(0), None).await, Err(StoreError::Conflict(_))));
+    let done = s.finish_job_with_log(b1, Some((0, b"halfdone")), 8, JobStatus::Passed, Some(0), None).await.unwrap();
+    assert!(done.build_finished && done.build_status == "passed");
+    assert_eq!(log_of(&s, k, 1).await, "halfdone");
+    // A retried finish (its answer was lost) is recognised and writes nothing more.
+    assert!(s.finish_job_with_log(b1, Some((0, b"XXXXXXXX")), 8, JobStatus::Passed, Some(0), None).await.unwrap().repeated);
+    assert_eq!(log_of(&s, k, 1).await, "halfdone");
+}
+
 type Case = fn(Store) -> Pin<Box<dyn Future<Output = ()>>>;
 
 /// Every case, by name.
@@ -235,6 +274,7 @@ const CASES: &[(&str, Case)] = &[
     ("cancel ends queued jobs and flags running ones", |s| Box::pin(cancel(s))),
     ("requeue: a restarted agent's jobs run again", |s| Box::pin(requeue(s))),
     ("a claim whose agent lost its token takes nothing", |s| Box::pin(stale_token(s))),
+    ("a finish carries the end of the log, fenced like an upload", |s| Box::pin(finish_with_log(s))),
 ];
 
 #[tokio::test]

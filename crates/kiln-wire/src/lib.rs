@@ -33,6 +33,10 @@ pub mod agent {
     /// which the agent holds back until the job ends and sends a window of meanwhile.
     pub const LIVE_TAIL_MAX: usize = 64 << 10;
 
+    /// The most log bytes a finish may carry (`FinishRequest::log_rest`): the end of a short
+    /// job's log goes with its result rather than in an upload of its own.
+    pub const FINISH_LOG_MAX: usize = 64 << 10;
+
     /// The largest JUnit report one upload may carry; the server answers 413 past it.
     pub const JUNIT_LIMIT: usize = 8 << 20;
 
@@ -170,6 +174,17 @@ pub mod agent {
         pub reason: Option<String>,
         /// Total bytes of log this attempt produced; the server checks it holds them all.
         pub log_len: u64,
+        /// The log's bytes the server does not hold yet, when they are few (`FINISH_LOG_MAX`):
+        /// stored before the result, in the same transaction.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub log_rest: Option<LogRest>,
+    }
+
+    /// Bytes of a log from byte `offset`, in standard base64 (logs need not be UTF-8).
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct LogRest {
+        pub offset: u64,
+        pub base64: String,
     }
 
     /// A claim; a retry of the same claim (after a lost answer) reuses its id and gets the same job.

@@ -130,3 +130,43 @@ fn a_compressed_log_upload_is_fenced_and_capped_before_it_is_decompressed() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(read(&k)["live"], false);
 }
+
+#[test]
+fn a_finish_carries_the_end_of_a_short_log_fenced_and_capped() {
+    use base64::Engine;
+    let k = Kiln::start();
+    let repo = k.repo("rest", "jobs:\n  j:\n    steps: [sleep 60]\n");
+    k.add_project("rest", &repo, &[]);
+    let build = k.trigger("rest");
+    let holder = register(&k, "holder", json!({}));
+    let (job, attempt) = claim(&k, &holder);
+    let rogue = register(&k, "rogue", json!({ "nothing": "matches" }));
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let finish = |token: &str, rest: Value, log_len: usize| {
+        let body = json!({"attempt": attempt, "status": "passed", "exit_code": 0, "reason": null, "log_len": log_len, "log_rest": rest});
+        let r = send(&k.url, "POST", &format!("/api/v1/agent/jobs/{job}/finish"), &[("Authorization", &format!("Bearer {token}")), ("Content-Type", "application/json")], body.to_string().as_bytes(), false);
+        (r.status, r.text())
+    };
+    let held = |k: &Kiln| k.build(build)["jobs"][0]["attempts"][0]["log_len"].as_i64().unwrap();
+    // Another agent's finish writes nothing into the holder's log.
+    let (s, text) = finish(&rogue, json!({"offset": 0, "base64": b64(b"forged\n")}), 7);
+    assert!(s == 403 || s == 409, "{s}: {text}");
+    // More than FINISH_LOG_MAX bytes: refused naming the cap; not base64: refused.
+    let big = vec![b'x'; kiln_wire::agent::FINISH_LOG_MAX + 1];
+    let (s, text) = finish(&holder, json!({"offset": 0, "base64": b64(&big)}), big.len());
+    assert_eq!(s, 413, "{text}");
+    assert!(text.contains("FINISH_LOG_MAX") && text.contains(&kiln_wire::agent::FINISH_LOG_MAX.to_string()), "{text}");
+    let (s, text) = finish(&holder, json!({"offset": 0, "base64": "not base64!"}), 4);
+    assert_eq!(s, 400, "{text}");
+    assert!(text.contains("not base64"), "{text}");
+    assert_eq!(held(&k), 0, "nothing refused was stored");
+    assert_eq!(k.build(build)["status"], "running");
+    // The holder's log end and result, in one call; the log reads back whole.
+    let log = b"kiln: job j\n\xffnot utf-8\n";
+    let (s, text) = finish(&holder, json!({"offset": 0, "base64": b64(log)}), log.len());
+    assert_eq!(s, 200, "{text}");
+    assert_eq!(held(&k), log.len() as i64);
+    assert_eq!(k.wait_build(build, 10)["status"], "passed");
+    let r = send(&k.url, "GET", &format!("/api/v1/jobs/{job}/raw?attempt={attempt}"), &[("Authorization", &format!("Bearer {ADMIN}"))], b"", false);
+    assert_eq!(r.body, log, "the log reads back as it was sent");
+}

@@ -8,7 +8,7 @@ use crate::events::{Event, EventKind};
 use crate::state::AppState;
 use kiln_core::state::JobStatus;
 use kiln_store::{AgentAttempt, AgentRow};
-use kiln_wire::agent::{FinishRequest, HeartbeatRequest, HeartbeatResponse, JobAssignment, RunningJob, WaitRequest};
+use kiln_wire::agent::{FinishRequest, HeartbeatRequest, HeartbeatResponse, JobAssignment, LogRest, RunningJob, WaitRequest, FINISH_LOG_MAX};
 use std::time::Duration;
 
 /// How long a claim or a control poll waits before answering "nothing yet".
@@ -175,8 +175,14 @@ pub async fn finish(st: &AppState, by: AgentAttempt<'_>, req: &FinishRequest) ->
         .filter(|s| s.is_final() && *s != JobStatus::Skipped)
         .ok_or_else(|| AppError::BadRequest(format!("{:?} is not a final job status", req.status)))?;
     let job_id = by.job_id;
-    let out = st.store.finish_job(by, req.log_len, status, req.exit_code.map(i64::from), req.reason.as_deref()).await?;
+    let rest = req.log_rest.as_ref().map(|r| log_rest(st, &by, r)).transpose()?;
+    let out = st.store.finish_job_with_log(by, rest.as_ref().map(|(at, data)| (*at, data.as_slice())), req.log_len, status, req.exit_code.map(i64::from), req.reason.as_deref()).await?;
     if !out.repeated {
+        if let Some((_, data)) = rest.as_ref().filter(|(_, d)| !d.is_empty()) {
+            let mut ev = Event::new(EventKind::Log, out.build_id, Some(job_id), "", "running");
+            ev.bytes = Some(data.len() as u64);
+            st.emit_event(ev);
+        }
         if out.readied {
             st.wake_agents();
         }
@@ -192,6 +198,25 @@ pub async fn finish(st: &AppState, by: AgentAttempt<'_>, req: &FinishRequest) ->
         }
     }
     Ok(out.build_status)
+}
+
+/// The end of a log sent with a finish: decoded, and checked against `FINISH_LOG_MAX` and the
+/// log limit like an upload.
+fn log_rest(st: &AppState, by: &AgentAttempt<'_>, rest: &LogRest) -> AppResult<(u64, Vec<u8>)> {
+    use base64::Engine;
+    let job_id = by.job_id;
+    let too_large = || AppError::TooLarge(format!("the finish of job {job_id} carries more than {FINISH_LOG_MAX} bytes of log (kiln_wire::agent::FINISH_LOG_MAX): upload the log first"));
+    if rest.base64.len() > FINISH_LOG_MAX.div_ceil(3) * 4 {
+        return Err(too_large());
+    }
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(&rest.base64)
+        .map_err(|e| AppError::BadRequest(format!("the log sent with the finish of job {job_id} is not base64: {e}")))?;
+    if data.len() > FINISH_LOG_MAX {
+        return Err(too_large());
+    }
+    check_log_limit(st, by, rest.offset, data.len() as u64)?;
+    Ok((rest.offset, data))
 }
 
 /// The agent hands its attempt back (it is aborting): the job runs again elsewhere at once.
