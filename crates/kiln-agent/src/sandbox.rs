@@ -173,6 +173,21 @@ impl Sandbox {
                 a.path(h);
             }
         }
+        // A bound folder deep under /tmp would have its parents made on disk, in the job's temp
+        // folder, for every job (and removed after it): a tmpfs at the topmost of them keeps
+        // them in memory.
+        for (b, _) in &bound {
+            let Ok(below) = b.strip_prefix("/tmp") else { continue };
+            let mut parts = below.components();
+            if let (Some(first), Some(_)) = (parts.next(), parts.next()) {
+                let top = Path::new("/tmp").join(first);
+                if !fresh.contains(&top) {
+                    a.push(["--tmpfs"]);
+                    a.path(&top);
+                    fresh.push(top);
+                }
+            }
+        }
         for (b, access) in &bound {
             if !b.exists() {
                 continue;
@@ -350,5 +365,22 @@ mod tests {
         assert!(!w.contains(&"--unshare-net".to_string()));
         assert!(words(&sb.jail(&job, &[], &agent, false)).contains(&"--unshare-net".to_string()));
         assert_eq!(temp_of(&job), agent.join("jobs/7-1.tmp"));
+    }
+
+    #[test]
+    fn the_parents_of_a_job_under_tmp_are_made_in_memory_not_in_its_temp_folder() {
+        let d = tempfile::tempdir_in("/tmp").unwrap();
+        let agent = d.path().join("work");
+        let job = agent.join("jobs/7-1");
+        std::fs::create_dir_all(&job).unwrap();
+        let sb = Sandbox { bwrap: "bwrap".into(), drop_to: None, root_caps: false, hidden: vec![] };
+        let w = words(&sb.jail(&job, &[], &agent, true));
+        let top = d.path().to_string_lossy().into_owned();
+        let tmpfs = w.windows(2).position(|p| p == ["--tmpfs", &*top]).unwrap_or_else(|| panic!("no tmpfs at {top}: {w:?}"));
+        let tmp = w.windows(2).position(|p| p[1] == "/tmp").unwrap();
+        let bind = w.iter().rposition(|x| *x == job.to_string_lossy()).unwrap();
+        assert!(tmp < tmpfs && tmpfs < bind, "after /tmp is the job's temp folder, before the job is bound: {w:?}");
+        assert!(w.windows(4).any(|p| p == ["--perms", "0755", "--dir", &*agent.to_string_lossy()]), "{w:?}");
+        assert_eq!(w.iter().filter(|x| **x == "--tmpfs").count(), 1, "{w:?}");
     }
 }
