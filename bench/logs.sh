@@ -3,7 +3,9 @@
 # RUNS runs each (default 3, median reported):
 #  - the slowdown against the same step with its output sent to /dev/null: of the job until
 #    its log is stored whole (`kiln trigger --wait`: a job finishes only once the server holds
-#    its whole log), and of the step's own run (timed inside the step),
+#    its whole log), and of the step's own run (timed inside the step); and the step's own run
+#    against the same output through a pipe to `cat` (the peer: what a pipe costs the writer
+#    whoever reads it),
 #  - log throughput from agent to server (bytes / the job's run time),
 #  - the server's peak RSS while the log is written and read (kiln logs, search),
 #  - a search over the whole log, and the console's first paint of the tail (needs
@@ -51,14 +53,22 @@ for MB in $SIZES; do
   big:
     steps:
       - \"$(timed "$gen >/dev/null")\""
+  # The peer any reader of a step's output is measured against: the same output through a
+  # pipe to `cat` (what the kernel alone costs a writer that does not write to /dev/null).
+  repo "pipe$MB" "jobs:
+  big:
+    steps:
+      - \"$(timed "$gen | cat >/dev/null")\""
   run "null$MB" >/dev/null
   : >"$T/rss"
   ( while kill -0 $SERVER 2>/dev/null; do ps -o rss= -p $SERVER >>"$T/rss"; sleep 0.2; done ) &
   SAMPLER=$!
-  : >"$T/null.ms"; : >"$T/big.ms"; : >"$T/null.step"; : >"$T/big.step"; : >"$T/mbps"; : >"$T/search.ms"; : >"$T/paint.ms"
+  : >"$T/null.ms"; : >"$T/big.ms"; : >"$T/null.step"; : >"$T/pipe.step"; : >"$T/big.step"; : >"$T/mbps"; : >"$T/search.ms"; : >"$T/paint.ms"
   for _ in $(seq "$RUNS"); do
     run "null$MB" >>"$T/null.ms"
     step_ms "null$MB" >>"$T/null.step"
+    run "pipe$MB" >/dev/null
+    step_ms "pipe$MB" >>"$T/pipe.step"
     run "big$MB" >>"$T/big.ms"
     step_ms "big$MB" >>"$T/big.step"
     b=$("$BIN" builds "big$MB" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
@@ -84,6 +94,6 @@ JS
     fi
   done
   kill $SAMPLER 2>/dev/null || true
-  tn=$(median <"$T/null.ms"); tb=$(median <"$T/big.ms"); sn=$(median <"$T/null.step"); sb=$(median <"$T/big.step")
-  echo "${MB} MB: job until its log is stored ${tb} ms vs ${tn} ms to /dev/null ($(pct "$tb" "$tn")), the step itself ${sb} ms vs ${sn} ms ($(pct "$sb" "$sn")), agent→server $(median <"$T/mbps") MB/s, server RSS peak $(( $(sort -n "$T/rss" | tail -1) / 1024 )) MB, search $(median <"$T/search.ms") ms, first paint of the tail $( [ -s "$T/paint.ms" ] && median <"$T/paint.ms" || echo n/a) ms (median of $RUNS)"
+  tn=$(median <"$T/null.ms"); tb=$(median <"$T/big.ms"); sn=$(median <"$T/null.step"); sb=$(median <"$T/big.step"); sp=$(median <"$T/pipe.step")
+  echo "${MB} MB: job until its log is stored ${tb} ms vs ${tn} ms to /dev/null ($(pct "$tb" "$tn")), the step itself ${sb} ms vs ${sn} ms ($(pct "$sb" "$sn")) and vs ${sp} ms through a pipe to cat ($(pct "$sb" "$sp")), agent→server $(median <"$T/mbps") MB/s, server RSS peak $(( $(sort -n "$T/rss" | tail -1) / 1024 )) MB, search $(median <"$T/search.ms") ms, first paint of the tail $( [ -s "$T/paint.ms" ] && median <"$T/paint.ms" || echo n/a) ms (median of $RUNS)"
 done

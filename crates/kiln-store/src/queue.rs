@@ -100,6 +100,8 @@ impl Demand {
 /// The queue is read in pages of this many jobs, at most this many pages per claim.
 const CLAIM_PAGE: i64 = 32;
 const CLAIM_PAGES: usize = 16;
+/// The first page a claim reads on SQLite (whole pages follow when none of it fits).
+const FIRST_PAGE: i64 = 4;
 /// The most ready jobs a claim considers.
 pub const CLAIM_HORIZON: usize = CLAIM_PAGE as usize * CLAIM_PAGES;
 
@@ -327,16 +329,19 @@ impl Store {
             return self.claim_locked(agent, lease_ms).await;
         }
         let turn = self.write_turn().await;
-        let mut after = 0i64;
-        for _page in 0..CLAIM_PAGES {
+        let (mut after, mut considered) = (0i64, 0i64);
+        while considered < CLAIM_HORIZON as i64 {
+            // The oldest job usually fits: a first page of a few rows, whole pages after it.
+            let page = if considered == 0 { FIRST_PAGE } else { CLAIM_PAGE.min(CLAIM_HORIZON as i64 - considered) };
             let candidates = sqlx::query(
                 "SELECT j.id, j.requires, p.name AS project, b.project_id, b.with_secrets FROM jobs j JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id \
                  WHERE j.status = 'queued' AND j.ready = 1 AND j.id > $1 ORDER BY j.id LIMIT $2",
             )
                 .bind(after)
-                .bind(CLAIM_PAGE)
+                .bind(page)
                 .fetch_all(self.pool())
                 .await?;
+            considered += page;
             let Some(last) = candidates.last() else { break };
             after = last.try_get("id")?;
             if let Some(claimed) = self.claim_first(agent, lease_ms, &candidates, turn.is_some()).await? {
