@@ -115,16 +115,23 @@ pub fn remove_any(path: &Path) -> std::io::Result<()> {
 /// trusted (the agent's own); `to` may hold anything a step left, links included, and is never
 /// followed through a link. `to` must be a folder (not a link), or not exist.
 pub fn sync_tree(from: &Path, to: &Path, skip: &[&str]) -> std::io::Result<()> {
-    match std::fs::symlink_metadata(to) {
-        Ok(m) if m.is_dir() => {}
+    let have = match std::fs::symlink_metadata(to) {
+        Ok(m) if m.is_dir() => Some(m.permissions().mode() & 0o7777),
         Ok(_) => {
             remove_any(to)?;
             std::fs::create_dir(to)?;
+            None
         }
-        Err(_) => std::fs::create_dir(to)?,
-    }
+        Err(_) => {
+            std::fs::create_dir(to)?;
+            None
+        }
+    };
     let mode = std::fs::metadata(from)?.permissions().mode() & 0o7777;
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode))?;
+    // A chmod to the same mode still rewrites the inode (its ctime): skipped.
+    if have != Some(mode) {
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode))?;
+    }
     let mut want: HashMap<OsString, std::fs::DirEntry> = HashMap::new();
     for e in std::fs::read_dir(from)? {
         let e = e?;

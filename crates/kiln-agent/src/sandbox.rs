@@ -247,10 +247,14 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// `lchown -R`: links are not followed.
+/// `lchown -R`: links are not followed. What the user owns already is left alone (a chown to
+/// the same owner still rewrites the inode, and kept folders are mostly theirs already).
 fn chown_tree(path: &Path, uid: u32) {
-    let _ = std::os::unix::fs::lchown(path, Some(uid), Some(uid));
+    use std::os::unix::fs::MetadataExt;
     let Ok(meta) = std::fs::symlink_metadata(path) else { return };
+    if meta.uid() != uid || meta.gid() != uid {
+        let _ = std::os::unix::fs::lchown(path, Some(uid), Some(uid));
+    }
     if meta.is_dir() {
         if let Ok(entries) = std::fs::read_dir(path) {
             for e in entries.flatten() {
