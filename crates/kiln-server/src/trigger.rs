@@ -55,8 +55,8 @@ pub async fn start_build(
         cancel_superseded(st, &b).await;
     }
     let st2 = st.clone();
-    let b2 = b.clone();
-    tokio::spawn(async move { materialize(&st2, b2, asked_at).await });
+    let (b2, p2) = (b.clone(), project.clone());
+    tokio::spawn(async move { materialize(&st2, b2, Some(p2), asked_at).await });
     Ok(b)
 }
 
@@ -65,7 +65,7 @@ pub async fn resume_unmaterialized(st: &AppState) {
     match st.store.unmaterialized_builds().await {
         Ok(builds) => {
             for b in builds {
-                materialize(st, b, Instant::now()).await;
+                materialize(st, b, None, Instant::now()).await;
             }
         }
         Err(e) => tracing::error!("failed to list builds to resume: {e}"),

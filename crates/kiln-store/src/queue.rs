@@ -54,6 +54,8 @@ pub struct Claimed {
     /// Its build's project, and whether the build's steps get the project's secrets.
     pub project_id: i64,
     pub with_secrets: bool,
+    /// The project's secrets when the build's steps get them (read with the claim), else none.
+    pub secrets: Vec<(String, String)>,
 }
 
 /// What finishing a job changed.
@@ -202,9 +204,26 @@ async fn why_not_held(conn: &mut sqlx::AnyConnection, job_id: i64, attempt: i64,
     })
 }
 
+/// What a settle does besides deriving the build's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settle {
+    /// Only settle (a cancel).
+    Only,
+    /// A job ended: first report the tests of finished groups no one ran
+    /// (`testqueue::report_unrun`), when the build has test groups left to report.
+    AfterJobEnd,
+}
+
+/// The build's status, whether it has test groups left to report, and its jobs (none: one row
+/// of NULLs), in one read: settling reads nothing else.
+const SETTLE_READ: &str = "SELECT b.status AS build_status, \
+CAST(CASE WHEN EXISTS (SELECT 1 FROM test_groups g WHERE g.build_id = b.id AND g.state = 'ready') THEN 1 ELSE 0 END AS BIGINT) AS unreported, \
+j.job_key, j.needs, j.status, j.ready FROM builds b LEFT JOIN jobs j ON j.build_id = b.id WHERE b.id = $1";
+
 /// Ready or skip dependents until nothing changes, then store the build's derived status.
-/// Returns (status, became_final, readied_any).
-async fn settle_build(tx: &mut Transaction<'_, Any>, backend: crate::Backend, build_id: i64) -> Result<(String, bool, bool)> {
+/// Returns (status, became_final, readied_any); None for a build with no jobs, or none at all
+/// (nothing written).
+async fn settle_build(tx: &mut Transaction<'_, Any>, backend: crate::Backend, build_id: i64, what: Settle) -> Result<Option<(String, bool, bool)>> {
     // PostgreSQL: one settle of a build at a time. Two of its jobs finishing at once would
     // otherwise each read the other as still running, and the build would stay running for
     // ever. (Every writer takes its jobs' rows before the build's, so this cannot deadlock;
@@ -214,15 +233,19 @@ async fn settle_build(tx: &mut Transaction<'_, Any>, backend: crate::Backend, bu
     }
     let now = now_ms();
     let mut readied = false;
+    let mut report = what == Settle::AfterJobEnd;
     loop {
-        let rows = sqlx::query("SELECT id, job_key, needs, status, ready FROM jobs WHERE build_id = $1")
-            .bind(build_id)
-            .fetch_all(&mut **tx)
-            .await?;
+        let rows = sqlx::query(SETTLE_READ).bind(build_id).fetch_all(&mut **tx).await?;
+        let Some(first) = rows.first() else { return Ok(None) };
+        let old: String = first.try_get("build_status")?;
+        // Test groups are reported before the status is derived (their reports change no job).
+        if std::mem::take(&mut report) && first.try_get::<i64, _>("unreported")? != 0 {
+            crate::testqueue::report_unrun(tx, build_id).await?;
+        }
         let mut jobs = Vec::with_capacity(rows.len());
         let mut ready_now = std::collections::HashSet::new();
         for r in &rows {
-            let key: String = r.try_get("job_key")?;
+            let Some(key) = r.try_get::<Option<String>, _>("job_key")? else { continue };
             let status: String = r.try_get("status")?;
             let st = JobStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("job status {status:?}")))?;
             if r.try_get::<i64, _>("ready")? != 0 {
@@ -230,12 +253,14 @@ async fn settle_build(tx: &mut Transaction<'_, Any>, backend: crate::Backend, bu
             }
             jobs.push((key, json_list(&r.try_get::<String, _>("needs")?)?, st));
         }
+        if jobs.is_empty() {
+            return Ok(None);
+        }
         let (ready, skip) = resolve_dependents(&jobs);
         let ready: Vec<_> = ready.into_iter().filter(|k| !ready_now.contains(k)).collect();
         if ready.is_empty() && skip.is_empty() {
             let statuses: Vec<JobStatus> = jobs.iter().map(|j| j.2).collect();
             let status = derive_build_status(&statuses);
-            let old: String = sqlx::query_scalar("SELECT status FROM builds WHERE id = $1").bind(build_id).fetch_one(&mut **tx).await?;
             let final_ = status.is_final();
             let became_final = final_ && old != status.as_str();
             sqlx::query(
@@ -250,7 +275,7 @@ async fn settle_build(tx: &mut Transaction<'_, Any>, backend: crate::Backend, bu
             .bind(build_id)
             .execute(&mut **tx)
             .await?;
-            return Ok((status.as_str().to_string(), became_final, readied));
+            return Ok(Some((status.as_str().to_string(), became_final, readied)));
         }
         for key in &ready {
             sqlx::query("UPDATE jobs SET ready = 1, queued_at = $1 WHERE build_id = $2 AND job_key = $3 AND status = 'queued'")
@@ -315,6 +340,17 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
+    /// A taken job with what its queue row (`c`) said of its build, and its project's secrets
+    /// from `settings` (the project's settings, taken with it when its build gets them).
+    fn claimed(&self, job: JobRow, c: &sqlx::any::AnyRow, settings: Option<String>) -> Result<Claimed> {
+        let project: String = c.try_get("project")?;
+        let secrets = match settings {
+            Some(text) => crate::projects::open_settings(self.secret_key(), &project, &text)?.secrets.unwrap_or_default().into_iter().collect(),
+            None => Vec::new(),
+        };
+        Ok(Claimed { job, project_id: c.try_get("project_id")?, with_secrets: c.try_get::<i64, _>("with_secrets")? != 0, secrets })
+    }
+
     /// Claim the oldest ready job this agent's labels satisfy, of a project it may serve
     /// (its enrolment's project limit). The claim takes a new attempt number and a lease
     /// that heartbeats must renew.
@@ -374,9 +410,9 @@ impl Store {
             // Roll back at once when nothing is taken, while we hold the write turn: a
             // transaction left to roll back later would keep SQLite's write lock.
             match take(&mut tx, a, id, lease_ms).await? {
-                Taken::Job(job) => {
+                Taken::Job(job, settings) => {
                     tx.commit().await?;
-                    return Ok(Some(claimed(job, c)?));
+                    return Ok(Some(self.claimed(job, c, settings)?));
                 }
                 // Another agent took it.
                 Taken::Gone => tx.rollback().await?,
@@ -414,9 +450,9 @@ impl Store {
                     continue;
                 }
                 match take(&mut tx, a, c.try_get("id")?, lease_ms).await? {
-                    Taken::Job(job) => {
+                    Taken::Job(job, settings) => {
                         tx.commit().await?;
-                        return Ok(Some(claimed(job, c)?));
+                        return Ok(Some(self.claimed(job, c, settings)?));
                     }
                     Taken::Gone => {}
                     Taken::NotAgent => {
@@ -431,14 +467,11 @@ impl Store {
     }
 }
 
-/// A taken job with what its queue row (`c`) said of its build.
-fn claimed(job: JobRow, c: &sqlx::any::AnyRow) -> Result<Claimed> {
-    Ok(Claimed { job, project_id: c.try_get("project_id")?, with_secrets: c.try_get::<i64, _>("with_secrets")? != 0 })
-}
 
 /// What taking a queued job came to.
 enum Taken {
-    Job(JobRow),
+    /// Taken, with its project's stored settings when its build's steps get its secrets.
+    Job(JobRow, Option<String>),
     /// No longer queued: another agent took it, or it was cancelled.
     Gone,
     /// The agent no longer has the token it called with (revoked, or enrolled again).
@@ -469,7 +502,8 @@ async fn take(tx: &mut Transaction<'static, Any>, a: &AgentRow, id: i64, lease_m
     }
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE jobs SET status = 'running', attempt = attempt + 1, agent_name = $1, lease_until = $2, \
-         started_at = COALESCE(started_at, $3) WHERE id = $4 AND status = 'queued' AND ready = 1 RETURNING {COLS}"
+         started_at = COALESCE(started_at, $3) WHERE id = $4 AND status = 'queued' AND ready = 1 RETURNING {COLS}, \
+         (SELECT p.settings FROM builds b JOIN projects p ON p.id = b.project_id WHERE b.id = jobs.build_id AND b.with_secrets = 1) AS secret_settings"
     )))
     .bind(agent)
     .bind(now + lease_ms)
@@ -479,6 +513,7 @@ async fn take(tx: &mut Transaction<'static, Any>, a: &AgentRow, id: i64, lease_m
     .await?;
     let Some(row) = row else { return Ok(Taken::Gone) };
     let job = from_row(&row)?;
+    let settings: Option<String> = row.try_get("secret_settings")?;
     sqlx::query(
         "INSERT INTO attempts (job_id, attempt, agent_name, status, started_at) VALUES ($1, $2, $3, 'running', $4) \
          ON CONFLICT (job_id, attempt) DO NOTHING",
@@ -494,7 +529,7 @@ async fn take(tx: &mut Transaction<'static, Any>, a: &AgentRow, id: i64, lease_m
         .bind(job.build_id)
         .execute(&mut **tx)
         .await?;
-    Ok(Taken::Job(job))
+    Ok(Taken::Job(job, settings))
 }
 
 impl Store {
@@ -662,8 +697,9 @@ impl Store {
             .bind(attempt)
             .execute(&mut *tx)
             .await?;
-        crate::testqueue::report_unrun(&mut tx, build_id).await?;
-        let (build_status, build_finished, readied) = settle_build(&mut tx, self.backend(), build_id).await?;
+        let (build_status, build_finished, readied) = settle_build(&mut tx, self.backend(), build_id, Settle::AfterJobEnd)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("build {build_id} has no jobs but job {job_id} ended")))?;
         tx.commit().await?;
         let duration_ms = started_at.map(|s| now - s);
         Ok(FinishOutcome { build_id, build_status, build_finished, readied, repeated: false, project, duration_ms })
@@ -753,8 +789,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        crate::testqueue::report_unrun(&mut tx, build_id).await?;
-        settle_build(&mut tx, self.backend(), build_id).await?;
+        settle_build(&mut tx, self.backend(), build_id, Settle::AfterJobEnd).await?;
         tx.commit().await?;
         Ok(Some(LeaseExpiry { job_id, build_id, attempt: cur, agent, requeued: requeue }))
     }
@@ -788,10 +823,8 @@ impl Store {
             .bind(build_id)
             .execute(&mut *tx)
             .await?;
-        let has_jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE build_id = $1").bind(build_id).fetch_one(&mut *tx).await?;
-        if has_jobs > 0 {
-            settle_build(&mut tx, self.backend(), build_id).await?;
-        }
+        // A build with no jobs is left as the update above made it.
+        settle_build(&mut tx, self.backend(), build_id, Settle::Only).await?;
         tx.commit().await?;
         Ok(running)
     }

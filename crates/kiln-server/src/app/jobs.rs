@@ -46,8 +46,7 @@ pub async fn claim(st: &AppState, agent: &AgentRow, claim_id: Option<String>) ->
             a.job_id = c.job.id;
             a.attempt = c.job.attempt;
             a.log_limit = st.cfg.log_limit;
-            let secrets = if c.with_secrets { super::builds::project_secrets(st, c.project_id).await? } else { Vec::new() };
-            for (k, v) in secrets {
+            for (k, v) in c.secrets {
                 a.env.insert(k, v.clone());
                 a.secrets.push(v);
             }
@@ -193,7 +192,7 @@ pub async fn finish(st: &AppState, by: AgentAttempt<'_>, req: &FinishRequest) ->
             st.emit(EventKind::Build, out.build_id, None, &out.project, &out.build_status);
             if out.build_status == "passed" {
                 let st = st.clone();
-                tokio::spawn(async move { crate::sources::downstream::on_passed(&st, out.build_id).await });
+                tokio::spawn(async move { crate::sources::downstream::on_passed(&st, out.build_id, &out.project).await });
             }
         }
     }

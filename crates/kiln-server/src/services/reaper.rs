@@ -23,7 +23,7 @@ pub async fn run(st: AppState, stop: CancellationToken) {
         for b in st.store.expansions_due(lease_ms).await.unwrap_or_default() {
             tracing::warn!("build {} of {} was not expanded within its lease: expanding it here", b.id, b.project);
             let st = st.clone();
-            tokio::spawn(async move { crate::materialize::materialize(&st, b, std::time::Instant::now()).await });
+            tokio::spawn(async move { crate::materialize::materialize(&st, b, None, std::time::Instant::now()).await });
         }
         if !st.duties.held(Duty::Reaper) {
             continue;
