@@ -599,8 +599,13 @@ impl Store {
 
     /// Check that `agent` holds job `job_id` in its current, running `attempt`.
     pub async fn check_held(&self, by: AgentAttempt<'_>) -> Result<()> {
+        self.held_build(by).await.map(drop)
+    }
+
+    /// [`Store::check_held`] that answers the job's build.
+    pub async fn held_build(&self, by: AgentAttempt<'_>) -> Result<i64> {
         let mut conn = self.pool().acquire().await?;
-        held_by(&mut conn, by).await.map(|_| ())
+        held_by(&mut conn, by).await
     }
 
     /// Finish the current attempt of a job, from the agent that holds it, once the server
