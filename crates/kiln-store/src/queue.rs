@@ -73,6 +73,10 @@ pub struct FinishOutcome {
     /// events the caller sends.
     pub project: String,
     pub duration_ms: Option<i64>,
+    /// Some project's recorded triggers ([`crate::TRIGGERS_PREFIX`]) may name this project
+    /// upstream: a test that never misses one (it may match more, the name being a `LIKE`
+    /// pattern), read with the finish so that builds nothing follows cost no further read.
+    pub named_upstream: bool,
 }
 
 /// A running job whose lease ran out.
@@ -202,6 +206,15 @@ async fn why_not_held(conn: &mut sqlx::AnyConnection, job_id: i64, attempt: i64,
     } else {
         StoreError::Stale { job_id, attempt }
     })
+}
+
+/// The first key past the [`crate::TRIGGERS_PREFIX`] range (its last character's successor),
+/// so the range is read through the key's index.
+fn triggers_end() -> String {
+    let mut end = crate::TRIGGERS_PREFIX.to_string();
+    let last = end.pop().expect("a prefix");
+    end.push(char::from_u32(last as u32 + 1).expect("an ASCII prefix"));
+    end
 }
 
 /// What a settle does besides deriving the build's status.
@@ -637,7 +650,8 @@ impl Store {
             sqlx::query("UPDATE attempts SET log_len = log_len WHERE job_id = $1 AND attempt = $2").bind(job_id).bind(attempt).execute(&mut *tx).await?;
         }
         let row = sqlx::query(
-            "SELECT j.build_id, j.status, j.started_at, b.status AS build_status, p.name AS project, COALESCE(a.log_len, 0) AS log_len \
+            "SELECT j.build_id, j.status, j.started_at, b.status AS build_status, p.name AS project, COALESCE(a.log_len, 0) AS log_len, \
+             CAST(CASE WHEN EXISTS (SELECT 1 FROM kv WHERE k >= $4 AND k < $5 AND v LIKE '%\"' || p.name || '\"%') THEN 1 ELSE 0 END AS BIGINT) AS named_upstream \
              FROM jobs j JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id \
              LEFT JOIN attempts a ON a.job_id = j.id AND a.attempt = j.attempt \
              WHERE j.id = $1 AND j.attempt = $2 AND j.agent_name = $3",
@@ -645,6 +659,8 @@ impl Store {
         .bind(job_id)
         .bind(attempt)
         .bind(agent)
+        .bind(crate::TRIGGERS_PREFIX)
+        .bind(triggers_end())
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else { return Err(why_not_held(&mut tx, job_id, attempt, agent).await?) };
@@ -652,10 +668,11 @@ impl Store {
         let cur_status: String = row.try_get("status")?;
         let project: String = row.try_get("project")?;
         let started_at: Option<i64> = row.try_get("started_at")?;
+        let named_upstream = row.try_get::<i64, _>("named_upstream")? != 0;
         if cur_status != "running" {
             if cur_status == status.as_str() || cur_status == "cancelled" {
                 let build_status: String = row.try_get("build_status")?;
-                return Ok(FinishOutcome { build_id, build_status, build_finished: false, readied: false, repeated: true, project, duration_ms: None });
+                return Ok(FinishOutcome { build_id, build_status, build_finished: false, readied: false, repeated: true, project, duration_ms: None, named_upstream });
             }
             return Err(StoreError::Stale { job_id, attempt });
         }
@@ -707,7 +724,7 @@ impl Store {
             .ok_or_else(|| StoreError::Corrupt(format!("build {build_id} has no jobs but job {job_id} ended")))?;
         tx.commit().await?;
         let duration_ms = started_at.map(|s| now - s);
-        Ok(FinishOutcome { build_id, build_status, build_finished, readied, repeated: false, project, duration_ms })
+        Ok(FinishOutcome { build_id, build_status, build_finished, readied, repeated: false, project, duration_ms, named_upstream })
     }
 
     /// Take back every running job whose lease ran out: back to the queue with

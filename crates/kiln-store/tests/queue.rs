@@ -285,6 +285,7 @@ const CASES: &[(&str, Case)] = &[
     ("a build cancelled before it got its jobs never gets them", |s| Box::pin(cancel_unexpanded(s))),
     ("a claim carries its project's secrets when its build gets them", |s| Box::pin(claim_secrets(s))),
     ("quiet builds are marked notified together, each only as it was read", |s| Box::pin(notified_together(s))),
+    ("a finish tells whether some project's triggers name its project upstream", |s| Box::pin(named_upstream(s))),
 ];
 
 async fn returned_rows(s: Store) {
@@ -346,6 +347,25 @@ async fn notified_together(s: Store) {
     s.mark_notified(&read).await.unwrap();
     assert_eq!(seen(&s.unnotified_builds(100).await.unwrap()), [(b1, "failed".to_string())]);
     assert_eq!(s.build(b3).await.unwrap().status, "queued");
+}
+
+async fn named_upstream(s: Store) {
+    let prefix = kiln_store::TRIGGERS_PREFIX;
+    // Keys outside the triggers' range, and triggers naming other projects, do not count.
+    s.kv_set("down:1", r#"{"after":["p"]}"#).await.unwrap();
+    s.kv_set(&format!("{prefix}41"), r#"{"after":["px","q"],"schedule":["0 * * * *"]}"#).await.unwrap();
+    let mut named = Vec::new();
+    for triggers in [None, Some(r#"{"after":["q","p"],"schedule":[]}"#)] {
+        if let Some(t) = triggers {
+            s.kv_set(&format!("{prefix}42"), t).await.unwrap();
+        }
+        let (_, ids) = build(&s, &[job("j", "", &[], 1)]).await;
+        assert_eq!(claim(&s, "a", "").await, Some((ids["j"], 1)));
+        let out = finish(&s, ids["j"], 1, JobStatus::Passed, Some(0)).await.unwrap();
+        assert_eq!(out.build_status, "passed");
+        named.push(out.named_upstream);
+    }
+    assert_eq!(named, [false, true]);
 }
 
 #[tokio::test]

@@ -187,7 +187,8 @@ pub async fn finish(st: &AppState, by: AgentAttempt<'_>, req: &FinishRequest) ->
         st.emit_event(ev);
         if out.build_finished {
             st.emit(EventKind::Build, out.build_id, None, &out.project, &out.build_status);
-            if out.build_status == "passed" {
+            // Only when some project may build after this one (see `FinishOutcome::named_upstream`).
+            if out.build_status == "passed" && out.named_upstream {
                 let st = st.clone();
                 tokio::spawn(async move { crate::sources::downstream::on_passed(&st, out.build_id, &out.project).await });
             }

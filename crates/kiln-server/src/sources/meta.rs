@@ -17,7 +17,7 @@ pub struct Meta {
 }
 
 /// The kv keys of every project's triggers start with this.
-const PREFIX: &str = "meta:";
+const PREFIX: &str = kiln_store::TRIGGERS_PREFIX;
 
 /// The kv key of a project's triggers.
 pub(crate) fn key(project_id: i64) -> String {
