@@ -30,17 +30,29 @@ enum Unrun {
     Skipped(String, String),
 }
 
+/// Whether the caller holds the build's expansion lease already.
+pub enum Lease {
+    /// Take it here (a build recorded earlier, or by `create_build`).
+    Take,
+    /// Taken as the build was recorded (`Store::create_build_to_expand`), which read the
+    /// project's recorded triggers (`meta::key`) then.
+    Held { recorded: Option<String> },
+}
+
 /// Expand `build` into jobs (or end it errored or skipped), then wake the agents. The server
 /// holds a lease on the expansion while it reads the pipeline; a server that finds another
 /// holding it leaves the build alone (the reaper takes it over if that lease runs out).
 /// `project` is the build's project when the caller has just read it (it is read otherwise).
-pub async fn materialize(st: &AppState, build: BuildRow, project: Option<ProjectRow>, asked_at: Instant) {
-    let lease_ms = st.cfg.lease_secs.max(2) as i64 * 1000;
-    // Taking the lease reads the project's recorded triggers too (see `meta::record`).
-    let recorded = match st.store.take_expansion(build.id, lease_ms, &meta::key(build.project_id)).await {
-        Ok(Some(recorded)) => recorded,
-        Ok(None) => return,
-        Err(e) => return tracing::error!("build {}: cannot take its expansion: {e}", build.id),
+pub async fn materialize(st: &AppState, build: BuildRow, project: Option<ProjectRow>, lease: Lease, asked_at: Instant) {
+    let lease_ms = st.cfg.lease_ms();
+    // Taking the lease reads the project's recorded triggers too (see `meta::record_over`).
+    let recorded = match lease {
+        Lease::Held { recorded } => recorded,
+        Lease::Take => match st.store.take_expansion(build.id, lease_ms, &meta::key(build.project_id)).await {
+            Ok(Some(recorded)) => recorded,
+            Ok(None) => return,
+            Err(e) => return tracing::error!("build {}: cannot take its expansion: {e}", build.id),
+        },
     };
     let project = match project {
         Some(p) => p,

@@ -96,11 +96,23 @@ impl Store {
     /// Record a new build, queued and not yet expanded into jobs (one statement: the insert
     /// returns the row).
     pub async fn create_build(&self, nb: &NewBuild) -> Result<BuildRow> {
+        Ok(self.insert_build(nb, None).await?.0)
+    }
+
+    /// [`Store::create_build`] for the caller that expands the build next: recorded with its
+    /// expansion lease held for `lease_ms` (as [`Store::take_expansion`] would take it), and with
+    /// the value of kv key `read` read by the same statement.
+    pub async fn create_build_to_expand(&self, nb: &NewBuild, lease_ms: i64, read: &str) -> Result<(BuildRow, Option<String>)> {
+        self.insert_build(nb, Some((lease_ms, read))).await
+    }
+
+    async fn insert_build(&self, nb: &NewBuild, expand: Option<(i64, &str)>) -> Result<(BuildRow, Option<String>)> {
+        let now = now_ms();
         let row = {
             let _w = self.write_turn().await;
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO builds (project_id, status, branch, requested_commit, trigger_kind, triggered_by, upstream_build, before_commit, changed_paths, created_at, with_secrets) \
-                 VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {}",
+                "INSERT INTO builds (project_id, status, branch, requested_commit, trigger_kind, triggered_by, upstream_build, before_commit, changed_paths, created_at, with_secrets, expand_until) \
+                 VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {}, (SELECT v FROM kv WHERE k = $12) AS read_kv",
                 returned_cols()
             )))
             .bind(nb.project_id)
@@ -111,12 +123,14 @@ impl Store {
             .bind(nb.upstream_build)
             .bind(&nb.before_commit)
             .bind(nb.changed_paths.as_ref().map(crate::rows::to_json))
-            .bind(now_ms())
+            .bind(now)
             .bind(nb.with_secrets as i64)
+            .bind(expand.map(|(lease_ms, _)| now + lease_ms))
+            .bind(expand.map(|(_, read)| read).unwrap_or(""))
             .fetch_one(self.pool())
             .await?
         };
-        from_row(&row)
+        Ok((from_row(&row)?, if expand.is_some() { row.try_get("read_kv")? } else { None }))
     }
 
     pub async fn build(&self, id: i64) -> Result<BuildRow> {

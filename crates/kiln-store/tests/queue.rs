@@ -286,6 +286,7 @@ const CASES: &[(&str, Case)] = &[
     ("a claim carries its project's secrets when its build gets them", |s| Box::pin(claim_secrets(s))),
     ("quiet builds are marked notified together, each only as it was read", |s| Box::pin(notified_together(s))),
     ("a finish tells whether some project's triggers name its project upstream", |s| Box::pin(named_upstream(s))),
+    ("a build recorded to expand holds its lease from the start, and loses it when it runs out", |s| Box::pin(recorded_to_expand(s))),
 ];
 
 async fn returned_rows(s: Store) {
@@ -347,6 +348,37 @@ async fn notified_together(s: Store) {
     s.mark_notified(&read).await.unwrap();
     assert_eq!(seen(&s.unnotified_builds(100).await.unwrap()), [(b1, "failed".to_string())]);
     assert_eq!(s.build(b3).await.unwrap().status, "queued");
+}
+
+async fn recorded_to_expand(s: Store) {
+    let b = recorded(&s, "p", &Default::default(), false).await;
+    let nb = new_build_of(&b);
+    s.kv_set("meta:x", "v").await.unwrap();
+    let (held, read) = s.create_build_to_expand(&nb, LEASE, "meta:x").await.unwrap();
+    assert_eq!(read.as_deref(), Some("v"));
+    assert_eq!(format!("{held:?}"), format!("{:?}", s.build(held.id).await.unwrap()));
+    assert_eq!(s.take_expansion(held.id, LEASE, "").await.unwrap(), None, "its recorder holds the lease");
+    // Its recorder died: once the lease runs out, any server takes the build over.
+    let (lost, _) = s.create_build_to_expand(&nb, 1, "meta:x").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let due: Vec<i64> = s.expansions_due(LEASE).await.unwrap().iter().map(|b| b.id).collect();
+    assert!(due.contains(&lost.id) && !due.contains(&held.id), "due {due:?}");
+    assert!(s.take_expansion(lost.id, LEASE, "").await.unwrap().is_some());
+}
+
+/// A new build like `b`.
+fn new_build_of(b: &BuildRow) -> NewBuild {
+    NewBuild {
+        project_id: b.project_id,
+        branch: b.branch.clone(),
+        requested_commit: b.requested_commit.clone(),
+        trigger: b.trigger.clone(),
+        triggered_by: b.triggered_by.clone(),
+        upstream_build: b.upstream_build,
+        before_commit: b.before_commit.clone(),
+        changed_paths: b.changed_paths.clone(),
+        with_secrets: b.with_secrets,
+    }
 }
 
 async fn named_upstream(s: Store) {

@@ -14,10 +14,6 @@ use std::time::Duration;
 /// How long a claim or a control poll waits before answering "nothing yet".
 const POLL_WAIT: Duration = Duration::from_secs(25);
 
-fn lease_ms(st: &AppState) -> i64 {
-    st.cfg.lease_secs.max(2) as i64 * 1000
-}
-
 /// The oldest ready job the agent's labels (and enrolment) allow, with the secrets its build
 /// may have; waits up to `POLL_WAIT` for one. A retried claim (same `claim_id`) whose answer
 /// was lost gets the same job, not a second one.
@@ -40,7 +36,7 @@ pub async fn claim(st: &AppState, agent: &AgentRow, claim_id: Option<String>) ->
         if draining {
             return Ok(None);
         }
-        if let Some(c) = st.store.claim(agent, lease_ms(st)).await? {
+        if let Some(c) = st.store.claim(agent, st.cfg.lease_ms()).await? {
             waiting.took_job();
             let mut a: JobAssignment = serde_json::from_str(&c.job.spec).map_err(|e| AppError::Internal(format!("job {} spec: {e}", c.job.id)))?;
             a.job_id = c.job.id;
@@ -73,7 +69,7 @@ pub async fn claim(st: &AppState, agent: &AgentRow, claim_id: Option<String>) ->
 pub async fn heartbeat(st: &AppState, agent: &AgentRow, req: &HeartbeatRequest) -> AppResult<HeartbeatResponse> {
     let drain = st.store.agent_seen(agent.id, Some(&req.status)).await?;
     let jobs: Vec<(i64, i64)> = req.jobs.iter().map(|j| (j.job_id, j.attempt)).collect();
-    let stop = st.store.renew_leases(&agent.name, &jobs, lease_ms(st)).await?;
+    let stop = st.store.renew_leases(&agent.name, &jobs, st.cfg.lease_ms()).await?;
     Ok(HeartbeatResponse { stop: stop.into_iter().map(|(job_id, attempt)| RunningJob { job_id, attempt }).collect(), drain })
 }
 
