@@ -170,6 +170,17 @@ async fn lock_job(tx: &mut Transaction<'_, Any>, backend: crate::Backend, job_id
     Ok(())
 }
 
+/// PostgreSQL: one settle of a build at a time. Two of its jobs finishing at once would
+/// otherwise each read the other as still running, and the build would stay running for ever.
+/// (Every writer takes its jobs' rows before the build's, so this cannot deadlock; SQLite's
+/// write lock already serializes.)
+async fn lock_build(tx: &mut Transaction<'_, Any>, backend: crate::Backend, build_id: i64) -> Result<()> {
+    if backend == crate::Backend::Postgres {
+        sqlx::query("SELECT id FROM builds WHERE id = $1 FOR UPDATE").bind(build_id).fetch_optional(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 /// Who writes about a job: the agent, and the attempt it says it runs. Every agent write
 /// in the store takes one, so none can be made without naming the agent.
 #[derive(Debug, Clone, Copy)]
@@ -218,57 +229,119 @@ fn triggers_end() -> String {
 }
 
 /// What a settle does besides deriving the build's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Settle {
     /// Only settle (a cancel).
     Only,
     /// A job ended: first report the tests of finished groups no one ran
     /// (`testqueue::report_unrun`), when the build has test groups left to report.
     AfterJobEnd,
+    /// [`Settle::AfterJobEnd`] for a finish that has locked the build and read it
+    /// ([`FINISH_READ`]), the finished job's new status put in.
+    Read(BuildState),
 }
 
-/// The build's status, whether it has test groups left to report, and its jobs (none: one row
-/// of NULLs), in one read: settling reads nothing else.
-const SETTLE_READ: &str = "SELECT b.status AS build_status, \
-CAST(CASE WHEN EXISTS (SELECT 1 FROM test_groups g WHERE g.build_id = b.id AND g.state = 'ready') THEN 1 ELSE 0 END AS BIGINT) AS unreported, \
-j.job_key, j.needs, j.status, j.ready FROM builds b LEFT JOIN jobs j ON j.build_id = b.id WHERE b.id = $1";
+/// A build as settling reads it (columns `build_status`, `unreported`, `job_key`, `needs`,
+/// `job_status`, `ready`: [`SETTLE_READ`], [`FINISH_READ`]).
+struct BuildState {
+    status: String,
+    /// It has test groups left to report.
+    unreported: bool,
+    /// (key, needs, status) of each job.
+    jobs: Vec<(String, Vec<String>, JobStatus)>,
+    /// Jobs marked ready already.
+    ready: std::collections::HashSet<String>,
+}
+
+impl BuildState {
+    /// None when the rows hold no build (no row) or no job (one row of NULLs).
+    fn of(rows: &[sqlx::any::AnyRow]) -> Result<Option<BuildState>> {
+        let Some(first) = rows.first() else { return Ok(None) };
+        let mut b = BuildState {
+            status: first.try_get("build_status")?,
+            unreported: first.try_get::<i64, _>("unreported")? != 0,
+            jobs: Vec::with_capacity(rows.len()),
+            ready: Default::default(),
+        };
+        for r in rows {
+            let Some(key) = r.try_get::<Option<String>, _>("job_key")? else { continue };
+            let status: String = r.try_get("job_status")?;
+            let st = JobStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("job status {status:?}")))?;
+            if r.try_get::<i64, _>("ready")? != 0 {
+                b.ready.insert(key.clone());
+            }
+            b.jobs.push((key, json_list(&r.try_get::<String, _>("needs")?)?, st));
+        }
+        Ok((!b.jobs.is_empty()).then_some(b))
+    }
+}
+
+/// Whether build `build` (an SQL expression) has test groups left to report.
+fn unreported(build: &str) -> String {
+    format!("CAST(CASE WHEN EXISTS (SELECT 1 FROM test_groups g WHERE g.build_id = {build} AND g.state = 'ready') THEN 1 ELSE 0 END AS BIGINT)")
+}
+
+/// Build `$1` as settling reads it, in one query: its status, whether it has test groups left
+/// to report, its jobs (none: one row of NULLs).
+fn settle_read() -> &'static str {
+    static Q: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    Q.get_or_init(|| {
+        format!(
+            // `$1`, not `b.id`: not correlated, so computed once.
+            "SELECT b.status AS build_status, {} AS unreported, j.job_key, j.needs, j.status AS job_status, j.ready \
+             FROM builds b LEFT JOIN jobs j ON j.build_id = b.id WHERE b.id = $1",
+            unreported("$1")
+        )
+    })
+}
+
+/// A finish's read of job `$1` as attempt `$2` of agent `$3` (no row: not held): the job (its
+/// build, status, key, start), its build's status and project, the log held, whether some
+/// project's triggers (kv keys from `$4` to `$5`) may name the project upstream — and, a row
+/// each, the build's jobs as settling reads them ([`BuildState`]). The job's own part is read
+/// once (`MATERIALIZED`), not for each of its build's jobs.
+fn finish_read() -> &'static str {
+    static Q: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    Q.get_or_init(|| {
+        format!(
+            "WITH f AS MATERIALIZED (SELECT j.build_id, j.status, j.job_key AS own_key, j.started_at, b.status AS build_status, p.name AS project, \
+             COALESCE(a.log_len, 0) AS log_len, {} AS unreported, \
+             CAST(CASE WHEN EXISTS (SELECT 1 FROM kv WHERE k >= $4 AND k < $5 AND v LIKE '%\"' || p.name || '\"%') THEN 1 ELSE 0 END AS BIGINT) AS named_upstream \
+             FROM jobs j JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id \
+             LEFT JOIN attempts a ON a.job_id = j.id AND a.attempt = j.attempt \
+             WHERE j.id = $1 AND j.attempt = $2 AND j.agent_name = $3) \
+             SELECT f.*, s.job_key, s.needs, s.status AS job_status, s.ready FROM f JOIN jobs s ON s.build_id = f.build_id",
+            unreported("j.build_id")
+        )
+    })
+}
 
 /// Ready or skip dependents until nothing changes, then store the build's derived status.
 /// Returns (status, became_final, readied_any); None for a build with no jobs, or none at all
 /// (nothing written).
 async fn settle_build(tx: &mut Transaction<'_, Any>, backend: crate::Backend, build_id: i64, what: Settle) -> Result<Option<(String, bool, bool)>> {
-    // PostgreSQL: one settle of a build at a time. Two of its jobs finishing at once would
-    // otherwise each read the other as still running, and the build would stay running for
-    // ever. (Every writer takes its jobs' rows before the build's, so this cannot deadlock;
-    // SQLite's write lock already serializes.)
-    if backend == crate::Backend::Postgres {
-        sqlx::query("SELECT id FROM builds WHERE id = $1 FOR UPDATE").bind(build_id).fetch_optional(&mut **tx).await?;
+    let (mut known, mut report) = match what {
+        Settle::Only => (None, false),
+        Settle::AfterJobEnd => (None, true),
+        Settle::Read(b) => (Some(b), true),
+    };
+    if known.is_none() {
+        lock_build(tx, backend, build_id).await?;
     }
     let now = now_ms();
     let mut readied = false;
-    let mut report = what == Settle::AfterJobEnd;
     loop {
-        let rows = sqlx::query(SETTLE_READ).bind(build_id).fetch_all(&mut **tx).await?;
-        let Some(first) = rows.first() else { return Ok(None) };
-        let old: String = first.try_get("build_status")?;
+        let build = match known.take() {
+            Some(b) => b,
+            None => match BuildState::of(&sqlx::query(sqlx::AssertSqlSafe(settle_read())).bind(build_id).fetch_all(&mut **tx).await?)? {
+                Some(b) => b,
+                None => return Ok(None),
+            },
+        };
         // Test groups are reported before the status is derived (their reports change no job).
-        if std::mem::take(&mut report) && first.try_get::<i64, _>("unreported")? != 0 {
+        if std::mem::take(&mut report) && build.unreported {
             crate::testqueue::report_unrun(tx, build_id).await?;
         }
-        let mut jobs = Vec::with_capacity(rows.len());
-        let mut ready_now = std::collections::HashSet::new();
-        for r in &rows {
-            let Some(key) = r.try_get::<Option<String>, _>("job_key")? else { continue };
-            let status: String = r.try_get("status")?;
-            let st = JobStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("job status {status:?}")))?;
-            if r.try_get::<i64, _>("ready")? != 0 {
-                ready_now.insert(key.clone());
-            }
-            jobs.push((key, json_list(&r.try_get::<String, _>("needs")?)?, st));
-        }
-        if jobs.is_empty() {
-            return Ok(None);
-        }
+        let BuildState { status: old, jobs, ready: ready_now, .. } = build;
         let (ready, skip) = resolve_dependents(&jobs);
         let ready: Vec<_> = ready.into_iter().filter(|k| !ready_now.contains(k)).collect();
         if ready.is_empty() && skip.is_empty() {
@@ -649,23 +722,22 @@ impl Store {
             // Appends hold the attempt's row; so does this one.
             sqlx::query("UPDATE attempts SET log_len = log_len WHERE job_id = $1 AND attempt = $2").bind(job_id).bind(attempt).execute(&mut *tx).await?;
         }
-        let row = sqlx::query(
-            "SELECT j.build_id, j.status, j.started_at, b.status AS build_status, p.name AS project, COALESCE(a.log_len, 0) AS log_len, \
-             CAST(CASE WHEN EXISTS (SELECT 1 FROM kv WHERE k >= $4 AND k < $5 AND v LIKE '%\"' || p.name || '\"%') THEN 1 ELSE 0 END AS BIGINT) AS named_upstream \
-             FROM jobs j JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id \
-             LEFT JOIN attempts a ON a.job_id = j.id AND a.attempt = j.attempt \
-             WHERE j.id = $1 AND j.attempt = $2 AND j.agent_name = $3",
-        )
-        .bind(job_id)
-        .bind(attempt)
-        .bind(agent)
-        .bind(crate::TRIGGERS_PREFIX)
-        .bind(triggers_end())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else { return Err(why_not_held(&mut tx, job_id, attempt, agent).await?) };
+        // PostgreSQL: the build's row too (see `lock_build`), before its jobs are read below.
+        if self.backend() == crate::Backend::Postgres {
+            sqlx::query("SELECT id FROM builds WHERE id = (SELECT build_id FROM jobs WHERE id = $1) FOR UPDATE").bind(job_id).fetch_optional(&mut *tx).await?;
+        }
+        let rows = sqlx::query(sqlx::AssertSqlSafe(finish_read()))
+            .bind(job_id)
+            .bind(attempt)
+            .bind(agent)
+            .bind(crate::TRIGGERS_PREFIX)
+            .bind(triggers_end())
+            .fetch_all(&mut *tx)
+            .await?;
+        let Some(row) = rows.first() else { return Err(why_not_held(&mut tx, job_id, attempt, agent).await?) };
         let build_id: i64 = row.try_get("build_id")?;
         let cur_status: String = row.try_get("status")?;
+        let own_key: String = row.try_get("own_key")?;
         let project: String = row.try_get("project")?;
         let started_at: Option<i64> = row.try_get("started_at")?;
         let named_upstream = row.try_get::<i64, _>("named_upstream")? != 0;
@@ -719,9 +791,12 @@ impl Store {
             .bind(attempt)
             .execute(&mut *tx)
             .await?;
-        let (build_status, build_finished, readied) = settle_build(&mut tx, self.backend(), build_id, Settle::AfterJobEnd)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("build {build_id} has no jobs but job {job_id} ended")))?;
+        let no_jobs = || StoreError::Corrupt(format!("build {build_id} has no jobs but job {job_id} ended"));
+        let mut read = BuildState::of(&rows)?.ok_or_else(no_jobs)?;
+        for j in read.jobs.iter_mut().filter(|j| j.0 == own_key) {
+            j.2 = status;
+        }
+        let (build_status, build_finished, readied) = settle_build(&mut tx, self.backend(), build_id, Settle::Read(read)).await?.ok_or_else(no_jobs)?;
         tx.commit().await?;
         let duration_ms = started_at.map(|s| now - s);
         Ok(FinishOutcome { build_id, build_status, build_finished, readied, repeated: false, project, duration_ms, named_upstream })

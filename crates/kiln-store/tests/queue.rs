@@ -287,6 +287,7 @@ const CASES: &[(&str, Case)] = &[
     ("quiet builds are marked notified together, each only as it was read", |s| Box::pin(notified_together(s))),
     ("a finish tells whether some project's triggers name its project upstream", |s| Box::pin(named_upstream(s))),
     ("a build recorded to expand holds its lease from the start, and loses it when it runs out", |s| Box::pin(recorded_to_expand(s))),
+    ("jobs of one build finishing at once end it, once", |s| Box::pin(finishing_at_once(s))),
 ];
 
 async fn returned_rows(s: Store) {
@@ -364,6 +365,24 @@ async fn recorded_to_expand(s: Store) {
     let due: Vec<i64> = s.expansions_due(LEASE).await.unwrap().iter().map(|b| b.id).collect();
     assert!(due.contains(&lost.id) && !due.contains(&held.id), "due {due:?}");
     assert!(s.take_expansion(lost.id, LEASE, "").await.unwrap().is_some());
+}
+
+async fn finishing_at_once(s: Store) {
+    for round in 0..8 {
+        let (b, ids) = build(&s, &[job("x", "", &[], 1), job("y", "", &[], 1), job("z", "", &[], 1)]).await;
+        for (agent, key) in [("a", "x"), ("b", "y"), ("c", "z")] {
+            assert_eq!(claim(&s, agent, "").await, Some((ids[key], 1)));
+        }
+        let end = |key: &'static str, status| {
+            let (s, j) = (s.clone(), ids[key]);
+            async move { finish(&s, j, 1, status, Some(0)).await.unwrap() }
+        };
+        let failed = if round % 2 == 0 { JobStatus::Passed } else { JobStatus::Failed };
+        let (x, y, z) = tokio::join!(end("x", JobStatus::Passed), end("y", JobStatus::Passed), end("z", failed));
+        let want = if round % 2 == 0 { "passed" } else { "failed" };
+        assert_eq!([x.build_finished, y.build_finished, z.build_finished].iter().filter(|f| **f).count(), 1, "round {round}: one finish ends the build");
+        assert_eq!(s.build(b).await.unwrap().status, want, "round {round}");
+    }
 }
 
 /// A new build like `b`.
