@@ -137,26 +137,38 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<JobRow> {
     })
 }
 
+/// Jobs one `INSERT` writes (10 parameters each, far under either backend's limit).
+const INSERT_AT_ONCE: usize = 500;
+
+/// Insert a build's jobs, in their order (their ids follow it: the claim order), a statement
+/// per [`INSERT_AT_ONCE`] jobs.
 pub(crate) async fn insert_jobs(tx: &mut Transaction<'_, Any>, build_id: i64, jobs: &[NewJob]) -> Result<()> {
     let now = now_ms();
-    for j in jobs {
-        let ready = j.needs.is_empty();
-        sqlx::query(
-            "INSERT INTO jobs (build_id, job_key, name, status, ready, spec, requires, needs, max_attempts, created_at, queued_at) \
-             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(build_id)
-        .bind(&j.key)
-        .bind(&j.name)
-        .bind(ready as i64)
-        .bind(&j.spec)
-        .bind(to_json(&j.requires))
-        .bind(to_json(&j.needs))
-        .bind(j.max_attempts)
-        .bind(now)
-        .bind(if ready { Some(now) } else { None })
-        .execute(&mut **tx)
-        .await?;
+    for chunk in jobs.chunks(INSERT_AT_ONCE) {
+        let values = (0..chunk.len())
+            .map(|i| {
+                let p = |n: usize| format!("${}", 10 * i + n);
+                format!("({}, {}, {}, 'queued', {}, {}, {}, {}, {}, {}, {})", p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("INSERT INTO jobs (build_id, job_key, name, status, ready, spec, requires, needs, max_attempts, created_at, queued_at) VALUES {values}");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for j in chunk {
+            let ready = j.needs.is_empty();
+            q = q
+                .bind(build_id)
+                .bind(j.key.clone())
+                .bind(j.name.clone())
+                .bind(ready as i64)
+                .bind(j.spec.clone())
+                .bind(to_json(&j.requires))
+                .bind(to_json(&j.needs))
+                .bind(j.max_attempts)
+                .bind(now)
+                .bind(if ready { Some(now) } else { None });
+        }
+        q.execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -349,6 +361,10 @@ async fn settle_build(tx: &mut Transaction<'_, Any>, backend: crate::Backend, bu
             let status = derive_build_status(&statuses);
             let final_ = status.is_final();
             let became_final = final_ && old != status.as_str();
+            // Unchanged and not final (one of several jobs ended): its row already says so.
+            if old == status.as_str() && !final_ {
+                return Ok(Some((old, false, readied)));
+            }
             sqlx::query(
                 "UPDATE builds SET status = $1, \
                  started_at = CASE WHEN started_at IS NULL AND $2 = 1 THEN $3 ELSE started_at END, \

@@ -288,6 +288,7 @@ const CASES: &[(&str, Case)] = &[
     ("a finish tells whether some project's triggers name its project upstream", |s| Box::pin(named_upstream(s))),
     ("a build recorded to expand holds its lease from the start, and loses it when it runs out", |s| Box::pin(recorded_to_expand(s))),
     ("jobs of one build finishing at once end it, once", |s| Box::pin(finishing_at_once(s))),
+    ("a big build's jobs are inserted in their order", |s| Box::pin(many_jobs_in_order(s))),
 ];
 
 async fn returned_rows(s: Store) {
@@ -383,6 +384,18 @@ async fn finishing_at_once(s: Store) {
         assert_eq!([x.build_finished, y.build_finished, z.build_finished].iter().filter(|f| **f).count(), 1, "round {round}: one finish ends the build");
         assert_eq!(s.build(b).await.unwrap().status, want, "round {round}");
     }
+}
+
+async fn many_jobs_in_order(s: Store) {
+    // More than one insert statement's worth, the last needing the first.
+    let mut jobs: Vec<NewJob> = (0..1001).map(|i| job(&format!("j{i}"), "", &[], 1)).collect();
+    jobs[1000].needs = vec!["j0".into()];
+    let (b, _) = build(&s, &jobs).await;
+    let stored = s.jobs_of_build(b).await.unwrap();
+    assert_eq!(stored.iter().map(|j| j.key.clone()).collect::<Vec<_>>(), (0..1001).map(|i| format!("j{i}")).collect::<Vec<_>>());
+    assert!(stored.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(stored.iter().filter(|j| j.ready).count(), 1000, "only the job with needs waits");
+    assert_eq!(stored[1000].needs, ["j0"]);
 }
 
 /// A new build like `b`.
