@@ -67,23 +67,23 @@ struct LogAt {
 }
 
 /// A log upload's body, read only once the calling agent is known to hold the attempt, and
-/// never past `cap` (413 naming it, `what` its name in kiln_wire).
-async fn held_body(st: &AppState, by: AgentAttempt<'_>, headers: &HeaderMap, body: Body, (cap, what): (usize, &str)) -> AppResult<Vec<u8>> {
-    jobs::may_log(st, by).await?;
+/// never past `cap` (413 naming it, `what` its name in kiln_wire); with the job's build.
+async fn held_body(st: &AppState, by: AgentAttempt<'_>, headers: &HeaderMap, body: Body, (cap, what): (usize, &str)) -> AppResult<(i64, Vec<u8>)> {
+    let build_id = jobs::may_log(st, by).await?;
     let too_large = || AppError::TooLarge(format!("a log upload of job {} carries at most {cap} bytes (kiln_wire::agent::{what})", by.job_id));
     let declared = headers.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > cap as u64) {
         return Err(too_large());
     }
-    Ok(axum::body::to_bytes(body, cap).await.map_err(|_| too_large())?.into())
+    Ok((build_id, axum::body::to_bytes(body, cap).await.map_err(|_| too_large())?.into()))
 }
 
 const CHUNK_CAP: (usize, &str) = (LOG_CHUNK_MAX, "LOG_CHUNK_MAX");
 
 async fn log(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Query(at): Query<LogAt>, headers: HeaderMap, body: Body) -> AppResult<Json<LogAck>> {
     let by = AgentAttempt { job_id, attempt: at.attempt, agent: &agent.name };
-    let body = held_body(&st, by, &headers, body, CHUNK_CAP).await?;
-    Ok(Json(LogAck { len: jobs::append_log(&st, by, at.offset, &body).await? }))
+    let (build_id, body) = held_body(&st, by, &headers, body, CHUNK_CAP).await?;
+    Ok(Json(LogAck { len: jobs::append_log(&st, by, build_id, at.offset, &body).await? }))
 }
 
 /// Whole zstd frames of the log from raw byte `offset` (`kiln_store::DeclaredFrames`): read
@@ -92,8 +92,8 @@ async fn log(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_i
 /// the log files (no second compression on the server).
 async fn log_zstd(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Query(at): Query<LogAt>, headers: HeaderMap, body: Body) -> AppResult<Json<LogAck>> {
     let by = AgentAttempt { job_id, attempt: at.attempt, agent: &agent.name };
-    let body = held_body(&st, by, &headers, body, CHUNK_CAP).await?;
-    Ok(Json(LogAck { len: jobs::append_log_frames(&st, by, at.offset, body).await? }))
+    let (build_id, body) = held_body(&st, by, &headers, body, CHUNK_CAP).await?;
+    Ok(Json(LogAck { len: jobs::append_log_frames(&st, by, build_id, at.offset, body).await? }))
 }
 
 #[derive(Deserialize)]
@@ -107,8 +107,8 @@ struct LiveAt {
 /// The live tail of a log past its head (at most `LIVE_TAIL_MAX` bytes), replacing the last one.
 async fn log_live(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Query(at): Query<LiveAt>, headers: HeaderMap, body: Body) -> AppResult<Json<serde_json::Value>> {
     let by = AgentAttempt { job_id, attempt: at.attempt, agent: &agent.name };
-    let body = held_body(&st, by, &headers, body, (LIVE_TAIL_MAX, "LIVE_TAIL_MAX")).await?;
-    jobs::set_live_tail(&st, by, at.past_head, body).await?;
+    let (build_id, body) = held_body(&st, by, &headers, body, (LIVE_TAIL_MAX, "LIVE_TAIL_MAX")).await?;
+    jobs::set_live_tail(&st, by, build_id, at.past_head, body).await?;
     Ok(Json(serde_json::json!({})))
 }
 

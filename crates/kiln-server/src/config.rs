@@ -193,6 +193,12 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// How long a lease (a claimed job's, a build's expansion, a duty) lasts: `lease_secs`, at
+    /// least 2 s.
+    pub fn lease_ms(&self) -> i64 {
+        self.lease_secs.max(2) as i64 * 1000
+    }
+
     /// Read a `kiln.toml`; unknown keys are an error naming the key.
     pub fn from_file(path: &Path) -> anyhow::Result<ServerConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("failed to read {}: {e}", path.display()))?;

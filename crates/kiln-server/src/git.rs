@@ -14,12 +14,20 @@ pub struct Mirrors {
     root: PathBuf,
     /// Which repositories the server may read.
     access: Access,
-    /// Per-project lock and the time the last fetch began (so a burst of triggers fetches once).
-    fetches: std::sync::Mutex<HashMap<i64, Arc<Mutex<Option<Instant>>>>>,
+    /// Per-project lock and what the last fetch did (so a burst of triggers fetches once).
+    fetches: std::sync::Mutex<HashMap<i64, Arc<Mutex<Fetched>>>>,
     /// Branch heads as of each project's last fetch.
     heads: std::sync::Mutex<HashMap<i64, HashMap<String, String>>>,
     /// What a commit says, read once: (project, commit, pipeline path) → (pipeline text, subject, author).
     commits: std::sync::Mutex<HashMap<(i64, String, String), CommitFacts>>,
+}
+
+/// A project's last fetch: when it began, and the repository URL its mirror's remote was set
+/// to (set again only when the project's repository changes).
+#[derive(Default)]
+struct Fetched {
+    at: Option<Instant>,
+    url: Option<String>,
 }
 
 /// The facts about one commit that a build needs.
@@ -180,12 +188,12 @@ impl Mirrors {
         let lock = self.fetches.lock().unwrap().entry(project_id).or_default().clone();
         let mut last = lock.lock().await;
         let path = self.path(project_id);
-        if last.is_some_and(|t| t >= asked_at) && path.exists() {
+        if last.at.is_some_and(|t| t >= asked_at) && path.exists() {
             return Ok(path);
         }
         let protocols = self.access.protocols(repo)?;
         let shown = redact::without_credentials(repo);
-        *last = Some(Instant::now());
+        last.at = Some(Instant::now());
         if !path.join("HEAD").exists() {
             std::fs::create_dir_all(&self.root).map_err(|e| format!("failed to create {}: {e}", self.root.display()))?;
             let tmp = self.root.join(format!("{project_id}.git.tmp"));
@@ -194,8 +202,12 @@ impl Mirrors {
                 .await
                 .map_err(|e| format!("failed to clone {shown}: {e}"))?;
             std::fs::rename(&tmp, &path).map_err(|e| format!("failed to move the mirror into place: {e}"))?;
+            last.url = Some(repo.to_string());
         } else {
-            git(Some(&path), &["remote", "set-url", "origin", "--", repo]).await.map_err(|e| redact::in_text(&e))?;
+            if last.url.as_deref() != Some(repo) {
+                git(Some(&path), &["remote", "set-url", "origin", "--", repo]).await.map_err(|e| redact::in_text(&e))?;
+                last.url = Some(repo.to_string());
+            }
             run(Some(&path), &["fetch", "--prune", "--quiet", "origin"], protocols, NETWORK_TIMEOUT).await.map_err(|e| format!("failed to fetch {shown}: {e}"))?;
         }
         let heads = branch_heads(&path).await?.into_iter().collect();
@@ -307,6 +319,42 @@ mod tests {
         std::env::remove_var("GIT_CONFIG_PARAMETERS");
         assert!(e.contains("not allowed"), "{e}");
         assert!(!pwned.exists());
+    }
+
+    /// A repository with one commit whose file `f` says `text`.
+    async fn repo_saying(dir: &Path, text: &str) -> String {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("f"), text).unwrap();
+        for args in [&["init", "-q", "-b", "main"][..], &["add", "f"], &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", text]] {
+            git(Some(dir), args).await.unwrap();
+        }
+        resolve(dir, "main").await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_mirror_follows_its_project_to_a_new_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+        let (a, b) = (repo_saying(&one, "one").await, repo_saying(&two, "two").await);
+        let m = Mirrors::new(dir.path().join("mirrors"), Access { allow_local: true, local_repos: vec![] });
+        let url = |p: &Path| p.to_string_lossy().into_owned();
+        m.refresh(1, &url(&one), Instant::now()).await.unwrap();
+        assert_eq!(m.branch_head(1, "main").await.unwrap(), a);
+        // The project now names another repository: the next fetch reads that one.
+        let mirror = m.refresh(1, &url(&two), Instant::now()).await.unwrap();
+        assert_eq!(m.branch_head(1, "main").await.unwrap(), b);
+        let remote = git(Some(&mirror), &["remote", "get-url", "origin"]).await.unwrap();
+        assert_eq!(remote.trim(), url(&two));
+        // And back, after a commit there: the remote is set again, the new commit fetched.
+        let c = {
+            std::fs::write(one.join("f"), "one again").unwrap();
+            git(Some(&one), &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "again"]).await.unwrap();
+            resolve(&one, "main").await.unwrap()
+        };
+        m.refresh(1, &url(&one), Instant::now()).await.unwrap();
+        assert_eq!(m.branch_head(1, "main").await.unwrap(), c);
+        assert_eq!(m.commit_facts(1, &c, "f").await.unwrap().pipeline.as_deref(), Some("one again"), "a new commit's file is read anew");
+        assert_eq!(m.commit_facts(1, &a, "f").await.unwrap().pipeline.as_deref(), Some("one"));
     }
 
     #[tokio::test]

@@ -135,7 +135,7 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
     let access = git::Access { allow_local: cfg.allow_local_repos, local_repos: cfg.local_repos.clone() };
     let mirrors = git::Mirrors::new(cfg.data.join("repos"), access);
     // Agents keep running while the server is down: give them a lease's time to report back.
-    let grace = store.extend_running_leases(cfg.lease_secs.max(2) as i64 * 1000).await?;
+    let grace = store.extend_running_leases(cfg.lease_ms()).await?;
     if grace > 0 {
         tracing::info!("{grace} running job(s) found: their agents have {} s to report back", cfg.lease_secs);
     }

@@ -30,19 +30,36 @@ enum Unrun {
     Skipped(String, String),
 }
 
+/// Whether the caller holds the build's expansion lease already.
+pub enum Lease {
+    /// Take it here (a build recorded earlier, or by `create_build`).
+    Take,
+    /// Taken as the build was recorded (`Store::create_build_to_expand`), which read the
+    /// project's recorded triggers (`meta::key`) then.
+    Held { recorded: Option<String> },
+}
+
 /// Expand `build` into jobs (or end it errored or skipped), then wake the agents. The server
 /// holds a lease on the expansion while it reads the pipeline; a server that finds another
 /// holding it leaves the build alone (the reaper takes it over if that lease runs out).
-pub async fn materialize(st: &AppState, build: BuildRow, asked_at: Instant) {
-    let lease_ms = st.cfg.lease_secs.max(2) as i64 * 1000;
-    match st.store.take_expansion(build.id, lease_ms).await {
-        Ok(true) => {}
-        Ok(false) => return,
-        Err(e) => return tracing::error!("build {}: cannot take its expansion: {e}", build.id),
-    }
-    let project = match st.store.project_by_id(build.project_id).await {
-        Ok(p) => p,
-        Err(e) => return tracing::error!("build {}: {e}", build.id),
+/// `project` is the build's project when the caller has just read it (it is read otherwise).
+pub async fn materialize(st: &AppState, build: BuildRow, project: Option<ProjectRow>, lease: Lease, asked_at: Instant) {
+    let lease_ms = st.cfg.lease_ms();
+    // Taking the lease reads the project's recorded triggers too (see `meta::record_over`).
+    let recorded = match lease {
+        Lease::Held { recorded } => recorded,
+        Lease::Take => match st.store.take_expansion(build.id, lease_ms, &meta::key(build.project_id)).await {
+            Ok(Some(recorded)) => recorded,
+            Ok(None) => return,
+            Err(e) => return tracing::error!("build {}: cannot take its expansion: {e}", build.id),
+        },
+    };
+    let project = match project {
+        Some(p) => p,
+        None => match st.store.project_by_id(build.project_id).await {
+            Ok(p) => p,
+            Err(e) => return tracing::error!("build {}: {e}", build.id),
+        },
     };
     let renew = {
         let (st, id) = (st.clone(), build.id);
@@ -53,7 +70,7 @@ pub async fn materialize(st: &AppState, build: BuildRow, asked_at: Instant) {
             }
         })
     };
-    let prepared = prepare(st, &project, &build, asked_at).await;
+    let prepared = prepare(st, &project, &build, recorded, asked_at).await;
     renew.abort();
     let res = match prepared {
         Ok(p) => st.store.materialize_build(build.id, &p.commit, &p.message, &p.author, p.at_branch_head, &p.jobs).await,
@@ -66,15 +83,21 @@ pub async fn materialize(st: &AppState, build: BuildRow, asked_at: Instant) {
             st.store.skip_build(build.id, &commit, &reason).await
         }
     };
-    if let Err(e) = res {
-        tracing::error!("failed to record build {}: {e}", build.id);
-    }
+    let status = match res {
+        Ok(Some(status)) => status,
+        // Expanded or ended already (another server, or a cancel): say what it is now.
+        Ok(None) => st.store.build(build.id).await.map(|b| b.status).unwrap_or_default(),
+        Err(e) => {
+            tracing::error!("failed to record build {}: {e}", build.id);
+            st.store.build(build.id).await.map(|b| b.status).unwrap_or_default()
+        }
+    };
     st.wake_agents();
-    let status = st.store.build(build.id).await.map(|b| b.status).unwrap_or_default();
     st.emit(EventKind::Build, build.id, None, &project.name, &status);
 }
 
-async fn prepare(st: &AppState, project: &ProjectRow, build: &BuildRow, asked_at: Instant) -> Result<Prepared, Unrun> {
+/// `recorded`: the project's triggers as recorded when the expansion was taken.
+async fn prepare(st: &AppState, project: &ProjectRow, build: &BuildRow, recorded: Option<String>, asked_at: Instant) -> Result<Prepared, Unrun> {
     let err = |commit: &str, reason: String| Unrun::Errored(commit.to_string(), reason);
     if let Some(up) = crate::uploads::of_build(st, build).await {
         return crate::uploads::prepare(st, project, build, up, asked_at).await.map_err(|(c, r)| Unrun::Errored(c, r));
@@ -112,7 +135,7 @@ async fn prepare(st: &AppState, project: &ProjectRow, build: &BuildRow, asked_at
         if !pipeline.on.after.is_empty() {
             meta::check_after(st, &project.name, &pipeline.on.after).await.map_err(|e| err(&commit, format!("{file}: {e}")))?;
         }
-        meta::record(st, project.id, &pipeline).await;
+        meta::record_over(st, project.id, &pipeline, recorded.as_deref()).await;
     }
     if let Some(reason) = skip_reason(&pipeline, build, &mirror, &commit).await {
         return Err(Unrun::Skipped(commit, reason));

@@ -2,7 +2,7 @@
 //! upstream, upload) ends here.
 
 use crate::events::EventKind;
-use crate::materialize::materialize;
+use crate::materialize::{materialize, Lease};
 use crate::state::AppState;
 use kiln_store::{BuildRow, NewBuild, ProjectRow};
 use std::time::Instant;
@@ -36,9 +36,11 @@ pub async fn start_build(
     starter: crate::app::access::Starter,
 ) -> kiln_store::Result<BuildRow> {
     let asked_at = Instant::now();
-    let b = st
+    // Recorded with its expansion lease held: this server expands it next (another takes it
+    // over if this one dies first).
+    let (b, recorded) = st
         .store
-        .create_build(&NewBuild {
+        .create_build_to_expand(&NewBuild {
             project_id: project.id,
             branch: branch.unwrap_or(&project.branch).to_string(),
             requested_commit: commit.map(str::to_string),
@@ -48,15 +50,15 @@ pub async fn start_build(
             before_commit: origin.before.filter(|b| !b.is_empty() && !b.bytes().all(|c| c == b'0')),
             changed_paths: origin.changed_paths,
             with_secrets: crate::app::access::build_gets_secrets(project, starter),
-        })
+        }, st.cfg.lease_ms(), &crate::sources::meta::key(project.id))
         .await?;
     st.emit(EventKind::Build, b.id, None, &project.name, "queued");
     if project.settings.cancel_superseded == Some(true) {
         cancel_superseded(st, &b).await;
     }
     let st2 = st.clone();
-    let b2 = b.clone();
-    tokio::spawn(async move { materialize(&st2, b2, asked_at).await });
+    let (b2, p2) = (b.clone(), project.clone());
+    tokio::spawn(async move { materialize(&st2, b2, Some(p2), Lease::Held { recorded }, asked_at).await });
     Ok(b)
 }
 
@@ -65,7 +67,7 @@ pub async fn resume_unmaterialized(st: &AppState) {
     match st.store.unmaterialized_builds().await {
         Ok(builds) => {
             for b in builds {
-                materialize(st, b, Instant::now()).await;
+                materialize(st, b, None, Lease::Take, Instant::now()).await;
             }
         }
         Err(e) => tracing::error!("failed to list builds to resume: {e}"),

@@ -51,6 +51,13 @@ pub struct NewBuild {
 pub(crate) const COLS: &str = "b.id, b.project_id, p.name AS project, b.status, b.branch, b.commit_sha, b.requested_commit, b.message, b.author, \
 b.trigger_kind, b.triggered_by, b.upstream_build, b.before_commit, b.changed_paths, b.error, b.materialized, b.with_secrets, b.at_branch_head, b.created_at, b.started_at, b.finished_at";
 
+/// [`COLS`] as an insert or update of `builds` returns them (no join there: the project's
+/// name comes from a subquery).
+fn returned_cols() -> &'static str {
+    static R: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    R.get_or_init(|| COLS.replace("b.", "").replace("p.name AS project", "(SELECT p.name FROM projects p WHERE p.id = builds.project_id) AS project"))
+}
+
 pub(crate) fn from_row(r: &sqlx::any::AnyRow) -> Result<BuildRow> {
     Ok(BuildRow {
         id: r.try_get("id")?,
@@ -86,14 +93,28 @@ pub struct BuildFilter {
 }
 
 impl Store {
-    /// Record a new build, queued and not yet expanded into jobs.
+    /// Record a new build, queued and not yet expanded into jobs (one statement: the insert
+    /// returns the row).
     pub async fn create_build(&self, nb: &NewBuild) -> Result<BuildRow> {
-        let id: i64 = {
+        Ok(self.insert_build(nb, None).await?.0)
+    }
+
+    /// [`Store::create_build`] for the caller that expands the build next: recorded with its
+    /// expansion lease held for `lease_ms` (as [`Store::take_expansion`] would take it), and with
+    /// the value of kv key `read` read by the same statement.
+    pub async fn create_build_to_expand(&self, nb: &NewBuild, lease_ms: i64, read: &str) -> Result<(BuildRow, Option<String>)> {
+        self.insert_build(nb, Some((lease_ms, read))).await
+    }
+
+    async fn insert_build(&self, nb: &NewBuild, expand: Option<(i64, &str)>) -> Result<(BuildRow, Option<String>)> {
+        let now = now_ms();
+        let row = {
             let _w = self.write_turn().await;
-            sqlx::query_scalar(
-                "INSERT INTO builds (project_id, status, branch, requested_commit, trigger_kind, triggered_by, upstream_build, before_commit, changed_paths, created_at, with_secrets) \
-                 VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
-            )
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO builds (project_id, status, branch, requested_commit, trigger_kind, triggered_by, upstream_build, before_commit, changed_paths, created_at, with_secrets, expand_until) \
+                 VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {}, (SELECT v FROM kv WHERE k = $12) AS read_kv",
+                returned_cols()
+            )))
             .bind(nb.project_id)
             .bind(&nb.branch)
             .bind(&nb.requested_commit)
@@ -102,12 +123,14 @@ impl Store {
             .bind(nb.upstream_build)
             .bind(&nb.before_commit)
             .bind(nb.changed_paths.as_ref().map(crate::rows::to_json))
-            .bind(now_ms())
+            .bind(now)
             .bind(nb.with_secrets as i64)
+            .bind(expand.map(|(lease_ms, _)| now + lease_ms))
+            .bind(expand.map(|(_, read)| read).unwrap_or(""))
             .fetch_one(self.pool())
             .await?
         };
-        self.build(id).await
+        Ok((from_row(&row)?, if expand.is_some() { row.try_get("read_kv")? } else { None }))
     }
 
     pub async fn build(&self, id: i64) -> Result<BuildRow> {
@@ -171,56 +194,58 @@ impl Store {
     /// Expand a build: record its commit and insert its jobs, in one transaction.
     /// Jobs that need nothing are ready at once.
     /// `at_branch_head`: the commit was the build's branch's head (see [`BuildRow::at_branch_head`]).
-    pub async fn materialize_build(&self, build_id: i64, commit: &str, message: &str, author: &str, at_branch_head: bool, jobs: &[NewJob]) -> Result<()> {
+    /// Answers the build's status after it, or None when it was expanded already (by another
+    /// server, or ended before it was): then nothing is written.
+    pub async fn materialize_build(&self, build_id: i64, commit: &str, message: &str, author: &str, at_branch_head: bool, jobs: &[NewJob]) -> Result<Option<String>> {
         let _w = self.write_turn().await;
         let mut tx = self.begin_write().await?;
         // The conditional update is the claim: of two servers expanding the same
         // build, only the one that flips `materialized` inserts jobs.
-        let claimed = sqlx::query(
-            "UPDATE builds SET commit_sha = $1, message = $2, author = $3, at_branch_head = $4, materialized = 1 WHERE id = $5 AND materialized = 0",
+        let claimed: Option<String> = sqlx::query_scalar(
+            "UPDATE builds SET commit_sha = $1, message = $2, author = $3, at_branch_head = $4, materialized = 1 WHERE id = $5 AND materialized = 0 RETURNING status",
         )
             .bind(commit)
             .bind(message)
             .bind(author)
             .bind(at_branch_head as i64)
             .bind(build_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if claimed == 0 {
+            .fetch_optional(&mut *tx)
+            .await?;
+        if claimed.is_none() {
             tx.rollback().await?;
-            return Ok(());
+            return Ok(None);
         }
         insert_jobs(&mut tx, build_id, jobs).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(claimed)
     }
 
-    /// End a build as errored before it ran (bad pipeline, unknown commit…).
-    pub async fn error_build(&self, build_id: i64, commit: &str, reason: &str) -> Result<()> {
+    /// End a build as errored before it ran (bad pipeline, unknown commit…). Answers its status
+    /// after it, or None when it was expanded or ended already (nothing written).
+    pub async fn error_build(&self, build_id: i64, commit: &str, reason: &str) -> Result<Option<String>> {
         self.end_unrun_build(build_id, commit, "errored", reason).await
     }
 
     /// Record that a change did not build (branch or path filters, triggers off), with the reason.
-    pub async fn skip_build(&self, build_id: i64, commit: &str, reason: &str) -> Result<()> {
+    /// Answers as [`Store::error_build`].
+    pub async fn skip_build(&self, build_id: i64, commit: &str, reason: &str) -> Result<Option<String>> {
         self.end_unrun_build(build_id, commit, "skipped", reason).await
     }
 
-    async fn end_unrun_build(&self, build_id: i64, commit: &str, status: &str, reason: &str) -> Result<()> {
+    async fn end_unrun_build(&self, build_id: i64, commit: &str, status: &str, reason: &str) -> Result<Option<String>> {
         let _w = self.write_turn().await;
         let now = now_ms();
-        sqlx::query(
+        Ok(sqlx::query_scalar(
             "UPDATE builds SET status = $5, error = $1, commit_sha = CASE WHEN $2 = '' THEN commit_sha ELSE $2 END, \
-             materialized = 1, finished_at = $3 WHERE id = $4 AND materialized = 0",
+             materialized = 1, finished_at = $3 WHERE id = $4 AND materialized = 0 RETURNING status",
         )
         .bind(reason)
         .bind(commit)
         .bind(now)
         .bind(build_id)
         .bind(status)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        .fetch_optional(self.pool())
+        .await?)
     }
 
     /// Builds that passed since `since` (epoch ms): (build id, project name).

@@ -6,19 +6,23 @@
 use crate::{now_ms, BuildRow, Result, Store};
 
 impl Store {
-    /// Take (or renew) the lease on expanding a build not yet expanded: true when this caller
-    /// may expand it now (nobody holds a live lease on it).
-    pub async fn take_expansion(&self, build_id: i64, lease_ms: i64) -> Result<bool> {
+    /// Take (or renew) the lease on expanding a build not yet expanded: Some when this caller
+    /// may expand it now (nobody holds a live lease on it), None otherwise. Some holds the
+    /// value of kv key `read` as it is at that moment, read by the same statement: what the
+    /// expansion compares what it reads with (the server's `sources::meta` keys).
+    pub async fn take_expansion(&self, build_id: i64, lease_ms: i64, read: &str) -> Result<Option<Option<String>>> {
         let _w = self.write_turn().await;
         let now = now_ms();
-        let n = sqlx::query("UPDATE builds SET expand_until = $1 WHERE id = $2 AND materialized = 0 AND (expand_until IS NULL OR expand_until < $3)")
-            .bind(now + lease_ms)
-            .bind(build_id)
-            .bind(now)
-            .execute(self.pool())
-            .await?
-            .rows_affected();
-        Ok(n == 1)
+        Ok(sqlx::query_scalar(
+            "UPDATE builds SET expand_until = $1 WHERE id = $2 AND materialized = 0 AND (expand_until IS NULL OR expand_until < $3) \
+             RETURNING (SELECT v FROM kv WHERE k = $4)",
+        )
+        .bind(now + lease_ms)
+        .bind(build_id)
+        .bind(now)
+        .bind(read)
+        .fetch_optional(self.pool())
+        .await?)
     }
 
     /// Keep the lease on a build being expanded.

@@ -58,6 +58,11 @@ pub use notify::{DeliveryOutcome, NewNotification, NotificationRow, Unnotified};
 pub use projects::ProjectRow;
 pub use retention::DiskUse;
 pub use sealed::{is_sealed, SecretKey};
+
+/// The kv keys under which the server records each project's pipeline triggers: JSON that
+/// names each upstream project in double quotes (`{"after":["a"],…}`). Finishing a job tells
+/// whether any of them names the job's project ([`FinishOutcome::named_upstream`]).
+pub const TRIGGERS_PREFIX: &str = "meta:";
 pub use queue::{AgentAttempt, Claimed, Demand, CLAIM_HORIZON, FinishOutcome, JobRow, LeaseExpiry, NewJob};
 pub use quarantine::{QuarantineChangeRow, QuarantinedRow};
 pub use testqueue::{BatchSummary, TestClaim, TestGroup};
@@ -195,6 +200,7 @@ impl Store {
     }
 
     /// A small key/value table for service state (poller positions, cron ticks).
+    /// (Each project's recorded pipeline triggers are under [`TRIGGERS_PREFIX`].)
     pub async fn kv_get(&self, key: &str) -> Result<Option<String>> {
         let v: Option<(String,)> = sqlx::query_as("SELECT v FROM kv WHERE k = $1")
             .bind(key)

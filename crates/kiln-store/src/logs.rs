@@ -143,20 +143,27 @@ impl Store {
         if self.backend() == crate::Backend::Postgres {
             sqlx::query("UPDATE attempts SET log_len = log_len WHERE job_id = $1 AND attempt = $2").bind(job_id).bind(attempt).execute(&mut *tx).await?;
         }
-        let len: Option<i64> = sqlx::query_scalar("SELECT log_len FROM attempts WHERE job_id = $1 AND attempt = $2 AND agent_name = $3")
-            .bind(job_id)
-            .bind(attempt)
-            .bind(agent)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(len) = len else {
-            crate::queue::held_by(&mut tx, by).await?;
-            return Err(StoreError::Stale { job_id, attempt });
+        // The attempt's length and whether the agent holds it (`queue::held_by`), in one read.
+        let row = sqlx::query(
+            "SELECT a.log_len, CAST(CASE WHEN j.status = 'running' AND j.attempt = a.attempt AND j.agent_name = a.agent_name THEN 1 ELSE 0 END AS BIGINT) AS held \
+             FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE a.job_id = $1 AND a.attempt = $2 AND a.agent_name = $3",
+        )
+        .bind(job_id)
+        .bind(attempt)
+        .bind(agent)
+        .fetch_optional(&mut *tx)
+        .await?;
+        // Not held: `held_by` says why (another agent's, or stale).
+        let refused = |tx| async move {
+            crate::queue::held_by(tx, by).await?;
+            Err(StoreError::Stale { job_id, attempt })
         };
+        let Some(row) = row else { return refused(&mut tx).await };
+        let (len, held): (i64, i64) = (row.try_get("log_len")?, row.try_get("held")?);
         let end = match self.plan_append(job_id, attempt, len as u64, offset, chunk.len())? {
             AppendPlan::Held(n) => return Ok(AppendOutcome::Duplicate(n)),
+            AppendPlan::Write { .. } if held == 0 => return refused(&mut tx).await,
             AppendPlan::Write { base, end } => {
-                crate::queue::held_by(&mut tx, by).await?;
                 self.write_chunk(job_id, attempt, offset, base, chunk).await?;
                 end
             }

@@ -36,10 +36,9 @@ fn sealed_settings(key: Option<&SecretKey>, project: &str, settings: &ProjectSet
     Ok(to_json(&s))
 }
 
-fn from_row(key: Option<&SecretKey>, r: &sqlx::any::AnyRow) -> Result<ProjectRow> {
-    let settings: String = r.try_get("settings")?;
-    let name: String = r.try_get("name")?;
-    let mut settings: ProjectSettings = serde_json::from_str(&settings).map_err(|e| StoreError::Corrupt(format!("project settings: {e}")))?;
+/// Project `name`'s settings as stored (`text`), with its secrets opened.
+pub(crate) fn open_settings(key: Option<&SecretKey>, name: &str, text: &str) -> Result<ProjectSettings> {
+    let mut settings: ProjectSettings = serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("project settings: {e}")))?;
     for (secret, v) in settings.secrets.iter_mut().flatten() {
         if is_sealed(v) {
             let key = key.ok_or_else(|| StoreError::SecretKey(format!("project {name:?} has sealed secrets but the server has no key")))?;
@@ -48,6 +47,12 @@ fn from_row(key: Option<&SecretKey>, r: &sqlx::any::AnyRow) -> Result<ProjectRow
             })?;
         }
     }
+    Ok(settings)
+}
+
+fn from_row(key: Option<&SecretKey>, r: &sqlx::any::AnyRow) -> Result<ProjectRow> {
+    let name: String = r.try_get("name")?;
+    let settings = open_settings(key, &name, &r.try_get::<String, _>("settings")?)?;
     Ok(ProjectRow {
         id: r.try_get("id")?,
         name,
@@ -145,7 +150,7 @@ impl Store {
         rows.iter().map(|r| from_row(self.secret_key(), r)).collect()
     }
 
-    fn secret_key(&self) -> Option<&SecretKey> {
+    pub(crate) fn secret_key(&self) -> Option<&SecretKey> {
         self.secret_key.get()
     }
 

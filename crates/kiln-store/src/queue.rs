@@ -54,6 +54,8 @@ pub struct Claimed {
     /// Its build's project, and whether the build's steps get the project's secrets.
     pub project_id: i64,
     pub with_secrets: bool,
+    /// The project's secrets when the build's steps get them (read with the claim), else none.
+    pub secrets: Vec<(String, String)>,
 }
 
 /// What finishing a job changed.
@@ -71,6 +73,10 @@ pub struct FinishOutcome {
     /// events the caller sends.
     pub project: String,
     pub duration_ms: Option<i64>,
+    /// Some project's recorded triggers ([`crate::TRIGGERS_PREFIX`]) may name this project
+    /// upstream: a test that never misses one (it may match more, the name being a `LIKE`
+    /// pattern), read with the finish so that builds nothing follows cost no further read.
+    pub named_upstream: bool,
 }
 
 /// A running job whose lease ran out.
@@ -133,26 +139,38 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<JobRow> {
     })
 }
 
+/// Jobs one `INSERT` writes (10 parameters each, far under either backend's limit).
+const INSERT_AT_ONCE: usize = 500;
+
+/// Insert a build's jobs, in their order (their ids follow it: the claim order), a statement
+/// per [`INSERT_AT_ONCE`] jobs.
 pub(crate) async fn insert_jobs(tx: &mut Transaction<'_, Any>, build_id: i64, jobs: &[NewJob]) -> Result<()> {
     let now = now_ms();
-    for j in jobs {
-        let ready = j.needs.is_empty();
-        sqlx::query(
-            "INSERT INTO jobs (build_id, job_key, name, status, ready, spec, requires, needs, max_attempts, created_at, queued_at) \
-             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(build_id)
-        .bind(&j.key)
-        .bind(&j.name)
-        .bind(ready as i64)
-        .bind(&j.spec)
-        .bind(to_json(&j.requires))
-        .bind(to_json(&j.needs))
-        .bind(j.max_attempts)
-        .bind(now)
-        .bind(if ready { Some(now) } else { None })
-        .execute(&mut **tx)
-        .await?;
+    for chunk in jobs.chunks(INSERT_AT_ONCE) {
+        let values = (0..chunk.len())
+            .map(|i| {
+                let p = |n: usize| format!("${}", 10 * i + n);
+                format!("({}, {}, {}, 'queued', {}, {}, {}, {}, {}, {}, {})", p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("INSERT INTO jobs (build_id, job_key, name, status, ready, spec, requires, needs, max_attempts, created_at, queued_at) VALUES {values}");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for j in chunk {
+            let ready = j.needs.is_empty();
+            q = q
+                .bind(build_id)
+                .bind(j.key.clone())
+                .bind(j.name.clone())
+                .bind(ready as i64)
+                .bind(j.spec.clone())
+                .bind(to_json(&j.requires))
+                .bind(to_json(&j.needs))
+                .bind(j.max_attempts)
+                .bind(now)
+                .bind(if ready { Some(now) } else { None });
+        }
+        q.execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -162,6 +180,17 @@ pub(crate) async fn insert_jobs(tx: &mut Transaction<'_, Any>, build_id: i64, jo
 async fn lock_job(tx: &mut Transaction<'_, Any>, backend: crate::Backend, job_id: i64) -> Result<()> {
     if backend == crate::Backend::Postgres {
         sqlx::query("UPDATE jobs SET lease_until = lease_until WHERE id = $1").bind(job_id).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// PostgreSQL: one settle of a build at a time. Two of its jobs finishing at once would
+/// otherwise each read the other as still running, and the build would stay running for ever.
+/// (Every writer takes its jobs' rows before the build's, so this cannot deadlock; SQLite's
+/// write lock already serializes.)
+async fn lock_build(tx: &mut Transaction<'_, Any>, backend: crate::Backend, build_id: i64) -> Result<()> {
+    if backend == crate::Backend::Postgres {
+        sqlx::query("SELECT id FROM builds WHERE id = $1 FOR UPDATE").bind(build_id).fetch_optional(&mut **tx).await?;
     }
     Ok(())
 }
@@ -204,42 +233,140 @@ async fn why_not_held(conn: &mut sqlx::AnyConnection, job_id: i64, attempt: i64,
     })
 }
 
+/// The first key past the [`crate::TRIGGERS_PREFIX`] range (its last character's successor),
+/// so the range is read through the key's index.
+fn triggers_end() -> String {
+    let mut end = crate::TRIGGERS_PREFIX.to_string();
+    let last = end.pop().expect("a prefix");
+    end.push(char::from_u32(last as u32 + 1).expect("an ASCII prefix"));
+    end
+}
+
+/// What a settle does besides deriving the build's status.
+enum Settle {
+    /// Only settle (a cancel).
+    Only,
+    /// A job ended: first report the tests of finished groups no one ran
+    /// (`testqueue::report_unrun`), when the build has test groups left to report.
+    AfterJobEnd,
+    /// [`Settle::AfterJobEnd`] for a finish that has locked the build and read it
+    /// ([`FINISH_READ`]), the finished job's new status put in.
+    Read(BuildState),
+}
+
+/// A build as settling reads it (columns `build_status`, `unreported`, `job_key`, `needs`,
+/// `job_status`, `ready`: [`SETTLE_READ`], [`FINISH_READ`]).
+struct BuildState {
+    status: String,
+    /// It has test groups left to report.
+    unreported: bool,
+    /// (key, needs, status) of each job.
+    jobs: Vec<(String, Vec<String>, JobStatus)>,
+    /// Jobs marked ready already.
+    ready: std::collections::HashSet<String>,
+}
+
+impl BuildState {
+    /// None when the rows hold no build (no row) or no job (one row of NULLs).
+    fn of(rows: &[sqlx::any::AnyRow]) -> Result<Option<BuildState>> {
+        let Some(first) = rows.first() else { return Ok(None) };
+        let mut b = BuildState {
+            status: first.try_get("build_status")?,
+            unreported: first.try_get::<i64, _>("unreported")? != 0,
+            jobs: Vec::with_capacity(rows.len()),
+            ready: Default::default(),
+        };
+        for r in rows {
+            let Some(key) = r.try_get::<Option<String>, _>("job_key")? else { continue };
+            let status: String = r.try_get("job_status")?;
+            let st = JobStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("job status {status:?}")))?;
+            if r.try_get::<i64, _>("ready")? != 0 {
+                b.ready.insert(key.clone());
+            }
+            b.jobs.push((key, json_list(&r.try_get::<String, _>("needs")?)?, st));
+        }
+        Ok((!b.jobs.is_empty()).then_some(b))
+    }
+}
+
+/// Whether build `build` (an SQL expression) has test groups left to report.
+fn unreported(build: &str) -> String {
+    format!("CAST(CASE WHEN EXISTS (SELECT 1 FROM test_groups g WHERE g.build_id = {build} AND g.state = 'ready') THEN 1 ELSE 0 END AS BIGINT)")
+}
+
+/// Build `$1` as settling reads it, in one query: its status, whether it has test groups left
+/// to report, its jobs (none: one row of NULLs).
+fn settle_read() -> &'static str {
+    static Q: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    Q.get_or_init(|| {
+        format!(
+            // `$1`, not `b.id`: not correlated, so computed once.
+            "SELECT b.status AS build_status, {} AS unreported, j.job_key, j.needs, j.status AS job_status, j.ready \
+             FROM builds b LEFT JOIN jobs j ON j.build_id = b.id WHERE b.id = $1",
+            unreported("$1")
+        )
+    })
+}
+
+/// A finish's read of job `$1` as attempt `$2` of agent `$3` (no row: not held): the job (its
+/// build, status, key, start), its build's status and project, the log held, whether some
+/// project's triggers (kv keys from `$4` to `$5`) may name the project upstream — and, a row
+/// each, the build's jobs as settling reads them ([`BuildState`]). The job's own part is read
+/// once (`MATERIALIZED`), not for each of its build's jobs.
+fn finish_read() -> &'static str {
+    static Q: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    Q.get_or_init(|| {
+        format!(
+            "WITH f AS MATERIALIZED (SELECT j.build_id, j.status, j.job_key AS own_key, j.started_at, b.status AS build_status, p.name AS project, \
+             COALESCE(a.log_len, 0) AS log_len, {} AS unreported, \
+             CAST(CASE WHEN EXISTS (SELECT 1 FROM kv WHERE k >= $4 AND k < $5 AND v LIKE '%\"' || p.name || '\"%') THEN 1 ELSE 0 END AS BIGINT) AS named_upstream \
+             FROM jobs j JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id \
+             LEFT JOIN attempts a ON a.job_id = j.id AND a.attempt = j.attempt \
+             WHERE j.id = $1 AND j.attempt = $2 AND j.agent_name = $3) \
+             SELECT f.*, s.job_key, s.needs, s.status AS job_status, s.ready FROM f JOIN jobs s ON s.build_id = f.build_id",
+            unreported("j.build_id")
+        )
+    })
+}
+
 /// Ready or skip dependents until nothing changes, then store the build's derived status.
-/// Returns (status, became_final, readied_any).
-async fn settle_build(tx: &mut Transaction<'_, Any>, backend: crate::Backend, build_id: i64) -> Result<(String, bool, bool)> {
-    // PostgreSQL: one settle of a build at a time. Two of its jobs finishing at once would
-    // otherwise each read the other as still running, and the build would stay running for
-    // ever. (Every writer takes its jobs' rows before the build's, so this cannot deadlock;
-    // SQLite's write lock already serializes.)
-    if backend == crate::Backend::Postgres {
-        sqlx::query("SELECT id FROM builds WHERE id = $1 FOR UPDATE").bind(build_id).fetch_optional(&mut **tx).await?;
+/// Returns (status, became_final, readied_any); None for a build with no jobs, or none at all
+/// (nothing written).
+async fn settle_build(tx: &mut Transaction<'_, Any>, backend: crate::Backend, build_id: i64, what: Settle) -> Result<Option<(String, bool, bool)>> {
+    let (mut known, mut report) = match what {
+        Settle::Only => (None, false),
+        Settle::AfterJobEnd => (None, true),
+        Settle::Read(b) => (Some(b), true),
+    };
+    if known.is_none() {
+        lock_build(tx, backend, build_id).await?;
     }
     let now = now_ms();
     let mut readied = false;
     loop {
-        let rows = sqlx::query("SELECT id, job_key, needs, status, ready FROM jobs WHERE build_id = $1")
-            .bind(build_id)
-            .fetch_all(&mut **tx)
-            .await?;
-        let mut jobs = Vec::with_capacity(rows.len());
-        let mut ready_now = std::collections::HashSet::new();
-        for r in &rows {
-            let key: String = r.try_get("job_key")?;
-            let status: String = r.try_get("status")?;
-            let st = JobStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("job status {status:?}")))?;
-            if r.try_get::<i64, _>("ready")? != 0 {
-                ready_now.insert(key.clone());
-            }
-            jobs.push((key, json_list(&r.try_get::<String, _>("needs")?)?, st));
+        let build = match known.take() {
+            Some(b) => b,
+            None => match BuildState::of(&sqlx::query(sqlx::AssertSqlSafe(settle_read())).bind(build_id).fetch_all(&mut **tx).await?)? {
+                Some(b) => b,
+                None => return Ok(None),
+            },
+        };
+        // Test groups are reported before the status is derived (their reports change no job).
+        if std::mem::take(&mut report) && build.unreported {
+            crate::testqueue::report_unrun(tx, build_id).await?;
         }
+        let BuildState { status: old, jobs, ready: ready_now, .. } = build;
         let (ready, skip) = resolve_dependents(&jobs);
         let ready: Vec<_> = ready.into_iter().filter(|k| !ready_now.contains(k)).collect();
         if ready.is_empty() && skip.is_empty() {
             let statuses: Vec<JobStatus> = jobs.iter().map(|j| j.2).collect();
             let status = derive_build_status(&statuses);
-            let old: String = sqlx::query_scalar("SELECT status FROM builds WHERE id = $1").bind(build_id).fetch_one(&mut **tx).await?;
             let final_ = status.is_final();
             let became_final = final_ && old != status.as_str();
+            // Unchanged and not final (one of several jobs ended): its row already says so.
+            if old == status.as_str() && !final_ {
+                return Ok(Some((old, false, readied)));
+            }
             sqlx::query(
                 "UPDATE builds SET status = $1, \
                  started_at = CASE WHEN started_at IS NULL AND $2 = 1 THEN $3 ELSE started_at END, \
@@ -252,7 +379,7 @@ async fn settle_build(tx: &mut Transaction<'_, Any>, backend: crate::Backend, bu
             .bind(build_id)
             .execute(&mut **tx)
             .await?;
-            return Ok((status.as_str().to_string(), became_final, readied));
+            return Ok(Some((status.as_str().to_string(), became_final, readied)));
         }
         for key in &ready {
             sqlx::query("UPDATE jobs SET ready = 1, queued_at = $1 WHERE build_id = $2 AND job_key = $3 AND status = 'queued'")
@@ -317,6 +444,17 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
+    /// A taken job with what its queue row (`c`) said of its build, and its project's secrets
+    /// from `settings` (the project's settings, taken with it when its build gets them).
+    fn claimed(&self, job: JobRow, c: &sqlx::any::AnyRow, settings: Option<String>) -> Result<Claimed> {
+        let project: String = c.try_get("project")?;
+        let secrets = match settings {
+            Some(text) => crate::projects::open_settings(self.secret_key(), &project, &text)?.secrets.unwrap_or_default().into_iter().collect(),
+            None => Vec::new(),
+        };
+        Ok(Claimed { job, project_id: c.try_get("project_id")?, with_secrets: c.try_get::<i64, _>("with_secrets")? != 0, secrets })
+    }
+
     /// Claim the oldest ready job this agent's labels satisfy, of a project it may serve
     /// (its enrolment's project limit). The claim takes a new attempt number and a lease
     /// that heartbeats must renew.
@@ -379,9 +517,9 @@ impl Store {
             // Roll back at once when nothing is taken, while we hold the write turn: a
             // transaction left to roll back later would keep SQLite's write lock.
             match take(&mut tx, a, id, lease_ms).await? {
-                Taken::Job(job) => {
+                Taken::Job(job, settings) => {
                     tx.commit().await?;
-                    return Ok(Some(claimed(job, c)?));
+                    return Ok(Some(self.claimed(job, c, settings)?));
                 }
                 // Another agent took it.
                 Taken::Gone => tx.rollback().await?,
@@ -419,9 +557,9 @@ impl Store {
                     continue;
                 }
                 match take(&mut tx, a, c.try_get("id")?, lease_ms).await? {
-                    Taken::Job(job) => {
+                    Taken::Job(job, settings) => {
                         tx.commit().await?;
-                        return Ok(Some(claimed(job, c)?));
+                        return Ok(Some(self.claimed(job, c, settings)?));
                     }
                     Taken::Gone => {}
                     Taken::NotAgent => {
@@ -436,14 +574,11 @@ impl Store {
     }
 }
 
-/// A taken job with what its queue row (`c`) said of its build.
-fn claimed(job: JobRow, c: &sqlx::any::AnyRow) -> Result<Claimed> {
-    Ok(Claimed { job, project_id: c.try_get("project_id")?, with_secrets: c.try_get::<i64, _>("with_secrets")? != 0 })
-}
 
 /// What taking a queued job came to.
 enum Taken {
-    Job(JobRow),
+    /// Taken, with its project's stored settings when its build's steps get its secrets.
+    Job(JobRow, Option<String>),
     /// No longer queued: another agent took it, or it was cancelled.
     Gone,
     /// The agent no longer has the token it called with (revoked, or enrolled again).
@@ -474,7 +609,8 @@ async fn take(tx: &mut Transaction<'static, Any>, a: &AgentRow, id: i64, lease_m
     }
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE jobs SET status = 'running', attempt = attempt + 1, agent_name = $1, lease_until = $2, \
-         started_at = COALESCE(started_at, $3) WHERE id = $4 AND status = 'queued' AND ready = 1 RETURNING {COLS}"
+         started_at = COALESCE(started_at, $3) WHERE id = $4 AND status = 'queued' AND ready = 1 RETURNING {COLS}, \
+         (SELECT p.settings FROM builds b JOIN projects p ON p.id = b.project_id WHERE b.id = jobs.build_id AND b.with_secrets = 1) AS secret_settings"
     )))
     .bind(agent)
     .bind(now + lease_ms)
@@ -484,6 +620,7 @@ async fn take(tx: &mut Transaction<'static, Any>, a: &AgentRow, id: i64, lease_m
     .await?;
     let Some(row) = row else { return Ok(Taken::Gone) };
     let job = from_row(&row)?;
+    let settings: Option<String> = row.try_get("secret_settings")?;
     sqlx::query(
         "INSERT INTO attempts (job_id, attempt, agent_name, status, started_at) VALUES ($1, $2, $3, 'running', $4) \
          ON CONFLICT (job_id, attempt) DO NOTHING",
@@ -499,7 +636,7 @@ async fn take(tx: &mut Transaction<'static, Any>, a: &AgentRow, id: i64, lease_m
         .bind(job.build_id)
         .execute(&mut **tx)
         .await?;
-    Ok(Taken::Job(job))
+    Ok(Taken::Job(job, settings))
 }
 
 impl Store {
@@ -569,8 +706,13 @@ impl Store {
 
     /// Check that `agent` holds job `job_id` in its current, running `attempt`.
     pub async fn check_held(&self, by: AgentAttempt<'_>) -> Result<()> {
+        self.held_build(by).await.map(drop)
+    }
+
+    /// [`Store::check_held`] that answers the job's build.
+    pub async fn held_build(&self, by: AgentAttempt<'_>) -> Result<i64> {
         let mut conn = self.pool().acquire().await?;
-        held_by(&mut conn, by).await.map(|_| ())
+        held_by(&mut conn, by).await
     }
 
     /// Finish the current attempt of a job, from the agent that holds it, once the server
@@ -601,26 +743,29 @@ impl Store {
             // Appends hold the attempt's row; so does this one.
             sqlx::query("UPDATE attempts SET log_len = log_len WHERE job_id = $1 AND attempt = $2").bind(job_id).bind(attempt).execute(&mut *tx).await?;
         }
-        let row = sqlx::query(
-            "SELECT j.build_id, j.status, j.started_at, b.status AS build_status, p.name AS project, COALESCE(a.log_len, 0) AS log_len \
-             FROM jobs j JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id \
-             LEFT JOIN attempts a ON a.job_id = j.id AND a.attempt = j.attempt \
-             WHERE j.id = $1 AND j.attempt = $2 AND j.agent_name = $3",
-        )
-        .bind(job_id)
-        .bind(attempt)
-        .bind(agent)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else { return Err(why_not_held(&mut tx, job_id, attempt, agent).await?) };
+        // PostgreSQL: the build's row too (see `lock_build`), before its jobs are read below.
+        if self.backend() == crate::Backend::Postgres {
+            sqlx::query("SELECT id FROM builds WHERE id = (SELECT build_id FROM jobs WHERE id = $1) FOR UPDATE").bind(job_id).fetch_optional(&mut *tx).await?;
+        }
+        let rows = sqlx::query(sqlx::AssertSqlSafe(finish_read()))
+            .bind(job_id)
+            .bind(attempt)
+            .bind(agent)
+            .bind(crate::TRIGGERS_PREFIX)
+            .bind(triggers_end())
+            .fetch_all(&mut *tx)
+            .await?;
+        let Some(row) = rows.first() else { return Err(why_not_held(&mut tx, job_id, attempt, agent).await?) };
         let build_id: i64 = row.try_get("build_id")?;
         let cur_status: String = row.try_get("status")?;
+        let own_key: String = row.try_get("own_key")?;
         let project: String = row.try_get("project")?;
         let started_at: Option<i64> = row.try_get("started_at")?;
+        let named_upstream = row.try_get::<i64, _>("named_upstream")? != 0;
         if cur_status != "running" {
             if cur_status == status.as_str() || cur_status == "cancelled" {
                 let build_status: String = row.try_get("build_status")?;
-                return Ok(FinishOutcome { build_id, build_status, build_finished: false, readied: false, repeated: true, project, duration_ms: None });
+                return Ok(FinishOutcome { build_id, build_status, build_finished: false, readied: false, repeated: true, project, duration_ms: None, named_upstream });
             }
             return Err(StoreError::Stale { job_id, attempt });
         }
@@ -667,11 +812,15 @@ impl Store {
             .bind(attempt)
             .execute(&mut *tx)
             .await?;
-        crate::testqueue::report_unrun(&mut tx, build_id).await?;
-        let (build_status, build_finished, readied) = settle_build(&mut tx, self.backend(), build_id).await?;
+        let no_jobs = || StoreError::Corrupt(format!("build {build_id} has no jobs but job {job_id} ended"));
+        let mut read = BuildState::of(&rows)?.ok_or_else(no_jobs)?;
+        for j in read.jobs.iter_mut().filter(|j| j.0 == own_key) {
+            j.2 = status;
+        }
+        let (build_status, build_finished, readied) = settle_build(&mut tx, self.backend(), build_id, Settle::Read(read)).await?.ok_or_else(no_jobs)?;
         tx.commit().await?;
         let duration_ms = started_at.map(|s| now - s);
-        Ok(FinishOutcome { build_id, build_status, build_finished, readied, repeated: false, project, duration_ms })
+        Ok(FinishOutcome { build_id, build_status, build_finished, readied, repeated: false, project, duration_ms, named_upstream })
     }
 
     /// Take back every running job whose lease ran out: back to the queue with
@@ -758,8 +907,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        crate::testqueue::report_unrun(&mut tx, build_id).await?;
-        settle_build(&mut tx, self.backend(), build_id).await?;
+        settle_build(&mut tx, self.backend(), build_id, Settle::AfterJobEnd).await?;
         tx.commit().await?;
         Ok(Some(LeaseExpiry { job_id, build_id, attempt: cur, agent, requeued: requeue }))
     }
@@ -793,10 +941,8 @@ impl Store {
             .bind(build_id)
             .execute(&mut *tx)
             .await?;
-        let has_jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE build_id = $1").bind(build_id).fetch_one(&mut *tx).await?;
-        if has_jobs > 0 {
-            settle_build(&mut tx, self.backend(), build_id).await?;
-        }
+        // A build with no jobs is left as the update above made it.
+        settle_build(&mut tx, self.backend(), build_id, Settle::Only).await?;
         tx.commit().await?;
         Ok(running)
     }

@@ -4,7 +4,8 @@
 //! PostgreSQL fails the test). Property tests check the claim order with label matching.
 
 use kiln_core::state::JobStatus;
-use kiln_store::{hash_token, AgentAttempt, AgentRow, AgentSpec, EnrolWith, FinishOutcome, LeaseExpiry, NewBuild, NewJob, Store, StoreError};
+use kiln_store::{hash_token, AgentAttempt, AgentRow, AgentSpec, BuildRow, EnrolWith, FinishOutcome, LeaseExpiry, NewBuild, NewJob, Store, StoreError};
+use kiln_wire::api::ProjectSettings;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -50,11 +51,11 @@ fn job(key: &str, requires: &str, needs: &[&str], max_attempts: i64) -> NewJob {
     }
 }
 
-/// A build of project `p` (made once) expanded into `jobs`; the jobs' ids by key.
-async fn build(s: &Store, jobs: &[NewJob]) -> (i64, BTreeMap<String, i64>) {
-    let p = match s.project_by_name("p").await {
+/// A new build of project `project` (made once, with `settings`), not expanded yet.
+async fn recorded(s: &Store, project: &str, settings: &ProjectSettings, with_secrets: bool) -> BuildRow {
+    let p = match s.project_by_name(project).await {
         Ok(p) => p,
-        Err(_) => s.create_project("p", "/repo", "main", ".kiln.yml", kiln_wire::api::Visibility::Public, &Default::default()).await.unwrap(),
+        Err(_) => s.create_project(project, "/repo", "main", ".kiln.yml", kiln_wire::api::Visibility::Public, settings).await.unwrap(),
     };
     let nb = NewBuild {
         project_id: p.id,
@@ -65,9 +66,14 @@ async fn build(s: &Store, jobs: &[NewJob]) -> (i64, BTreeMap<String, i64>) {
         upstream_build: None,
         before_commit: None,
         changed_paths: None,
-        with_secrets: false,
+        with_secrets,
     };
-    let b = s.create_build(&nb).await.unwrap();
+    s.create_build(&nb).await.unwrap()
+}
+
+/// A build of project `p` (made once) expanded into `jobs`; the jobs' ids by key.
+async fn build(s: &Store, jobs: &[NewJob]) -> (i64, BTreeMap<String, i64>) {
+    let b = recorded(s, "p", &Default::default(), false).await;
     s.materialize_build(b.id, "c0ffee", "m", "a", true, jobs).await.unwrap();
     let ids = s.jobs_of_build(b.id).await.unwrap().into_iter().map(|j| (j.key, j.id)).collect();
     (b.id, ids)
@@ -275,7 +281,156 @@ const CASES: &[(&str, Case)] = &[
     ("requeue: a restarted agent's jobs run again", |s| Box::pin(requeue(s))),
     ("a claim whose agent lost its token takes nothing", |s| Box::pin(stale_token(s))),
     ("a finish carries the end of the log, fenced like an upload", |s| Box::pin(finish_with_log(s))),
+    ("writes answer the rows and statuses they leave, and only the first one writes", |s| Box::pin(returned_rows(s))),
+    ("a build cancelled before it got its jobs never gets them", |s| Box::pin(cancel_unexpanded(s))),
+    ("a claim carries its project's secrets when its build gets them", |s| Box::pin(claim_secrets(s))),
+    ("quiet builds are marked notified together, each only as it was read", |s| Box::pin(notified_together(s))),
+    ("a finish tells whether some project's triggers name its project upstream", |s| Box::pin(named_upstream(s))),
+    ("a build recorded to expand holds its lease from the start, and loses it when it runs out", |s| Box::pin(recorded_to_expand(s))),
+    ("jobs of one build finishing at once end it, once", |s| Box::pin(finishing_at_once(s))),
+    ("a big build's jobs are inserted in their order", |s| Box::pin(many_jobs_in_order(s))),
 ];
+
+async fn returned_rows(s: Store) {
+    let b = recorded(&s, "p", &Default::default(), false).await;
+    // The row an insert returns is the row as read.
+    assert_eq!(format!("{b:?}"), format!("{:?}", s.build(b.id).await.unwrap()));
+    assert_eq!((b.project.as_str(), b.status.as_str(), b.materialized), ("p", "queued", false));
+    // Taking the expansion reads a kv key in the same statement; a lease held refuses another.
+    assert_eq!(s.take_expansion(b.id, LEASE, "meta:test").await.unwrap(), Some(None));
+    assert_eq!(s.take_expansion(b.id, LEASE, "meta:test").await.unwrap(), None, "the lease is held");
+    s.kv_set("meta:test", "v1").await.unwrap();
+    let b2 = recorded(&s, "p", &Default::default(), false).await;
+    assert_eq!(s.take_expansion(b2.id, LEASE, "meta:test").await.unwrap(), Some(Some("v1".into())), "the value as it is now");
+    // Expanding answers the status; a second expansion (another server) writes nothing.
+    assert_eq!(s.materialize_build(b.id, "c0ffee", "m", "a", true, &[job("j", "", &[], 1)]).await.unwrap().as_deref(), Some("queued"));
+    assert_eq!(s.materialize_build(b.id, "c0ffee", "m", "a", true, &[job("k", "", &[], 1)]).await.unwrap(), None);
+    assert_eq!(s.error_build(b.id, "c0ffee", "late").await.unwrap(), None);
+    assert_eq!(s.jobs_of_build(b.id).await.unwrap().iter().map(|j| j.key.as_str()).collect::<Vec<_>>(), ["j"]);
+    assert_eq!(s.build(b.id).await.unwrap().status, "queued");
+    assert_eq!(s.skip_build(b2.id, "c0ffee", "filtered").await.unwrap().as_deref(), Some("skipped"));
+    assert_eq!(s.build(b2.id).await.unwrap().status, "skipped");
+}
+
+async fn cancel_unexpanded(s: Store) {
+    let b = recorded(&s, "p", &Default::default(), false).await;
+    assert!(s.cancel(b.id, None).await.unwrap().is_empty());
+    assert_eq!(s.build(b.id).await.unwrap().status, "cancelled");
+    assert_eq!(s.materialize_build(b.id, "c0ffee", "m", "a", true, &[job("j", "", &[], 1)]).await.unwrap(), None);
+    assert!(s.jobs_of_build(b.id).await.unwrap().is_empty());
+    assert_eq!(claim(&s, "a", "").await, None);
+}
+
+async fn claim_secrets(s: Store) {
+    // Sealed at rest: the claim opens them.
+    s.use_secret_key(kiln_store::SecretKey::generate());
+    let settings = ProjectSettings { secrets: Some([("TOKEN".to_string(), "s3cret".to_string())].into()), ..Default::default() };
+    for with_secrets in [true, false] {
+        let b = recorded(&s, "sec", &settings, with_secrets).await;
+        s.materialize_build(b.id, "c0ffee", "m", "a", true, &[job("j", "", &[], 1)]).await.unwrap();
+        let c = s.claim(&agent(&s, "a", "").await, LEASE).await.unwrap().unwrap();
+        assert_eq!(c.job.build_id, b.id);
+        let want: Vec<(String, String)> = if with_secrets { vec![("TOKEN".into(), "s3cret".into())] } else { vec![] };
+        assert_eq!((c.with_secrets, c.secrets), (with_secrets, want));
+    }
+}
+
+async fn notified_together(s: Store) {
+    let (b1, one) = build(&s, &[job("j", "", &[], 1)]).await;
+    let (b2, two) = build(&s, &[job("j", "", &[], 1)]).await;
+    let (b3, _) = build(&s, &[job("j", "", &[], 1)]).await;
+    assert_eq!(claim(&s, "a", "").await, Some((one["j"], 1)));
+    assert_eq!(claim(&s, "a", "").await, Some((two["j"], 1)));
+    finish(&s, two["j"], 1, JobStatus::Passed, Some(0)).await.unwrap();
+    let read = s.unnotified_builds(100).await.unwrap();
+    let seen = |u: &[kiln_store::Unnotified]| u.iter().map(|u| (u.build_id, u.status.clone())).collect::<Vec<_>>();
+    assert_eq!(seen(&read), [(b1, "running".to_string()), (b2, "passed".to_string())], "queued builds are not notified");
+    // b1 moves on between the read and the mark: it stays to be notified of its new status.
+    finish(&s, one["j"], 1, JobStatus::Failed, Some(1)).await.unwrap();
+    s.mark_notified(&read).await.unwrap();
+    assert_eq!(seen(&s.unnotified_builds(100).await.unwrap()), [(b1, "failed".to_string())]);
+    assert_eq!(s.build(b3).await.unwrap().status, "queued");
+}
+
+async fn recorded_to_expand(s: Store) {
+    let b = recorded(&s, "p", &Default::default(), false).await;
+    let nb = new_build_of(&b);
+    s.kv_set("meta:x", "v").await.unwrap();
+    let (held, read) = s.create_build_to_expand(&nb, LEASE, "meta:x").await.unwrap();
+    assert_eq!(read.as_deref(), Some("v"));
+    assert_eq!(format!("{held:?}"), format!("{:?}", s.build(held.id).await.unwrap()));
+    assert_eq!(s.take_expansion(held.id, LEASE, "").await.unwrap(), None, "its recorder holds the lease");
+    // Its recorder died: once the lease runs out, any server takes the build over.
+    let (lost, _) = s.create_build_to_expand(&nb, 1, "meta:x").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let due: Vec<i64> = s.expansions_due(LEASE).await.unwrap().iter().map(|b| b.id).collect();
+    assert!(due.contains(&lost.id) && !due.contains(&held.id), "due {due:?}");
+    assert!(s.take_expansion(lost.id, LEASE, "").await.unwrap().is_some());
+}
+
+async fn finishing_at_once(s: Store) {
+    for round in 0..8 {
+        let (b, ids) = build(&s, &[job("x", "", &[], 1), job("y", "", &[], 1), job("z", "", &[], 1)]).await;
+        for (agent, key) in [("a", "x"), ("b", "y"), ("c", "z")] {
+            assert_eq!(claim(&s, agent, "").await, Some((ids[key], 1)));
+        }
+        let end = |key: &'static str, status| {
+            let (s, j) = (s.clone(), ids[key]);
+            async move { finish(&s, j, 1, status, Some(0)).await.unwrap() }
+        };
+        let failed = if round % 2 == 0 { JobStatus::Passed } else { JobStatus::Failed };
+        let (x, y, z) = tokio::join!(end("x", JobStatus::Passed), end("y", JobStatus::Passed), end("z", failed));
+        let want = if round % 2 == 0 { "passed" } else { "failed" };
+        assert_eq!([x.build_finished, y.build_finished, z.build_finished].iter().filter(|f| **f).count(), 1, "round {round}: one finish ends the build");
+        assert_eq!(s.build(b).await.unwrap().status, want, "round {round}");
+    }
+}
+
+async fn many_jobs_in_order(s: Store) {
+    // More than one insert statement's worth, the last needing the first.
+    let mut jobs: Vec<NewJob> = (0..1001).map(|i| job(&format!("j{i}"), "", &[], 1)).collect();
+    jobs[1000].needs = vec!["j0".into()];
+    let (b, _) = build(&s, &jobs).await;
+    let stored = s.jobs_of_build(b).await.unwrap();
+    assert_eq!(stored.iter().map(|j| j.key.clone()).collect::<Vec<_>>(), (0..1001).map(|i| format!("j{i}")).collect::<Vec<_>>());
+    assert!(stored.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(stored.iter().filter(|j| j.ready).count(), 1000, "only the job with needs waits");
+    assert_eq!(stored[1000].needs, ["j0"]);
+}
+
+/// A new build like `b`.
+fn new_build_of(b: &BuildRow) -> NewBuild {
+    NewBuild {
+        project_id: b.project_id,
+        branch: b.branch.clone(),
+        requested_commit: b.requested_commit.clone(),
+        trigger: b.trigger.clone(),
+        triggered_by: b.triggered_by.clone(),
+        upstream_build: b.upstream_build,
+        before_commit: b.before_commit.clone(),
+        changed_paths: b.changed_paths.clone(),
+        with_secrets: b.with_secrets,
+    }
+}
+
+async fn named_upstream(s: Store) {
+    let prefix = kiln_store::TRIGGERS_PREFIX;
+    // Keys outside the triggers' range, and triggers naming other projects, do not count.
+    s.kv_set("down:1", r#"{"after":["p"]}"#).await.unwrap();
+    s.kv_set(&format!("{prefix}41"), r#"{"after":["px","q"],"schedule":["0 * * * *"]}"#).await.unwrap();
+    let mut named = Vec::new();
+    for triggers in [None, Some(r#"{"after":["q","p"],"schedule":[]}"#)] {
+        if let Some(t) = triggers {
+            s.kv_set(&format!("{prefix}42"), t).await.unwrap();
+        }
+        let (_, ids) = build(&s, &[job("j", "", &[], 1)]).await;
+        assert_eq!(claim(&s, "a", "").await, Some((ids["j"], 1)));
+        let out = finish(&s, ids["j"], 1, JobStatus::Passed, Some(0)).await.unwrap();
+        assert_eq!(out.build_status, "passed");
+        named.push(out.named_upstream);
+    }
+    assert_eq!(named, [false, true]);
+}
 
 #[tokio::test]
 async fn queue_cases_on_sqlite() {

@@ -241,6 +241,45 @@ fn downstream_project_builds_after_upstream_passes_and_loops_are_refused() {
     assert!(err.contains("unknown project \"nope\""), "{err}");
 }
 
+/// A pipeline's triggers are what its newest build read: each build compares what it reads
+/// with what is recorded (read as it takes its expansion) and writes only a change, so both a
+/// gained and a dropped `on.after` take effect with the next build of the project.
+#[test]
+fn a_project_that_gains_or_drops_on_after_in_a_new_commit_builds_downstream_accordingly() {
+    let mut k = Kiln::start();
+    k.agent("a", &[]);
+    let up = k.repo("up", SIMPLE);
+    let down = k.repo("down", SIMPLE);
+    k.add_project("up", &up, &[]);
+    k.add_project("down", &down, &[]);
+    let upstream_builds = |k: &Kiln| builds(k, "down").iter().filter(|b| b["trigger"] == "upstream").count();
+    let build_up = |k: &Kiln| assert_eq!(k.kiln(&["trigger", "up", "--wait"]).status.code(), Some(0));
+    let build_down = |k: &Kiln| assert_eq!(k.kiln(&["trigger", "down", "--wait"]).status.code(), Some(0));
+    // Gained: read by down's next build, then up's passing build starts one of down.
+    std::fs::write(down.join(".kiln.yml"), "on:\n  after: [up]\njobs:\n  j:\n    steps: [echo downstream]\n").unwrap();
+    commit_all(&down, "build after up");
+    build_down(&k);
+    build_up(&k);
+    k.wait_for("a build of down after up", 15, || upstream_builds(&k) == 1);
+    let first = builds(&k, "down").into_iter().find(|b| b["trigger"] == "upstream").unwrap();
+    k.wait_build(first["id"].as_i64().unwrap(), 30);
+    // Dropped: down's next build records it, and up's next pass starts nothing more.
+    std::fs::write(down.join(".kiln.yml"), SIMPLE).unwrap();
+    commit_all(&down, "no longer after up");
+    build_down(&k);
+    build_up(&k);
+    // Gained again (the triggers recorded before): read anew, written again.
+    std::fs::write(down.join(".kiln.yml"), "on:\n  after: [up]\njobs:\n  j:\n    steps: [echo again]\n").unwrap();
+    commit_all(&down, "after up again");
+    build_down(&k);
+    build_up(&k);
+    k.wait_for("a second build of down after up", 15, || upstream_builds(&k) == 2);
+    let shown: Vec<String> = builds(&k, "down").iter().filter(|b| b["trigger"] == "upstream").map(|b| b["upstream_build"].to_string()).collect();
+    let ups: Vec<String> = builds(&k, "up").iter().map(|b| b["id"].to_string()).collect();
+    // Up built three times; down followed the first and the third only.
+    assert_eq!(shown, [ups[0].clone(), ups[2].clone()], "down's upstream builds {shown:?}, up's builds {ups:?}");
+}
+
 /// Copy an example folder into a fresh git repository.
 fn example_repo(k: &Kiln, name: &str, example: &str) -> std::path::PathBuf {
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(example);

@@ -86,11 +86,3 @@ pub async fn show(st: &AppState, viewer: &Viewer, id: i64) -> AppResult<BuildRow
 pub async fn job(st: &AppState, viewer: &Viewer, id: i64) -> AppResult<(JobRow, BuildRow)> {
     access::job(st, viewer, id, Need::See).await
 }
-
-/// A project's secrets, for the steps of a build that gets them: one started by someone the
-/// maintainers vouch for (`access::build_gets_secrets`, decided when it was started, kept in
-/// the build's `with_secrets`). The caller checks that flag.
-pub async fn project_secrets(st: &AppState, project_id: i64) -> AppResult<Vec<(String, String)>> {
-    let p = st.store.project_by_id(project_id).await?;
-    Ok(p.settings.secrets.unwrap_or_default().into_iter().collect())
-}

@@ -14,10 +14,6 @@ use std::time::Duration;
 /// How long a claim or a control poll waits before answering "nothing yet".
 const POLL_WAIT: Duration = Duration::from_secs(25);
 
-fn lease_ms(st: &AppState) -> i64 {
-    st.cfg.lease_secs.max(2) as i64 * 1000
-}
-
 /// The oldest ready job the agent's labels (and enrolment) allow, with the secrets its build
 /// may have; waits up to `POLL_WAIT` for one. A retried claim (same `claim_id`) whose answer
 /// was lost gets the same job, not a second one.
@@ -40,14 +36,13 @@ pub async fn claim(st: &AppState, agent: &AgentRow, claim_id: Option<String>) ->
         if draining {
             return Ok(None);
         }
-        if let Some(c) = st.store.claim(agent, lease_ms(st)).await? {
+        if let Some(c) = st.store.claim(agent, st.cfg.lease_ms()).await? {
             waiting.took_job();
             let mut a: JobAssignment = serde_json::from_str(&c.job.spec).map_err(|e| AppError::Internal(format!("job {} spec: {e}", c.job.id)))?;
             a.job_id = c.job.id;
             a.attempt = c.job.attempt;
             a.log_limit = st.cfg.log_limit;
-            let secrets = if c.with_secrets { super::builds::project_secrets(st, c.project_id).await? } else { Vec::new() };
-            for (k, v) in secrets {
+            for (k, v) in c.secrets {
                 a.env.insert(k, v.clone());
                 a.secrets.push(v);
             }
@@ -74,7 +69,7 @@ pub async fn claim(st: &AppState, agent: &AgentRow, claim_id: Option<String>) ->
 pub async fn heartbeat(st: &AppState, agent: &AgentRow, req: &HeartbeatRequest) -> AppResult<HeartbeatResponse> {
     let drain = st.store.agent_seen(agent.id, Some(&req.status)).await?;
     let jobs: Vec<(i64, i64)> = req.jobs.iter().map(|j| (j.job_id, j.attempt)).collect();
-    let stop = st.store.renew_leases(&agent.name, &jobs, lease_ms(st)).await?;
+    let stop = st.store.renew_leases(&agent.name, &jobs, st.cfg.lease_ms()).await?;
     Ok(HeartbeatResponse { stop: stop.into_iter().map(|(job_id, attempt)| RunningJob { job_id, attempt }).collect(), drain })
 }
 
@@ -105,45 +100,44 @@ pub async fn control(st: &AppState, agent: &AgentRow, req: &WaitRequest) -> AppR
 }
 
 /// Whether the agent may add to this attempt's log (it holds it): asked before an upload's
-/// body is read, so an agent holding no job costs the server nothing.
-pub async fn may_log(st: &AppState, by: AgentAttempt<'_>) -> AppResult<()> {
-    Ok(st.store.check_held(by).await?)
+/// body is read, so an agent holding no job costs the server nothing. Answers the job's build
+/// (the `build_id` the log writes below take, for their events).
+pub async fn may_log(st: &AppState, by: AgentAttempt<'_>) -> AppResult<i64> {
+    Ok(st.store.held_build(by).await?)
 }
 
 /// Store a chunk of the log at its byte offset; answers how many bytes the server holds.
-pub async fn append_log(st: &AppState, by: AgentAttempt<'_>, offset: u64, body: &[u8]) -> AppResult<u64> {
+pub async fn append_log(st: &AppState, by: AgentAttempt<'_>, build_id: i64, offset: u64, body: &[u8]) -> AppResult<u64> {
     check_log_limit(st, &by, offset, body.len() as u64)?;
     let out = st.store.append_log(by, offset, body).await?;
-    Ok(logged(st, by.job_id, offset, out).await)
+    Ok(logged(st, build_id, by.job_id, offset, out))
 }
 
 /// [`append_log`] for an upload of zstd frames: their sizes, as their headers declare them,
 /// are checked against the caps and the log limit before any is decompressed; then each is
 /// decoded as a stream, in bounded memory (`kiln_store::DeclaredFrames`).
-pub async fn append_log_frames(st: &AppState, by: AgentAttempt<'_>, offset: u64, body: Vec<u8>) -> AppResult<u64> {
+pub async fn append_log_frames(st: &AppState, by: AgentAttempt<'_>, build_id: i64, offset: u64, body: Vec<u8>) -> AppResult<u64> {
     let job_id = by.job_id;
     let bad = move |e: String| AppError::BadRequest(format!("log upload of job {job_id}: {e}"));
     let declared = kiln_store::DeclaredFrames::split(body).map_err(bad)?;
     check_log_limit(st, &by, offset, declared.raw_len())?;
     let frames = tokio::task::spawn_blocking(move || declared.check()).await.map_err(|e| AppError::Internal(e.to_string()))?.map_err(bad)?;
     let out = st.store.append_log_frames(by, offset, frames).await?;
-    Ok(logged(st, by.job_id, offset, out).await)
+    Ok(logged(st, build_id, by.job_id, offset, out))
 }
 
 /// Replace the live tail of the agent's attempt (the last lines of a log past its head, which
 /// the agent holds back until the job ends); the caller has checked the agent holds it
 /// ([`may_log`]) and the size. Readers following the log hear of it.
-pub async fn set_live_tail(st: &AppState, by: AgentAttempt<'_>, past_head: u64, text: Vec<u8>) -> AppResult<()> {
+pub async fn set_live_tail(st: &AppState, by: AgentAttempt<'_>, build_id: i64, past_head: u64, text: Vec<u8>) -> AppResult<()> {
     let (files, job_id, attempt) = (st.store.log_files().clone(), by.job_id, by.attempt);
     tokio::task::spawn_blocking(move || files.set_live(job_id, attempt, past_head, &text))
         .await
         .map_err(|e| AppError::Internal(e.to_string()))?
         .map_err(|e| AppError::Internal(format!("failed to keep the live tail of job {job_id}: {e}")))?;
-    if let Ok(j) = st.store.job(job_id).await {
-        let mut ev = Event::new(EventKind::Log, j.build_id, Some(job_id), "", "running");
-        ev.bytes = Some(0);
-        st.emit_event(ev);
-    }
+    let mut ev = Event::new(EventKind::Log, build_id, Some(job_id), "", "running");
+    ev.bytes = Some(0);
+    st.emit_event(ev);
     Ok(())
 }
 
@@ -156,13 +150,11 @@ fn check_log_limit(st: &AppState, by: &AgentAttempt<'_>, offset: u64, len: u64) 
 }
 
 /// After an append: tell the log's readers; answers the bytes the server holds.
-async fn logged(st: &AppState, job_id: i64, offset: u64, out: kiln_store::AppendOutcome) -> u64 {
+fn logged(st: &AppState, build_id: i64, job_id: i64, offset: u64, out: kiln_store::AppendOutcome) -> u64 {
     if let kiln_store::AppendOutcome::Stored(held) = out {
-        if let Ok(j) = st.store.job(job_id).await {
-            let mut ev = Event::new(EventKind::Log, j.build_id, Some(job_id), "", "running");
-            ev.bytes = Some(held.saturating_sub(offset));
-            st.emit_event(ev);
-        }
+        let mut ev = Event::new(EventKind::Log, build_id, Some(job_id), "", "running");
+        ev.bytes = Some(held.saturating_sub(offset));
+        st.emit_event(ev);
     }
     out.held()
 }
@@ -191,9 +183,10 @@ pub async fn finish(st: &AppState, by: AgentAttempt<'_>, req: &FinishRequest) ->
         st.emit_event(ev);
         if out.build_finished {
             st.emit(EventKind::Build, out.build_id, None, &out.project, &out.build_status);
-            if out.build_status == "passed" {
+            // Only when some project may build after this one (see `FinishOutcome::named_upstream`).
+            if out.build_status == "passed" && out.named_upstream {
                 let st = st.clone();
-                tokio::spawn(async move { crate::sources::downstream::on_passed(&st, out.build_id).await });
+                tokio::spawn(async move { crate::sources::downstream::on_passed(&st, out.build_id, &out.project).await });
             }
         }
     }

@@ -7,7 +7,7 @@ use crate::events::EventKind;
 use super::access::{self, Need, Reached, Starter};
 use crate::auth::Viewer;
 use crate::error::AppResult;
-use crate::materialize::materialize;
+use crate::materialize::{materialize, Lease};
 use crate::state::AppState;
 use crate::uploads::{self, Packed, Staged};
 use kiln_store::{BuildRow, UploadRow};
@@ -51,7 +51,7 @@ async fn start(st: &AppState, who: &str, reached: &Reached, packed: &Packed) -> 
     let with_secrets = access::build_gets_secrets(&reached.project, Starter::Upload { role: reached.role });
     let b = uploads::record(st, &reached.project, who, packed, with_secrets).await?;
     st.emit(EventKind::Build, b.id, None, &reached.project.name, "queued");
-    let (st2, b2) = (st.clone(), b.clone());
-    tokio::spawn(async move { materialize(&st2, b2, Instant::now()).await });
+    let (st2, b2, p2) = (st.clone(), b.clone(), reached.project.clone());
+    tokio::spawn(async move { materialize(&st2, b2, Some(p2), Lease::Take, Instant::now()).await });
     Ok(b)
 }

@@ -49,14 +49,10 @@ impl Duties {
     }
 }
 
-fn lease_ms(st: &AppState) -> i64 {
-    st.cfg.lease_secs.max(2) as i64 * 1000
-}
-
 /// Take or renew every duty once.
 pub async fn renew(st: &AppState) {
     for d in Duty::ALL {
-        let held = match st.store.take_duty(d.as_str(), &st.duties.id, lease_ms(st)).await {
+        let held = match st.store.take_duty(d.as_str(), &st.duties.id, st.cfg.lease_ms()).await {
             Ok(h) => h,
             Err(e) => {
                 tracing::warn!("cannot renew the {} duty: {e}", d.as_str());
@@ -74,7 +70,7 @@ pub async fn run(st: AppState, stop: CancellationToken) {
     if st.store.backend() != kiln_store::Backend::Postgres {
         return;
     }
-    let every = Duration::from_millis((lease_ms(&st) / 3) as u64);
+    let every = Duration::from_millis((st.cfg.lease_ms() / 3) as u64);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 pub async fn run(st: AppState, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let lease_ms = st.cfg.lease_secs.max(2) as i64 * 1000;
+    let lease_ms = st.cfg.lease_ms();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -23,7 +23,7 @@ pub async fn run(st: AppState, stop: CancellationToken) {
         for b in st.store.expansions_due(lease_ms).await.unwrap_or_default() {
             tracing::warn!("build {} of {} was not expanded within its lease: expanding it here", b.id, b.project);
             let st = st.clone();
-            tokio::spawn(async move { crate::materialize::materialize(&st, b, std::time::Instant::now()).await });
+            tokio::spawn(async move { crate::materialize::materialize(&st, b, None, crate::materialize::Lease::Take, std::time::Instant::now()).await });
         }
         if !st.duties.held(Duty::Reaper) {
             continue;

@@ -10,13 +10,17 @@ use crate::trigger::{start_build, Origin};
 /// How far back the catch-up looks for passed builds whose downstream builds never started.
 const CATCH_UP_MS: i64 = 15 * 60 * 1000;
 
-/// Start the builds that wait for `build_id` (which just passed). Once per build,
-/// whichever server or pass gets there first (compare-and-set on a marker).
-pub async fn on_passed(st: &AppState, build_id: i64) {
+/// Start the builds that wait for `build_id` of project `project` (which just passed). Once
+/// per build, whichever server or pass gets there first (compare-and-set on a marker).
+pub async fn on_passed(st: &AppState, build_id: i64, project: &str) {
+    // Most builds have nothing downstream: find that out before reading the build or writing
+    // a marker.
+    let downstream: Vec<i64> = meta::all(st).await.into_iter().filter(|(_, m)| m.after.iter().any(|a| a == project)).map(|(id, _)| id).collect();
+    if downstream.is_empty() {
+        return;
+    }
     let Ok(b) = st.store.build(build_id).await else { return };
-    // Most builds have nothing downstream: find that out before writing a marker.
-    let downstream: Vec<i64> = meta::all(st).await.into_iter().filter(|(_, m)| m.after.contains(&b.project)).map(|(id, _)| id).collect();
-    if downstream.is_empty() || !st.store.kv_cas(&format!("down:{build_id}"), None, "started").await.unwrap_or(false) {
+    if !st.store.kv_cas(&format!("down:{build_id}"), None, "started").await.unwrap_or(false) {
         return;
     }
     let Ok(upstream) = st.store.project_by_id(b.project_id).await else { return };
@@ -63,7 +67,7 @@ pub async fn catch_up(st: &AppState) {
     let since = kiln_store::now_ms() - CATCH_UP_MS;
     for (id, project) in st.store.passed_since(since).await.unwrap_or_default() {
         if upstreams.contains(&project) && st.store.kv_get(&format!("down:{id}")).await.ok().flatten().is_none() {
-            on_passed(st, id).await;
+            on_passed(st, id, &project).await;
         }
     }
 }

@@ -17,17 +17,16 @@ pub struct Meta {
 }
 
 /// The kv keys of every project's triggers start with this.
-const PREFIX: &str = "meta:";
+const PREFIX: &str = kiln_store::TRIGGERS_PREFIX;
 
-fn key(project_id: i64) -> String {
+/// The kv key of a project's triggers.
+pub(crate) fn key(project_id: i64) -> String {
     format!("{PREFIX}{project_id}")
 }
 
-pub async fn get(st: &AppState, project_id: i64) -> Meta {
-    match st.store.kv_get(&key(project_id)).await {
-        Ok(Some(t)) => serde_json::from_str(&t).unwrap_or_default(),
-        _ => Meta::default(),
-    }
+/// Triggers as stored (none recorded: none).
+fn parse(text: Option<&str>) -> Meta {
+    text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default()
 }
 
 /// Every project's triggers, by project id, in one read.
@@ -38,9 +37,17 @@ pub async fn all(st: &AppState) -> HashMap<i64, Meta> {
         .collect()
 }
 
+/// Remember the triggers of pipeline `p` as the project's (written only when they changed).
 pub async fn record(st: &AppState, project_id: i64, p: &Pipeline) {
+    let recorded = st.store.kv_get(&key(project_id)).await.ok().flatten();
+    record_over(st, project_id, p, recorded.as_deref()).await
+}
+
+/// [`record`] when the caller has read what is recorded (`recorded`, the stored text) already:
+/// a build's expansion reads it as it takes its lease, in the same statement.
+pub async fn record_over(st: &AppState, project_id: i64, p: &Pipeline, recorded: Option<&str>) {
     let m = Meta { after: p.on.after.clone(), schedule: p.on.schedule.clone() };
-    if get(st, project_id).await != m {
+    if parse(recorded) != m {
         let _ = st.store.kv_set(&key(project_id), &serde_json::to_string(&m).unwrap_or_default()).await;
     }
 }
