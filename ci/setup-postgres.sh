@@ -14,4 +14,10 @@ pg_lsclusters -h | grep -q "^$ver main .* online" || pg_ctlcluster "$ver" main s
 for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
 pg_isready -q -h 127.0.0.1 -p 5432 || { echo "postgresql did not start"; exit 1; }
 su postgres -c "psql -q -c \"DO \\\$\\\$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'kiln') THEN CREATE ROLE kiln LOGIN CREATEDB PASSWORD 'kiln'; END IF; END\\\$\\\$;\""
+# Each test makes a database of its own and leaves it; drop those of earlier runs here, or a
+# developer's machine piles up hundreds (autovacuum visits every one). Do not run this while
+# another test run is going on the same server.
+for db in $(su postgres -c "psql -tAc \"SELECT datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE r.rolname = 'kiln' AND datname ~ '^(kiln_|kacc_)'\""); do
+  su postgres -c "psql -q -c 'DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)'" >/dev/null 2>&1 || true
+done
 echo "postgres://kiln:kiln@127.0.0.1:5432/postgres"
