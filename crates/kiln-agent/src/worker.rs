@@ -302,16 +302,15 @@ async fn run_steps_of(
 /// retrying until it answers.
 async fn report(agent: &Agent, job: &JobAssignment, outcome: &Outcome, shared: &Arc<Shared>, running: &Running) {
     use base64::Engine;
+    let log_rest = crate::spool::rest(shared).filter(|(_, b)| !b.is_empty()).map(|(offset, b)| LogRest { offset, base64: base64::engine::general_purpose::STANDARD.encode(b) });
     let mut req = FinishRequest {
         attempt: job.attempt,
         status: outcome.status().to_string(),
         exit_code: outcome.exit_code(),
         reason: outcome.reason(),
         log_len: shared.written.load(Ordering::SeqCst),
-        log_rest: None,
+        log_rest,
     };
-    let rest = |shared: &Shared| crate::spool::rest(shared).filter(|(_, b)| !b.is_empty()).map(|(offset, b)| LogRest { offset, base64: base64::engine::general_purpose::STANDARD.encode(b) });
-    req.log_rest = rest(shared);
     let mut failures = 0;
     loop {
         match agent.client.finish(job.job_id, &req).await {
