@@ -34,6 +34,15 @@ impl AppendOutcome {
     }
 }
 
+/// Hold an attempt's row while its log grows, so appends to one attempt take turns (PostgreSQL: a
+/// row lock; on SQLite the write lock every writer takes already does).
+pub(crate) async fn lock_attempt(tx: &mut sqlx::Transaction<'_, sqlx::Any>, backend: crate::Backend, job_id: i64, attempt: i64) -> Result<()> {
+    if backend == crate::Backend::Postgres {
+        sqlx::query("UPDATE attempts SET log_len = log_len WHERE job_id = $1 AND attempt = $2").bind(job_id).bind(attempt).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 /// What an append does, given what the attempt holds ([`Store::plan_append`]).
 pub(crate) enum AppendPlan {
     /// Every byte is held already: the log is this long.
@@ -139,10 +148,7 @@ impl Store {
         let AgentAttempt { job_id, attempt, agent } = by;
         let _w = self.write_turn().await;
         let mut tx = self.begin_write().await?;
-        // Hold the attempt's row (PostgreSQL: a row lock; SQLite: the write lock already does).
-        if self.backend() == crate::Backend::Postgres {
-            sqlx::query("UPDATE attempts SET log_len = log_len WHERE job_id = $1 AND attempt = $2").bind(job_id).bind(attempt).execute(&mut *tx).await?;
-        }
+        lock_attempt(&mut tx, self.backend(), job_id, attempt).await?;
         // The attempt's length and whether the agent holds it (`queue::held_by`), in one read.
         let row = sqlx::query(
             "SELECT a.log_len, CAST(CASE WHEN j.status = 'running' AND j.attempt = a.attempt AND j.agent_name = a.agent_name THEN 1 ELSE 0 END AS BIGINT) AS held \
@@ -249,7 +255,7 @@ impl Store {
     async fn move_old_log(&self, job_id: i64, attempt: i64) -> Result<()> {
         let _w = self.write_turn().await;
         let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE attempts SET log_len = log_len WHERE job_id = $1 AND attempt = $2").bind(job_id).bind(attempt).execute(&mut *tx).await?;
+        lock_attempt(&mut tx, self.backend(), job_id, attempt).await?;
         let mut after = -1i64;
         loop {
             // A few rows at a time: memory stays bounded whatever the log's size.

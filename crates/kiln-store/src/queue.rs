@@ -739,9 +739,8 @@ impl Store {
         let _w = self.write_turn().await;
         let mut tx = self.begin_write().await?;
         lock_job(&mut tx, self.backend(), job_id).await?;
-        if self.backend() == crate::Backend::Postgres && rest.is_some() {
-            // Appends hold the attempt's row; so does this one.
-            sqlx::query("UPDATE attempts SET log_len = log_len WHERE job_id = $1 AND attempt = $2").bind(job_id).bind(attempt).execute(&mut *tx).await?;
+        if rest.is_some() {
+            crate::logs::lock_attempt(&mut tx, self.backend(), job_id, attempt).await?;
         }
         // PostgreSQL: the build's row too (see `lock_build`), before its jobs are read below.
         if self.backend() == crate::Backend::Postgres {
