@@ -10,7 +10,8 @@
 # The Rust suite's test binaries are built once beforehand into a nextest archive that both
 # sides run from (`--archive-file`: no cargo, no build lock), so both time running the tests,
 # not compiling them.
-# Usage: bench/shards/real.sh [N]   (from the repository root; builds target/release/kiln)
+# Usage: bench/shards/real.sh [N]   (from the repository root; builds target/release/kiln;
+# KEEP=1 keeps its folder, with the server's data, for reading the builds' logs afterwards)
 set -euo pipefail
 N=${1:-4}
 ROOT=$(pwd)
@@ -18,7 +19,7 @@ BIN=${KILN_BIN:-$ROOT/target/release/kiln}
 [ -n "${KILN_BIN:-}" ] || cargo build --release -q
 T=$(mktemp -d /tmp/kiln-real.XXXXXX)
 PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; sleep 0.3; rm -rf "$T"; }
+cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; sleep 0.3; [ -n "${KEEP:-}" ] && echo "kept $T" || rm -rf "$T"; }
 trap cleanup EXIT
 python3 -c 'import xdist' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check pytest-xdist
 cargo nextest --version >/dev/null 2>&1 || cargo install -q --locked cargo-nextest
@@ -35,10 +36,12 @@ for c in $RS_CRATES; do printf '%s = "=%s"\n' "${c%=*}" "${c#*=}" >>"$T/dl/fetch
 (cd "$T/dl/fetch" && cargo vendor -q "$T/dl/vendor" >/dev/null)
 
 # Rust: a nextest profile that writes JUnit, a shared target folder built once, and a runner
-# that turns kiln's "binary test" ids into a nextest filter. Each shard extracts the archive
-# once (the job's set-up step, into its own folder `nx`); the list step and every batch then
-# run the extracted binaries, as `cargo nextest run --archive-file` extracts once for all its
-# tests. (Run from the archive, every batch would extract it again: 0.2–0.3 s each here.)
+# that turns kiln's "binary test" ids into a nextest filter. Each shard unpacks the archive
+# once (the job's set-up step, with tar into its own folder `nx`: only unpacking, where
+# `cargo nextest list --archive-file --extract-to` would also list every test, which `list`
+# does again); the list step and every batch then run the unpacked binaries, as
+# `cargo nextest run --archive-file` extracts once for all its tests. (Run from the archive,
+# every batch would extract it again: 0.2–0.3 s each here.)
 export CARGO_TARGET_DIR=$T/rs-target
 cat >"$T/dl/kiln-nextest.sh" <<'SH'
 #!/bin/sh
@@ -67,7 +70,7 @@ jobs:
       ARCHIVE: $d.tar.zst
       NX: --binaries-metadata nx/target/nextest/binaries-metadata.json --cargo-metadata nx/target/nextest/cargo-metadata.json --target-dir-remap nx/target --workspace-remap .
     steps:
-      - mkdir -p nx && cargo nextest list --archive-file \$ARCHIVE --workspace-remap . --extract-to nx --extract-overwrite >/dev/null
+      - mkdir -p nx && tar --zstd -xf \$ARCHIVE -C nx
     tests:
       shards: $N
       list: cargo nextest list \$NX --message-format oneline

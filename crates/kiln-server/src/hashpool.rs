@@ -1,8 +1,10 @@
 //! Password hashing on a fixed pool of `WORKERS` threads: argon2 takes 19 MiB a
 //! hash, so however many sign-ins arrive at once, at most `WORKERS` hashes are in
 //! memory; the rest wait their turn (as cheap async tasks, not threads). Each
-//! worker keeps its argon2 memory and reuses it, so the allocator never has to
-//! give back (or fail to give back) 19 MiB per attempt.
+//! worker keeps its argon2 memory's addresses and reuses them, so the allocator never
+//! has to give back (or fail to give back) 19 MiB per attempt; their pages are handed
+//! back to the kernel after each hash, so a server that is not signing anyone in does
+//! not hold them.
 
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -65,8 +67,26 @@ fn argon2_into(argon: &Argon2, params: &Params, password: &[u8], salt: &[u8], ou
         if m.len() < n {
             m.resize(n, Block::default());
         }
-        argon.hash_password_into_with_memory(password, salt, out, &mut m[..n]).map_err(|e| e.to_string())
+        let hashed = argon.hash_password_into_with_memory(password, salt, out, &mut m[..n]).map_err(|e| e.to_string());
+        release_pages(&mut m);
+        hashed
     })
+}
+
+/// Hand the whole pages inside `memory` back to the kernel (`MADV_DONTNEED`): its
+/// addresses stay ours and read as zeros until written again, so the next hash
+/// reuses them without asking the allocator for 19 MiB.
+fn release_pages(memory: &mut [Block]) {
+    const PAGE: usize = 4096;
+    let start = memory.as_mut_ptr() as usize;
+    let end = start + std::mem::size_of_val(memory);
+    let (first, last) = (start.next_multiple_of(PAGE), end / PAGE * PAGE);
+    if last > first {
+        // SAFETY: [first, last) lies inside `memory`, which this thread borrows mutably, and
+        // it is private anonymous memory: after MADV_DONTNEED it reads as zeros, a valid
+        // `Block` (plain u64s) that every hash overwrites before reading.
+        let _ = unsafe { rustix::mm::madvise(first as *mut _, last - first, rustix::mm::Advice::LinuxDontNeed) };
+    }
 }
 
 /// A PHC string (`$argon2id$v=19$…`, default parameters) for `password`, with a fresh salt.
@@ -116,6 +136,29 @@ mod tests {
         let ours = super::hash(b"p").unwrap();
         use argon2::password_hash::PasswordVerifier;
         assert!(argon2::Argon2::default().verify_password(b"p", &argon2::PasswordHash::new(&ours).unwrap()).is_ok());
+    }
+
+    /// Resident pages of this process in [addr, addr + len), from /proc/self/pagemap
+    /// (bit 63 of each page's entry: present in memory).
+    fn resident_pages(addr: usize, len: usize) -> usize {
+        use std::os::unix::fs::FileExt;
+        let pages = len / 4096;
+        let mut entries = vec![0u8; pages * 8];
+        std::fs::File::open("/proc/self/pagemap").unwrap().read_exact_at(&mut entries, (addr / 4096 * 8) as u64).unwrap();
+        entries.chunks(8).filter(|e| u64::from_le_bytes((*e).try_into().unwrap()) >> 63 == 1).count()
+    }
+
+    #[test]
+    fn the_kept_memory_is_not_resident_between_hashes() {
+        let h = super::hash(b"correct horse").unwrap();
+        let (addr, len) = super::MEMORY.with(|m| (m.borrow().as_ptr() as usize, m.borrow().len() * 1024));
+        assert!(len >= 19 << 20, "argon2 used {len} bytes");
+        // At most the two partial pages at its ends stay resident.
+        assert!(resident_pages(addr, len) <= 2, "{} pages of the hash's memory still resident", resident_pages(addr, len));
+        // The same addresses serve the next hash, and it still verifies.
+        assert!(super::verify(b"correct horse", &h));
+        assert_eq!(super::MEMORY.with(|m| m.borrow().as_ptr() as usize), addr);
+        assert!(resident_pages(addr, len) <= 2);
     }
 
     #[tokio::test]
