@@ -79,16 +79,20 @@ pub enum BuildStatus {
     Failed,
     Errored,
     Cancelled,
+    /// Not run at all: the change matched none of the project's filters, or its triggers were
+    /// off (recorded with the reason, never derived from jobs).
+    Skipped,
 }
 
 impl BuildStatus {
-    pub const ALL: [BuildStatus; 6] = [
+    pub const ALL: [BuildStatus; 7] = [
         BuildStatus::Queued,
         BuildStatus::Running,
         BuildStatus::Passed,
         BuildStatus::Failed,
         BuildStatus::Errored,
         BuildStatus::Cancelled,
+        BuildStatus::Skipped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -99,6 +103,7 @@ impl BuildStatus {
             BuildStatus::Failed => "failed",
             BuildStatus::Errored => "errored",
             BuildStatus::Cancelled => "cancelled",
+            BuildStatus::Skipped => "skipped",
         }
     }
 
@@ -206,7 +211,9 @@ mod tests {
             assert_eq!(BuildStatus::parse(s.as_str()), Some(s));
         }
         assert_eq!(JobStatus::parse("Passed"), None);
-        assert_eq!(BuildStatus::parse("skipped"), None);
+        assert_eq!(BuildStatus::parse("skipped"), Some(BuildStatus::Skipped));
+        assert!(BuildStatus::Skipped.is_final());
+        assert_eq!(BuildStatus::parse("none"), None);
         assert_eq!(Cancelled.as_str(), "cancelled");
     }
 

@@ -26,7 +26,7 @@ pub struct JobFacts {
     /// Its needs are met (it may be claimed).
     pub ready: bool,
     /// The jobs it needs that have not passed yet, with their status.
-    pub pending_needs: Vec<(String, String)>,
+    pub pending_needs: Vec<(String, crate::state::JobStatus)>,
 }
 
 /// An agent close to a job's labels: what it has and what it lacks.
@@ -43,7 +43,7 @@ pub enum Waiting {
     /// The build's pipeline has not been read yet (no jobs exist).
     NotExpanded,
     /// Jobs it needs have not passed.
-    Needs(Vec<(String, String)>),
+    Needs(Vec<(String, crate::state::JobStatus)>),
     /// No online agent has the labels it requires (`requires` spelled `k=v,…`; the closest
     /// online agents, fewest missing labels first, at most three).
     NoAgent { requires: String, closest: Vec<Closest> },
@@ -174,9 +174,9 @@ mod tests {
             agent("d", "gpu=yes", true, true, 1, &[]),
         ];
         // Needs.
-        let blocked = JobFacts { requires: BTreeMap::new(), ready: false, pending_needs: vec![("build".into(), "running".into())] };
+        let blocked = JobFacts { requires: BTreeMap::new(), ready: false, pending_needs: vec![("build".into(), crate::state::JobStatus::Running)] };
         let w = why(&blocked, &fleet);
-        assert_eq!(w, Waiting::Needs(vec![("build".into(), "running".into())]));
+        assert_eq!(w, Waiting::Needs(vec![("build".into(), crate::state::JobStatus::Running)]));
         assert_eq!(w.to_string(), "waiting for build (running) to pass");
         // No online agent has the labels (c has them but is offline); the closest first.
         let w = why(&ready("python=3.12"), &fleet);

@@ -217,7 +217,7 @@ async fn download(State(st): State<AppState>, viewer: Viewer, Path((id, job, nam
 /// An agent's download: only artifacts of its own build's jobs.
 async fn agent_download(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path((build, job, name)): Path<(i64, i64, String)>) -> AppResult<Response> {
     let jobs = st.store.jobs_of_build(build).await?;
-    if !jobs.iter().any(|j| j.status == "running" && j.agent_name.as_deref() == Some(agent.name.as_str())) {
+    if !jobs.iter().any(|j| j.status == kiln_core::state::JobStatus::Running && j.agent_name.as_deref() == Some(agent.name.as_str())) {
         return Err(AppError::NotFound(format!("build {build} has no artifact {name:?} from job {job}")));
     }
     serve(&st, build, job, &name).await

@@ -11,8 +11,8 @@ use axum::response::IntoResponse;
 pub async fn badge(State(st): State<AppState>, viewer: Viewer, Path(file): Path<String>) -> AppResult<impl IntoResponse> {
     let name = file.strip_suffix(".svg").unwrap_or(&file);
     let p = visible(&st, &viewer, name).await?;
-    let status = st.store.latest_build(p.id).await?.map(|b| b.status).unwrap_or_else(|| "none".into());
-    Ok(([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "no-cache")], svg("build", &status)))
+    let status = st.store.latest_build(p.id).await?.map(|b| b.status.as_str()).unwrap_or("none");
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "no-cache")], svg("build", status)))
 }
 
 fn colour(status: &str) -> &'static str {

@@ -53,7 +53,7 @@ pub fn attempt(a: &AttemptRow) -> api::Attempt {
     api::Attempt {
         attempt: a.attempt,
         agent: a.agent.clone(),
-        status: a.status.clone(),
+        status: a.status.as_str().to_string(),
         reason: a.reason.clone(),
         log_len: a.log_len,
         started_at: ts(a.started_at),
@@ -67,7 +67,7 @@ pub fn job(j: &JobRow, attempts: Vec<api::Attempt>, waiting_for: Vec<String>) ->
         build_id: j.build_id,
         key: j.key.clone(),
         name: j.name.clone(),
-        status: j.status.clone(),
+        status: j.status.as_str().to_string(),
         needs: j.needs.clone(),
         requires: j.requires.clone(),
         steps: serde_json::from_str::<kiln_wire::agent::JobAssignment>(&j.spec).map(|a| a.steps).unwrap_or_default(),
@@ -88,7 +88,7 @@ pub fn build(b: &BuildRow, jobs: Vec<api::Job>) -> api::Build {
     api::Build {
         id: b.id,
         project: b.project.clone(),
-        status: b.status.clone(),
+        status: b.status.as_str().to_string(),
         branch: b.branch.clone(),
         commit: b.commit.clone(),
         message: b.message.clone(),
@@ -172,12 +172,12 @@ pub async fn full_build_with(store: &Store, b: &BuildRow, agents: &[AgentRow], p
 pub async fn build_jobs(store: &Store, b: &BuildRow, agents: &[AgentRow], page: JobPage) -> kiln_store::Result<(Vec<api::Job>, usize)> {
     let rows = store.jobs_of_build(b.id).await?;
     let shown: Vec<&JobRow> = rows.iter().skip(page.offset).take(page.limit).collect();
-    let fleet = if shown.iter().any(|j| j.status == "queued") { crate::app::waiting::fleet(store, &crate::app::Sight::only(&b.project)).await? } else { Vec::new() };
+    let fleet = if shown.iter().any(|j| j.status == kiln_core::state::JobStatus::Queued) { crate::app::waiting::fleet(store, &crate::app::Sight::only(&b.project)).await? } else { Vec::new() };
     let mut attempts = if shown.is_empty() { Default::default() } else { store.attempts_of_build(b.id).await? };
     let mut jobs = Vec::with_capacity(shown.len());
     for j in shown {
         let tries = attempts.remove(&j.id).unwrap_or_default().iter().map(attempt).collect();
-        let waiting = if j.status == "queued" && j.ready { waiting_for(&j.requires, agents) } else { Vec::new() };
+        let waiting = if j.status == kiln_core::state::JobStatus::Queued && j.ready { waiting_for(&j.requires, agents) } else { Vec::new() };
         let mut out = job(j, tries, waiting);
         out.waiting = crate::app::waiting::job(j, &rows, &fleet).as_ref().map(crate::app::waiting::to_api);
         jobs.push(out);

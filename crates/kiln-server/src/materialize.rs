@@ -84,16 +84,16 @@ pub async fn materialize(st: &AppState, build: BuildRow, project: Option<Project
         }
     };
     let status = match res {
-        Ok(Some(status)) => status,
+        Ok(Some(status)) => status.as_str(),
         // Expanded or ended already (another server, or a cancel): say what it is now.
-        Ok(None) => st.store.build(build.id).await.map(|b| b.status).unwrap_or_default(),
+        Ok(None) => st.store.build(build.id).await.map(|b| b.status.as_str()).unwrap_or_default(),
         Err(e) => {
             tracing::error!("failed to record build {}: {e}", build.id);
-            st.store.build(build.id).await.map(|b| b.status).unwrap_or_default()
+            st.store.build(build.id).await.map(|b| b.status.as_str()).unwrap_or_default()
         }
     };
     st.wake_agents();
-    st.emit(EventKind::Build, build.id, None, &project.name, &status);
+    st.emit(EventKind::Build, build.id, None, &project.name, status);
 }
 
 /// `recorded`: the project's triggers as recorded when the expansion was taken.

@@ -1,5 +1,6 @@
 //! Builds: one run of a pipeline for one commit, its trigger, and its status.
 
+use kiln_core::state::BuildStatus;
 use crate::queue::{insert_jobs, NewJob};
 use crate::{now_ms, Result, Store, StoreError};
 use sqlx::Row;
@@ -9,7 +10,7 @@ pub struct BuildRow {
     pub id: i64,
     pub project_id: i64,
     pub project: String,
-    pub status: String,
+    pub status: BuildStatus,
     pub branch: String,
     pub commit: String,
     pub requested_commit: Option<String>,
@@ -58,12 +59,16 @@ fn returned_cols() -> &'static str {
     R.get_or_init(|| COLS.replace("b.", "").replace("p.name AS project", "(SELECT p.name FROM projects p WHERE p.id = builds.project_id) AS project"))
 }
 
+fn parse_status(text: &str) -> Result<BuildStatus> {
+    BuildStatus::parse(text).ok_or_else(|| StoreError::Corrupt(format!("build status {text:?}")))
+}
+
 pub(crate) fn from_row(r: &sqlx::any::AnyRow) -> Result<BuildRow> {
     Ok(BuildRow {
         id: r.try_get("id")?,
         project_id: r.try_get("project_id")?,
         project: r.try_get("project")?,
-        status: r.try_get("status")?,
+        status: crate::rows::build_status(r, "status")?,
         branch: r.try_get("branch")?,
         commit: r.try_get("commit_sha")?,
         requested_commit: r.try_get("requested_commit")?,
@@ -196,7 +201,7 @@ impl Store {
     /// `at_branch_head`: the commit was the build's branch's head (see [`BuildRow::at_branch_head`]).
     /// Answers the build's status after it, or None when it was expanded already (by another
     /// server, or ended before it was): then nothing is written.
-    pub async fn materialize_build(&self, build_id: i64, commit: &str, message: &str, author: &str, at_branch_head: bool, jobs: &[NewJob]) -> Result<Option<String>> {
+    pub async fn materialize_build(&self, build_id: i64, commit: &str, message: &str, author: &str, at_branch_head: bool, jobs: &[NewJob]) -> Result<Option<BuildStatus>> {
         let _w = self.write_turn().await;
         let mut tx = self.begin_write().await?;
         // The conditional update is the claim: of two servers expanding the same
@@ -217,25 +222,25 @@ impl Store {
         }
         insert_jobs(&mut tx, build_id, jobs).await?;
         tx.commit().await?;
-        Ok(claimed)
+        claimed.map(|s| parse_status(&s)).transpose()
     }
 
     /// End a build as errored before it ran (bad pipeline, unknown commit…). Answers its status
     /// after it, or None when it was expanded or ended already (nothing written).
-    pub async fn error_build(&self, build_id: i64, commit: &str, reason: &str) -> Result<Option<String>> {
-        self.end_unrun_build(build_id, commit, "errored", reason).await
+    pub async fn error_build(&self, build_id: i64, commit: &str, reason: &str) -> Result<Option<BuildStatus>> {
+        self.end_unrun_build(build_id, commit, BuildStatus::Errored, reason).await
     }
 
     /// Record that a change did not build (branch or path filters, triggers off), with the reason.
     /// Answers as [`Store::error_build`].
-    pub async fn skip_build(&self, build_id: i64, commit: &str, reason: &str) -> Result<Option<String>> {
-        self.end_unrun_build(build_id, commit, "skipped", reason).await
+    pub async fn skip_build(&self, build_id: i64, commit: &str, reason: &str) -> Result<Option<BuildStatus>> {
+        self.end_unrun_build(build_id, commit, BuildStatus::Skipped, reason).await
     }
 
-    async fn end_unrun_build(&self, build_id: i64, commit: &str, status: &str, reason: &str) -> Result<Option<String>> {
+    async fn end_unrun_build(&self, build_id: i64, commit: &str, status: BuildStatus, reason: &str) -> Result<Option<BuildStatus>> {
         let _w = self.write_turn().await;
         let now = now_ms();
-        Ok(sqlx::query_scalar(
+        let ended: Option<String> = sqlx::query_scalar(
             "UPDATE builds SET status = $5, error = $1, commit_sha = CASE WHEN $2 = '' THEN commit_sha ELSE $2 END, \
              materialized = 1, finished_at = $3 WHERE id = $4 AND materialized = 0 RETURNING status",
         )
@@ -243,9 +248,10 @@ impl Store {
         .bind(commit)
         .bind(now)
         .bind(build_id)
-        .bind(status)
+        .bind(status.as_str())
         .fetch_optional(self.pool())
-        .await?)
+        .await?;
+        ended.map(|s| parse_status(&s)).transpose()
     }
 
     /// Builds that passed since `since` (epoch ms): (build id, project name).

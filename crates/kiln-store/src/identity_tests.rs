@@ -120,7 +120,7 @@ async fn only_the_holding_agent_writes_its_current_attempt() {
         let e = s.finish_job(a2, 5, failed, Some(1), None).await.expect_err("a2 repeating a1's finish");
         assert!(matches!(e, StoreError::NotHolder { .. }), "{e:?}");
         assert!(matches!(s.append_log(a2, 0, b"real\n").await, Err(StoreError::NotHolder { .. })), "not even a duplicate answer");
-        assert_eq!(s.job(job).await.unwrap().status, "failed");
+        assert_eq!(s.job(job).await.unwrap().status, kiln_core::state::JobStatus::Failed);
     }
 }
 
@@ -141,7 +141,7 @@ async fn a_name_online_under_another_token_is_not_taken_over() {
         assert!(s.reregister_agent(&hash_token("token-of-a1"), &spec).await.unwrap().is_some());
         s.revoke_agent("a1").await.unwrap();
         assert!(s.agent_by_token(&hash_token("token-of-a1")).await.unwrap().is_none());
-        assert_eq!(s.job(job).await.unwrap().status, "queued", "a revoked agent's job runs again");
+        assert_eq!(s.job(job).await.unwrap().status, kiln_core::state::JobStatus::Queued, "a revoked agent's job runs again");
         assert!(s.enrol_agent(EnrolWith::ServerSecret, &spec, &hash_token("new")).await.unwrap().is_some());
     }
 }
@@ -170,5 +170,22 @@ async fn enrolment_limits_labels_projects_and_uses() {
         let listed = s.list_enrolments().await.unwrap();
         assert_eq!((listed[0].used, listed[0].uses_left, listed[1].revoked_at.is_some()), (2, Some(0), true));
         assert!(enrol(&s, EnrolWith::Secret(&hash_token("unknown")), "l5", &labels(&[])).await.unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_status_the_enums_do_not_know_is_an_error_not_a_string_passed_on() {
+    let dir = tempfile::tempdir().unwrap();
+    for s in stores(dir.path()).await {
+        let job = one_job(&s, "p").await;
+        let build = s.job(job).await.unwrap().build_id;
+        assert_eq!(s.job(job).await.unwrap().status, kiln_core::state::JobStatus::Queued);
+        assert_eq!(s.build(build).await.unwrap().status, kiln_core::state::BuildStatus::Queued);
+        sqlx::query("UPDATE jobs SET status = 'exploded' WHERE id = $1").bind(job).execute(s.pool()).await.unwrap();
+        sqlx::query("UPDATE builds SET status = 'melted' WHERE id = $1").bind(build).execute(s.pool()).await.unwrap();
+        let e = s.job(job).await.unwrap_err();
+        assert!(matches!(&e, StoreError::Corrupt(m) if m.contains("\"exploded\"")), "{e:?}");
+        let e = s.build(build).await.unwrap_err();
+        assert!(matches!(&e, StoreError::Corrupt(m) if m.contains("\"melted\"")), "{e:?}");
     }
 }

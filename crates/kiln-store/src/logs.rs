@@ -9,7 +9,7 @@ use sqlx::Row;
 pub struct AttemptRow {
     pub attempt: i64,
     pub agent: String,
-    pub status: String,
+    pub status: kiln_core::state::JobStatus,
     pub reason: Option<String>,
     pub log_len: i64,
     pub started_at: i64,
@@ -99,7 +99,7 @@ fn attempt_row(r: &sqlx::any::AnyRow) -> Result<AttemptRow> {
     Ok(AttemptRow {
         attempt: r.try_get("attempt")?,
         agent: r.try_get("agent_name")?,
-        status: r.try_get("status")?,
+        status: crate::rows::job_status(r, "status")?,
         reason: r.try_get("reason")?,
         log_len: r.try_get("log_len")?,
         started_at: r.try_get("started_at")?,

@@ -7,7 +7,7 @@
 
 use crate::rows::{json_list, json_map, to_json};
 use crate::{now_ms, AgentRow, Result, Store, StoreError};
-use kiln_core::state::{derive_build_status, resolve_dependents, JobStatus};
+use kiln_core::state::{derive_build_status, resolve_dependents, BuildStatus, JobStatus};
 use sqlx::{Any, Row, Transaction};
 use std::collections::BTreeMap;
 
@@ -29,7 +29,7 @@ pub struct JobRow {
     pub build_id: i64,
     pub key: String,
     pub name: String,
-    pub status: String,
+    pub status: JobStatus,
     pub ready: bool,
     pub spec: String,
     pub requires: BTreeMap<String, String>,
@@ -63,7 +63,7 @@ pub struct Claimed {
 pub struct FinishOutcome {
     pub build_id: i64,
     /// The build's status after the change, and whether it just became final.
-    pub build_status: String,
+    pub build_status: BuildStatus,
     pub build_finished: bool,
     /// Some dependents became ready: wake the agents.
     pub readied: bool,
@@ -120,7 +120,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<JobRow> {
         build_id: r.try_get("build_id")?,
         key: r.try_get("job_key")?,
         name: r.try_get("name")?,
-        status: r.try_get("status")?,
+        status: crate::rows::job_status(r, "status")?,
         ready: r.try_get::<i64, _>("ready")? != 0,
         spec: r.try_get("spec")?,
         requires: json_map(&r.try_get::<String, _>("requires")?)?,
@@ -257,7 +257,7 @@ enum Settle {
 /// A build as settling reads it (columns `build_status`, `unreported`, `job_key`, `needs`,
 /// `job_status`, `ready`: [`SETTLE_READ`], [`FINISH_READ`]).
 struct BuildState {
-    status: String,
+    status: BuildStatus,
     /// It has test groups left to report.
     unreported: bool,
     /// (key, needs, status) of each job.
@@ -271,15 +271,14 @@ impl BuildState {
     fn of(rows: &[sqlx::any::AnyRow]) -> Result<Option<BuildState>> {
         let Some(first) = rows.first() else { return Ok(None) };
         let mut b = BuildState {
-            status: first.try_get("build_status")?,
+            status: crate::rows::build_status(first, "build_status")?,
             unreported: first.try_get::<i64, _>("unreported")? != 0,
             jobs: Vec::with_capacity(rows.len()),
             ready: Default::default(),
         };
         for r in rows {
             let Some(key) = r.try_get::<Option<String>, _>("job_key")? else { continue };
-            let status: String = r.try_get("job_status")?;
-            let st = JobStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("job status {status:?}")))?;
+            let st = crate::rows::job_status(r, "job_status")?;
             if r.try_get::<i64, _>("ready")? != 0 {
                 b.ready.insert(key.clone());
             }
@@ -332,7 +331,7 @@ fn finish_read() -> &'static str {
 /// Ready or skip dependents until nothing changes, then store the build's derived status.
 /// Returns (status, became_final, readied_any); None for a build with no jobs, or none at all
 /// (nothing written).
-async fn settle_build(tx: &mut Transaction<'_, Any>, backend: crate::Backend, build_id: i64, what: Settle) -> Result<Option<(String, bool, bool)>> {
+async fn settle_build(tx: &mut Transaction<'_, Any>, backend: crate::Backend, build_id: i64, what: Settle) -> Result<Option<(BuildStatus, bool, bool)>> {
     let (mut known, mut report) = match what {
         Settle::Only => (None, false),
         Settle::AfterJobEnd => (None, true),
@@ -362,9 +361,9 @@ async fn settle_build(tx: &mut Transaction<'_, Any>, backend: crate::Backend, bu
             let statuses: Vec<JobStatus> = jobs.iter().map(|j| j.2).collect();
             let status = derive_build_status(&statuses);
             let final_ = status.is_final();
-            let became_final = final_ && old != status.as_str();
+            let became_final = final_ && old != status;
             // Unchanged and not final (one of several jobs ended): its row already says so.
-            if old == status.as_str() && !final_ {
+            if old == status && !final_ {
                 return Ok(Some((old, false, readied)));
             }
             sqlx::query(
@@ -379,7 +378,7 @@ async fn settle_build(tx: &mut Transaction<'_, Any>, backend: crate::Backend, bu
             .bind(build_id)
             .execute(&mut **tx)
             .await?;
-            return Ok(Some((status.as_str().to_string(), became_final, readied)));
+            return Ok(Some((status, became_final, readied)));
         }
         for key in &ready {
             sqlx::query("UPDATE jobs SET ready = 1, queued_at = $1 WHERE build_id = $2 AND job_key = $3 AND status = 'queued'")
@@ -756,14 +755,14 @@ impl Store {
             .await?;
         let Some(row) = rows.first() else { return Err(why_not_held(&mut tx, job_id, attempt, agent).await?) };
         let build_id: i64 = row.try_get("build_id")?;
-        let cur_status: String = row.try_get("status")?;
+        let cur_status = crate::rows::job_status(row, "status")?;
         let own_key: String = row.try_get("own_key")?;
         let project: String = row.try_get("project")?;
         let started_at: Option<i64> = row.try_get("started_at")?;
         let named_upstream = row.try_get::<i64, _>("named_upstream")? != 0;
-        if cur_status != "running" {
-            if cur_status == status.as_str() || cur_status == "cancelled" {
-                let build_status: String = row.try_get("build_status")?;
+        if cur_status != JobStatus::Running {
+            if cur_status == status || cur_status == JobStatus::Cancelled {
+                let build_status = crate::rows::build_status(row, "build_status")?;
                 return Ok(FinishOutcome { build_id, build_status, build_finished: false, readied: false, repeated: true, project, duration_ms: None, named_upstream });
             }
             return Err(StoreError::Stale { job_id, attempt });
@@ -866,10 +865,10 @@ impl Store {
             .bind(job_id)
             .fetch_one(&mut *tx)
             .await?;
-        let status: String = row.try_get("status")?;
+        let status = crate::rows::job_status(&row, "status")?;
         let cur: i64 = row.try_get("attempt")?;
         let agent: String = row.try_get::<Option<String>, _>("agent_name")?.unwrap_or_default();
-        if status != "running" || attempt.is_some_and(|a| a != cur) || holder.is_some_and(|h| h != agent) {
+        if status != JobStatus::Running || attempt.is_some_and(|a| a != cur) || holder.is_some_and(|h| h != agent) {
             return Ok(None);
         }
         let build_id: i64 = row.try_get("build_id")?;

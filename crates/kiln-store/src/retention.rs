@@ -21,13 +21,12 @@ impl Store {
         let rows = sqlx::query("SELECT id, branch, status, created_at FROM builds WHERE project_id = $1").bind(project_id).fetch_all(self.pool()).await?;
         rows.iter()
             .map(|r| {
-                let status: String = r.try_get("status")?;
-                let st = kiln_core::state::BuildStatus::parse(&status);
+                let st = crate::rows::build_status(r, "status")?;
                 Ok(BuildFacts {
                     id: r.try_get("id")?,
                     branch: r.try_get("branch")?,
-                    passed: status == "passed",
-                    finished: st.is_some_and(|s| s.is_final()),
+                    passed: st == kiln_core::state::BuildStatus::Passed,
+                    finished: st.is_final(),
                     created_at: r.try_get("created_at")?,
                 })
             })

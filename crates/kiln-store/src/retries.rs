@@ -4,6 +4,7 @@
 //! its listed ids are cut down to them); one that failed without a failed test runs whole.
 //! Also a build's batches as they were claimed, for `kiln run --replay`.
 
+use kiln_core::state::JobStatus;
 use crate::builds::NewBuild;
 use crate::queue::NewJob;
 use crate::{BuildRow, Result, Store, StoreError};
@@ -20,7 +21,7 @@ impl Store {
         }
         let commit = orig.commit.clone();
         let jobs = self.jobs_of_build(build_id).await?;
-        let bad = |s: &str| matches!(s, "failed" | "errored");
+        let bad = |s: &JobStatus| matches!(s, JobStatus::Failed | JobStatus::Errored);
         // Every failed job's group (a plain job is its own group).
         let group_of = |key: &str, spec: &str| {
             let shards = serde_json::from_str::<serde_json::Value>(spec).ok().and_then(|v| v["shard_count"].as_u64()).unwrap_or(1) as u32;

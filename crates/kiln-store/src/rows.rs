@@ -1,4 +1,4 @@
-//! Small helpers to read portable column types (JSON text, 0/1 booleans).
+//! Small helpers to read portable column types (JSON text, 0/1 booleans, statuses as enums).
 
 use crate::{Result, StoreError};
 use std::collections::BTreeMap;
@@ -13,4 +13,18 @@ pub(crate) fn json_list(text: &str) -> Result<Vec<String>> {
 
 pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("serialising plain data cannot fail")
+}
+
+/// A job's status column, as the state machine's enum.
+pub(crate) fn job_status(r: &sqlx::any::AnyRow, column: &str) -> Result<kiln_core::state::JobStatus> {
+    use sqlx::Row;
+    let text: String = r.try_get(column)?;
+    kiln_core::state::JobStatus::parse(&text).ok_or_else(|| StoreError::Corrupt(format!("job status {text:?}")))
+}
+
+/// A build's status column, as the enum.
+pub(crate) fn build_status(r: &sqlx::any::AnyRow, column: &str) -> Result<kiln_core::state::BuildStatus> {
+    use sqlx::Row;
+    let text: String = r.try_get(column)?;
+    kiln_core::state::BuildStatus::parse(&text).ok_or_else(|| StoreError::Corrupt(format!("build status {text:?}")))
 }

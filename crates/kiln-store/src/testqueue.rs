@@ -75,8 +75,7 @@ pub(crate) async fn report_unrun(tx: &mut Transaction<'_, Any>, build_id: i64) -
             if key != g && kiln_core::testrun::group_key(&key, 2) != g {
                 continue;
             }
-            let status: String = j.try_get("status")?;
-            alive |= status == "queued" || status == "running";
+            alive |= !crate::rows::job_status(j, "status")?.is_final();
             last_reason = j.try_get::<Option<String>, _>("reason")?.or(last_reason);
         }
         if alive {

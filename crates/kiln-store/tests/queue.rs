@@ -3,7 +3,7 @@
 //! (ci/setup-postgres.sh, or `KILN_TEST_POSTGRES` as an admin URL; under CI a missing
 //! PostgreSQL fails the test). Property tests check the claim order with label matching.
 
-use kiln_core::state::JobStatus;
+use kiln_core::state::{BuildStatus, JobStatus};
 use kiln_store::{hash_token, AgentAttempt, AgentRow, AgentSpec, BuildRow, EnrolWith, FinishOutcome, LeaseExpiry, NewBuild, NewJob, Store, StoreError};
 use kiln_wire::api::ProjectSettings;
 use proptest::prelude::*;
@@ -142,7 +142,7 @@ async fn fencing(s: Store) {
     assert!(s.check_held(AgentAttempt { job_id: j, attempt: 2, agent: "b" }).await.is_ok() && s.check_held(AgentAttempt { job_id: j, attempt: 1, agent: "a" }).await.is_err());
     // The current attempt finishes once; a retried finish is recognised, a different one refused.
     let first = finish(&s, j, 2, JobStatus::Passed, Some(0)).await.unwrap();
-    assert!(!first.repeated && first.build_finished && first.build_status == "passed");
+    assert!(!first.repeated && first.build_finished && first.build_status == BuildStatus::Passed);
     assert!(finish(&s, j, 2, JobStatus::Passed, Some(0)).await.unwrap().repeated);
     assert!(matches!(finish(&s, j, 2, JobStatus::Failed, Some(1)).await, Err(StoreError::Stale { .. })));
 }
@@ -153,13 +153,13 @@ async fn settle(s: Store) {
     assert_eq!(claim(&s, "a", "").await, Some((ids["lint"], 1)));
     // build fails: test and deploy are skipped, the build fails once lint ends.
     let out = finish(&s, ids["build"], 1, JobStatus::Failed, Some(1)).await.unwrap();
-    assert!(!out.readied && !out.build_finished && out.build_status == "running");
+    assert!(!out.readied && !out.build_finished && out.build_status == BuildStatus::Running);
     let jobs = s.jobs_of_build(b).await.unwrap();
     let status = |k: &str| jobs.iter().find(|j| j.key == k).unwrap().status.clone();
-    assert_eq!((status("test"), status("deploy")), ("skipped".into(), "skipped".into()));
+    assert_eq!((status("test"), status("deploy")), (JobStatus::Skipped, JobStatus::Skipped));
     let out = finish(&s, ids["lint"], 1, JobStatus::Passed, Some(0)).await.unwrap();
-    assert!(out.build_finished && out.build_status == "failed");
-    assert_eq!(s.build(b).await.unwrap().status, "failed");
+    assert!(out.build_finished && out.build_status == BuildStatus::Failed);
+    assert_eq!(s.build(b).await.unwrap().status, BuildStatus::Failed);
 }
 
 async fn lease_expiry(s: Store) {
@@ -173,13 +173,13 @@ async fn lease_expiry(s: Store) {
     assert_eq!(expired.iter().map(|e| (e.job_id, e.attempt, e.requeued)).collect::<Vec<_>>(), vec![(ids["twice"], 1, true), (ids["once"], 1, false)]);
     assert!(s.expire_leases().await.unwrap().is_empty(), "a lease expires once");
     let once = s.job(ids["once"]).await.unwrap();
-    assert_eq!(once.status, "errored");
+    assert_eq!(once.status, JobStatus::Errored);
     assert!(once.reason.unwrap().contains("gave up after 1 attempts"));
     // The requeued one runs again as attempt 2 and can still pass; the build ends errored.
     assert_eq!(claim(&s, "b", "").await, Some((ids["twice"], 2)));
     let out = finish(&s, ids["twice"], 2, JobStatus::Passed, Some(0)).await.unwrap();
-    assert!(out.build_finished && out.build_status == "errored", "{out:?}");
-    assert_eq!(s.build(b).await.unwrap().status, "errored");
+    assert!(out.build_finished && out.build_status == BuildStatus::Errored, "{out:?}");
+    assert_eq!(s.build(b).await.unwrap().status, BuildStatus::Errored);
 }
 
 async fn cancel(s: Store) {
@@ -187,14 +187,14 @@ async fn cancel(s: Store) {
     assert_eq!(claim(&s, "a", "").await, Some((ids["run"], 1)));
     // Queued jobs end at once; running ones are flagged for their agent.
     assert_eq!(s.cancel(b, None).await.unwrap(), vec![ids["run"]]);
-    assert_eq!(s.job(ids["wait"]).await.unwrap().status, "cancelled");
+    assert_eq!(s.job(ids["wait"]).await.unwrap().status, JobStatus::Cancelled);
     assert_eq!(s.cancelled_jobs_of_agent("a").await.unwrap(), vec![(ids["run"], 1)]);
     assert_eq!(claim(&s, "g", "gpu=yes").await, None);
     // A cancelled job's lost lease does not requeue it, whatever attempts are left.
     let back = release(&s, ids["run"], 1).await.unwrap().unwrap();
     assert!(!back.requeued);
-    assert_eq!(s.job(ids["run"]).await.unwrap().status, "cancelled");
-    assert_eq!(s.build(b).await.unwrap().status, "cancelled");
+    assert_eq!(s.job(ids["run"]).await.unwrap().status, JobStatus::Cancelled);
+    assert_eq!(s.build(b).await.unwrap().status, BuildStatus::Cancelled);
 }
 
 async fn requeue(s: Store) {
@@ -246,7 +246,7 @@ async fn finish_with_log(s: Store) {
     // A rest that overlaps what the server holds (a retried upload landed meanwhile): the held
     // bytes are skipped, the others stored, and the job finishes in the same call.
     let out = s.finish_job_with_log(a1, Some((3, b"lo world\n")), 12, JobStatus::Passed, Some(0), None).await.unwrap();
-    assert!(!out.repeated && out.build_status == "running", "k is still queued");
+    assert!(!out.repeated && out.build_status == BuildStatus::Running, "k is still queued");
     assert_eq!(log_of(&s, j, 1).await, "hello world\n");
     assert_eq!(s.log_len(j, 1).await.unwrap(), 12);
     // A rest past what the server holds leaves a gap: refused, and nothing is recorded.
@@ -262,7 +262,7 @@ async fn finish_with_log(s: Store) {
     // A finish claiming more log than it and the server hold is refused.
     assert!(matches!(s.finish_job_with_log(b1, Some((0, b"half")), 8, JobStatus::Passed, Some(0), None).await, Err(StoreError::Conflict(_))));
     let done = s.finish_job_with_log(b1, Some((0, b"halfdone")), 8, JobStatus::Passed, Some(0), None).await.unwrap();
-    assert!(done.build_finished && done.build_status == "passed");
+    assert!(done.build_finished && done.build_status == BuildStatus::Passed);
     assert_eq!(log_of(&s, k, 1).await, "halfdone");
     // A retried finish (its answer was lost) is recognised and writes nothing more.
     assert!(s.finish_job_with_log(b1, Some((0, b"XXXXXXXX")), 8, JobStatus::Passed, Some(0), None).await.unwrap().repeated);
@@ -303,19 +303,19 @@ async fn returned_rows(s: Store) {
     let b2 = recorded(&s, "p", &Default::default(), false).await;
     assert_eq!(s.take_expansion(b2.id, LEASE, "meta:test").await.unwrap(), Some(Some("v1".into())), "the value as it is now");
     // Expanding answers the status; a second expansion (another server) writes nothing.
-    assert_eq!(s.materialize_build(b.id, "c0ffee", "m", "a", true, &[job("j", "", &[], 1)]).await.unwrap().as_deref(), Some("queued"));
+    assert_eq!(s.materialize_build(b.id, "c0ffee", "m", "a", true, &[job("j", "", &[], 1)]).await.unwrap(), Some(BuildStatus::Queued));
     assert_eq!(s.materialize_build(b.id, "c0ffee", "m", "a", true, &[job("k", "", &[], 1)]).await.unwrap(), None);
     assert_eq!(s.error_build(b.id, "c0ffee", "late").await.unwrap(), None);
     assert_eq!(s.jobs_of_build(b.id).await.unwrap().iter().map(|j| j.key.as_str()).collect::<Vec<_>>(), ["j"]);
-    assert_eq!(s.build(b.id).await.unwrap().status, "queued");
-    assert_eq!(s.skip_build(b2.id, "c0ffee", "filtered").await.unwrap().as_deref(), Some("skipped"));
-    assert_eq!(s.build(b2.id).await.unwrap().status, "skipped");
+    assert_eq!(s.build(b.id).await.unwrap().status, BuildStatus::Queued);
+    assert_eq!(s.skip_build(b2.id, "c0ffee", "filtered").await.unwrap(), Some(BuildStatus::Skipped));
+    assert_eq!(s.build(b2.id).await.unwrap().status, BuildStatus::Skipped);
 }
 
 async fn cancel_unexpanded(s: Store) {
     let b = recorded(&s, "p", &Default::default(), false).await;
     assert!(s.cancel(b.id, None).await.unwrap().is_empty());
-    assert_eq!(s.build(b.id).await.unwrap().status, "cancelled");
+    assert_eq!(s.build(b.id).await.unwrap().status, BuildStatus::Cancelled);
     assert_eq!(s.materialize_build(b.id, "c0ffee", "m", "a", true, &[job("j", "", &[], 1)]).await.unwrap(), None);
     assert!(s.jobs_of_build(b.id).await.unwrap().is_empty());
     assert_eq!(claim(&s, "a", "").await, None);
@@ -349,7 +349,7 @@ async fn notified_together(s: Store) {
     finish(&s, one["j"], 1, JobStatus::Failed, Some(1)).await.unwrap();
     s.mark_notified(&read).await.unwrap();
     assert_eq!(seen(&s.unnotified_builds(100).await.unwrap()), [(b1, "failed".to_string())]);
-    assert_eq!(s.build(b3).await.unwrap().status, "queued");
+    assert_eq!(s.build(b3).await.unwrap().status, BuildStatus::Queued);
 }
 
 async fn recorded_to_expand(s: Store) {
@@ -380,7 +380,7 @@ async fn finishing_at_once(s: Store) {
         };
         let failed = if round % 2 == 0 { JobStatus::Passed } else { JobStatus::Failed };
         let (x, y, z) = tokio::join!(end("x", JobStatus::Passed), end("y", JobStatus::Passed), end("z", failed));
-        let want = if round % 2 == 0 { "passed" } else { "failed" };
+        let want = if round % 2 == 0 { BuildStatus::Passed } else { BuildStatus::Failed };
         assert_eq!([x.build_finished, y.build_finished, z.build_finished].iter().filter(|f| **f).count(), 1, "round {round}: one finish ends the build");
         assert_eq!(s.build(b).await.unwrap().status, want, "round {round}");
     }
@@ -426,7 +426,7 @@ async fn named_upstream(s: Store) {
         let (_, ids) = build(&s, &[job("j", "", &[], 1)]).await;
         assert_eq!(claim(&s, "a", "").await, Some((ids["j"], 1)));
         let out = finish(&s, ids["j"], 1, JobStatus::Passed, Some(0)).await.unwrap();
-        assert_eq!(out.build_status, "passed");
+        assert_eq!(out.build_status, BuildStatus::Passed);
         named.push(out.named_upstream);
     }
     assert_eq!(named, [false, true]);

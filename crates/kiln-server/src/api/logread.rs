@@ -34,8 +34,8 @@ async fn job_for(st: &AppState, viewer: &Viewer, job_id: i64, attempt: Option<i6
 
 /// No more bytes will come for this attempt.
 fn attempt_over(job: &JobRow, attempt: i64) -> bool {
-    let final_ = kiln_core::state::JobStatus::parse(&job.status).is_some_and(|s| s.is_final());
-    attempt < job.attempt || final_ || (job.status == "queued" && job.attempt > 0)
+    let final_ = job.status.is_final();
+    attempt < job.attempt || final_ || (job.status == kiln_core::state::JobStatus::Queued && job.attempt > 0)
 }
 
 fn io_err(e: std::io::Error) -> AppError {

@@ -50,7 +50,7 @@ pub(crate) async fn cancel_now(st: &AppState, build_id: i64, job_id: Option<i64>
     st.store.cancel(build_id, job_id).await?;
     st.wake_control();
     let b = st.store.build(build_id).await?;
-    st.emit(EventKind::Build, b.id, None, &b.project, &b.status);
+    st.emit(EventKind::Build, b.id, None, &b.project, b.status.as_str());
     Ok(())
 }
 
@@ -73,7 +73,7 @@ pub async fn retry_failed(st: &AppState, viewer: &Viewer, id: i64) -> AppResult<
     let who = access::signed_in(viewer)?;
     let b = st.store.retry_failed(orig.id, &who).await?;
     st.wake_agents();
-    st.emit(EventKind::Build, b.id, None, &b.project, &b.status);
+    st.emit(EventKind::Build, b.id, None, &b.project, b.status.as_str());
     Ok(b)
 }
 

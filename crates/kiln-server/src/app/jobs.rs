@@ -162,7 +162,7 @@ fn logged(st: &AppState, build_id: i64, job_id: i64, offset: u64, out: kiln_stor
 /// Finish the agent's attempt (only once the server holds its whole log); settles the build,
 /// wakes agents for jobs it readied, and starts downstream builds of a build that passed.
 /// Answers the build's status.
-pub async fn finish(st: &AppState, by: AgentAttempt<'_>, req: &FinishRequest) -> AppResult<String> {
+pub async fn finish(st: &AppState, by: AgentAttempt<'_>, req: &FinishRequest) -> AppResult<kiln_core::state::BuildStatus> {
     let status = JobStatus::parse(&req.status)
         .filter(|s| s.is_final() && *s != JobStatus::Skipped)
         .ok_or_else(|| AppError::BadRequest(format!("{:?} is not a final job status", req.status)))?;
@@ -182,9 +182,9 @@ pub async fn finish(st: &AppState, by: AgentAttempt<'_>, req: &FinishRequest) ->
         ev.duration_ms = out.duration_ms;
         st.emit_event(ev);
         if out.build_finished {
-            st.emit(EventKind::Build, out.build_id, None, &out.project, &out.build_status);
+            st.emit(EventKind::Build, out.build_id, None, &out.project, out.build_status.as_str());
             // Only when some project may build after this one (see `FinishOutcome::named_upstream`).
-            if out.build_status == "passed" && out.named_upstream {
+            if out.build_status == kiln_core::state::BuildStatus::Passed && out.named_upstream {
                 let st = st.clone();
                 tokio::spawn(async move { crate::sources::downstream::on_passed(&st, out.build_id, &out.project).await });
             }

@@ -3,6 +3,7 @@
 //! console's build and queue pages all show what this returns.
 
 use super::Sight;
+use kiln_core::state::JobStatus;
 use kiln_core::waiting::{why, AgentFacts, JobFacts, Waiting};
 use kiln_store::{BuildRow, JobRow, Store};
 use kiln_wire::api::{self, WaitReason};
@@ -35,20 +36,20 @@ pub async fn fleet(store: &Store, sight: &Sight) -> kiln_store::Result<Vec<Agent
 /// Why a queued job has not started (None for a job that is not queued). `siblings` are the
 /// jobs of its build (for its needs).
 pub fn job(j: &JobRow, siblings: &[JobRow], fleet: &[AgentFacts]) -> Option<Waiting> {
-    if j.status != "queued" {
+    if j.status != JobStatus::Queued {
         return None;
     }
     let pending_needs = siblings
         .iter()
-        .filter(|s| s.id != j.id && (j.needs.contains(&s.key) || j.needs.contains(&s.name)) && s.status != "passed")
-        .map(|s| (s.key.clone(), s.status.clone()))
+        .filter(|s| s.id != j.id && (j.needs.contains(&s.key) || j.needs.contains(&s.name)) && s.status != JobStatus::Passed)
+        .map(|s| (s.key.clone(), s.status))
         .collect();
     Some(why(&JobFacts { requires: j.requires.clone(), ready: j.ready, pending_needs }, fleet))
 }
 
 /// Why a queued build has no jobs yet (None once it is expanded).
 pub fn build(b: &BuildRow) -> Option<Waiting> {
-    (!b.materialized && b.status == "queued").then_some(Waiting::NotExpanded)
+    (!b.materialized && b.status == kiln_core::state::BuildStatus::Queued).then_some(Waiting::NotExpanded)
 }
 
 /// The reason as the API spells it.

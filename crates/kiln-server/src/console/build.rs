@@ -3,7 +3,7 @@
 //! results (`results.rs`), and the selected job's log, streamed live by the
 //! script (ANSI colours, line anchors, follow that stops when you scroll up).
 
-use super::views::{build_view, duration, is_final, BuildView};
+use super::views::{build_view, duration, BuildView};
 use super::{render, require_user, see_other, Layout, PageResult};
 use crate::app::{self, access};
 use crate::auth::Page;
@@ -246,7 +246,7 @@ pub async fn cancel(State(st): State<AppState>, page: Page, Path(id): Path<i64>,
     require_user(&page)?;
     page.check_csrf(&f.csrf)?;
     let b = access::visible_build(&st, &page.viewer, id).await?;
-    if !is_final(&b.status) {
+    if !b.status.is_final() {
         app::builds::cancel(&st, &page.viewer, id, None).await?;
     }
     Ok(see_other(&format!("/builds/{id}")))

@@ -44,7 +44,7 @@ pub async fn list(State(st): State<AppState>, page: Page, Query(q): Query<RunsQu
         if !sight.sees(&b.project) {
             continue;
         }
-        runs.push(RunView { label: run_status(&b.status).to_string(), b: build_view(&b) });
+        runs.push(RunView { label: run_status(b.status.as_str()).to_string(), b: build_view(&b) });
         if runs.len() == 100 {
             break;
         }

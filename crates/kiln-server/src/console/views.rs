@@ -5,10 +5,6 @@
 use kiln_store::BuildRow;
 use std::time::Duration;
 
-pub fn is_final(status: &str) -> bool {
-    matches!(status, "passed" | "failed" | "errored" | "cancelled" | "skipped")
-}
-
 /// `1m 05s`, `3.2s`, `2h 10m`.
 pub fn duration(ms: i64) -> String {
     let ms = ms.max(0);
@@ -76,7 +72,7 @@ pub fn build_view(b: &BuildRow) -> BuildView {
     BuildView {
         id: b.id,
         project: b.project.clone(),
-        status: b.status.clone(),
+        status: b.status.as_str().to_string(),
         branch: b.branch.clone(),
         commit: b.commit.clone(),
         short: b.commit.chars().take(8).collect(),
@@ -90,7 +86,7 @@ pub fn build_view(b: &BuildRow) -> BuildView {
         ago: ago(b.created_at, kiln_store::now_ms()),
         started_at: b.started_at.unwrap_or(0),
         duration,
-        running: b.status == "running",
+        running: b.status == kiln_core::state::BuildStatus::Running,
         error: b.error.clone().unwrap_or_default(),
     }
 }

@@ -76,13 +76,13 @@ pub fn build_notice(
     (tests, failed_tests): (Option<TestSummary>, Vec<FailedTest>),
     first_failure_ms: Option<u64>,
 ) -> BuildNotice {
-    let status = if started { "running".to_string() } else { b.status.clone() };
+    let status = if started { "running".to_string() } else { b.status.as_str().to_string() };
     let finished_at = if started { None } else { b.finished_at };
     let jobs = jobs
         .iter()
         .map(|j| NoticeJob {
             key: j.key.clone(),
-            status: if started && !matches!(j.status.as_str(), "queued" | "running") { "running".into() } else { j.status.clone() },
+            status: if started && j.status.is_final() { "running".into() } else { j.status.as_str().to_string() },
             exit_code: if started { None } else { j.exit_code },
             reason: if started { None } else { j.reason.clone() },
         })
@@ -200,7 +200,7 @@ mod tests {
             id: 7,
             project_id: 1,
             project: "app".into(),
-            status: "failed".into(),
+            status: kiln_core::state::BuildStatus::Failed,
             branch: "main".into(),
             commit: String::new(),
             requested_commit: None,
@@ -231,7 +231,7 @@ mod tests {
             build_id: 1,
             key: "lint".into(),
             name: "lint".into(),
-            status: "failed".into(),
+            status: kiln_core::state::JobStatus::Failed,
             ready: true,
             spec: "{}".into(),
             requires: Default::default(),

@@ -38,7 +38,7 @@ pub async fn plan(store: &Store, base: &str, u: &Unnotified, p: &ProjectRow) -> 
         events.push(BuildEvent::Started);
     }
     if finished {
-        events.push(BuildEvent::Finished { status: &b.status, previous: previous.as_deref() });
+        events.push(BuildEvent::Finished { status: b.status.as_str(), previous: previous.as_deref() });
     }
     for ev in events {
         let started = ev == BuildEvent::Started;

@@ -40,7 +40,7 @@ pub async fn run(st: AppState, stop: CancellationToken) {
                     );
                     if let Ok(b) = st.store.build(e.build_id).await {
                         st.emit(EventKind::Job, b.id, Some(e.job_id), &b.project, if e.requeued { "queued" } else { "errored" });
-                        st.emit(EventKind::Build, b.id, if kiln_core::state::BuildStatus::parse(&b.status).is_some_and(|s| s.is_final()) { None } else { Some(e.job_id) }, &b.project, &b.status);
+                        st.emit(EventKind::Build, b.id, if b.status.is_final() { None } else { Some(e.job_id) }, &b.project, b.status.as_str());
                     }
                 }
                 st.wake_agents();

@@ -95,10 +95,10 @@ async fn summaries(st: AppState, base: String) {
                         (Some(s), Some(f)) => kiln_core::duration::format_duration(std::time::Duration::from_millis((f - s).max(0) as u64)),
                         _ => "-".into(),
                     };
-                    let failed: Vec<&str> = jobs.iter().filter(|j| j.status == "failed" || j.status == "errored").map(|j| j.key.as_str()).collect();
+                    let failed: Vec<&str> = jobs.iter().filter(|j| matches!(j.status, kiln_core::state::JobStatus::Failed | kiln_core::state::JobStatus::Errored)).map(|j| j.key.as_str()).collect();
                     let extra = if failed.is_empty() { String::new() } else { format!(" — failed: {}", failed.join(", ")) };
                     let err = b.error.as_deref().map(|e| format!(" — {}", e.lines().next().unwrap_or(""))).unwrap_or_default();
-                    println!("build #{} {} {} in {dur}, {} job(s){extra}{err}  {base}/builds/{}", b.id, b.project, b.status.to_uppercase(), jobs.len(), b.id);
+                    println!("build #{} {} {} in {dur}, {} job(s){extra}{err}  {base}/builds/{}", b.id, b.project, b.status.as_str().to_uppercase(), jobs.len(), b.id);
                 }
             }
             Ok(_) => {}
