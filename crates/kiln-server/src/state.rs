@@ -20,6 +20,9 @@ pub struct Inner {
     pub waiters: crate::waiters::Waiters,
     /// Woken when an agent may have something to stop (cancel, drain, a job taken back).
     pub control: Notify,
+    /// Woken when a shard uploads its build's test list here: the other shards' claims waiting
+    /// for it answer at once (a list uploaded through another server is seen at their next look).
+    pub test_lists: Notify,
     /// The last answer to each agent's claim, by the claim's id: a retried claim gets the same job.
     pub claims: std::sync::Mutex<std::collections::HashMap<String, (String, kiln_wire::agent::JobAssignment)>>,
     pub events: EventSender,

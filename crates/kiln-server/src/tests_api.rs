@@ -28,6 +28,8 @@ use std::time::Duration;
 pub const JUNIT_LIMIT: usize = kiln_wire::agent::JUNIT_LIMIT;
 /// How long a claim waits, on the server, for another shard to finish listing.
 const LIST_WAIT: Duration = Duration::from_secs(3);
+/// How often a waiting claim looks again when no list is uploaded here (another server's).
+const LIST_LOOK: Duration = Duration::from_millis(50);
 
 pub fn routes() -> Routes {
     Routes::new()
@@ -59,9 +61,16 @@ async fn claim(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id)
     }
     let deadline = tokio::time::Instant::now() + LIST_WAIT;
     loop {
+        // Listening before the look, so a list uploaded between the two is not missed.
+        let listed = st.test_lists.notified();
+        tokio::pin!(listed);
+        listed.as_mut().enable();
         let c = st.store.claim_tests(by, &group).await?;
         if c == TestClaim::Wait && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::select! {
+                _ = listed => {}
+                _ = tokio::time::sleep(LIST_LOOK) => {}
+            }
             continue;
         }
         return Ok(Json(match c {
@@ -93,6 +102,7 @@ async fn list(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id):
         }
     }
     st.store.upload_test_list(by, &group, ids, req.static_split, &req.changed_files).await?;
+    st.test_lists.notify_waiters();
     Ok(Json(serde_json::json!({})))
 }
 
