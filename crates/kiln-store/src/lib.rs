@@ -139,6 +139,10 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 3 } else { 16 })
             .acquire_timeout(Duration::from_secs(30))
+            // A SQLite connection is a file this process has open: no network that could have
+            // dropped it, so it is not pinged (a round trip to its worker thread) at every
+            // acquire. PostgreSQL's are, and a dead one is replaced before it is handed out.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

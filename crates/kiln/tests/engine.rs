@@ -155,6 +155,28 @@ fn logs_are_complete_and_in_order() {
 }
 
 #[test]
+fn a_slot_reuses_one_emptied_spool_and_each_log_holds_only_its_own_job() {
+    let mut k = Kiln::start();
+    k.agent("a", &[]);
+    let repo = k.repo("twice", "jobs:\n  j:\n    steps:\n      - for i in $(seq 1 3000); do echo \"run-$KILN_BUILD_ID-$i\"; done\n");
+    k.add_project("twice", &repo, &[]);
+    for _ in 0..2 {
+        assert_eq!(k.kiln(&["trigger", "twice", "--wait"]).status.code(), Some(0));
+    }
+    for b in k.json(&["builds", "twice"]).as_array().unwrap() {
+        let id = b["id"].as_i64().unwrap();
+        let logs = k.logs(id);
+        let runs: Vec<&str> = logs.lines().filter(|l| l.starts_with("run-")).collect();
+        assert_eq!(runs.len(), 3000, "build {id}");
+        assert!(runs.iter().all(|l| l.starts_with(&format!("run-{id}-"))), "build {id} holds another job's lines");
+    }
+    // The one slot's spool stays, empty, for the next job: no file made and deleted per job.
+    let spool: Vec<_> = std::fs::read_dir(k.path("work-a/spool")).unwrap().map(|e| e.unwrap()).collect();
+    assert_eq!(spool.len(), 1, "{spool:?}");
+    assert_eq!(spool[0].metadata().unwrap().len(), 0);
+}
+
+#[test]
 fn logs_follow_streams_while_the_step_runs() {
     let mut k = Kiln::start();
     k.agent("a", &[]);
