@@ -243,6 +243,16 @@ fn closed_ancestor(path: &Path) -> Option<PathBuf> {
     anc.into_iter().find(|p| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o001 == 0).unwrap_or(false)).map(Path::to_path_buf)
 }
 
+/// The folder bubblewrap mounts a tmpfs on inside a job's /tmp when the agent's work folder is
+/// under /tmp (see `jail`): its mount point is made in the job's temp folder, on disk. A kept
+/// job folder keeps that empty folder (`worker::reset_job_dir`), so it is not made and removed
+/// again for every job.
+pub fn tmp_mount_point(work_dir: &Path) -> Option<PathBuf> {
+    let below = absolute(work_dir);
+    let first = below.strip_prefix("/tmp").ok()?.components().next()?;
+    Some(PathBuf::from(first.as_os_str()))
+}
+
 fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
@@ -386,5 +396,8 @@ mod tests {
         assert!(tmp < tmpfs && tmpfs < bind, "after /tmp is the job's temp folder, before the job is bound: {w:?}");
         assert!(w.windows(4).any(|p| p == ["--perms", "0755", "--dir", &*agent.to_string_lossy()]), "{w:?}");
         assert_eq!(w.iter().filter(|x| **x == "--tmpfs").count(), 1, "{w:?}");
+        // The mount point a kept folder keeps is that tmpfs's.
+        assert_eq!(Path::new("/tmp").join(tmp_mount_point(&agent).unwrap()), d.path());
+        assert_eq!(tmp_mount_point(Path::new("/var/lib/kiln/work")), None);
     }
 }

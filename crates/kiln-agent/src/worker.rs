@@ -245,7 +245,11 @@ fn reset_job_dir(agent: &Agent, job_id: i64, dir: &Path, temp: &Path, give: impl
         let _ = crate::reuse::remove_any(&aside);
         let _ = crate::reuse::remove_any(&crate::sandbox::temp_of(&aside));
     }
-    std::fs::create_dir_all(crate::sandbox::temp_of(&layout))?;
+    let temp_layout = crate::sandbox::temp_of(&layout);
+    match crate::sandbox::tmp_mount_point(&agent.cfg.work_dir) {
+        Some(stub) => std::fs::create_dir_all(temp_layout.join(stub))?,
+        None => std::fs::create_dir_all(&temp_layout)?,
+    }
     crate::reuse::sync_tree(&layout, dir, &["src"])?;
     crate::reuse::sync_tree(&crate::sandbox::temp_of(&layout), temp, &[])?;
     give(temp);

@@ -177,6 +177,28 @@ fn a_slot_reuses_one_emptied_spool_and_each_log_holds_only_its_own_job() {
 }
 
 #[test]
+fn a_kept_job_folder_keeps_the_mount_point_its_sandbox_needs_under_tmp() {
+    use std::os::unix::fs::MetadataExt;
+    let mut k = Kiln::start();
+    k.agent("a", &[]);
+    let work = std::path::absolute(k.path("work-a")).unwrap();
+    let Ok(below) = work.strip_prefix("/tmp") else { panic!("this test needs its agent's work folder under /tmp, not {}", work.display()) };
+    let stub = below.components().next().unwrap().as_os_str().to_owned();
+    let repo = k.repo("kept", "jobs:\n  j:\n    steps:\n      - \"true\"\n");
+    k.add_project("kept", &repo, &[]);
+    let mut inodes = Vec::new();
+    for _ in 0..3 {
+        assert_eq!(k.kiln(&["trigger", "kept", "--wait"]).status.code(), Some(0));
+        let kept: Vec<_> = std::fs::read_dir(work.join("reuse")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "tmp")).collect();
+        assert_eq!(kept.len(), 1, "one kept folder, reused: {kept:?}");
+        // The inode and its birth time: a folder made again may get the same inode number.
+        let m = std::fs::metadata(kept[0].join(&stub)).unwrap();
+        inodes.push((m.ino(), m.created().unwrap()));
+    }
+    assert!(inodes.windows(2).all(|w| w[0] == w[1]), "the mount point was made again: {inodes:?}");
+}
+
+#[test]
 fn logs_follow_streams_while_the_step_runs() {
     let mut k = Kiln::start();
     k.agent("a", &[]);
