@@ -11,11 +11,14 @@ cost). Builds the release binary first. Figures vary with the machine's load: co
 stopped: the same number of builds (or `--peer-builds M`) of a trivial `true` through Buildbot 4.3's master and 4
 workers on this machine, and prints Buildbot's builds/s and kiln's jobs/s divided by it. Buildbot is installed from
 PyPI into ~/.cache/kiln-bench/buildbot-venv before kiln's run starts; bench/buildbot.py says what differs.
+
+`--runs R` repeats the whole (kiln, then the peer) R times, `--pause S` seconds apart (default 30), and prints
+each run and the medians: jobs/s, server CPU a job, agents' peak RSS, and kiln / Buildbot run by run.
 """
 import concurrent.futures, datetime, json, os, shutil, socket, subprocess, sys, tempfile, time, urllib.request
 
 ARGS = sys.argv[1:]
-FLAGS = ("--isolation", "--peer", "--peer-builds", "--concurrency")
+FLAGS = ("--isolation", "--peer", "--peer-builds", "--concurrency", "--runs", "--pause")
 opt = lambda flag, default: ARGS[ARGS.index(flag) + 1] if flag in ARGS and ARGS.index(flag) + 1 < len(ARGS) else default
 ISOLATION = opt("--isolation", "sandbox")
 N = next((int(a) for i, a in enumerate(ARGS) if a.isdigit() and (i == 0 or ARGS[i - 1] not in FLAGS)), 1000)
@@ -29,6 +32,14 @@ PEER_N = opt("--peer-builds", str(N))
 if not PEER_N.isdigit() or int(PEER_N) < 1:
     sys.exit(f"bench/engine.py: --peer-builds takes a number of builds of at least 1, not {PEER_N!r}")
 PEER_N = int(PEER_N)
+RUNS = opt("--runs", "1")
+if not RUNS.isdigit() or int(RUNS) < 1:
+    sys.exit(f"bench/engine.py: --runs takes a number of runs of at least 1, not {RUNS!r}")
+RUNS = int(RUNS)
+PAUSE = opt("--pause", "30")
+if not PAUSE.isdigit():
+    sys.exit(f"bench/engine.py: --pause takes whole seconds, not {PAUSE!r}")
+PAUSE = int(PAUSE)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if PEER:
     import importlib.util
@@ -41,126 +52,155 @@ BIN = os.environ.get("KILN_BIN") or os.path.join(ROOT, "target/release/kiln")
 if not os.environ.get("KILN_BIN"):
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "kiln"], cwd=ROOT, check=True)
 
-tmp = tempfile.mkdtemp(prefix="kiln-bench-")
-port = (lambda s: (s.bind(("127.0.0.1", 0)), s.getsockname()[1], s.close())[1])(socket.socket())
-url = f"http://127.0.0.1:{port}"
-TOKEN = "bench-admin"
-procs = []
+def kiln_round():
+    """One run of kiln: a fresh server and 4 agents, the burst, the idle latency; its figures."""
+    tmp = tempfile.mkdtemp(prefix="kiln-bench-")
+    port = (lambda s: (s.bind(("127.0.0.1", 0)), s.getsockname()[1], s.close())[1])(socket.socket())
+    url = f"http://127.0.0.1:{port}"
+    TOKEN = "bench-admin"
+    procs = []
 
-def api(method, path, body=None):
-    req = urllib.request.Request(url + path, method=method, data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return json.load(r)
+    def api(method, path, body=None):
+        req = urllib.request.Request(url + path, method=method, data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return json.load(r)
 
-def ts(s):
-    return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+    def ts(s):
+        return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 
-def cpu_s(pid):
-    """CPU seconds of a process and of its reaped children (git, shells)."""
-    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return (int(f[11]) + int(f[12])) / tick, (int(f[13]) + int(f[14])) / tick
+    def cpu_s(pid):
+        """CPU seconds of a process and of its reaped children (git, shells)."""
+        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        tick = os.sysconf("SC_CLK_TCK")
+        return (int(f[11]) + int(f[12])) / tick, (int(f[13]) + int(f[14])) / tick
 
-def pss_mb(pid):
-    """Proportional set size in MB: pages shared with other processes (the one kiln binary the
-    server and every agent map) count as a share each, not whole in every process."""
-    for line in open(f"/proc/{pid}/smaps_rollup"):
-        if line.startswith("Pss:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    def pss_mb(pid):
+        """Proportional set size in MB: pages shared with other processes (the one kiln binary the
+        server and every agent map) count as a share each, not whole in every process."""
+        for line in open(f"/proc/{pid}/smaps_rollup"):
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
 
-def rss_mb(pid, field="VmHWM"):
-    """Peak (VmHWM) or current (VmRSS) resident memory in MB."""
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    def rss_mb(pid, field="VmHWM"):
+        """Peak (VmHWM) or current (VmRSS) resident memory in MB."""
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
 
-try:
-    server = subprocess.Popen([BIN, "server", "--listen", f"127.0.0.1:{port}", "--data", f"{tmp}/data", "--agent-token", "bench",
-                               "--admin-token", TOKEN, "--allow-local-repos"],  # the bench's repository is a local folder
-                              stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/server.log", "w"))
-    procs.append(server)
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(url + "/api/v1/projects", timeout=1); break
-        except Exception:
-            time.sleep(0.1)
-    agents = [subprocess.Popen([BIN, "agent", "--server", url, "--token", "bench", "--name", f"a{i}", "--work-dir", f"{tmp}/w{i}",
-                                "--isolation", ISOLATION, "--concurrency", CONCURRENCY],
-                               stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/agent{i}.log", "w"), env={**os.environ, "KILN_LOG": "warn"})
-              for i in range(4)]
-    procs += agents
-    repo = f"{tmp}/repo"
-    os.makedirs(repo)
-    open(f"{repo}/.kiln.yml", "w").write("jobs:\n  t:\n    steps: [\"true\"]\n")
-    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["-c", "user.email=b@b", "-c", "user.name=b", "commit", "-qm", "x"]):
-        subprocess.run(["git", "-C", repo] + cmd, check=True)
-    api("POST", "/api/v1/projects", {"name": "bench", "repo": repo})
-    time.sleep(1.5)  # agents registered and waiting in their long poll
-    t0 = time.time()
-    with concurrent.futures.ThreadPoolExecutor(8) as ex:
-        list(ex.map(lambda _: api("POST", "/api/v1/projects/bench/builds", {}), range(N)))
-    t_submit = time.time() - t0
-    deadline = time.time() + 600
-    while True:
-        done = api("GET", "/api/v1/projects/bench/builds?status=passed&limit=1")["total"]
-        if done >= N:
-            break
-        bad = sum(api("GET", f"/api/v1/projects/bench/builds?status={s}&limit=1")["total"] for s in ("failed", "errored", "cancelled"))
-        if bad:
-            sys.exit(f"{bad} of {N} builds did not pass; see {tmp}/server.log and {tmp}/agent*.log")
-        if time.time() > deadline:
-            sys.exit(f"only {done}/{N} builds passed after 10 minutes; see {tmp}/server.log")
-        time.sleep(0.2)
-    builds = []
-    for off in range(0, N, 500):
-        builds += api("GET", f"/api/v1/projects/bench/builds?limit=500&offset={off}")["builds"]
-    jobs = [j for b in builds for j in b["jobs"]]
-    srv_cpu = cpu_s(server.pid)
-    rss_after = (rss_mb(server.pid, "VmRSS"), [rss_mb(a.pid, "VmRSS") for a in agents])
-    pss_after = [pss_mb(a.pid) for a in agents]
-    ag_cpu = [cpu_s(a.pid) for a in agents]
-    first = min(ts(b["created_at"]) for b in builds)
-    last = max(ts(b["finished_at"]) for b in builds)
-    lat = sorted((ts(j["started_at"]) - ts(j["created_at"])) * 1000 for j in jobs)
-    pct = lambda p: lat[min(len(lat) - 1, int(p / 100 * len(lat)))]
-    print(f"isolation: {ISOLATION}; 4 agents, each running up to {CONCURRENCY} job(s) at once")
-    print(f"builds: {len(builds)} (submitted in {t_submit:.1f}s by 8 client threads), all passed: {all(b['status'] == 'passed' for b in builds)}")
-    kiln_rate = len(jobs) / (last - first)
-    print(f"throughput: {kiln_rate:.0f} jobs/s (first queued -> last finished, {last - first:.2f}s)")
-    print(f"CPU during the burst: server {srv_cpu[0]:.1f}s (+{srv_cpu[1]:.1f}s in git), agents {sum(c[0] for c in ag_cpu):.1f}s (+{sum(c[1] for c in ag_cpu):.1f}s in git and steps)")
-    print(f"queued -> started during the burst (queue depth up to {N}): p50 {pct(50):.0f} ms, p99 {pct(99):.0f} ms")
-    idle = []
-    for _ in range(100):
-        b = api("POST", "/api/v1/projects/bench/builds", {})
-        while True:
-            b = api("GET", f"/api/v1/builds/{b['id']}")
-            if b["status"] in ("passed", "failed", "errored"):
-                break
-            time.sleep(0.005)
-        j = b["jobs"][0]
-        idle.append((ts(j["started_at"]) - ts(j["created_at"])) * 1000)
-    idle.sort()
-    print(f"queued -> started with idle agents: p50 {idle[50]:.1f} ms, p99 {idle[98]:.1f} ms (100 builds one at a time)")
-    print(f"RSS right after the burst: server {rss_after[0]:.1f} MB, agents " + ", ".join(f"{x:.1f}" for x in rss_after[1]) + " MB"
-          + " (PSS, shared binary pages split between the processes mapping them: " + ", ".join(f"{x:.1f}" for x in pss_after) + " MB)")
-    print(f"peak RSS: server {rss_mb(server.pid):.1f} MB (includes hashing the first admin's password with argon2, 19 MiB), agents "
-          + ", ".join(f"{rss_mb(a.pid):.1f}" for a in agents) + " MB")
-finally:
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        try: p.wait(5)
-        except Exception: p.kill()
-    shutil.rmtree(tmp, ignore_errors=True)
-
-if PEER:
-    print(f"--- {PEER}: {PEER_N} builds through Buildbot 4.3 in this run, after kiln's server and agents stopped ---")
     try:
-        bb = peer.run(PEER_N, log=lambda line: print("buildbot " + line))
-    except RuntimeError as e:
-        sys.exit(f"bench/buildbot.py: {e}")
-    print(f"kiln / Buildbot: {kiln_rate / bb['builds_per_s']:.1f}x ({kiln_rate:.0f} jobs/s against {bb['builds_per_s']:.2f} builds/s, "
-          f"{N} and {PEER_N} builds of `true`)")
+        server = subprocess.Popen([BIN, "server", "--listen", f"127.0.0.1:{port}", "--data", f"{tmp}/data", "--agent-token", "bench",
+                                   "--admin-token", TOKEN, "--allow-local-repos"],  # the bench's repository is a local folder
+                                  stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/server.log", "w"))
+        procs.append(server)
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url + "/api/v1/projects", timeout=1); break
+            except Exception:
+                time.sleep(0.1)
+        agents = [subprocess.Popen([BIN, "agent", "--server", url, "--token", "bench", "--name", f"a{i}", "--work-dir", f"{tmp}/w{i}",
+                                    "--isolation", ISOLATION, "--concurrency", CONCURRENCY],
+                                   stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/agent{i}.log", "w"), env={**os.environ, "KILN_LOG": "warn"})
+                  for i in range(4)]
+        procs += agents
+        repo = f"{tmp}/repo"
+        os.makedirs(repo)
+        open(f"{repo}/.kiln.yml", "w").write("jobs:\n  t:\n    steps: [\"true\"]\n")
+        for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["-c", "user.email=b@b", "-c", "user.name=b", "commit", "-qm", "x"]):
+            subprocess.run(["git", "-C", repo] + cmd, check=True)
+        api("POST", "/api/v1/projects", {"name": "bench", "repo": repo})
+        time.sleep(1.5)  # agents registered and waiting in their long poll
+        t0 = time.time()
+        with concurrent.futures.ThreadPoolExecutor(8) as ex:
+            list(ex.map(lambda _: api("POST", "/api/v1/projects/bench/builds", {}), range(N)))
+        t_submit = time.time() - t0
+        deadline = time.time() + 600
+        while True:
+            done = api("GET", "/api/v1/projects/bench/builds?status=passed&limit=1")["total"]
+            if done >= N:
+                break
+            bad = sum(api("GET", f"/api/v1/projects/bench/builds?status={s}&limit=1")["total"] for s in ("failed", "errored", "cancelled"))
+            if bad:
+                sys.exit(f"{bad} of {N} builds did not pass; see {tmp}/server.log and {tmp}/agent*.log")
+            if time.time() > deadline:
+                sys.exit(f"only {done}/{N} builds passed after 10 minutes; see {tmp}/server.log")
+            time.sleep(0.2)
+        builds = []
+        for off in range(0, N, 500):
+            builds += api("GET", f"/api/v1/projects/bench/builds?limit=500&offset={off}")["builds"]
+        jobs = [j for b in builds for j in b["jobs"]]
+        srv_cpu = cpu_s(server.pid)
+        rss_after = (rss_mb(server.pid, "VmRSS"), [rss_mb(a.pid, "VmRSS") for a in agents])
+        pss_after = [pss_mb(a.pid) for a in agents]
+        ag_cpu = [cpu_s(a.pid) for a in agents]
+        first = min(ts(b["created_at"]) for b in builds)
+        last = max(ts(b["finished_at"]) for b in builds)
+        lat = sorted((ts(j["started_at"]) - ts(j["created_at"])) * 1000 for j in jobs)
+        pct = lambda p: lat[min(len(lat) - 1, int(p / 100 * len(lat)))]
+        print(f"isolation: {ISOLATION}; 4 agents, each running up to {CONCURRENCY} job(s) at once")
+        print(f"builds: {len(builds)} (submitted in {t_submit:.1f}s by 8 client threads), all passed: {all(b['status'] == 'passed' for b in builds)}")
+        kiln_rate = len(jobs) / (last - first)
+        print(f"throughput: {kiln_rate:.0f} jobs/s (first queued -> last finished, {last - first:.2f}s)")
+        print(f"CPU during the burst: server {srv_cpu[0]:.1f}s (+{srv_cpu[1]:.1f}s in git), agents {sum(c[0] for c in ag_cpu):.1f}s (+{sum(c[1] for c in ag_cpu):.1f}s in git and steps)")
+        print(f"queued -> started during the burst (queue depth up to {N}): p50 {pct(50):.0f} ms, p99 {pct(99):.0f} ms")
+        idle = []
+        for _ in range(100):
+            b = api("POST", "/api/v1/projects/bench/builds", {})
+            while True:
+                b = api("GET", f"/api/v1/builds/{b['id']}")
+                if b["status"] in ("passed", "failed", "errored"):
+                    break
+                time.sleep(0.005)
+            j = b["jobs"][0]
+            idle.append((ts(j["started_at"]) - ts(j["created_at"])) * 1000)
+        idle.sort()
+        print(f"queued -> started with idle agents: p50 {idle[50]:.1f} ms, p99 {idle[98]:.1f} ms (100 builds one at a time)")
+        print(f"RSS right after the burst: server {rss_after[0]:.1f} MB, agents " + ", ".join(f"{x:.1f}" for x in rss_after[1]) + " MB"
+              + " (PSS, shared binary pages split between the processes mapping them: " + ", ".join(f"{x:.1f}" for x in pss_after) + " MB)")
+        print(f"peak RSS: server {rss_mb(server.pid):.1f} MB (includes hashing the first admin's password with argon2, 19 MiB), agents "
+              + ", ".join(f"{rss_mb(a.pid):.1f}" for a in agents) + " MB")
+        return {"rate": kiln_rate, "server_ms": srv_cpu[0] * 1000 / len(jobs), "git_ms": srv_cpu[1] * 1000 / len(jobs),
+                "agent_rss": max(rss_mb(a.pid) for a in agents), "agent_pss": max(pss_after)}
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try: p.wait(5)
+            except Exception: p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+rounds = []
+for r in range(RUNS):
+    if RUNS > 1:
+        if r:
+            time.sleep(PAUSE)  # files the last run made and deleted age out of ext4's recently-freed inodes
+        print(f"=== run {r + 1} of {RUNS} (load {os.getloadavg()[0]:.2f})")
+    k = kiln_round()
+    bb = None
+    if PEER:
+        print(f"--- {PEER}: {PEER_N} builds through Buildbot 4.3 in this run, after kiln's server and agents stopped ---")
+        try:
+            bb = peer.run(PEER_N, log=lambda line: print("buildbot " + line))
+        except RuntimeError as e:
+            sys.exit(f"bench/buildbot.py: {e}")
+        print(f"kiln / Buildbot: {k['rate'] / bb['builds_per_s']:.1f}x ({k['rate']:.0f} jobs/s against {bb['builds_per_s']:.2f} builds/s, "
+              f"{N} and {PEER_N} builds of `true`)")
+    rounds.append((k, bb))
+if RUNS > 1:
+    ks = [k for k, _ in rounds]
+    each = lambda key, fmt: ", ".join(format(k[key], fmt) for k in ks)
+    line = (f"median of {RUNS} runs: {median([k['rate'] for k in ks]):.0f} jobs/s (runs: {each('rate', '.0f')}), "
+            f"server CPU {median([k['server_ms'] for k in ks]):.1f} ms a job (+{median([k['git_ms'] for k in ks]):.1f} ms in git; runs: {each('server_ms', '.1f')}), "
+            f"agent peak RSS {median([k['agent_rss'] for k in ks]):.1f} MB (PSS {median([k['agent_pss'] for k in ks]):.1f})")
+    if PEER:
+        ratios = [k["rate"] / bb["builds_per_s"] for k, bb in rounds]
+        line += (f"; Buildbot {median([bb['builds_per_s'] for _, bb in rounds]):.2f} builds/s (runs: {', '.join(format(bb['builds_per_s'], '.2f') for _, bb in rounds)}); "
+                 f"kiln / Buildbot {median(ratios):.1f}x (runs: {', '.join(f'{x:.1f}x' for x in ratios)})")
+    print(line + f"; load now {os.getloadavg()[0]:.2f}")

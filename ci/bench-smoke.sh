@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export KILN_BIN=$PWD/target/debug/kiln
 [ -x "$KILN_BIN" ] || cargo build -q -p kiln
-echo "== bench/engine.py (20 builds)"
-python3 bench/engine.py 20
+echo "== bench/engine.py (20 builds, twice)"
+python3 bench/engine.py 20 --runs 2 --pause 0
 echo "== bench/simagents.py (20 agents, 40 builds)"
 python3 bench/simagents.py 20 40
 echo "== bench/sources.py"
