@@ -38,8 +38,11 @@ pub struct BuildFacts {
     pub id: i64,
     pub branch: String,
     pub passed: bool,
-    /// Finished (passed, failed, errored, cancelled).
+    /// Finished (passed, failed, errored, cancelled, or skipped by its project's filters).
     pub finished: bool,
+    /// It ran (not skipped by its project's filters): only such builds take places among the
+    /// newest `keep_builds`.
+    pub ran: bool,
     pub created_at: i64,
 }
 
@@ -62,15 +65,23 @@ pub fn plan(builds: &[BuildFacts], policy: Policy, now: i64) -> Vec<Removal> {
     for list in by_branch.values_mut() {
         list.sort_by(|a, b| b.id.cmp(&a.id));
         let last_pass = list.iter().find(|b| b.passed).map(|b| b.id);
+        // A skipped build takes no place among the newest `keep_builds` (a run of filtered pushes
+        // must not push out the builds that ran); it goes once it is older than the oldest kept.
+        let oldest_kept = policy.keep_builds.and_then(|n| list.iter().filter(|b| b.finished && b.ran).nth((n as usize).saturating_sub(1))).map(|b| b.id);
         let mut finished_seen = 0u32;
         for b in list.iter() {
             if !b.finished {
                 continue;
             }
-            finished_seen += 1;
+            let beyond = if b.ran {
+                finished_seen += 1;
+                policy.keep_builds.is_some_and(|n| finished_seen > n)
+            } else {
+                policy.keep_builds.is_some_and(|n| n == 0 || oldest_kept.is_some_and(|id| b.id < id))
+            };
             let age_days = (now - b.created_at) / DAY_MS;
             let reason = match (policy.keep_builds, policy.keep_days) {
-                (Some(n), _) if finished_seen > n => Some(format!("beyond the newest {n} builds of branch {}", b.branch)),
+                (Some(n), _) if beyond => Some(format!("beyond the newest {n} builds of branch {}", b.branch)),
                 (_, Some(d)) if now - b.created_at > d as i64 * DAY_MS => Some(format!("older than {d} days ({age_days} days)")),
                 _ => None,
             };
@@ -100,7 +111,7 @@ mod tests {
     use super::*;
 
     fn b(id: i64, branch: &str, passed: bool, days_old: i64) -> BuildFacts {
-        BuildFacts { id, branch: branch.into(), passed, finished: true, created_at: 100 * DAY_MS - days_old * DAY_MS }
+        BuildFacts { id, branch: branch.into(), passed, finished: true, ran: true, created_at: 100 * DAY_MS - days_old * DAY_MS }
     }
     fn ids(r: &[Removal]) -> (Vec<i64>, Vec<i64>) {
         let mut builds = Vec::new();
@@ -136,6 +147,25 @@ mod tests {
         assert_eq!(ids(&plan(&list, p, NOW)), (vec![1], vec![]));
         // Nothing set: nothing goes.
         assert!(plan(&list, Policy::default(), NOW).is_empty());
+    }
+
+    #[test]
+    fn a_skipped_build_takes_no_place_among_the_newest_and_goes_with_those_older_than_they() {
+        let skipped = |id, days_old| BuildFacts { ran: false, ..b(id, "main", false, days_old) };
+        // main: 1 passed, 2 failed, 3..=5 skipped by filters, 6 failed, 7 skipped.
+        let list = vec![b(1, "main", true, 9), b(2, "main", false, 8), skipped(3, 7), skipped(4, 6), skipped(5, 5), b(6, "main", false, 4), skipped(7, 3)];
+        // The two newest that ran (6 and 2) stay however many pushes were skipped since; the
+        // skipped builds older than 2 would go (none), the rest stay; 1 is the last pass.
+        let p = Policy { keep_builds: Some(2), ..Policy::default() };
+        assert_eq!(ids(&plan(&list, p, NOW)), (vec![], vec![]));
+        // Keeping one: 2 goes, and the skipped builds older than 6 with it; 7 stays.
+        let p = Policy { keep_builds: Some(1), ..Policy::default() };
+        assert_eq!(ids(&plan(&list, p, NOW)), (vec![2, 3, 4, 5], vec![]));
+        // Keeping none: every finished build but the last pass; by age: skipped ones too.
+        let p = Policy { keep_builds: Some(0), ..Policy::default() };
+        assert_eq!(ids(&plan(&list, p, NOW)), (vec![2, 3, 4, 5, 6, 7], vec![]));
+        let p = Policy { keep_days: Some(6), ..Policy::default() };
+        assert_eq!(ids(&plan(&list, p, NOW)), (vec![2, 3], vec![]));
     }
 
     #[test]

@@ -77,10 +77,12 @@ fn argon2_into(argon: &Argon2, params: &Params, password: &[u8], salt: &[u8], ou
 /// addresses stay ours and read as zeros until written again, so the next hash
 /// reuses them without asking the allocator for 19 MiB.
 fn release_pages(memory: &mut [Block]) {
-    const PAGE: usize = 4096;
+    // The kernel's page size (4 KiB on x86-64, 16 or 64 KiB on some arm64 and ppc64 kernels):
+    // madvise rounds its length up to it, so the range must be whole pages of it.
+    let page = rustix::param::page_size();
     let start = memory.as_mut_ptr() as usize;
     let end = start + std::mem::size_of_val(memory);
-    let (first, last) = (start.next_multiple_of(PAGE), end / PAGE * PAGE);
+    let (first, last) = (start.next_multiple_of(page), end / page * page);
     if last > first {
         // SAFETY: [first, last) lies inside `memory`, which this thread borrows mutably, and
         // it is private anonymous memory: after MADV_DONTNEED it reads as zeros, a valid
@@ -142,9 +144,10 @@ mod tests {
     /// (bit 63 of each page's entry: present in memory).
     fn resident_pages(addr: usize, len: usize) -> usize {
         use std::os::unix::fs::FileExt;
-        let pages = len / 4096;
+        let page = rustix::param::page_size();
+        let pages = len / page;
         let mut entries = vec![0u8; pages * 8];
-        std::fs::File::open("/proc/self/pagemap").unwrap().read_exact_at(&mut entries, (addr / 4096 * 8) as u64).unwrap();
+        std::fs::File::open("/proc/self/pagemap").unwrap().read_exact_at(&mut entries, (addr / page * 8) as u64).unwrap();
         entries.chunks(8).filter(|e| u64::from_le_bytes((*e).try_into().unwrap()) >> 63 == 1).count()
     }
 

@@ -128,8 +128,9 @@ impl Metrics {
                     self.job_duration.get_or_create(&key).observe(d.max(0) as f64 / 1000.0);
                 }
             }
-            // A build's end is emitted once, without a job id.
-            EventKind::Build if ev.job_id.is_none() && BuildStatus::parse(&ev.status).is_some_and(|s| s.is_final()) => {
+            // A build's end is emitted once, without a job id. A build its project's filters
+            // skipped never ran: it is not counted.
+            EventKind::Build if ev.job_id.is_none() && BuildStatus::parse(&ev.status).is_some_and(|s| s.is_final() && s != BuildStatus::Skipped) => {
                 let _ = self.builds.get_or_create(&ProjectStatus { project: ev.project.clone(), status: ev.status.clone() }).inc();
             }
             EventKind::Log => {

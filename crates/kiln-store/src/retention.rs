@@ -27,6 +27,7 @@ impl Store {
                     branch: r.try_get("branch")?,
                     passed: st == kiln_core::state::BuildStatus::Passed,
                     finished: st.is_final(),
+                    ran: st != kiln_core::state::BuildStatus::Skipped,
                     created_at: r.try_get("created_at")?,
                 })
             })

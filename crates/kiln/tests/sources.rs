@@ -158,6 +158,12 @@ fn branch_and_path_filters_record_skipped_changes() {
     assert_eq!(docs["status"], "skipped");
     assert!(docs["error"].as_str().unwrap().contains("on.push.paths"), "{docs:#}");
     assert!(docs["jobs"].as_array().unwrap().is_empty());
+    // Skipped changes ran nothing: the builds counter counts the one build that ran.
+    let (code, metrics) = http("GET", &format!("{}/metrics", k.url), &[], b"");
+    assert_eq!(code, 200, "{metrics}");
+    let ended: Vec<&str> = metrics.lines().filter(|l| l.starts_with("kiln_builds_total{") && l.contains("project=\"f\"")).collect();
+    assert!(ended.iter().any(|l| l.contains("status=\"passed\"") && l.ends_with(" 1")), "{ended:?}");
+    assert!(!ended.iter().any(|l| l.contains("skipped")), "{ended:?}");
 }
 
 #[test]
