@@ -79,7 +79,15 @@ pub async fn collect(st: &AppState, dry_run: bool) -> AppResult<GcReport> {
         if pol.is_empty() {
             continue;
         }
-        let facts = st.store.retention_facts(p.id).await?;
+        // A project whose builds cannot be read (a status no kiln writes) is named and passed
+        // over: it does not stop retention for the others.
+        let facts = match st.store.retention_facts(p.id).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!("retention: project {} passed over: {e}", p.name);
+                continue;
+            }
+        };
         for r in plan(&facts, pol, kiln_store::now_ms()) {
             let (id, reason, what) = match r {
                 Removal::Build { id, reason } => (id, reason, GcWhat::Build),
