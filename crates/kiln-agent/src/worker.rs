@@ -29,7 +29,7 @@ pub(crate) async fn slot(agent: Arc<Agent>, index: u32) {
             Ok(Some(job)) => {
                 failures = 0;
                 claim_id = uuid_like();
-                run_job(&agent, job, index).await;
+                run_job(&agent, job).await;
             }
             Ok(None) => claim_id = uuid_like(),
             Err(CallError::Unauthorized(e)) => {
@@ -55,7 +55,7 @@ fn uuid_like() -> String {
     format!("{:032x}", rand::rng().random::<u128>())
 }
 
-async fn run_job(agent: &Arc<Agent>, job: JobAssignment, slot: u32) {
+async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
     let mut times = Phases::start();
     let dir = agent.cfg.work_dir.join("jobs").join(format!("{}-{}", job.job_id, job.attempt));
     let temp = crate::sandbox::temp_of(&dir);
@@ -82,9 +82,10 @@ async fn run_job(agent: &Arc<Agent>, job: JobAssignment, slot: u32) {
         tracing::error!("job {}: {e}", job.job_id);
     }
     // The log spool stays outside the job's folder: a step must not write it behind the masker.
-    // One file per slot, emptied after each job rather than made and deleted: a short job's
-    // inode churn is what ext4 makes slow (see `reuse.rs`).
-    let spool = agent.cfg.work_dir.join("spool").join(format!("slot-{slot}.log"));
+    // A new file per job, deleted after it: ext4 writes a file back to disk when it is closed
+    // after being truncated to nothing and written again (`auto_da_alloc`), so an emptied and
+    // reused spool would send every log to disk; a new one that is deleted soon never gets there.
+    let spool = agent.cfg.work_dir.join("spool").join(format!("{}-{}.log", job.job_id, job.attempt));
     let _ = std::fs::create_dir_all(agent.cfg.work_dir.join("spool"));
     tracing::info!("job {} ({} of build {}) attempt {}: started", job.job_id, job.key, job.build_id, job.attempt);
     let cancel = CancellationToken::new();
@@ -185,9 +186,7 @@ async fn run_job(agent: &Arc<Agent>, job: JobAssignment, slot: u32) {
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::remove_dir_all(&temp);
     }
-    if std::fs::OpenOptions::new().write(true).open(&spool).and_then(|f| f.set_len(0)).is_err() {
-        let _ = std::fs::remove_file(&spool);
-    }
+    let _ = std::fs::remove_file(&spool);
     times.mark("cleanup");
     tracing::debug!("job {} attempt {} took {}", job.job_id, job.attempt, times);
 }

@@ -155,7 +155,7 @@ fn logs_are_complete_and_in_order() {
 }
 
 #[test]
-fn a_slot_reuses_one_emptied_spool_and_each_log_holds_only_its_own_job() {
+fn each_log_holds_only_its_own_job_and_no_spool_stays_on_the_agent() {
     let mut k = Kiln::start();
     k.agent("a", &[]);
     let repo = k.repo("twice", "jobs:\n  j:\n    steps:\n      - for i in $(seq 1 3000); do echo \"run-$KILN_BUILD_ID-$i\"; done\n");
@@ -170,10 +170,9 @@ fn a_slot_reuses_one_emptied_spool_and_each_log_holds_only_its_own_job() {
         assert_eq!(runs.len(), 3000, "build {id}");
         assert!(runs.iter().all(|l| l.starts_with(&format!("run-{id}-"))), "build {id} holds another job's lines");
     }
-    // The one slot's spool stays, empty, for the next job: no file made and deleted per job.
-    let spool: Vec<_> = std::fs::read_dir(k.path("work-a/spool")).unwrap().map(|e| e.unwrap()).collect();
-    assert_eq!(spool.len(), 1, "{spool:?}");
-    assert_eq!(spool[0].metadata().unwrap().len(), 0);
+    // A spool is the agent's copy of a log until the server has it: none outlives its job.
+    let spool: Vec<_> = std::fs::read_dir(k.path("work-a/spool")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(spool.is_empty(), "{spool:?}");
 }
 
 #[test]
