@@ -5,9 +5,22 @@
 use crate::*;
 use std::collections::BTreeMap;
 
-/// A fresh SQLite store, and a fresh PostgreSQL database when one is configured.
-async fn stores(dir: &std::path::Path) -> Vec<Store> {
+/// Drops the test's PostgreSQL database, its connections closed, when the test ends.
+struct DropDatabase(Option<(String, String)>);
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = &self.0 {
+            let _ = std::process::Command::new("psql").args([admin.as_str(), "-qc", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")]).output();
+        }
+    }
+}
+
+/// A fresh SQLite store, and a fresh PostgreSQL database when one is configured (dropped with
+/// the guard).
+async fn stores(dir: &std::path::Path) -> (Vec<Store>, DropDatabase) {
     let mut out = vec![Store::open(&format!("sqlite:{}", dir.join("t.db").display())).await.unwrap()];
+    let mut made = DropDatabase(None);
     if let Ok(admin) = std::env::var("KILN_TEST_POSTGRES") {
         sqlx::any::install_default_drivers();
         let name = format!("kiln_test_{}", uuid::Uuid::new_v4().simple());
@@ -15,8 +28,10 @@ async fn stores(dir: &std::path::Path) -> Vec<Store> {
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.unwrap();
         // Its log files go to the test's folder, not a `logs` folder where the test runs.
         out.push(Store::open(&format!("{}/{name}", admin.rsplit_once('/').unwrap().0)).await.unwrap().with_log_dir(dir.join("pg-logs")));
+        pool.close().await;
+        made = DropDatabase(Some((admin, name)));
     }
-    out
+    (out, made)
 }
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -90,7 +105,8 @@ async fn write(s: &Store, w: Write, job: i64, attempt: i64, agent: &str) -> Resu
 #[tokio::test]
 async fn only_the_holding_agent_writes_its_current_attempt() {
     let dir = tempfile::tempdir().unwrap();
-    for s in stores(dir.path()).await {
+    let (stores, _db) = stores(dir.path()).await;
+    for s in stores {
         let job = one_job(&s, "p").await;
         let a1 = enrol(&s, EnrolWith::ServerSecret, "a1", &labels(&[])).await.unwrap().unwrap();
         enrol(&s, EnrolWith::ServerSecret, "a2", &labels(&[])).await.unwrap().unwrap();
@@ -127,7 +143,8 @@ async fn only_the_holding_agent_writes_its_current_attempt() {
 #[tokio::test]
 async fn a_name_online_under_another_token_is_not_taken_over() {
     let dir = tempfile::tempdir().unwrap();
-    for s in stores(dir.path()).await {
+    let (stores, _db) = stores(dir.path()).await;
+    for s in stores {
         let job = one_job(&s, "p").await;
         let a1 = enrol(&s, EnrolWith::ServerSecret, "a1", &labels(&[])).await.unwrap().unwrap();
         s.claim(&a1, 60_000).await.unwrap().unwrap();
@@ -149,7 +166,8 @@ async fn a_name_online_under_another_token_is_not_taken_over() {
 #[tokio::test]
 async fn enrolment_limits_labels_projects_and_uses() {
     let dir = tempfile::tempdir().unwrap();
-    for s in stores(dir.path()).await {
+    let (stores, _db) = stores(dir.path()).await;
+    for s in stores {
         let other = one_job(&s, "other").await;
         let (e, secret) = s.create_enrolment("admin", &labels(&[("pool", "ci-*")]), &["mine".to_string()], Some(2)).await.unwrap();
         let h = hash_token(&secret);
@@ -176,7 +194,8 @@ async fn enrolment_limits_labels_projects_and_uses() {
 #[tokio::test]
 async fn a_status_the_enums_do_not_know_is_an_error_not_a_string_passed_on() {
     let dir = tempfile::tempdir().unwrap();
-    for s in stores(dir.path()).await {
+    let (stores, _db) = stores(dir.path()).await;
+    for s in stores {
         let job = one_job(&s, "p").await;
         let build = s.job(job).await.unwrap().build_id;
         assert_eq!(s.job(job).await.unwrap().status, kiln_core::state::JobStatus::Queued);

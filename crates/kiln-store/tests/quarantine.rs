@@ -10,7 +10,7 @@ use kiln_core::state::JobStatus;
 use kiln_store::{hash_token, AgentAttempt, AgentSpec, EnrolWith, NewBuild, NewJob, Store, TestClaim, TestGroup};
 use std::collections::{BTreeMap, HashMap};
 
-const ADMIN_URL: &str = "postgres://kiln:kiln@127.0.0.1:5432/postgres";
+mod common;
 
 fn sqlite_url(dir: &tempfile::TempDir) -> String {
     format!("sqlite:{}", dir.path().join("q.db").display())
@@ -18,29 +18,6 @@ fn sqlite_url(dir: &tempfile::TempDir) -> String {
 
 async fn sqlite(dir: &tempfile::TempDir) -> Store {
     Store::open(&sqlite_url(dir)).await.unwrap()
-}
-
-/// A fresh PostgreSQL database, or None outside CI when no server answers.
-async fn postgres() -> Option<Store> {
-    Some(postgres_at().await?.0)
-}
-
-/// A fresh PostgreSQL database and its URL, or None outside CI when no server answers.
-async fn postgres_at() -> Option<(Store, String)> {
-    let admin = std::env::var("KILN_TEST_POSTGRES").unwrap_or_else(|_| ADMIN_URL.to_string());
-    let name = format!("kiln_qt_{}", uuid::Uuid::new_v4().simple());
-    let made = std::process::Command::new("psql").args([admin.as_str(), "-qc", &format!("CREATE DATABASE {name}")]).output();
-    if !made.as_ref().is_ok_and(|o| o.status.success()) {
-        let why = match &made {
-            Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
-            Err(e) => e.to_string(),
-        };
-        assert!(std::env::var_os("CI").is_none(), "PostgreSQL is needed under CI ({why}): run ci/setup-postgres.sh");
-        eprintln!("no PostgreSQL at {admin} ({why}): the quarantine cases ran on SQLite only");
-        return None;
-    }
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-    Some((Store::open(&url).await.unwrap(), url))
 }
 
 /// Project "p", made the first time.
@@ -246,10 +223,11 @@ async fn quarantine_on_sqlite() {
 
 #[tokio::test]
 async fn quarantine_on_postgresql() {
-    let Some(store) = postgres().await else { return };
+    let pg = || common::postgres("kiln_qt_", "quarantine cases");
+    let Some((store, _, _db)) = pg().await else { return };
     runs_and_changes(store).await;
-    let Some(store) = postgres().await else { return };
+    let Some((store, _, _db)) = pg().await else { return };
     verdict_per_group(store).await;
-    let Some((store, url)) = postgres_at().await else { return };
+    let Some((store, url, _db)) = pg().await else { return };
     deleting_a_build_keeps_its_runs_as_evidence(store, &url).await;
 }

@@ -11,29 +11,11 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
-const ADMIN_URL: &str = "postgres://kiln:kiln@127.0.0.1:5432/postgres";
+mod common;
 const LEASE: i64 = 60_000;
 
 async fn sqlite(dir: &tempfile::TempDir) -> Store {
     Store::open(&format!("sqlite:{}", dir.path().join("q.db").display())).await.unwrap()
-}
-
-/// A fresh PostgreSQL database, or None outside CI when no server answers.
-async fn postgres() -> Option<Store> {
-    let admin = std::env::var("KILN_TEST_POSTGRES").unwrap_or_else(|_| ADMIN_URL.to_string());
-    let name = format!("kiln_q_{}", uuid::Uuid::new_v4().simple());
-    let made = std::process::Command::new("psql").args([admin.as_str(), "-qc", &format!("CREATE DATABASE {name}")]).output();
-    let ok = made.as_ref().is_ok_and(|o| o.status.success());
-    if !ok {
-        let why = match &made {
-            Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
-            Err(e) => e.to_string(),
-        };
-        assert!(std::env::var_os("CI").is_none(), "PostgreSQL is needed under CI ({why}): run ci/setup-postgres.sh");
-        eprintln!("no PostgreSQL at {admin} ({why}): the queue cases ran on SQLite only");
-        return None;
-    }
-    Some(Store::open(&format!("{}/{name}", admin.rsplit_once('/').unwrap().0)).await.unwrap())
 }
 
 fn labels(s: &str) -> BTreeMap<String, String> {
@@ -444,7 +426,7 @@ async fn queue_cases_on_sqlite() {
 #[tokio::test]
 async fn queue_cases_on_postgresql() {
     for (name, case) in CASES {
-        let Some(store) = postgres().await else { return };
+        let Some((store, _, _db)) = common::postgres("kiln_q_", "queue cases").await else { return };
         eprintln!("postgresql: {name}");
         case(store).await;
     }

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 #[test]
 fn builds_run_on_postgresql_and_survive_a_server_restart() {
-    let db = fresh_database();
+    let pg_db = fresh_database();
+    let db = pg_db.url.clone();
     let mut k = Kiln::start_with(&["--database", &db]);
     k.agent("a1", &[]);
     k.agent("a2", &["--label", "python=3.12"]);
@@ -38,7 +39,8 @@ fn builds_run_on_postgresql_and_survive_a_server_restart() {
 
 #[test]
 fn two_servers_share_one_queue() {
-    let db = fresh_database();
+    let pg_db = fresh_database();
+    let db = pg_db.url.clone();
     // Logs live in files: the servers of one database share the files folder.
     let files = tempfile::tempdir().unwrap();
     let files = files.path().to_str().unwrap().to_string();
@@ -76,7 +78,8 @@ fn two_servers_share_one_queue() {
 
 #[test]
 fn sharded_tests_and_their_results_on_postgresql() {
-    let db = fresh_database();
+    let pg_db = fresh_database();
+    let db = pg_db.url.clone();
     let mut k = Kiln::start_with(&["--database", &db]);
     k.agent("s1", &[]);
     k.agent("s2", &[]);
@@ -112,7 +115,8 @@ fn sharded_tests_and_their_results_on_postgresql() {
 /// and read back whole; the rows go.
 #[test]
 fn old_logs_in_the_database_are_readable_after_upgrade_on_postgresql() {
-    let db = fresh_database();
+    let pg_db = fresh_database();
+    let db = pg_db.url.clone();
     let mut k = Kiln::start_with(&["--database", &db]);
     k.agent("a1", &[]);
     let repo = k.repo("oldpg", "jobs:\n  a:\n    steps: [\"for i in $(seq 1 3000); do echo A-line-$i; done\"]\n");

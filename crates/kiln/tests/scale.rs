@@ -42,7 +42,8 @@ fn trigger_on(url: &str, project: &str) -> i64 {
 
 #[test]
 fn an_event_stream_on_server_b_sees_a_build_queued_through_a() {
-    let db = fresh_database();
+    let pg_db = fresh_database();
+    let db = pg_db.url.clone();
     let k = Kiln::start_with(&["--database", &db]);
     let (b, b_url) = spawn_server(&k.path("data-b"), "127.0.0.1:0", &["--database".into(), db.clone()]);
     let _b = Reaped(b);
@@ -66,7 +67,8 @@ fn an_event_stream_on_server_b_sees_a_build_queued_through_a() {
 
 #[test]
 fn a_server_killed_mid_run_loses_nothing_and_agents_move_on() {
-    let db = fresh_database();
+    let pg_db = fresh_database();
+    let db = pg_db.url.clone();
     let lease = 5;
     let dir = tempfile::tempdir().unwrap();
     // Each server keeps its own files folder here (postgres.rs shares one, as docs/storage.md
@@ -161,7 +163,8 @@ fn db_copy_moves_a_whole_kiln_to_postgresql_and_back() {
     }
     k.kill_server();
     let sqlite = format!("sqlite:{}", k.path("data/kiln.db").display());
-    let pg = fresh_database();
+    let pg_db = fresh_database();
+    let pg = pg_db.url.clone();
     let out = copy(&sqlite, &pg);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let there: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
@@ -210,7 +213,8 @@ fn logs_with(logs: &[std::path::PathBuf], needle: &str) -> Vec<usize> {
 
 #[test]
 fn retention_is_a_duty_one_server_holds_and_another_takes_over() {
-    let db = fresh_database();
+    let pg_db = fresh_database();
+    let db = pg_db.url.clone();
     let dir = tempfile::tempdir().unwrap();
     let args: Vec<String> = ["--database", &db, "--lease", "3", "--gc-every", "1", "--keep-builds", "1"].iter().map(|s| s.to_string()).collect();
     let (a, a_url) = spawn_server(&dir.path().join("a"), "127.0.0.1:0", &args);
