@@ -53,7 +53,11 @@ fn poller_can_build_each_commit() {
         std::fs::write(repo.join("f"), format!("{i}")).unwrap();
         shas.push(commit_all(&repo, &format!("c{i}")));
     }
-    k.wait_for("three builds", 20, || builds(&k, "p").len() == 3);
+    // A build is listed once recorded, and has its commit once expanded: wait for both.
+    k.wait_for("three expanded builds", 20, || {
+        let b = builds(&k, "p");
+        b.len() == 3 && b.iter().all(|b| b["commit"].as_str().is_some_and(|c| !c.is_empty()))
+    });
     let mut got: Vec<String> = builds(&k, "p").iter().map(|b| b["commit"].as_str().unwrap().to_string()).collect();
     got.reverse();
     assert_eq!(got, shas, "each commit built once, oldest first");
