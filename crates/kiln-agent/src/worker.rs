@@ -250,7 +250,7 @@ fn reset_job_dir(agent: &Agent, job_id: i64, dir: &Path, temp: &Path, give: impl
         None => std::fs::create_dir_all(&temp_layout)?,
     }
     crate::reuse::sync_tree(&layout, dir, &["src"])?;
-    crate::reuse::sync_tree(&crate::sandbox::temp_of(&layout), temp, &[])?;
+    crate::reuse::sync_tree(&temp_layout, temp, &[])?;
     give(temp);
     for e in std::fs::read_dir(dir)? {
         let e = e?;

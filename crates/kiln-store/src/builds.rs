@@ -59,10 +59,6 @@ fn returned_cols() -> &'static str {
     R.get_or_init(|| COLS.replace("b.", "").replace("p.name AS project", "(SELECT p.name FROM projects p WHERE p.id = builds.project_id) AS project"))
 }
 
-fn parse_status(text: &str) -> Result<BuildStatus> {
-    BuildStatus::parse(text).ok_or_else(|| StoreError::Corrupt(format!("build status {text:?}")))
-}
-
 pub(crate) fn from_row(r: &sqlx::any::AnyRow) -> Result<BuildRow> {
     Ok(BuildRow {
         id: r.try_get("id")?,
@@ -222,7 +218,7 @@ impl Store {
         }
         insert_jobs(&mut tx, build_id, jobs).await?;
         tx.commit().await?;
-        claimed.map(|s| parse_status(&s)).transpose()
+        claimed.map(|s| crate::rows::parse_build_status(&s)).transpose()
     }
 
     /// End a build as errored before it ran (bad pipeline, unknown commit…). Answers its status
@@ -251,7 +247,7 @@ impl Store {
         .bind(status.as_str())
         .fetch_optional(self.pool())
         .await?;
-        ended.map(|s| parse_status(&s)).transpose()
+        ended.map(|s| crate::rows::parse_build_status(&s)).transpose()
     }
 
     /// Builds that passed since `since` (epoch ms): (build id, project name).

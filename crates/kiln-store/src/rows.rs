@@ -25,6 +25,10 @@ pub(crate) fn job_status(r: &sqlx::any::AnyRow, column: &str) -> Result<kiln_cor
 /// A build's status column, as the enum.
 pub(crate) fn build_status(r: &sqlx::any::AnyRow, column: &str) -> Result<kiln_core::state::BuildStatus> {
     use sqlx::Row;
-    let text: String = r.try_get(column)?;
-    kiln_core::state::BuildStatus::parse(&text).ok_or_else(|| StoreError::Corrupt(format!("build status {text:?}")))
+    parse_build_status(&r.try_get::<String, _>(column)?)
+}
+
+/// A build status as a statement returned it.
+pub(crate) fn parse_build_status(text: &str) -> Result<kiln_core::state::BuildStatus> {
+    kiln_core::state::BuildStatus::parse(text).ok_or_else(|| StoreError::Corrupt(format!("build status {text:?}")))
 }
