@@ -97,6 +97,11 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
     at_rest::private_data_folder(&cfg.data)?;
     at_rest::private_database(&cfg.database_url())?;
     let store = Store::open(&cfg.database_url()).await?.with_log_dir(cfg.files_dir().join("logs"));
+    // Logs kept a folder per attempt move to files in their job's folder, once.
+    let upgraded = store.log_files().upgrade_layout().map_err(|e| anyhow::anyhow!("failed to move the logs in {} to the layout of a file per attempt: {e} (fix the folder's permissions or free space and start again)", cfg.files_dir().join("logs").display()))?;
+    if upgraded > 0 {
+        tracing::info!("moved the logs of {upgraded} job attempts to a file per attempt in {}", cfg.files_dir().join("logs").display());
+    }
     // Logs an older kiln kept in the database move into the log files, once.
     let old = store.move_old_logs().await?;
     if old.moved > 0 {

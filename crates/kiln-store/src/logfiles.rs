@@ -1,12 +1,18 @@
-//! Log bytes on disk, one folder per attempt under the log folder
-//! (`<logs>/<job>/<attempt>/`): append-only, compressed, readable at any offset
-//! in bounded memory.
+//! Log bytes on disk, one folder per job under the log folder and a few files per
+//! attempt in it (`<logs>/<job>/<attempt>.<kind>`): append-only, compressed,
+//! readable at any offset in bounded memory.
 //!
 //! ```text
-//!   open      the raw bytes after the last sealed segment (< SEGMENT)
-//!   sealed    zstd frames, one per SEGMENT of raw bytes, back to back
-//!   index     one 32-byte entry per frame: raw start, frame start, frame length, raw length, newlines
+//!   <attempt>.open      the raw bytes after the last sealed segment (< SEGMENT)
+//!   <attempt>.sealed    zstd frames, one per SEGMENT of raw bytes, back to back
+//!   <attempt>.index     one 32-byte entry per frame: raw start, frame start, frame length, raw length, newlines
+//!   <attempt>.live      while the job runs, the last lines past the log's head
 //! ```
+//!
+//! A job's first log costs one folder and one file: a folder per attempt as well (the
+//! layout before, `<logs>/<job>/<attempt>/<kind>`, which [`LogFiles::upgrade_layout`]
+//! moves once) was one more inode to allocate for every job, a tenth of a trivial
+//! job's server CPU in the engine bench's profile.
 //!
 //! The database's `attempts.log_len` says how many bytes are accepted; the files
 //! may hold a little more after a crash between the file write and the row update.
@@ -65,6 +71,22 @@ pub struct LogFiles {
     root: PathBuf,
 }
 
+/// One attempt's files: `<job folder>/<attempt>.<kind>`.
+#[derive(Debug, Clone)]
+struct AttemptFiles {
+    job_dir: PathBuf,
+    attempt: i64,
+}
+
+impl AttemptFiles {
+    fn path(&self, kind: &str) -> PathBuf {
+        self.job_dir.join(format!("{}.{kind}", self.attempt))
+    }
+}
+
+/// Marks a log folder whose attempts are files in their job's folder, not folders.
+const LAYOUT_MARK: &str = "layout-attempt-files";
+
 /// A match found by [`LogFiles::search`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogMatch {
@@ -97,8 +119,50 @@ impl LogFiles {
         &self.root
     }
 
-    fn dir(&self, job_id: i64, attempt: i64) -> PathBuf {
-        self.root.join(job_id.to_string()).join(attempt.to_string())
+    fn files(&self, job_id: i64, attempt: i64) -> AttemptFiles {
+        AttemptFiles { job_dir: self.job_dir(job_id), attempt }
+    }
+
+    /// Move the logs of the layout before (a folder per attempt, `<job>/<attempt>/<kind>`)
+    /// to files in their job's folder (`<job>/<attempt>.<kind>`), once: a mark in the log
+    /// folder says it is done, so later starts do not read every job's folder. A move cut
+    /// short is finished by the next start (a file renamed is not found again). Returns the
+    /// attempts moved.
+    pub fn upgrade_layout(&self) -> io::Result<u64> {
+        let mark = self.root.join(LAYOUT_MARK);
+        if mark.exists() {
+            return Ok(0);
+        }
+        std::fs::create_dir_all(&self.root)?;
+        let mut moved = 0;
+        for job in std::fs::read_dir(&self.root)? {
+            let job = job?;
+            if !job.file_type()?.is_dir() || job.file_name().to_str().and_then(|n| n.parse::<i64>().ok()).is_none() {
+                continue;
+            }
+            for attempt in std::fs::read_dir(job.path())? {
+                let attempt = attempt?;
+                let Some(n) = attempt.file_name().to_str().and_then(|n| n.parse::<i64>().ok()) else { continue };
+                if !attempt.file_type()?.is_dir() {
+                    continue;
+                }
+                // Several servers sharing the folder may start together: what another one
+                // moved already is gone, not an error.
+                let files = match std::fs::read_dir(attempt.path()) {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    r => r?,
+                };
+                for f in files {
+                    let f = f?;
+                    let kind = f.file_name();
+                    gone_is_done(std::fs::rename(f.path(), job.path().join(format!("{n}.{}", kind.to_string_lossy()))))?;
+                }
+                gone_is_done(std::fs::remove_dir(attempt.path()))?;
+                moved += 1;
+            }
+        }
+        File::create(&mark)?.sync_all()?;
+        Ok(moved)
     }
 
     /// Folder of all of a job's attempts (removed whole by retention).
@@ -106,8 +170,8 @@ impl LogFiles {
         self.root.join(job_id.to_string())
     }
 
-    fn entries(dir: &Path) -> io::Result<Vec<Entry>> {
-        let bytes = match std::fs::read(dir.join("index")) {
+    fn entries(at: &AttemptFiles) -> io::Result<Vec<Entry>> {
+        let bytes = match std::fs::read(at.path("index")) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
@@ -130,9 +194,9 @@ impl LogFiles {
 
     /// Bytes the files hold for this attempt (0 when it has none).
     pub fn len(&self, job_id: i64, attempt: i64) -> io::Result<u64> {
-        let dir = self.dir(job_id, attempt);
-        let sealed = Self::entries(&dir)?.last().map_or(0, Entry::raw_end);
-        let open = match std::fs::metadata(dir.join("open")) {
+        let at = self.files(job_id, attempt);
+        let sealed = Self::entries(&at)?.last().map_or(0, Entry::raw_end);
+        let open = match std::fs::metadata(at.path("open")) {
             Ok(m) => m.len(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
             Err(e) => return Err(e),
@@ -144,15 +208,15 @@ impl LogFiles {
     /// caller has checked that `offset` is what the database holds. Bytes the
     /// files already hold past it (left by an interrupted append) are skipped.
     pub fn append(&self, job_id: i64, attempt: i64, offset: u64, data: &[u8]) -> io::Result<()> {
-        let dir = self.dir(job_id, attempt);
-        std::fs::create_dir_all(&dir)?;
-        let entries = Self::entries(&dir)?;
+        let at = self.files(job_id, attempt);
+        std::fs::create_dir_all(&at.job_dir)?;
+        let entries = Self::entries(&at)?;
         let sealed_len = entries.last().map_or(0, Entry::raw_end);
         let zst_len = entries.last().map_or(0, Entry::zst_end);
-        let mut open = OpenOptions::new().create(true).read(true).write(true).truncate(false).open(dir.join("open"))?;
+        let mut open = OpenOptions::new().create(true).read(true).write(true).truncate(false).open(at.path("open"))?;
         let have = sealed_len + open.metadata()?.len();
         if have < offset {
-            return Err(corrupt(format!("log files of job {job_id} attempt {attempt} hold {have} bytes, the database {offset}: {} was changed by hand", dir.display())));
+            return Err(corrupt(format!("log files of job {job_id} attempt {attempt} hold {have} bytes, the database {offset}: {} was changed by hand", at.path("open").display())));
         }
         let skip = ((have - offset) as usize).min(data.len());
         let mut data = &data[skip..];
@@ -165,7 +229,7 @@ impl LogFiles {
             return open.write_all(data);
         }
         // Seal whole segments: what `open` holds plus the start of `data`, then whole SEGMENTs of `data`.
-        let (mut sealed, mut index) = Self::open_to_seal(&dir, zst_len, entries.len())?;
+        let (mut sealed, mut index) = Self::open_to_seal(&at, zst_len, entries.len())?;
         let (mut raw_start, mut zst_start) = (sealed_len, zst_len);
         let mut buf = Vec::with_capacity(SEGMENT);
         while open_len + data.len() >= SEGMENT {
@@ -191,26 +255,26 @@ impl LogFiles {
         open.write_all(data)
     }
 
-    /// Flush an attempt's files and its folder to disk.
+    /// Flush an attempt's files and their folder to disk.
     pub fn sync(&self, job_id: i64, attempt: i64) -> io::Result<()> {
-        let dir = self.dir(job_id, attempt);
+        let at = self.files(job_id, attempt);
         for name in ["sealed", "index", "open"] {
-            match File::open(dir.join(name)) {
+            match File::open(at.path(name)) {
                 Ok(f) => f.sync_all()?,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
         }
-        File::open(&dir)?.sync_all()
+        File::open(&at.job_dir)?.sync_all()
     }
 
     /// The sealed segments and their index, opened for appending after `entries` entries
     /// (`zst_len` compressed bytes); what a crash half-wrote past them is dropped.
-    fn open_to_seal(dir: &Path, zst_len: u64, entries: usize) -> io::Result<(std::fs::File, std::fs::File)> {
-        let mut sealed = OpenOptions::new().create(true).write(true).truncate(false).open(dir.join("sealed"))?;
+    fn open_to_seal(at: &AttemptFiles, zst_len: u64, entries: usize) -> io::Result<(std::fs::File, std::fs::File)> {
+        let mut sealed = OpenOptions::new().create(true).write(true).truncate(false).open(at.path("sealed"))?;
         sealed.set_len(zst_len)?;
         sealed.seek(SeekFrom::End(0))?;
-        let mut index = OpenOptions::new().create(true).write(true).truncate(false).open(dir.join("index"))?;
+        let mut index = OpenOptions::new().create(true).write(true).truncate(false).open(at.path("index"))?;
         index.set_len((entries * ENTRY) as u64)?;
         index.seek(SeekFrom::End(0))?;
         Ok((sealed, index))
@@ -221,25 +285,25 @@ impl LogFiles {
     /// came (one sealed segment, not compressed again); otherwise their bytes, decompressed one
     /// frame at a time, go through [`LogFiles::append`] (which skips bytes the files hold).
     pub fn append_frames(&self, job_id: i64, attempt: i64, offset: u64, frames: &LogFrames) -> io::Result<()> {
-        let dir = self.dir(job_id, attempt);
-        std::fs::create_dir_all(&dir)?;
-        let entries = Self::entries(&dir)?;
+        let at = self.files(job_id, attempt);
+        std::fs::create_dir_all(&at.job_dir)?;
+        let entries = Self::entries(&at)?;
         let sealed_len = entries.last().map_or(0, Entry::raw_end);
         let zst_len = entries.last().map_or(0, Entry::zst_end);
-        let open_len = match std::fs::metadata(dir.join("open")) {
+        let open_len = match std::fs::metadata(at.path("open")) {
             Ok(m) => m.len(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
             Err(e) => return Err(e),
         };
         if open_len > 0 || sealed_len != offset {
-            let mut at = offset;
+            let mut from = offset;
             for (zst, f) in frames.iter() {
-                self.append(job_id, attempt, at, &crate::logframes::decompress(zst, f)?)?;
-                at += f.raw_len as u64;
+                self.append(job_id, attempt, from, &crate::logframes::decompress(zst, f)?)?;
+                from += f.raw_len as u64;
             }
             return Ok(());
         }
-        let (mut sealed, mut index) = Self::open_to_seal(&dir, zst_len, entries.len())?;
+        let (mut sealed, mut index) = Self::open_to_seal(&at, zst_len, entries.len())?;
         let (mut raw_start, mut zst_start) = (sealed_len, zst_len);
         for (zst, f) in frames.iter() {
             sealed.write_all(zst)?;
@@ -255,18 +319,18 @@ impl LogFiles {
     /// with `text`; `past_head` bytes were printed past the head so far. Written aside and
     /// renamed into place, so a reader sees the old window or the new one, never half of one.
     pub fn set_live(&self, job_id: i64, attempt: i64, past_head: u64, text: &[u8]) -> io::Result<()> {
-        let dir = self.dir(job_id, attempt);
-        std::fs::create_dir_all(&dir)?;
-        let aside = dir.join("live.new");
+        let at = self.files(job_id, attempt);
+        std::fs::create_dir_all(&at.job_dir)?;
+        let aside = at.path("live.new");
         let mut f = File::create(&aside)?;
         f.write_all(&past_head.to_le_bytes())?;
         f.write_all(text)?;
-        std::fs::rename(aside, dir.join("live"))
+        std::fs::rename(aside, at.path("live"))
     }
 
     /// The attempt's live tail, if it has one: (bytes printed past the head, the last lines).
     pub fn live(&self, job_id: i64, attempt: i64) -> io::Result<Option<(u64, Vec<u8>)>> {
-        let mut f = match File::open(self.dir(job_id, attempt).join("live")) {
+        let mut f = match File::open(self.files(job_id, attempt).path("live")) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
@@ -300,9 +364,9 @@ impl LogFiles {
 
     /// A sequential reader (for downloads and searches).
     pub fn reader(&self, job_id: i64, attempt: i64, end: u64) -> io::Result<LogReader> {
-        let dir = self.dir(job_id, attempt);
-        let entries = Self::entries(&dir)?;
-        Ok(LogReader { dir, entries, end, cached: None })
+        let files = self.files(job_id, attempt);
+        let entries = Self::entries(&files)?;
+        Ok(LogReader { files, entries, end, cached: None })
     }
 
     /// The 1-based number of the line holding byte `offset`.
@@ -435,6 +499,14 @@ impl LogFiles {
     }
 }
 
+/// A file or folder another process removed or moved first: nothing left to do.
+fn gone_is_done(r: io::Result<()>) -> io::Result<()> {
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
 /// Total size of the files under `dir` (0 if absent).
 pub fn dir_size(dir: &Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
@@ -449,7 +521,7 @@ pub fn dir_size(dir: &Path) -> u64 {
 
 /// Reads an attempt's log piece by piece, one decompressed segment in memory at a time.
 pub struct LogReader {
-    dir: PathBuf,
+    files: AttemptFiles,
     entries: Vec<Entry>,
     end: u64,
     cached: Option<(usize, Vec<u8>)>,
@@ -464,7 +536,7 @@ impl LogReader {
         let sealed_len = self.entries.last().map_or(0, Entry::raw_end);
         if at >= sealed_len {
             let want = ((self.end - at) as usize).min(SEGMENT);
-            let mut f = match File::open(self.dir.join("open")) {
+            let mut f = match File::open(self.files.path("open")) {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(&[]),
                 Err(e) => return Err(e),
@@ -478,13 +550,13 @@ impl LogReader {
         let i = self.entries.partition_point(|e| e.raw_end() <= at);
         let e = self.entries[i];
         if self.cached.as_ref().map(|c| c.0) != Some(i) {
-            let mut f = File::open(self.dir.join("sealed"))?;
+            let mut f = File::open(self.files.path("sealed"))?;
             f.seek(SeekFrom::Start(e.zst_start))?;
             let mut frame = vec![0u8; e.zst_len as usize];
             f.read_exact(&mut frame)?;
             let raw = zstd::bulk::decompress(&frame, e.raw_len as usize)?;
             if raw.len() != e.raw_len as usize {
-                return Err(corrupt(format!("{}: segment at {} decompressed to {} bytes, not {}", self.dir.display(), e.raw_start, raw.len(), e.raw_len)));
+                return Err(corrupt(format!("{}: segment at {} decompressed to {} bytes, not {}", self.files.path("sealed").display(), e.raw_start, raw.len(), e.raw_len)));
             }
             self.cached = Some((i, raw));
         }
@@ -508,6 +580,57 @@ mod tests {
         }
         v.truncate(n);
         v
+    }
+
+    #[test]
+    fn logs_kept_a_folder_per_attempt_move_to_files_once_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let lf = LogFiles::new(dir.path());
+        let data = sample(3 * SEGMENT / 2);
+        lf.append(7, 1, 0, &data).unwrap();
+        lf.append(7, 2, 0, b"second attempt\n").unwrap();
+        lf.set_live(7, 2, 3, b"live tail\n").unwrap();
+        // Put them back as the layout before kept them: <job>/<attempt>/<kind>.
+        for (attempt, kinds) in [(1, &["open", "sealed", "index"][..]), (2, &["open", "live"][..])] {
+            std::fs::create_dir(dir.path().join(format!("7/{attempt}"))).unwrap();
+            for k in kinds {
+                std::fs::rename(dir.path().join(format!("7/{attempt}.{k}")), dir.path().join(format!("7/{attempt}/{k}"))).unwrap();
+            }
+        }
+        assert_eq!(lf.len(7, 1).unwrap(), 0, "the old layout is not read as it is");
+        assert_eq!(lf.upgrade_layout().unwrap(), 2);
+        assert_eq!(lf.read(7, 1, 0, data.len(), data.len() as u64).unwrap(), data);
+        assert_eq!(lf.read(7, 2, 0, 100, 15).unwrap(), b"second attempt\n");
+        assert_eq!(lf.live(7, 2).unwrap(), Some((3, b"live tail\n".to_vec())));
+        assert!(!dir.path().join("7/1").exists() && !dir.path().join("7/2").exists());
+        // Done once: a folder that looks old after the mark is left alone.
+        std::fs::create_dir(dir.path().join("7/3")).unwrap();
+        assert_eq!(lf.upgrade_layout().unwrap(), 0);
+        assert!(dir.path().join("7/3").is_dir());
+    }
+
+    #[test]
+    fn a_jobs_first_log_makes_one_folder_and_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let lf = LogFiles::new(dir.path());
+        lf.append(9, 1, 0, b"kiln: job t\n").unwrap();
+        let mut made: Vec<String> = Vec::new();
+        for e in walk(dir.path()) {
+            made.push(e.strip_prefix(dir.path()).unwrap().to_string_lossy().into_owned());
+        }
+        made.sort();
+        assert_eq!(made, ["9", "9/1.open"]);
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            out.push(e.path());
+            if e.file_type().unwrap().is_dir() {
+                out.extend(walk(&e.path()));
+            }
+        }
+        out
     }
 
     #[test]
@@ -543,7 +666,7 @@ mod tests {
             assert_eq!(lf.line_at(1, 1, off, total).unwrap(), want);
         }
         // The sealed part is compressed.
-        assert!(std::fs::metadata(dir.path().join("1/1/sealed")).unwrap().len() < (SEGMENT as u64));
+        assert!(std::fs::metadata(dir.path().join("1/1.sealed")).unwrap().len() < (SEGMENT as u64));
     }
 
     #[test]
@@ -559,7 +682,7 @@ mod tests {
         assert_eq!(lf.len(2, 1).unwrap(), data.len() as u64);
         assert_eq!(lf.read(2, 1, 0, usize::MAX, data.len() as u64).unwrap(), data);
         // A torn index entry and a half-written frame are cut off on the next append.
-        let mut idx = OpenOptions::new().append(true).open(dir.path().join("2/1/index")).unwrap();
+        let mut idx = OpenOptions::new().append(true).open(dir.path().join("2/1.index")).unwrap();
         idx.write_all(&[1, 2, 3]).unwrap();
         let more = sample(2 * SEGMENT);
         lf.append(2, 1, data.len() as u64, &more).unwrap();
@@ -584,7 +707,7 @@ mod tests {
         let seg = SEGMENT as u64;
         let (two, body) = frames(&data[..2 * SEGMENT]);
         lf.append_frames(5, 1, 0, &two).unwrap();
-        let sealed = std::fs::read(dir.path().join("5/1/sealed")).unwrap();
+        let sealed = std::fs::read(dir.path().join("5/1.sealed")).unwrap();
         assert_eq!(sealed, body, "the frames are the segments, byte for byte");
         // Raw bytes that end mid-segment, then frames that do not start a segment: their
         // bytes are stored all the same.
