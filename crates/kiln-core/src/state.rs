@@ -1,5 +1,5 @@
-//! Job and build states: the job state machine, a build's status from its jobs, and
-//! which jobs the `needs` graph lets run next.
+//! Job, build and notification delivery states: the job state machine, a build's status
+//! from its jobs, and which jobs the `needs` graph lets run next.
 
 use std::collections::HashMap;
 
@@ -117,6 +117,42 @@ impl BuildStatus {
 }
 
 impl std::fmt::Display for BuildStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where one notification delivery stands (a row of the outbox).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    /// Waiting to be sent, or to be tried again.
+    Pending,
+    Sent,
+    /// Given up on after its attempts.
+    Failed,
+    /// Replaced by a newer status before it could be sent (a commit status).
+    Skipped,
+}
+
+impl DeliveryStatus {
+    pub const ALL: [DeliveryStatus; 4] = [DeliveryStatus::Pending, DeliveryStatus::Sent, DeliveryStatus::Failed, DeliveryStatus::Skipped];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for DeliveryStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }

@@ -227,12 +227,12 @@ pub fn delivery(n: &kiln_store::NotificationRow) -> kiln_wire::notify::Delivery 
         kind: n.kind.clone(),
         target: crate::notify::shown_target(&n.kind, &n.target),
         event: n.event.clone(),
-        build_status: n.build_status.clone(),
-        status: n.status.clone(),
+        build_status: n.build_status.as_str().to_string(),
+        status: n.status.as_str().to_string(),
         attempts: n.attempts,
         last_error: n.last_error.clone(),
         created_at: ts(n.created_at),
-        next_attempt_at: (n.status == "pending").then(|| ts(n.next_at)),
+        next_attempt_at: (n.status == kiln_core::state::DeliveryStatus::Pending).then(|| ts(n.next_at)),
         sent_at: n.sent_at.map(ts),
     }
 }

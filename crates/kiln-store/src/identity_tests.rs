@@ -208,3 +208,22 @@ async fn a_status_the_enums_do_not_know_is_an_error_not_a_string_passed_on() {
         assert!(matches!(&e, StoreError::Corrupt(m) if m.contains("\"melted\"")), "{e:?}");
     }
 }
+
+#[tokio::test]
+async fn a_delivery_status_the_enum_does_not_know_is_an_error_not_a_string_passed_on() {
+    use kiln_core::state::{BuildStatus, DeliveryStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let (stores, _db) = stores(dir.path()).await;
+    for s in stores {
+        let job = one_job(&s, "p").await;
+        let b = s.build(s.job(job).await.unwrap().build_id).await.unwrap();
+        let n = crate::NewNotification { kind: "webhook".into(), target: "http://127.0.0.1:9/".into(), event: "build.started".into(), build_status: BuildStatus::Queued, payload: "{}".into() };
+        assert!(s.enqueue_notifications(b.id, None, BuildStatus::Queued, &[n], None).await.unwrap());
+        let rows = s.project_notifications(b.project_id, 10, 0).await.unwrap();
+        assert_eq!(rows.iter().map(|r| (r.status, r.build_status)).collect::<Vec<_>>(), [(DeliveryStatus::Pending, BuildStatus::Queued)]);
+        assert_eq!(s.unnotified_builds(10).await.unwrap().len(), 0, "its status is marked notified in the same write");
+        sqlx::query("UPDATE notifications SET status = 'lost in the post'").execute(s.pool()).await.unwrap();
+        let e = s.project_notifications(b.project_id, 10, 0).await.unwrap_err();
+        assert!(matches!(&e, StoreError::Corrupt(m) if m.contains("\"lost in the post\"")), "{e:?}");
+    }
+}

@@ -14,6 +14,7 @@
 //! died between the target's answer and recording it.
 
 use crate::{now_ms, Backend, Result, Store};
+use kiln_core::state::{BuildStatus, DeliveryStatus};
 use sqlx::Row;
 
 /// A delivery to queue.
@@ -26,7 +27,7 @@ pub struct NewNotification {
     /// `build.started` or `build.finished`.
     pub event: String,
     /// The build status it reports.
-    pub build_status: String,
+    pub build_status: BuildStatus,
     /// What to send (JSON, rendered per kind at delivery).
     pub payload: String,
 }
@@ -39,10 +40,9 @@ pub struct NotificationRow {
     pub kind: String,
     pub target: String,
     pub event: String,
-    pub build_status: String,
+    pub build_status: BuildStatus,
     pub payload: String,
-    /// `pending`, `sent`, `failed` or `skipped`.
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i64,
     pub last_error: Option<String>,
     pub next_at: i64,
@@ -66,8 +66,9 @@ pub enum DeliveryOutcome {
 pub struct Unnotified {
     pub build_id: i64,
     pub project_id: i64,
-    pub status: String,
-    pub notified_status: Option<String>,
+    pub status: BuildStatus,
+    /// The status last notified (None: none yet).
+    pub notified_status: Option<BuildStatus>,
 }
 
 const COLS: &str = "id, project_id, build_id, kind, target, event, build_status, payload, status, attempts, last_error, \
@@ -93,9 +94,9 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<NotificationRow> {
         kind: r.try_get("kind")?,
         target: r.try_get("target")?,
         event: r.try_get("event")?,
-        build_status: r.try_get("build_status")?,
+        build_status: crate::rows::build_status(r, "build_status")?,
         payload: r.try_get("payload")?,
-        status: r.try_get("status")?,
+        status: crate::rows::delivery_status(r, "status")?,
         attempts: r.try_get("attempts")?,
         last_error: r.try_get("last_error")?,
         next_at: r.try_get("next_at")?,
@@ -120,8 +121,8 @@ impl Store {
                 Ok(Unnotified {
                     build_id: r.try_get("id")?,
                     project_id: r.try_get("project_id")?,
-                    status: r.try_get("status")?,
-                    notified_status: r.try_get("notified_status")?,
+                    status: crate::rows::build_status(r, "status")?,
+                    notified_status: crate::rows::maybe_build_status(r, "notified_status")?,
                 })
             })
             .collect()
@@ -151,8 +152,8 @@ impl Store {
     pub async fn enqueue_notifications(
         &self,
         build_id: i64,
-        from: Option<&str>,
-        status: &str,
+        from: Option<BuildStatus>,
+        status: BuildStatus,
         rows: &[NewNotification],
         supersede_kind: Option<&str>,
     ) -> Result<bool> {
@@ -181,7 +182,7 @@ impl Store {
             .bind(&n.kind)
             .bind(&n.target)
             .bind(&n.event)
-            .bind(&n.build_status)
+            .bind(n.build_status.as_str())
             .bind(&n.payload)
             .bind(now)
             .bind(build_id)
@@ -208,7 +209,7 @@ impl Store {
             let sql = format!("UPDATE builds SET notified_status = status WHERE {each}");
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for u in chunk {
-                q = q.bind(u.build_id).bind(u.status.clone()).bind(u.notified_status.clone().unwrap_or_default());
+                q = q.bind(u.build_id).bind(u.status.as_str()).bind(u.notified_status.map_or("", BuildStatus::as_str));
             }
             q.execute(self.pool()).await?;
         }
@@ -311,11 +312,11 @@ impl Store {
 
 /// Mark `build_id` notified of `status`, if it is still in `status` and was notified of `from`
 /// (None: never). False when another pass (or server) got there first, or the status moved on.
-async fn mark_notified(tx: &mut sqlx::Transaction<'static, sqlx::Any>, build_id: i64, from: Option<&str>, status: &str) -> Result<bool> {
+async fn mark_notified(tx: &mut sqlx::Transaction<'static, sqlx::Any>, build_id: i64, from: Option<BuildStatus>, status: BuildStatus) -> Result<bool> {
     let marked = sqlx::query("UPDATE builds SET notified_status = $1 WHERE id = $2 AND status = $1 AND COALESCE(notified_status, '') = $3")
-        .bind(status)
+        .bind(status.as_str())
         .bind(build_id)
-        .bind(from.unwrap_or(""))
+        .bind(from.map_or("", BuildStatus::as_str))
         .execute(&mut **tx)
         .await?
         .rows_affected();

@@ -32,3 +32,16 @@ pub(crate) fn build_status(r: &sqlx::any::AnyRow, column: &str) -> Result<kiln_c
 pub(crate) fn parse_build_status(text: &str) -> Result<kiln_core::state::BuildStatus> {
     kiln_core::state::BuildStatus::parse(text).ok_or_else(|| StoreError::Corrupt(format!("build status {text:?}")))
 }
+
+/// A notification delivery's status, as its row holds it.
+pub(crate) fn delivery_status(r: &sqlx::any::AnyRow, column: &str) -> Result<kiln_core::state::DeliveryStatus> {
+    use sqlx::Row;
+    let text: String = r.try_get(column)?;
+    kiln_core::state::DeliveryStatus::parse(&text).ok_or_else(|| StoreError::Corrupt(format!("delivery status {text:?}")))
+}
+
+/// A build status column that may be empty (NULL: never set).
+pub(crate) fn maybe_build_status(r: &sqlx::any::AnyRow, column: &str) -> Result<Option<kiln_core::state::BuildStatus>> {
+    use sqlx::Row;
+    r.try_get::<Option<String>, _>(column)?.as_deref().map(parse_build_status).transpose()
+}

@@ -325,12 +325,12 @@ async fn notified_together(s: Store) {
     assert_eq!(claim(&s, "a", "").await, Some((two["j"], 1)));
     finish(&s, two["j"], 1, JobStatus::Passed, Some(0)).await.unwrap();
     let read = s.unnotified_builds(100).await.unwrap();
-    let seen = |u: &[kiln_store::Unnotified]| u.iter().map(|u| (u.build_id, u.status.clone())).collect::<Vec<_>>();
-    assert_eq!(seen(&read), [(b1, "running".to_string()), (b2, "passed".to_string())], "queued builds are not notified");
+    let seen = |u: &[kiln_store::Unnotified]| u.iter().map(|u| (u.build_id, u.status)).collect::<Vec<_>>();
+    assert_eq!(seen(&read), [(b1, BuildStatus::Running), (b2, BuildStatus::Passed)], "queued builds are not notified");
     // b1 moves on between the read and the mark: it stays to be notified of its new status.
     finish(&s, one["j"], 1, JobStatus::Failed, Some(1)).await.unwrap();
     s.mark_notified(&read).await.unwrap();
-    assert_eq!(seen(&s.unnotified_builds(100).await.unwrap()), [(b1, "failed".to_string())]);
+    assert_eq!(seen(&s.unnotified_builds(100).await.unwrap()), [(b1, BuildStatus::Failed)]);
     assert_eq!(s.build(b3).await.unwrap().status, BuildStatus::Queued);
 }
 

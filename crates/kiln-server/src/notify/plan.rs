@@ -7,6 +7,7 @@
 
 use super::{commit_status, notice, webhook_out};
 use kiln_core::notify::{reason, BuildEvent, NotifyOn, DEFAULT_NOTIFY_ON};
+use kiln_core::state::BuildStatus;
 use kiln_store::{NewNotification, ProjectRow, Store, Unnotified};
 
 /// The deliveries to queue for `u`'s new status (possibly none).
@@ -21,8 +22,8 @@ pub async fn plan(store: &Store, base: &str, u: &Unnotified, p: &ProjectRow) -> 
     }
     let b = store.build(u.build_id).await?;
     let jobs = store.jobs_of_build(b.id).await?;
-    let finished = u.status != "running";
-    let start_unsaid = !finished || (b.started_at.is_some() && matches!(u.notified_status.as_deref(), None | Some("queued")));
+    let finished = u.status != BuildStatus::Running;
+    let start_unsaid = !finished || (b.started_at.is_some() && matches!(u.notified_status, None | Some(BuildStatus::Queued)));
     let on = NotifyOn::parse_list(p.settings.notify_on.as_deref()).unwrap_or_else(|e| {
         tracing::warn!("project {}: {e}; using the default (failure, fixed)", p.name);
         DEFAULT_NOTIFY_ON.to_vec()
@@ -58,7 +59,7 @@ pub async fn plan(store: &Store, base: &str, u: &Unnotified, p: &ProjectRow) -> 
             kind: kind.into(),
             target,
             event: n.event.clone(),
-            build_status: n.build.status.clone(),
+            build_status: if started { BuildStatus::Running } else { b.status },
             payload: payload.clone(),
         };
         if let Some(t) = &forge {

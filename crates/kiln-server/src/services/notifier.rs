@@ -18,6 +18,7 @@ use crate::events::{Event, EventKind};
 use crate::notify::{plan, SendError, Sender};
 use crate::state::AppState;
 use kiln_core::notify::backoff;
+use kiln_core::state::BuildStatus;
 use kiln_store::{DeliveryOutcome, NotificationRow, ProjectRow};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -142,8 +143,8 @@ async fn enqueue_changes(st: &AppState, base: &str) -> kiln_store::Result<()> {
                 quiet.push(u);
                 continue;
             }
-            let supersede = (u.status != "running").then_some("commit_status");
-            let queued = st.store.enqueue_notifications(u.build_id, u.notified_status.as_deref(), &u.status, &rows, supersede).await?;
+            let supersede = (u.status != BuildStatus::Running).then_some("commit_status");
+            let queued = st.store.enqueue_notifications(u.build_id, u.notified_status, u.status, &rows, supersede).await?;
             if queued {
                 tracing::debug!("build {} {}: {} notification(s) queued", u.build_id, u.status, rows.len());
             }
