@@ -227,3 +227,13 @@ async fn a_delivery_status_the_enum_does_not_know_is_an_error_not_a_string_passe
         assert!(matches!(&e, StoreError::Corrupt(m) if m.contains("\"lost in the post\"")), "{e:?}");
     }
 }
+
+#[tokio::test]
+async fn the_bundled_sqlite_keeps_one_plan_per_statement_whatever_is_bound() {
+    // Without SQLITE_ENABLE_QPSG (.cargo/config.toml), a statement with a bound LIMIT is parsed
+    // and planned again at every run: the queue's claim query at every claim.
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&format!("sqlite:{}", dir.path().join("k.db").display())).await.unwrap();
+    let qpsg: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pragma_compile_options WHERE compile_options = 'ENABLE_QPSG'").fetch_one(s.pool()).await.unwrap();
+    assert_eq!(qpsg, 1, "SQLite was built without SQLITE_ENABLE_QPSG: build kiln from its repository (.cargo/config.toml sets LIBSQLITE3_FLAGS)");
+}
