@@ -34,7 +34,9 @@ bubblewrap sandbox; Buildbot's build here has no source step and runs `true` dir
 folder. Buildbot's build also has no log upload beyond the step's (empty) stdio log. So Buildbot does less
 work per build than kiln does. Both use SQLite and one server process, and both run everything on this machine.
 """
-import concurrent.futures, ctypes, json, os, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.error, urllib.request
+import concurrent.futures, ctypes, json, os, shutil, signal, subprocess, sys, tempfile, time, urllib.error, urllib.request
+
+import common
 
 VERSION = "4.3"
 WORKERS = 4
@@ -73,30 +75,14 @@ def ensure_buildbot():
     return v
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def die_with_parent():
     """In the child, before exec: get SIGTERM when this script dies, so no master or worker outlives it."""
     ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def cpu_s(pid):
-    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return (int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])) / tick
-
-
-def peak_rss_mb(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """CPU seconds of a process and of its reaped children together."""
+    return sum(common.cpu_s(pid))
 
 
 MASTER_CFG = """\
@@ -124,7 +110,7 @@ def run(n, log=print):
     tmp = tempfile.mkdtemp(prefix="kiln-bench-buildbot-")
     procs = []
     try:
-        pb, web = free_port(), free_port()
+        pb, web = common.free_port(), common.free_port()
         url = f"http://127.0.0.1:{web}/api/v2"
         master_dir = os.path.join(tmp, "master")
         subprocess.run([os.path.join(BIN, "buildbot"), "create-master", "-q", "--db", "sqlite:///state.sqlite", master_dir],
@@ -201,7 +187,7 @@ def run(n, log=print):
             "builds": len(builds), "all_succeeded": all(b["results"] == 0 for b in builds),
             "builds_per_s": len(builds) / span, "span_s": span, "wall_s": t_wall, "submit_s": t_submit,
             "master_cpu_s": cpu[0], "workers_cpu_s": sum(cpu[1:]),
-            "master_peak_rss_mb": peak_rss_mb(master.pid), "workers_peak_rss_mb": [peak_rss_mb(w.pid) for w in workers],
+            "master_peak_rss_mb": common.rss_mb(master.pid), "workers_peak_rss_mb": [common.rss_mb(w.pid) for w in workers],
             "versions": versions,
         }
         log("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + f"; one master on SQLite, {WORKERS} workers")

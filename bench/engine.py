@@ -15,7 +15,9 @@ PyPI into ~/.cache/kiln-bench/buildbot-venv before kiln's run starts; bench/buil
 `--runs R` repeats the whole (kiln, then the peer) R times, `--pause S` seconds apart (default 30), and prints
 each run and the medians: jobs/s, server CPU a job, agents' peak RSS, and kiln / Buildbot run by run.
 """
-import concurrent.futures, datetime, json, os, shutil, socket, subprocess, sys, tempfile, time, urllib.request
+import concurrent.futures, os, shutil, subprocess, sys, tempfile, time, urllib.request
+
+import common
 
 ARGS = sys.argv[1:]
 FLAGS = ("--isolation", "--peer", "--peer-builds", "--concurrency", "--runs", "--pause")
@@ -40,55 +42,25 @@ PAUSE = opt("--pause", "30")
 if not PAUSE.isdigit():
     sys.exit(f"bench/engine.py: --pause takes whole seconds, not {PAUSE!r}")
 PAUSE = int(PAUSE)
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = common.ROOT
 if PEER:
     import importlib.util
     _spec = importlib.util.spec_from_file_location("bench_buildbot", os.path.join(ROOT, "bench", "buildbot.py"))
     peer = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(peer)
     peer.ensure_buildbot()  # install once, before anything is measured
-# KILN_BIN: a kiln binary to use as it is (ci/bench-smoke.sh passes the debug one); else the release build.
-BIN = os.environ.get("KILN_BIN") or os.path.join(ROOT, "target/release/kiln")
-if not os.environ.get("KILN_BIN"):
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "kiln"], cwd=ROOT, check=True)
+BIN = common.kiln_bin()
 
 def kiln_round():
     """One run of kiln: a fresh server and 4 agents, the burst, the idle latency; its figures."""
     tmp = tempfile.mkdtemp(prefix="kiln-bench-")
-    port = (lambda s: (s.bind(("127.0.0.1", 0)), s.getsockname()[1], s.close())[1])(socket.socket())
+    port = common.free_port()
     url = f"http://127.0.0.1:{port}"
     TOKEN = "bench-admin"
     procs = []
 
-    def api(method, path, body=None):
-        req = urllib.request.Request(url + path, method=method, data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return json.load(r)
-
-    def ts(s):
-        return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
-
-    def cpu_s(pid):
-        """CPU seconds of a process and of its reaped children (git, shells)."""
-        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        tick = os.sysconf("SC_CLK_TCK")
-        return (int(f[11]) + int(f[12])) / tick, (int(f[13]) + int(f[14])) / tick
-
-    def pss_mb(pid):
-        """Proportional set size in MB: pages shared with other processes (the one kiln binary the
-        server and every agent map) count as a share each, not whole in every process."""
-        for line in open(f"/proc/{pid}/smaps_rollup"):
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def rss_mb(pid, field="VmHWM"):
-        """Peak (VmHWM) or current (VmRSS) resident memory in MB."""
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+    api = lambda method, path, body=None: common.api(url, TOKEN, method, path, body)
+    ts, cpu_s, pss_mb, rss_mb = common.ts, common.cpu_s, common.pss_mb, common.rss_mb
 
     try:
         server = subprocess.Popen([BIN, "server", "--listen", f"127.0.0.1:{port}", "--data", f"{tmp}/data", "--agent-token", "bench",
@@ -178,9 +150,7 @@ def kiln_round():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def median(xs):
-    xs = sorted(xs)
-    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+median = common.median
 
 rounds = []
 for r in range(RUNS):

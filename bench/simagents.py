@@ -8,7 +8,9 @@ job's queued -> started, server timestamps) and the servers' RSS with every agen
 Usage: bench/simagents.py [AGENTS=500] [BUILDS=2000] [--database postgres://…] [--servers N]
 (several servers need PostgreSQL; agents are spread over them). Builds the release binary.
 """
-import asyncio, datetime, json, os, shutil, socket, subprocess, sys, tempfile, time, urllib.request
+import asyncio, json, os, shutil, subprocess, sys, tempfile, time, urllib.request
+
+import common
 
 args = [a for a in sys.argv[1:] if not a.startswith("--")]
 opt = lambda name, default: next((sys.argv[i + 1] for i, a in enumerate(sys.argv) if a == name and i + 1 < len(sys.argv)), default)
@@ -17,30 +19,13 @@ BUILDS = int(args[1]) if len(args) > 1 else 2000
 DATABASE = opt("--database", None)
 SERVERS = int(opt("--servers", "1"))
 if DATABASE: args = [a for a in args if a != DATABASE]
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# KILN_BIN: a kiln binary to use as it is (ci/bench-smoke.sh passes the debug one); else the release build.
-BIN = os.environ.get("KILN_BIN") or os.path.join(ROOT, "target/release/kiln")
-if not os.environ.get("KILN_BIN"):
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "kiln"], cwd=ROOT, check=True)
+BIN = common.kiln_bin()
 tmp = tempfile.mkdtemp(prefix="kiln-sim-")
 TOKEN, AGENT_TOKEN = "bench-admin", "bench"
 
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
-
-def api(url, method, path, body=None):
-    req = urllib.request.Request(url + path, method=method, data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return json.load(r)
-
-def ts(s):
-    return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
-
-def rss_mb(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
+free_port, ts = common.free_port, common.ts
+api = lambda url, method, path, body=None: common.api(url, TOKEN, method, path, body)
+rss_mb = lambda pid: common.rss_mb(pid, "VmRSS")
 
 class Conn:
     """One keep-alive HTTP/1.1 connection speaking JSON."""

@@ -5,27 +5,21 @@ Through the generic webhook, through the push endpoint that `kiln notify` (the p
 hook) calls, and through the poller (interval 1 s). Client and server share this machine's
 clock. Usage: bench/sources.py [ROUNDS] (default 20). Builds the release binary first.
 """
-import datetime, hashlib, hmac, json, os, shutil, socket, subprocess, statistics, sys, tempfile, time, urllib.request
+import hashlib, hmac, json, os, shutil, subprocess, statistics, sys, tempfile, time, urllib.request
+
+import common
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 20
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# KILN_BIN: a kiln binary to use as it is (ci/bench-smoke.sh passes the debug one); else the release build.
-BIN = os.environ.get("KILN_BIN") or os.path.join(ROOT, "target/release/kiln")
-if not os.environ.get("KILN_BIN"):
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "kiln"], cwd=ROOT, check=True)
+BIN = common.kiln_bin()
 tmp = tempfile.mkdtemp(prefix="kiln-bench-sources-")
-port = (lambda s: (s.bind(("127.0.0.1", 0)), s.getsockname()[1], s.close())[1])(socket.socket())
+port = common.free_port()
 url, TOKEN, SECRET = f"http://127.0.0.1:{port}", "bench-admin", b"bench-hook"
 procs = []
 
 def call(method, path, body=None, headers=None, raw=None):
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    h = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json", **(headers or {})}
-    with urllib.request.urlopen(urllib.request.Request(url + path, method=method, data=data, headers=h), timeout=30) as r:
-        return json.load(r)
+    return common.api(url, TOKEN, method, path, body, headers, raw, timeout=30)
 
-def ts(s):
-    return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+ts = common.ts
 
 def git(repo, *args):
     return subprocess.run(["git", "-C", repo, *args], check=True, capture_output=True, text=True).stdout.strip()

@@ -1,0 +1,63 @@
+"""What the Python benchmarks share: the kiln binary they run, a free port, calls to kiln's API,
+its timestamps, the median, and a process's CPU time and memory read from /proc."""
+import datetime, json, os, socket, subprocess, urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def kiln_bin():
+    """KILN_BIN, used as it is (ci/bench-smoke.sh passes the debug binary); else the release build, built first."""
+    if os.environ.get("KILN_BIN"):
+        return os.environ["KILN_BIN"]
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "kiln"], cwd=ROOT, check=True)
+    return os.path.join(ROOT, "target/release/kiln")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def api(url, token, method, path, body=None, headers=None, raw=None, timeout=60):
+    """A call to kiln's API with a bearer token: JSON `body` (or `raw` bytes) in, JSON out."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    h = {"Authorization": f"Bearer {token}", "Content-Type": "application/json", **(headers or {})}
+    with urllib.request.urlopen(urllib.request.Request(url + path, method=method, data=data, headers=h), timeout=timeout) as r:
+        return json.load(r)
+
+
+def ts(s):
+    """An API timestamp (RFC 3339) in epoch seconds."""
+    return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+
+def cpu_s(pid):
+    """CPU seconds of a process, and of its children it has reaped (git, shells): (own, children)."""
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(f[11]) + int(f[12])) / tick, (int(f[13]) + int(f[14])) / tick
+
+
+def rss_mb(pid, field="VmHWM"):
+    """Peak (VmHWM) or current (VmRSS) resident memory in MB."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def pss_mb(pid):
+    """Proportional set size in MB: pages shared with other processes (the one kiln binary the
+    server and every agent map) count as a share each, not whole in every process."""
+    for line in open(f"/proc/{pid}/smaps_rollup"):
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
