@@ -3,7 +3,9 @@
 
 Prints jobs per second for a burst of N builds (first queued -> last finished), the
 p50/p99 latency from a job being queued to it being started with idle agents (100
-builds one after another, server timestamps), and peak RSS of the server and agents. Usage: bench/engine.py [BUILDS] [--isolation none]
+builds one after another, server timestamps), the CPU the server and the agents spent during the burst (from
+just before the first build is submitted to the last one passing: not their start-up, nor the listing of the builds
+afterwards), and peak RSS of the server and agents. Usage: bench/engine.py [BUILDS] [--isolation none]
 (default 1000 builds, jobs in the agents' bubblewrap sandbox; `--isolation none` runs them unconfined, to measure the sandbox's
 cost). Builds the release binary first. Figures vary with the machine's load: compare ratios in one run.
 
