@@ -237,3 +237,17 @@ async fn the_bundled_sqlite_keeps_one_plan_per_statement_whatever_is_bound() {
     let qpsg: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pragma_compile_options WHERE compile_options = 'ENABLE_QPSG'").fetch_one(s.pool()).await.unwrap();
     assert_eq!(qpsg, 1, "SQLite was built without SQLITE_ENABLE_QPSG: build kiln from its repository (.cargo/config.toml sets LIBSQLITE3_FLAGS)");
 }
+
+#[tokio::test]
+async fn keys_with_a_prefix_are_exactly_those_that_start_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stores, _db) = stores(dir.path()).await;
+    for s in stores {
+        // `;` follows `:`: the first key past the range, which must not be in it.
+        for k in ["met", "meta", "meta:", "meta:1", "meta:22", "meta;", "meta;x", "metb", "n"] {
+            s.kv_set(k, "v").await.unwrap();
+        }
+        let keys: Vec<String> = s.kv_prefixed("meta:").await.unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["meta:", "meta:1", "meta:22"]);
+    }
+}

@@ -115,6 +115,15 @@ pub fn random_token() -> String {
     format!("{}{}", a.simple(), b.simple())
 }
 
+/// The first key past every key that starts with `prefix` (a non-empty ASCII prefix, its last
+/// character's successor): `k >= prefix AND k < prefix_end(prefix)` reads them through the key's index.
+pub(crate) fn prefix_end(prefix: &str) -> String {
+    let mut end = prefix.to_string();
+    let last = end.pop().expect("a prefix");
+    end.push(char::from_u32(last as u32 + 1).expect("an ASCII prefix"));
+    end
+}
+
 /// SHA-256 of a token, as stored: tokens themselves are never kept.
 pub fn hash_token(token: &str) -> String {
     use sha2::Digest;
@@ -213,9 +222,9 @@ impl Store {
         Ok(v.map(|(v,)| v))
     }
 
-    /// Every key starting with `prefix`, with its value (`prefix` holds no `%` or `_`).
+    /// Every key starting with `prefix` (non-empty, ASCII), with its value: a range of the key's index.
     pub async fn kv_prefixed(&self, prefix: &str) -> Result<Vec<(String, String)>> {
-        Ok(sqlx::query_as("SELECT k, v FROM kv WHERE k LIKE $1 ORDER BY k").bind(format!("{prefix}%")).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as("SELECT k, v FROM kv WHERE k >= $1 AND k < $2 ORDER BY k").bind(prefix).bind(prefix_end(prefix)).fetch_all(&self.pool).await?)
     }
 
     /// Compare and set: change `key` from `old` (None: absent) to `new`. True if

@@ -233,13 +233,9 @@ async fn why_not_held(conn: &mut sqlx::AnyConnection, job_id: i64, attempt: i64,
     })
 }
 
-/// The first key past the [`crate::TRIGGERS_PREFIX`] range (its last character's successor),
-/// so the range is read through the key's index.
+/// The first key past the [`crate::TRIGGERS_PREFIX`] range, so it is read through the key's index.
 fn triggers_end() -> String {
-    let mut end = crate::TRIGGERS_PREFIX.to_string();
-    let last = end.pop().expect("a prefix");
-    end.push(char::from_u32(last as u32 + 1).expect("an ASCII prefix"));
-    end
+    crate::prefix_end(crate::TRIGGERS_PREFIX)
 }
 
 /// What a settle does besides deriving the build's status.
