@@ -34,7 +34,7 @@ bubblewrap sandbox; Buildbot's build here has no source step and runs `true` dir
 folder. Buildbot's build also has no log upload beyond the step's (empty) stdio log. So Buildbot does less
 work per build than kiln does. Both use SQLite and one server process, and both run everything on this machine.
 """
-import concurrent.futures, ctypes, json, os, shutil, signal, subprocess, sys, tempfile, time, urllib.error, urllib.request
+import concurrent.futures, ctypes, json, os, signal, subprocess, sys, tempfile, time, urllib.error, urllib.request
 
 import common
 
@@ -208,16 +208,7 @@ def run(n, log=print):
             pass
         raise
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
+        common.stop(procs, tmp, grace=10)
 
 
 def main():

@@ -1,6 +1,6 @@
 """What the Python benchmarks share: the kiln binary they run, a free port, calls to kiln's API,
 its timestamps, the median, and a process's CPU time and memory read from /proc."""
-import datetime, json, os, socket, subprocess, urllib.request
+import datetime, json, os, shutil, socket, subprocess, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -61,3 +61,17 @@ def pss_mb(pid):
         if line.startswith("Pss:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def stop(procs, tmp, grace=5):
+    """Stop the processes a bench started (SIGTERM, then SIGKILL after `grace` seconds) and remove its folder."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(grace)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    shutil.rmtree(tmp, ignore_errors=True)

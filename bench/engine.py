@@ -17,7 +17,7 @@ PyPI into ~/.cache/kiln-bench/buildbot-venv before kiln's run starts; bench/buil
 `--runs R` repeats the whole (kiln, then the peer) R times, `--pause S` seconds apart (default 30), and prints
 each run and the medians: jobs/s, server CPU a job, agents' peak RSS, and kiln / Buildbot run by run.
 """
-import concurrent.futures, os, shutil, subprocess, sys, tempfile, time, urllib.request
+import concurrent.futures, os, subprocess, sys, tempfile, time, urllib.request
 
 import common
 
@@ -144,12 +144,7 @@ def kiln_round():
         return {"rate": kiln_rate, "server_ms": srv_cpu[0] * 1000 / len(jobs), "git_ms": srv_cpu[1] * 1000 / len(jobs),
                 "agent_rss": max(rss_mb(a.pid) for a in agents), "agent_pss": max(pss_after)}
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try: p.wait(5)
-            except Exception: p.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        common.stop(procs, tmp)
 
 
 median = common.median

@@ -8,7 +8,7 @@ job's queued -> started, server timestamps) and the servers' RSS with every agen
 Usage: bench/simagents.py [AGENTS=500] [BUILDS=2000] [--database postgres://…] [--servers N]
 (several servers need PostgreSQL; agents are spread over them). Builds the release binary.
 """
-import asyncio, json, os, shutil, subprocess, sys, tempfile, time, urllib.request
+import asyncio, json, os, subprocess, sys, tempfile, time, urllib.request
 
 import common
 
@@ -111,8 +111,4 @@ try:
     print(f"claim latency (queued -> started): p50 {pct(50):.0f} ms, p99 {pct(99):.0f} ms")
     print("server RSS with every agent connected: " + ", ".join(f"{x:.1f} MB" for x in rss))
 finally:
-    for p in procs: p.terminate()
-    for p in procs:
-        try: p.wait(5)
-        except Exception: p.kill()
-    shutil.rmtree(tmp, ignore_errors=True)
+    common.stop(procs, tmp)

@@ -5,7 +5,7 @@ Through the generic webhook, through the push endpoint that `kiln notify` (the p
 hook) calls, and through the poller (interval 1 s). Client and server share this machine's
 clock. Usage: bench/sources.py [ROUNDS] (default 20). Builds the release binary first.
 """
-import hashlib, hmac, json, os, shutil, subprocess, statistics, sys, tempfile, time, urllib.request
+import hashlib, hmac, json, os, subprocess, statistics, sys, tempfile, time, urllib.request
 
 import common
 
@@ -90,9 +90,4 @@ try:
     report("post-receive hook (kiln notify) -> first job running", push)
     report("poller (--poll 1s) -> first job running", poll)
 finally:
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        try: p.wait(5)
-        except Exception: p.kill()
-    shutil.rmtree(tmp, ignore_errors=True)
+    common.stop(procs, tmp)
