@@ -233,11 +233,6 @@ async fn why_not_held(conn: &mut sqlx::AnyConnection, job_id: i64, attempt: i64,
     })
 }
 
-/// The first key past the [`crate::TRIGGERS_PREFIX`] range, so it is read through the key's index.
-fn triggers_end() -> String {
-    crate::prefix_end(crate::TRIGGERS_PREFIX)
-}
-
 /// What a settle does besides deriving the build's status.
 enum Settle {
     /// Only settle (a cancel).
@@ -746,7 +741,7 @@ impl Store {
             .bind(attempt)
             .bind(agent)
             .bind(crate::TRIGGERS_PREFIX)
-            .bind(triggers_end())
+            .bind(crate::prefix_end(crate::TRIGGERS_PREFIX))
             .fetch_all(&mut *tx)
             .await?;
         let Some(row) = rows.first() else { return Err(why_not_held(&mut tx, job_id, attempt, agent).await?) };

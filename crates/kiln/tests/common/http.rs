@@ -63,6 +63,8 @@ pub fn send(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body
         match s.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => raw.extend_from_slice(&buf[..n]),
+            // A signal to the test process (a child's exit) interrupted the read: read again.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) if headers_only && !raw.is_empty() && e.kind() == std::io::ErrorKind::WouldBlock => break,
             Err(e) => panic!("reading {method} {path}: {e}"),
         }
