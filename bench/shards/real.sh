@@ -10,6 +10,9 @@
 # The Rust suite's test binaries are built once beforehand into a nextest archive that both
 # sides run from (`--archive-file`: no cargo, no build lock), so both time running the tests,
 # not compiling them.
+# The archive's test binaries carry no debug info (CARGO_PROFILE_DEV_DEBUG=0, as CI builds often
+# do): each kiln shard unpacks the archive, where nextest unpacks it once, and petgraph's debug
+# info is 165 of its 202 MB. DEBUGINFO=1 builds them with it (cargo's default), to compare.
 # Usage: bench/shards/real.sh [N]   (from the repository root; builds target/release/kiln;
 # KEEP=1 keeps its folder, with the server's data, for reading the builds' logs afterwards)
 set -euo pipefail
@@ -43,6 +46,8 @@ for c in $RS_CRATES; do printf '%s = "=%s"\n' "${c%=*}" "${c#*=}" >>"$T/dl/fetch
 # `cargo nextest run --archive-file` extracts once for all its tests. (Run from the archive,
 # every batch would extract it again: 0.2–0.3 s each here.)
 export CARGO_TARGET_DIR=$T/rs-target
+DEBUG=$([ -n "${DEBUGINFO:-}" ] && echo true || echo 0)
+echo "rust test binaries: debug info ${DEBUG/0/none} (CARGO_PROFILE_DEV_DEBUG=$DEBUG)"
 cat >"$T/dl/kiln-nextest.sh" <<'SH'
 #!/bin/sh
 # kiln-nextest.sh 'binary test'...: run exactly these tests, one at a time (each agent is one of
@@ -62,7 +67,7 @@ for c in $RS_CRATES; do # project rs-NAME in $T/rs-NAME, its tests archived in $
   cp "$T/dl/kiln-nextest.sh" "$d/"
   mkdir -p "$d/.config"
   printf '[profile.ci]\nfail-fast = false\n[profile.ci.junit]\npath = "junit.xml"\n' >"$d/.config/nextest.toml"
-  (cd "$d" && cargo nextest archive --cargo-quiet --archive-file "$d.tar.zst") >/dev/null 2>&1
+  (cd "$d" && CARGO_PROFILE_DEV_DEBUG=$DEBUG cargo nextest archive --cargo-quiet --archive-file "$d.tar.zst") >/dev/null 2>&1
   cat >"$d/.kiln.yml" <<YML
 jobs:
   suite:

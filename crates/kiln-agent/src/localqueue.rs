@@ -222,8 +222,7 @@ impl LocalShard {
             let o = static_assignment(&ids, &g.history.tests, g.shards);
             (ids, o.into_iter().map(Some).collect())
         } else {
-            let ordered = kiln_core::shards::order_by_history(&ids, &g.history.tests);
-            let (ordered, _) = kiln_core::shards::failures_first(ordered, &g.history.failed, changed_files);
+            let (ordered, _) = kiln_core::shards::queue_order(&ids, &g.history.tests, &g.history.failed, changed_files);
             let n = ordered.len();
             (ordered, vec![None; n])
         };

@@ -6,7 +6,7 @@
 //!
 //! - **Nothing known** (no history, nothing run yet in this build): one batch per shard, an
 //!   even split by count of what is pending among the shards not yet running, its end moved to
-//!   a file boundary when the ids carry one (`path::name`) and one is near. So the start-up is
+//!   a file boundary when the ids carry one (`path::name`, nextest's `binary name`) and one is near. So the start-up is
 //!   paid once per shard, not once per crumb: while nothing is known, a second batch per shard
 //!   would add a whole fixed cost to the wall time (the shards pay it together), and the share
 //!   of a shard is what keeps it as busy as the others. That batch measures the fixed cost and
@@ -16,14 +16,20 @@
 //!   [`LATE_START_MS`] after another takes half its share: the first to finish takes the rest.
 //! - **Durations known** (history, or tests already run in this build; an unknown test weighs
 //!   the median): the batch fills up to the *water level* — the time at which every shard would
-//!   finish together, counting what the others still have in flight — taking 80 % of it to
-//!   absorb wrong estimates, but never less than the work that keeps the fixed cost under
-//!   [`FIXED_SHARE_PERCENT`] (up to the whole level). When every other shard is busy for longer
+//!   finish together, counting what the others still have in flight. It takes 80 % of it,
+//!   keeping a fifth to absorb wrong estimates, when that fifth is worth a batch of its own
+//!   (the work that keeps the fixed cost under [`FIXED_SHARE_PERCENT`]); else the whole level,
+//!   as every shard would pay one more fixed cost for it. When every other shard is busy for longer
 //!   than all that is pending would run, the batch takes it all: no one could start it sooner.
+//!   Nor does it leave crumbs: when what it would leave is less work than a batch's fixed cost
+//!   (a batch of it would be mostly start-up) and at most a quarter of its own
+//!   ([`CRUMBS_PER_BATCH`]), it takes that too.
 //!
 //! The [`Plan`] says why ([`Plan::explain`]); the shard prints it in the job log.
 
 use std::fmt::Write as _;
+
+use crate::shards::file_of;
 
 /// A shard that claims while nothing is known, this long after another shard's batch began,
 /// starts late: it takes half its even share, and whoever finishes first takes the rest,
@@ -31,6 +37,9 @@ use std::fmt::Write as _;
 pub const LATE_START_MS: u64 = 500;
 /// A batch's fixed cost should stay at most this share (%) of its wall time.
 pub const FIXED_SHARE_PERCENT: u64 = 10;
+/// A batch takes the rest of the queue when that is less work than one fixed cost and at most
+/// 1 / this of its own work (crumbs not worth starting the runner for).
+pub const CRUMBS_PER_BATCH: u64 = 4;
 /// The fixed cost assumed before any batch of a run (or of its history) has measured one.
 pub const DEFAULT_FIXED_MS: u64 = 200;
 
@@ -88,6 +97,8 @@ pub struct Plan {
     pub split_over: u32,
     /// For an even split: this shard starts late ([`LATE_START_MS`]) and takes half its share.
     pub late: bool,
+    /// Filled to the level: it took the rest too, less work than a batch's fixed cost.
+    pub crumbs: bool,
 }
 
 impl Plan {
@@ -117,15 +128,13 @@ impl Plan {
                     s.push_str(", assumed");
                 }
                 let _ = write!(s, "); water level {} over {shards} shards", secs(self.level_ms));
+                if self.crumbs {
+                    s.push_str(", and the rest: less work than a batch's fixed cost");
+                }
             }
         }
         s
     }
-}
-
-/// The file part of a test id that carries one (`tests/test_a.py::test_x` → `tests/test_a.py`).
-fn file_of(id: &str) -> Option<&str> {
-    id.split_once("::").map(|(f, _)| f)
 }
 
 /// An even split by count into `parts` batches: `pending / parts`, rounded up, its end moved to
@@ -165,7 +174,7 @@ pub fn plan(c: &Claim<'_>) -> Plan {
         let parts = (shards as usize).saturating_sub(c.in_flight.len()).max(1) as u32;
         let late = c.in_flight.iter().any(|f| f.elapsed_ms >= LATE_START_MS);
         let len = if pending == 0 { 0 } else { even_split(c.pending, if late { 2 * parts } else { parts }) };
-        return Plan { len, pending, basis: Basis::Even, work_ms: 0, fixed_ms: c.fixed_ms, level_ms: 0, split_over: parts, late };
+        return Plan { len, pending, basis: Basis::Even, work_ms: 0, fixed_ms: c.fixed_ms, level_ms: 0, split_over: parts, late, crumbs: false };
     };
     let fixed = c.fixed_ms.unwrap_or(DEFAULT_FIXED_MS);
     let est: Vec<u64> = c.pending.iter().map(|p| p.1.unwrap_or(stand_in).max(1)).collect();
@@ -192,7 +201,8 @@ pub fn plan(c: &Claim<'_>) -> Plan {
     let level = lo;
     // Work that keeps the fixed cost at FIXED_SHARE_PERCENT of the batch's wall time.
     let worth = fixed * (100 - FIXED_SHARE_PERCENT) / FIXED_SHARE_PERCENT;
-    let target = (level * 4 / 5).max(worth.min(level));
+    let reserve = level / 5;
+    let target = if reserve >= worth { level - reserve } else { level };
     let mut len = est.len();
     let mut sum = 0;
     for (i, e) in est.iter().enumerate() {
@@ -208,12 +218,19 @@ pub fn plan(c: &Claim<'_>) -> Plan {
     if total <= others_free {
         (len, sum) = (est.len(), total);
     }
-    Plan { len, pending, basis: Basis::Level, work_ms: sum, fixed_ms: c.fixed_ms, level_ms: level, split_over: 0, late: false }
+    // What would be left is less than a batch's fixed cost, and a small part of this batch: run
+    // it here rather than start the runner again for it.
+    let rest = total - sum;
+    let crumbs = len < est.len() && rest < fixed && rest * CRUMBS_PER_BATCH <= sum;
+    if crumbs {
+        (len, sum) = (est.len(), total);
+    }
+    Plan { len, pending, basis: Basis::Level, work_ms: sum, fixed_ms: c.fixed_ms, level_ms: level, split_over: 0, late: false, crumbs }
 }
 
 /// A static (`split: files`) claim: the shard takes every file it owns.
 pub fn plan_static(pending: usize) -> Plan {
-    Plan { len: pending, pending, basis: Basis::Static, work_ms: 0, fixed_ms: None, level_ms: 0, split_over: 0, late: false }
+    Plan { len: pending, pending, basis: Basis::Static, work_ms: 0, fixed_ms: None, level_ms: 0, split_over: 0, late: false, crumbs: false }
 }
 
 /// One batch handed out by [`simulate`].
@@ -330,14 +347,41 @@ mod tests {
         let first = plan(&claim(&p, 4, Some(500)));
         assert_eq!((first.len, first.level_ms), (100, 3500));
         assert!(first.explain(4).contains("500 ms fixed cost (12 %)"), "{}", first.explain(4));
-        // A cheap runner: 80 % of the level.
+        // A cheap runner: 80 % of the level, a fifth kept for a later batch.
         assert_eq!(plan(&claim(&p, 4, Some(10))).len, 80);
+        // A fifth of the level is worth less than a batch (9 fixed costs): the whole level.
+        assert_eq!(plan(&claim(&p, 4, Some(100))).len, 100);
+        assert_eq!(plan(&claim(&p, 4, Some(77))).len, 80);
         // The last shard to claim takes the crumbs rather than leave a batch that costs more
         // than it runs.
         let p = pending(&[Some(35); 102]);
         let busy = [InFlight { elapsed_ms: 0, known_ms: 3500, unknown: 0 }; 3];
         let c = Claim { pending: &p, shards: 4, in_flight: &busy, fixed_ms: Some(500), run_median_ms: None };
         assert_eq!(plan(&c).len, 102);
+    }
+
+    #[test]
+    fn a_batch_takes_the_crumbs_it_would_leave() {
+        // 2 shards, 80 ms to start: 30 tests of 20 ms and 3 of 5 ms. Filled to the level (27 tests),
+        // the batch would leave 75 ms of tests to a batch that would be mostly start-up.
+        let mut est = vec![Some(20); 30];
+        est.extend([Some(5); 3]);
+        let p = pending(&est);
+        let busy = [InFlight { elapsed_ms: 0, known_ms: 400, unknown: 0 }];
+        let c = Claim { pending: &p, shards: 2, in_flight: &busy, fixed_ms: Some(80), run_median_ms: None };
+        let taken = plan(&c);
+        assert_eq!((taken.len, taken.crumbs), (33, true));
+        assert!(taken.explain(2).ends_with("and the rest: less work than a batch's fixed cost"), "{}", taken.explain(2));
+        // What it leaves is a whole share, if less than a fixed cost: another shard runs it
+        // alongside (2 × 100 ms of tests, 286 ms to start).
+        let p2 = pending(&[Some(10); 40]);
+        let share = plan(&claim(&p2, 2, Some(286)));
+        assert_eq!((share.len, share.crumbs), (20, false));
+        // What it leaves is worth a batch: it leaves it.
+        let c = Claim { fixed_ms: Some(5), ..c };
+        let left = plan(&c);
+        assert!(left.len < 33 && !left.crumbs, "{left:?}");
+        assert!(!left.explain(2).contains("the rest"), "{}", left.explain(2));
     }
 
     #[test]

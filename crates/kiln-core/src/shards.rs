@@ -1,5 +1,6 @@
-//! Test distribution: longest-first ordering from history, static splits and `{tests}` rendering
-//! (queue-mode batch sizing is `batchplan`).
+//! Test distribution: the queue's order (longest first from history, a file's tests together,
+//! failures first), static splits and `{tests}` rendering (queue-mode batch sizing is
+//! `batchplan`).
 
 use std::collections::{HashMap, HashSet};
 
@@ -43,6 +44,50 @@ pub fn order_by_history(tests: &[String], history: &HashMap<String, u64>) -> Vec
         .into_iter()
         .map(|i| tests[i].clone())
         .collect()
+}
+
+/// The file a test id names, which a runner loads for any of its tests: `path` of a
+/// `path::name` id (pytest, and most JUnit dialects' `file::name`), or the test binary of
+/// nextest's `binary name`. `None` for an id that names no file.
+pub fn file_of(id: &str) -> Option<&str> {
+    // A binary id may hold `::` (`petgraph::graph dfs`); a pytest id holds a space only in its
+    // parameters (`tests/a.py::test[a b]`).
+    match id.split_once(' ') {
+        Some((binary, _)) if !binary.contains('[') => Some(binary),
+        _ => id.split_once("::").map(|(file, _)| file),
+    }
+}
+
+/// A file's tests together, in the order of each file's first test (for a longest-first order:
+/// its longest), each file's tests keeping their order; ids that name no file keep their
+/// place among the files. A batch then loads few files: pytest imports and collects only the
+/// files it is given, nextest lists only the binaries its filter can match.
+pub fn files_together(ordered: Vec<String>) -> Vec<String> {
+    let mut slot_of: HashMap<&str, usize> = HashMap::new();
+    let mut slots: Vec<Vec<usize>> = Vec::new();
+    for (i, id) in ordered.iter().enumerate() {
+        match file_of(id) {
+            Some(f) => {
+                let next = slots.len();
+                let slot = *slot_of.entry(f).or_insert(next);
+                if slot == next {
+                    slots.push(Vec::new());
+                }
+                slots[slot].push(i);
+            }
+            None => slots.push(vec![i]),
+        }
+    }
+    let order: Vec<usize> = slots.into_iter().flatten().collect();
+    let mut taken: Vec<Option<String>> = ordered.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| taken[i].take()).collect()
+}
+
+/// The order of a queue-mode group's queue: longest first from history
+/// ([`order_by_history`]), a file's tests together ([`files_together`]), then failures first
+/// ([`failures_first`]). Returns it and how many tests moved to the front.
+pub fn queue_order(ids: &[String], history: &HashMap<String, u64>, failed: &HashSet<String>, changed_files: &[String]) -> (Vec<String>, usize) {
+    failures_first(files_together(order_by_history(ids, history)), failed, changed_files)
 }
 
 /// Whether test `id` lives in one of `files` (the file part of `path::name`, or the id itself
@@ -171,6 +216,30 @@ mod tests {
             order_by_history(&strings(&["u", "a", "b", "c", "d"]), &h),
             strings(&["d", "b", "c", "u", "a"])
         );
+    }
+
+    #[test]
+    fn a_files_tests_go_together_in_the_order_of_its_first() {
+        let ordered = strings(&["tests/a.py::slow", "tests/b.py::x", "loose", "tests/a.py::quick", "tests/b.py::y", "tests/c.py::z"]);
+        assert_eq!(
+            files_together(ordered),
+            strings(&["tests/a.py::slow", "tests/a.py::quick", "tests/b.py::x", "tests/b.py::y", "loose", "tests/c.py::z"])
+        );
+        // nextest's `binary name` ids: the binary is the file.
+        let ordered = strings(&["petgraph::graph dfs", "petgraph tests::a", "petgraph::graph bfs", "petgraph tests::b"]);
+        assert_eq!(files_together(ordered), strings(&["petgraph::graph dfs", "petgraph::graph bfs", "petgraph tests::a", "petgraph tests::b"]));
+        assert_eq!(file_of("tests/a.py::T::test[a b]"), Some("tests/a.py"));
+        assert_eq!(file_of("petgraph::graph dfs"), Some("petgraph::graph"));
+        assert_eq!(file_of("petgraph graph::tests::a"), Some("petgraph"));
+        assert_eq!(file_of("plain"), None);
+    }
+
+    #[test]
+    fn the_queue_is_longest_first_files_together_failures_first() {
+        let ids = strings(&["a.py::quick", "b.py::mid", "a.py::slow", "c.py::broken"]);
+        let h = history(&[("a.py::quick", 10), ("b.py::mid", 500), ("a.py::slow", 900), ("c.py::broken", 1)]);
+        let failed: HashSet<String> = ["c.py::broken".to_string()].into();
+        assert_eq!(queue_order(&ids, &h, &failed, &[]), (strings(&["c.py::broken", "a.py::slow", "a.py::quick", "b.py::mid"]), 1));
     }
 
     #[test]

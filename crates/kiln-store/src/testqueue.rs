@@ -1,8 +1,10 @@
 //! The test queue of a sharded job: one per build and job group (the job key without its
 //! shard suffix). The first shard to claim runs the list command and uploads the ids; then
 //! every shard claims batches (tests that failed last time or sit in files the commit changed
-//! first, then longest-known first; sized by `kiln_core::batchplan`) until the queue is empty. Batches belong to one (job, attempt): a batch of an attempt that lost its
-//! job goes back to the queue, and its partial results are dropped.
+//! first, then longest-known first with a file's tests together: `kiln_core::shards::queue_order`;
+//! sized by `kiln_core::batchplan`) until the queue is empty. Batches belong to one (job,
+//! attempt): a batch of an attempt that lost its job goes back to the queue, and its partial
+//! results are dropped.
 //!
 //! ```text
 //!  group: listing ──upload ids──► ready ──► items pending ─claim─► claimed ─done─► done
@@ -395,7 +397,7 @@ impl Store {
     }
 
     /// The listing shard uploads the ids (or why there are none). The first upload wins; the
-    /// queue is ordered longest-known first from the project's history on this branch.
+    /// queue is ordered from the project's history on this branch (`queue_order`).
     pub async fn upload_test_list(&self, by: AgentAttempt<'_>, g: &TestGroup, ids: std::result::Result<Vec<String>, String>, static_split: bool, changed_files: &[String]) -> Result<()> {
         self.check_held(by).await?;
         let job_id = by.job_id;
@@ -440,8 +442,7 @@ impl Store {
             let owners = static_assignment(&ids, &history, g.shards);
             (ids.clone(), owners.into_iter().map(Some).collect())
         } else {
-            let ordered = kiln_core::shards::order_by_history(&ids, &history);
-            let (ordered, _) = kiln_core::shards::failures_first(ordered, &failed, changed_files);
+            let (ordered, _) = kiln_core::shards::queue_order(&ids, &history, &failed, changed_files);
             let n = ordered.len();
             (ordered, vec![None; n])
         };

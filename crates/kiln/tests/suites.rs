@@ -182,6 +182,26 @@ fn a_shard_killed_with_its_attempts_spent_leaves_no_test_unrun() {
 }
 
 #[test]
+fn a_files_tests_are_queued_together_so_a_batch_loads_few_files() {
+    let mut k = Kiln::start();
+    let ran = k.path("ran.txt");
+    // The list interleaves two files' tests; the queue gives each file's tests together, in
+    // the order of each file's first test.
+    let list = "for i in $(seq 1 12); do echo b.py::t$i; echo a.py::t$i; done";
+    let repo = k.repo("files", &format!("jobs:\n  suite:\n    tests:\n      shards: 2\n      list: \"{list}\"\n      run: sh run.sh {{tests}}\n"));
+    runner(&repo, "0", &ran, &k.path("unused"));
+    k.add_project("files", &repo, &[]);
+    k.agent("a1", UNSANDBOXED);
+    k.agent("a2", UNSANDBOXED);
+    let id = k.trigger("files");
+    assert_eq!(k.wait_build(id, 90)["status"], "passed");
+    // Batches are handed out in queue order, so their ids put the queue back together.
+    let queued: Vec<String> = batches(&ran).into_values().flatten().collect();
+    let expected: Vec<String> = ["b.py", "a.py"].iter().flat_map(|f| (1..=12).map(move |i| format!("{f}::t{i}"))).collect();
+    assert_eq!(queued, expected);
+}
+
+#[test]
 fn a_test_that_failed_in_the_previous_build_runs_in_the_first_batch() {
     let mut k = Kiln::start();
     let ran = k.path("ran.txt");
