@@ -73,6 +73,9 @@ async fn claim(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id)
             }
             continue;
         }
+        if c == TestClaim::List && spec.tests.as_ref().is_some_and(|t| t.split_files.is_none()) {
+            seed(&st, job_id, req.attempt, &a.name, &group);
+        }
         return Ok(Json(match c {
             TestClaim::List => TestBatch { list: true, ..Default::default() },
             TestClaim::Wait => TestBatch { wait: true, ..Default::default() },
@@ -81,6 +84,23 @@ async fn claim(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id)
             TestClaim::Done { failed, flaky, quarantined } => TestBatch { done: true, failed, flaky, quarantined, ..Default::default() },
         }));
     }
+}
+
+/// While this shard lists, the others start on the last list of this group (the store's
+/// `seed_test_queue`); the shards waiting for the list are woken to claim from it.
+fn seed(st: &AppState, job_id: i64, attempt: i64, agent: &str, group: &TestGroup) {
+    let (st, agent, group) = (st.clone(), agent.to_string(), group.clone());
+    tokio::spawn(async move {
+        let by = AgentAttempt { job_id, attempt, agent: &agent };
+        match st.store.seed_test_queue(by, &group).await {
+            Ok(Some(from)) => {
+                tracing::debug!("job {job_id}: test queue {} seeded from build {from}'s list", group.key);
+                st.test_lists.notify_waiters();
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("job {job_id}: seeding test queue {} from an earlier list: {e}", group.key),
+        }
+    });
 }
 
 async fn list(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<TestListUpload>) -> AppResult<Json<serde_json::Value>> {

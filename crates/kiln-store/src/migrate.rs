@@ -16,6 +16,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (16, include_str!("../migrations/sqlite/0016_quarantine.sql")),
     (17, include_str!("../migrations/sqlite/0017_quarantine_runs_by_build.sql")),
     (18, include_str!("../migrations/sqlite/0018_builds_at_branch_head.sql")),
+    (19, include_str!("../migrations/sqlite/0019_seeded_test_queues.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -31,6 +32,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (16, include_str!("../migrations/postgres/0016_quarantine.sql")),
     (17, include_str!("../migrations/postgres/0017_quarantine_runs_by_build.sql")),
     (18, include_str!("../migrations/postgres/0018_builds_at_branch_head.sql")),
+    (19, include_str!("../migrations/postgres/0019_seeded_test_queues.sql")),
 ];
 
 /// The PostgreSQL advisory lock servers take turns on to migrate ("kiln" in ASCII).

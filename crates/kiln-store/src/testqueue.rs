@@ -6,10 +6,15 @@
 //! attempt): a batch of an attempt that lost its job goes back to the queue, and its partial
 //! results are dropped.
 //!
+//! With an earlier build's list, the queue is seeded from it while the first shard lists
+//! (`seed_test_queue`), and the other shards claim batches from the seed at once; the list then
+//! adds what the seed lacked and drops what it no longer names.
+//!
 //! ```text
 //!  group: listing ──upload ids──► ready ──► items pending ─claim─► claimed ─done─► done
-//!           │                                   ▲                    │  (retry: a new item)
+//!           │  └─ seeded: items pending ──────────▲                    │  (retry: a new item)
 //!           └─ list failed ─► failed            └──── stale attempt ─┘
+//!  a seeded item the list does not name: pending → deleted; claimed or done → dropped
 //! ```
 
 use crate::queue::{held_by, AgentAttempt};
@@ -222,6 +227,52 @@ async fn plan_context(tx: &mut Transaction<'_, Any>, build_id: i64, group: &str)
     Ok((in_flight, median(&fixed), median(&ran)))
 }
 
+/// Queue `keys` (with their places in the queue) as pending first tries.
+async fn insert_pending<'k>(tx: &mut Transaction<'_, Any>, build_id: i64, group: &str, keys: impl Iterator<Item = (usize, &'k String)>, history: &HashMap<String, u64>) -> Result<()> {
+    for (seq, key) in keys {
+        sqlx::query(
+            "INSERT INTO test_items (build_id, group_key, test_key, seq, estimate_ms, try_number, shard, state) VALUES ($1, $2, $3, $4, $5, 0, NULL, 'pending')",
+        )
+        .bind(build_id)
+        .bind(group)
+        .bind(key)
+        .bind(seq as i64)
+        .bind(history.get(key).map(|&ms| ms as i64))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The list of a seeded queue came: the seed's tests it does not name leave the queue (run
+/// already: `dropped`, their results with them), those it names that the seed lacks join it,
+/// and what is still pending takes the list's order.
+async fn reconcile_seed(tx: &mut Transaction<'_, Any>, build_id: i64, group: &str, order: &[String], history: &HashMap<String, u64>) -> Result<()> {
+    let listed: HashSet<&str> = order.iter().map(String::as_str).collect();
+    let mut seeded = HashSet::new();
+    for r in sqlx::query("SELECT id, test_key, state FROM test_items WHERE build_id = $1 AND group_key = $2").bind(build_id).bind(group).fetch_all(&mut **tx).await? {
+        let (id, key, state): (i64, String, String) = (r.try_get("id")?, r.try_get("test_key")?, r.try_get("state")?);
+        if listed.contains(key.as_str()) {
+            seeded.insert(key);
+        } else if state == "pending" {
+            sqlx::query("DELETE FROM test_items WHERE id = $1").bind(id).execute(&mut **tx).await?;
+        } else {
+            sqlx::query("UPDATE test_items SET state = 'dropped' WHERE id = $1").bind(id).execute(&mut **tx).await?;
+            sqlx::query("DELETE FROM test_results WHERE item_id = $1").bind(id).execute(&mut **tx).await?;
+        }
+    }
+    for (seq, key) in order.iter().enumerate().filter(|(_, k)| seeded.contains(*k)) {
+        sqlx::query("UPDATE test_items SET seq = $1 WHERE build_id = $2 AND group_key = $3 AND test_key = $4 AND state = 'pending'")
+            .bind(seq as i64)
+            .bind(build_id)
+            .bind(group)
+            .bind(key)
+            .execute(&mut **tx)
+            .await?;
+    }
+    insert_pending(tx, build_id, group, order.iter().enumerate().filter(|(_, k)| !seeded.contains(*k)), history).await
+}
+
 fn outcome_of(s: &str) -> Result<Outcome> {
     Outcome::parse(s).ok_or_else(|| StoreError::Corrupt(format!("test outcome {s:?}")))
 }
@@ -234,7 +285,7 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         let build_id = held_by(&mut tx, by).await?;
         // Serialise claims of one group (a row lock on PostgreSQL; SQLite has one writer).
-        let bumped = sqlx::query("UPDATE test_groups SET version = version + 1 WHERE build_id = $1 AND group_key = $2 RETURNING state, lister_job, lister_attempt, error, static_split, history_fixed_ms")
+        let bumped = sqlx::query("UPDATE test_groups SET version = version + 1 WHERE build_id = $1 AND group_key = $2 RETURNING state, lister_job, lister_attempt, error, static_split, history_fixed_ms, seeded_from")
             .bind(build_id)
             .bind(&g.key)
             .fetch_optional(&mut *tx)
@@ -258,6 +309,9 @@ impl Store {
             return Ok(if inserted.is_some() { TestClaim::List } else { TestClaim::Wait });
         };
         let state: String = group.try_get("state")?;
+        // A queue seeded from an earlier build's list hands out batches while the list runs.
+        let seeded = group.try_get::<Option<i64>, _>("seeded_from")?.is_some();
+        let listing = state == "listing";
         match state.as_str() {
             "listing" => {
                 let (lj, la): (Option<i64>, Option<i64>) = (group.try_get("lister_job")?, group.try_get("lister_attempt")?);
@@ -274,20 +328,22 @@ impl Store {
                         .is_some(),
                     _ => false,
                 };
-                if lister_alive {
+                if lister_alive && !seeded {
                     tx.commit().await?;
                     return Ok(TestClaim::Wait);
                 }
-                // The shard that was listing lost its job: this one lists instead.
-                sqlx::query("UPDATE test_groups SET lister_job = $1, lister_attempt = $2 WHERE build_id = $3 AND group_key = $4")
-                    .bind(job_id)
-                    .bind(attempt)
-                    .bind(build_id)
-                    .bind(&g.key)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                return Ok(TestClaim::List);
+                if !lister_alive {
+                    // The shard that was listing lost its job: this one lists instead.
+                    sqlx::query("UPDATE test_groups SET lister_job = $1, lister_attempt = $2 WHERE build_id = $3 AND group_key = $4")
+                        .bind(job_id)
+                        .bind(attempt)
+                        .bind(build_id)
+                        .bind(&g.key)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    return Ok(TestClaim::List);
+                }
             }
             "failed" => {
                 let e: Option<String> = group.try_get("error")?;
@@ -308,6 +364,11 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {
+            // The seed is all claimed, and the list may yet add tests: wait for it.
+            if listing {
+                tx.commit().await?;
+                return Ok(TestClaim::Wait);
+            }
             // Another shard's running batch may yet come back (its agent died): wait for it.
             let others: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM test_batches WHERE build_id = $1 AND group_key = $2 AND state = 'running' AND NOT (job_id = $3 AND attempt = $4)",
@@ -364,6 +425,68 @@ impl Store {
         Ok(TestClaim::Batch { id: batch_id, tests, plan: p.explain(g.shards) })
     }
 
+    /// While the first shard lists, seed the group's queue from the list of the last build of
+    /// this branch (else the default branch) that listed this group, ordered as a list would be
+    /// (`queue_order`; the files the commit changed come with the list, which puts their tests
+    /// still pending first): the other shards start on it at once, and the list, when it comes,
+    /// adds the tests it names that the seed lacks and drops those it no longer names. A retry
+    /// build (its list is cut down to what failed) is not seeded, nor seeds another. Returns
+    /// the build the seed came from, `None` when there was none or the list came first.
+    pub async fn seed_test_queue(&self, by: AgentAttempt<'_>, g: &TestGroup) -> Result<Option<i64>> {
+        self.check_held(by).await?;
+        let job = self.job(by.job_id).await?;
+        let build = self.build(job.build_id).await?;
+        if self.retry_of(build.id).await?.is_some() {
+            return Ok(None);
+        }
+        let from: Option<i64> = sqlx::query_scalar(
+            "SELECT g.build_id FROM test_groups g JOIN builds b ON b.id = g.build_id JOIN projects p ON p.id = b.project_id \
+             WHERE b.project_id = $1 AND g.group_key = $2 AND g.state = 'ready' AND g.static_split = 0 AND g.build_id <> $3 \
+             AND (b.branch = $4 OR b.branch = p.branch) AND NOT EXISTS (SELECT 1 FROM build_retries r WHERE r.build_id = b.id) \
+             ORDER BY CASE WHEN b.branch = $4 THEN 0 ELSE 1 END, g.build_id DESC LIMIT 1",
+        )
+        .bind(build.project_id)
+        .bind(&g.key)
+        .bind(build.id)
+        .bind(&build.branch)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(from) = from else { return Ok(None) };
+        let ids: Vec<String> = sqlx::query_scalar("SELECT test_key FROM test_items WHERE build_id = $1 AND group_key = $2 AND try_number = 0 AND state <> 'dropped' ORDER BY seq, id")
+            .bind(from)
+            .bind(&g.key)
+            .fetch_all(self.pool())
+            .await?;
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        self.record_finished_history(build.project_id).await?;
+        let history = self.history_estimates(build.project_id, &build.branch).await?;
+        let failed = self.last_failed_tests(build.project_id, &build.branch).await?;
+        let history_fixed = self.history_fixed_ms(build.project_id, &build.branch, &g.key).await?;
+        let (order, _) = kiln_core::shards::queue_order(&ids, &history, &failed, &[]);
+        let _w = self.write_turn().await;
+        let mut tx = self.pool().begin().await?;
+        let build_id = held_by(&mut tx, by).await?;
+        let claimed = sqlx::query(
+            "UPDATE test_groups SET seeded_from = $1, history_fixed_ms = $4 WHERE build_id = $2 AND group_key = $3 AND state = 'listing' AND seeded_from IS NULL",
+        )
+            .bind(from)
+            .bind(build_id)
+            .bind(&g.key)
+            .bind(history_fixed.map(|f| f as i64))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if claimed != 1 {
+            tx.commit().await?;
+            return Ok(None);
+        }
+        insert_pending(&mut tx, build_id, &g.key, order.iter().enumerate(), &history).await?;
+        tx.commit().await?;
+        Ok(Some(from))
+    }
+
     /// The tests this attempt ran whose final try failed, and the flaky ones; a failed test
     /// quarantined when this group listed its tests fails without failing the job.
     async fn verdict(&self, tx: &mut Transaction<'_, Any>, job_id: i64, attempt: i64, group: &str) -> Result<TestClaim> {
@@ -411,11 +534,13 @@ impl Store {
         let _w = self.write_turn().await;
         let mut tx = self.pool().begin().await?;
         let build_id = held_by(&mut tx, by).await?;
-        let state: Option<String> = sqlx::query_scalar("SELECT state FROM test_groups WHERE build_id = $1 AND group_key = $2")
+        let group = sqlx::query("SELECT state, seeded_from FROM test_groups WHERE build_id = $1 AND group_key = $2")
             .bind(build_id)
             .bind(&g.key)
             .fetch_optional(&mut *tx)
             .await?;
+        let state: Option<String> = group.as_ref().map(|r| r.try_get("state")).transpose()?;
+        let seeded = group.as_ref().map(|r| r.try_get::<Option<i64>, _>("seeded_from")).transpose()?.flatten().is_some();
         if state.as_deref() != Some("listing") {
             // Another shard's list won (or none was asked for): nothing to do.
             tx.commit().await?;
@@ -446,19 +571,23 @@ impl Store {
             let n = ordered.len();
             (ordered, vec![None; n])
         };
-        for (seq, (key, shard)) in order.iter().zip(shard_of).enumerate() {
-            sqlx::query(
-                "INSERT INTO test_items (build_id, group_key, test_key, seq, estimate_ms, try_number, shard, state) \
-                 VALUES ($1, $2, $3, $4, $5, 0, $6, 'pending')",
-            )
-            .bind(build_id)
-            .bind(&g.key)
-            .bind(key)
-            .bind(seq as i64)
-            .bind(history.get(key).map(|&ms| ms as i64))
-            .bind(shard.map(i64::from))
-            .execute(&mut *tx)
-            .await?;
+        if seeded {
+            reconcile_seed(&mut tx, build_id, &g.key, &order, &history).await?;
+        } else {
+            for (seq, (key, shard)) in order.iter().zip(shard_of).enumerate() {
+                sqlx::query(
+                    "INSERT INTO test_items (build_id, group_key, test_key, seq, estimate_ms, try_number, shard, state) \
+                     VALUES ($1, $2, $3, $4, $5, 0, $6, 'pending')",
+                )
+                .bind(build_id)
+                .bind(&g.key)
+                .bind(key)
+                .bind(seq as i64)
+                .bind(history.get(key).map(|&ms| ms as i64))
+                .bind(shard.map(i64::from))
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         crate::quarantine::snapshot(&mut tx, build_id, &g.key).await?;
         sqlx::query(

@@ -56,7 +56,7 @@ impl Store {
         let _w = self.write_turn().await;
         let mut tx = self.pool().begin().await?;
         let build_id = held_by(&mut tx, by).await?;
-        let mut items: Vec<(i64, String, i64)> = Vec::new();
+        let mut items: Vec<(i64, String, i64, bool)> = Vec::new();
         let mut group = group.to_string();
         if let Some(b) = batch_id {
             let row = sqlx::query("SELECT group_key, job_id, attempt, state FROM test_batches WHERE id = $1")
@@ -69,12 +69,13 @@ impl Store {
                 return Err(StoreError::Stale { job_id, attempt });
             }
             group = row.try_get("group_key")?;
-            for r in sqlx::query("SELECT id, test_key, try_number FROM test_items WHERE batch_id = $1 ORDER BY seq, id")
+            for r in sqlx::query("SELECT id, test_key, try_number, state FROM test_items WHERE batch_id = $1 ORDER BY seq, id")
                 .bind(b)
                 .fetch_all(&mut *tx)
                 .await?
             {
-                items.push((r.try_get("id")?, r.try_get("test_key")?, r.try_get("try_number")?));
+                let dropped = r.try_get::<String, _>("state")? == "dropped";
+                items.push((r.try_get("id")?, r.try_get("test_key")?, r.try_get("try_number")?, dropped));
             }
         }
         sqlx::query("DELETE FROM test_results WHERE job_id = $1 AND attempt = $2 AND report = $3")
@@ -88,6 +89,8 @@ impl Store {
         let now = now_ms();
         for (case, m) in cases.iter().zip(matched) {
             let (item_id, key, try_number) = match m {
+                // A seeded test this build's list does not name: not part of its suite.
+                Some(i) if items[i].3 => continue,
                 Some(i) => (Some(items[i].0), items[i].1.clone(), items[i].2),
                 None => (None, case.id(), 0),
             };

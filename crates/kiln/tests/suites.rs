@@ -202,6 +202,62 @@ fn a_files_tests_are_queued_together_so_a_batch_loads_few_files() {
 }
 
 #[test]
+fn with_an_earlier_list_shards_start_before_the_list_and_the_list_has_the_last_word() {
+    let mut k = Kiln::start();
+    let (ran, listed) = (k.path("ran.txt"), k.path("listed"));
+    // The list prints `ids` after `delay` seconds and leaves a mark; each test run notes whether
+    // the list was done, and `t3` fails.
+    let repo = k.repo("seeded", "jobs:\n  suite:\n    tests:\n      shards: 2\n      list: sh list.sh\n      run: sh run.sh {tests}\n");
+    std::fs::write(repo.join("list.sh"), format!("sleep $(cat delay)\ntouch {m}\ncat ids\n", m = listed.display())).unwrap();
+    std::fs::write(
+        repo.join("run.sh"),
+        format!(
+            r#"for t in "$@"; do
+  if [ -e {m} ]; then when=after; else when=before; fi
+  echo "$KILN_TEST_BATCH $t $when" >> {ran}
+  if [ "$t" = t3 ]; then body='<failure message="broken"/>'; else body=''; fi
+  echo "<testsuite><testcase classname=\"n\" name=\"$t\" time=\"0.01\">$body</testcase></testsuite>" > "$KILN_JUNIT_DIR/$t.xml"
+done
+"#,
+            m = listed.display(),
+            ran = ran.display()
+        ),
+    )
+    .unwrap();
+    let ids = |r: std::ops::RangeInclusive<u32>, but: u32| r.filter(|&i| i != but).map(|i| format!("t{i}\n")).collect::<String>();
+    std::fs::write(repo.join("ids"), ids(1..=20, 0)).unwrap();
+    std::fs::write(repo.join("delay"), "0").unwrap();
+    commit_all(&repo, "twenty tests");
+    k.add_project("seeded", &repo, &[]);
+    k.agent("a1", UNSANDBOXED);
+    k.agent("a2", UNSANDBOXED);
+    let one = k.trigger("seeded");
+    assert_eq!(k.wait_build(one, 90)["status"], "failed", "t3 fails");
+
+    // The next commit drops t3, adds t21, and lists slowly: the shards start on the last
+    // build's list (t3, which failed, first) while it lists.
+    std::fs::write(repo.join("ids"), ids(1..=21, 3)).unwrap();
+    std::fs::write(repo.join("delay"), "3").unwrap();
+    commit_all(&repo, "t3 leaves, t21 comes, the list is slow");
+    std::fs::remove_file(&ran).unwrap();
+    std::fs::remove_file(&listed).unwrap();
+    let two = k.trigger("seeded");
+    let b = k.wait_build(two, 90);
+    let runs = std::fs::read_to_string(&ran).unwrap();
+    assert!(runs.lines().any(|l| l.ends_with(" t3 before")), "t3 ran from the seed before the list came: {runs}");
+    // The list has the last word: t3 is not part of this build (its failure does not count),
+    // t21 is, and every listed test ran once.
+    assert_eq!(b["status"], "passed", "{b:#}\n{runs}");
+    let mut keys: Vec<String> = tests_of(&k, two).iter().map(|t| t["key"].as_str().unwrap().to_string()).collect();
+    keys.sort();
+    let mut expected: Vec<String> = ids(1..=21, 3).lines().map(str::to_string).collect();
+    expected.sort();
+    assert_eq!(keys, expected, "{runs}");
+    assert!(expected.iter().all(|t| runs.lines().filter(|l| l.split(' ').nth(1) == Some(t.as_str())).count() == 1), "{runs}");
+    assert!(runs.lines().any(|l| l.ends_with(" t21 after")), "{runs}");
+}
+
+#[test]
 fn a_test_that_failed_in_the_previous_build_runs_in_the_first_batch() {
     let mut k = Kiln::start();
     let ran = k.path("ran.txt");

@@ -1,6 +1,8 @@
 //! A fresh PostgreSQL database for a store test (ci/setup-postgres.sh, or `KILN_TEST_POSTGRES` as
 //! an admin URL), dropped when the test ends; under CI a missing PostgreSQL fails the test.
 
+pub mod suites;
+
 use kiln_store::Store;
 
 const ADMIN_URL: &str = "postgres://kiln:kiln@127.0.0.1:5432/postgres";
