@@ -23,7 +23,8 @@
 //!   than all that is pending would run, the batch takes it all: no one could start it sooner.
 //!   Nor does it leave crumbs: when what it would leave is less work than a batch's fixed cost
 //!   (a batch of it would be mostly start-up) and at most a quarter of its own
-//!   ([`CRUMBS_PER_BATCH`]), it takes that too.
+//!   ([`CRUMBS_PER_BATCH`]), or all that is pending is less than one fixed cost, it takes it
+//!   all: splitting less than a start-up's worth saves less than the start-ups cost.
 //!
 //! The [`Plan`] says why ([`Plan::explain`]); the shard prints it in the job log.
 
@@ -203,6 +204,7 @@ pub fn plan(c: &Claim<'_>) -> Plan {
     let worth = fixed * (100 - FIXED_SHARE_PERCENT) / FIXED_SHARE_PERCENT;
     let reserve = level / 5;
     let target = if reserve >= worth { level - reserve } else { level };
+
     let mut len = est.len();
     let mut sum = 0;
     for (i, e) in est.iter().enumerate() {
@@ -221,7 +223,7 @@ pub fn plan(c: &Claim<'_>) -> Plan {
     // What would be left is less than a batch's fixed cost, and a small part of this batch: run
     // it here rather than start the runner again for it.
     let rest = total - sum;
-    let crumbs = len < est.len() && rest < fixed && rest * CRUMBS_PER_BATCH <= sum;
+    let crumbs = len < est.len() && rest < fixed && (rest * CRUMBS_PER_BATCH <= sum || total < fixed);
     if crumbs {
         (len, sum) = (est.len(), total);
     }
@@ -382,6 +384,19 @@ mod tests {
         let left = plan(&c);
         assert!(left.len < 33 && !left.crumbs, "{left:?}");
         assert!(!left.explain(2).contains("the rest"), "{}", left.explain(2));
+    }
+
+    #[test]
+    fn less_than_a_fixed_cost_pending_goes_in_one_batch() {
+        // The tail: 14 tests of 3 ms, 84 ms to start, 4 shards free. Filled to the level
+        // (11 ms), a batch would be 4 tests and 84 ms of start-up; one batch takes all 42 ms.
+        let p = pending(&[Some(3); 14]);
+        let tail = plan(&claim(&p, 4, Some(84)));
+        assert_eq!((tail.len, tail.crumbs), (14, true));
+        // More than a fixed cost pending: filled to the level (45 ms).
+        let p = pending(&[Some(3); 60]);
+        let split = plan(&claim(&p, 4, Some(84)));
+        assert_eq!((split.len, split.crumbs), (15, false));
     }
 
     #[test]
