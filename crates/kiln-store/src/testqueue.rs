@@ -227,17 +227,19 @@ async fn plan_context(tx: &mut Transaction<'_, Any>, build_id: i64, group: &str)
     Ok((in_flight, median(&fixed), median(&ran)))
 }
 
-/// Queue `keys` (with their places in the queue) as pending first tries.
-async fn insert_pending<'k>(tx: &mut Transaction<'_, Any>, build_id: i64, group: &str, keys: impl Iterator<Item = (usize, &'k String)>, history: &HashMap<String, u64>) -> Result<()> {
-    for (seq, key) in keys {
+/// Queue `keys` as pending first tries: each with its place in the queue and, under
+/// `split: files`, the shard it belongs to.
+async fn insert_pending<'k>(tx: &mut Transaction<'_, Any>, build_id: i64, group: &str, keys: impl Iterator<Item = (usize, &'k String, Option<u32>)>, history: &HashMap<String, u64>) -> Result<()> {
+    for (seq, key, shard) in keys {
         sqlx::query(
-            "INSERT INTO test_items (build_id, group_key, test_key, seq, estimate_ms, try_number, shard, state) VALUES ($1, $2, $3, $4, $5, 0, NULL, 'pending')",
+            "INSERT INTO test_items (build_id, group_key, test_key, seq, estimate_ms, try_number, shard, state) VALUES ($1, $2, $3, $4, $5, 0, $6, 'pending')",
         )
         .bind(build_id)
         .bind(group)
         .bind(key)
         .bind(seq as i64)
         .bind(history.get(key).map(|&ms| ms as i64))
+        .bind(shard.map(i64::from))
         .execute(&mut **tx)
         .await?;
     }
@@ -270,7 +272,7 @@ async fn reconcile_seed(tx: &mut Transaction<'_, Any>, build_id: i64, group: &st
             .execute(&mut **tx)
             .await?;
     }
-    insert_pending(tx, build_id, group, order.iter().enumerate().filter(|(_, k)| !seeded.contains(*k)), history).await
+    insert_pending(tx, build_id, group, order.iter().enumerate().filter(|(_, k)| !seeded.contains(*k)).map(|(seq, k)| (seq, k, None)), history).await
 }
 
 fn outcome_of(s: &str) -> Result<Outcome> {
@@ -482,7 +484,7 @@ impl Store {
             tx.commit().await?;
             return Ok(None);
         }
-        insert_pending(&mut tx, build_id, &g.key, order.iter().enumerate(), &history).await?;
+        insert_pending(&mut tx, build_id, &g.key, order.iter().enumerate().map(|(seq, k)| (seq, k, None)), &history).await?;
         tx.commit().await?;
         Ok(Some(from))
     }
@@ -574,20 +576,7 @@ impl Store {
         if seeded {
             reconcile_seed(&mut tx, build_id, &g.key, &order, &history).await?;
         } else {
-            for (seq, (key, shard)) in order.iter().zip(shard_of).enumerate() {
-                sqlx::query(
-                    "INSERT INTO test_items (build_id, group_key, test_key, seq, estimate_ms, try_number, shard, state) \
-                     VALUES ($1, $2, $3, $4, $5, 0, $6, 'pending')",
-                )
-                .bind(build_id)
-                .bind(&g.key)
-                .bind(key)
-                .bind(seq as i64)
-                .bind(history.get(key).map(|&ms| ms as i64))
-                .bind(shard.map(i64::from))
-                .execute(&mut *tx)
-                .await?;
-            }
+            insert_pending(&mut tx, build_id, &g.key, order.iter().zip(shard_of).enumerate().map(|(seq, (k, shard))| (seq, k, shard)), &history).await?;
         }
         crate::quarantine::snapshot(&mut tx, build_id, &g.key).await?;
         sqlx::query(
