@@ -39,18 +39,7 @@ async fn recorded(s: &Store, project: &str, settings: &ProjectSettings, with_sec
         Ok(p) => p,
         Err(_) => s.create_project(project, "/repo", "main", ".kiln.yml", kiln_wire::api::Visibility::Public, settings).await.unwrap(),
     };
-    let nb = NewBuild {
-        project_id: p.id,
-        branch: "main".into(),
-        requested_commit: None,
-        trigger: "manual".into(),
-        triggered_by: "test".into(),
-        upstream_build: None,
-        before_commit: None,
-        changed_paths: None,
-        with_secrets,
-    };
-    s.create_build(&nb).await.unwrap()
+    s.create_build(&common::suites::manual_build(p.id, with_secrets)).await.unwrap()
 }
 
 /// A build of project `p` (made once) expanded into `jobs`; the jobs' ids by key.

@@ -23,11 +23,10 @@ pub async fn project(s: &Store) -> i64 {
     }
 }
 
-/// A build of project "p" on main with a job per key, each claimed by its own agent (named as
-/// the job): the build and each job's attempt.
-pub async fn start_build(s: &Store, keys: &[&str]) -> (i64, Vec<(i64, i64)>) {
-    let nb = NewBuild {
-        project_id: project(s).await,
+/// A build of `project_id`'s main branch started by hand.
+pub fn manual_build(project_id: i64, with_secrets: bool) -> NewBuild {
+    NewBuild {
+        project_id,
         branch: "main".into(),
         requested_commit: None,
         trigger: "manual".into(),
@@ -35,9 +34,14 @@ pub async fn start_build(s: &Store, keys: &[&str]) -> (i64, Vec<(i64, i64)>) {
         upstream_build: None,
         before_commit: None,
         changed_paths: None,
-        with_secrets: false,
-    };
-    let b = s.create_build(&nb).await.unwrap();
+        with_secrets,
+    }
+}
+
+/// A build of project "p" on main with a job per key, each claimed by its own agent (named as
+/// the job): the build and each job's attempt.
+pub async fn start_build(s: &Store, keys: &[&str]) -> (i64, Vec<(i64, i64)>) {
+    let b = s.create_build(&manual_build(project(s).await, false)).await.unwrap();
     let jobs: Vec<NewJob> =
         keys.iter().map(|k| NewJob { key: k.to_string(), name: k.to_string(), spec: "{}".into(), requires: BTreeMap::new(), needs: vec![], max_attempts: 1 }).collect();
     s.materialize_build(b.id, "c0ffee", "m", "a", true, &jobs).await.unwrap();
