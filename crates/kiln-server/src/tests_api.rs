@@ -153,5 +153,5 @@ async fn done(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id):
             st.emit(EventKind::Tests, b.id, Some(job_id), &b.project, "running");
         }
     }
-    Ok(Json(BatchDoneAck { passed: s.passed, failed: s.failed, retried: s.retried }))
+    Ok(Json(BatchDoneAck { passed: s.passed, failed: s.failed, retried: s.retried, requeued: s.requeued }))
 }

@@ -56,6 +56,8 @@ pub struct BatchSummary {
     pub passed: u32,
     pub failed: u32,
     pub retried: u32,
+    /// No result, in a batch claimed from a seed before the list came: queued again.
+    pub requeued: u32,
 }
 
 /// A job of a build ended: for each test group none of whose shards is queued or running any
@@ -601,7 +603,7 @@ impl Store {
         let _w = self.write_turn().await;
         let mut tx = self.pool().begin().await?;
         let build_id = held_by(&mut tx, by).await?;
-        let batch = sqlx::query("SELECT group_key, job_id, attempt, state FROM test_batches WHERE id = $1")
+        let batch = sqlx::query("SELECT group_key, job_id, attempt, state, claimed_at FROM test_batches WHERE id = $1")
             .bind(batch_id)
             .fetch_optional(&mut *tx)
             .await?
@@ -614,11 +616,18 @@ impl Store {
             return Err(StoreError::Stale { job_id, attempt });
         }
         let group: String = batch.try_get("group_key")?;
-        let retries: i64 = sqlx::query_scalar("SELECT retries FROM test_groups WHERE build_id = $1 AND group_key = $2")
+        let g = sqlx::query("SELECT retries, state, seeded_from, created_at, list_ms FROM test_groups WHERE build_id = $1 AND group_key = $2")
             .bind(build_id)
             .bind(&group)
             .fetch_one(&mut *tx)
             .await?;
+        let retries: i64 = g.try_get("retries")?;
+        // Claimed from a seed before the list came: a test without a result may have been
+        // refused with a neighbour that left the suite (pytest runs nothing when one id is
+        // unknown), so it goes back to the queue rather than erring.
+        let claimed_at: i64 = batch.try_get("claimed_at")?;
+        let listed_at = g.try_get::<Option<i64>, _>("list_ms")?.map(|ms| g.try_get::<i64, _>("created_at").map(|c| c + ms)).transpose()?;
+        let before_list = g.try_get::<Option<i64>, _>("seeded_from")?.is_some() && listed_at.is_none_or(|at| claimed_at < at);
         let items = sqlx::query("SELECT id, test_key, try_number, estimate_ms FROM test_items WHERE batch_id = $1 AND state = 'claimed' ORDER BY seq, id")
             .bind(batch_id)
             .fetch_all(&mut *tx)
@@ -645,6 +654,11 @@ impl Store {
             let key: String = it.try_get("test_key")?;
             let try_number: i64 = it.try_get("try_number")?;
             let (got, ms) = outcomes.remove(&item_id).unwrap_or_default();
+            if got.is_empty() && before_list {
+                sqlx::query("UPDATE test_items SET state = 'pending', batch_id = NULL WHERE id = $1").bind(item_id).execute(&mut *tx).await?;
+                sum.requeued += 1;
+                continue;
+            }
             let outcome = match item_outcome(got) {
                 Some(o) => o,
                 None => {

@@ -267,6 +267,11 @@ pub mod agent {
         pub failed: u32,
         /// Queued again for a retry.
         pub retried: u32,
+        /// Tests without a result in a batch claimed from a seeded queue before the list came
+        /// (the runner may have refused a test that left the suite, and run none): queued again,
+        /// not counted as a try.
+        #[serde(default)]
+        pub requeued: u32,
     }
 
     /// Answer to one JUnit report upload.
