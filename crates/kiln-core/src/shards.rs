@@ -63,22 +63,11 @@ pub fn file_of(id: &str) -> Option<&str> {
 /// place among the files. A batch then loads few files: pytest imports and collects only the
 /// files it is given, nextest lists only the binaries its filter can match.
 pub fn files_together(ordered: Vec<String>) -> Vec<String> {
-    let mut slot_of: HashMap<&str, usize> = HashMap::new();
-    let mut slots: Vec<Vec<usize>> = Vec::new();
-    for (i, id) in ordered.iter().enumerate() {
-        match file_of(id) {
-            Some(f) => {
-                let next = slots.len();
-                let slot = *slot_of.entry(f).or_insert(next);
-                if slot == next {
-                    slots.push(Vec::new());
-                }
-                slots[slot].push(i);
-            }
-            None => slots.push(vec![i]),
-        }
-    }
-    let order: Vec<usize> = slots.into_iter().flatten().collect();
+    // Each test goes where its file first came (a stable sort keeps the order within a file).
+    let mut first: HashMap<&str, usize> = HashMap::new();
+    let place: Vec<usize> = ordered.iter().enumerate().map(|(i, id)| file_of(id).map_or(i, |f| *first.entry(f).or_insert(i))).collect();
+    let mut order: Vec<usize> = (0..ordered.len()).collect();
+    order.sort_by_key(|&i| place[i]);
     let mut taken: Vec<Option<String>> = ordered.into_iter().map(Some).collect();
     order.into_iter().filter_map(|i| taken[i].take()).collect()
 }

@@ -18,7 +18,7 @@
 //! ```
 
 use crate::queue::{held_by, AgentAttempt};
-use crate::{now_ms, Result, Store, StoreError};
+use crate::{now_ms, BuildRow, Result, Store, StoreError};
 use kiln_core::junit::Outcome;
 use kiln_core::batchplan::{median, plan, plan_static, Claim, InFlight};
 use kiln_core::testrun::{item_outcome, no_result_message, resolve_try, static_assignment};
@@ -48,6 +48,16 @@ pub enum TestClaim {
     /// Nothing left for this shard; the tests it ran last that failed (those quarantined
     /// apart: they do not fail the job), and the flaky ones.
     Done { failed: Vec<String>, flaky: Vec<String>, quarantined: Vec<String> },
+}
+
+/// A branch's history, as a test queue uses it.
+struct QueueHistory {
+    /// Each test's duration (ms).
+    tests: HashMap<String, u64>,
+    /// The tests whose last run failed.
+    failed: HashSet<String>,
+    /// The group's fixed cost per batch.
+    fixed_ms: Option<u64>,
 }
 
 /// What a finished batch came to.
@@ -429,6 +439,17 @@ impl Store {
         Ok(TestClaim::Batch { id: batch_id, tests, plan: p.explain(g.shards) })
     }
 
+    /// What a group's queue is ordered and sized with: the branch's history (the finished
+    /// builds recorded in it first).
+    async fn queue_history(&self, build: &BuildRow, group: &str) -> Result<QueueHistory> {
+        self.record_finished_history(build.project_id).await?;
+        Ok(QueueHistory {
+            tests: self.history_estimates(build.project_id, &build.branch).await?,
+            failed: self.last_failed_tests(build.project_id, &build.branch).await?,
+            fixed_ms: self.history_fixed_ms(build.project_id, &build.branch, group).await?,
+        })
+    }
+
     /// While the first shard lists, seed the group's queue from the list of the last build of
     /// this branch (else the default branch) that listed this group, ordered as a list would be
     /// (`queue_order`; the files the commit changed come with the list, which puts their tests
@@ -464,10 +485,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(None);
         }
-        self.record_finished_history(build.project_id).await?;
-        let history = self.history_estimates(build.project_id, &build.branch).await?;
-        let failed = self.last_failed_tests(build.project_id, &build.branch).await?;
-        let history_fixed = self.history_fixed_ms(build.project_id, &build.branch, &g.key).await?;
+        let QueueHistory { tests: history, failed, fixed_ms: history_fixed } = self.queue_history(&build, &g.key).await?;
         let (order, _) = kiln_core::shards::queue_order(&ids, &history, &failed, &[]);
         let _w = self.write_turn().await;
         let mut tx = self.pool().begin().await?;
@@ -530,10 +548,7 @@ impl Store {
         let job_id = by.job_id;
         let job = self.job(job_id).await?;
         let build = self.build(job.build_id).await?;
-        self.record_finished_history(build.project_id).await?;
-        let history = self.history_estimates(build.project_id, &build.branch).await?;
-        let history_fixed = self.history_fixed_ms(build.project_id, &build.branch, &g.key).await?;
-        let failed = self.last_failed_tests(build.project_id, &build.branch).await?;
+        let QueueHistory { tests: history, failed, fixed_ms: history_fixed } = self.queue_history(&build, &g.key).await?;
         let only = self.retry_tests(build.id, &g.key).await?;
         let _w = self.write_turn().await;
         let mut tx = self.pool().begin().await?;
