@@ -110,6 +110,12 @@ impl Api {
         Ok(b)
     }
 
+    /// Wake-ups from the event stream `path` for the kinds given (`wakeups.rs`); `None` when
+    /// it cannot be opened.
+    pub async fn wakeups(&self, path: &str, kinds: &'static [&'static str]) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        crate::wakeups::open(&self.http, format!("{}{path}", self.base), self.token.as_deref(), kinds).await
+    }
+
     pub async fn post<T: DeserializeOwned, B: Serialize>(&self, path: &str, body: &B) -> anyhow::Result<T> {
         self.call(Method::POST, path, Some(body)).await
     }

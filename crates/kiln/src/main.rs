@@ -4,6 +4,7 @@
 
 mod api_client;
 mod cmd;
+mod wakeups;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;

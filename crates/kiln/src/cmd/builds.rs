@@ -71,7 +71,9 @@ pub async fn follow_to_end(api: &Api, id: i64, json: bool) -> anyhow::Result<i32
 }
 
 /// Follow a build until it ends, printing each job's state as it changes
-/// (a spinner line on a terminal, plain lines otherwise).
+/// (a spinner line on a terminal, plain lines otherwise). The build is read again when the
+/// server's event stream says one of its jobs or itself changed (`wakeups.rs`), or every
+/// 150 ms when the stream cannot be opened.
 pub async fn follow(api: &Api, id: i64, print: bool) -> anyhow::Result<Build> {
     let tty = print && std::io::stdout().is_terminal();
     let spinner = tty.then(|| {
@@ -80,6 +82,8 @@ pub async fn follow(api: &Api, id: i64, print: bool) -> anyhow::Result<Build> {
         pb
     });
     let mut seen: HashMap<String, (String, i64)> = HashMap::new();
+    // Opened before the first look, so no change after it is missed.
+    let mut wake = api.wakeups(&format!("/api/v1/events?build={id}"), &["build", "job"]).await;
     loop {
         let b: Build = api.build(id).await?;
         if print {
@@ -119,7 +123,16 @@ pub async fn follow(api: &Api, id: i64, print: bool) -> anyhow::Result<Build> {
             }
             return Ok(b);
         }
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        match wake.as_mut() {
+            // A build or job event, or a look every few seconds all the same (an event
+            // another server recorded may come late).
+            Some(rx) => {
+                if let Ok(None) = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
+                    wake = None;
+                }
+            }
+            None => tokio::time::sleep(Duration::from_millis(150)).await,
+        }
     }
 }
 
