@@ -13,7 +13,7 @@ pub const INHERITED: &[&str] = &["PATH", "HOME", "LANG", "TERM", "USER", "TZ"];
 /// `PATH` when the agent has none.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// The environment every step of `job` sees (DESIGN.md): the allow-list, CI, KILN_*, the
+/// The environment every step of `job` sees (docs/pipeline.md): the allow-list, CI, KILN_*, the
 /// job's own. `dir` is the job's folder; `home` replaces HOME in a sandbox, whose /tmp is
 /// the job's own.
 pub fn job_env(job: &JobAssignment, agent_name: &str, dir: &Path, home: Option<&Path>) -> BTreeMap<String, String> {

@@ -12,7 +12,7 @@
 use crate::executor::Outcome;
 use crate::localqueue::{LocalGroup, LocalResult, LocalShard};
 use crate::sandbox::{Access, Isolation, Sandbox};
-use crate::testloop::{run_body, Body, ShardEvent};
+use crate::testloop::{run_body, Body, Changes, ShardEvent};
 use kiln_core::expand::{expand, PlannedJob};
 use kiln_core::state::{resolve_dependents, JobStatus};
 use kiln_wire::agent::{ArtifactsAssignment, ArtifactsWhen, JobAssignment, TestsAssignment};
@@ -274,6 +274,7 @@ async fn run_job(job: JobAssignment, place: Place, queue: LocalShard, cancel: Ca
         events: Some(&on_tests),
         jail: jail.as_ref(),
         secrets: &[],
+        changes: Changes::WorkingTree,
     };
     let outcome = run_body(&queue, &body).await;
     for note in keep_artifacts(&job, &dir, &all_work, &outcome) {

@@ -16,7 +16,7 @@ use crate::sandbox::{read_own_file, Jail};
 use kiln_wire::agent::{BatchDoneAck, TestBatch, TestsAssignment};
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -70,6 +70,24 @@ pub struct Body<'a> {
     pub jail: Option<&'a Jail>,
     /// Masked in everything the job reports besides its log: JUnit reports, test ids.
     pub secrets: &'a [String],
+    /// Where the shard that lists reads the files the commit changed (their tests go first).
+    pub changes: Changes<'a>,
+}
+
+/// Where the files a job's commit changed are read from.
+#[derive(Debug, Clone, Copy)]
+pub enum Changes<'a> {
+    /// A server's job: the commit against its first parent, in the agent's bare mirror of the
+    /// repository — no working tree, out of a sandboxed step's reach. Never the checkout: a
+    /// step runs before the list and may rewrite its `.git`, and git run there by the agent,
+    /// outside the sandbox, would obey it (`core.fsmonitor` and filters are commands); a
+    /// checkout the sandbox's user owns is also one git refuses to read for root.
+    Mirror { git_dir: &'a Path, commit: &'a str },
+    /// `kiln run`: the developer's working tree as it is — the commit against its first
+    /// parent, uncommitted and untracked files.
+    WorkingTree,
+    /// Nothing to compare with (an uploaded package).
+    Unknown,
 }
 
 impl Body<'_> {
@@ -132,19 +150,38 @@ async fn list_ids(b: &Body<'_>, list: &str, start: Instant) -> Result<Result<Vec
     Ok(Ok(ids))
 }
 
-/// The files the checked-out commit changed against its first parent, plus uncommitted and
-/// untracked ones (`kiln run`): empty when git cannot tell.
-async fn changed_files(src: &Path) -> Vec<String> {
-    let git = |args: &'static [&'static str]| {
-        let src = src.to_path_buf();
-        async move {
-            let out = tokio::process::Command::new("git").arg("-C").arg(&src).args(args).stdin(std::process::Stdio::null()).output().await.ok()?;
-            out.status.success().then(|| String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(str::to_string).collect::<Vec<String>>())
+/// The files the job's commit changed against its first parent (see [`Changes`]); empty when
+/// git cannot tell (a first commit, a package).
+async fn changed_files(b: &Body<'_>) -> Vec<String> {
+    let git = |dir: &'static str, path: PathBuf, args: Vec<&'static str>, extra: Vec<String>| async move {
+        let out = tokio::process::Command::new("git")
+            .arg(dir)
+            .arg(&path)
+            // Nothing a repository's config names is run for these reads.
+            .args(["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null"])
+            .args(args)
+            .args(extra)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(str::to_string).collect::<Vec<String>>())
+    };
+    let mut files = match b.changes {
+        Changes::Unknown => return Vec::new(),
+        Changes::Mirror { git_dir, commit } => {
+            let range = vec![format!("{commit}^"), commit.to_string()];
+            git("--git-dir", git_dir.to_path_buf(), vec!["diff", "--no-ext-diff", "--name-only"], range).await.unwrap_or_default()
+        }
+        Changes::WorkingTree => {
+            let src = b.src.to_path_buf();
+            let mut files = git("-C", src.clone(), vec!["diff", "--no-ext-diff", "--name-only", "HEAD^", "HEAD"], vec![]).await.unwrap_or_default();
+            files.extend(git("-C", src.clone(), vec!["diff", "--no-ext-diff", "--name-only", "HEAD"], vec![]).await.unwrap_or_default());
+            files.extend(git("-C", src, vec!["ls-files", "--others", "--exclude-standard"], vec![]).await.unwrap_or_default());
+            files
         }
     };
-    let mut files = git(&["diff", "--name-only", "HEAD^", "HEAD"]).await.unwrap_or_default();
-    files.extend(git(&["diff", "--name-only", "HEAD"]).await.unwrap_or_default());
-    files.extend(git(&["ls-files", "--others", "--exclude-standard"]).await.unwrap_or_default());
     files.sort();
     files.dedup();
     files
@@ -198,7 +235,7 @@ async fn run_shard<Q: TestQueue>(q: &Q, b: &Body<'_>, t: &TestsAssignment, start
                 }
                 Err(e) => b.say(format!("listing failed: {e}")).await,
             }
-            if let Err(e) = q.upload_list(ids, static_split, changed_files(b.src).await).await {
+            if let Err(e) = q.upload_list(ids, static_split, changed_files(b).await).await {
                 return if matches!(e, QueueError::Cancelled) { Outcome::Cancelled } else { Outcome::Errored(e.to_string()) };
             }
             continue;

@@ -3,7 +3,7 @@
 use crate::client::{backoff, CallError};
 use crate::executor::Outcome;
 use crate::testhttp::HttpQueue;
-use crate::testloop::{run_body, Body};
+use crate::testloop::{run_body, Body, Changes};
 use crate::spool::{upload, LogWriter, Shared};
 use crate::env::job_env;
 use crate::sandbox::Access;
@@ -292,6 +292,10 @@ async fn run_steps_of(
         events: None,
         jail: jail.as_ref(),
         secrets: &job.secrets,
+        changes: match &mirror {
+            Some(git_dir) => Changes::Mirror { git_dir, commit: &job.commit },
+            None => Changes::Unknown,
+        },
     };
     let outcome = run_body(queue, &body).await;
     if queue.stale.load(Ordering::SeqCst) {

@@ -136,6 +136,31 @@ fn poison_attempt(agent_args: &[&str]) {
     assert!(!work.join("pristine").join(commit.trim()).join("poison.txt").exists(), "{evil_log}");
 }
 
+/// The shard that lists a `tests:` job's suite asks which files the commit changed (their tests
+/// go first). A step runs before it and may rewrite the checkout's `.git`: git run there by the
+/// agent, outside the sandbox, would obey it (`core.fsmonitor` is a command git runs).
+#[test]
+fn a_step_cannot_make_the_agent_run_a_command_through_the_checkouts_git_config() {
+    let mut k = Kiln::start();
+    k.agent("a", &[]);
+    let escaped = k.path("escaped");
+    let pipeline = format!(
+        "jobs:\n  t:\n    steps:\n      - git config core.fsmonitor 'touch {e}; true' && echo planted\n    tests:\n      shards: 1\n      list: printf 'a.txt::one\\nb.txt::two\\n'\n      run: echo batch {{tests}}\n",
+        e = escaped.display()
+    );
+    let repo = k.repo("p", &pipeline);
+    std::fs::write(repo.join("a.txt"), "a\n").unwrap();
+    commit_all(&repo, "a");
+    std::fs::write(repo.join("b.txt"), "b\n").unwrap();
+    commit_all(&repo, "b");
+    k.add_project("p", &repo, &[]);
+    let (_, log) = run_build(&k, "p");
+    assert!(log.contains("planted") && log.contains("listed 2 tests"), "{log}");
+    assert!(!escaped.exists(), "the agent ran the step's core.fsmonitor command outside the sandbox:\n{log}");
+    // The files the commit changed are still known: b.txt's test goes first.
+    assert!(log.contains("batch b.txt::two a.txt::one"), "{log}");
+}
+
 /// What a step finds of an earlier job in its folder, then what it leaves behind: changed and
 /// new files (ignored ones too), a git hook and config, files in its temp, home and artifact
 /// folders.

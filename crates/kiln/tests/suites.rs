@@ -12,7 +12,13 @@ use std::path::Path;
 /// `ran` and writing a JUnit case: test `slow` sleeps 30 s the first time (writing `marker`
 /// first); a test named in the file `fail` (when there is one) fails.
 fn runner(repo: &Path, startup: &str, ran: &Path, marker: &Path) {
+    runner_taking(repo, startup, "0.01", false, ran, marker)
+}
+
+/// [`runner`] whose tests each claim `secs` in their JUnit, and sleep it when `sleeps`.
+fn runner_taking(repo: &Path, startup: &str, secs: &str, sleeps: bool, ran: &Path, marker: &Path) {
     let fail = marker.with_extension("fail");
+    let nap = if sleeps { format!("sleep {secs}") } else { ":".to_string() };
     std::fs::write(
         repo.join("run.sh"),
         format!(
@@ -20,8 +26,9 @@ fn runner(repo: &Path, startup: &str, ran: &Path, marker: &Path) {
 for t in "$@"; do
   echo "$KILN_TEST_BATCH $t" >> {ran}
   if [ "$t" = slow ] && [ ! -e {m} ]; then echo "$KILN_AGENT_NAME" > {m}; sleep 30; fi
+  {nap}
   if [ -e {fail} ] && grep -qx "$t" {fail}; then body='<failure message="broken"/>'; else body=''; fi
-  echo "<testsuite><testcase classname=\"n\" name=\"$t\" time=\"0.01\">$body</testcase></testsuite>" > "$KILN_JUNIT_DIR/$t.xml"
+  echo "<testsuite><testcase classname=\"n\" name=\"$t\" time=\"{secs}\">$body</testcase></testsuite>" > "$KILN_JUNIT_DIR/$t.xml"
 done
 "#,
             ran = ran.display(),
@@ -70,7 +77,9 @@ fn batches_pay_for_the_runners_start_up_and_the_history_keeps_its_cost() {
     let mut k = Kiln::start();
     let ran = k.path("ran.txt");
     let repo = k.repo("startup", "jobs:\n  suite:\n    tests:\n      shards: 2\n      list: seq 1 40\n      run: sh run.sh {tests}\n");
-    runner(&repo, "0.4", &ran, &k.path("unused"));
+    // Tests of 30 ms (1.2 s in all), well above one start-up: with history the planner splits
+    // them (all that is pending less than a start-up would go in one batch).
+    runner_taking(&repo, "0.4", "0.03", true, &ran, &k.path("unused"));
     k.add_project("startup", &repo, &[]);
     k.agent("a1", UNSANDBOXED);
     k.agent("a2", UNSANDBOXED);
@@ -84,7 +93,7 @@ fn batches_pay_for_the_runners_start_up_and_the_history_keeps_its_cost() {
     assert!(p.iter().any(|l| l.contains("plan: 20 of 40 pending tests, no timing known: an even split, one batch for each of the 2 shards not yet running (of 2); this batch measures the fixed cost")), "{p:#?}");
     assert!(p.len() <= 3, "a batch per shard, not dozens: {p:#?}");
     // Once a batch finished, the rest is planned with the measured fixed cost: the runner's
-    // 0.4 s sleep, less the 10 × 10 ms its JUnit claims for the tests (a claim made after some
+    // 0.4 s sleep (its tests' 30 ms each are their own time; a claim made after some
     // results but before a batch ended assumes one).
     for l in p.iter().filter(|l| l.contains("ms fixed cost") && !l.contains("assumed")) {
         let ms: u64 = l.split(" + ").nth(1).unwrap().split(" ms").next().unwrap().parse().unwrap();

@@ -49,7 +49,13 @@ pub async fn hook(State(st): State<AppState>, Path((forge, name)): Path<(String,
         tracing::warn!("{forge} webhook for {name:?} refused: {why}");
         AppError::Unauthorized(format!("no project {name:?} takes {forge} webhooks signed this way (check the project name and its --webhook-secret)"))
     };
-    let project = st.store.project_by_name(&name).await.map_err(|_| refused("no such project"))?;
+    // Only a missing project is a refusal; the store failing is the server's error (500), not
+    // a wrong name or signature to tell the sender.
+    let project = match st.store.project_by_name(&name).await {
+        Ok(p) => p,
+        Err(kiln_store::StoreError::NotFound(_)) => return Err(refused("no such project")),
+        Err(e) => return Err(e.into()),
+    };
     let Some(secret) = project.settings.webhook_secret.clone().filter(|s| !s.is_empty()) else {
         return Err(refused("the project has no webhook secret (kiln project set NAME --webhook-secret S)"));
     };

@@ -21,8 +21,9 @@ fn short(sha: &str) -> &str {
     &sha[..sha.len().min(10)]
 }
 
+/// A build's or a job's status, as the API spells it, is final (the two have the same states).
 pub fn is_final(status: &str) -> bool {
-    matches!(status, "passed" | "failed" | "errored" | "cancelled" | "skipped")
+    kiln_core::state::BuildStatus::parse(status).is_some_and(kiln_core::state::BuildStatus::is_final)
 }
 
 /// One line for a build.
