@@ -13,9 +13,11 @@
 //!                                                          (copy, or sync of a kept folder)
 //! ```
 //!
-//! The caches are out of a sandboxed job's sight (`sandbox.rs`); an agent without a sandbox
-//! (`--isolation none`) skips the pristine copies and checks each job out from the mirror.
+//! The caches are out of a sandboxed job's sight (`sandbox.rs`). An agent without a sandbox
+//! (`--isolation none`) runs steps that can write them: it checks a pristine checkout's seal
+//! (`seal.rs`) before and after every copy from it, and makes one that changed again.
 
+use crate::seal::Seal;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,7 +33,12 @@ pub struct Mirrors {
     locks: std::sync::Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
     /// Copies read pristine trees; making and pruning them writes.
     pristine: RwLock<()>,
+    /// Each pristine checkout this agent made, as it made it (`seal.rs`).
+    seals: std::sync::Mutex<HashMap<PathBuf, Arc<Seal>>>,
 }
+
+/// A pristine checkout changed since it was made (only looked for when `checked`).
+struct Changed;
 
 async fn git(dir: Option<&Path>, args: &[&str]) -> Result<(), String> {
     let mut cmd = Command::new("git");
@@ -56,34 +63,64 @@ async fn git(dir: Option<&Path>, args: &[&str]) -> Result<(), String> {
 
 impl Mirrors {
     /// Put a working copy of `commit` of `repo` at `dest`: copied when `dest` does not exist,
-    /// else made exactly like the pristine checkout (`reuse::sync_tree`).
-    pub async fn checkout(&self, work_dir: &Path, repo: &str, commit: &str, dest: &Path) -> Result<(), String> {
+    /// else made exactly like the pristine checkout (`reuse::sync_tree`). With `checked` (an
+    /// agent without a sandbox, whose steps can write the pristine checkouts), the pristine
+    /// checkout's seal is checked before and after: one a step changed is made again, and the
+    /// working copy synced with the new one.
+    pub async fn checkout(&self, work_dir: &Path, repo: &str, commit: &str, dest: &Path, checked: bool) -> Result<(), String> {
         let pristine = work_dir.join("pristine").join(commit);
         loop {
             {
                 let _r = self.pristine.read().await;
-                if pristine.join(".git").exists() {
+                let seal = self.seals.lock().unwrap().get(&pristine).cloned();
+                if pristine.join(".git").exists() && (!checked || seal.is_some()) {
                     // A kept folder's working copy (`reuse.rs`) is made like the pristine one;
                     // a new one is copied.
                     let (from, to) = (pristine.clone(), dest.to_path_buf());
-                    return tokio::task::spawn_blocking(move || match std::fs::symlink_metadata(&to) {
-                        // A working copy the sync cannot bring back (a step left what it cannot
-                        // remove) is removed whole and copied afresh.
-                        Ok(_) => crate::reuse::sync_tree(&from, &to, &[]).or_else(|_| {
-                            std::fs::remove_dir_all(&to)?;
-                            copy_tree(&from, &to)
-                        }),
-                        Err(_) => copy_tree(&from, &to),
+                    let copied = tokio::task::spawn_blocking(move || {
+                        let intact = |seal: &Option<Arc<Seal>>| !checked || seal.as_ref().is_some_and(|s| s.holds(&from));
+                        if !intact(&seal) {
+                            return Err(Changed);
+                        }
+                        let done = match std::fs::symlink_metadata(&to) {
+                            // A working copy the sync cannot bring back (a step left what it
+                            // cannot remove) is removed whole and copied afresh.
+                            Ok(_) => crate::reuse::sync_tree(&from, &to, &[]).or_else(|_| {
+                                std::fs::remove_dir_all(&to)?;
+                                copy_tree(&from, &to)
+                            }),
+                            Err(_) => copy_tree(&from, &to),
+                        };
+                        // Changed while it was read: what was copied may hold the change.
+                        if !intact(&seal) {
+                            return Err(Changed);
+                        }
+                        Ok(done)
                     })
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .map_err(|e| format!("failed to copy the checkout of {commit}: {e}"));
+                    .await
+                    .map_err(|e| e.to_string())?;
+                    if let Ok(done) = copied {
+                        return done.map_err(|e| format!("failed to copy the checkout of {commit}: {e}"));
+                    }
                 }
             }
             let _w = self.pristine.write().await;
-            if !pristine.join(".git").exists() {
+            let seal = self.seals.lock().unwrap().get(&pristine).cloned();
+            let intact = pristine.join(".git").exists() && (!checked || seal.as_ref().is_some_and(|s| s.holds(&pristine)));
+            if !intact {
+                if pristine.exists() {
+                    if checked && seal.is_some() {
+                        tracing::warn!("the pristine checkout of {commit} was changed since it was made (a step without a sandbox?): making it again");
+                    }
+                    crate::reuse::remove_any(&pristine).map_err(|e| format!("failed to remove the changed checkout of {commit}: {e}"))?;
+                }
                 self.make_pristine(work_dir, repo, commit, &pristine).await?;
-                prune(&work_dir.join("pristine"), &pristine);
+                let sealed = Seal::of(&pristine).map_err(|e| format!("failed to read the checkout of {commit}: {e}"))?;
+                let mut seals = self.seals.lock().unwrap();
+                seals.insert(pristine.clone(), Arc::new(sealed));
+                for gone in prune(&work_dir.join("pristine"), &pristine) {
+                    seals.remove(&gone);
+                }
             }
         }
     }
@@ -129,18 +166,20 @@ async fn checkout_commit(dest: &Path, commit: &str) -> Result<(), String> {
     git(Some(dest), &["-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", commit]).await
 }
 
-/// Keep the newest pristine checkouts (and `keep`), remove the rest.
-fn prune(dir: &Path, keep: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+/// Keep the newest pristine checkouts (and `keep`), remove the rest; the removed ones.
+fn prune(dir: &Path, keep: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     let mut all: Vec<(std::time::SystemTime, PathBuf)> = entries
         .flatten()
         .filter(|e| e.path() != keep)
         .map(|e| (e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), e.path()))
         .collect();
     all.sort_by(|a, b| b.0.cmp(&a.0));
-    for (_, p) in all.into_iter().skip(PRISTINE_KEPT - 1) {
+    let old: Vec<PathBuf> = all.into_iter().skip(PRISTINE_KEPT - 1).map(|(_, p)| p).collect();
+    for p in &old {
         let _ = std::fs::remove_dir_all(p);
     }
+    old
 }
 
 /// Copy a tree: files (with their permissions), folders and symbolic links.
@@ -202,11 +241,10 @@ mod tests {
 
 /// Put the job's files at `dest`: its uploaded package when it has one, else a git checkout.
 /// Without a sandbox a step could rewrite the pristine checkouts other projects' jobs are
-/// copied from, so each job then gets its own checkout from the mirror instead.
+/// copied from: their seals are then checked around every copy (`Mirrors::checkout`).
 pub(crate) async fn prepare(agent: &crate::Agent, job: &kiln_wire::agent::JobAssignment, dest: &Path) -> Result<(), String> {
     match &job.package {
         Some(url) => crate::package::fetch(&agent.client, url, dest).await,
-        None if agent.sandbox.is_some() => agent.mirrors.checkout(&agent.cfg.work_dir, &job.repo, &job.commit, dest).await,
-        None => agent.mirrors.make_pristine(&agent.cfg.work_dir, &job.repo, &job.commit, dest).await,
+        None => agent.mirrors.checkout(&agent.cfg.work_dir, &job.repo, &job.commit, dest, agent.sandbox.is_none()).await,
     }
 }

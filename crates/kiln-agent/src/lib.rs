@@ -23,6 +23,7 @@ pub mod reports;
 pub mod reuse;
 pub mod logtail;
 pub mod sandbox;
+pub mod seal;
 pub mod spool;
 pub mod testhttp;
 pub mod testloop;
@@ -87,7 +88,7 @@ pub(crate) struct Agent {
     pub control: Control,
     pub running: Mutex<HashMap<i64, Arc<Running>>>,
     pub mirrors: checkout::Mirrors,
-    /// Job folders kept for the next job of their repository (sandboxed git jobs).
+    /// Job folders kept for the next job of their repository (git jobs).
     pub kept: reuse::Kept,
     /// `None` with `--isolation none`.
     pub sandbox: Option<Arc<sandbox::Sandbox>>,

@@ -1,6 +1,6 @@
 //! Job folders kept across jobs, as Buildkite and GitLab runners keep their working copies:
 //! making and deleting a whole folder per job (a checkout, `.git`, the job's own folders) costs
-//! dozens of inode creations and deletions, which dominate a short job. A sandboxed git job
+//! dozens of inode creations and deletions, which dominate a short job. A git job
 //! takes a kept folder of its repository (never one another running job holds), and
 //! [`sync_tree`] makes it exactly like a fresh one before any step sees it: every file, folder
 //! and link the pristine checkout (or the empty job layout) has, byte for byte and mode for

@@ -64,9 +64,9 @@ async fn run_job(agent: &Arc<Agent>, job: JobAssignment) {
             s.give(p);
         }
     };
-    // A sandboxed git job reuses a folder an earlier job of its repository left (`reuse.rs`):
-    // no step runs outside the sandbox there, and every file is checked before a step sees it.
-    let reuse = job.package.is_none() && agent.sandbox.is_some();
+    // A git job reuses a folder an earlier job of its repository left (`reuse.rs`): no git
+    // runs there, and every file is made like the pristine checkout's before a step sees it.
+    let reuse = job.package.is_none();
     // A kept folder that cannot be reset (a step left what it cannot remove) is not used: the
     // job gets a fresh one, or errors; it never runs among what an earlier job left.
     let made = match reuse && agent.kept.take(&agent.cfg.work_dir, &job.repo, &dir, &temp).is_some() {

@@ -104,7 +104,8 @@ fn a_step_finds_the_agent_secret_nowhere() {
 #[test]
 fn one_project_cannot_change_another_projects_checkout() {
     poison_attempt(&[]);
-    // Without the sandbox too: the cached checkouts are then not used at all.
+    // Without the sandbox a step can write the cached checkouts: the agent sees the change
+    // before the next copy and makes the checkout again.
     poison_attempt(&["--isolation", "none"]);
 }
 
@@ -126,11 +127,12 @@ fn poison_attempt(agent_args: &[&str]) {
     k.add_project("evil", &evil, &[]);
     let (_, first) = run_build(&k, "target");
     assert!(first.contains("clean-checkout"), "{first}");
-    if agent_args.is_empty() {
-        assert!(work.join("pristine").join(commit.trim()).exists(), "the agent keeps a pristine checkout");
-    }
+    assert!(work.join("pristine").join(commit.trim()).exists(), "the agent keeps a pristine checkout");
     let (_, evil_log) = run_build(&k, "evil");
     assert!(evil_log.contains("evil-done"), "{evil_log}");
+    let hit = evil_log.contains(&format!("wrote {}/pristine/{}", work.display(), commit.trim()));
+    // Only a step without a sandbox reaches the cached checkout (and then it does).
+    assert_eq!(hit, !agent_args.is_empty(), "{evil_log}");
     let (_, again) = run_build(&k, "target");
     assert!(again.contains("clean-checkout") && !again.contains("POISONED"), "the evil build changed the target's checkout:\n{evil_log}\n{again}");
     assert!(!work.join("pristine").join(commit.trim()).join("poison.txt").exists(), "{evil_log}");
@@ -197,6 +199,40 @@ fn a_reused_job_folder_shows_nothing_of_the_previous_job() {
     let work = k.path("work-a");
     assert_eq!(std::fs::read_dir(work.join("reuse")).map(|d| d.count()).unwrap_or(0), 2, "one kept folder and its temp folder");
     assert!(!std::path::Path::new("/tmp/hooked").exists() && !std::path::Path::new("/tmp/fsmonitor").exists());
+}
+
+/// Without a sandbox too, a git job's folder is kept for the next job of its repository and
+/// made exactly like a fresh checkout first: what a job changed, added or planted in `.git` is
+/// gone for the next.
+#[test]
+fn without_a_sandbox_a_reused_job_folder_shows_nothing_of_the_previous_job() {
+    let mut k = Kiln::start();
+    k.agent("a", &["--isolation", "none"]);
+    let look = r#"jobs:
+  j:
+    steps:
+      - |
+        echo "leftovers: [$(ls -A | grep -v -x -e .git -e .kiln.yml -e .gitignore | tr '\n' ' ')]"
+        echo "git: [$(git status --porcelain --ignored | tr '\n' ' ')$(ls .git/hooks 2>/dev/null)$(git config --get core.fsmonitor)]"
+        echo "kiln.yml: $(sha256sum .kiln.yml | cut -c1-12)"
+        echo junk > junk.txt; mkdir -p target/debug; echo o > target/debug/out.o; echo changed >> .kiln.yml
+        mkdir -p .git/hooks; printf '#!/bin/sh\nexit 0\n' > .git/hooks/post-checkout; chmod +x .git/hooks/post-checkout
+        git config core.fsmonitor true
+        mkdir -p closed/inner; chmod 000 closed/inner closed
+"#;
+    let repo = k.repo("r", look);
+    std::fs::write(repo.join(".gitignore"), "target/\njunk.txt\n").unwrap();
+    commit_all(&repo, "ignore");
+    k.add_project("r", &repo, &[]);
+    let logs: Vec<String> = (0..3).map(|_| run_build(&k, "r").1).collect();
+    let sum = |log: &str| log.lines().find(|l| l.contains("kiln.yml: ")).map(|l| l.to_string());
+    for (i, log) in logs.iter().enumerate() {
+        assert!(log.contains("leftovers: []"), "build {i} saw files of an earlier job:\n{log}");
+        assert!(log.contains("git: []"), "build {i} saw git changes of an earlier job:\n{log}");
+        assert_eq!(sum(log), sum(&logs[0]), "build {i}'s checkout differs:\n{log}");
+    }
+    let work = k.path("work-a");
+    assert_eq!(std::fs::read_dir(work.join("reuse")).map(|d| d.count()).unwrap_or(0), 2, "one kept folder and its temp folder");
 }
 
 /// Three jobs at once on one agent, each writing its name in its folder and temp folder.
