@@ -47,7 +47,12 @@ impl Api {
     }
 
     /// Send with the token; a refusal becomes an `Exit(2, the server's message)`.
-    async fn send<T: DeserializeOwned>(&self, mut req: reqwest::RequestBuilder) -> anyhow::Result<T> {
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<T> {
+        self.send_hinting(req, " (set KILN_TOKEN or --token)").await
+    }
+
+    /// [`Self::send`], with what to say after a 401.
+    async fn send_hinting<T: DeserializeOwned>(&self, mut req: reqwest::RequestBuilder, unauthorized: &str) -> anyhow::Result<T> {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
@@ -59,7 +64,7 @@ impl Api {
                 .ok()
                 .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
                 .unwrap_or_else(|| text.trim().to_string());
-            let hint = if status == StatusCode::UNAUTHORIZED { " (set KILN_TOKEN or --token)" } else { "" };
+            let hint = if status == StatusCode::UNAUTHORIZED { unauthorized } else { "" };
             return Err(Exit(2, format!("{msg}{hint}")).into());
         }
         serde_json::from_str(&text).map_err(|e| anyhow!("unexpected answer from the server: {e}"))
@@ -114,6 +119,16 @@ impl Api {
     /// it cannot be opened.
     pub async fn wakeups(&self, path: &str, kinds: &'static [&'static str]) -> Option<tokio::sync::mpsc::Receiver<()>> {
         crate::wakeups::open(&self.http, format!("{}{path}", self.base), self.token.as_deref(), kinds).await
+    }
+
+    /// POST `body` (JSON bytes, as they are: a signature covers them) with extra headers, to a
+    /// webhook (a 401 is a wrong or missing secret, not a token).
+    pub async fn post_bytes<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>, headers: &[(&str, String)]) -> anyhow::Result<T> {
+        let mut req = self.http.post(format!("{}{path}", self.base)).header("content-type", "application/json").body(body);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        self.send_hinting(req, " (check the project's --webhook-secret)").await
     }
 
     pub async fn post<T: DeserializeOwned, B: Serialize>(&self, path: &str, body: &B) -> anyhow::Result<T> {

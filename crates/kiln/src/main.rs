@@ -179,6 +179,10 @@ enum Command {
     /// For a git post-receive hook: read `oldrev newrev refname` lines and tell the server.
     Notify {
         project: String,
+        /// A file holding the project's webhook secret (else KILN_WEBHOOK_SECRET): each branch
+        /// goes to the project's generic hook, signed, and no API token is needed.
+        #[arg(long, value_name = "FILE")]
+        webhook_secret_file: Option<PathBuf>,
         #[command(flatten)]
         client: ClientOpts,
     },
@@ -232,7 +236,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Enrol { action, client } => cmd::enrol::run(action, &client).await,
         Command::Retry { build, failed, wait, client } => cmd::retry::retry(&client, build, failed, wait).await,
         Command::Drain { agent, client } => cmd::agents::drain(&client, &agent).await,
-        Command::Notify { project, client } => cmd::notify::run(&client, &project).await,
+        Command::Notify { project, webhook_secret_file, client } => cmd::notify::run(&client, &project, webhook_secret_file.as_deref()).await,
         Command::Check { file } => cmd::check::run(&file),
         Command::Submit(a) => cmd::submit::run(a).await,
         Command::User { action, client } => cmd::users::user(action, &client).await,

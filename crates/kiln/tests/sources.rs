@@ -207,6 +207,80 @@ fn post_receive_hook_notifies_through_a_real_push() {
     assert_eq!(builds(&k, "origin").len(), n);
 }
 
+/// The hook with the project's webhook secret instead of an API token: the secret can start
+/// this project's builds only, and a wrong one starts nothing (the push still goes through).
+#[test]
+fn post_receive_hook_signs_with_the_projects_webhook_secret() {
+    let mut k = Kiln::start();
+    k.agent("a", &[]);
+    let work = k.repo("work", SIMPLE);
+    let bare = k.path("signed.git");
+    std::process::Command::new("git").args(["clone", "-q", "--bare"]).arg(&work).arg(&bare).status().unwrap();
+    k.add_project("signed", &bare, &["--webhook-secret", "hook-s3cret"]);
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/../../contrib/post-receive"), bare.join("hooks/post-receive")).unwrap();
+    git(&bare, &["config", "kiln.server", &k.url]);
+    git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
+    let push = |what: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&work)
+            .args(["push", "-q", "origin"])
+            .args(what)
+            .env("KILN_BIN", BIN)
+            // Nothing of the test's own environment stands in for the hook's configuration.
+            .env_remove("KILN_TOKEN")
+            .env_remove("KILN_SERVER")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // A wrong secret: refused, nothing built, the push goes through.
+    git(&bare, &["config", "kiln.webhookSecret", "not-the-secret"]);
+    std::fs::write(work.join("n"), "0").unwrap();
+    commit_all(&work, "refused");
+    let said = push(&["main"]);
+    assert!(said.contains("could not notify") && said.contains("check the project's --webhook-secret"), "{said}");
+    assert!(builds(&k, "signed").is_empty());
+    // The project's secret: built, by the hook, with no token anywhere.
+    git(&bare, &["config", "kiln.webhookSecret", "hook-s3cret"]);
+    std::fs::write(work.join("n"), "1").unwrap();
+    let sha = commit_all(&work, "signed");
+    let said = push(&["main"]);
+    assert!(said.contains("build #"), "{said}");
+    let bs = builds(&k, "signed");
+    assert_eq!(bs.len(), 1, "{bs:?}");
+    let b = k.wait_build(bs[0]["id"].as_i64().unwrap(), 30);
+    assert_eq!((b["status"].as_str(), b["commit"].as_str(), b["trigger"].as_str()), (Some("passed"), Some(sha.as_str()), Some("webhook")));
+    // From any script, the secret in a file.
+    let file = k.path("hook-secret");
+    std::fs::write(&file, "hook-s3cret\n").unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .args(["notify", "signed", "--webhook-secret-file"])
+        .arg(&file)
+        .env("KILN_SERVER", &k.url)
+        .env_remove("KILN_TOKEN")
+        .env_remove("KILN_WEBHOOK_SECRET")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), format!("{} {sha} refs/heads/main\n", "0".repeat(40)).as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("build #"), "{out:?}");
+    assert_eq!(builds(&k, "signed").len(), 2);
+    // A tag and a deletion build nothing.
+    git(&work, &["tag", "v1"]);
+    let said = push(&["v1"]);
+    assert!(said.contains("refs/tags/v1 is not a branch"), "{said}");
+    push(&["main:tmp"]);
+    let n = builds(&k, "signed").len();
+    let said = push(&[":tmp"]);
+    assert!(said.contains("was deleted"), "{said}");
+    assert_eq!(builds(&k, "signed").len(), n);
+}
+
 #[test]
 fn schedule_builds_the_branch_head_at_the_minute() {
     let mut k = Kiln::start();
