@@ -168,7 +168,8 @@ impl Client {
     pub async fn log(&self, job_id: i64, attempt: i64, offset: u64, data: Vec<u8>) -> Result<LogAck, CallError> {
         self.send(
             self.http
-                .post(format!("{}/api/v1/agent/jobs/{job_id}/log?attempt={attempt}&offset={offset}", self.base()))
+                .post(format!("{}/api/v1/agent/jobs/{job_id}/log", self.base()))
+                .query(&LogAt { attempt, offset })
                 .timeout(Duration::from_secs(30))
                 .body(data),
         )
@@ -180,7 +181,8 @@ impl Client {
     pub async fn log_frames(&self, job_id: i64, attempt: i64, offset: u64, frames: Vec<u8>) -> Result<LogAck, CallError> {
         let req = self
             .http
-            .post(format!("{}/api/v1/agent/jobs/{job_id}/log/zstd?attempt={attempt}&offset={offset}", self.base()))
+            .post(format!("{}/api/v1/agent/jobs/{job_id}/log/zstd", self.base()))
+            .query(&LogAt { attempt, offset })
             .timeout(Duration::from_secs(30))
             .header(reqwest::header::CONTENT_TYPE, "application/zstd")
             .body(frames);
@@ -194,17 +196,18 @@ impl Client {
 
     /// Replace the live tail of a log past its head: its last lines (`text`, at most
     /// `kiln_wire::agent::LIVE_TAIL_MAX` bytes), `past_head` bytes printed past the head so far.
-    pub async fn log_live(&self, job_id: i64, attempt: i64, past_head: u64, text: Vec<u8>) -> Result<serde_json::Value, CallError> {
+    pub async fn log_live(&self, job_id: i64, attempt: i64, past_head: u64, text: Vec<u8>) -> Result<Ack, CallError> {
         self.send(
             self.http
-                .put(format!("{}/api/v1/agent/jobs/{job_id}/log/live?attempt={attempt}&past_head={past_head}", self.base()))
+                .put(format!("{}/api/v1/agent/jobs/{job_id}/log/live", self.base()))
+                .query(&LiveAt { attempt, past_head })
                 .timeout(Duration::from_secs(10))
                 .body(text),
         )
         .await
     }
 
-    pub async fn finish(&self, job_id: i64, req: &FinishRequest) -> Result<serde_json::Value, CallError> {
+    pub async fn finish(&self, job_id: i64, req: &FinishRequest) -> Result<FinishResponse, CallError> {
         self.send(self.http.post(format!("{}/api/v1/agent/jobs/{job_id}/finish", self.base())).json(req)).await
     }
 
@@ -233,7 +236,7 @@ impl Client {
     }
 
     /// PUT one artifact, streamed from its file.
-    pub async fn put_artifact(&self, job_id: i64, attempt: i64, name: &str, path: &std::path::Path) -> Result<serde_json::Value, CallError> {
+    pub async fn put_artifact(&self, job_id: i64, attempt: i64, name: &str, path: &std::path::Path) -> Result<kiln_wire::api::Artifact, CallError> {
         let f = tokio::fs::File::open(path).await.map_err(|e| CallError::Refused(format!("cannot read {}: {e}", path.display())))?;
         let stream = futures::stream::unfold(f, |mut f| async move {
             use tokio::io::AsyncReadExt;
@@ -249,7 +252,8 @@ impl Client {
         });
         self.send(
             self.http
-                .put(format!("{}/api/v1/agent/jobs/{job_id}/artifacts?attempt={attempt}&name={}", self.base(), percent(name)))
+                .put(format!("{}/api/v1/agent/jobs/{job_id}/artifacts", self.base()))
+                .query(&UploadAt { attempt, name: name.to_string() })
                 .timeout(Duration::from_secs(3600))
                 .body(reqwest::Body::wrap_stream(stream)),
         )
@@ -258,7 +262,7 @@ impl Client {
 
     /// The artifacts of the jobs this one needs.
     pub async fn inputs(&self, job_id: i64, attempt: i64) -> Result<Vec<kiln_wire::api::Artifact>, CallError> {
-        self.send(self.http.get(format!("{}/api/v1/agent/jobs/{job_id}/inputs?attempt={attempt}", self.base()))).await
+        self.send(self.http.get(format!("{}/api/v1/agent/jobs/{job_id}/inputs", self.base())).query(&InputsAt { attempt })).await
     }
 
     /// GET a file the server keeps into `dest`, streamed.
@@ -276,9 +280,8 @@ impl Client {
         Ok(n)
     }
 
-    pub async fn release(&self, job_id: i64, attempt: i64) -> Result<serde_json::Value, CallError> {
-        self.send(self.http.post(format!("{}/api/v1/agent/jobs/{job_id}/release", self.base())).json(&serde_json::json!({ "attempt": attempt })))
-            .await
+    pub async fn release(&self, job_id: i64, attempt: i64) -> Result<ReleaseResponse, CallError> {
+        self.send(self.http.post(format!("{}/api/v1/agent/jobs/{job_id}/release", self.base())).json(&ReleaseRequest { attempt })).await
     }
 
     pub async fn claim_tests(&self, job_id: i64, attempt: i64) -> Result<TestBatch, CallError> {
@@ -291,17 +294,15 @@ impl Client {
         .await
     }
 
-    pub async fn upload_test_list(&self, job_id: i64, req: &TestListUpload) -> Result<serde_json::Value, CallError> {
+    pub async fn upload_test_list(&self, job_id: i64, req: &TestListUpload) -> Result<Ack, CallError> {
         self.send(self.http.post(format!("{}/api/v1/agent/jobs/{job_id}/tests/list", self.base())).json(req)).await
     }
 
     /// Upload one JUnit report; `path` names it in messages and makes a repeat replace it.
     pub async fn upload_report(&self, job_id: i64, attempt: i64, batch: Option<i64>, path: &str, xml: Vec<u8>) -> Result<ReportAck, CallError> {
-        let mut url = format!("{}/api/v1/agent/jobs/{job_id}/tests/report?attempt={attempt}&path={}", self.base(), percent(path));
-        if let Some(b) = batch {
-            url.push_str(&format!("&batch={b}"));
-        }
-        self.send(self.http.post(url).timeout(Duration::from_secs(120)).body(xml)).await
+        let at = ReportAt { attempt, batch, path: path.to_string() };
+        let url = format!("{}/api/v1/agent/jobs/{job_id}/tests/report", self.base());
+        self.send(self.http.post(url).query(&at).timeout(Duration::from_secs(120)).body(xml)).await
     }
 
     pub async fn finish_batch(&self, job_id: i64, req: &BatchDone) -> Result<BatchDoneAck, CallError> {
@@ -309,9 +310,3 @@ impl Client {
     }
 }
 
-/// Percent-encode a query value.
-fn percent(s: &str) -> String {
-    s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
-}

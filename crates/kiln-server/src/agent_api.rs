@@ -16,7 +16,6 @@ use axum::Json;
 use kiln_store::AgentAttempt;
 use kiln_wire::agent::*;
 use kiln_wire::enrol::RotateResponse;
-use serde::Deserialize;
 
 pub fn routes() -> Routes {
     Routes::new()
@@ -60,12 +59,6 @@ async fn wait(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Json(req)
     Ok(Json(jobs::control(&st, &agent, &req).await?))
 }
 
-#[derive(Deserialize)]
-struct LogAt {
-    attempt: i64,
-    offset: u64,
-}
-
 /// A log upload's body, read only once the calling agent is known to hold the attempt, and
 /// never past `cap` (413 naming it, `what` its name in kiln_wire); with the job's build.
 async fn held_body(st: &AppState, by: AgentAttempt<'_>, headers: &HeaderMap, body: Body, (cap, what): (usize, &str)) -> AppResult<(i64, Vec<u8>)> {
@@ -96,34 +89,21 @@ async fn log_zstd(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(
     Ok(Json(LogAck { len: jobs::append_log_frames(&st, by, build_id, at.offset, body).await? }))
 }
 
-#[derive(Deserialize)]
-struct LiveAt {
-    attempt: i64,
-    /// Bytes the steps printed past the log's head so far.
-    #[serde(default)]
-    past_head: u64,
-}
-
 /// The live tail of a log past its head (at most `LIVE_TAIL_MAX` bytes), replacing the last one.
-async fn log_live(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Query(at): Query<LiveAt>, headers: HeaderMap, body: Body) -> AppResult<Json<serde_json::Value>> {
+async fn log_live(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Query(at): Query<LiveAt>, headers: HeaderMap, body: Body) -> AppResult<Json<Ack>> {
     let by = AgentAttempt { job_id, attempt: at.attempt, agent: &agent.name };
     let (build_id, body) = held_body(&st, by, &headers, body, (LIVE_TAIL_MAX, "LIVE_TAIL_MAX")).await?;
     jobs::set_live_tail(&st, by, build_id, at.past_head, body).await?;
-    Ok(Json(serde_json::json!({})))
+    Ok(Json(Ack {}))
 }
 
-async fn finish(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<FinishRequest>) -> AppResult<Json<serde_json::Value>> {
+async fn finish(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<FinishRequest>) -> AppResult<Json<FinishResponse>> {
     let build_status = jobs::finish(&st, AgentAttempt { job_id, attempt: req.attempt, agent: &agent.name }, &req).await?;
-    Ok(Json(serde_json::json!({ "build_status": build_status })))
-}
-
-#[derive(Deserialize)]
-struct ReleaseRequest {
-    attempt: i64,
+    Ok(Json(FinishResponse { build_status: build_status.as_str().to_string() }))
 }
 
 /// An agent that aborts hands its job back: it runs again elsewhere at once.
-async fn release(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<ReleaseRequest>) -> AppResult<Json<serde_json::Value>> {
+async fn release(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<ReleaseRequest>) -> AppResult<Json<ReleaseResponse>> {
     let requeued = jobs::release(&st, AgentAttempt { job_id, attempt: req.attempt, agent: &agent.name }).await?;
-    Ok(Json(serde_json::json!({ "requeued": requeued })))
+    Ok(Json(ReleaseResponse { requeued }))
 }

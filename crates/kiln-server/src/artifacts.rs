@@ -19,9 +19,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
 use kiln_store::{AgentAttempt, ArtifactRow};
-use kiln_wire::agent::{ArtifactsAssignment, ArtifactsWhen};
+use kiln_wire::agent::{ArtifactsAssignment, ArtifactsWhen, InputsAt, UploadAt};
 use kiln_wire::api::Artifact;
-use serde::Deserialize;
 use sha2::Digest;
 use std::path::PathBuf;
 use tokio::io::AsyncWriteExt;
@@ -61,12 +60,6 @@ pub fn job_dir(st: &AppState, job_id: i64) -> PathBuf {
 fn normalise(name: &str) -> Option<String> {
     let p = kiln_core::paths::safe_relative(name)?;
     Some(p.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("/"))
-}
-
-#[derive(Deserialize)]
-struct UploadAt {
-    attempt: i64,
-    name: String,
 }
 
 async fn upload(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Query(at): Query<UploadAt>, body: Body) -> AppResult<Json<Artifact>> {
@@ -221,11 +214,6 @@ async fn agent_download(State(st): State<AppState>, AgentAuth(agent): AgentAuth,
         return Err(AppError::NotFound(format!("build {build} has no artifact {name:?} from job {job}")));
     }
     serve(&st, build, job, &name).await
-}
-
-#[derive(Deserialize)]
-struct InputsAt {
-    attempt: i64,
 }
 
 /// `GET /api/v1/agent/jobs/{id}/inputs`: the artifacts of the jobs this one needs (same build).

@@ -20,8 +20,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::Json;
 use kiln_store::{AgentAttempt, TestClaim, TestGroup};
-use kiln_wire::agent::{BatchDone, BatchDoneAck, ClaimTestsRequest, JobAssignment, ReportAck, TestBatch, TestListUpload};
-use serde::Deserialize;
+use kiln_wire::agent::{Ack, BatchDone, BatchDoneAck, ClaimTestsRequest, JobAssignment, ReportAck, ReportAt, TestBatch, TestListUpload};
 use std::time::Duration;
 
 /// The largest JUnit report one upload may carry; larger gets 413.
@@ -103,7 +102,7 @@ fn seed(st: &AppState, job_id: i64, attempt: i64, agent: &str, group: &TestGroup
     });
 }
 
-async fn list(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<TestListUpload>) -> AppResult<Json<serde_json::Value>> {
+async fn list(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<TestListUpload>) -> AppResult<Json<Ack>> {
     // Only the agent holding the job gets any work done for it (judging builds costs).
     let by = AgentAttempt { job_id, attempt: req.attempt, agent: &a.name };
     st.store.check_held(by).await?;
@@ -123,15 +122,7 @@ async fn list(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id):
     }
     st.store.upload_test_list(by, &group, ids, req.static_split, &req.changed_files).await?;
     st.test_lists.notify_waiters();
-    Ok(Json(serde_json::json!({})))
-}
-
-#[derive(Deserialize)]
-struct ReportAt {
-    attempt: i64,
-    batch: Option<i64>,
-    /// The report's path on the agent (for messages), unique per job attempt.
-    path: String,
+    Ok(Json(Ack {}))
 }
 
 async fn report(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id): Path<i64>, Query(at): Query<ReportAt>, body: Bytes) -> AppResult<Json<ReportAck>> {

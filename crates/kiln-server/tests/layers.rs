@@ -74,3 +74,14 @@ fn adapters_call_use_cases_and_never_emit_or_wake_themselves() {
         assert!(hits.is_empty(), "`{pattern}` in an adapter (write the use case once in app/ and call it):\n{}", hits.join("\n"));
     }
 }
+
+/// Only `kiln-wire` types cross the agent protocol: its handlers define no body, answer or
+/// query type of their own and build no JSON by hand (the agent reads the same types).
+#[test]
+fn the_agent_protocol_speaks_only_kiln_wire_types() {
+    let files: Vec<PathBuf> = ["agent_api.rs", "tests_api.rs", "artifacts.rs"].iter().map(|f| src().join(f)).collect();
+    for pattern in ["#[derive(Deserialize", "#[derive(Serialize", "Deserialize)]", "Serialize)]", "json!(", "Json<serde_json::Value>"] {
+        let hits = find(&files, pattern);
+        assert!(hits.is_empty(), "`{pattern}` in the agent protocol (put the type in kiln_wire::agent):\n{}", hits.join("\n"));
+    }
+}

@@ -187,6 +187,67 @@ pub mod agent {
         pub base64: String,
     }
 
+    /// What a finish answers: the build's status after it.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct FinishResponse {
+        pub build_status: String,
+    }
+
+    /// `POST …/jobs/{id}/release`: the agent hands this attempt back.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct ReleaseRequest {
+        pub attempt: i64,
+    }
+
+    /// What a release answers: whether the job was queued again (not when it was no longer
+    /// the agent's).
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct ReleaseResponse {
+        pub requeued: bool,
+    }
+
+    /// An answer with nothing more to say: `{}`.
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    pub struct Ack {}
+
+    /// The query of a log upload (`…/log` and `…/log/zstd`): `?attempt=N&offset=B`.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct LogAt {
+        pub attempt: i64,
+        pub offset: u64,
+    }
+
+    /// The query of a live tail (`…/log/live`): `?attempt=N&past_head=B`.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct LiveAt {
+        pub attempt: i64,
+        /// Bytes the steps printed past the log's head so far.
+        #[serde(default)]
+        pub past_head: u64,
+    }
+
+    /// The query of a JUnit report upload (`…/tests/report`): `?attempt=N&path=P[&batch=B]`.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct ReportAt {
+        pub attempt: i64,
+        pub batch: Option<i64>,
+        /// The report's path on the agent (for messages), unique per job attempt.
+        pub path: String,
+    }
+
+    /// The query of an artifact upload (`…/artifacts`): `?attempt=N&name=PATH`.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct UploadAt {
+        pub attempt: i64,
+        pub name: String,
+    }
+
+    /// The query of a job's inputs (`…/inputs`): `?attempt=N`.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct InputsAt {
+        pub attempt: i64,
+    }
+
     /// A claim; a retry of the same claim (after a lost answer) reuses its id and gets the same job.
     #[derive(Debug, Clone, Serialize, Deserialize, Default)]
     pub struct ClaimRequest {
