@@ -204,8 +204,30 @@ fn logs_follow_streams_while_the_step_runs() {
     let repo = k.repo("live", "jobs:\n  j:\n    steps:\n      - for i in 1 2 3 4 5 6; do echo \"tick-$i\"; sleep 0.3; done\n");
     k.add_project("live", &repo, &[]);
     let id = k.trigger("live");
-    let out = k.kiln(&["logs", &id.to_string(), "--follow"]);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let mut follow = std::process::Command::new(BIN)
+        .args(["logs", &id.to_string(), "--follow"])
+        .env("KILN_SERVER", &k.url)
+        .env("KILN_TOKEN", ADMIN)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(follow.stdout.take().unwrap()));
+    let mut text = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        text += &line;
+        text.push('\n');
+        if line.contains("tick-1") {
+            break;
+        }
+    }
+    // The first line is printed while the step still has five to print: streamed, not at the end.
+    assert_eq!(k.build(id)["status"], "running", "tick-1 came only once the build was over:\n{text}");
+    for line in lines {
+        text += &line.unwrap();
+        text.push('\n');
+    }
+    assert!(follow.wait().unwrap().success());
     for i in 1..=6 {
         assert!(text.contains(&format!("tick-{i}")), "{text}");
     }

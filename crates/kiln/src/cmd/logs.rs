@@ -61,7 +61,14 @@ async fn print_logs(c: &ClientOpts, build: i64, job: Option<String>, follow: boo
     let mut printed: HashMap<(i64, i64), (u64, bool)> = HashMap::new();
     let mut tail_done = tail.is_none();
     let mut header_for: Option<(i64, i64)> = None;
+    // Following: new lines are read when the server's event stream says some arrived (or a job
+    // or the build changed), opened before the first look so nothing after it is missed.
+    let mut wake = match follow {
+        true => api.wakeups(&format!("/api/v1/events?build={build}"), &["build", "job", "log"]).await,
+        false => None,
+    };
     loop {
+        let looked = std::time::Instant::now();
         let b: Build = api.build(build).await?;
         let jobs: Vec<&Job> = match &job {
             None => b.jobs.iter().collect(),
@@ -125,6 +132,18 @@ async fn print_logs(c: &ClientOpts, build: i64, job: Option<String>, follow: boo
             }
             return Ok(0);
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        match wake.as_mut() {
+            Some(rx) => {
+                // An event, or a look every few seconds all the same.
+                if let Ok(None) = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
+                    wake = None;
+                }
+                // A chatty build sends many log events: at most a look every 100 ms.
+                if let Some(rest) = Duration::from_millis(100).checked_sub(looked.elapsed()) {
+                    tokio::time::sleep(rest).await;
+                }
+            }
+            None => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
     }
 }
