@@ -46,6 +46,9 @@ async fn git(dir: Option<&Path>, args: &[&str]) -> Result<(), String> {
         cmd.arg("-C").arg(d);
     }
     let out = cmd
+        // No hook and no fsmonitor command runs for the agent's git, whatever a config says
+        // (without a sandbox, a step can write the agent's ~/.gitconfig).
+        .args(["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"])
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
         // Never wait for a person: an ssh host-key or password prompt fails instead.
@@ -106,7 +109,14 @@ impl Mirrors {
             }
             let _w = self.pristine.write().await;
             let seal = self.seals.lock().unwrap().get(&pristine).cloned();
-            let intact = pristine.join(".git").exists() && (!checked || seal.as_ref().is_some_and(|s| s.holds(&pristine)));
+            let intact = match (checked, seal.clone()) {
+                (false, _) => pristine.join(".git").exists(),
+                (true, None) => false,
+                (true, Some(s)) => {
+                    let p = pristine.clone();
+                    pristine.join(".git").exists() && tokio::task::spawn_blocking(move || s.holds(&p)).await.unwrap_or(false)
+                }
+            };
             if !intact {
                 if pristine.exists() {
                     if checked && seal.is_some() {
@@ -115,11 +125,16 @@ impl Mirrors {
                     crate::reuse::remove_any(&pristine).map_err(|e| format!("failed to remove the changed checkout of {commit}: {e}"))?;
                 }
                 self.make_pristine(work_dir, repo, commit, &pristine).await?;
-                let sealed = Seal::of(&pristine).map_err(|e| format!("failed to read the checkout of {commit}: {e}"))?;
+                if checked {
+                    let p = pristine.clone();
+                    let sealed = tokio::task::spawn_blocking(move || Seal::of(&p)).await.map_err(|e| e.to_string())?;
+                    let sealed = sealed.map_err(|e| format!("failed to read the checkout of {commit}: {e}"))?;
+                    self.seals.lock().unwrap().insert(pristine.clone(), Arc::new(sealed));
+                }
+                let gone = prune(&work_dir.join("pristine"), &pristine);
                 let mut seals = self.seals.lock().unwrap();
-                seals.insert(pristine.clone(), Arc::new(sealed));
-                for gone in prune(&work_dir.join("pristine"), &pristine) {
-                    seals.remove(&gone);
+                for g in gone {
+                    seals.remove(&g);
                 }
             }
         }

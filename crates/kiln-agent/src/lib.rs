@@ -92,6 +92,9 @@ pub(crate) struct Agent {
     pub kept: reuse::Kept,
     /// `None` with `--isolation none`.
     pub sandbox: Option<Arc<sandbox::Sandbox>>,
+    /// Without a sandbox: the empty job layout kept folders are reset from, and its temp
+    /// folder, as this agent made them (`worker::reset_job_dir` checks them).
+    pub layout_seal: Mutex<Option<(seal::Seal, seal::Seal)>>,
 }
 
 /// Every label this agent offers.
@@ -141,7 +144,7 @@ pub async fn run(cfg: AgentConfig, control: Control) -> anyhow::Result<()> {
     let labels = all_labels(&cfg);
     let (client, hb) = register(&cfg, &labels, &control).await?;
     tracing::info!("agent {} registered with {} (labels: {:?})", cfg.name, cfg.server, labels);
-    let agent = Arc::new(Agent { cfg: cfg.clone(), client, control: control.clone(), running: Default::default(), mirrors: Default::default(), kept: Default::default(), sandbox });
+    let agent = Arc::new(Agent { cfg: cfg.clone(), client, control: control.clone(), running: Default::default(), mirrors: Default::default(), kept: Default::default(), sandbox, layout_seal: Default::default() });
     let hb_stop = CancellationToken::new();
     let hb_task = tokio::spawn(heartbeat_loop(agent.clone(), Duration::from_secs(hb), hb_stop.clone()));
     let control_task = tokio::spawn(control_loop(agent.clone(), hb_stop.clone()));

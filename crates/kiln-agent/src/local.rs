@@ -170,6 +170,32 @@ struct Place {
     sandbox: Option<Arc<Sandbox>>,
     /// The jobs it needs (their kept artifacts go to `$KILN_ARTIFACTS_IN/<job>/`).
     needs: Vec<String>,
+    /// The files the working tree changed, read before any step ran.
+    changes: Arc<Vec<String>>,
+}
+
+/// The files the working tree changed: the commit against its first parent, uncommitted and
+/// untracked files. Read once, before any step runs: a step may change the tree's `.git`,
+/// and git run there afterwards would obey it (filters and `core.fsmonitor` are commands).
+fn working_tree_changes(dir: &Path) -> Vec<String> {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().filter(|l| !l.is_empty()).map(str::to_string).collect::<Vec<String>>())
+            .unwrap_or_default()
+    };
+    let mut files = git(&["diff", "--no-ext-diff", "--name-only", "HEAD^", "HEAD"]);
+    files.extend(git(&["diff", "--no-ext-diff", "--name-only", "HEAD"]));
+    files.extend(git(&["ls-files", "--others", "--exclude-standard"]));
+    files.sort();
+    files.dedup();
+    files
 }
 
 /// Where `kiln run` keeps a job's artifacts: `<work>/artifacts/<job>/<name>`.
@@ -229,7 +255,7 @@ fn fetch_inputs(needs: &[String], all_work: &Path, work: &Path) -> Result<Vec<St
 
 /// Run one job in `work` with its log in `log`.
 async fn run_job(job: JobAssignment, place: Place, queue: LocalShard, cancel: CancellationToken, events: Arc<dyn Fn(RunEvent) + Send + Sync>) -> Outcome {
-    let Place { dir, work, all_work, sandbox, needs } = place;
+    let Place { dir, work, all_work, sandbox, needs, changes } = place;
     if let Err(e) = crate::env::make_job_dir(&work, |_| {}) {
         return Outcome::Errored(format!("failed to make the job's folder {}: {e}", work.display()));
     }
@@ -274,7 +300,7 @@ async fn run_job(job: JobAssignment, place: Place, queue: LocalShard, cancel: Ca
         events: Some(&on_tests),
         jail: jail.as_ref(),
         secrets: &[],
-        changes: Changes::WorkingTree,
+        changes: Changes::Listed(&changes),
     };
     let outcome = run_body(&queue, &body).await;
     for note in keep_artifacts(&job, &dir, &all_work, &outcome) {
@@ -309,6 +335,7 @@ pub async fn run_pipeline(cfg: &LocalRun, events: Arc<dyn Fn(RunEvent) + Send + 
         Isolation::None => None,
     };
     events(RunEvent::Planned { jobs: planned.len() });
+    let changes = Arc::new(working_tree_changes(&cfg.dir));
     let ids = Arc::new(AtomicI64::new(1));
     let mut groups: HashMap<String, Arc<LocalGroup>> = HashMap::new();
     let mut status: Vec<JobStatus> = vec![JobStatus::Queued; planned.len()];
@@ -338,7 +365,7 @@ pub async fn run_pipeline(cfg: &LocalRun, events: Arc<dyn Fn(RunEvent) + Send + 
             let job = assignment(pj, i, &cfg.dir);
             let work = cfg.work.join(format!("job-{}", i + 1));
             events(RunEvent::JobStarted { key: pj.key.clone(), worker });
-            let place = Place { dir: cfg.dir.clone(), work, all_work: cfg.work.clone(), sandbox: sandbox.clone(), needs: pj.needs.clone() };
+            let place = Place { dir: cfg.dir.clone(), work, all_work: cfg.work.clone(), sandbox: sandbox.clone(), needs: pj.needs.clone(), changes: changes.clone() };
             let (cancel, ev) = (cancel.clone(), events.clone());
             running.spawn(async move {
                 let t = Instant::now();

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -161,7 +161,9 @@ pub fn sync_tree(from: &Path, to: &Path, skip: &[&str]) -> std::io::Result<()> {
             sync_tree(&src, &dst, &[])?;
         } else {
             let meta = e.metadata()?;
-            if let Some(h) = have.filter(|h| h.is_file() && h.len() == meta.len()) {
+            // A file with another link (a step linked it elsewhere, where a process it left
+            // could write it later) is replaced, never kept, whatever its bytes.
+            if let Some(h) = have.filter(|h| h.is_file() && h.len() == meta.len() && h.nlink() == 1) {
                 if same_bytes(&src, &dst).unwrap_or(false) {
                     if h.permissions().mode() & 0o7777 != meta.permissions().mode() & 0o7777 {
                         std::fs::set_permissions(&dst, meta.permissions())?;
@@ -282,7 +284,6 @@ mod tests {
 
     #[test]
     fn unchanged_files_keep_their_inode_and_skipped_entries_stay() {
-        use std::os::unix::fs::MetadataExt;
         let d = tempfile::tempdir().unwrap();
         let a = pristine(d.path());
         let b = d.path().join("copy");
@@ -299,6 +300,21 @@ mod tests {
         assert!(std::fs::symlink_metadata(&c).unwrap().is_dir());
         assert_eq!(listing(&c), listing(&a));
         assert!(d.path().join("pristine").exists(), "the link's target is left alone");
+    }
+
+    #[test]
+    fn a_file_linked_elsewhere_is_replaced_even_when_its_bytes_match() {
+        // A step (or a process it left) could write it later through the other link.
+        let d = tempfile::tempdir().unwrap();
+        let a = pristine(d.path());
+        let b = d.path().join("copy");
+        crate::checkout::copy_tree(&a, &b).unwrap();
+        let outside = d.path().join("outside-link");
+        std::fs::hard_link(b.join("sub/f.txt"), &outside).unwrap();
+        sync_tree(&a, &b, &[]).unwrap();
+        assert_eq!(std::fs::metadata(b.join("sub/f.txt")).unwrap().nlink(), 1);
+        std::fs::write(&outside, "poison").unwrap();
+        assert_eq!(std::fs::read(b.join("sub/f.txt")).unwrap(), std::fs::read(a.join("sub/f.txt")).unwrap());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::sandbox::{read_own_file, Jail};
 use kiln_wire::agent::{BatchDoneAck, TestBatch, TestsAssignment};
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -83,9 +83,9 @@ pub enum Changes<'a> {
     /// outside the sandbox, would obey it (`core.fsmonitor` and filters are commands); a
     /// checkout the sandbox's user owns is also one git refuses to read for root.
     Mirror { git_dir: &'a Path, commit: &'a str },
-    /// `kiln run`: the developer's working tree as it is — the commit against its first
-    /// parent, uncommitted and untracked files.
-    WorkingTree,
+    /// Read before any step ran (`kiln run`: the developer's working tree — the commit against
+    /// its first parent, uncommitted and untracked files; see `local::working_tree_changes`).
+    Listed(&'a [String]),
     /// Nothing to compare with (an uploaded package).
     Unknown,
 }
@@ -153,38 +153,32 @@ async fn list_ids(b: &Body<'_>, list: &str, start: Instant) -> Result<Result<Vec
 /// The files the job's commit changed against its first parent (see [`Changes`]); empty when
 /// git cannot tell (a first commit, a package).
 async fn changed_files(b: &Body<'_>) -> Vec<String> {
-    let git = |dir: &'static str, path: PathBuf, args: Vec<&'static str>, extra: Vec<String>| async move {
-        let out = tokio::process::Command::new("git")
-            .arg(dir)
-            .arg(&path)
-            // Nothing a repository's config names is run for these reads.
-            .args(["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null"])
-            .args(args)
-            .args(extra)
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output()
-            .await
-            .ok()?;
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(str::to_string).collect::<Vec<String>>())
-    };
-    let mut files = match b.changes {
-        Changes::Unknown => return Vec::new(),
+    match b.changes {
+        Changes::Unknown => Vec::new(),
+        Changes::Listed(files) => files.to_vec(),
         Changes::Mirror { git_dir, commit } => {
-            let range = vec![format!("{commit}^"), commit.to_string()];
-            git("--git-dir", git_dir.to_path_buf(), vec!["diff", "--no-ext-diff", "--name-only"], range).await.unwrap_or_default()
+            let out = tokio::process::Command::new("git")
+                .arg("--git-dir")
+                .arg(git_dir)
+                // Nothing a repository's config names is run for this read.
+                .args(["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "diff", "--no-ext-diff", "--name-only"])
+                .arg(format!("{commit}^"))
+                .arg(commit)
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .output()
+                .await;
+            match out {
+                Ok(o) if o.status.success() => {
+                    let mut files: Vec<String> = String::from_utf8_lossy(&o.stdout).lines().filter(|l| !l.is_empty()).map(str::to_string).collect();
+                    files.sort();
+                    files.dedup();
+                    files
+                }
+                _ => Vec::new(),
+            }
         }
-        Changes::WorkingTree => {
-            let src = b.src.to_path_buf();
-            let mut files = git("-C", src.clone(), vec!["diff", "--no-ext-diff", "--name-only", "HEAD^", "HEAD"], vec![]).await.unwrap_or_default();
-            files.extend(git("-C", src.clone(), vec!["diff", "--no-ext-diff", "--name-only", "HEAD"], vec![]).await.unwrap_or_default());
-            files.extend(git("-C", src, vec!["ls-files", "--others", "--exclude-standard"], vec![]).await.unwrap_or_default());
-            files
-        }
-    };
-    files.sort();
-    files.dedup();
-    files
+    }
 }
 
 /// Claim batches until the queue is empty; then the verdict.

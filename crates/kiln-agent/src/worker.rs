@@ -231,26 +231,49 @@ fn fresh_job_dir(dir: &Path, temp: &Path, give: impl Fn(&Path)) -> std::io::Resu
 
 /// Make a kept job folder like a fresh one (`env::make_job_dir`), all but its working copy
 /// (`src`, synced by the checkout): the same empty folders and files, nothing else, and an empty
-/// temp folder; handed to the step's user by `give`.
+/// temp folder; handed to the step's user by `give`. Without a sandbox, whose steps can write
+/// the layout the folders are reset from, the layout's seal is checked before and after (one
+/// that changed is made again; changed meanwhile, the job gets a fresh folder instead).
 fn reset_job_dir(agent: &Agent, job_id: i64, dir: &Path, temp: &Path, give: impl Fn(&Path)) -> std::io::Result<()> {
+    use crate::seal::Seal;
     let layout = agent.cfg.work_dir.join("layout");
+    let temp_layout = crate::sandbox::temp_of(&layout);
+    let checked = agent.sandbox.is_none();
+    let holds = |s: &(Seal, Seal)| s.0.holds(&layout) && s.1.holds(&temp_layout);
+    let mut sealed = agent.layout_seal.lock().unwrap();
+    if checked && !sealed.as_ref().is_some_and(holds) {
+        // Made by an earlier run of the agent, or changed since: made again.
+        crate::reuse::remove_any(&layout)?;
+        crate::reuse::remove_any(&temp_layout)?;
+        *sealed = None;
+    }
     if !layout.join("home").is_dir() {
         // Made aside and renamed into place: two slots may get here at once.
         let aside = agent.cfg.work_dir.join(format!("layout-{job_id}"));
         crate::env::make_job_dir(&aside, |_| {})?;
         if std::fs::rename(&aside, &layout).is_ok() {
-            let _ = std::fs::rename(crate::sandbox::temp_of(&aside), crate::sandbox::temp_of(&layout));
+            let _ = std::fs::rename(crate::sandbox::temp_of(&aside), &temp_layout);
         }
         let _ = crate::reuse::remove_any(&aside);
         let _ = crate::reuse::remove_any(&crate::sandbox::temp_of(&aside));
     }
-    let temp_layout = crate::sandbox::temp_of(&layout);
     match crate::sandbox::tmp_mount_point(&agent.cfg.work_dir) {
         Some(stub) => std::fs::create_dir_all(temp_layout.join(stub))?,
         None => std::fs::create_dir_all(&temp_layout)?,
     }
+    if checked && sealed.is_none() {
+        *sealed = Some((Seal::of(&layout)?, Seal::of(&temp_layout)?));
+    }
+    // Only a check needs the others kept out while the folder is synced.
+    let sealed = checked.then_some(sealed);
     crate::reuse::sync_tree(&layout, dir, &["src"])?;
     crate::reuse::sync_tree(&temp_layout, temp, &[])?;
+    if let Some(mut sealed) = sealed {
+        if !sealed.as_ref().is_some_and(holds) {
+            *sealed = None;
+            return Err(std::io::Error::other("the job layout changed while the folder was reset"));
+        }
+    }
     give(temp);
     for e in std::fs::read_dir(dir)? {
         let e = e?;

@@ -80,8 +80,9 @@ fn adapters_call_use_cases_and_never_emit_or_wake_themselves() {
 #[test]
 fn the_agent_protocol_speaks_only_kiln_wire_types() {
     let files: Vec<PathBuf> = ["agent_api.rs", "tests_api.rs", "artifacts.rs"].iter().map(|f| src().join(f)).collect();
-    for pattern in ["#[derive(Deserialize", "#[derive(Serialize", "Deserialize)]", "Serialize)]", "json!(", "Json<serde_json::Value>"] {
-        let hits = find(&files, pattern);
+    for pattern in ["json!(", "Json<serde_json::Value>", "derive("] {
+        // Any derive that makes a (de)serialisable type, whatever else it derives.
+        let hits: Vec<String> = find(&files, pattern).into_iter().filter(|h| pattern != "derive(" || h.contains("Serialize") || h.contains("Deserialize")).collect();
         assert!(hits.is_empty(), "`{pattern}` in the agent protocol (put the type in kiln_wire::agent):\n{}", hits.join("\n"));
     }
 }

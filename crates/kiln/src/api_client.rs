@@ -56,6 +56,11 @@ impl Api {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
+        self.send_as_is(req, unauthorized).await
+    }
+
+    /// Send `req` without adding the token; a refusal becomes an `Exit(2, the server's message)`.
+    async fn send_as_is<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder, unauthorized: &str) -> anyhow::Result<T> {
         let resp = req.send().await.map_err(|e| Exit(2, format!("cannot reach the kiln server at {}: {e} (set --server or KILN_SERVER)", self.base)))?;
         let status = resp.status();
         let text = resp.text().await?;
@@ -128,7 +133,8 @@ impl Api {
         for (k, v) in headers {
             req = req.header(*k, v);
         }
-        self.send_hinting(req, " (check the project's --webhook-secret)").await
+        // The signature is the credential: the caller's token (if any) stays home.
+        self.send_as_is(req, " (check the project's --webhook-secret)").await
     }
 
     pub async fn post<T: DeserializeOwned, B: Serialize>(&self, path: &str, body: &B) -> anyhow::Result<T> {

@@ -200,8 +200,11 @@ fn a_kept_job_folder_keeps_the_mount_point_its_sandbox_needs_under_tmp() {
 #[test]
 fn logs_follow_streams_while_the_step_runs() {
     let mut k = Kiln::start();
-    k.agent("a", &[]);
-    let repo = k.repo("live", "jobs:\n  j:\n    steps:\n      - for i in 1 2 3 4 5 6; do echo \"tick-$i\"; sleep 0.3; done\n");
+    // Unsandboxed, so the step can wait for a file the test makes once it has seen tick-1.
+    k.agent("a", &["--isolation", "none"]);
+    let seen = k.path("seen-tick-1");
+    let step = format!("echo tick-1; n=0; while [ ! -e {s} ] && [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done; for i in 2 3 4 5 6; do echo \"tick-$i\"; done", s = seen.display());
+    let repo = k.repo("live", &format!("jobs:\n  j:\n    steps:\n      - '{step}'\n"));
     k.add_project("live", &repo, &[]);
     let id = k.trigger("live");
     let mut follow = std::process::Command::new(BIN)
@@ -221,8 +224,9 @@ fn logs_follow_streams_while_the_step_runs() {
             break;
         }
     }
-    // The first line is printed while the step still has five to print: streamed, not at the end.
+    // The first line is printed while the step still waits: streamed, not at the end.
     assert_eq!(k.build(id)["status"], "running", "tick-1 came only once the build was over:\n{text}");
+    std::fs::write(&seen, "").unwrap();
     for line in lines {
         text += &line.unwrap();
         text.push('\n');

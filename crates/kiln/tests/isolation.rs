@@ -113,28 +113,37 @@ fn poison_attempt(agent_args: &[&str]) {
     let mut k = Kiln::start();
     k.agent("a", agent_args);
     let work = k.path("work-a");
-    let target = k.repo("target", "jobs:\n  t:\n    steps: ['test -e poison.txt && echo POISONED || echo clean-checkout']\n");
+    let target = k.repo(
+        "target",
+        "jobs:\n  t:\n    steps:\n      - test -e poison.txt && echo POISONED || echo clean-checkout\n      - '[ -z \"$(ls -A $KILN_JUNIT_DIR)\" ] && echo clean-layout || echo LAYOUT-POISONED'\n",
+    );
     let commit = String::from_utf8(Command::new("git").arg("-C").arg(&target).args(["rev-parse", "HEAD"]).output().unwrap().stdout).unwrap();
     let evil = k.repo(
         "evil",
         &format!(
-            "jobs:\n  e:\n    steps:\n      - |\n        for d in {w}/pristine/{c} {w}/mirrors/*.git {w}/reuse/* {w}/reuse/*/src ../../../*/* ../../../*/*/* ../../*/*; do\n          [ -d \"$d\" ] && echo x > \"$d/poison.txt\" 2>/dev/null && echo \"wrote $d\"\n        done\n        echo evil-done\n",
+            "jobs:\n  e:\n    steps:\n      - |\n        for d in {w}/pristine/{c} {w}/layout/junit {w}/mirrors/*.git {w}/reuse/* {w}/reuse/*/src ../../../*/* ../../../*/*/* ../../*/*; do\n          [ -d \"$d\" ] && echo x > \"$d/poison.txt\" 2>/dev/null && echo \"wrote $d\"\n        done\n        echo evil-done\n",
             w = work.display(),
             c = commit.trim()
         ),
     );
     k.add_project("target", &target, &[]);
     k.add_project("evil", &evil, &[]);
-    let (_, first) = run_build(&k, "target");
-    assert!(first.contains("clean-checkout"), "{first}");
+    // Twice: the second reuses the first's folder, reset from the agent's empty job layout.
+    for _ in 0..2 {
+        let (_, first) = run_build(&k, "target");
+        assert!(first.contains("clean-checkout") && first.contains("clean-layout"), "{first}");
+    }
     assert!(work.join("pristine").join(commit.trim()).exists(), "the agent keeps a pristine checkout");
+    assert!(work.join("layout").join("junit").exists(), "the agent keeps the job layout");
     let (_, evil_log) = run_build(&k, "evil");
     assert!(evil_log.contains("evil-done"), "{evil_log}");
-    let hit = evil_log.contains(&format!("wrote {}/pristine/{}", work.display(), commit.trim()));
-    // Only a step without a sandbox reaches the cached checkout (and then it does).
-    assert_eq!(hit, !agent_args.is_empty(), "{evil_log}");
+    // Only a step without a sandbox reaches the cached checkout and the layout (and then it does).
+    for cache in [format!("pristine/{}", commit.trim()), "layout/junit".to_string()] {
+        let hit = evil_log.contains(&format!("wrote {}/{cache}", work.display()));
+        assert_eq!(hit, !agent_args.is_empty(), "{cache}: {evil_log}");
+    }
     let (_, again) = run_build(&k, "target");
-    assert!(again.contains("clean-checkout") && !again.contains("POISONED"), "the evil build changed the target's checkout:\n{evil_log}\n{again}");
+    assert!(again.contains("clean-checkout") && again.contains("clean-layout") && !again.contains("POISONED"), "the evil build changed the target's checkout:\n{evil_log}\n{again}");
     assert!(!work.join("pristine").join(commit.trim()).join("poison.txt").exists(), "{evil_log}");
 }
 
