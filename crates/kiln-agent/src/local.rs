@@ -103,19 +103,15 @@ pub fn plan(dir: &Path, file: &str, workers: u32) -> anyhow::Result<Vec<PlannedJ
     Ok(expand(&pipeline))
 }
 
+/// What `git -C dir ARGS` printed, when it succeeded.
+fn git_stdout(dir: &Path, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("git").arg("-C").arg(dir).args(args).stdin(std::process::Stdio::null()).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// The assignment an agent would get for this planned job (for the step environment).
 fn assignment(pj: &PlannedJob, index: usize, dir: &Path) -> JobAssignment {
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default()
-    };
+    let git = |args: &[&str]| git_stdout(dir, args).map(|out| out.trim().to_string()).unwrap_or_default();
     let project = dir.canonicalize().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_default();
     JobAssignment {
         job_id: index as i64 + 1,
@@ -178,18 +174,7 @@ struct Place {
 /// untracked files. Read once, before any step runs: a step may change the tree's `.git`,
 /// and git run there afterwards would obey it (filters and `core.fsmonitor` are commands).
 fn working_tree_changes(dir: &Path) -> Vec<String> {
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).lines().filter(|l| !l.is_empty()).map(str::to_string).collect::<Vec<String>>())
-            .unwrap_or_default()
-    };
+    let git = |args: &[&str]| git_stdout(dir, args).map(|out| out.lines().filter(|l| !l.is_empty()).map(str::to_string).collect::<Vec<String>>()).unwrap_or_default();
     let mut files = git(&["diff", "--no-ext-diff", "--name-only", "HEAD^", "HEAD"]);
     files.extend(git(&["diff", "--no-ext-diff", "--name-only", "HEAD"]));
     files.extend(git(&["ls-files", "--others", "--exclude-standard"]));

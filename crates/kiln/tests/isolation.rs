@@ -189,24 +189,30 @@ const LEAVE_AND_LOOK: &str = r#"jobs:
         mkdir -p closed/inner; chmod 000 closed/inner closed
 "#;
 
-#[test]
-fn a_reused_job_folder_shows_nothing_of_the_previous_job() {
-    let mut k = Kiln::start();
-    k.agent("a", &[]);
-    let repo = k.repo("r", LEAVE_AND_LOOK);
+/// Three builds of a pipeline that looks at its folder, then leaves things behind: each saw a
+/// fresh folder and the same checkout, and the folder was kept between them (not made again).
+fn each_build_starts_in_a_fresh_kept_folder(k: &Kiln, pipeline: &str) {
+    let repo = k.repo("r", pipeline);
     std::fs::write(repo.join(".gitignore"), "target/\njunk.txt\n").unwrap();
     commit_all(&repo, "ignore");
     k.add_project("r", &repo, &[]);
-    let logs: Vec<String> = (0..3).map(|_| run_build(&k, "r").1).collect();
+    let logs: Vec<String> = (0..3).map(|_| run_build(k, "r").1).collect();
     let sum = |log: &str| log.lines().find(|l| l.contains("kiln.yml: ")).map(|l| l.to_string());
     for (i, log) in logs.iter().enumerate() {
         assert!(log.contains("leftovers: []"), "build {i} saw files of an earlier job:\n{log}");
         assert!(log.contains("git: []"), "build {i} saw git changes of an earlier job:\n{log}");
         assert_eq!(sum(log), sum(&logs[0]), "build {i}'s checkout differs:\n{log}");
     }
-    // The folder was kept between jobs (not made again), and no hook ran outside the sandbox.
     let work = k.path("work-a");
     assert_eq!(std::fs::read_dir(work.join("reuse")).map(|d| d.count()).unwrap_or(0), 2, "one kept folder and its temp folder");
+}
+
+#[test]
+fn a_reused_job_folder_shows_nothing_of_the_previous_job() {
+    let mut k = Kiln::start();
+    k.agent("a", &[]);
+    each_build_starts_in_a_fresh_kept_folder(&k, LEAVE_AND_LOOK);
+    // No hook ran outside the sandbox.
     assert!(!std::path::Path::new("/tmp/hooked").exists() && !std::path::Path::new("/tmp/fsmonitor").exists());
 }
 
@@ -229,19 +235,7 @@ fn without_a_sandbox_a_reused_job_folder_shows_nothing_of_the_previous_job() {
         git config core.fsmonitor true
         mkdir -p closed/inner; chmod 000 closed/inner closed
 "#;
-    let repo = k.repo("r", look);
-    std::fs::write(repo.join(".gitignore"), "target/\njunk.txt\n").unwrap();
-    commit_all(&repo, "ignore");
-    k.add_project("r", &repo, &[]);
-    let logs: Vec<String> = (0..3).map(|_| run_build(&k, "r").1).collect();
-    let sum = |log: &str| log.lines().find(|l| l.contains("kiln.yml: ")).map(|l| l.to_string());
-    for (i, log) in logs.iter().enumerate() {
-        assert!(log.contains("leftovers: []"), "build {i} saw files of an earlier job:\n{log}");
-        assert!(log.contains("git: []"), "build {i} saw git changes of an earlier job:\n{log}");
-        assert_eq!(sum(log), sum(&logs[0]), "build {i}'s checkout differs:\n{log}");
-    }
-    let work = k.path("work-a");
-    assert_eq!(std::fs::read_dir(work.join("reuse")).map(|d| d.count()).unwrap_or(0), 2, "one kept folder and its temp folder");
+    each_build_starts_in_a_fresh_kept_folder(&k, look);
 }
 
 /// Three jobs at once on one agent, each writing its name in its folder and temp folder.
