@@ -72,8 +72,11 @@ pub struct ServerConfig {
     pub max_test_cases_per_job: u64,
     /// Let projects use repositories on the server's own disk (paths and `file://`).
     pub allow_local_repos: bool,
-    /// Let notifications and commit statuses go to loopback, private and link-local addresses.
+    /// Let repositories, notifications and commit statuses be fetched from or sent to any
+    /// loopback, private or link-local address.
     pub allow_private_targets: bool,
+    /// Hosts the server may reach although they are private (an internal git server, say).
+    pub allow_private_hosts: Vec<String>,
     /// Local repositories allowed even without `allow_local_repos` (the ones `kiln up` is given).
     #[serde(skip)]
     pub local_repos: Vec<PathBuf>,
@@ -187,12 +190,18 @@ impl Default for ServerConfig {
             max_test_cases_per_job: crate::caps::DEFAULT_MAX_CASES_PER_JOB,
             allow_local_repos: false,
             allow_private_targets: false,
+            allow_private_hosts: vec![],
             local_repos: Vec::new(),
         }
     }
 }
 
 impl ServerConfig {
+    /// Which private addresses the server may reach (`private_net`).
+    pub fn reach(&self) -> crate::private_net::Reach {
+        crate::private_net::Reach { allow_all: self.allow_private_targets, hosts: self.allow_private_hosts.clone() }
+    }
+
     /// How long a lease (a claimed job's, a build's expansion, a duty) lasts: `lease_secs`, at
     /// least 2 s.
     pub fn lease_ms(&self) -> i64 {
@@ -247,5 +256,14 @@ mod tests {
         // The commented default kiln.toml holds the defaults.
         let cfg: ServerConfig = toml::from_str(DEFAULT_CONFIG).unwrap();
         assert_eq!(cfg.quarantine.rules(), kiln_core::quarantine::Rules::default());
+    }
+
+    #[test]
+    fn private_hosts_are_read_from_kiln_toml() {
+        let cfg: ServerConfig = toml::from_str("allow_private_hosts = [\"git.internal.example\"]\n").unwrap();
+        let reach = cfg.reach();
+        assert!(reach.allows("GIT.internal.example") && !reach.allows("other.example") && !reach.allow_all);
+        let cfg: ServerConfig = toml::from_str(DEFAULT_CONFIG).unwrap();
+        assert!(cfg.allow_private_hosts.is_empty() && !cfg.allow_private_targets, "nothing private is reached by default");
     }
 }

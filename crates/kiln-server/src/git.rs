@@ -2,7 +2,9 @@
 //! fetched on demand, to resolve branches and read the pipeline file of a commit.
 //! The server reads files with git; it never runs code from a repository.
 
+use crate::private_net::Reach;
 use crate::redact;
+use crate::repo_route::{self, Route};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -49,12 +51,14 @@ pub const NETWORK_TIMEOUT: Duration = Duration::from_secs(300);
 /// Any other git call that takes longer is stopped.
 pub const LOCAL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Which repositories the server may read: network ones always; local paths and
-/// `file://` only with `--allow-local-repos`, or the ones `kiln up` was given.
+/// Which repositories the server may read: network ones on public addresses, or on private
+/// ones the admin allows (`reach`); local paths and `file://` only with `--allow-local-repos`,
+/// or the ones `kiln up` was given.
 #[derive(Debug, Clone, Default)]
 pub struct Access {
     pub allow_local: bool,
     pub local_repos: Vec<PathBuf>,
+    pub reach: Reach,
 }
 
 /// How a repository is reached.
@@ -89,10 +93,15 @@ fn transport(repo: &str) -> Result<Transport, String> {
 }
 
 impl Access {
-    /// The transports a clone or fetch of `repo` may use, or why it may not be read.
+    /// The transports a clone or fetch of `repo` may use, or why it may not be read. A host
+    /// written as a private address is refused here; a name, when it is resolved ([`Access::route`]).
     pub fn protocols(&self, repo: &str) -> Result<&'static str, String> {
         match transport(repo)? {
-            Transport::Network => Ok(NETWORK_PROTOCOLS),
+            Transport::Network => {
+                let end = repo_route::endpoint(repo).map_err(|e| format!("repository {:?}: {e}", redact::without_credentials(repo)))?;
+                self.reach.check_literal(&end.host).map_err(|e| format!("repository {}: {e}", redact::without_credentials(repo)))?;
+                Ok(NETWORK_PROTOCOLS)
+            }
             Transport::Local(path) => {
                 let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
                 if self.allow_local || self.local_repos.iter().any(|r| canon(r) == canon(&path)) {
@@ -105,6 +114,26 @@ impl Access {
                 }
             }
         }
+    }
+}
+
+impl Access {
+    /// How git must reach `repo` now: nothing to add for a local repository or an allowed host;
+    /// else its name resolved here, refused when only private addresses answer, and git held to
+    /// the public addresses found (so a name pointed inside between two lookups is not followed)
+    /// and to no redirect.
+    pub async fn route(&self, repo: &str) -> Result<Route, String> {
+        if matches!(transport(repo)?, Transport::Local(_)) {
+            return Ok(Route::default());
+        }
+        let shown = redact::without_credentials(repo);
+        let end = repo_route::endpoint(repo).map_err(|e| format!("repository {shown:?}: {e}"))?;
+        if self.reach.allows(&end.host) {
+            return Ok(if self.reach.allow_all { Route::default() } else { Route::no_redirects() });
+        }
+        self.reach.check_literal(&end.host).map_err(|e| format!("repository {shown}: {e}"))?;
+        let addrs = self.reach.resolve(&end.host, end.port).await.map_err(|e| format!("repository {shown}: {e}"))?;
+        repo_route::pinned(&end, &addrs).map_err(|e| format!("repository {shown:?}: {e}"))
     }
 }
 
@@ -123,10 +152,13 @@ impl Drop for GroupKill {
 /// system or global config, never a prompt, in its own process group that is
 /// killed on timeout or when the caller stops waiting. Stdout, or stderr (with
 /// credentials removed) as the error.
-async fn run(dir: Option<&Path>, args: &[&str], protocols: &str, timeout: Duration) -> Result<String, String> {
+async fn run(dir: Option<&Path>, args: &[&str], protocols: &str, route: &Route, timeout: Duration) -> Result<String, String> {
     let mut cmd = Command::new("git");
     if let Some(d) = dir {
         cmd.arg("-C").arg(d);
+    }
+    for c in &route.config {
+        cmd.arg("-c").arg(c);
     }
     cmd.args(["-c", "protocol.allow=never"]);
     for p in protocols.split(':') {
@@ -142,7 +174,7 @@ async fn run(dir: Option<&Path>, args: &[&str], protocols: &str, timeout: Durati
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+        .env("GIT_SSH_COMMAND", route.ssh_command())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -165,7 +197,7 @@ async fn run(dir: Option<&Path>, args: &[&str], protocols: &str, timeout: Durati
 
 /// Run git on the server's own mirrors (no transport but the network ones, `LOCAL_TIMEOUT`).
 pub async fn git(dir: Option<&Path>, args: &[&str]) -> Result<String, String> {
-    run(dir, args, NETWORK_PROTOCOLS, LOCAL_TIMEOUT).await
+    run(dir, args, NETWORK_PROTOCOLS, &Route::default(), LOCAL_TIMEOUT).await
 }
 
 impl Mirrors {
@@ -192,13 +224,14 @@ impl Mirrors {
             return Ok(path);
         }
         let protocols = self.access.protocols(repo)?;
+        let route = self.access.route(repo).await?;
         let shown = redact::without_credentials(repo);
         last.at = Some(Instant::now());
         if !path.join("HEAD").exists() {
             std::fs::create_dir_all(&self.root).map_err(|e| format!("failed to create {}: {e}", self.root.display()))?;
             let tmp = self.root.join(format!("{project_id}.git.tmp"));
             let _ = std::fs::remove_dir_all(&tmp);
-            run(None, &["clone", "--mirror", "--quiet", "--", repo, &tmp.to_string_lossy()], protocols, NETWORK_TIMEOUT)
+            run(None, &["clone", "--mirror", "--quiet", "--", repo, &tmp.to_string_lossy()], protocols, &route, NETWORK_TIMEOUT)
                 .await
                 .map_err(|e| format!("failed to clone {shown}: {e}"))?;
             std::fs::rename(&tmp, &path).map_err(|e| format!("failed to move the mirror into place: {e}"))?;
@@ -208,7 +241,7 @@ impl Mirrors {
                 git(Some(&path), &["remote", "set-url", "origin", "--", repo]).await.map_err(|e| redact::in_text(&e))?;
                 last.url = Some(repo.to_string());
             }
-            run(Some(&path), &["fetch", "--prune", "--quiet", "origin"], protocols, NETWORK_TIMEOUT).await.map_err(|e| format!("failed to fetch {shown}: {e}"))?;
+            run(Some(&path), &["fetch", "--prune", "--quiet", "origin"], protocols, &route, NETWORK_TIMEOUT).await.map_err(|e| format!("failed to fetch {shown}: {e}"))?;
         }
         let heads = branch_heads(&path).await?.into_iter().collect();
         self.heads.lock().unwrap().insert(project_id, heads);
@@ -302,9 +335,9 @@ mod tests {
             assert!(a.protocols(bad).is_err(), "{bad}");
         }
         assert!(a.protocols("http://u:Secret@h/x").unwrap_err().contains("http://h/x"), "messages carry no credentials");
-        let local = Access { allow_local: false, local_repos: vec![PathBuf::from("/srv/x")] };
+        let local = Access { allow_local: false, local_repos: vec![PathBuf::from("/srv/x")], reach: Reach::default() };
         assert!(local.protocols("/srv/x").is_ok() && local.protocols("/srv/y").is_err());
-        assert!(Access { allow_local: true, local_repos: vec![] }.protocols("file:///srv/y").is_ok());
+        assert!(Access { allow_local: true, local_repos: vec![], reach: Reach::default() }.protocols("file:///srv/y").is_ok());
     }
 
     #[tokio::test]
@@ -315,7 +348,7 @@ mod tests {
         std::env::set_var("GIT_CONFIG_PARAMETERS", "'protocol.allow'='always'");
         let url = format!("ext::sh -c touch% {}", pwned.display());
         let dest = dir.path().join("m.git");
-        let e = run(None, &["clone", "--mirror", "--", &url, &dest.to_string_lossy()], NETWORK_PROTOCOLS, LOCAL_TIMEOUT).await.unwrap_err();
+        let e = run(None, &["clone", "--mirror", "--", &url, &dest.to_string_lossy()], NETWORK_PROTOCOLS, &Route::default(), LOCAL_TIMEOUT).await.unwrap_err();
         std::env::remove_var("GIT_CONFIG_PARAMETERS");
         assert!(e.contains("not allowed"), "{e}");
         assert!(!pwned.exists());
@@ -336,7 +369,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (one, two) = (dir.path().join("one"), dir.path().join("two"));
         let (a, b) = (repo_saying(&one, "one").await, repo_saying(&two, "two").await);
-        let m = Mirrors::new(dir.path().join("mirrors"), Access { allow_local: true, local_repos: vec![] });
+        let m = Mirrors::new(dir.path().join("mirrors"), Access { allow_local: true, local_repos: vec![], reach: Reach::default() });
         let url = |p: &Path| p.to_string_lossy().into_owned();
         m.refresh(1, &url(&one), Instant::now()).await.unwrap();
         assert_eq!(m.branch_head(1, "main").await.unwrap(), a);
@@ -363,7 +396,63 @@ mod tests {
         let url = format!("git://127.0.0.1:{}/x", tarpit.local_addr().unwrap().port());
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("m.git");
-        let e = run(None, &["clone", "--mirror", "--", &url, &dest.to_string_lossy()], NETWORK_PROTOCOLS, Duration::from_millis(500)).await.unwrap_err();
+        let e = run(None, &["clone", "--mirror", "--", &url, &dest.to_string_lossy()], NETWORK_PROTOCOLS, &Route::default(), Duration::from_millis(500)).await.unwrap_err();
         assert!(e.contains("did not finish"), "{e}");
+    }
+
+    /// A child process killed when dropped.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    async fn listening(port: u16) {
+        for _ in 0..500 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("nothing listens on {port}");
+    }
+
+    #[tokio::test]
+    async fn git_connects_to_the_pinned_address_whatever_the_name_resolves_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let head = repo_saying(&dir.path().join("served"), "pinned").await;
+        let (from, to) = (dir.path().join("served"), dir.path().join("served.git"));
+        run(None, &["clone", "--bare", "--quiet", &from.to_string_lossy(), &to.to_string_lossy()], "file", &Route::default(), LOCAL_TIMEOUT).await.unwrap();
+        git(Some(&dir.path().join("served.git")), &["update-server-info"]).await.unwrap();
+        // git:// through `insteadOf`: the name `pinned.invalid` resolves nowhere.
+        let port = free_port();
+        let base = format!("--base-path={}", dir.path().display());
+        // git-daemon itself, not `git daemon` (whose killing would leave the daemon running).
+        let exec = std::process::Command::new("git").arg("--exec-path").output().unwrap();
+        let daemon = Path::new(String::from_utf8_lossy(&exec.stdout).trim()).join("git-daemon");
+        let _daemon = Killed(std::process::Command::new(daemon).args(["--export-all", "--reuseaddr", "--listen=127.0.0.1", &format!("--port={port}"), &base]).arg(dir.path()).spawn().unwrap());
+        listening(port).await;
+        let url = format!("git://pinned.invalid:{port}/served.git");
+        let dest = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+        let unpinned = run(None, &["clone", "--mirror", "--", &url, &dest("a.git")], NETWORK_PROTOCOLS, &Route::default(), LOCAL_TIMEOUT).await;
+        assert!(unpinned.is_err(), "the name resolves after all: the test proves nothing");
+        let end = repo_route::endpoint(&url).unwrap();
+        let route = repo_route::pinned(&end, &[std::net::SocketAddr::from(([127, 0, 0, 1], port))]).unwrap();
+        run(None, &["clone", "--mirror", "--", &url, &dest("b.git")], NETWORK_PROTOCOLS, &route, LOCAL_TIMEOUT).await.unwrap();
+        assert_eq!(resolve(&dir.path().join("b.git"), "main").await.unwrap(), head);
+        // http(s) through `http.curloptResolve` (the same setting for both; served plainly here).
+        let port = free_port();
+        let _web = Killed(std::process::Command::new("python3").args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"]).arg(dir.path()).stderr(std::process::Stdio::null()).spawn().unwrap());
+        listening(port).await;
+        let url = format!("http://pinned.invalid:{port}/served.git");
+        let route = Route { config: vec![format!("http.curloptResolve=pinned.invalid:{port}:127.0.0.1")], ssh: vec![] };
+        run(None, &["clone", "--mirror", "--", &url, &dest("c.git")], "http", &route, LOCAL_TIMEOUT).await.unwrap();
+        assert_eq!(resolve(&dir.path().join("c.git"), "main").await.unwrap(), head);
     }
 }

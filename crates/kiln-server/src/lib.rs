@@ -27,7 +27,9 @@ pub(crate) mod materialize;
 pub mod metrics;
 pub mod notify;
 pub mod outbound;
+pub mod private_net;
 pub mod redact;
+pub mod repo_route;
 pub mod routes;
 mod services;
 pub mod signature;
@@ -137,7 +139,7 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
     let listener = tokio::net::TcpListener::bind(&cfg.listen).await.with_context(|| format!("failed to listen on {}", cfg.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
     let (events, _) = tokio::sync::broadcast::channel(4096);
-    let access = git::Access { allow_local: cfg.allow_local_repos, local_repos: cfg.local_repos.clone() };
+    let access = git::Access { allow_local: cfg.allow_local_repos, local_repos: cfg.local_repos.clone(), reach: cfg.reach() };
     let mirrors = git::Mirrors::new(cfg.data.join("repos"), access);
     // Agents keep running while the server is down: give them a lease's time to report back.
     let grace = store.extend_running_leases(cfg.lease_ms()).await?;

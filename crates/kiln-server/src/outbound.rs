@@ -1,59 +1,25 @@
 //! Outgoing HTTP (notifications, commit statuses) that the admin controls: no
 //! redirects, short timeouts, and no loopback, private or link-local address
-//! unless the server runs with `--allow-private-targets`. The address is checked
-//! after DNS resolution (a resolver that filters), and literal IPs before
-//! connecting, so a name that points inside the network is refused too.
+//! unless an admin allows it (`private_net`). The address is checked after DNS
+//! resolution (a resolver that filters), and literal IPs before connecting, so a
+//! name that points inside the network is refused too.
 
-use std::net::{IpAddr, SocketAddr};
+use crate::private_net::Reach;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The refusal, naming the flag.
-fn refused(host: &str, ip: IpAddr) -> String {
-    format!("{host} is a loopback, private or link-local address ({ip}): refused unless the server runs with --allow-private-targets (allow_private_targets in kiln.toml)")
-}
-
-/// Loopback, private, link-local, unspecified, shared (CGNAT), multicast or
-/// broadcast: addresses inside a network rather than on the internet.
-pub fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || o[0] == 0
-                || (o[0] == 100 && (64..128).contains(&o[1]))
-        }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => is_private(IpAddr::V4(v4)),
-            None => {
-                let s = v6.segments();
-                v6.is_loopback() || v6.is_unspecified() || v6.is_multicast() || (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfe80
-            }
-        },
-    }
-}
-
-/// A DNS resolver that drops private addresses (unless allowed).
+/// A DNS resolver that drops the private addresses the admin has not allowed.
 struct PublicOnly {
-    allow_private: bool,
+    reach: Reach,
 }
 
 impl reqwest::dns::Resolve for PublicOnly {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let allow = self.allow_private;
+        let reach = self.reach.clone();
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let kept: Vec<SocketAddr> = all.iter().copied().filter(|a| allow || !is_private(a.ip())).collect();
-            match (kept.is_empty(), all.first()) {
-                (true, Some(first)) => Err(refused(&host, first.ip()).into()),
-                _ => Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs),
-            }
+            let kept = reach.resolve(&host, 0).await?;
+            Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs)
         })
     }
 }
@@ -62,22 +28,22 @@ impl reqwest::dns::Resolve for PublicOnly {
 #[derive(Clone)]
 pub struct Outbound {
     client: reqwest::Client,
-    allow_private: bool,
+    reach: Reach,
 }
 
 impl Outbound {
-    pub fn new(allow_private: bool) -> Result<Outbound, String> {
+    pub fn new(reach: Reach) -> Result<Outbound, String> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(20))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
-            .dns_resolver(Arc::new(PublicOnly { allow_private }))
+            .dns_resolver(Arc::new(PublicOnly { reach: reach.clone() }))
             .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("failed to build the HTTP client for notifications: {e}"))?;
-        Ok(Outbound { client, allow_private })
+        Ok(Outbound { client, reach })
     }
 
     /// Whether `url` may be called: http(s), and a literal IP must not be private
@@ -87,11 +53,7 @@ impl Outbound {
         if !matches!(u.scheme(), "http" | "https") {
             return Err(format!("{}: only http:// and https:// targets are allowed", crate::redact::origin_only(url)));
         }
-        let host = u.host_str().unwrap_or_default();
-        let ip = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok();
-        if let Some(ip) = ip.filter(|ip| !self.allow_private && is_private(*ip)) {
-            return Err(refused(host, ip));
-        }
+        self.reach.check_literal(u.host_str().unwrap_or_default())?;
         Ok(u)
     }
 
@@ -123,25 +85,18 @@ pub fn failure(e: &reqwest::Error) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn inside_addresses_are_private() {
-        for a in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1"] {
-            assert!(is_private(a.parse().unwrap()), "{a}");
-        }
-        for a in ["1.1.1.1", "8.8.8.8", "2606:4700::1111", "172.32.0.1"] {
-            assert!(!is_private(a.parse().unwrap()), "{a}");
-        }
-    }
-
     #[tokio::test]
     async fn literal_and_resolved_private_targets_are_refused_unless_allowed() {
-        let o = Outbound::new(false).unwrap();
+        let o = Outbound::new(Reach::default()).unwrap();
         assert!(o.check("http://169.254.169.254/latest/meta-data").unwrap_err().contains("--allow-private-targets"));
         assert!(o.check("http://[::1]:8080/x").is_err());
         assert!(o.check("ftp://example.com/x").is_err());
         assert!(o.check("https://example.com/x").is_ok());
         let e = o.post("http://localhost:9/x").unwrap().send().await.unwrap_err();
         assert!(failure(&e).contains("--allow-private-targets"), "{}", failure(&e));
-        assert!(Outbound::new(true).unwrap().check("http://127.0.0.1:9/").is_ok());
+        assert!(Outbound::new(Reach::anywhere()).unwrap().check("http://127.0.0.1:9/").is_ok());
+        let named = Outbound::new(Reach { allow_all: false, hosts: vec!["localhost".into()] }).unwrap();
+        let e = named.post("http://localhost:9/x").unwrap().send().await.unwrap_err();
+        assert!(!failure(&e).contains("--allow-private"), "an allowed host is connected to: {}", failure(&e));
     }
 }

@@ -363,3 +363,66 @@ fn kiln_up_reads_the_repositories_it_is_given_and_no_other_local_one() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("--allow-local-repos"), "{body}");
 }
+
+/// `git daemon` serving every repository under `base` on 127.0.0.1; stopped when dropped.
+struct GitDaemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl GitDaemon {
+    fn serving(base: &std::path::Path) -> GitDaemon {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // git-daemon itself, not `git daemon` (whose killing would leave the daemon running).
+        let exec = std::process::Command::new("git").arg("--exec-path").output().unwrap();
+        let daemon = std::path::Path::new(String::from_utf8_lossy(&exec.stdout).trim()).join("git-daemon");
+        let child = std::process::Command::new(daemon)
+            .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1", &format!("--port={port}"), &format!("--base-path={}", base.display())])
+            .arg(base)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("git-daemon (part of git) runs");
+        let d = GitDaemon { child, port };
+        let t0 = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t0.elapsed() < std::time::Duration::from_secs(10), "git daemon did not listen on {port}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        d
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_repository_on_a_private_address_needs_the_admins_word_for_its_host() {
+    let k = Kiln::start_plain(&[], &[]);
+    k.repo("served", "jobs:\n  j:\n    steps: [\"test -f .kiln.yml\"]\n");
+    let daemon = GitDaemon::serving(k.dir.path());
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    // An address written in the URL is refused when the project is added, naming both flags.
+    let out = k.kiln(&["project", "add", "lit", "--repo", &format!("git://127.0.0.1:{}/served", daemon.port)]);
+    assert!(!out.status.success(), "a loopback repository was accepted");
+    assert!(stderr(&out).contains("--allow-private-host 127.0.0.1") && stderr(&out).contains("--allow-private-targets"), "{}", stderr(&out));
+    // A name is refused once it is resolved: the build says why, and nothing was fetched.
+    let out = k.kiln(&["project", "add", "named", "--repo", &format!("git://localhost:{}/served", daemon.port)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let b = k.wait_build(k.trigger("named"), 60);
+    assert_eq!(b["status"], "errored", "{b:#}");
+    assert!(b["error"].as_str().unwrap_or_default().contains("--allow-private-host localhost"), "{b:#}");
+    assert!(!k.path("data/repos").read_dir().map(|mut d| d.any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".git"))).unwrap_or(false), "a mirror was made");
+
+    // The admin allows that one host: its builds run; another private host is still refused.
+    let mut k2 = Kiln::start_plain(&["--allow-private-host", "localhost"], &[]);
+    k2.agent("a1", &[]);
+    let out = k2.kiln(&["project", "add", "named", "--repo", &format!("git://localhost:{}/served", daemon.port)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(k2.wait_build(k2.trigger("named"), 60)["status"], "passed");
+    assert!(!k2.kiln(&["project", "add", "lit", "--repo", &format!("git://127.0.0.1:{}/served", daemon.port)]).status.success(), "another host was let through");
+}

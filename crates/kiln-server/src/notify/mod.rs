@@ -42,7 +42,7 @@ pub struct Sender {
 
 impl Sender {
     pub fn new(cfg: &ServerConfig) -> Result<Sender, String> {
-        let http = crate::outbound::Outbound::new(cfg.allow_private_targets)?;
+        let http = crate::outbound::Outbound::new(cfg.reach())?;
         let mailer = cfg.smtp.as_ref().map(email::Mailer::new).transpose()?;
         Ok(Sender { http, mailer })
     }

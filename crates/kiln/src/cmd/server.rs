@@ -110,9 +110,12 @@ pub struct ServerArgs {
     /// Let projects use repositories on this machine's disk (paths and file://).
     #[arg(long)]
     allow_local_repos: bool,
-    /// Let notifications and commit statuses go to loopback, private and link-local addresses.
+    /// Let repositories, notifications and commit statuses use any loopback, private or link-local address.
     #[arg(long)]
     allow_private_targets: bool,
+    /// A host the server may reach although its address is private (an internal git server); repeat for more.
+    #[arg(long = "allow-private-host", value_name = "HOST")]
+    allow_private_hosts: Vec<String>,
     /// Quarantine a test flaky in at least this share of its recent runs [default: 0.2].
     #[arg(long, value_name = "RATE")]
     quarantine_flaky_rate: Option<f64>,
@@ -199,6 +202,7 @@ impl ServerArgs {
         cfg.forge_hosts.extend(self.forge_hosts.iter().cloned());
         cfg.allow_local_repos |= self.allow_local_repos;
         cfg.allow_private_targets |= self.allow_private_targets;
+        cfg.allow_private_hosts.extend(self.allow_private_hosts.iter().cloned());
         if let Some(n) = self.max_jobs_per_build {
             cfg.max_jobs_per_build = n;
         }
