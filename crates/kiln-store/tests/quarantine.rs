@@ -2,7 +2,7 @@
 //! failed), changes recorded with their evidence and refused when nothing changes, and a build
 //! that lists its tests while one is quarantined lets that test fail without failing its job.
 //! Run on SQLite always and on PostgreSQL when one is reachable (`KILN_TEST_POSTGRES` as an
-//! admin URL; under CI a missing PostgreSQL fails the test).
+//! admin URL; under ci/test, or with CI set, a missing PostgreSQL fails the test).
 
 use kiln_core::junit::Outcome;
 use kiln_core::quarantine::{Cause, Change, Run, RunOutcome};

@@ -1,7 +1,8 @@
 //! The queue where it lives: claim, fencing, settle, lease expiry, cancel and requeue, each a
 //! row of a table of cases run on SQLite always and on PostgreSQL when one is reachable
-//! (ci/setup-postgres.sh, or `KILN_TEST_POSTGRES` as an admin URL; under CI a missing
-//! PostgreSQL fails the test). Property tests check the claim order with label matching.
+//! (ci/setup-postgres.sh, or `KILN_TEST_POSTGRES` as an admin URL; under ci/test, or with CI
+//! set, a missing PostgreSQL fails the test). Property tests check the claim order with label
+//! matching.
 
 use kiln_core::state::{BuildStatus, JobStatus};
 use kiln_store::{hash_token, AgentAttempt, AgentRow, AgentSpec, BuildRow, EnrolWith, FinishOutcome, LeaseExpiry, NewBuild, NewJob, Store, StoreError};

@@ -1,7 +1,8 @@
 //! A test queue seeded from an earlier build's list where it lives: while the first shard
 //! lists, another claims from the seed; the list then drops the seed's tests it no longer names
 //! (their results with them, failed or not) and queues the ones the seed lacked. Run on SQLite
-//! always and on PostgreSQL when one is reachable (under CI a missing PostgreSQL fails the test).
+//! always and on PostgreSQL when one is reachable (under ci/test, or with CI set, a missing
+//! PostgreSQL fails the test).
 
 use kiln_core::junit::{Outcome, TestCase};
 use kiln_store::{AgentAttempt, Store, TestClaim, TestGroup};

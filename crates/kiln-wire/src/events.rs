@@ -14,7 +14,8 @@ pub enum EventKind {
     Job,
     /// Log bytes arrived for a job.
     Log,
-    /// An agent registered or was drained or resumed.
+    /// An agent registered (a new one, or one restarting), was drained or was revoked: the fleet
+    /// changed. Carries no name; the fleet page re-reads the agents.
     Agent,
     /// A distributed test queue moved (a batch claimed or done).
     Tests,

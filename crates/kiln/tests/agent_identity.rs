@@ -140,6 +140,19 @@ fn registering_a_name_online_under_another_token_does_not_take_its_jobs() {
 }
 
 #[test]
+fn an_event_stream_hears_an_agent_register_and_be_revoked() {
+    let k = Kiln::start();
+    // The console's fleet page re-reads the agents on these events.
+    let events = common::events::event_lines(&k.url, ADMIN);
+    let (s, token) = register(&k, AGENT_TOKEN, "fresh", json!({}));
+    assert_eq!(s, 200, "{token}");
+    common::events::wait_event(&events, "agent", "\"status\":\"registered\"", 20);
+    let (s, v) = post(&k, "/api/v1/agents/fresh/revoke", ADMIN, &json!({}));
+    assert_eq!(s, 200, "{v}");
+    common::events::wait_event(&events, "agent", "\"status\":\"revoked\"", 20);
+}
+
+#[test]
 fn an_agent_saves_its_token_and_reuses_it_after_a_restart() {
     let k = Kiln::start();
     let work = k.path("work-a1");

@@ -1,5 +1,6 @@
 //! `GET /metrics`: Prometheus text that a strict parser accepts, counters that move after a
-//! build, and the token a scrape needs when the server is not on loopback (docs/metrics.md).
+//! build, busy agents counted while their job runs, and the token a scrape needs when the
+//! server is not on loopback (docs/metrics.md).
 
 mod common;
 
@@ -125,6 +126,28 @@ fn metrics_parse_and_move_after_a_build() {
     // Requests are counted by route pattern, never by the raw path.
     assert!(value(&after, "kiln_http_request_duration_seconds_count", &[("route", "/api/v1/builds/{id}"), ("method", "GET"), ("status", "200")]).unwrap() >= 1.0);
     assert!(!after.iter().any(|(_, l, _)| l.get("route").is_some_and(|r| r.contains(&format!("/{id}")))));
+}
+
+#[test]
+fn agents_busy_counts_an_agent_while_its_job_runs() {
+    let mut k = Kiln::start();
+    // Unsandboxed, so the step can wait for a file the test makes once it has scraped.
+    k.agent("a1", &["--isolation", "none"]);
+    k.wait_for("the agent online", 20, || value(&scrape(&k.url), "kiln_agents_online", &[]) == Some(1.0));
+    assert_eq!(value(&scrape(&k.url), "kiln_agents_busy", &[]), Some(0.0), "an idle agent is not busy");
+    let go = k.path("go");
+    let step = format!("n=0; while [ ! -e {go} ] && [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done", go = go.display());
+    let repo = k.repo("busy", &format!("jobs:\n  wait:\n    steps:\n      - '{step}'\n"));
+    k.add_project("busy", &repo, &[]);
+    let id = k.trigger("busy");
+    // While the step waits for the file the agent holds the job: it counts as busy.
+    k.wait_for("the agent counted busy", 20, || value(&scrape(&k.url), "kiln_agents_busy", &[]) == Some(1.0));
+    assert_eq!(k.build(id)["status"], "running");
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(k.wait_build(id, 60)["status"], "passed");
+    let after = scrape(&k.url);
+    assert_eq!(value(&after, "kiln_agents_busy", &[]), Some(0.0), "the job is over: the agent is idle again");
+    assert_eq!(value(&after, "kiln_agents_online", &[]), Some(1.0));
 }
 
 #[test]

@@ -3,30 +3,12 @@
 
 mod common;
 
+use common::events::{event_lines, wait_event};
 use common::pg::{fresh_database, Reaped};
 use common::*;
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-/// Open `GET /api/v1/events` on a server as the admin; every line it sends arrives on the channel.
-fn event_lines(base: &str) -> mpsc::Receiver<String> {
-    let host = base.trim_start_matches("http://").to_string();
-    let mut s = std::net::TcpStream::connect(&host).unwrap();
-    write!(s, "GET /api/v1/events HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {ADMIN}\r\nAccept: text/event-stream\r\n\r\n").unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(s).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
 
 fn on(url: &str, args: &[&str]) -> std::process::Output {
     Command::new(BIN).args(args).env("KILN_SERVER", url).env("KILN_TOKEN", ADMIN).output().unwrap()
@@ -49,20 +31,10 @@ fn an_event_stream_on_server_b_sees_a_build_queued_through_a() {
     let _b = Reaped(b);
     let repo = k.repo("ev", "jobs:\n  j:\n    steps: [\"true\"]\n");
     k.add_project("ev", &repo, &[]);
-    let events = event_lines(&b_url);
+    let events = event_lines(&b_url, ADMIN);
     std::thread::sleep(Duration::from_millis(500));
     let id = k.trigger("ev");
-    let want = format!("\"build_id\":{id}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = events.recv_timeout(left).unwrap_or_else(|_| panic!("server B's stream saw nothing of build {id}: {seen:#?}"));
-        if line.starts_with("data:") && line.contains(&want) && line.contains("\"kind\":\"build\"") {
-            break;
-        }
-        seen.push(line);
-    }
+    wait_event(&events, "build", &format!("\"build_id\":{id}"), 20);
 }
 
 #[test]
@@ -79,11 +51,16 @@ fn a_server_killed_mid_run_loses_nothing_and_agents_move_on() {
     let _ = &mut a;
     let (b, b_url) = spawn_server(&dir.path().join("b"), "127.0.0.1:0", &args);
     let _b = Reaped(b);
+    // Even agents name the servers with `--server` twice, odd ones with one comma list.
+    let both = format!("{a_url},{b_url}");
     let mut agents = Vec::new();
     for i in 0..4 {
         let log = std::fs::File::create(dir.path().join(format!("agent{i}.log"))).unwrap();
+        let servers: Vec<&str> = if i % 2 == 0 { vec!["--server", &a_url, "--server", &b_url] } else { vec!["--server", &both] };
         let child = Command::new(BIN)
-            .args(["agent", "--server", &a_url, "--server", &b_url, "--token", AGENT_TOKEN, "--name", &format!("g{i}"), "--work-dir"])
+            .arg("agent")
+            .args(&servers)
+            .args(["--token", AGENT_TOKEN, "--name", &format!("g{i}"), "--work-dir"])
             .arg(dir.path().join(format!("work{i}")))
             .stdout(Stdio::null())
             .stderr(log)
@@ -141,8 +118,25 @@ fn a_server_killed_mid_run_loses_nothing_and_agents_move_on() {
         let passed = attempts.iter().filter(|a| a["status"] == "passed").count();
         assert_eq!(passed, 1, "build {id}: {attempts:#?}");
     }
-    let moved = (0..4).any(|i| std::fs::read_to_string(dir.path().join(format!("agent{i}.log"))).unwrap_or_default().contains("moving to"));
-    assert!(moved, "no agent said it moved to server B");
+    let moved = |i: usize| std::fs::read_to_string(dir.path().join(format!("agent{i}.log"))).unwrap_or_default().contains(&format!("moving to {b_url}"));
+    assert!(moved(0) || moved(2), "no agent given --server twice said it moved to server B");
+    assert!(moved(1) || moved(3), "no agent given a comma list said it moved to server B");
+}
+
+/// A step that fails unless the project's secret `DEPLOY` reached it, then prints it (masked).
+const OPENS_SECRET: &str = "test \"$DEPLOY\" = s3cret-value && echo \"secret opened: $DEPLOY\"";
+
+/// A `tests:` runner writing a passing JUnit case for each test it is given.
+const JUNIT_RUNNER: &str = r#"for t in "$@"; do
+  echo "<testsuite><testcase classname=\"c\" name=\"$t\" time=\"0.01\"/></testsuite>" > "$KILN_JUNIT_DIR/$t.xml"
+done
+"#;
+
+/// How many test results build `id` has on the server at `url`.
+fn tests_of(url: &str, id: i64) -> usize {
+    let out = on(url, &["show", &id.to_string(), "--tests", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("show --tests on {url}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    v["tests"].as_array().map_or(0, Vec::len)
 }
 
 fn copy(from: &str, to: &str) -> std::process::Output {
@@ -153,10 +147,15 @@ fn copy(from: &str, to: &str) -> std::process::Output {
 fn db_copy_moves_a_whole_kiln_to_postgresql_and_back() {
     let mut k = Kiln::start();
     k.agent("a", &[]);
-    let repo = k.repo("c", "jobs:\n  j:\n    steps: [\"echo copied-$KILN_BUILD_ID\"]\n");
+    // A job that proves it opened the project's secret (the log shows it masked), and a
+    // `tests:` job whose three JUnit results are rows to copy.
+    let repo = k.repo("c", &format!("jobs:\n  j:\n    steps: [\"echo copied-$KILN_BUILD_ID\", {OPENS_SECRET:?}]\n  suite:\n    tests:\n      shards: 1\n      list: seq 1 3\n      run: sh run.sh {{tests}}\n"));
+    std::fs::write(repo.join("run.sh"), JUNIT_RUNNER).unwrap();
+    commit_all(&repo, "run.sh");
     k.add_project("c", &repo, &["--secret", "DEPLOY=s3cret-value"]);
     let id = k.trigger("c");
-    assert_eq!(k.wait_build(id, 60)["status"], "passed");
+    assert_eq!(k.wait_build(id, 60)["status"], "passed", "{}", k.logs(id));
+    assert_eq!(tests_of(&k.url, id), 3);
     for args in [&["user", "add", "bob"][..], &["project", "grant", "c", "bob", "developer"]] {
         let out = k.kiln(args);
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -171,6 +170,12 @@ fn db_copy_moves_a_whole_kiln_to_postgresql_and_back() {
     let count = |list: &[Value], t: &str| list.iter().find(|c| c["table"] == t).map(|c| c["target"].as_i64().unwrap()).unwrap_or(-1);
     for t in ["projects", "builds", "jobs", "attempts", "users", "api_tokens", "project_members"] {
         assert!(count(&there, t) >= 1, "table {t} copied nothing: {there:#?}");
+    }
+    assert_eq!(count(&there, "test_results"), 3, "the suite's three results: {there:#?}");
+    // The files are not rows: the command says what to do with them.
+    let note = String::from_utf8_lossy(&out.stderr);
+    for part in ["--files", "logs/ and artifacts/", &format!("{}/secret-key", k.path("data").display())] {
+        assert!(note.contains(part), "the copy's note lacks {part:?}: {note}");
     }
     // A second copy into the same database is refused: it is not empty.
     let again = copy(&sqlite, &pg);
@@ -199,6 +204,30 @@ fn db_copy_moves_a_whole_kiln_to_postgresql_and_back() {
     assert!(logs.contains(&format!("copied-{id}")), "{logs}");
     let members = String::from_utf8_lossy(&on(&url, &["project", "members", "c"]).stdout).into_owned();
     assert!(members.contains("bob") && members.contains("developer"), "{members}");
+    assert_eq!(tests_of(&url, id), 3, "the copied build's test results");
+    // The secret still opens there: a new build's step reads it, and its log shows it masked.
+    let agent_log = std::fs::File::create(k.path("agent-back.log")).unwrap();
+    let _agent = Reaped(
+        Command::new(BIN)
+            .args(["agent", "--server", &url, "--token", AGENT_TOKEN, "--name", "back", "--work-dir"])
+            .arg(k.path("work-back"))
+            .stdout(Stdio::null())
+            .stderr(agent_log)
+            .spawn()
+            .unwrap(),
+    );
+    let on_copy = trigger_on(&url, "c");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let b: Value = serde_json::from_slice(&on(&url, &["show", &on_copy.to_string(), "--json"]).stdout).unwrap_or_default();
+        if ["passed", "failed", "errored", "cancelled"].contains(&b["status"].as_str().unwrap_or("")) || Instant::now() > deadline {
+            break b["status"].clone();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let logs = String::from_utf8_lossy(&on(&url, &["logs", &on_copy.to_string()]).stdout).into_owned();
+    assert_eq!(status, "passed", "build {on_copy} on the copy:\n{logs}");
+    assert!(logs.contains("secret opened: ***") && !logs.contains("s3cret-value"), "{logs}");
     // New rows get new ids past the copied ones (PostgreSQL's sequences moved).
     let (pg_srv, pg_url) = spawn_server(&k.path("data-pg"), "127.0.0.1:0", &["--database".into(), pg]);
     let _pg_srv = Reaped(pg_srv);

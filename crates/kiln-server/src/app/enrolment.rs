@@ -12,6 +12,7 @@
 use super::access;
 use crate::auth::{constant_time_eq, Viewer};
 use crate::error::{AppError, AppResult};
+use crate::events::EventKind;
 use crate::state::AppState;
 use kiln_store::{hash_token, AgentRow, AgentSpec, EnrolWith, EnrolmentRow};
 use kiln_wire::agent::{RegisterRequest, RegisterResponse};
@@ -61,6 +62,8 @@ pub async fn register(st: &AppState, given: &str, req: &RegisterRequest) -> AppR
         st.wake_control();
     }
     tracing::info!("agent {} registered with labels {:?}", agent.name, agent.labels);
+    // The fleet changed (a new agent, or new labels): the console's fleet page re-reads it.
+    st.emit(EventKind::Agent, 0, None, "", "registered");
     Ok(RegisterResponse { agent_id: agent.id, token, heartbeat_secs: hb, lease_secs: lease })
 }
 
@@ -112,6 +115,7 @@ pub async fn revoke_agent(st: &AppState, viewer: &Viewer, name: &str) -> AppResu
     st.wake_agent(name);
     st.wake_agents();
     st.wake_control();
+    st.emit(EventKind::Agent, 0, None, "", "revoked");
     tracing::info!("{} revoked agent {name}", viewer.name());
     Ok(taken.len())
 }

@@ -130,3 +130,27 @@ pub async fn run(a: AgentArgs) -> anyhow::Result<i32> {
         Err(e) => Err(crate::api_client::Exit(2, format!("{e}")).into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::AgentArgs;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        agent: AgentArgs,
+    }
+
+    fn servers(args: &[&str]) -> Vec<String> {
+        Cli::try_parse_from(std::iter::once("kiln-agent").chain(args.iter().copied())).unwrap().agent.server
+    }
+
+    #[test]
+    fn servers_come_as_a_comma_list_or_one_flag_each_in_their_order() {
+        let (a, b, c) = ("http://a:8080", "http://b:8080", "http://c:8080");
+        assert_eq!(servers(&["--server", &format!("{a},{b},{c}")]), [a, b, c]);
+        assert_eq!(servers(&["--server", a, "--server", b]), [a, b]);
+        assert_eq!(servers(&["--server", &format!("{b},{a}"), "--server", c]), [b, a, c]);
+    }
+}

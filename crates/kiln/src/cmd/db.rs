@@ -1,12 +1,15 @@
 //! `kiln db copy --from URL --to URL`: move a whole kiln to another database (SQLite ⇄
-//! PostgreSQL) with the servers stopped, printing and checking each table's rows.
+//! PostgreSQL) with the servers stopped, printing and checking each table's rows, then saying
+//! what to do with the files no database holds (logs, artifacts, packages, the secret key).
 
 use clap::Subcommand;
 
 #[derive(Subcommand)]
 pub enum DbCmd {
-    /// Copy everything (projects, builds, jobs, logs, test results, users, tokens, secrets,
-    /// members…) into a new, empty database, and check every table's row count.
+    /// Copy every row (projects, builds, jobs, attempts with their log lengths, test results,
+    /// users, tokens, sealed secrets, members…) into a new, empty database, and check every
+    /// table's row count. Files are not copied (log bytes, artifacts, uploaded packages, the
+    /// secret key): it ends by saying what to do with them.
     Copy {
         /// The database to read: sqlite:PATH or postgres://…
         #[arg(long)]
@@ -37,7 +40,48 @@ pub async fn run(cmd: DbCmd, json: bool) -> anyhow::Result<i32> {
                 let total: i64 = counts.iter().map(|c| c.target).sum();
                 println!("copied {total} rows in {} tables; every count matches", counts.len());
             }
+            // The rows are copied; these files are not, and the copy's servers need them.
+            let note = files_note(&from);
+            if json {
+                eprintln!("{note}");
+            } else {
+                println!("{note}");
+            }
             Ok(0)
         }
+    }
+}
+
+/// What the user must still do with the files a database does not hold (docs/reliability.md):
+/// the files folder's `logs/` and `artifacts/`, the data folder's `packages/` and `secret-key`.
+/// A `sqlite:DIR/kiln.db` source names its data folder, the default files folder.
+fn files_note(from: &str) -> String {
+    let path = from.strip_prefix("sqlite://").or_else(|| from.strip_prefix("sqlite:")).map(|p| std::path::Path::new(p.split('?').next().unwrap_or(p)));
+    let data = match path {
+        Some(p) if p.file_name().is_some_and(|f| f == "kiln.db") => p.parent().filter(|d| !d.as_os_str().is_empty()).map_or_else(|| ".".to_string(), |d| d.display().to_string()),
+        _ => "DATA".to_string(),
+    };
+    format!(
+        "not copied (files, not rows): before starting servers on the copy,\n\
+         - log bytes and artifacts: start them with --files naming the old files folder (the old servers' --files, by default \
+         their data folder {data}), or copy its logs/ and artifacts/ into the new one\n\
+         - uploaded runs: copy {data}/packages/ into the new data folder\n\
+         - project secrets: copy {data}/secret-key into the new data folder (or set KILN_SECRET_KEY or --secret-key-file), \
+         or they cannot be opened"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::files_note;
+
+    #[test]
+    fn the_note_names_the_data_folder_of_a_default_sqlite_database() {
+        let note = files_note("sqlite:/srv/kiln-data/kiln.db");
+        for part in ["--files", "/srv/kiln-data/secret-key", "/srv/kiln-data/packages/", "logs/ and artifacts/"] {
+            assert!(note.contains(part), "{part:?} missing from {note}");
+        }
+        assert!(files_note("postgres://h/kiln").contains("DATA/secret-key"));
+        assert!(files_note("sqlite:elsewhere.db").contains("DATA/packages/"));
     }
 }

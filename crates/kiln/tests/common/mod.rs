@@ -3,6 +3,7 @@
 //! git repositories in temp folders.
 #![allow(dead_code, clippy::zombie_processes)]
 
+pub mod events;
 pub mod http;
 pub mod pg;
 
