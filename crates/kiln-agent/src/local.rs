@@ -38,8 +38,20 @@ pub struct LocalRun {
     /// `kiln run --replay`: run only these shard jobs (by key), each claiming exactly these
     /// batches in this order (no retries).
     pub replay: Option<HashMap<String, Vec<Vec<String>>>>,
+    /// The build a replay reproduces: its steps see its build id, project, branch and commit
+    /// (else those of the repository here, and build 0).
+    pub replay_of: Option<BuildIdentity>,
     /// Whether jobs run in the bubblewrap sandbox (with the repository writable in it).
     pub isolation: crate::sandbox::Isolation,
+}
+
+/// Who a replayed build was, for its steps' environment.
+#[derive(Debug, Clone, Default)]
+pub struct BuildIdentity {
+    pub build_id: i64,
+    pub project: String,
+    pub branch: String,
+    pub commit: String,
 }
 
 /// What happened, as it happens (for the progress display).
@@ -109,18 +121,26 @@ fn git_stdout(dir: &Path, args: &[&str]) -> Option<String> {
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The assignment an agent would get for this planned job (for the step environment).
-fn assignment(pj: &PlannedJob, index: usize, dir: &Path) -> JobAssignment {
+/// The build a run here is: the replayed one, or the repository's branch and head as build 0.
+fn identity(dir: &Path, replay_of: Option<&BuildIdentity>) -> BuildIdentity {
+    if let Some(b) = replay_of {
+        return b.clone();
+    }
     let git = |args: &[&str]| git_stdout(dir, args).map(|out| out.trim().to_string()).unwrap_or_default();
     let project = dir.canonicalize().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_default();
+    BuildIdentity { build_id: 0, project, branch: git(&["symbolic-ref", "--short", "HEAD"]), commit: git(&["rev-parse", "HEAD"]) }
+}
+
+/// The assignment an agent would get for this planned job (for the step environment).
+fn assignment(pj: &PlannedJob, index: usize, dir: &Path, build: &BuildIdentity) -> JobAssignment {
     JobAssignment {
         job_id: index as i64 + 1,
         attempt: 1,
-        build_id: 0,
-        project,
+        build_id: build.build_id,
+        project: build.project.clone(),
         repo: dir.to_string_lossy().into_owned(),
-        branch: git(&["symbolic-ref", "--short", "HEAD"]),
-        commit: git(&["rev-parse", "HEAD"]),
+        branch: build.branch.clone(),
+        commit: build.commit.clone(),
         key: pj.key.clone(),
         name: pj.name.clone(),
         steps: pj.steps.clone(),
@@ -321,6 +341,7 @@ pub async fn run_pipeline(cfg: &LocalRun, events: Arc<dyn Fn(RunEvent) + Send + 
     };
     events(RunEvent::Planned { jobs: planned.len() });
     let changes = Arc::new(working_tree_changes(&cfg.dir));
+    let build = identity(&cfg.dir, cfg.replay_of.as_ref());
     let ids = Arc::new(AtomicI64::new(1));
     let mut groups: HashMap<String, Arc<LocalGroup>> = HashMap::new();
     let mut status: Vec<JobStatus> = vec![JobStatus::Queued; planned.len()];
@@ -347,7 +368,7 @@ pub async fn run_pipeline(cfg: &LocalRun, events: Arc<dyn Fn(RunEvent) + Send + 
                 })
                 .clone();
             let queue = LocalShard { group, shard: pj.shard_index, job: pj.key.clone() };
-            let job = assignment(pj, i, &cfg.dir);
+            let job = assignment(pj, i, &cfg.dir, &build);
             let work = cfg.work.join(format!("job-{}", i + 1));
             events(RunEvent::JobStarted { key: pj.key.clone(), worker });
             let place = Place { dir: cfg.dir.clone(), work, all_work: cfg.work.clone(), sandbox: sandbox.clone(), needs: pj.needs.clone(), changes: changes.clone() };

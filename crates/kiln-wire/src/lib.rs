@@ -651,6 +651,11 @@ pub mod api {
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct BuildBatches {
         pub build_id: i64,
+        /// The build's project and branch (a replay's `KILN_PROJECT`, `KILN_BRANCH`).
+        #[serde(default)]
+        pub project: String,
+        #[serde(default)]
+        pub branch: String,
         pub commit: String,
         pub batches: Vec<BatchRecord>,
     }

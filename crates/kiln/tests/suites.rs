@@ -422,14 +422,16 @@ fn kiln_run_replay_runs_the_same_batches_in_the_same_order() {
     let mut k = Kiln::start();
     let ran = k.path("ran.txt");
     let marker = k.path("unused");
-    let repo = k.repo("replay", "jobs:\n  suite:\n    tests:\n      shards: 2\n      retries: 1\n      list: seq 1 30\n      run: sh run.sh {tests}\n");
+    let seen = k.path("env.txt");
+    let repo = k.repo("replay", &format!("jobs:\n  suite:\n    tests:\n      shards: 2\n      retries: 1\n      list: seq 1 30\n      run: echo \"$KILN_BUILD_ID $KILN_PROJECT $KILN_BRANCH $KILN_COMMIT\" >> {} && sh run.sh {{tests}}\n", seen.display()));
     runner(&repo, "0", &ran, &marker);
     std::fs::write(marker.with_extension("fail"), "17\n").unwrap();
     k.add_project("replay", &repo, &[]);
     k.agent("a1", UNSANDBOXED);
     k.agent("a2", UNSANDBOXED);
     let id = k.trigger("replay");
-    assert_eq!(k.wait_build(id, 90)["status"], "failed");
+    let build = k.wait_build(id, 90);
+    assert_eq!(build["status"], "failed");
     let record: Value = serde_json::from_str(&http("GET", &format!("{}/api/v1/builds/{id}/batches", k.url), &[("authorization", &format!("Bearer {ADMIN}"))], b"").1).unwrap();
     let of = |job: &str| -> Vec<Vec<String>> {
         record["batches"].as_array().unwrap().iter().filter(|b| b["job"] == job).map(|b| b["tests"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect()).collect()
@@ -437,13 +439,18 @@ fn kiln_run_replay_runs_the_same_batches_in_the_same_order() {
     let shard2 = of("suite [2/2]");
     assert!(!shard2.is_empty(), "{record:#}");
 
-    // One shard, exactly: its batches in the same order (17 failing again, the retry included).
+    // One shard, exactly: its batches in the same order (17 failing again, the retry included),
+    // its steps told they are that build.
     std::fs::remove_file(&ran).unwrap();
+    std::fs::remove_file(&seen).unwrap();
     let out = k.kiln(&["run", "--isolation", "none", "--replay", &format!("{id}/suite [2/2]"), repo.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(err.contains(&format!("replaying build {id} at ")), "{err}");
     let local: Vec<Vec<String>> = batches(&ran).into_values().collect();
     assert_eq!(local, shard2, "{err}\n{}", String::from_utf8_lossy(&out.stdout));
+    let want = format!("{id} replay main {}", build["commit"].as_str().unwrap());
+    let envs = std::fs::read_to_string(&seen).unwrap();
+    assert!(!envs.is_empty() && envs.lines().all(|l| l == want), "the replay's steps saw:\n{envs}\nnot {want}");
 
     // The whole build: every shard's batches, each shard in its order.
     std::fs::remove_file(&ran).unwrap();

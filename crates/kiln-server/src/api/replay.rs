@@ -18,5 +18,5 @@ pub async fn batches(State(st): State<AppState>, viewer: Viewer, Path(id): Path<
         .into_iter()
         .map(|(job, attempt, batch, state, tests)| BatchRecord { job, attempt, batch, state, tests })
         .collect();
-    Ok(Json(BuildBatches { build_id: b.id, commit: b.commit, batches }))
+    Ok(Json(BuildBatches { build_id: b.id, project: b.project, branch: b.branch, commit: b.commit, batches }))
 }

@@ -177,6 +177,7 @@ fn print_summary(s: &RunSummary) {
 /// its jobs had, and each replayed shard's batches in order.
 struct Replay {
     dir: tempfile::TempDir,
+    of: kiln_agent::local::BuildIdentity,
     shards: u32,
     batches: std::collections::HashMap<String, Vec<Vec<String>>>,
 }
@@ -220,7 +221,8 @@ async fn replay_plan(a: &RunArgs, what: &str) -> anyhow::Result<Replay> {
         anyhow::bail!("failed to unpack commit {} into {}", rec.commit, dir.path().display());
     }
     eprintln!("replaying build {id} at {}: {}", &rec.commit[..rec.commit.len().min(12)], batches.iter().map(|(k, b)| format!("{k} ({} batches)", b.len())).collect::<Vec<_>>().join(", "));
-    Ok(Replay { dir, shards, batches })
+    let of = kiln_agent::local::BuildIdentity { build_id: rec.build_id, project: rec.project, branch: rec.branch, commit: rec.commit };
+    Ok(Replay { dir, of, shards, batches })
 }
 
 pub async fn run(a: RunArgs) -> anyhow::Result<i32> {
@@ -251,7 +253,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<i32> {
         let added = history.import(list.tests.into_iter().map(|t| (t.key, t.avg_ms)));
         eprintln!("imported the timing history of {} on {}: {added} tests", list.project, list.branch);
     }
-    let cfg = LocalRun { dir, pipeline: a.pipeline.clone(), workers, work, history: history.clone(), replay: replay.as_ref().map(|r| r.batches.clone()), isolation: a.isolation };
+    let cfg = LocalRun { dir, pipeline: a.pipeline.clone(), workers, work, history: history.clone(), replay: replay.as_ref().map(|r| r.batches.clone()), replay_of: replay.as_ref().map(|r| r.of.clone()), isolation: a.isolation };
     let display = Arc::new(Display::new());
     let d2 = display.clone();
     let cancel = CancellationToken::new();
