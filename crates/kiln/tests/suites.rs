@@ -291,6 +291,12 @@ fn a_test_that_failed_in_the_previous_build_runs_in_the_first_batch() {
     assert!(show.contains("1 failed; first failure after "), "{show}");
     let list = String::from_utf8_lossy(&k.kiln(&["builds", "first"]).stdout).to_string();
     assert!(list.contains("first failure after "), "{list}");
+    // So do the console's build page and the project's list of builds.
+    for page in [format!("/builds/{one}"), "/projects/first".to_string()] {
+        let (code, html) = http("GET", &format!("{}{page}", k.url), &[("authorization", &format!("Bearer {ADMIN}"))], b"");
+        assert_eq!(code, 200, "{page}");
+        assert!(html.contains(r#"first-failure">first failure after "#), "{page} does not say when the first failure came:\n{html}");
+    }
 
     // The next build runs 37 in its very first batch, at its head.
     std::fs::remove_file(&ran).unwrap();

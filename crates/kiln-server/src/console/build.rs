@@ -189,8 +189,12 @@ pub async fn page(State(st): State<AppState>, page: Page, Path(id): Path<i64>, Q
         Some(u) => format!("{} file{}, {}", u.files, if u.files == 1 { "" } else { "s" }, crate::uploads::human_bytes(u.size)),
         None => String::new(),
     };
+    let mut view = build_view(&row);
+    if super::views::ended_badly(&view) {
+        view.first_failure = super::views::first_failure(st.store.first_failure_ms(id).await?);
+    }
     let live = BuildLive {
-        b: build_view(&row),
+        b: view,
         columns,
         signed_in: may_act,
         csrf: page.csrf().to_string(),

@@ -138,10 +138,14 @@ pub async fn project(State(st): State<AppState>, page: Page, Path(name): Path<St
     let (rows, total) = st.store.builds_page(p.id, &f, PER_PAGE, (n - 1) * PER_PAGE).await?;
     let pages = ((total + PER_PAGE - 1) / PER_PAGE).max(1);
     let base = format!("/projects/{}", urlencode(&p.name));
+    let mut builds: Vec<BuildView> = rows.iter().map(build_view).collect();
+    for b in builds.iter_mut().filter(|b| super::views::ended_badly(b)) {
+        b.first_failure = super::views::first_failure(st.store.first_failure_ms(b.id).await?);
+    }
     let live = ProjectLive {
         first: if rows.is_empty() { 0 } else { (n - 1) * PER_PAGE + 1 },
         last: (n - 1) * PER_PAGE + rows.len() as i64,
-        builds: rows.iter().map(build_view).collect(),
+        builds,
         total,
         newer: if n > 1 { format!("{base}{}", filter_query(&q, n - 1)) } else { String::new() },
         older: if n < pages { format!("{base}{}", filter_query(&q, n + 1)) } else { String::new() },

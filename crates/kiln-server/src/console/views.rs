@@ -60,6 +60,9 @@ pub struct BuildView {
     pub duration: String,
     pub running: bool,
     pub error: String,
+    /// `first failure after 2.3s` for a failed build whose caller looked it up
+    /// ([`first_failure`]); else empty.
+    pub first_failure: String,
 }
 
 pub fn build_view(b: &BuildRow) -> BuildView {
@@ -88,7 +91,18 @@ pub fn build_view(b: &BuildRow) -> BuildView {
         duration,
         running: b.status == kiln_core::state::BuildStatus::Running,
         error: b.error.clone().unwrap_or_default(),
+        first_failure: String::new(),
     }
+}
+
+/// How long after its start a build's first test or job failed, as a page says it.
+pub fn first_failure(ms: Option<u64>) -> String {
+    ms.map(|ms| format!("first failure after {}", duration(ms as i64))).unwrap_or_default()
+}
+
+/// Whether a build ended failed or errored (only those have a first failure to show).
+pub fn ended_badly(b: &BuildView) -> bool {
+    matches!(b.status.as_str(), "failed" | "errored")
 }
 
 /// A bar chart of the newest builds' durations (oldest left), each bar a link
