@@ -109,6 +109,15 @@ fn batches_pay_for_the_runners_start_up_and_the_history_keeps_its_cost() {
     assert!(p.iter().all(|l| l.contains("ms fixed cost") && !l.contains("assumed") && !l.contains("no timing known")), "{p:#?}");
     assert_eq!(p.len(), 2, "one batch per shard: {p:#?}");
     assert_eq!(tests_of(&k, second).len(), 40);
+
+    // A branch with no history of its own plans with the default branch's: its tests'
+    // durations and the fixed cost.
+    git(&repo, &["branch", "feature"]);
+    let branch = k.json(&["trigger", "startup", "--branch", "feature"])["id"].as_i64().unwrap();
+    let b = k.wait_build(branch, 90);
+    assert_eq!((b["status"].as_str(), b["branch"].as_str()), (Some("passed"), Some("feature")), "{b:#}");
+    let p = plans(&k, branch);
+    assert!(!p.is_empty() && p.iter().all(|l| l.contains("ms fixed cost") && !l.contains("assumed") && !l.contains("no timing known")), "{p:#?}");
 }
 
 #[test]
