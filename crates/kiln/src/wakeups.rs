@@ -36,30 +36,59 @@ impl EventKinds {
     }
 }
 
-/// Open the event stream at `path` and return a receiver that gets one `()` whenever an event
+/// How long to wait before opening a stream again after it ended (a server restart), at most.
+const REOPEN_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Open the event stream at `url` and return a receiver that gets one `()` whenever an event
 /// of one of `kinds` (or a `resync`: events were missed) arrived since the last one was taken.
 /// `None` when the stream cannot be opened (an older server, a refusal): the caller then looks
-/// at intervals. The receiver ends when the stream does.
+/// at intervals. When the stream ends (the server restarted), it is opened again, after a
+/// wake-up (what happened meanwhile was not heard), waiting longer each time it fails, up to
+/// [`REOPEN_MAX`]; the receiver ends only when the caller drops it.
 pub async fn open(http: &reqwest::Client, url: String, token: Option<&str>, kinds: &'static [&'static str]) -> Option<mpsc::Receiver<()>> {
-    let mut req = http.get(url).header("accept", "text/event-stream").timeout(std::time::Duration::from_secs(24 * 3600));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let mut resp = req.send().await.ok().filter(|r| r.status().is_success())?;
+    let (http, token) = (http.clone(), token.map(str::to_string));
+    let connect = move || {
+        let mut req = http.get(&url).header("accept", "text/event-stream").timeout(std::time::Duration::from_secs(24 * 3600));
+        if let Some(t) = &token {
+            req = req.bearer_auth(t);
+        }
+        async move { req.send().await.ok().filter(|r| r.status().is_success()) }
+    };
+    let mut resp = connect().await?;
     let (tx, rx) = mpsc::channel(1);
     tokio::spawn(async move {
-        let mut lines = EventKinds::default();
-        while let Ok(Some(chunk)) = resp.chunk().await {
-            if lines.feed(&chunk).iter().any(|k| k == kiln_wire::events::RESYNC || kinds.contains(&k.as_str())) {
-                match tx.try_send(()) {
-                    Err(mpsc::error::TrySendError::Closed(_)) => return,
-                    // Full: a wake-up is already waiting, which covers this event too.
-                    _ => {}
+        let mut pause = std::time::Duration::from_millis(200);
+        loop {
+            let mut lines = EventKinds::default();
+            while let Ok(Some(chunk)) = resp.chunk().await {
+                pause = std::time::Duration::from_millis(200);
+                if lines.feed(&chunk).iter().any(|k| k == kiln_wire::events::RESYNC || kinds.contains(&k.as_str())) && wake(&tx).is_err() {
+                    return;
                 }
             }
+            // The stream ended: open it again until the caller stops listening.
+            resp = loop {
+                if wake(&tx).is_err() {
+                    return;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(REOPEN_MAX);
+                if let Some(r) = connect().await {
+                    break r;
+                }
+            };
         }
     });
     Some(rx)
+}
+
+/// One wake-up; `Err` once the caller dropped its receiver. A full channel already holds a
+/// wake-up that covers this one.
+fn wake(tx: &mpsc::Sender<()>) -> Result<(), ()> {
+    match tx.try_send(()) {
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -82,5 +111,39 @@ mod tests {
         assert!(k.feed(&big).is_empty());
         assert!(k.partial.len() <= 64);
         assert_eq!(k.feed(b"\nevent: build\n"), vec!["build".to_string()]);
+    }
+
+    /// A server that answers each request for its stream with `event: build` and hangs up.
+    async fn short_streams() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/api/v1/events", listener.local_addr().unwrap());
+        let opened = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = opened.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\nevent: build\ndata: {}\n\n").await;
+            }
+        });
+        (url, opened)
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_ends_is_opened_again_and_keeps_waking_its_follower() {
+        let (url, opened) = short_streams().await;
+        kiln_agent::client::install_crypto();
+        let mut rx = open(&reqwest::Client::new(), url, None, &["build"]).await.expect("the stream opens");
+        for _ in 0..4 {
+            let woke = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv()).await.expect("a wake-up within 10 s");
+            assert_eq!(woke, Some(()), "the receiver ended with its stream");
+        }
+        let t0 = std::time::Instant::now();
+        while opened.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+            assert!(t0.elapsed() < std::time::Duration::from_secs(15), "the stream was not opened again");
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), rx.recv()).await;
+        }
     }
 }
