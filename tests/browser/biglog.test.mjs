@@ -2,12 +2,18 @@
 // shows the last line within 2 s, scrolling up loads earlier lines, the page stays responsive,
 // a server-side search counts every match and jumps to a line, and a #L link opens at its line.
 // Past its head (the limit) a running log's last lines show live below it until the job ends.
+// The page never holds the whole log: scrolling up through many parts, or following a live log,
+// keeps at most the console's cap of rows in it (lines far away go, and load again on the way back).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Kiln, browser } from "./kiln.mjs";
 
 const MB = +(process.env.BIGLOG_MB || 200);
 const LINES = MB * 10486; // 100-byte lines
+// The most rows the log viewer keeps in the page (console.js ROWS_MAX).
+const ROWS_CAP = 6000;
+const rowNumbers = (page) => page.locator("#log .l").evaluateAll((els) => els.map((e) => +e.id.slice(1)));
+const inOrder = (ids) => ids.every((n, i) => i === 0 || n === ids[i - 1] + 1);
 const PIPELINE = `jobs:
   big:
     steps:
@@ -44,8 +50,34 @@ test(`the console opens a ${MB} MB log at its end`, { timeout: 600_000 }, async 
   await page.waitForFunction((n) => +document.querySelector("#log .l a.n").textContent < n, firstBefore, { timeout: 5000 });
   const firstAfter = +(await page.locator("#log .l").first().locator("a.n").textContent());
   assert.ok(firstAfter < firstBefore, `${firstAfter} < ${firstBefore}`);
-  const ids = await page.locator("#log .l").evaluateAll((els) => els.map((e) => +e.id.slice(1)));
-  assert.ok(ids.every((n, i) => i === 0 || n === ids[i - 1] + 1), "lines in order with no gap");
+  const ids = await rowNumbers(page);
+  assert.ok(inOrder(ids), "lines in order with no gap");
+
+  // All the way up through many parts: the page keeps a bounded window, the tail is let go.
+  for (let i = 0; i < 12; i++) {
+    const top = (await rowNumbers(page))[0];
+    await page.locator("#log").evaluate((el) => { el.scrollTop = 0; el.dispatchEvent(new Event("scroll")); });
+    await page.waitForFunction((n) => +document.querySelector("#log .l a.n").textContent < n, top, { timeout: 5000 });
+  }
+  let up = await rowNumbers(page);
+  assert.ok(up.length <= ROWS_CAP, `${up.length} rows in the page after scrolling up 12 parts (cap ${ROWS_CAP})`);
+  assert.ok(inOrder(up), "the window's lines are in order with no gap");
+  assert.ok(up[up.length - 1] < LINES, "the tail was let go");
+  assert.equal(await page.locator("#log").getByText("LAST-LINE-OF-THE-LOG").count(), 0);
+  await page.locator("#follow").waitFor({ state: "visible", timeout: 2000 });
+  await page.locator("#log .log-less").waitFor({ timeout: 2000 });
+  // Scrolling down loads the later lines again, still bounded and in order.
+  const bottom = up[up.length - 1];
+  await page.locator("#log").evaluate((el) => { el.scrollTop = el.scrollHeight; el.dispatchEvent(new Event("scroll")); });
+  await page.waitForFunction((n) => { const r = document.querySelectorAll("#log .l"); return +r[r.length - 1].id.slice(1) > n; }, bottom, { timeout: 5000 });
+  up = await rowNumbers(page);
+  assert.ok(up.length <= ROWS_CAP && inOrder(up) && up.includes(bottom + 1), `reloaded below line ${bottom}: ${up[0]}..${up[up.length - 1]}`);
+  // The control brings the last lines back.
+  await page.click("#follow");
+  await page.getByText("LAST-LINE-OF-THE-LOG").first().waitFor({ timeout: 5000 });
+  up = await rowNumbers(page);
+  assert.equal(up[up.length - 1], LINES + 3);
+  assert.ok(up.length <= ROWS_CAP && inOrder(up));
 
   // Responsive: a click on a line number answers at once.
   const t1 = Date.now();
@@ -91,4 +123,49 @@ test("past its head a running log's last lines show live below it", { timeout: 1
   assert.equal(done.status, "passed");
   await page.locator("#log").getByText("live-line-50").first().waitFor({ timeout: 10_000 });
   await page.locator("#log-live").waitFor({ state: "hidden", timeout: 10_000 });
+});
+
+test("a followed live log keeps a bounded number of rows in the page", { timeout: 180_000 }, async (t) => {
+  const k = await new Kiln().start();
+  const b = await browser();
+  t.after(async () => { await b.close(); k.stop(); });
+  k.agent("a1");
+  // 40,000 lines at about 200 KB/s: the page keeps up (never so far behind that it jumps to the tail).
+  const gen = `import sys, time
+for i in range(40000):
+    sys.stdout.write("stream-line-%05d %s\\n" % (i, "y" * 20))
+    if i % 500 == 499:
+        sys.stdout.flush(); time.sleep(0.1)
+print("STREAM-DONE")
+`;
+  const repo = k.repo("stream", { ".kiln.yml": "jobs:\n  stream:\n    steps: [python3 gen.py]\n", "gen.py": gen });
+  k.cli("project", "add", "stream", "--repo", repo, "--public");
+  const id = JSON.parse(k.cli("trigger", "stream", "--json")).id;
+  const page = await (await b.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+  page.on("pageerror", (e) => console.error("# page error:", e.message));
+  await page.goto(`${k.url}/builds/${id}`);
+  // The most rows the log ever held, seen after every change to it.
+  await page.evaluate(() => {
+    const box = document.getElementById("log");
+    window.maxRows = box.getElementsByClassName("l").length;
+    new MutationObserver(() => { window.maxRows = Math.max(window.maxRows, box.getElementsByClassName("l").length); }).observe(box, { childList: true });
+  });
+  await page.locator("#log").getByText("stream-line-10000").first().waitFor({ timeout: 60_000 });
+  assert.equal(await page.locator("#log .l").filter({ hasText: "STREAM-DONE" }).count(), 0, "still running while it is followed");
+  await page.locator("#log").getByText("STREAM-DONE").first().waitFor({ timeout: 60_000 });
+  assert.equal((await k.waitBuild(id, 60)).status, "passed");
+  const max = await page.evaluate(() => window.maxRows);
+  const ids = await rowNumbers(page);
+  console.log(`# at most ${max} rows in the page while following a ${ids[ids.length - 1]}-line log`);
+  assert.ok(max > 1000, `the log was drawn as it came (${max} rows at most)`);
+  assert.ok(max <= ROWS_CAP, `${max} rows in the page at once while following (cap ${ROWS_CAP})`);
+  assert.ok(inOrder(ids) && ids[0] > 1, `the newest lines, in order: ${ids[0]}..${ids[ids.length - 1]}`);
+  const done = await page.locator("#log .l").filter({ hasText: "STREAM-DONE" }).getAttribute("id");
+  const last = await page.locator("#log .l").filter({ hasText: "stream-line-39999" }).getAttribute("id");
+  assert.equal(+done.slice(1), +last.slice(1) + 1);
+  // A line link to a line long gone from the page opens at it.
+  await page.fill("#log-goto input", "100");
+  await page.press("#log-goto input", "Enter");
+  await page.locator("#L100.hl").waitFor({ timeout: 5000 });
+  assert.ok((await rowNumbers(page)).length <= ROWS_CAP);
 });

@@ -5,8 +5,10 @@
 //  - On a build page, #log-panel streams the selected job's log, at any size: it opens at
 //    the tail (its last 32 KiB, live while the job runs), loads earlier parts as the
 //    reader scrolls up, searches on the server and jumps to a line (#L12 links too), and
-//    never holds the whole log; ANSI colours, follow that stops when the reader scrolls
-//    up, raw download; past the log's head (its limit) the last lines so far show live in
+//    never holds the whole log: at most ROWS_MAX lines (CHARS_MAX characters) are in the
+//    page, rows past them dropped at the end away from the reader and loaded again when
+//    the reader scrolls back; ANSI colours, follow that stops when the reader scrolls
+//    up (and "Follow ↓" back to the tail), raw download; past the log's head (its limit) the last lines so far show live in
 //    #log-live until the job ends and the tail joins the log; #tests
 //    (the test results) is re-fetched from its data-tests-src on test events.
 (function () {
@@ -115,18 +117,35 @@
   // ── the log ─────────────────────────────────────────────────────────────
   const panel = $("#log-panel");
   const box = $("#log");
-  // top: byte offset where the first shown line starts (null: nothing shown yet); topLine: its number.
+  // The rows shown are lines topLine..line of the log, in order with no gap. topOff: the byte
+  // offset where line topLine starts (null: not known since rows above were dropped; asked by
+  // line number when needed). offset: where the next read at the bottom starts (null: rows
+  // below were dropped; the next read starts at line nextLine). opened: a first slice is shown.
   const log = { job: panel ? panel.dataset.job : "", attempt: panel ? +panel.dataset.attempt : 0, offset: 0, line: 0,
     rest: "", style: {}, done: false, busy: false, again: false, follow: true, target: null, partialEl: null,
-    top: null, topLine: 1, loadingUp: false, len: 0 };
+    opened: false, topOff: 0, topLine: 1, nextLine: 1, loadingUp: false, len: 0, over: false, chars: 0 };
   const WINDOW = 256 * 1024;
+  // The page never holds more than this of a log: past it, rows go at the end away from the reader.
+  const ROWS_MAX = 6000;
+  const CHARS_MAX = 3 << 20;
   // The first paint of a log's end: a few screens, drawn at once; earlier lines come on scrolling up.
   // The build page preloads this very slice (templates/build.html), so it is on its way before the script runs.
   const FIRST = 32768;
+  const rows = box ? box.getElementsByClassName("l") : [];
   const followBtn = $("#follow");
   function atBottom() { return box.scrollHeight - box.scrollTop - box.clientHeight < 30; }
   function atNearBottom() { return box.scrollHeight - box.scrollTop - box.clientHeight < 600; }
-  function showFollow() { if (followBtn) followBtn.hidden = log.follow || log.done; }
+  function showFollow() {
+    if (!followBtn) return;
+    followBtn.hidden = log.done || (log.follow && log.offset !== null);
+    followBtn.textContent = log.over ? "End ↓" : "Follow ↓";
+    followBtn.title = log.over ? "show the log's last lines" : "show the log's last lines and follow them";
+  }
+  function api(q) { return `/api/v1/jobs/${log.job}/log?attempt=${log.attempt}&${q}`; }
+  async function getSlice(q) {
+    const r = await fetch(api(q), { credentials: "same-origin" });
+    return r.ok ? r.json() : null;
+  }
 
   // ANSI SGR → spans with classes (16 colours) or inline colours (256 / truecolor).
   const P256 = (n) => {
@@ -176,10 +195,12 @@
     if (t.startsWith("kiln: ")) el.classList.add("kiln");
     return st;
   }
-  function lineEl(n) {
+  function lineEl(n, text) {
     const row = document.createElement("div");
     row.className = "l";
     row.id = "L" + n;
+    row.chars = text.length;
+    log.chars += text.length;
     const a = document.createElement("a");
     a.className = "n"; a.href = "#L" + n; a.textContent = n;
     const t = document.createElement("span");
@@ -187,27 +208,64 @@
     row.append(a, t);
     return [row, t];
   }
-  function append(text) {
+  // How many rows, counted from one end, must go to keep the page within its bounds.
+  function excess(fromTop) {
+    let n = 0, chars = log.chars;
+    const count = rows.length;
+    while (count - n > ROWS_MAX || (chars > CHARS_MAX && count - n > 1)) {
+      chars -= rows[fromTop ? n : count - 1 - n].chars || 0;
+      n++;
+    }
+    return n;
+  }
+  function removeRows(first, last) { // inclusive, in order
+    for (let el = first; ; ) { const next = el.nextSibling; if (el.chars) log.chars -= el.chars; el.remove(); if (el === last) break; el = next; }
+  }
+  // Past the bounds at the bottom (the reader is there): the first rows go, the view stays put.
+  function trimTop() {
+    const n = excess(true);
+    if (!n) return;
+    const keep = rows[n];
+    const y = keep.offsetTop;
+    removeRows(rows[0], rows[n - 1]);
+    log.topLine = +keep.id.slice(1); log.topOff = null;
+    updateMore();
+    box.scrollTop -= y - keep.offsetTop;
+  }
+  // Past the bounds at the top (the reader is there): the last rows go, and with them the tail.
+  function trimBottom() {
+    const n = excess(false);
+    if (!n) return;
+    const last = rows[rows.length - 1 - n];
+    removeRows(last.nextElementSibling, rows[rows.length - 1]);
+    log.line = +last.id.slice(1); log.nextLine = log.line + 1; log.offset = null;
+    log.rest = ""; log.partialEl = null; log.style = {}; log.done = false; log.follow = false;
+    updateLess();
+    showFollow();
+  }
+  // Text read at the bottom (from log.offset); `keep` says which end stays past the bounds.
+  function append(text, keep) {
     if (!text) return;
     const empty = $(".log-empty", box);
     if (empty) empty.remove();
     const stick = log.follow && atBottom();
-    if (log.partialEl) { log.partialEl.remove(); log.partialEl = null; log.line--; }
+    if (log.partialEl) { log.chars -= log.partialEl.chars || 0; log.partialEl.remove(); log.partialEl = null; log.line--; }
     const parts = (log.rest + text).split("\n");
     log.rest = parts.pop();
     const frag = document.createDocumentFragment();
     for (const p of parts) {
-      const [row, t] = lineEl(++log.line);
+      const [row, t] = lineEl(++log.line, p);
       log.style = renderLine(t, p, log.style);
       frag.appendChild(row);
     }
     if (log.rest) { // an unfinished line shows now and is redrawn when it ends
-      const [row, t] = lineEl(++log.line);
+      const [row, t] = lineEl(++log.line, log.rest);
       renderLine(t, log.rest, log.style);
       log.partialEl = row;
       frag.appendChild(row);
     }
-    box.appendChild(frag);
+    box.insertBefore(frag, $(".log-less", box));
+    if (keep === "top") trimBottom(); else trimTop();
     if (log.target && $("#" + log.target, box)) { jumpTo(log.target); log.target = null; }
     else if (stick) box.scrollTop = box.scrollHeight;
   }
@@ -223,73 +281,85 @@
   // The first slice: the tail, or the part holding the line asked for (#L123). Sets where the view starts.
   async function openAt() {
     const m = /^L(\d+)$/.exec(log.target || "");
-    const q = m ? `line=${Math.max(1, +m[1] - 200)}&max=${WINDOW}` : `tail=${FIRST}`;
-    const r = await fetch(`/api/v1/jobs/${log.job}/log?attempt=${log.attempt}&${q}`, { credentials: "same-origin" });
-    if (!r.ok) return false;
-    const s = await r.json();
-    log.top = s.offset; log.topLine = s.line; log.line = s.line - 1; log.offset = s.offset; log.len = s.len;
+    const s = await getSlice(m ? `line=${Math.max(1, +m[1] - 200)}&max=${WINDOW}` : `tail=${FIRST}`);
+    if (!s) return false;
+    log.opened = true; log.topOff = s.offset; log.topLine = s.line; log.line = s.line - 1; log.len = s.len;
+    log.rest = ""; log.partialEl = null; log.style = {}; log.chars = 0;
     box.innerHTML = "";
     updateMore();
-    append(s.text);
     log.offset = s.next_offset;
-    if (s.done && s.next_offset >= s.len) { log.done = true; showFollow(); liveOff(); }
+    append(s.text, m ? "top" : "bottom");
+    if (s.done && s.next_offset >= s.len && log.offset !== null) { log.done = true; log.over = true; showFollow(); liveOff(); }
     if (!m) box.scrollTop = box.scrollHeight;
     return true;
   }
   // "earlier lines" above the first shown line, while there are some.
   function updateMore() {
     let more = $(".log-more", box);
-    if (log.top > 0) {
+    if (log.topLine > 1) {
       if (!more) { more = document.createElement("div"); more.className = "log-more muted"; box.prepend(more); }
-      more.textContent = `↑ ${log.top.toLocaleString()} earlier bytes: scroll up to load`;
+      more.textContent = `↑ ${(log.topLine - 1).toLocaleString()} earlier lines: scroll up to load`;
     } else if (more) more.remove();
+  }
+  // "later lines" below the last shown line, once rows there were dropped.
+  function updateLess() {
+    let less = $(".log-less", box);
+    if (log.offset === null) {
+      if (!less) { less = document.createElement("div"); less.className = "log-less muted"; box.append(less); }
+      less.textContent = `↓ later lines from line ${log.nextLine.toLocaleString()}: scroll down to load, or ${log.over ? "End" : "Follow"} ↓ for the last lines`;
+    } else if (less) less.remove();
   }
   // Scrolling up: the part before the first shown line, kept in place on screen.
   async function loadEarlier() {
-    if (log.loadingUp || !log.top) return;
+    if (log.loadingUp || !log.opened || log.topLine <= 1) return;
     log.loadingUp = true;
+    const line = log.topLine;
     try {
-      const r = await fetch(`/api/v1/jobs/${log.job}/log?attempt=${log.attempt}&before=${log.top}&max=${WINDOW}`, { credentials: "same-origin" });
-      if (r.ok) {
-        const s = await r.json();
-        if (s.next_offset === log.top || s.offset === 0) {
-          const lines = s.text.split("\n");
-          if (lines.length && lines[lines.length - 1] === "") lines.pop();
-          const frag = document.createDocumentFragment();
-          let st = {};
-          lines.forEach((p, i) => { const [row, t] = lineEl(s.line + i); st = renderLine(t, p, st); frag.appendChild(row); });
-          const more = $(".log-more", box);
-          const first = more ? more.nextSibling : box.firstChild;
-          const before = box.scrollHeight;
-          box.insertBefore(frag, first);
-          box.scrollTop += box.scrollHeight - before;
-          log.top = s.offset; log.topLine = s.line;
-          updateMore();
-        }
+      let off = log.topOff;
+      if (off === null) { const at = await getSlice(`line=${line}&max=1`); off = at ? at.offset : null; }
+      const s = off === null || log.topLine !== line ? null : await getSlice(`before=${off}&max=${WINDOW}`);
+      const lines = s ? s.text.split("\n") : [];
+      if (lines.length && lines[lines.length - 1] === "") lines.pop();
+      // Only a part that ends where the view starts now (the view may have moved meanwhile).
+      if (s && log.topLine === line && s.line + lines.length === line) {
+        const from = Math.max(0, lines.length - ROWS_MAX / 2);
+        const frag = document.createDocumentFragment();
+        let st = {};
+        for (let i = from; i < lines.length; i++) { const [row, t] = lineEl(s.line + i, lines[i]); st = renderLine(t, lines[i], st); frag.appendChild(row); }
+        const first = rows[0] || null;
+        const before = box.scrollHeight;
+        box.insertBefore(frag, first || $(".log-less", box));
+        box.scrollTop += box.scrollHeight - before;
+        log.topLine = s.line + from; log.topOff = from ? null : s.offset;
+        updateMore();
+        trimBottom();
       }
     } catch (_) { /* tried again on the next scroll */ }
     log.loadingUp = false;
   }
+  function reopen() { log.opened = false; log.rest = ""; log.partialEl = null; log.done = false; }
   async function pullLog() {
     if (!panel || !log.job || !log.attempt || log.done) return;
     if (log.busy) { log.again = true; return; }
     log.busy = true;
     try {
-      if (log.top === null && !(await openAt())) { log.busy = false; return; }
+      if (!log.opened && !(await openAt())) { log.busy = false; return; }
       for (;;) {
         log.again = false;
-        const r = await fetch(`/api/v1/jobs/${log.job}/log?attempt=${log.attempt}&offset=${log.offset}&max=${WINDOW}`, { credentials: "same-origin" });
-        if (!r.ok) break;
-        const s = await r.json();
-        if (s.offset !== log.offset) break;
+        // The reader is elsewhere: the next part comes when they scroll down to it (or follow).
+        if (!log.follow && !atNearBottom()) break;
+        const from = log.offset, line = log.nextLine;
+        const s = await getSlice(from === null ? `line=${line}&max=${WINDOW}` : `offset=${from}&max=${WINDOW}`);
+        if (!s) break;
+        if (from === null ? log.offset !== null || log.nextLine !== line || s.line !== line : s.offset !== log.offset) break;
         log.len = s.len;
         // Far behind a fast writer while following: jump to the tail instead of drawing it all.
-        if (log.follow && s.len - s.next_offset > 4 * WINDOW) { log.top = null; log.rest = ""; log.partialEl = null; if (!(await openAt())) break; continue; }
-        append(s.text);
+        if (log.follow && s.len - s.next_offset > 4 * WINDOW) { reopen(); if (!(await openAt())) break; continue; }
         log.offset = s.next_offset;
-        if (s.done) { log.done = true; showFollow(); liveOff(); break; }
+        if (from === null) updateLess();
+        append(s.text, "bottom");
+        if (s.done) { log.done = true; log.over = true; showFollow(); liveOff(); break; }
         if (!s.text && !log.again) break;
-        if (!log.follow && !log.again) break; // the reader is elsewhere: the rest comes on the next event
       }
     } catch (_) { /* retried on the next event */ }
     log.busy = false;
@@ -299,7 +369,7 @@
   async function gotoLine(n) {
     const id = "L" + n;
     if ($("#" + id, box)) { jumpTo(id); return; }
-    log.target = id; log.top = null; log.rest = ""; log.partialEl = null; log.done = false; log.follow = false;
+    log.target = id; reopen(); log.follow = false;
     await pullLog();
     if (log.target && $("#" + log.target, box)) { jumpTo(log.target); log.target = null; }
   }
@@ -346,7 +416,7 @@
   }
   function resetLog(job, attempt, status) {
     log.job = String(job); log.attempt = +attempt; log.offset = 0; log.line = 0; log.rest = ""; log.style = {};
-    log.done = false; log.partialEl = null; log.follow = true; log.top = null;
+    log.done = false; log.partialEl = null; log.follow = true; log.opened = false; log.chars = 0;
     box.innerHTML = `<div class="log-empty muted">${log.attempt ? "loading…" : "waiting for an agent…"}</div>`;
     panel.dataset.job = log.job; panel.dataset.attempt = log.attempt;
     const raw = `/api/v1/jobs/${log.job}/raw?attempt=${log.attempt}`;
@@ -359,6 +429,7 @@
   function setStatus(status) {
     const s = $("#log-status");
     if (s && status) { s.className = "pill " + status; s.textContent = status; }
+    if (status) { log.over = /^(passed|failed|errored|cancelled|skipped)$/.test(status); showFollow(); }
   }
   // After the jobs were redrawn: mark the selected one, follow its attempt and status.
   function afterSwap() {
@@ -385,8 +456,9 @@
 
   if (panel) {
     box.addEventListener("scroll", () => {
-      log.follow = atBottom(); showFollow();
-      if (box.scrollTop < 400 && log.top) loadEarlier();
+      // Following needs the tail below: a view whose later rows were dropped loads them first.
+      log.follow = atBottom() && log.offset !== null; showFollow();
+      if (box.scrollTop < 400 && log.topLine > 1) loadEarlier();
       if (!log.follow && atNearBottom() && !log.done) pullLog();
     });
     const sf = $("#log-search");
@@ -403,7 +475,9 @@
     });
     if (followBtn) followBtn.addEventListener("click", () => {
       log.follow = true;
-      if (log.len - log.offset > WINDOW) { log.top = null; log.rest = ""; log.partialEl = null; log.done = false; pullLog(); }
+      if (log.offset === null || log.len - log.offset > WINDOW) reopen();
+      log.done = false;
+      pullLog();
       box.scrollTop = box.scrollHeight; showFollow();
     });
     box.addEventListener("click", (e) => {

@@ -8,11 +8,13 @@ use crate::{Result, Store};
 use kiln_core::retention::BuildFacts;
 use sqlx::Row;
 
-/// Bytes a project's builds hold: logs (as written, before compression) and artifacts.
+/// Bytes a project's builds hold: logs (as written, before compression), artifacts, and the
+/// packages of its uploaded runs.
 #[derive(Debug, Clone, Default)]
 pub struct DiskUse {
     pub log_bytes: u64,
     pub artifact_bytes: u64,
+    pub package_bytes: u64,
 }
 
 impl Store {
@@ -74,7 +76,7 @@ impl Store {
         Ok(n.rows_affected())
     }
 
-    /// Log and artifact bytes per project id.
+    /// Log, artifact and package bytes per project id.
     pub async fn disk_use(&self) -> Result<std::collections::HashMap<i64, DiskUse>> {
         let mut out: std::collections::HashMap<i64, DiskUse> = std::collections::HashMap::new();
         let logs = sqlx::query("SELECT b.project_id AS p, CAST(COALESCE(SUM(a.log_len), 0) AS BIGINT) AS n FROM attempts a JOIN jobs j ON j.id = a.job_id JOIN builds b ON b.id = j.build_id GROUP BY b.project_id")
@@ -88,6 +90,11 @@ impl Store {
         for r in arts {
             let n: Option<i64> = r.try_get("n")?;
             out.entry(r.try_get("p")?).or_default().artifact_bytes = n.unwrap_or(0).max(0) as u64;
+        }
+        let packages = sqlx::query("SELECT b.project_id AS p, CAST(COALESCE(SUM(u.size), 0) AS BIGINT) AS n FROM uploads u JOIN builds b ON b.id = u.build_id GROUP BY b.project_id").fetch_all(self.pool()).await?;
+        for r in packages {
+            let n: Option<i64> = r.try_get("n")?;
+            out.entry(r.try_get("p")?).or_default().package_bytes = n.unwrap_or(0).max(0) as u64;
         }
         Ok(out)
     }

@@ -1,8 +1,8 @@
-//! Artifacts end to end: kept by the agent after the steps (per `when`), listed and
-//! downloaded byte for byte (`kiln artifacts`), fetched by a downstream job through
-//! `needs` + `KILN_ARTIFACTS_IN`; the limits (413), a `../` name, a broken-off upload
-//! that leaves nothing and a retry that completes it, and a private project's artifact
-//! that strangers cannot see.
+//! Artifacts end to end: kept by the agent after the steps (per `when`, a failed job's
+//! too by default), listed and downloaded byte for byte (`kiln artifacts`), fetched by a
+//! downstream job through `needs` + `KILN_ARTIFACTS_IN`; the limits (413), a `../` name, a
+//! broken-off upload that leaves nothing and a retry that completes it, and a private
+//! project's artifact that strangers cannot see.
 
 mod common;
 use common::*;
@@ -61,6 +61,38 @@ fn artifacts_are_kept_listed_downloaded_and_passed_downstream() {
     // The build page lists them.
     let page = http("GET", &format!("{}/builds/{id}", k.url), &[("Authorization", &format!("Bearer {ADMIN}"))], b"").1;
     assert!(page.contains("out/blob.bin") && page.contains(&format!("/api/v1/builds/{id}/artifacts/")), "the build page lists the artifacts");
+}
+
+/// `when: always` is the default: a failed job's artifacts are kept whether `artifacts:` is a
+/// list of globs or a map without `when`.
+#[test]
+fn a_failed_jobs_artifacts_are_kept_by_default() {
+    let mut k = Kiln::start();
+    k.agent("a1", &[]);
+    let pipeline = r#"jobs:
+  listed:
+    artifacts: [why.log]
+    steps: ["echo listed-failed > why.log; exit 3"]
+  mapped:
+    artifacts: {paths: [why.log]}
+    steps: ["echo mapped-failed > why.log; exit 4"]
+"#;
+    let repo = k.repo("fails", pipeline);
+    k.add_project("fails", &repo, &[]);
+    let id = k.trigger("fails");
+    let b = k.wait_build(id, 120);
+    assert_eq!(b["status"], "failed", "{b}");
+    for key in ["listed", "mapped"] {
+        assert_eq!(Kiln::job(&b, key)["status"], "failed", "{}", k.logs(id));
+    }
+    let list = k.json(&["artifacts", &id.to_string()]);
+    let names: Vec<(String, String, u64)> = list.as_array().unwrap().iter().map(|a| (a["job"].as_str().unwrap().into(), a["name"].as_str().unwrap().into(), a["size"].as_u64().unwrap())).collect();
+    assert_eq!(names, vec![("listed".into(), "why.log".into(), 14), ("mapped".into(), "why.log".into(), 14)], "{list}");
+    let dir = k.path("dl");
+    let out = k.kiln(&["artifacts", &id.to_string(), "--download", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(dir.join("listed/why.log")).unwrap(), "listed-failed\n");
+    assert_eq!(std::fs::read_to_string(dir.join("mapped/why.log")).unwrap(), "mapped-failed\n");
 }
 
 /// Register a fake agent and claim the one queued job: (agent token, job id, attempt).

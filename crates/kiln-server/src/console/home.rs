@@ -24,7 +24,7 @@ pub struct ProjectCard {
     pub public: bool,
     pub branches: Vec<BuildView>,
     pub chart: String,
-    /// Disk use: "logs 12 MB · artifacts 3 MB" (`services::retention::disk_label`).
+    /// Disk use: "logs 12.0 MiB · artifacts 3.0 MiB · packages 1.0 MiB" (`services::retention::disk_label`).
     pub disk: String,
 }
 

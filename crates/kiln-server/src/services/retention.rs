@@ -18,10 +18,16 @@ fn policy(r: Option<Retention>) -> Policy {
     Policy { keep_builds: r.keep_builds, keep_days: r.keep_days, artifact_days: r.artifact_days }
 }
 
-/// A project's disk use as the console shows it.
+/// A project's disk use as the console shows it: logs and artifacts, and the packages of its
+/// uploaded runs once it has some.
 pub fn disk_label(d: Option<&kiln_store::DiskUse>) -> String {
     let d = d.cloned().unwrap_or_default();
-    format!("logs {} · artifacts {}", crate::uploads::human_bytes(d.log_bytes as i64), crate::uploads::human_bytes(d.artifact_bytes as i64))
+    let human = |n: u64| crate::uploads::human_bytes(n as i64);
+    let mut s = format!("logs {} · artifacts {}", human(d.log_bytes), human(d.artifact_bytes));
+    if d.package_bytes > 0 {
+        s.push_str(&format!(" · packages {}", human(d.package_bytes)));
+    }
+    s
 }
 
 pub fn routes() -> crate::routes::Routes {
