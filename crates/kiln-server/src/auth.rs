@@ -64,7 +64,8 @@ pub fn cookie(parts: &Parts, name: &str) -> Option<String> {
 
 /// Whether the client reached us over https (directly configured, or through a proxy that says so).
 pub fn is_https(parts: &Parts, st: &AppState) -> bool {
-    st.cfg.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
+    st.cfg.tls_cert.is_some()
+        || st.cfg.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
         || parts.headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) == Some("https")
 }
 

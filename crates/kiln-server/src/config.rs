@@ -26,6 +26,10 @@ pub struct ServerConfig {
     /// The key itself (from the environment, `KILN_SECRET_KEY`; never from a file or flag).
     #[serde(skip)]
     pub secret_key: Option<String>,
+    /// HTTPS on `listen`: the certificate chain (PEM), with `tls_key`. Without both, plain HTTP.
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    pub tls_key: Option<PathBuf>,
     /// Bearer token a scrape of `/metrics` must carry when `listen` is not a loopback address.
     pub metrics_token: Option<String>,
     /// How long a claimed job is held without a heartbeat before it is run again.
@@ -168,6 +172,8 @@ impl Default for ServerConfig {
             secret_key_file: None,
             secret_key: None,
             metrics_token: None,
+            tls_cert: None,
+            tls_key: None,
             lease_secs: 30,
             heartbeat_secs: 10,
             log_limit: 1 << 30,

@@ -38,6 +38,7 @@ pub mod state;
 mod streams;
 pub mod tests_api;
 pub mod throttle;
+pub mod tls;
 pub mod trigger;
 pub mod uploads;
 pub mod users;
@@ -136,8 +137,13 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
         .await
         .map_err(|e| anyhow::anyhow!("failed to create the first admin user: {e}"))?;
     app::projects::apply_config(&store, &cfg).await?;
+    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::server_config(cert, key).map_err(anyhow::Error::msg)?),
+        (None, None) => None,
+        _ => anyhow::bail!("HTTPS needs both --tls-cert and --tls-key (tls_cert and tls_key in kiln.toml)"),
+    };
     let listener = tokio::net::TcpListener::bind(&cfg.listen).await.with_context(|| format!("failed to listen on {}", cfg.listen))?;
-    let url = format!("http://{}", listener.local_addr()?);
+    let url = format!("{}://{}", if tls.is_some() { "https" } else { "http" }, listener.local_addr()?);
     let (events, _) = tokio::sync::broadcast::channel(4096);
     let access = git::Access { allow_local: cfg.allow_local_repos, local_repos: cfg.local_repos.clone(), reach: cfg.reach() };
     let mirrors = git::Mirrors::new(cfg.data.join("repos"), access);
@@ -207,7 +213,20 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
     let app = router(st.clone());
     let stop2 = stop.clone();
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(async move { stop2.cancelled().await }).await {
+        let stopped = async move { stop2.cancelled().await };
+        let served = match tls {
+            None => axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(stopped).await,
+            Some(tls) => {
+                use axum::serve::ListenerExt;
+                // `tap_io` makes the listener's peer address the requests' ConnectInfo.
+                let listener = tls::TlsListener::new(listener, tls).map(|l| l.tap_io(|_| {}));
+                match listener {
+                    Ok(l) => axum::serve(l, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(stopped).await,
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        if let Err(e) = served {
             tracing::error!("server stopped: {e}");
         }
         // The notifier drops its SMTP transport inside the runtime before the server is done.

@@ -31,6 +31,12 @@ pub struct ServerArgs {
     /// Seed an admin API token (for automation).
     #[arg(long, env = "KILN_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Serve HTTPS: the certificate chain, a PEM file (with --tls-key).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key, a PEM file (with --tls-cert).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
     /// Bearer token a scrape of /metrics must carry when the server does not listen on loopback.
     #[arg(long, env = "KILN_METRICS_TOKEN", hide_env_values = true)]
     metrics_token: Option<String>,
@@ -162,6 +168,12 @@ impl ServerArgs {
         cfg.secret_key = std::env::var("KILN_SECRET_KEY").ok().filter(|k| !k.trim().is_empty());
         if self.metrics_token.is_some() {
             cfg.metrics_token = self.metrics_token.clone();
+        }
+        if self.tls_cert.is_some() {
+            cfg.tls_cert = self.tls_cert.clone();
+        }
+        if self.tls_key.is_some() {
+            cfg.tls_key = self.tls_key.clone();
         }
         if self.admin_password.is_some() {
             cfg.admin_password = self.admin_password.clone();
