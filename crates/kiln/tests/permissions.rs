@@ -304,3 +304,39 @@ fn the_consoles_cancel_stops_a_running_job_at_once_and_its_drain_makes_no_claim_
     assert!(exited.is_some_and(|s| s.success()), "a drained idle agent exits 0 at once: {}", std::fs::read_to_string(&log).unwrap_or_default());
     assert!(claims() <= before + 2, "no claim loop after the drain: {} claims after it", claims() - before);
 }
+
+#[test]
+fn a_secret_can_be_given_on_stdin_and_stays_off_the_command_line() {
+    let mut k = Kiln::start();
+    k.agent("a1", &[]);
+    let repo = k.repo("app", "jobs:\n  j:\n    steps: [\"test \\\"$TOKEN\\\" = from-stdin-9f2 && echo token:$TOKEN\"]\n");
+    k.add_project("app", &repo, &[]);
+    let set = |args: &[&str], stdin: &str| {
+        let mut c = std::process::Command::new(BIN)
+            .args(["project", "set", "app"])
+            .args(args)
+            .env("KILN_SERVER", &k.url)
+            .env("KILN_TOKEN", ADMIN)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(c.stdin.as_mut().unwrap(), stdin.as_bytes()).unwrap();
+        drop(c.stdin.take());
+        c.wait_with_output().unwrap()
+    };
+    let out = set(&["--secret", "TOKEN"], "from-stdin-9f2\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = k.trigger("app");
+    assert_eq!(k.wait_build(id, 60)["status"], "passed", "the step did not get the value piped in: {}", k.logs(id));
+    assert!(k.logs(id).contains("token:***") && !k.logs(id).contains("from-stdin-9f2"), "{}", k.logs(id));
+    // Nothing on stdin, or two names that would both read it, are refused and change nothing.
+    let out = set(&["--secret", "OTHER"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stdin was empty"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = set(&["--secret", "A", "--secret", "B"], "x\n");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("would both read stdin"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(k.wait_build(k.trigger("app"), 60)["status"], "passed", "the secret was changed by a refused command");
+}

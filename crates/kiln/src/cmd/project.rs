@@ -88,7 +88,8 @@ pub struct ProjectOpts {
     /// URLs to POST build events to, comma-separated; slack+https://… posts a chat message.
     #[arg(long, value_delimiter = ',')]
     notify_webhook: Vec<String>,
-    /// A secret NAME=VALUE given to steps as an env var and masked in logs (repeatable).
+    /// A secret NAME=VALUE given to steps as an env var and masked in logs (repeatable); NAME
+    /// alone reads its value from stdin, kept off the command line (one such secret).
     #[arg(long = "secret")]
     secrets: Vec<String>,
     /// Delete the secret NAME (repeatable).
@@ -123,6 +124,25 @@ pub struct ProjectOpts {
     artifact_days: Option<u32>,
 }
 
+/// A secret's value from stdin (one line's end removed), so it is in no process list or shell
+/// history.
+fn secret_from_stdin(name: &str) -> anyhow::Result<String> {
+    use std::io::{IsTerminal, Read};
+    if name.trim().is_empty() {
+        return Err(crate::api_client::Exit(2, "--secret: write NAME=VALUE, or NAME alone to read the value from stdin".into()).into());
+    }
+    if std::io::stdin().is_terminal() {
+        eprintln!("value of secret {name} (end with Ctrl-D):");
+    }
+    let mut v = String::new();
+    std::io::stdin().read_to_string(&mut v)?;
+    let v = v.strip_suffix('\n').map(|v| v.strip_suffix('\r').unwrap_or(v)).unwrap_or(&v).to_string();
+    if v.is_empty() {
+        return Err(crate::api_client::Exit(2, format!("--secret {name}: stdin was empty; pipe the value in (printf %s \"$TOKEN\" | kiln project set … --secret {name})")).into());
+    }
+    Ok(v)
+}
+
 fn non_empty(v: Vec<String>) -> Option<Vec<String>> {
     let v: Vec<String> = v.into_iter().filter(|s| !s.trim().is_empty()).collect();
     (!v.is_empty()).then_some(v)
@@ -131,9 +151,15 @@ fn non_empty(v: Vec<String>) -> Option<Vec<String>> {
 impl ProjectOpts {
     fn settings(&self) -> anyhow::Result<ProjectSettings> {
         let mut secrets = std::collections::BTreeMap::new();
+        let from_stdin: Vec<&String> = self.secrets.iter().filter(|s| !s.contains('=')).collect();
+        if from_stdin.len() > 1 {
+            return Err(crate::api_client::Exit(2, format!("--secret {:?} and --secret {:?} would both read stdin: give one NAME alone, the others as NAME=VALUE", from_stdin[0], from_stdin[1])).into());
+        }
         for s in &self.secrets {
-            let (k, v) = s.split_once('=').ok_or_else(|| crate::api_client::Exit(2, format!("--secret {s:?}: write NAME=VALUE")))?;
-            secrets.insert(k.to_string(), v.to_string());
+            match s.split_once('=') {
+                Some((k, v)) => secrets.insert(k.to_string(), v.to_string()),
+                None => secrets.insert(s.to_string(), secret_from_stdin(s)?),
+            };
         }
         Ok(ProjectSettings {
             poll: self.poll.clone(),
