@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::pipeline::{Pipeline, TestsSpec};
+use crate::template::{template_pieces, Piece};
 
 /// Infrastructure retries of a job that does not say.
 pub const DEFAULT_RETRIES: u32 = 2;
@@ -38,44 +39,6 @@ pub struct PlannedJob {
     /// 1-based; 1 of 1 when not sharded.
     pub shard_index: u32,
     pub shard_count: u32,
-}
-
-/// A piece of a string that may hold `${{ matrix.NAME }}`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Piece<'a> {
-    Text(&'a str),
-    Matrix(&'a str),
-}
-
-/// Split a string into text and `${{ matrix.NAME }}` references (spaces inside the braces are
-/// optional). Any other `${{ … }}` expression, or one left open, is an error.
-pub(crate) fn template_pieces(s: &str) -> Result<Vec<Piece<'_>>, String> {
-    let mut out = Vec::new();
-    let mut rest = s;
-    while let Some(start) = rest.find("${{") {
-        if start > 0 {
-            out.push(Piece::Text(&rest[..start]));
-        }
-        let after = &rest[start + 3..];
-        let Some(end) = after.find("}}") else {
-            return Err(format!("unclosed \"${{{{\" in {s:?}"));
-        };
-        let expr = after[..end].trim();
-        let name = expr
-            .strip_prefix("matrix.")
-            .filter(|n| crate::pipeline::valid_axis_name(n));
-        match name {
-            Some(n) => out.push(Piece::Matrix(n)),
-            None => {
-                return Err(format!("unsupported expression \"${{{{ {expr} }}}}\": only ${{{{ matrix.NAME }}}} is supported"))
-            }
-        }
-        rest = &after[end + 2..];
-    }
-    if !rest.is_empty() {
-        out.push(Piece::Text(rest));
-    }
-    Ok(out)
 }
 
 /// Replace `${{ matrix.NAME }}` with the cell's value (empty if the cell has no such key).

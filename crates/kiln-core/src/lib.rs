@@ -12,6 +12,7 @@ pub mod testrun;
 pub mod quarantine;
 pub mod pipeline;
 pub mod expand;
+mod template;
 pub mod notify;
 pub mod paths;
 pub mod retention;

@@ -2,9 +2,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::read::{at, valid_name, Reader, MAX_MATRIX_PRODUCT};
+use super::read::{at, Reader, MAX_MATRIX_PRODUCT};
 use super::yaml::{Kind, Node, Pos, Value};
 use super::{ArtifactsWhen, Matrix, PushFilter, TestsSpec, Triggers, MAX_MATRIX_CELLS, MAX_RETRIES, MAX_SHARDS};
+use crate::template::valid_name;
 
 const TESTS_KEYS: &[&str] = &[
     "shards",

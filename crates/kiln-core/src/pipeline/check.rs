@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::read::{JobSource, Reader};
 use super::Pipeline;
-use crate::expand::{template_pieces, Piece};
+use crate::template::{template_pieces, Piece};
 
 pub(super) fn check(r: &mut Reader, p: &Pipeline, sources: &[JobSource]) {
     let index: HashMap<&str, usize> = p

@@ -216,11 +216,6 @@ impl Matrix {
     }
 }
 
-/// Whether `name` can be a matrix axis: letters, digits, `_` and `-`, not starting with `-`.
-pub(crate) fn valid_axis_name(name: &str) -> bool {
-    read::valid_name(name, false)
-}
-
 /// Parse and validate a whole pipeline file, returning every problem found, each with file,
 /// line and column, sorted by position.
 pub fn parse(file: &str, text: &str) -> Result<Pipeline, Vec<Diagnostic>> {

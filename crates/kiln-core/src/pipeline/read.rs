@@ -6,6 +6,7 @@ use super::yaml::{Node, Pos, Value};
 use super::{JobSpec, Pipeline, PushFilter, Triggers, MAX_RETRIES};
 use crate::diag::Diagnostic;
 use crate::duration::parse_duration;
+use crate::template::valid_name;
 
 /// Above this many combinations before `exclude`, a matrix is refused without expanding it.
 pub(super) const MAX_MATRIX_PRODUCT: usize = 65_536;
@@ -37,15 +38,6 @@ pub(super) struct JobSource {
 pub(super) struct Reader<'f> {
     file: &'f str,
     pub diags: Vec<Diagnostic>,
-}
-
-/// A name usable as a job name or matrix axis: letters, digits, `_`, `-` (and `.` for jobs).
-pub(super) fn valid_name(name: &str, dots: bool) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || (dots && c == '.'))
 }
 
 fn valid_env_name(name: &str) -> bool {
