@@ -50,7 +50,7 @@ pub async fn upload(client: &Client, job: &JobAssignment, spec: &ArtifactsAssign
     if !wanted(spec.when, outcome) {
         return true;
     }
-    let mut names: Vec<String> = spec.paths.iter().flat_map(|g| crate::reports::find_files(src, g)).collect();
+    let mut names: Vec<String> = spec.paths.iter().flat_map(|g| crate::files::find_files(src, g)).collect();
     names.sort();
     names.dedup();
     if names.is_empty() {

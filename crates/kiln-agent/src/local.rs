@@ -227,7 +227,7 @@ fn keep_artifacts(job: &JobAssignment, src: &Path, all_work: &Path, outcome: &Ou
         return vec![format!("kiln: artifacts of job {:?} not kept: its name cannot be a folder\n", job.key)];
     };
     let _ = std::fs::remove_dir_all(&dest);
-    let mut names: Vec<String> = spec.paths.iter().flat_map(|g| crate::reports::find_files(src, g)).collect();
+    let mut names: Vec<String> = spec.paths.iter().flat_map(|g| crate::files::find_files(src, g)).collect();
     names.sort();
     names.dedup();
     if names.is_empty() {
@@ -250,7 +250,7 @@ fn fetch_inputs(needs: &[String], all_work: &Path, work: &Path) -> Result<Vec<St
         let Some(from) = kept_dir(all_work, need) else { continue };
         let Some(rel) = kiln_core::paths::safe_relative(need) else { continue };
         let into = work.join("artifacts-in").join(rel);
-        for name in crate::reports::find_files(&from, "**") {
+        for name in crate::files::find_files(&from, "**") {
             let n = copy_file(&from.join(&name), &into.join(&name)).map_err(|e| format!("failed to copy artifact {name} of {need}: {e}"))?;
             notes.push(format!("kiln: fetched artifact {need}/{name} ({n} bytes) into $KILN_ARTIFACTS_IN\n"));
         }

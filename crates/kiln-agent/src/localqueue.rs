@@ -2,7 +2,7 @@
 //! lists, batches sized by `kiln_core::shards`, retries, flaky), kept in memory for the shards
 //! of one local run.
 
-use crate::testloop::{QueueError, TestQueue};
+use crate::queue::{QueueError, TestQueue};
 use kiln_core::junit::{Outcome, TestCase};
 use kiln_core::batchplan::{median, plan, plan_static, Claim, InFlight};
 use kiln_core::testrun::{item_outcome, match_cases, no_result_message, resolve_try, static_assignment};

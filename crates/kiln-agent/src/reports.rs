@@ -1,42 +1,11 @@
-//! Finding files by glob in a working copy, and uploading a job's (or a batch's) JUnit
-//! reports: every file under its `$KILN_JUNIT_DIR`, plus those matching `tests.reports`.
+//! Uploading a job's (or a batch's) JUnit reports: every file under its `$KILN_JUNIT_DIR`,
+//! plus those matching `tests.reports`.
 
-use crate::testloop::{Body, QueueError, TestQueue};
+use crate::executor::OutputTx;
+use crate::files::{find_files, walk};
+use crate::queue::{QueueError, TestQueue};
 use kiln_wire::agent::JUNIT_LIMIT;
 use std::path::{Path, PathBuf};
-
-/// Files under `root` (not in `.git`) whose path relative to it matches `glob` (`**` crosses
-/// folders), sorted.
-pub fn find_files(root: &Path, glob: &str) -> Vec<String> {
-    let glob = glob.trim_start_matches("./");
-    let mut out = Vec::new();
-    walk(root, root, &mut |rel| {
-        if kiln_core::labels::path_glob_match(glob, rel) {
-            out.push(rel.to_string());
-        }
-    });
-    out.sort();
-    out
-}
-
-fn walk(root: &Path, dir: &Path, f: &mut dyn FnMut(&str)) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let mut entries: Vec<_> = entries.flatten().collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let path = e.path();
-        let Ok(ft) = e.file_type() else { continue };
-        if ft.is_dir() {
-            if e.file_name() != ".git" {
-                walk(root, &path, f);
-            }
-        } else if ft.is_file() {
-            if let Ok(rel) = path.strip_prefix(root) {
-                f(&rel.to_string_lossy());
-            }
-        }
-    }
-}
 
 /// Every file under `dir`, as (label, path); the label is `prefix/relative-path`. A `dir` that
 /// is a link (a step's, pointing elsewhere) holds nothing.
@@ -54,7 +23,10 @@ fn files_under(dir: &Path, prefix: &str) -> Vec<(String, PathBuf)> {
 /// sent, so the next batch does not send them again). Returns the labels sent; a report
 /// refused (malformed, too large) is logged, the others still go, and the first refusal is
 /// returned.
-pub(crate) async fn upload_reports<Q: TestQueue>(q: &Q, b: &Body<'_>, batch: Option<i64>, junit_dir: &Path, reports: &[String]) -> Result<Vec<String>, QueueError> {
+///
+/// `src` is the working copy, `secrets` are masked in labels and reports, and refusals are
+/// said on `out`, the job's log.
+pub(crate) async fn upload_reports<Q: TestQueue>(q: &Q, out: &OutputTx, src: &Path, secrets: &[String], batch: Option<i64>, junit_dir: &Path, reports: &[String]) -> Result<Vec<String>, QueueError> {
     let prefix = match batch {
         Some(id) => format!("junit/batch-{id}"),
         None => "junit".to_string(),
@@ -62,19 +34,19 @@ pub(crate) async fn upload_reports<Q: TestQueue>(q: &Q, b: &Body<'_>, batch: Opt
     let mut files = files_under(junit_dir, &prefix);
     let mut kept = Vec::new();
     for glob in reports {
-        for rel in find_files(b.src, glob) {
+        for rel in find_files(src, glob) {
             let label = match batch {
                 Some(id) => format!("{rel} (batch {id})"),
                 None => rel.clone(),
             };
-            kept.push(b.src.join(&rel));
-            files.push((label, b.src.join(&rel)));
+            kept.push(src.join(&rel));
+            files.push((label, src.join(&rel)));
         }
     }
     let mut sent = Vec::new();
     let mut refused: Option<String> = None;
     for (label, path) in files {
-        let label = kiln_core::mask::mask_secrets(&label, b.secrets);
+        let label = kiln_core::mask::mask_secrets(&label, secrets);
         let data = match crate::sandbox::read_own_file(&path, JUNIT_LIMIT as u64 + 1) {
             Ok(d) => d,
             Err(e) => {
@@ -85,15 +57,15 @@ pub(crate) async fn upload_reports<Q: TestQueue>(q: &Q, b: &Body<'_>, batch: Opt
         if data.len() > JUNIT_LIMIT {
             let size = std::fs::symlink_metadata(&path).map_or(data.len() as u64, |m| m.len());
             let msg = format!("JUnit report {label} is {size} bytes, over the server's limit of {JUNIT_LIMIT} bytes: split it or keep less output in it");
-            b.say_line(&msg).await;
+            say_line(out, &msg).await;
             refused.get_or_insert(msg);
             continue;
         }
-        let data = kiln_core::mask::mask_bytes(&data, b.secrets);
+        let data = kiln_core::mask::mask_bytes(&data, secrets);
         match q.report(batch, &label, data).await {
             Ok(_) => sent.push(label),
             Err(QueueError::Refused(e)) => {
-                b.say_line(&e).await;
+                say_line(out, &e).await;
                 refused.get_or_insert(e);
             }
             Err(e) => return Err(e),
@@ -106,4 +78,9 @@ pub(crate) async fn upload_reports<Q: TestQueue>(q: &Q, b: &Body<'_>, batch: Opt
         Some(e) => Err(QueueError::Refused(e)),
         None => Ok(sent),
     }
+}
+
+/// A line from kiln itself in the job's log (as `Body::say_line` writes it).
+async fn say_line(out: &OutputTx, text: &str) {
+    let _ = out.send(format!("kiln: {text}\n").into_bytes()).await;
 }

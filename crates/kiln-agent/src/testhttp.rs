@@ -3,7 +3,7 @@
 //! says this attempt is stale.
 
 use crate::client::{backoff, CallError, Client};
-use crate::testloop::{QueueError, TestQueue};
+use crate::queue::{QueueError, TestQueue};
 use kiln_wire::agent::{BatchDone, BatchDoneAck, TestBatch, TestListUpload};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};

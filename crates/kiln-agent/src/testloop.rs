@@ -11,39 +11,15 @@
 //! ```
 
 use crate::executor::{run_steps, Outcome, OutputTx};
-use crate::reports::{find_files, upload_reports};
+use crate::files::find_files;
+use crate::queue::{QueueError, TestQueue};
+use crate::reports::upload_reports;
 use crate::sandbox::{read_own_file, Jail};
-use kiln_wire::agent::{BatchDoneAck, TestBatch, TestsAssignment};
+use kiln_wire::agent::TestsAssignment;
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-
-/// Why a queue call failed, as the shard loop must tell apart.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum QueueError {
-    /// This attempt lost its job: stop, report nothing.
-    #[error("this attempt is no longer current: {0}")]
-    Stale(String),
-    /// The report was refused (malformed JUnit, too large): the job ends errored with this.
-    #[error("{0}")]
-    Refused(String),
-    /// Cancelled while waiting for the server.
-    #[error("cancelled")]
-    Cancelled,
-}
-
-/// Where a shard gets its work and puts its results: the server (agent) or a local queue.
-pub trait TestQueue: Send + Sync {
-    fn claim(&self) -> impl Future<Output = Result<TestBatch, QueueError>> + Send;
-    /// Upload the listed ids (or the files of `split: files`), or why there are none, with the
-    /// files the commit changed (their tests go first).
-    fn upload_list(&self, ids: Result<Vec<String>, String>, static_split: bool, changed_files: Vec<String>) -> impl Future<Output = Result<(), QueueError>> + Send;
-    /// One JUnit report of a batch (or, `None`, of a plain job's steps).
-    fn report(&self, batch: Option<i64>, path: &str, xml: Vec<u8>) -> impl Future<Output = Result<u32, QueueError>> + Send;
-    fn batch_done(&self, batch: i64, exit_code: Option<i32>) -> impl Future<Output = Result<BatchDoneAck, QueueError>> + Send;
-}
 
 /// What a shard reports as it goes (for `kiln run`'s display).
 #[derive(Debug, Clone)]
@@ -116,7 +92,7 @@ pub async fn run_body<Q: TestQueue>(q: &Q, b: &Body<'_>) -> Outcome {
         Some(_) => steps,
         None => {
             let junit = b.env.get("KILN_JUNIT_DIR").map(Path::new).unwrap_or(b.work);
-            let problems = upload_reports(q, b, None, junit, &[]).await;
+            let problems = upload_reports(q, b.out, b.src, b.secrets, None, junit, &[]).await;
             match problems {
                 Err(QueueError::Stale(e)) => Outcome::Errored(e),
                 Err(e) if steps == Outcome::Passed => Outcome::Errored(e.to_string()),
@@ -283,7 +259,7 @@ async fn run_shard<Q: TestQueue>(q: &Q, b: &Body<'_>, t: &TestsAssignment, start
             // goes back to the queue once the job ends.
             other => return other.clone(),
         };
-        match upload_reports(q, b, Some(batch), &junit, &t.reports).await {
+        match upload_reports(q, b.out, b.src, b.secrets, Some(batch), &junit, &t.reports).await {
             Ok(found) if found.is_empty() => b.say(format!("batch {batch}: no JUnit report in $KILN_JUNIT_DIR or `reports`")).await,
             Ok(_) => {}
             Err(QueueError::Refused(e)) => problems.push(e),
