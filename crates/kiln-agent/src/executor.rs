@@ -12,7 +12,7 @@ use std::io::Read;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use crate::sandbox::Jail;
+use crate::sandbox::{shell, Jail};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -64,14 +64,6 @@ impl Outcome {
 
 /// Where output goes: chunks of bytes, in order.
 pub type OutputTx = mpsc::Sender<Vec<u8>>;
-
-pub(crate) fn shell() -> &'static str {
-    if Path::new("/bin/bash").exists() {
-        "/bin/bash"
-    } else {
-        "/bin/sh"
-    }
-}
 
 /// Run `steps` in `dir` with exactly the environment `env`, in `jail` when given. The
 /// timeout covers all steps together. Stops at the first failing step.

@@ -24,6 +24,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+/// The shell a step runs in, in the sandbox or not: bash when there is one, else sh.
+pub(crate) fn shell() -> &'static str {
+    if Path::new("/bin/bash").exists() {
+        "/bin/bash"
+    } else {
+        "/bin/sh"
+    }
+}
+
 /// The user a step runs as when the agent is root (`nobody` on Debian and most distributions).
 pub const JOB_UID: u32 = 65534;
 
@@ -321,7 +330,7 @@ impl Jail {
         v.push(absolute(dir).into_os_string());
         v.push("--".into());
         v.extend(self.after.iter().cloned());
-        v.push(crate::executor::shell().into());
+        v.push(shell().into());
         v.extend(["-e".into(), "-c".into(), step.into()]);
         v
     }
