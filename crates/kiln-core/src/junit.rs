@@ -58,27 +58,37 @@ impl TestCase {
     /// `file::Class::name`), else `classname::name`, else (no classname, or jest-junit's
     /// classname equal to the name) just `name`.
     pub fn id(&self) -> String {
-        if let Some(file) = self.file.as_deref().filter(|f| !f.is_empty()) {
-            let module = pytest_module(file);
-            if self.classname.is_empty() || self.classname == module {
-                return format!("{file}::{}", self.name);
-            }
-            if file.ends_with(".py") {
-                if let Some(class) = self
-                    .classname
-                    .strip_prefix(&module)
-                    .and_then(|r| r.strip_prefix('.'))
-                {
-                    return format!("{file}::{}::{}", class.replace('.', "::"), self.name);
-                }
-            }
+        case_id(&self.classname, &self.name, self.file.as_deref())
+    }
+}
+
+/// A case's id from its parts (see `TestCase::id`).
+pub fn case_id(classname: &str, name: &str, file: Option<&str>) -> String {
+    if let Some(file) = file.filter(|f| !f.is_empty()) {
+        let module = pytest_module(file);
+        if classname.is_empty() || classname == module {
+            return format!("{file}::{name}");
         }
-        if self.classname.is_empty() || self.classname == self.name {
-            self.name.clone()
-        } else {
-            format!("{}::{}", self.classname, self.name)
+        if file.ends_with(".py") {
+            if let Some(class) = classname.strip_prefix(&module).and_then(|r| r.strip_prefix('.')) {
+                return format!("{file}::{}::{name}", class.replace('.', "::"));
+            }
         }
     }
+    if classname.is_empty() || classname == name {
+        name.to_string()
+    } else {
+        format!("{classname}::{name}")
+    }
+}
+
+/// How a stored case is named to people: its listed `key` when that names the case (a pytest
+/// node id, a nextest test), else the case's own id (`classname::name`; a listed file's cases).
+pub fn shown_id(key: &str, classname: &str, name: &str, file: Option<&str>) -> String {
+    if key.ends_with(name) {
+        return key.to_string();
+    }
+    case_id(classname, name, file)
 }
 
 /// pytest's classname for a test file: `tests/test_a.py` → `tests.test_a`.
@@ -528,5 +538,12 @@ outer | e | failed | 0 | Some("wins")"#
         for c in [k, p, java].into_iter().chain(more) {
             assert!(matches_id(&c.id(), &c), "{}", c.id());
         }
+    }
+
+    #[test]
+    fn a_stored_case_is_shown_by_its_key_when_the_key_names_it() {
+        assert_eq!(shown_id("tests/test_a.py::test_x", "tests.test_a", "test_x", Some("tests/test_a.py")), "tests/test_a.py::test_x");
+        assert_eq!(shown_id("tests/test_a.py", "tests.test_a", "test_x", Some("tests/test_a.py")), "tests/test_a.py::test_x");
+        assert_eq!(shown_id("a.spec.js", "Suite", "works", None), "Suite::works");
     }
 }

@@ -139,7 +139,7 @@ fn to_wire(a: &ArtifactRow) -> Artifact {
         name: a.name.clone(),
         size: a.size.max(0) as u64,
         sha256: a.sha256.clone(),
-        created_at: crate::convert::ts(a.created_at),
+        created_at: crate::wireform::ts(a.created_at),
         url: format!("/api/v1/builds/{}/artifacts/{}/{}", a.build_id, a.job_id, a.name),
     }
 }

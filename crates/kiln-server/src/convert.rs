@@ -4,16 +4,8 @@ use kiln_store::{AgentRow, AttemptRow, BuildRow, JobRow, ProjectRow, Store};
 use kiln_wire::api;
 use std::collections::BTreeMap;
 
-/// Epoch milliseconds as RFC 3339 UTC with milliseconds (sorts as text).
-pub fn ts(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
-}
-
-/// A repository URL without any `user:password@` in it (see `redact`).
-pub use crate::redact::without_credentials;
+use crate::redact::{shown_target, without_credentials};
+use crate::wireform::{test_summary, ts};
 
 /// A project as the API shows it: no secret values, no credentials in the
 /// repository URL, outgoing webhook URLs cut to their host (their path is often
@@ -26,7 +18,7 @@ pub fn project(p: &ProjectRow, signed_in: bool, role: Option<api::Role>) -> api:
         }
     }
     if let Some(urls) = settings.notify_webhook.as_mut() {
-        urls.iter_mut().for_each(|u| *u = crate::notify::shown_target("webhook", u));
+        urls.iter_mut().for_each(|u| *u = shown_target("webhook", u));
     }
     if !signed_in {
         settings.notify_email = None;
@@ -225,7 +217,7 @@ pub fn delivery(n: &kiln_store::NotificationRow) -> kiln_wire::notify::Delivery 
         id: n.id,
         build_id: n.build_id,
         kind: n.kind.clone(),
-        target: crate::notify::shown_target(&n.kind, &n.target),
+        target: shown_target(&n.kind, &n.target),
         event: n.event.clone(),
         build_status: n.build_status.as_str().to_string(),
         status: n.status.as_str().to_string(),
@@ -235,28 +227,6 @@ pub fn delivery(n: &kiln_store::NotificationRow) -> kiln_wire::notify::Delivery 
         next_attempt_at: (n.status == kiln_core::state::DeliveryStatus::Pending).then(|| ts(n.next_at)),
         sent_at: n.sent_at.map(ts),
     }
-}
-
-pub fn test_summary(c: kiln_core::testrun::Counts) -> api::TestSummary {
-    api::TestSummary { total: c.total, passed: c.passed, failed: c.failed, errored: c.errored, skipped: c.skipped, flaky: c.flaky, first_failure_ms: None }
-}
-
-/// How a stored case is named to people: its listed key when that names the case (a pytest
-/// node id, a nextest test), else the case's own id (`classname::name`; a listed file's cases).
-pub fn test_id(r: &kiln_store::TestResultRow) -> String {
-    if r.key.ends_with(r.name.as_str()) {
-        return r.key.clone();
-    }
-    kiln_core::junit::TestCase {
-        suite: r.suite.clone(),
-        classname: r.classname.clone(),
-        name: r.name.clone(),
-        file: r.file.clone(),
-        duration_ms: r.duration_ms,
-        outcome: r.outcome,
-        message: None,
-    }
-    .id()
 }
 
 /// A build's test results: failures first (with messages), then flaky, then slowest first.

@@ -43,6 +43,7 @@ pub mod trigger;
 pub mod uploads;
 pub mod users;
 pub mod waiters;
+pub mod wireform;
 
 use anyhow::Context;
 use axum::Router;

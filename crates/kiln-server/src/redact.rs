@@ -2,14 +2,19 @@
 //! repository URLs (`https://user:token@host/…`), outgoing targets (whose path
 //! is often a token itself), and free text such as git's error output.
 
+/// A URL split as `scheme`, its host (the authority without any `user:password@`) and what
+/// follows the host (path, query, fragment); `None` for text that is no URL.
+fn url_parts(url: &str) -> Option<(&str, &str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let (authority, after) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    Some((scheme, host, after))
+}
+
 /// A URL without any `user:password@` in it; other text is returned as is.
 pub fn without_credentials(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
-            let host = authority.rsplit('@').next().unwrap_or(authority);
-            format!("{scheme}://{host}{path}")
-        }
+    match url_parts(url) {
+        Some((scheme, host, after)) => format!("{scheme}://{host}{after}"),
         None => url.to_string(),
     }
 }
@@ -17,14 +22,18 @@ pub fn without_credentials(url: &str) -> String {
 /// Only the scheme and host of a URL, with `/…` when it had more (a webhook's
 /// path or query may be its secret).
 pub fn origin_only(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-            let host = authority.rsplit('@').next().unwrap_or(authority);
-            let more = rest.len() > authority.len() + 1;
-            format!("{scheme}://{host}{}", if more { "/…" } else { "" })
-        }
+    match url_parts(url) {
+        Some((scheme, host, after)) => format!("{scheme}://{host}{}", if after.len() > 1 { "/…" } else { "" }),
         None => url.to_string(),
+    }
+}
+
+/// A notification target as the API shows it: a webhook URL keeps only its scheme and host
+/// (chat webhook URLs carry their secret in the path); other targets (email) as they are.
+pub fn shown_target(kind: &str, target: &str) -> String {
+    match kind {
+        "webhook" | "chat" => origin_only(target),
+        _ => target.to_string(),
     }
 }
 
@@ -67,5 +76,12 @@ mod tests {
         assert!(r.contains("http://127.0.0.1:9/x.git/'"), "{r}");
         assert_eq!(in_text("no url here"), "no url here");
         assert_eq!(secrets("a tok b tok", &["tok", ""]), "a *** b ***");
+    }
+
+    #[test]
+    fn webhook_targets_hide_their_path_and_credentials() {
+        assert_eq!(shown_target("chat", "slack+https://hooks.slack.com/services/T0/B0/XYZ"), "slack+https://hooks.slack.com/…");
+        assert_eq!(shown_target("webhook", "https://u:p@ci.example.com"), "https://ci.example.com");
+        assert_eq!(shown_target("email", "a@x,b@y"), "a@x,b@y");
     }
 }

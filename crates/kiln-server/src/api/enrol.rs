@@ -17,7 +17,7 @@ fn wire(e: &EnrolmentRow) -> Enrolment {
         uses_left: e.uses_left,
         used: e.used,
         created_by: e.created_by.clone(),
-        created_at: crate::convert::ts(e.created_at),
+        created_at: crate::wireform::ts(e.created_at),
         revoked: e.revoked_at.is_some(),
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::app;
 use crate::auth::{Viewer, WithCredential};
-use crate::convert::ts;
+use crate::wireform::ts;
 use crate::error::AppResult;
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};

@@ -13,7 +13,7 @@
 
 use super::access::{self, Need};
 use crate::auth::Viewer;
-use crate::convert::ts;
+use crate::wireform::ts;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use kiln_core::quarantine::{Cause, Change, RunOutcome};

@@ -55,7 +55,7 @@ pub async fn home(State(st): State<AppState>, page: Page, Query(q): Query<Partia
         let branches = st.store.latest_per_branch(p.id, 4).await?;
         projects.push(ProjectCard {
             name: p.name.clone(),
-            repo: crate::convert::without_credentials(&p.repo),
+            repo: crate::redact::without_credentials(&p.repo),
             public: p.public(),
             branches: branches.iter().map(build_view).collect(),
             chart: duration_chart(&recent),
@@ -162,7 +162,7 @@ pub async fn project(State(st): State<AppState>, page: Page, Path(name): Path<St
     let t = ProjectTpl {
         l: Layout::of(&page, "projects"),
         name: p.name.clone(),
-        repo: crate::convert::without_credentials(&p.repo),
+        repo: crate::redact::without_credentials(&p.repo),
         default_branch: p.branch.clone(),
         pipeline: p.pipeline.clone(),
         visibility: p.visibility.as_str(),

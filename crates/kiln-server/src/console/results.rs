@@ -63,7 +63,7 @@ pub struct TestsTpl {
 
 fn line(r: &TestResultRow) -> TestLine {
     TestLine {
-        id: crate::convert::test_id(r),
+        id: kiln_core::junit::shown_id(&r.key, &r.classname, &r.name, r.file.as_deref()),
         job: r.job_key.clone(),
         outcome: r.outcome.as_str().to_string(),
         duration: duration(r.duration_ms as i64),

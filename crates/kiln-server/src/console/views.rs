@@ -85,7 +85,7 @@ pub fn build_view(b: &BuildRow) -> BuildView {
         trigger: b.trigger.clone(),
         by: b.triggered_by.clone(),
         created_at: b.created_at,
-        created_iso: crate::convert::ts(b.created_at),
+        created_iso: crate::wireform::ts(b.created_at),
         ago: ago(b.created_at, kiln_store::now_ms()),
         started_at: b.started_at.unwrap_or(0),
         duration,

@@ -86,15 +86,6 @@ pub fn validate_settings(s: &ProjectSettings) -> Result<(), String> {
     Ok(())
 }
 
-/// A target as the API shows it: a webhook URL keeps only its scheme and host
-/// (chat webhook URLs carry their secret in the path).
-pub fn shown_target(kind: &str, target: &str) -> String {
-    match kind {
-        "webhook" | "chat" => crate::redact::origin_only(target),
-        _ => target.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,12 +109,5 @@ mod tests {
         let cs = commit_status::from_project_config(p).unwrap();
         assert_eq!((cs.forge.as_deref(), cs.repo.as_deref()), (Some("github"), Some("example/app")));
         assert_eq!(cfg.notify_attempts, 10);
-    }
-
-    #[test]
-    fn webhook_targets_hide_their_path_and_credentials() {
-        assert_eq!(shown_target("chat", "slack+https://hooks.slack.com/services/T0/B0/XYZ"), "slack+https://hooks.slack.com/…");
-        assert_eq!(shown_target("webhook", "https://u:p@ci.example.com"), "https://ci.example.com");
-        assert_eq!(shown_target("email", "a@x,b@y"), "a@x,b@y");
     }
 }

@@ -1,7 +1,7 @@
 //! The facts a notification carries (`BuildNotice`, also the webhook body), and
 //! the one-line summary used for chat messages and subjects.
 
-use crate::convert::ts;
+use crate::wireform::{test_summary, ts};
 use kiln_store::{BuildRow, JobRow, Store, TestViewLimits};
 use kiln_wire::api::TestSummary;
 use kiln_wire::notify::{BuildNotice, FailedTest, NoticeBuild, NoticeJob};
@@ -22,7 +22,7 @@ pub async fn tests_of_build(store: &Store, build_id: i64) -> kiln_store::Result<
         .failures
         .iter()
         .map(|r| FailedTest {
-            id: crate::convert::test_id(r),
+            id: kiln_core::junit::shown_id(&r.key, &r.classname, &r.name, r.file.as_deref()),
             outcome: r.outcome.as_str().to_string(),
             job: r.job_key.clone(),
             suite: r.suite.clone(),
@@ -31,7 +31,7 @@ pub async fn tests_of_build(store: &Store, build_id: i64) -> kiln_store::Result<
             message: clip(r.message.as_deref().unwrap_or(""), MESSAGE_LIMIT),
         })
         .collect();
-    let mut summary = crate::convert::test_summary(o.counts);
+    let mut summary = test_summary(o.counts);
     summary.first_failure_ms = store.first_failure_ms(build_id).await?;
     Ok((Some(summary), failed))
 }

@@ -65,7 +65,7 @@ pub fn body(target: &Target<'_>, notice: &BuildNotice) -> Vec<u8> {
 pub async fn post(http: &Outbound, target: &str, delivery: i64, notice: &BuildNotice, secret: Option<&str>) -> Result<(), SendError> {
     let t = parse_target(target).map_err(|e| SendError::Permanent(format!("webhook {target:?}: {e}")))?;
     let body = body(&t, notice);
-    let shown = super::shown_target(t.kind(), target);
+    let shown = crate::redact::shown_target(t.kind(), target);
     let mut req = http
         .post(t.url())
         .map_err(|e| SendError::Permanent(format!("webhook {shown}: {e}")))?

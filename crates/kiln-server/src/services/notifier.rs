@@ -204,5 +204,5 @@ async fn deliver(st: &AppState, sender: &Sender, row: NotificationRow, max_attem
 }
 
 fn shown(row: &NotificationRow) -> String {
-    crate::notify::shown_target(&row.kind, &row.target)
+    crate::redact::shown_target(&row.kind, &row.target)
 }
