@@ -43,7 +43,7 @@ impl Store {
         let _w = self.write_turn().await;
         let mut tx = self.begin_write().await?;
         // Only the agent holding the job's current, running attempt records its files.
-        let build_id = crate::queue::held_by(&mut tx, by).await?;
+        let build_id = crate::hold::held_by(&mut tx, by).await?;
         sqlx::query("DELETE FROM artifacts WHERE job_id = $1 AND name = $2").bind(job_id).bind(name).execute(&mut *tx).await?;
         sqlx::query("INSERT INTO artifacts (build_id, job_id, attempt, name, size, sha256, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(build_id)

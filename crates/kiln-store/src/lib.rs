@@ -24,6 +24,7 @@ mod logframes;
 mod idle;
 mod copy;
 mod gauges;
+mod hold;
 mod leases;
 mod logs;
 mod members;
@@ -63,7 +64,8 @@ pub use sealed::{is_sealed, SecretKey};
 /// names each upstream project in double quotes (`{"after":["a"],…}`). Finishing a job tells
 /// whether any of them names the job's project ([`FinishOutcome::named_upstream`]).
 pub const TRIGGERS_PREFIX: &str = "meta:";
-pub use queue::{AgentAttempt, Claimed, Demand, CLAIM_HORIZON, FinishOutcome, JobRow, LeaseExpiry, NewJob};
+pub use hold::AgentAttempt;
+pub use queue::{Claimed, Demand, CLAIM_HORIZON, FinishOutcome, JobRow, LeaseExpiry, NewJob};
 pub use quarantine::{QuarantineChangeRow, QuarantinedRow};
 pub use testqueue::{BatchSummary, TestClaim, TestGroup};
 pub use testresults::{TestResultRow, TestStatsRow};

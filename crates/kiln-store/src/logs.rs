@@ -161,7 +161,7 @@ impl Store {
         .await?;
         // Not held: `held_by` says why (another agent's, or stale).
         let refused = |tx| async move {
-            crate::queue::held_by(tx, by).await?;
+            crate::hold::held_by(tx, by).await?;
             Err(StoreError::Stale { job_id, attempt })
         };
         let Some(row) = row else { return refused(&mut tx).await };

@@ -5,6 +5,7 @@
 //! Invariant: a job is finished at most once. Every write names the attempt it
 //! belongs to, and only the job's current attempt of a running job may write.
 
+use crate::hold::{held_by, why_not_held, AgentAttempt};
 use crate::rows::{json_list, json_map, to_json};
 use crate::{now_ms, AgentRow, Result, Store, StoreError};
 use kiln_core::state::{derive_build_status, resolve_dependents, BuildStatus, JobStatus};
@@ -193,44 +194,6 @@ async fn lock_build(tx: &mut Transaction<'_, Any>, backend: crate::Backend, buil
         sqlx::query("SELECT id FROM builds WHERE id = $1 FOR UPDATE").bind(build_id).fetch_optional(&mut **tx).await?;
     }
     Ok(())
-}
-
-/// Who writes about a job: the agent, and the attempt it says it runs. Every agent write
-/// in the store takes one, so none can be made without naming the agent.
-#[derive(Debug, Clone, Copy)]
-pub struct AgentAttempt<'a> {
-    pub job_id: i64,
-    pub attempt: i64,
-    pub agent: &'a str,
-}
-
-/// The build of job `job_id` when `agent` holds it in its current, running `attempt`.
-/// Every write from an agent passes here (or repeats this `WHERE`): anything else is refused,
-/// with 403 (`NotHolder`) when another agent holds that attempt and 409 (`Stale`) otherwise.
-pub(crate) async fn held_by(conn: &mut sqlx::AnyConnection, by: AgentAttempt<'_>) -> Result<i64> {
-    let AgentAttempt { job_id, attempt, agent } = by;
-    let build: Option<i64> = sqlx::query_scalar("SELECT build_id FROM jobs WHERE id = $1 AND attempt = $2 AND status = 'running' AND agent_name = $3")
-        .bind(job_id)
-        .bind(attempt)
-        .bind(agent)
-        .fetch_optional(&mut *conn)
-        .await?;
-    match build {
-        Some(b) => Ok(b),
-        None => Err(why_not_held(conn, job_id, attempt, agent).await?),
-    }
-}
-
-/// Why `agent` may not write attempt `attempt` of job `job_id`: not found, another agent's, or stale.
-async fn why_not_held(conn: &mut sqlx::AnyConnection, job_id: i64, attempt: i64, agent: &str) -> Result<StoreError> {
-    let row = sqlx::query("SELECT attempt, agent_name FROM jobs WHERE id = $1").bind(job_id).fetch_optional(&mut *conn).await?;
-    let Some(row) = row else { return Ok(StoreError::NotFound(format!("job {job_id}"))) };
-    let holder: Option<String> = row.try_get("agent_name")?;
-    Ok(if row.try_get::<i64, _>("attempt")? == attempt && holder.as_deref() != Some(agent) {
-        StoreError::NotHolder { job_id, agent: agent.to_string() }
-    } else {
-        StoreError::Stale { job_id, attempt }
-    })
 }
 
 /// What a settle does besides deriving the build's status.

@@ -17,7 +17,7 @@
 //!  a seeded item the list does not name: pending → deleted; claimed or done → dropped
 //! ```
 
-use crate::queue::{held_by, AgentAttempt};
+use crate::hold::{held_by, AgentAttempt};
 use crate::{now_ms, BuildRow, Result, Store, StoreError};
 use kiln_core::junit::Outcome;
 use kiln_core::batchplan::{median, plan, plan_static, Claim, InFlight};

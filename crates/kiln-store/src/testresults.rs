@@ -3,7 +3,7 @@
 //! that orders the next build's queue.
 
 use crate::rows::to_json;
-use crate::queue::{held_by, AgentAttempt};
+use crate::hold::{held_by, AgentAttempt};
 use crate::{now_ms, Result, Store, StoreError};
 use kiln_core::junit::{Outcome, TestCase};
 use kiln_core::testrun::{final_tries, item_outcome, match_cases, Try};
