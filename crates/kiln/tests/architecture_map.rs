@@ -110,3 +110,246 @@ fn the_check_sees_a_missing_module() {
     assert!(named("`notify/` (what a change sends: `plan.rs`)", "notify/plan.rs"));
     assert!(named("`api/logread.rs`: log slices", "api/logread.rs"));
 }
+
+// ── Modules import each other without cycles ────────────────────────────────────────────
+//
+// A crate's top-level modules (`convert.rs`, `notify/`) must depend on each other one way:
+// every `crate::<module>` a module's files name (`use crate::x::…`, `crate::x::f()`,
+// `use crate::{x, y::z}`) is an edge, and no edges may go round. Code of a `#[cfg(test)] mod
+// … { … }` and comment lines do not count: a test may reach anywhere.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Modules of a crate that still import each other round in a cycle, as one strongly
+/// connected set each, with why. A tangle may only shrink; when it does, write down what is
+/// left here (the test says so).
+const KNOWN_TANGLES: &[(&str, &[&str], &str)] = &[(
+    "kiln-server",
+    &[
+        "app", "artifacts", "auth", "config", "convert", "hashpool", "materialize", "metrics", "notify", "routes", "services", "sources", "state", "trigger",
+        "uploads", "users", "waiters",
+    ],
+    "architecture review §2 (a), not untangled yet: `state::AppState` holds the handle of every \
+     service (config, metrics, waiters, services) that in turn take the state, and use cases in \
+     `app/` still call into adapters (`sources`, `uploads`, `trigger`), with `materialize` \
+     special-casing uploads",
+)];
+
+/// Inside a known tangle, the pairs that still import each other directly. Any other pair
+/// that does is a new back-edge — like `convert` ⇄ `notify` was.
+const KNOWN_MUTUAL: &[(&str, &str, &str, &str)] = &[
+    ("kiln-server", "app", "sources", "§2 (a): `sources::poller` is reached from `app::projects`"),
+    ("kiln-server", "app", "trigger", "§2 (a): trigger calls the use cases that call it"),
+    ("kiln-server", "app", "uploads", "§2 (a): uploads mixes handlers, use cases and packaging"),
+    ("kiln-server", "materialize", "uploads", "§2 (a): `materialize::prepare` special-cases uploads"),
+    ("kiln-server", "sources", "trigger", "§2 (a): change sources start builds, trigger reads `sources::meta`"),
+    ("kiln-server", "metrics", "state", "`AppState` holds the metrics, which read the state at a scrape"),
+    ("kiln-server", "services", "state", "`AppState` holds the services' handles, which take the state"),
+    ("kiln-server", "state", "waiters", "`AppState` holds the waiters, which take the state"),
+];
+
+/// The top-level modules that `text` (one file's source) names as `crate::<module>`.
+fn crate_refs(text: &str) -> BTreeSet<String> {
+    // Leave out each `#[cfg(test)] mod … {`, up to its closing `}` alone on a line (rustfmt
+    // puts a top-level module's there), and every comment line.
+    let mut code = String::with_capacity(text.len());
+    let mut lines = text.lines().peekable();
+    while let Some(l) = lines.next() {
+        if l.trim() == "#[cfg(test)]" && lines.peek().is_some_and(|n| n.starts_with("mod ") && n.trim_end().ends_with('{')) {
+            lines.by_ref().find(|n| *n == "}");
+        } else if !l.trim_start().starts_with("//") {
+            code.push_str(l);
+            code.push('\n');
+        }
+    }
+    let ident = |s: &str| -> String { s.trim_start().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect() };
+    let mut out = BTreeSet::new();
+    let mut rest = code.as_str();
+    while let Some(i) = rest.find("crate::") {
+        let before = rest[..i].chars().next_back();
+        let after = &rest[i + "crate::".len()..];
+        rest = after;
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        if let Some(group) = after.strip_prefix('{') {
+            let (mut depth, mut start) = (0, 0);
+            for (j, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => {
+                        out.insert(ident(&group[start..j]));
+                        break;
+                    }
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        out.insert(ident(&group[start..j]));
+                        start = j + 1;
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            out.insert(ident(after));
+        }
+    }
+    out.retain(|m| m.starts_with(|c: char| c.is_ascii_lowercase() || c == '_'));
+    out
+}
+
+/// Per crate: each top-level module and the other top-level modules it names.
+fn module_graphs() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
+    let mut graphs = BTreeMap::new();
+    for c in std::fs::read_dir(root().join("crates")).unwrap() {
+        let c = c.unwrap().path();
+        let src = c.join("src");
+        if !src.is_dir() {
+            continue;
+        }
+        let mut files = Vec::new();
+        modules(&src, &src, &mut files);
+        let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for f in &files {
+            let top = f.split('/').next().unwrap().trim_end_matches(".rs").to_string();
+            if top == "lib" || top == "main" {
+                continue;
+            }
+            let refs = crate_refs(&std::fs::read_to_string(src.join(f)).unwrap());
+            g.entry(top).or_default().extend(refs);
+        }
+        let names: BTreeSet<String> = g.keys().cloned().collect();
+        for (m, refs) in g.iter_mut() {
+            refs.retain(|r| r != m && names.contains(r));
+        }
+        graphs.insert(c.file_name().unwrap().to_string_lossy().into_owned(), g);
+    }
+    graphs
+}
+
+/// The modules `from` reaches.
+fn reach(g: &BTreeMap<String, BTreeSet<String>>, from: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![from.to_string()];
+    while let Some(m) = todo.pop() {
+        for n in g.get(&m).into_iter().flatten() {
+            if seen.insert(n.clone()) {
+                todo.push(n.clone());
+            }
+        }
+    }
+    seen
+}
+
+/// The sets of two or more modules that import each other round (strongly connected).
+fn tangles(g: &BTreeMap<String, BTreeSet<String>>) -> Vec<BTreeSet<String>> {
+    let reached: BTreeMap<&String, BTreeSet<String>> = g.keys().map(|m| (m, reach(g, m))).collect();
+    let mut out: Vec<BTreeSet<String>> = Vec::new();
+    for m in g.keys() {
+        if !reached[m].contains(m) || out.iter().any(|t| t.contains(m)) {
+            continue;
+        }
+        out.push(g.keys().filter(|n| n == &m || (reached[m].contains(*n) && reached[n].contains(m))).cloned().collect());
+    }
+    out
+}
+
+/// A shortest cycle through `m`, written `a → b → a`.
+fn cycle_through(g: &BTreeMap<String, BTreeSet<String>>, m: &str) -> String {
+    let mut back: BTreeMap<String, String> = BTreeMap::new();
+    let mut queue = std::collections::VecDeque::from([m.to_string()]);
+    while let Some(at) = queue.pop_front() {
+        for n in g.get(&at).into_iter().flatten() {
+            if n == m {
+                let mut path = vec![m.to_string(), at.clone()];
+                while let Some(p) = back.get(path.last().unwrap()) {
+                    path.push(p.clone());
+                }
+                path.reverse();
+                path.pop();
+                path.push(m.to_string());
+                return path.join(" → ");
+            }
+            if !back.contains_key(n) && n != m {
+                back.insert(n.clone(), at.clone());
+                queue.push_back(n.clone());
+            }
+        }
+    }
+    format!("{m} (no cycle)")
+}
+
+/// What is wrong with one crate's graph: cycles outside the known tangles, known tangles
+/// that changed, pairs importing each other that are not known.
+fn cycle_problems(krate: &str, g: &BTreeMap<String, BTreeSet<String>>, known: &[(&str, &[&str], &str)], mutual: &[(&str, &str, &str, &str)]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let known: Vec<BTreeSet<String>> = known.iter().filter(|k| k.0 == krate).map(|k| k.1.iter().map(|m| m.to_string()).collect()).collect();
+    for t in tangles(g) {
+        if known.contains(&t) {
+            continue;
+        }
+        match known.iter().find(|k| !k.is_disjoint(&t)) {
+            Some(k) if t.is_subset(k) => problems.push(format!("{krate}: a known tangle shrank (good): write down what is left, {t:?}")),
+            Some(k) => {
+                let new = t.difference(k).next().unwrap();
+                problems.push(format!("{krate}: module `{new}` joined a known tangle: {}", cycle_through(g, new)));
+            }
+            None => problems.push(format!("{krate}: modules import each other in a cycle: {}", cycle_through(g, t.first().unwrap()))),
+        }
+    }
+    for k in &known {
+        if !tangles(g).iter().any(|t| t.is_superset(k)) {
+            problems.push(format!("{krate}: a known tangle came apart (good): write down what is left of {k:?}"));
+        }
+    }
+    for (a, refs) in g {
+        for b in refs.iter().filter(|b| a < *b && g[*b].contains(a)) {
+            if !mutual.iter().any(|m| m.0 == krate && (m.1, m.2) == (a.as_str(), b.as_str())) {
+                problems.push(format!("{krate}: `{a}` and `{b}` import each other: {a} → {b} → {a}"));
+            }
+        }
+    }
+    for m in mutual.iter().filter(|m| m.0 == krate) {
+        if !(g.get(m.1).is_some_and(|r| r.contains(m.2)) && g.get(m.2).is_some_and(|r| r.contains(m.1))) {
+            problems.push(format!("{krate}: `{}` and `{}` no longer import each other (good): take them off KNOWN_MUTUAL", m.1, m.2));
+        }
+    }
+    problems
+}
+
+#[test]
+fn modules_of_a_crate_import_each_other_without_cycles() {
+    let mut problems = Vec::new();
+    for (krate, g) in module_graphs() {
+        problems.extend(cycle_problems(&krate, &g, KNOWN_TANGLES, KNOWN_MUTUAL));
+    }
+    assert!(problems.is_empty(), "module import cycles (see ARCHITECTURE.md's invariants):\n{}", problems.join("\n"));
+}
+
+#[test]
+fn the_check_sees_a_cycle() {
+    // The check itself: references are found in every form, test code is left out, and a
+    // cycle is named.
+    let refs = crate_refs("use crate::a::X;\nuse crate::{b, c::{D, E}};\n// crate::z\nfn f() { crate::d::g(); $crate::e::h(); kiln_crate::y(); }\n#[cfg(test)]\nmod tests;\nfn k() { crate::f::k() }\n#[cfg(test)]\nmod tests {\n    use crate::x;\n}\nfn l() { crate::g::l() }\n");
+    assert_eq!(refs.into_iter().collect::<Vec<_>>(), ["a", "b", "c", "d", "e", "f", "g"]);
+    let g = |edges: &[(&str, &str)]| {
+        let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (a, b) in edges {
+            g.entry(a.to_string()).or_default().insert(b.to_string());
+            g.entry(b.to_string()).or_default();
+        }
+        g
+    };
+    assert!(cycle_problems("k", &g(&[("a", "b"), ("b", "c")]), &[], &[]).is_empty());
+    let p = cycle_problems("k", &g(&[("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")]), &[], &[]);
+    assert_eq!(p, ["k: modules import each other in a cycle: a → b → c → a"]);
+    let p = cycle_problems("k", &g(&[("convert", "notify"), ("notify", "convert")]), &[], &[]);
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(p[1].contains("`convert` and `notify` import each other"), "{p:?}");
+    // Inside a known tangle a new direct pair still fails, and a new module joining it too.
+    let tangle: &[(&str, &[&str], &str)] = &[("k", &["a", "b", "c"], "why")];
+    assert!(cycle_problems("k", &g(&[("a", "b"), ("b", "c"), ("c", "a")]), tangle, &[]).is_empty());
+    let p = cycle_problems("k", &g(&[("a", "b"), ("b", "c"), ("c", "a"), ("c", "b")]), tangle, &[]);
+    assert_eq!(p, ["k: `b` and `c` import each other: b → c → b"]);
+    let p = cycle_problems("k", &g(&[("a", "b"), ("b", "c"), ("c", "a"), ("c", "d"), ("d", "a")]), tangle, &[]);
+    assert_eq!(p, ["k: module `d` joined a known tangle: d → a → b → c → d"]);
+}
