@@ -118,18 +118,18 @@ impl Access {
 }
 
 impl Access {
-    /// How git must reach `repo` now: nothing to add for a local repository or an allowed host;
-    /// else its name resolved here, refused when only private addresses answer, and git held to
-    /// the public addresses found (so a name pointed inside between two lookups is not followed)
-    /// and to no redirect.
+    /// How git must reach `repo` now: nothing to add for a local repository or when every host
+    /// is allowed; else its host resolved here (refused when only private addresses answer and
+    /// the host is not allowed), and git held to the addresses checked (so a name pointed inside
+    /// between two lookups is not followed) and to no redirect.
     pub async fn route(&self, repo: &str) -> Result<Route, String> {
         if matches!(transport(repo)?, Transport::Local(_)) {
             return Ok(Route::default());
         }
         let shown = redact::without_credentials(repo);
         let end = repo_route::endpoint(repo).map_err(|e| format!("repository {shown:?}: {e}"))?;
-        if self.reach.allows(&end.host) {
-            return Ok(if self.reach.allow_all { Route::default() } else { Route::no_redirects() });
+        if self.reach.allow_all {
+            return Ok(Route::default());
         }
         self.reach.check_literal(&end.host).map_err(|e| format!("repository {shown}: {e}"))?;
         let addrs = self.reach.resolve(&end.host, end.port).await.map_err(|e| format!("repository {shown}: {e}"))?;

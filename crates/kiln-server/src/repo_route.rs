@@ -48,6 +48,12 @@ fn host_port(hp: &str, default: u16) -> Result<(String, u16), String> {
 
 /// Where the network repository `repo` points: `https://`, `ssh://` (`git+ssh://`),
 /// `git://`, or scp-like `[user@]host:path`.
+///
+/// The host must be the one git (and curl, and ssh) will connect to, so what they would read
+/// differently is refused rather than guessed: git decodes `%XX` in ssh:// and git:// URLs
+/// before it looks for the host, and ends the host only at `/`; ssh takes the host after the
+/// last `@`. So the part before the path may hold no `%` (but in https credentials), `?`, `#`,
+/// `\`, blank or control character, and at most one `@`.
 pub fn endpoint(repo: &str) -> Result<Endpoint, String> {
     if let Some((scheme, rest)) = repo.split_once("://") {
         let (scheme, default) = match scheme.to_ascii_lowercase().as_str() {
@@ -56,18 +62,36 @@ pub fn endpoint(repo: &str) -> Result<Endpoint, String> {
             "git" => (Scheme::Git, 9418),
             other => return Err(format!("{other}:// is not a network transport kiln reads")),
         };
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        let hp = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+        let authority = rest.split('/').next().unwrap_or_default();
+        let (user, hp) = match authority.split_once('@') {
+            Some((user, hp)) => (user, hp),
+            None => ("", authority),
+        };
+        // https credentials may be percent-encoded (curl does not decode the host); nowhere else.
+        let plain_user = scheme == Scheme::Https || !user.contains('%');
+        if !plain_user || hp.contains(['%', '@']) || authority.contains(['?', '#', '\\']) || authority.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("its host part holds characters git, curl and ssh read differently (%, ?, #, \\, a blank, or a second @): write the plain host".into());
+        }
         let (host, port) = host_port(hp, default)?;
         let prefix = format!("{}://{authority}/", &repo[..repo.find("://").unwrap_or(0)]);
         return Ok(Endpoint { scheme, host, port, prefix });
     }
-    // scp-like: everything before the first ':' (or the ']:' closing an IPv6 address).
-    let at = repo.find('@').map_or(0, |i| i + 1);
-    let rest = &repo[at..];
-    let hp = if rest.starts_with('[') { rest.split_once("]:").map(|(h, _)| format!("{h}]")) } else { rest.split_once(':').map(|(h, _)| h.to_string()) };
-    let hp = hp.ok_or("no host in it")?;
-    let (host, _) = host_port(&hp, 22)?;
+    // scp-like: git passes everything before the first ':' to ssh, which connects to what
+    // follows its last '@' (an IPv6 address in brackets: `[::1]:path`).
+    let pre = if repo.contains('[') {
+        let (pre, _) = repo.split_once("]:").ok_or("an IPv6 address in brackets must be followed by ]:path")?;
+        format!("{pre}]")
+    } else {
+        repo.split_once(':').ok_or("no host in it")?.0.to_string()
+    };
+    if pre.contains(['%', '?', '#', '\\']) || pre.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("its host part holds characters git and ssh read differently (%, ?, #, \\ or a blank): write the plain host".into());
+    }
+    let hp = pre.rsplit_once('@').map_or(pre.as_str(), |(_, h)| h);
+    if hp.starts_with('[') != hp.ends_with(']') || (hp.starts_with('[') && hp[1..hp.len() - 1].parse::<std::net::Ipv6Addr>().is_err()) {
+        return Err("in user@host:path, brackets hold only an IPv6 address; write ssh://user@host:port/path for a port".into());
+    }
+    let (host, _) = host_port(hp, 22)?;
     Ok(Endpoint { scheme: Scheme::Ssh, host, port: 22, prefix: String::new() })
 }
 
@@ -106,20 +130,25 @@ fn url_ip(ip: IpAddr) -> String {
 }
 
 /// Hold git to `addrs`, the checked addresses of `end`'s host.
+/// A literal address is held too (git:// and ssh), so nothing git or ssh reads differently
+/// from [`endpoint`] can send it elsewhere.
 pub fn pinned(end: &Endpoint, addrs: &[SocketAddr]) -> Result<Route, String> {
     let mut route = Route::no_redirects();
-    if end.host.parse::<IpAddr>().is_ok() {
-        return Ok(route); // nothing is looked up
-    }
-    let first = addrs.first().ok_or("no address to connect to")?.ip();
+    let literal = end.host.parse::<IpAddr>().ok();
+    // ssh and git:// take one address: an IPv4 one when there is one (a service on a name with
+    // both kinds listens on IPv4 more often than on IPv6 alone).
+    let one = addrs.iter().map(|a| a.ip()).find(IpAddr::is_ipv4).or(addrs.first().map(|a| a.ip()));
+    let first = literal.or(one).ok_or("no address to connect to")?;
     match end.scheme {
+        // curl looks nothing up for a literal address.
+        Scheme::Https if literal.is_some() => {}
         Scheme::Https => {
             let list: Vec<String> = addrs.iter().map(|a| url_ip(a.ip())).collect();
             route.config.push(format!("http.curloptResolve={}:{}:{}", end.host, end.port, list.join(",")));
         }
         Scheme::Git => route.config.push(format!("url.git://{}:{}/.insteadOf={}", url_ip(first), end.port, end.prefix)),
         Scheme::Ssh => {
-            if !end.host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) {
+            if literal.is_none() && !end.host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) {
                 return Err(format!("the host name {:?} has characters no host name has", end.host));
             }
             let alias = if end.port == 22 { end.host.clone() } else { format!("[{}]:{}", end.host, end.port) };
@@ -151,6 +180,23 @@ mod tests {
         for bad in ["https:///o/r", "https://h:x/o", "git@:o/r", "https://[::1/x"] {
             assert!(endpoint(bad).is_err(), "{bad}");
         }
+        // What git, curl or ssh would read as another host than the one checked.
+        for sly in [
+            "git://127.0.0.1:47125%2F@1.1.1.1/x",
+            "ssh://127.0.0.1%2F@1.1.1.1/r",
+            "ssh://1.1.1.1#@127.0.0.1/r",
+            "ssh://git.internal?@169.254.169.254:2222/r",
+            "https://a@b@127.0.0.1/r",
+            "git://1.1.1.1\\@127.0.0.1/r",
+            "ssh://1.1.1.1 @127.0.0.1/r",
+        ] {
+            assert!(endpoint(sly).is_err(), "{sly}");
+        }
+        // scp-like: ssh gets what is before the first ':', and connects after its last '@'.
+        assert_eq!(end("127.0.0.1:x@1.1.1.1:r"), (Scheme::Ssh, "127.0.0.1".into(), 22));
+        assert_eq!(end("a@b@127.0.0.1:r"), (Scheme::Ssh, "127.0.0.1".into(), 22));
+        assert!(endpoint("[127.0.0.1:2222]:r").is_err());
+        assert_eq!(end("https://user:p%40ss@git.example.com/r"), (Scheme::Https, "git.example.com".into(), 443), "https credentials may be encoded");
     }
 
     #[test]
@@ -162,7 +208,9 @@ mod tests {
         assert_eq!(git.config[1], "url.git://93.184.215.14:9000/.insteadOf=git://git.example.com:9000/");
         let ssh = pinned(&endpoint("ssh://git@git.example.com:2222/o/r").unwrap(), &a).unwrap();
         assert_eq!(ssh.ssh_command(), "ssh -o BatchMode=yes -o 'HostKeyAlias=[git.example.com]:2222' -o HostName=93.184.215.14");
-        assert_eq!(pinned(&endpoint("https://10.1.1.1/o").unwrap(), &a).unwrap(), Route::no_redirects(), "a literal address is not looked up");
+        assert_eq!(pinned(&endpoint("https://10.1.1.1/o").unwrap(), &a).unwrap(), Route::no_redirects(), "curl looks up no literal address");
+        let literal = pinned(&endpoint("ssh://git@1.1.1.1/o").unwrap(), &[]).unwrap();
+        assert!(literal.ssh_command().ends_with("-o HostName=1.1.1.1"), "a literal address is held too: {}", literal.ssh_command());
         assert!(pinned(&endpoint("ev;il$(x):o/r").unwrap(), &a).is_err(), "nothing odd reaches the shell git runs ssh with");
     }
 }

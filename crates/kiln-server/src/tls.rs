@@ -1,7 +1,8 @@
 //! HTTPS on the server's own port (`--tls-cert`, `--tls-key`): the certificate chain and key
 //! read from PEM files at start, rustls (ring) for the handshakes. Handshakes run in tasks of
-//! their own, each with a time limit, so a client that connects and says nothing holds no one
-//! else up; only finished handshakes reach the HTTP server.
+//! their own, each with a time limit and at most 256 at once, so a client that connects and
+//! says nothing holds no one else up; only finished handshakes reach the HTTP server, and the
+//! port closes when the server stops.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,6 +15,8 @@ use tokio_rustls::TlsAcceptor;
 
 /// A handshake that takes longer is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes at once; a connection past them waits its turn before it is read.
+const HANDSHAKES: usize = 256;
 
 /// The TLS settings from a certificate chain and its private key, both PEM files; an error
 /// names the file and what was wrong with it.
@@ -49,9 +52,15 @@ impl TlsListener {
         let local = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
         let acceptor = TlsAcceptor::from(config);
+        let permits = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES));
         tokio::spawn(async move {
             loop {
-                let (stream, peer) = match tcp.accept().await {
+                // The server dropped its listener (it stopped): close the port at once.
+                let accepted = tokio::select! {
+                    _ = tx.closed() => return,
+                    a = tcp.accept() => a,
+                };
+                let (stream, peer) = match accepted {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::warn!("accept failed: {e}");
@@ -59,19 +68,22 @@ impl TlsListener {
                         continue;
                     }
                 };
+                let permit = tokio::select! {
+                    _ = tx.closed() => return,
+                    p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+                };
                 let (acceptor, done) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    let shaken = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                    drop(permit);
+                    match shaken {
                         Ok(Ok(tls)) => {
-                            let _ = done.send((tls, peer)).await;
+                            let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, done.send((tls, peer))).await;
                         }
                         Ok(Err(e)) => tracing::debug!("TLS handshake with {peer} failed: {e}"),
                         Err(_) => tracing::debug!("TLS handshake with {peer} took over {} s", HANDSHAKE_TIMEOUT.as_secs()),
                     }
                 });
-                if tx.is_closed() {
-                    return;
-                }
             }
         });
         Ok(TlsListener { local, ready })

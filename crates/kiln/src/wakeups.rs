@@ -36,7 +36,9 @@ impl EventKinds {
     }
 }
 
-/// How long to wait before opening a stream again after it ended (a server restart), at most.
+/// How long to wait before opening a stream again after it ended (a server restart): at
+/// first, and at most (the pause doubles while streams end at once).
+const REOPEN_MIN: std::time::Duration = std::time::Duration::from_millis(200);
 const REOPEN_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Open the event stream at `url` and return a receiver that gets one `()` whenever an event
@@ -57,23 +59,40 @@ pub async fn open(http: &reqwest::Client, url: String, token: Option<&str>, kind
     let mut resp = connect().await?;
     let (tx, rx) = mpsc::channel(1);
     tokio::spawn(async move {
-        let mut pause = std::time::Duration::from_millis(200);
+        let mut pause = REOPEN_MIN;
         loop {
             let mut lines = EventKinds::default();
-            while let Ok(Some(chunk)) = resp.chunk().await {
-                pause = std::time::Duration::from_millis(200);
+            let opened = std::time::Instant::now();
+            loop {
+                // The caller dropped its receiver: stop, and let the server's stream go.
+                let chunk = tokio::select! {
+                    _ = tx.closed() => return,
+                    c = resp.chunk() => c,
+                };
+                let Ok(Some(chunk)) = chunk else { break };
                 if lines.feed(&chunk).iter().any(|k| k == kiln_wire::events::RESYNC || kinds.contains(&k.as_str())) && wake(&tx).is_err() {
                     return;
                 }
+            }
+            // A stream that stayed open a while starts the pauses over; one that ends at once
+            // (a proxy hanging up) makes them grow.
+            if opened.elapsed() >= REOPEN_MAX {
+                pause = REOPEN_MIN;
             }
             // The stream ended: open it again until the caller stops listening.
             resp = loop {
                 if wake(&tx).is_err() {
                     return;
                 }
-                tokio::time::sleep(pause).await;
+                let again = tokio::select! {
+                    _ = tx.closed() => return,
+                    r = async {
+                        tokio::time::sleep(pause).await;
+                        connect().await
+                    } => r,
+                };
                 pause = (pause * 2).min(REOPEN_MAX);
-                if let Some(r) = connect().await {
+                if let Some(r) = again {
                     break r;
                 }
             };
@@ -145,5 +164,26 @@ mod tests {
             assert!(t0.elapsed() < std::time::Duration::from_secs(15), "the stream was not opened again");
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), rx.recv()).await;
         }
+    }
+
+    #[tokio::test]
+    async fn a_follower_that_stops_listening_lets_a_silent_stream_go() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/api/v1/events", listener.local_addr().unwrap());
+        let (gone_tx, gone) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf).await;
+            conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n").await.unwrap();
+            // Say nothing more; wait for the client to hang up.
+            while conn.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+            let _ = gone_tx.send(());
+        });
+        kiln_agent::client::install_crypto();
+        let rx = open(&reqwest::Client::new(), url, None, &["build"]).await.expect("the stream opens");
+        drop(rx);
+        tokio::time::timeout(std::time::Duration::from_secs(10), gone).await.expect("the stream was let go").unwrap();
     }
 }

@@ -410,6 +410,9 @@ fn a_repository_on_a_private_address_needs_the_admins_word_for_its_host() {
     let out = k.kiln(&["project", "add", "lit", "--repo", &format!("git://127.0.0.1:{}/served", daemon.port)]);
     assert!(!out.status.success(), "a loopback repository was accepted");
     assert!(stderr(&out).contains("--allow-private-host 127.0.0.1") && stderr(&out).contains("--allow-private-targets"), "{}", stderr(&out));
+    // A URL that git would read as another host than the one checked is refused.
+    let out = k.kiln(&["project", "add", "sly", "--repo", &format!("git://127.0.0.1:{}%2F@1.1.1.1/served", daemon.port)]);
+    assert!(!out.status.success() && stderr(&out).contains("read differently"), "{}", stderr(&out));
     // A name is refused once it is resolved: the build says why, and nothing was fetched.
     let out = k.kiln(&["project", "add", "named", "--repo", &format!("git://localhost:{}/served", daemon.port)]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -338,5 +338,8 @@ fn a_secret_can_be_given_on_stdin_and_stays_off_the_command_line() {
     let out = set(&["--secret", "A", "--secret", "B"], "x\n");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("would both read stdin"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = set(&["--secret", "TOKEN", "--secret", "TOKEN=other"], "x\n");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--secret TOKEN is given twice"), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(k.wait_build(k.trigger("app"), 60)["status"], "passed", "the secret was changed by a refused command");
 }

@@ -134,8 +134,9 @@ fn secret_from_stdin(name: &str) -> anyhow::Result<String> {
     if std::io::stdin().is_terminal() {
         eprintln!("value of secret {name} (end with Ctrl-D):");
     }
-    let mut v = String::new();
-    std::io::stdin().read_to_string(&mut v)?;
+    let mut raw = Vec::new();
+    std::io::stdin().read_to_end(&mut raw)?;
+    let v = String::from_utf8(raw).map_err(|_| crate::api_client::Exit(2, format!("--secret {name}: the value on stdin is not UTF-8 text")))?;
     let v = v.strip_suffix('\n').map(|v| v.strip_suffix('\r').unwrap_or(v)).unwrap_or(&v).to_string();
     if v.is_empty() {
         return Err(crate::api_client::Exit(2, format!("--secret {name}: stdin was empty; pipe the value in (printf %s \"$TOKEN\" | kiln project set … --secret {name})")).into());
@@ -151,6 +152,10 @@ fn non_empty(v: Vec<String>) -> Option<Vec<String>> {
 impl ProjectOpts {
     fn settings(&self) -> anyhow::Result<ProjectSettings> {
         let mut secrets = std::collections::BTreeMap::new();
+        let names: Vec<&str> = self.secrets.iter().map(|s| s.split_once('=').map_or(s.as_str(), |(k, _)| k)).collect();
+        if let Some(twice) = names.iter().enumerate().find_map(|(i, n)| names[..i].contains(n).then_some(n)) {
+            return Err(crate::api_client::Exit(2, format!("--secret {twice} is given twice: give each secret once")).into());
+        }
         let from_stdin: Vec<&String> = self.secrets.iter().filter(|s| !s.contains('=')).collect();
         if from_stdin.len() > 1 {
             return Err(crate::api_client::Exit(2, format!("--secret {:?} and --secret {:?} would both read stdin: give one NAME alone, the others as NAME=VALUE", from_stdin[0], from_stdin[1])).into());
