@@ -106,3 +106,36 @@ impl axum::serve::Listener for TlsListener {
         Ok(self.local)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::serve::Listener;
+
+    /// A self-signed certificate for 127.0.0.1, as PEM files in `dir`.
+    fn certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap().self_signed(&key).unwrap();
+        let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    #[tokio::test]
+    async fn the_port_closes_when_the_server_lets_its_listener_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = certificate(dir.path());
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TlsListener::new(tcp, server_config(&cert, &key).unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert!(TcpListener::bind(addr).await.is_err(), "the port is taken while the listener is held");
+        drop(listener);
+        // Binding the port again (which wakes no accept) works once the port is closed.
+        let t0 = std::time::Instant::now();
+        while TcpListener::bind(addr).await.is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(5), "the port stayed open after the server stopped");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
