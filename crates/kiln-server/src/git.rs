@@ -131,7 +131,7 @@ impl Access {
         if self.reach.allow_all {
             return Ok(Route::default());
         }
-        self.reach.check_literal(&end.host).map_err(|e| format!("repository {shown}: {e}"))?;
+        // A literal address resolves to itself, and is refused here like a name's.
         let addrs = self.reach.resolve(&end.host, end.port).await.map_err(|e| format!("repository {shown}: {e}"))?;
         repo_route::pinned(&end, &addrs).map_err(|e| format!("repository {shown:?}: {e}"))
     }

@@ -20,20 +20,29 @@ fn modules(base: &Path, dir: &Path, out: &mut Vec<String>) {
     }
 }
 
-/// The crates' modules, as (crate, path inside its `src`), crate roots left out.
-fn all_modules() -> Vec<(String, String)> {
-    let mut all = Vec::new();
+/// Each crate: its name, its `src` folder and its source files (paths inside `src`).
+fn crate_sources() -> Vec<(String, std::path::PathBuf, Vec<String>)> {
+    let mut out = Vec::new();
     for c in std::fs::read_dir(root().join("crates")).unwrap() {
         let c = c.unwrap().path();
         let src = c.join("src");
         if !src.is_dir() {
             continue;
         }
-        let mut ms = Vec::new();
-        modules(&src, &src, &mut ms);
-        for m in ms {
+        let mut files = Vec::new();
+        modules(&src, &src, &mut files);
+        out.push((c.file_name().unwrap().to_string_lossy().into_owned(), src, files));
+    }
+    out
+}
+
+/// The crates' modules, as (crate, path inside its `src`), crate roots left out.
+fn all_modules() -> Vec<(String, String)> {
+    let mut all = Vec::new();
+    for (name, _, files) in crate_sources() {
+        for m in files {
             if !matches!(Path::new(&m).file_name().and_then(|n| n.to_str()), Some("lib.rs" | "main.rs" | "mod.rs")) {
-                all.push((c.file_name().unwrap().to_string_lossy().into_owned(), m));
+                all.push((name.clone(), m));
             }
         }
     }
@@ -200,14 +209,7 @@ fn crate_refs(text: &str) -> BTreeSet<String> {
 /// Per crate: each top-level module and the other top-level modules it names.
 fn module_graphs() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
     let mut graphs = BTreeMap::new();
-    for c in std::fs::read_dir(root().join("crates")).unwrap() {
-        let c = c.unwrap().path();
-        let src = c.join("src");
-        if !src.is_dir() {
-            continue;
-        }
-        let mut files = Vec::new();
-        modules(&src, &src, &mut files);
+    for (name, src, files) in crate_sources() {
         let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for f in &files {
             let top = f.split('/').next().unwrap().trim_end_matches(".rs").to_string();
@@ -221,7 +223,7 @@ fn module_graphs() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
         for (m, refs) in g.iter_mut() {
             refs.retain(|r| r != m && names.contains(r));
         }
-        graphs.insert(c.file_name().unwrap().to_string_lossy().into_owned(), g);
+        graphs.insert(name, g);
     }
     graphs
 }
