@@ -26,6 +26,7 @@ export KILN_SERVER=$URL KILN_TOKEN=bench-admin
 SERVER=$!
 for _ in $(seq 100); do curl -sf "$URL/login" >/dev/null && break; sleep 0.1; done
 "$BIN" agent --server "$URL" --token bench-agent --name b1 --work-dir "$T/work" >"$T/agent.log" 2>&1 &
+AGENT=$!
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 repo() { # name pipeline
   mkdir -p "$T/$1" && printf '%s' "$2" >"$T/$1/.kiln.yml"
@@ -40,6 +41,9 @@ run() { # project → ms
 step_ms() { # project → the step's own time (ms) in its last build, as it printed it
   local b; b=$("$BIN" builds "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
   "$BIN" logs "$b" --tail 5 | sed -n 's/^STEP-MS \([0-9]*\).*/\1/p' | tail -1
+}
+cpu_ms() { # pid → its own user+system CPU so far, in ms
+  awk -v hz="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000 / hz)}' "/proc/$1/stat"
 }
 pct() { python3 -c "print(f'{($1/$2-1)*100:+.1f} %')"; }
 for MB in $SIZES; do
@@ -63,13 +67,15 @@ for MB in $SIZES; do
   : >"$T/rss"
   ( while kill -0 $SERVER 2>/dev/null; do ps -o rss= -p $SERVER >>"$T/rss"; sleep 0.2; done ) &
   SAMPLER=$!
-  : >"$T/null.ms"; : >"$T/big.ms"; : >"$T/null.step"; : >"$T/pipe.step"; : >"$T/big.step"; : >"$T/mbps"; : >"$T/search.ms"; : >"$T/paint.ms"
+  : >"$T/null.ms"; : >"$T/big.ms"; : >"$T/null.step"; : >"$T/pipe.step"; : >"$T/big.step"; : >"$T/mbps"; : >"$T/search.ms"; : >"$T/paint.ms"; : >"$T/server.cpu"; : >"$T/agent.cpu"
   for _ in $(seq "$RUNS"); do
     run "null$MB" >>"$T/null.ms"
     step_ms "null$MB" >>"$T/null.step"
     run "pipe$MB" >/dev/null
     step_ms "pipe$MB" >>"$T/pipe.step"
+    c0s=$(cpu_ms $SERVER); c0a=$(cpu_ms $AGENT)
     run "big$MB" >>"$T/big.ms"
+    echo $(( $(cpu_ms $SERVER) - c0s )) >>"$T/server.cpu"; echo $(( $(cpu_ms $AGENT) - c0a )) >>"$T/agent.cpu"
     step_ms "big$MB" >>"$T/big.step"
     b=$("$BIN" builds "big$MB" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
     "$BIN" show "$b" --json | python3 -c '
@@ -95,5 +101,5 @@ JS
   done
   kill $SAMPLER 2>/dev/null || true
   tn=$(median <"$T/null.ms"); tb=$(median <"$T/big.ms"); sn=$(median <"$T/null.step"); sb=$(median <"$T/big.step"); sp=$(median <"$T/pipe.step")
-  echo "${MB} MB: job until its log is stored ${tb} ms vs ${tn} ms to /dev/null ($(pct "$tb" "$tn")), the step itself ${sb} ms vs ${sn} ms ($(pct "$sb" "$sn")) and vs ${sp} ms through a pipe to cat ($(pct "$sb" "$sp")), agent→server $(median <"$T/mbps") MB/s, server RSS peak $(( $(sort -n "$T/rss" | tail -1) / 1024 )) MB, search $(median <"$T/search.ms") ms, first paint of the tail $( [ -s "$T/paint.ms" ] && median <"$T/paint.ms" || echo n/a) ms (median of $RUNS)"
+  echo "${MB} MB: job until its log is stored ${tb} ms vs ${tn} ms to /dev/null ($(pct "$tb" "$tn")), the step itself ${sb} ms vs ${sn} ms ($(pct "$sb" "$sn")) and vs ${sp} ms through a pipe to cat ($(pct "$sb" "$sp")), agent→server $(median <"$T/mbps") MB/s, CPU while it ran: server $(median <"$T/server.cpu") ms, agent $(median <"$T/agent.cpu") ms, server RSS peak $(( $(sort -n "$T/rss" | tail -1) / 1024 )) MB, search $(median <"$T/search.ms") ms, first paint of the tail $( [ -s "$T/paint.ms" ] && median <"$T/paint.ms" || echo n/a) ms (median of $RUNS)"
 done

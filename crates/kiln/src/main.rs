@@ -4,6 +4,7 @@
 
 mod api_client;
 mod cmd;
+mod hidden_input;
 mod wakeups;
 
 use clap::{Args, Parser, Subcommand};

@@ -343,3 +343,93 @@ fn a_secret_can_be_given_on_stdin_and_stays_off_the_command_line() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--secret TOKEN is given twice"), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(k.wait_build(k.trigger("app"), 60)["status"], "passed", "the secret was changed by a refused command");
 }
+
+/// Run `kiln ARGS` on a terminal (a pseudo-terminal made by util-linux `script`), typing each of
+/// `lines` once the text before it has been shown. Returns (exit code, everything the terminal showed).
+fn on_a_terminal(k: &Kiln, args: &str, lines: &[(&str, &str)]) -> (Option<i32>, String) {
+    use std::io::{Read, Write};
+    let mut c = std::process::Command::new("script")
+        .args(["-qec", &format!("{BIN} {args}"), "/dev/null"])
+        .env("KILN_SERVER", &k.url)
+        .env("KILN_TOKEN", ADMIN)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux script (apt-get install bsdutils)");
+    let shown = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let mut out = c.stdout.take().unwrap();
+    let s2 = shown.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            s2.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let mut stdin = c.stdin.take().unwrap();
+    for (after, typed) in lines {
+        let t0 = Instant::now();
+        while !String::from_utf8_lossy(&shown.lock().unwrap()).contains(after) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "kiln {args} never showed {after:?}: {}",
+                String::from_utf8_lossy(&shown.lock().unwrap())
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stdin.write_all(format!("{typed}\n").as_bytes()).unwrap();
+    }
+    let code = c.wait().unwrap().code();
+    drop(stdin);
+    reader.join().unwrap();
+    let text = String::from_utf8_lossy(&shown.lock().unwrap()).to_string();
+    (code, text)
+}
+
+/// Typed at a terminal, a secret's value and a password are read with the typing not shown.
+#[test]
+fn secrets_and_passwords_typed_at_a_terminal_are_not_shown() {
+    let mut k = Kiln::start();
+    k.agent("a1", &[]);
+    let repo = k.repo(
+        "app",
+        "jobs:\n  j:\n    steps: [\"test \\\"$TOKEN\\\" = typed-4be1\"]\n",
+    );
+    k.add_project("app", &repo, &[]);
+    let (code, shown) = on_a_terminal(
+        &k,
+        "project set app --secret TOKEN",
+        &[("value of secret TOKEN (not shown):", "typed-4be1")],
+    );
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(
+        !shown.contains("typed-4be1"),
+        "the terminal showed the secret as it was typed: {shown:?}"
+    );
+    let id = k.trigger("app");
+    assert_eq!(
+        k.wait_build(id, 60)["status"],
+        "passed",
+        "the step did not get the typed value: {}",
+        k.logs(id)
+    );
+    // A password, typed twice over for a change: neither shows, and both are the ones read.
+    let (code, shown) = on_a_terminal(
+        &k,
+        "user add carol --password-stdin",
+        &[("password:", "carol-typed-pw-1")],
+    );
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(!shown.contains("carol-typed-pw-1"), "{shown:?}");
+    http::sign_in(&k.url, "carol", "carol-typed-pw-1");
+    let (code, shown) = on_a_terminal(
+        &k,
+        "user passwd carol",
+        &[("password:", "carol-typed-pw-2")],
+    );
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(!shown.contains("carol-typed-pw-2"), "{shown:?}");
+    http::sign_in(&k.url, "carol", "carol-typed-pw-2");
+}

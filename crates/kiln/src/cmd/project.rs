@@ -125,17 +125,12 @@ pub struct ProjectOpts {
 }
 
 /// A secret's value from stdin (one line's end removed), so it is in no process list or shell
-/// history.
+/// history; typed at a terminal, it is not shown.
 fn secret_from_stdin(name: &str) -> anyhow::Result<String> {
-    use std::io::{IsTerminal, Read};
     if name.trim().is_empty() {
         return Err(crate::api_client::Exit(2, "--secret: write NAME=VALUE, or NAME alone to read the value from stdin".into()).into());
     }
-    if std::io::stdin().is_terminal() {
-        eprintln!("value of secret {name} (end with Ctrl-D):");
-    }
-    let mut raw = Vec::new();
-    std::io::stdin().read_to_end(&mut raw)?;
+    let raw = crate::hidden_input::value(&format!("value of secret {name} (not shown):"))?;
     let v = String::from_utf8(raw).map_err(|_| crate::api_client::Exit(2, format!("--secret {name}: the value on stdin is not UTF-8 text")))?;
     let v = v.strip_suffix('\n').map(|v| v.strip_suffix('\r').unwrap_or(v)).unwrap_or(&v).to_string();
     if v.is_empty() {

@@ -6,7 +6,6 @@ use crate::api_client::{seg, Exit};
 use crate::ClientOpts;
 use clap::Subcommand;
 use kiln_wire::users::{Me, PasswordChange, TokenCreate, TokenCreated, TokenInfo, User, UserCreate, UserCreated, UserUpdate};
-use std::io::Read;
 
 #[derive(Subcommand)]
 pub enum UserCmd {
@@ -16,7 +15,7 @@ pub enum UserCmd {
         /// Make the user an admin.
         #[arg(long)]
         admin: bool,
-        /// Read the password from standard input (first line).
+        /// Read the password from standard input (first line; typed at a terminal, it is not shown).
         #[arg(long)]
         password_stdin: bool,
     },
@@ -24,7 +23,7 @@ pub enum UserCmd {
     List,
     /// Set a password from standard input. Your own: the current password on the first line,
     /// the new one on the second. An admin resetting someone else's: the new one only (their
-    /// sessions and API tokens end).
+    /// sessions and API tokens end). Typed at a terminal, each is asked for and not shown.
     Passwd { name: String },
     /// Disable a user (admins): their sessions and API tokens end at once; they cannot sign in.
     Disable { name: String },
@@ -64,19 +63,8 @@ pub enum TokenCmd {
     Revoke { id: i64 },
 }
 
-/// The first `n` lines of standard input, each non-empty.
-fn read_lines(n: usize, what: &str) -> anyhow::Result<Vec<String>> {
-    let mut s = String::new();
-    std::io::stdin().read_to_string(&mut s).map_err(|e| Exit(2, format!("failed to read {what} from standard input: {e}")))?;
-    let lines: Vec<String> = s.lines().take(n).map(str::to_string).collect();
-    if lines.len() < n || lines.iter().any(String::is_empty) {
-        return Err(Exit(2, format!("standard input needs {what}, one per line")).into());
-    }
-    Ok(lines)
-}
-
 fn read_password() -> anyhow::Result<String> {
-    Ok(read_lines(1, "the password")?.remove(0))
+    Ok(crate::hidden_input::lines(&["password:"], "the password").map_err(|e| Exit(2, e))?.remove(0))
 }
 
 fn print_user(c: &ClientOpts, u: &User, what: &str) {
@@ -115,7 +103,7 @@ pub async fn user(action: UserCmd, c: &ClientOpts) -> anyhow::Result<i32> {
         UserCmd::Passwd { name } => {
             let me: Me = api.get("/api/v1/me").await?;
             let req = if me.name == name {
-                let mut l = read_lines(2, "your current password and the new one")?;
+                let mut l = crate::hidden_input::lines(&["current password:", "new password:"], "your current password and the new one").map_err(|e| Exit(2, e))?;
                 PasswordChange { password: l.remove(1), current: Some(l.remove(0)) }
             } else {
                 PasswordChange { password: read_password()?, current: None }
