@@ -169,3 +169,36 @@ print("STREAM-DONE")
   await page.locator("#L100.hl").waitFor({ timeout: 5000 });
   assert.ok((await rowNumbers(page)).length <= ROWS_CAP);
 });
+
+test("a colour set before the rows the page let go carries over when they load again", { timeout: 120_000 }, async (t) => {
+  const k = await new Kiln().start();
+  const b = await browser();
+  t.after(async () => { await b.close(); k.stop(); });
+  k.agent("a1");
+  // One colour set on the first line and kept for 20,000 lines: more than the page holds at once.
+  const red = `import sys
+sys.stdout.write("\\x1b[31m" + "".join("red-line-%05d\\n" % i for i in range(20000)) + "\\x1b[0mplain-end\\n")
+`;
+  const repo = k.repo("red", { ".kiln.yml": "jobs:\n  red:\n    steps: [python3 red.py]\n", "red.py": red });
+  k.cli("project", "add", "red", "--repo", repo, "--public");
+  const id = JSON.parse(k.cli("trigger", "red", "--json")).id;
+  assert.equal((await k.waitBuild(id, 60)).status, "passed");
+  const page = await (await b.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+  page.on("pageerror", (e) => console.error("# page error:", e.message));
+  // Opened at its head, the page keeps its first rows and lets the later ones go.
+  await page.goto(`${k.url}/builds/${id}#L5`);
+  await page.locator("#L5.hl").waitFor({ timeout: 5000 });
+  await page.locator("#log .log-less").waitFor({ timeout: 5000 });
+  const ids = await rowNumbers(page);
+  assert.ok(ids.length <= ROWS_CAP && ids[ids.length - 1] < 20000, `rows ${ids[0]}..${ids[ids.length - 1]} held`);
+  assert.equal(await page.locator("#L5 .t .f31").count(), 1, "the head is red");
+  // Scrolling down reads the let-go lines again: they are still red.
+  const below = ids[ids.length - 1] + 1;
+  await page.locator("#log").evaluate((el) => { el.scrollTop = el.scrollHeight; el.dispatchEvent(new Event("scroll")); });
+  await page.waitForFunction((n) => { const r = document.querySelectorAll("#log .l"); return +r[r.length - 1].id.slice(1) >= n; }, below, { timeout: 5000 });
+  const now = await rowNumbers(page);
+  const probe = Math.max(now[0], below); // reading on may have let the first lines read again go too
+  assert.ok(now.includes(probe) && probe < 20003, `rows ${now[0]}..${now[now.length - 1]}`);
+  assert.match(await page.locator(`#L${probe}`).textContent(), /red-line-/);
+  assert.equal(await page.locator(`#L${probe} .t .f31`).count(), 1, `line ${probe}, read again, lost its colour`);
+});

@@ -179,7 +179,8 @@
     s.textContent = text;
     return s;
   }
-  // Render one line into `el`; returns the style after it (colours carry over lines).
+  // Render one line into `el`; returns the style after it (colours carry over lines: each row
+  // keeps the style it starts in as `row.st`, so lines let go and read again start in it).
   function renderLine(el, text, style) {
     let t = text.endsWith("\r") ? text.slice(0, -1) : text;
     if (t.includes("\r")) t = t.split("\r").filter((x) => x.length).pop() || ""; // progress bars: keep the last redraw
@@ -237,9 +238,11 @@
     const n = excess(false);
     if (!n) return;
     const last = rows[rows.length - 1 - n];
+    // The lines read again later start in the colours the first row let go started in.
+    const style = last.nextElementSibling.st || {};
     removeRows(last.nextElementSibling, rows[rows.length - 1]);
     log.line = +last.id.slice(1); log.nextLine = log.line + 1; log.offset = null;
-    log.rest = ""; log.partialEl = null; log.style = {}; log.done = false; log.follow = false;
+    log.rest = ""; log.partialEl = null; log.style = style; log.done = false; log.follow = false;
     updateLess();
     showFollow();
   }
@@ -255,11 +258,13 @@
     const frag = document.createDocumentFragment();
     for (const p of parts) {
       const [row, t] = lineEl(++log.line, p);
+      row.st = log.style;
       log.style = renderLine(t, p, log.style);
       frag.appendChild(row);
     }
     if (log.rest) { // an unfinished line shows now and is redrawn when it ends
       const [row, t] = lineEl(++log.line, log.rest);
+      row.st = log.style;
       renderLine(t, log.rest, log.style);
       log.partialEl = row;
       frag.appendChild(row);
@@ -325,7 +330,7 @@
         const from = Math.max(0, lines.length - ROWS_MAX / 2);
         const frag = document.createDocumentFragment();
         let st = {};
-        for (let i = from; i < lines.length; i++) { const [row, t] = lineEl(s.line + i, lines[i]); st = renderLine(t, lines[i], st); frag.appendChild(row); }
+        for (let i = from; i < lines.length; i++) { const [row, t] = lineEl(s.line + i, lines[i]); row.st = st; st = renderLine(t, lines[i], st); frag.appendChild(row); }
         const first = rows[0] || null;
         const before = box.scrollHeight;
         box.insertBefore(frag, first || $(".log-less", box));
