@@ -20,6 +20,7 @@ use kiln_wire::enrol::RotateResponse;
 pub fn routes() -> Routes {
     Routes::new()
         .post("/api/v1/agent/register", register)
+        .get("/api/v1/agent/packages/{build_id}", package)
         .post("/api/v1/agent/rotate", rotate)
         .post("/api/v1/agent/claim", claim)
         .post("/api/v1/agent/heartbeat", heartbeat)
@@ -106,4 +107,15 @@ async fn finish(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(jo
 async fn release(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<ReleaseRequest>) -> AppResult<Json<ReleaseResponse>> {
     let requeued = jobs::release(&st, AgentAttempt { job_id, attempt: req.attempt, agent: &agent.name }).await?;
     Ok(Json(ReleaseResponse { requeued }))
+}
+
+/// `GET /api/v1/agent/packages/{build_id}`: the package, for an agent running a job of that build.
+async fn package(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(build_id): Path<i64>) -> AppResult<impl axum::response::IntoResponse> {
+    let holds = st.store.running_jobs_of_agent(&agent.name).await?.iter().any(|j| j.build_id == build_id);
+    if !holds {
+        return Err(AppError::Forbidden(format!("agent {} runs no job of build {build_id}", agent.name)));
+    }
+    let up = st.store.upload(build_id).await?.ok_or_else(|| AppError::NotFound(format!("build {build_id} has no package")))?;
+    let bytes = crate::uploads::read_package(&st, &up.package).await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/gzip")], bytes))
 }

@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
 use kiln_store::{AgentAttempt, ArtifactRow};
-use kiln_wire::agent::{ArtifactsAssignment, ArtifactsWhen, InputsAt, UploadAt};
+use kiln_wire::agent::{InputsAt, UploadAt};
 use kiln_wire::api::Artifact;
 use sha2::Digest;
 use std::path::PathBuf;
@@ -32,19 +32,6 @@ pub fn routes() -> Routes {
         .get("/api/v1/agent/artifacts/{build}/{job}/{*name}", agent_download)
         .get("/api/v1/builds/{id}/artifacts", list)
         .get("/api/v1/builds/{id}/artifacts/{job}/{*name}", download)
-}
-
-/// The pipeline's `artifacts:` as the agent gets it (None when the job keeps nothing).
-pub fn assignment(paths: &[String], when: kiln_core::pipeline::ArtifactsWhen) -> Option<ArtifactsAssignment> {
-    use kiln_core::pipeline::ArtifactsWhen as W;
-    (!paths.is_empty()).then(|| ArtifactsAssignment {
-        paths: paths.to_vec(),
-        when: match when {
-            W::Always => ArtifactsWhen::Always,
-            W::OnSuccess => ArtifactsWhen::OnSuccess,
-            W::OnFailure => ArtifactsWhen::OnFailure,
-        },
-    })
 }
 
 fn root(st: &AppState) -> PathBuf {

@@ -74,9 +74,8 @@ pub fn set_cookie(name: &str, value: &str, max_age_secs: i64, secure: bool) -> S
     format!("{name}={value}; Path=/; Max-Age={max_age_secs}; HttpOnly; SameSite=Lax{}", if secure { "; Secure" } else { "" })
 }
 
-/// A session ends after this long without a request (unless `session_idle_secs` says otherwise)…
-pub const DEFAULT_SESSION_IDLE_SECS: u64 = 12 * 3600;
-/// …and this long after sign-in, however busy.
+/// A session ends after `session_idle_secs` without a request
+/// (`config::DEFAULT_SESSION_IDLE_SECS` unless set), and this long after sign-in, however busy.
 pub const SESSION_MAX_MS: i64 = 14 * 86_400_000;
 
 /// Who the caller is, from a bearer token or a session cookie. A wrong token is an error;

@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 /// The commented default configuration, printed by `kiln server --print-config`.
 pub const DEFAULT_CONFIG: &str = include_str!("../kiln.example.toml");
 
+/// A session ends after this long without a request, unless `session_idle_secs` says otherwise.
+pub const DEFAULT_SESSION_IDLE_SECS: u64 = 12 * 3600;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
@@ -185,7 +188,7 @@ impl Default for ServerConfig {
             artifact_job_limit: 4 << 30,
             retention: Default::default(),
             gc_every_secs: 3600,
-            session_idle_secs: crate::auth::DEFAULT_SESSION_IDLE_SECS,
+            session_idle_secs: DEFAULT_SESSION_IDLE_SECS,
             projects: Vec::new(),
             smtp: None,
             quarantine: QuarantineConfig::default(),

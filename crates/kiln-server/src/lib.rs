@@ -2,7 +2,7 @@
 //! the background services (lease reaper, pollers, cron, notifier).
 //!
 //! ```text
-//!  change sources ─► trigger::start_build ─► materialize (git + pipeline) ─► jobs queued
+//!  change sources ─► app::trigger::start_build ─► materialize (git + pipeline) ─► jobs queued
 //!  agents ─► agent_api::claim (long poll, woken by AppState::wake) ─► logs / finish
 //!  every change ─► AppState::events ─► console (SSE), `kiln up` summary, notifier
 //! ```
@@ -13,9 +13,11 @@ mod api;
 pub mod artifacts;
 pub mod app;
 pub mod auth;
+mod branch_heads;
 mod badge;
 pub mod caps;
 pub mod config;
+mod duties;
 mod console;
 pub mod convert;
 pub mod error;
@@ -27,6 +29,7 @@ pub(crate) mod materialize;
 pub mod metrics;
 pub mod notify;
 pub mod outbound;
+pub(crate) mod pipeline_meta;
 pub mod private_net;
 pub mod redact;
 pub mod repo_route;
@@ -39,7 +42,6 @@ mod streams;
 pub mod tests_api;
 pub mod throttle;
 pub mod tls;
-pub mod trigger;
 pub mod uploads;
 pub mod users;
 pub mod waiters;
@@ -69,11 +71,10 @@ pub struct RunningServer {
 fn routes() -> Routes {
     Routes::new()
         .get("/badge/{file}", badge::badge)
-        .get("/metrics", metrics::scrape)
+        .get("/metrics", api::metrics::scrape)
         .post("/hooks/{forge}/{project}", sources::hooks::hook)
         .post("/api/v1/projects/{name}/push", sources::hooks::push)
         .merge(console::routes())
-        .merge(uploads::routes())
         .merge(api::routes())
         .merge(agent_api::routes())
         .merge(artifacts::routes())
@@ -90,7 +91,7 @@ pub fn route_table() -> Vec<routes::Route> {
 pub fn router(st: AppState) -> Router {
     routes()
         .into_router()
-        .layer(axum::middleware::from_fn_with_state(st.clone(), metrics::track))
+        .layer(axum::middleware::from_fn_with_state(st.clone(), api::metrics::track))
         .layer(axum::extract::DefaultBodyLimit::max(2 << 20))
         .layer(axum::middleware::map_response(headers::add))
         .with_state(st)
@@ -173,7 +174,7 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
         claims: Default::default(),
         events,
         metrics: metrics::Metrics::new(),
-        duties: services::duties::Duties::new(store_backend != kiln_store::Backend::Postgres),
+        duties: duties::Duties::new(store_backend != kiln_store::Backend::Postgres),
         mirrors,
         timezone,
         stop: stop.clone(),
@@ -183,16 +184,22 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
         services::duties::renew(&st).await;
     }
     tokio::spawn(services::duties::run(st.clone(), stop.clone()));
-    tokio::spawn(metrics::run(st.clone(), stop.clone()));
+    tokio::spawn({
+        let (st, stop) = (st.clone(), stop.clone());
+        async move { metrics::run(st.events.subscribe(), &st.metrics, stop).await }
+    });
     tokio::spawn(services::reaper::run(st.clone(), stop.clone()));
     tokio::spawn(services::replicas::run(st.clone(), stop.clone()));
-    tokio::spawn(waiters::run(st.clone(), stop.clone()));
+    tokio::spawn({
+        let (st, stop) = (st.clone(), stop.clone());
+        async move { waiters::run(&st.store, &st.waiters, stop).await }
+    });
     tokio::spawn(services::retention::run(st.clone(), stop.clone()));
     // Polling counts from the heads present now, before anyone can push: a commit
     // made right after start-up is new, not part of the baseline.
     for p in st.store.list_projects().await? {
         if p.settings.poll.is_some() {
-            if let Err(e) = sources::poller::ensure_baseline(&st, &p).await {
+            if let Err(e) = branch_heads::ensure_baseline(&st, &p).await {
                 tracing::warn!("project {}: cannot read the repository yet ({e}); the poller will retry", p.name);
             }
         }
@@ -204,11 +211,11 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
     {
         let st = st.clone();
         tokio::spawn(async move {
-            trigger::resume_unmaterialized(&st).await;
+            app::trigger::resume_unmaterialized(&st).await;
             for p in st.store.list_projects().await.unwrap_or_default() {
-                sources::meta::refresh(&st, &p).await;
+                pipeline_meta::refresh(&st, &p).await;
             }
-            sources::downstream::catch_up(&st).await;
+            app::downstream::catch_up(&st).await;
         });
     }
     let app = router(st.clone());

@@ -4,7 +4,7 @@
 
 use crate::events::EventKind;
 use crate::git;
-use crate::sources::meta;
+use crate::pipeline_meta as meta;
 use crate::state::AppState;
 use kiln_core::pipeline::Pipeline;
 use kiln_core::expand::{expand, PlannedJob};
@@ -100,7 +100,7 @@ pub async fn materialize(st: &AppState, build: BuildRow, project: Option<Project
 async fn prepare(st: &AppState, project: &ProjectRow, build: &BuildRow, recorded: Option<String>, asked_at: Instant) -> Result<Prepared, Unrun> {
     let err = |commit: &str, reason: String| Unrun::Errored(commit.to_string(), reason);
     if let Some(up) = crate::uploads::of_build(st, build).await {
-        return crate::uploads::prepare(st, project, build, up, asked_at).await.map_err(|(c, r)| Unrun::Errored(c, r));
+        return prepare_upload(st, project, build, up, asked_at).await.map_err(|(c, r)| Unrun::Errored(c, r));
     }
     let known = match &build.requested_commit {
         Some(c) => st.mirrors.has_commit(project.id, c).await,
@@ -148,6 +148,33 @@ async fn prepare(st: &AppState, project: &ProjectRow, build: &BuildRow, recorded
     Ok(Prepared { commit, message, author, at_branch_head, jobs })
 }
 
+/// Materialize an uploaded run: the pipeline comes from the upload, else from
+/// the project's repository (its branch head); every job gets the package.
+async fn prepare_upload(st: &AppState, project: &ProjectRow, build: &BuildRow, up: kiln_store::UploadRow, asked_at: Instant) -> Result<Prepared, (String, String)> {
+    let file = &project.pipeline;
+    let (commit, text) = match up.pipeline {
+        Some(text) => (String::new(), text),
+        None => {
+            let mirror = st.mirrors.refresh(project.id, &project.repo, asked_at).await.map_err(|e| (String::new(), e))?;
+            let commit = git::resolve(&mirror, &format!("refs/heads/{}", build.branch)).await.map_err(|e| (String::new(), e))?;
+            let text = git::read_file(&mirror, &commit, file)
+                .await
+                .map_err(|e| (commit.clone(), format!("failed to read {file}: {e}")))?
+                .ok_or_else(|| (commit.clone(), format!("{file}:1:1: the upload has no pipeline and {} has none on {}; upload one", project.name, build.branch)))?;
+            (commit, text)
+        }
+    };
+    let pipeline = kiln_core::pipeline::parse(file, &text).map_err(|diags| {
+        let lines: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        (commit.clone(), lines.join("\n"))
+    })?;
+    crate::caps::check_jobs(file, &pipeline, st.cfg.max_jobs_per_build).map_err(|e| (commit.clone(), e))?;
+    let url = crate::uploads::package_url(build.id);
+    let jobs = kiln_core::expand::expand(&pipeline).into_iter().map(|pj| new_job(project, build, &commit, pj, Some(&url))).collect();
+    let message = format!("uploaded test run: {} file{}, {}", up.files, if up.files == 1 { "" } else { "s" }, crate::uploads::human_bytes(up.size));
+    Ok(Prepared { commit, message, author: build.triggered_by.clone(), at_branch_head: false, jobs })
+}
+
 /// A job row for `pj`; `package` is set for uploaded runs (see `uploads`).
 pub(crate) fn new_job(project: &ProjectRow, build: &BuildRow, commit: &str, pj: PlannedJob, package: Option<&str>) -> NewJob {
     let spec = JobAssignment {
@@ -176,7 +203,7 @@ pub(crate) fn new_job(project: &ProjectRow, build: &BuildRow, commit: &str, pj: 
             flaky_fails_build: t.flaky_fails_build,
         }),
         package: package.map(str::to_string),
-        artifacts: crate::artifacts::assignment(&pj.artifacts, pj.artifacts_when),
+        artifacts: artifacts_assignment(&pj.artifacts, pj.artifacts_when),
         has_needs: !pj.needs.is_empty(),
         network: pj.network == kiln_core::pipeline::Network::On,
     };
@@ -233,4 +260,17 @@ async fn changed_paths(mirror: &std::path::Path, before: Option<&str>, commit: &
         _ => git::git(Some(mirror), &["diff-tree", "--no-commit-id", "--name-only", "-r", "--root", commit]).await,
     };
     out.unwrap_or_default().lines().map(str::to_string).collect()
+}
+
+/// The pipeline's `artifacts:` as the agent gets it (None when the job keeps nothing).
+fn artifacts_assignment(paths: &[String], when: kiln_core::pipeline::ArtifactsWhen) -> Option<kiln_wire::agent::ArtifactsAssignment> {
+    use kiln_core::pipeline::ArtifactsWhen as W;
+    (!paths.is_empty()).then(|| kiln_wire::agent::ArtifactsAssignment {
+        paths: paths.to_vec(),
+        when: match when {
+            W::Always => kiln_wire::agent::ArtifactsWhen::Always,
+            W::OnSuccess => kiln_wire::agent::ArtifactsWhen::OnSuccess,
+            W::OnFailure => kiln_wire::agent::ArtifactsWhen::OnFailure,
+        },
+    })
 }

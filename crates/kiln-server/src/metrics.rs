@@ -9,14 +9,8 @@
 //! When the server listens on anything but loopback, a scrape needs the metrics token
 //! (`--metrics-token`, `metrics_token` in kiln.toml) as a bearer token.
 
-use crate::auth::constant_time_eq;
 use crate::error::{AppError, AppResult};
 use crate::events::{Event, EventKind};
-use crate::state::AppState;
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderMap};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use kiln_core::state::BuildStatus;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -24,7 +18,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use std::time::Instant;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
@@ -143,9 +136,15 @@ impl Metrics {
         }
     }
 
+    /// Time one HTTP request, by method, route pattern and status.
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let key = HttpRoute { method: method.to_string(), route: route.to_string(), status };
+        self.http.get_or_create(&key).observe(seconds);
+    }
+
     /// Read the gauges from the store and encode everything as Prometheus text.
-    async fn render(&self, st: &AppState) -> AppResult<String> {
-        let depth = st.store.queue_depth_by_requires().await?;
+    pub(crate) async fn render(&self, store: &kiln_store::Store) -> AppResult<String> {
+        let depth = store.queue_depth_by_requires().await?;
         {
             let mut seen = self.seen_sets.lock().unwrap();
             for set in seen.iter() {
@@ -158,14 +157,14 @@ impl Metrics {
             }
         }
         // Every project's build counters exist from 0, so rates work from the first build.
-        for p in st.store.list_projects().await? {
+        for p in store.list_projects().await? {
             for status in [BuildStatus::Passed, BuildStatus::Failed, BuildStatus::Errored, BuildStatus::Cancelled] {
                 let _ = self.builds.get_or_create(&ProjectStatus { project: p.name.clone(), status: status.as_str().into() });
             }
         }
         let now = kiln_store::now_ms();
-        let running = st.store.running_by_agent().await?;
-        let agents = st.store.list_agents().await?;
+        let running = store.running_by_agent().await?;
+        let agents = store.list_agents().await?;
         self.agents_online.set(agents.iter().filter(|a| a.online(now)).count() as i64);
         self.agents_busy.set(agents.iter().filter(|a| running.contains_key(&a.name)).count() as i64);
         let mut out = String::new();
@@ -183,16 +182,15 @@ pub fn job_started(job: &kiln_store::JobRow, project: &str) -> Event {
     ev
 }
 
-/// Feed the metrics from this server's events until the server stops.
-pub async fn run(st: AppState, stop: CancellationToken) {
-    let mut rx = st.events.subscribe();
+/// Feed the metrics from this server's events (`rx`) until the server stops.
+pub async fn run(mut rx: tokio::sync::broadcast::Receiver<Event>, metrics: &Metrics, stop: CancellationToken) {
     loop {
         let got = tokio::select! {
             _ = stop.cancelled() => return,
             got = rx.recv() => got,
         };
         match got {
-            Ok(ev) if !ev.forwarded => st.metrics.observe(&ev),
+            Ok(ev) if !ev.forwarded => metrics.observe(&ev),
             Ok(_) => {}
             Err(RecvError::Lagged(n)) => tracing::warn!("metrics missed {n} events (the event stream is overloaded)"),
             Err(RecvError::Closed) => return,
@@ -204,35 +202,6 @@ pub async fn run(st: AppState, stop: CancellationToken) {
 pub fn is_loopback(listen: &str) -> bool {
     let host = listen.rsplit_once(':').map(|(h, _)| h).unwrap_or(listen).trim_matches(['[', ']']);
     host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// `GET /metrics`.
-pub async fn scrape(State(st): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
-    if !is_loopback(&st.cfg.listen) {
-        let Some(want) = &st.cfg.metrics_token else {
-            return Err(AppError::Forbidden(format!(
-                "the server listens on {} (not loopback): set a metrics token (--metrics-token, metrics_token in kiln.toml) and scrape with it as a bearer token",
-                st.cfg.listen
-            )));
-        };
-        let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
-        if !constant_time_eq(given.as_bytes(), want.as_bytes()) {
-            return Err(AppError::Unauthorized("/metrics needs the metrics token as a bearer token".into()));
-        }
-    }
-    let body = st.metrics.render(&st).await?;
-    Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response())
-}
-
-/// Middleware: time every request, labelled by its route pattern.
-pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_string();
-    let resp = next.run(req).await;
-    let key = HttpRoute { method, route, status: resp.status().as_u16() };
-    st.metrics.http.get_or_create(&key).observe(started.elapsed().as_secs_f64());
-    resp
 }
 
 #[cfg(test)]

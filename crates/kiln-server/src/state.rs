@@ -28,8 +28,8 @@ pub struct Inner {
     pub events: EventSender,
     /// Prometheus metrics (`crate::metrics`), fed from `events`.
     pub metrics: crate::metrics::Metrics,
-    /// The background duties this server holds (`services::duties`).
-    pub duties: crate::services::duties::Duties,
+    /// The background duties this server holds (taken and renewed by `services::duties`).
+    pub duties: crate::duties::Duties,
     pub mirrors: Mirrors,
     /// The time zone cron schedules are read in (None: UTC).
     pub timezone: Option<tzfile::ArcTz>,

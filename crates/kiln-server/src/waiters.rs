@@ -156,13 +156,13 @@ impl Waiters {
 
 /// The round task: after each wake-up (many at once count as one), read the ready demands and
 /// ring the waiters that may take them.
-pub async fn run(st: crate::state::AppState, stop: tokio_util::sync::CancellationToken) {
+pub async fn run(store: &kiln_store::Store, waiters: &Waiters, stop: tokio_util::sync::CancellationToken) {
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = st.waiters.due.notified() => {}
+            _ = waiters.due.notified() => {}
         }
-        let waiting = st.waiters.len();
+        let waiting = waiters.len();
         if waiting == 0 {
             continue;
         }
@@ -171,9 +171,9 @@ pub async fn run(st: crate::state::AppState, stop: tokio_util::sync::Cancellatio
         let first = (4 * waiting + 32).min(kiln_store::CLAIM_HORIZON);
         let mut limit = first;
         loop {
-            match st.store.ready_demands(limit).await {
+            match store.ready_demands(limit).await {
                 Ok(d) => {
-                    let rung = st.waiters.ring(Some(&d));
+                    let rung = waiters.ring(Some(&d));
                     if rung < waiting && d.len() == limit && limit < kiln_store::CLAIM_HORIZON {
                         limit = kiln_store::CLAIM_HORIZON;
                         continue;
@@ -181,7 +181,7 @@ pub async fn run(st: crate::state::AppState, stop: tokio_util::sync::Cancellatio
                 }
                 Err(e) => {
                     tracing::warn!("cannot read the ready jobs ({e}); waking every waiting agent");
-                    st.waiters.ring(None);
+                    waiters.ring(None);
                 }
             }
             break;

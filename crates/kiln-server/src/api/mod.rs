@@ -6,10 +6,12 @@ mod downloads;
 mod enrol;
 mod events;
 mod logread;
+pub(crate) mod metrics;
 mod notifications;
 pub(crate) mod projects;
 mod replay;
 mod retry;
+mod runs;
 pub(crate) mod users;
 mod tests;
 
@@ -23,6 +25,7 @@ pub fn routes() -> Routes {
         .delete("/api/v1/projects/{name}/members/{user}", projects::revoke)
         .get("/api/v1/projects/{name}/builds", builds::list).post("/api/v1/projects/{name}/builds", builds::trigger)
         .get("/api/v1/projects/{name}/notifications", notifications::list)
+        .with("POST", "/api/v1/projects/{name}/runs", axum::routing::post(runs::create).layer(axum::extract::DefaultBodyLimit::disable()))
         .get("/api/v1/builds/{id}", builds::show)
         .post("/api/v1/builds/{id}/cancel", builds::cancel)
         .post("/api/v1/builds/{id}/rebuild", builds::rebuild)

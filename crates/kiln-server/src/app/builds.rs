@@ -5,7 +5,7 @@ use super::access::{self, Need, Reached, Starter};
 use crate::auth::Viewer;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
-use crate::trigger::{start_build, Origin};
+use crate::app::trigger::{start_build, Origin};
 use kiln_store::{BuildRow, JobRow, ProjectRow};
 use kiln_wire::api::{Role, TriggerRequest};
 

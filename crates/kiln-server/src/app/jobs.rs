@@ -186,7 +186,7 @@ pub async fn finish(st: &AppState, by: AgentAttempt<'_>, req: &FinishRequest) ->
             // Only when some project may build after this one (see `FinishOutcome::named_upstream`).
             if out.build_status == kiln_core::state::BuildStatus::Passed && out.named_upstream {
                 let st = st.clone();
-                tokio::spawn(async move { crate::sources::downstream::on_passed(&st, out.build_id, &out.project).await });
+                tokio::spawn(async move { crate::app::downstream::on_passed(&st, out.build_id, &out.project).await });
             }
         }
     }

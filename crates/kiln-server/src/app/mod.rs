@@ -18,11 +18,13 @@
 pub mod access;
 pub mod agents;
 pub mod builds;
+pub mod downstream;
 pub mod enrolment;
 pub mod jobs;
 pub mod projects;
 pub mod quarantine;
 pub mod runs;
+pub mod trigger;
 pub mod users;
 pub mod waiting;
 

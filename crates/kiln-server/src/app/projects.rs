@@ -233,8 +233,8 @@ pub async fn apply_config(store: &Store, cfg: &ServerConfig) -> anyhow::Result<(
 /// made right after `project add` builds), and read its triggers.
 pub async fn after_change(st: &AppState, p: &ProjectRow) {
     if p.settings.poll.is_some() {
-        crate::sources::poller::baseline_soon(st, p).await;
+        crate::branch_heads::baseline_soon(st, p).await;
     }
     let (st, p) = (st.clone(), p.clone());
-    tokio::spawn(async move { crate::sources::meta::refresh(&st, &p).await });
+    tokio::spawn(async move { crate::pipeline_meta::refresh(&st, &p).await });
 }

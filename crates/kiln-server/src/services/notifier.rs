@@ -59,7 +59,7 @@ pub async fn run(st: AppState, stop: CancellationToken, base_url: String) {
         while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) = events.try_recv() {}
         let pass_at = tokio::time::Instant::now();
         // A stop that came during the gather makes no new pass: the wait below shuts down.
-        if !stop.is_cancelled() && st.duties.held(crate::services::duties::Duty::Notifier) {
+        if !stop.is_cancelled() && st.duties.held(crate::duties::Duty::Notifier) {
             if let Err(e) = enqueue_changes(&st, &base_url).await {
                 tracing::error!("notifier: failed to queue notifications: {e}");
             }

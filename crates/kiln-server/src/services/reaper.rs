@@ -4,7 +4,7 @@
 //! are spent.
 
 use crate::events::EventKind;
-use crate::services::duties::Duty;
+use crate::duties::Duty;
 use crate::state::AppState;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;

@@ -50,7 +50,7 @@ pub async fn run(st: AppState, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if !st.duties.held(crate::services::duties::Duty::Retention) {
+        if !st.duties.held(crate::duties::Duty::Retention) {
             continue;
         }
         match collect(&st, false).await {

@@ -9,7 +9,7 @@ use crate::auth::{constant_time_eq, Viewer};
 use crate::error::{AppError, AppResult};
 use crate::signature;
 use crate::state::AppState;
-use crate::trigger::Origin;
+use crate::app::trigger::Origin;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};

@@ -1,12 +1,10 @@
 //! Change sources: every way a change reaches kiln — webhooks from forges,
 //! `kiln notify` from a post-receive hook, the poller, cron schedules, and
 //! downstream builds after an upstream project's build passes. Each ends in
-//! `trigger::start_build`.
+//! `app::trigger::start_build`.
 
-pub mod downstream;
 pub mod forge;
 pub mod hooks;
-pub mod meta;
 pub mod poller;
 pub mod replay;
 pub mod schedule;

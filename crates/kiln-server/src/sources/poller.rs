@@ -6,9 +6,10 @@
 //! Projects are polled concurrently (at most `CONCURRENT_POLLS` at once), so one
 //! slow or silent repository never holds up another.
 
+use crate::app::trigger::{start_build, Origin};
+use crate::branch_heads::{baseline, baseline_key, head_key};
 use crate::git;
 use crate::state::AppState;
-use crate::trigger::{start_build, Origin};
 use kiln_store::ProjectRow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -18,48 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Projects polled at once, at most.
 pub const CONCURRENT_POLLS: usize = 8;
-/// How long adding or changing a project waits for its first fetch before it answers.
-const BASELINE_WAIT: Duration = Duration::from_secs(5);
-
 /// At most this many builds for one poll with `poll_each_commit`.
 const EACH_COMMIT_CAP: usize = 20;
-
-fn head_key(project_id: i64, branch: &str) -> String {
-    format!("poll:{project_id}:head:{branch}")
-}
-
-fn baseline_key(project_id: i64) -> String {
-    format!("poll:{project_id}:baseline")
-}
-
-/// Record the current heads without building (when polling starts for a project).
-pub async fn baseline(st: &AppState, p: &ProjectRow) -> Result<(), String> {
-    let mirror = st.mirrors.refresh(p.id, &p.repo, Instant::now()).await?;
-    for (branch, sha) in git::branch_heads(&mirror).await? {
-        st.store.kv_set(&head_key(p.id, &branch), &sha).await.map_err(|e| e.to_string())?;
-    }
-    st.store.kv_set(&baseline_key(p.id), "1").await.map_err(|e| e.to_string())
-}
-
-/// Record the heads unless polling already has a baseline for this project.
-pub async fn ensure_baseline(st: &AppState, p: &ProjectRow) -> Result<(), String> {
-    if st.store.kv_get(&baseline_key(p.id)).await.map_err(|e| e.to_string())?.is_some() {
-        return Ok(());
-    }
-    baseline(st, p).await
-}
-
-/// `ensure_baseline` in the background, waiting for it at most `BASELINE_WAIT`
-/// (a request that changed the project should not hang on a slow repository).
-pub async fn baseline_soon(st: &AppState, p: &ProjectRow) {
-    let (st2, p2) = (st.clone(), p.clone());
-    let task = tokio::spawn(async move { ensure_baseline(&st2, &p2).await });
-    match tokio::time::timeout(BASELINE_WAIT, task).await {
-        Ok(Ok(Err(e))) => tracing::warn!("project {}: cannot read the repository yet ({e}); the poller will retry", p.name),
-        Ok(_) => {}
-        Err(_) => tracing::info!("project {}: the repository is slow to answer; its first fetch goes on in the background", p.name),
-    }
-}
 
 /// Fetch once and start builds for branches whose head moved.
 pub async fn poll(st: &AppState, p: &ProjectRow) -> Result<usize, String> {
@@ -113,7 +74,7 @@ pub async fn run(st: AppState, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if !st.duties.held(crate::services::duties::Duty::Poller) {
+        if !st.duties.held(crate::duties::Duty::Poller) {
             continue;
         }
         let Ok(projects) = st.store.list_projects().await else { continue };

@@ -3,9 +3,9 @@
 //! minutes (UTC, or the server's `timezone`). Ticks missed while the server was down run once at start-up,
 //! not once per missed tick.
 
-use super::meta;
+use crate::pipeline_meta as meta;
 use crate::state::AppState;
-use crate::trigger::{start_build, Origin};
+use crate::app::trigger::{start_build, Origin};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -59,7 +59,7 @@ pub async fn run(st: AppState, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if st.duties.held(crate::services::duties::Duty::Cron) {
+        if st.duties.held(crate::duties::Duty::Cron) {
             check(&st, Utc::now()).await;
         }
     }

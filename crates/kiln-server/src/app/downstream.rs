@@ -3,9 +3,9 @@
 //! per upstream build makes it happen once, and a catch-up pass at start-up
 //! starts what a stopped server never started.
 
-use super::meta;
+use crate::pipeline_meta as meta;
 use crate::state::AppState;
-use crate::trigger::{start_build, Origin};
+use crate::app::trigger::{start_build, Origin};
 
 /// How far back the catch-up looks for passed builds whose downstream builds never started.
 const CATCH_UP_MS: i64 = 15 * 60 * 1000;

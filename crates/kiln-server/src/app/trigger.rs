@@ -50,7 +50,7 @@ pub async fn start_build(
             before_commit: origin.before.filter(|b| !b.is_empty() && !b.bytes().all(|c| c == b'0')),
             changed_paths: origin.changed_paths,
             with_secrets: crate::app::access::build_gets_secrets(project, starter),
-        }, st.cfg.lease_ms(), &crate::sources::meta::key(project.id))
+        }, st.cfg.lease_ms(), &crate::pipeline_meta::key(project.id))
         .await?;
     st.emit(EventKind::Build, b.id, None, &project.name, "queued");
     if project.settings.cancel_superseded == Some(true) {
