@@ -2,16 +2,17 @@
 //! caller and typed input, decides permission through `access` (and nowhere else), writes
 //! through the store, and is the only place that emits events and wakes agents. The adapters
 //! (the JSON API in `api/`, the console in `console/`, webhooks in `sources/hooks.rs`, the
-//! agent protocol, uploads and `kiln up`) only decode a request, call one use case and encode
-//! its answer.
+//! agent protocol and `kiln up`) only decode a request, call one use case and encode its
+//! answer; the poller and cron (`sources/`) call `trigger` the same way.
 //!
 //! ```text
-//!  api/  console/  sources/hooks  uploads/  agent_api  kiln up
-//!     └──────┬───────┴──────────────┴──────────┘
+//!  api/  console/  sources/  agent_api  kiln up
+//!     └──────┬───────┴──────────┴──────────┘
 //!            ▼
-//!   app::{projects, builds, agents, enrolment, jobs, users, runs, quarantine}  ──► access (who may)
+//!   app::{projects, builds, agents, enrolment, jobs, users, runs, quarantine,
+//!         trigger, downstream}  ──► access (who may)
 //!            │
-//!            ├──► trigger / materialize ──► store
+//!            ├──► materialize ──► store (uploads/: the packages of uploaded runs)
 //!            └──► events + wake-ups (AppState)
 //! ```
 
