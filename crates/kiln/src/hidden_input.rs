@@ -1,6 +1,7 @@
 //! Reading passwords and secret values from standard input. Piped in, they are read as they
 //! come; typed at a terminal, each is asked for on its own line and the typing is not shown
-//! (echo is off before the prompt appears, and back on when the line is read or reading fails).
+//! (echo is off before the prompt appears, and back on when the line is read, when reading
+//! fails, and when Ctrl-C stops the command).
 
 use std::io::{BufRead, IsTerminal, Read};
 
@@ -76,9 +77,23 @@ impl<'a> Quiet<'a> {
         let mut quiet = before.clone();
         quiet.local_modes.remove(LocalModes::ECHO);
         quiet.local_modes.insert(LocalModes::ECHONL);
+        restore_on_ctrl_c(before.clone());
         tcsetattr(fd, OptionalActions::Now, &quiet)?;
         Ok(Quiet { fd, before })
     }
+}
+
+/// From now on, Ctrl-C puts the terminal back as `before` and ends the command (exit code 130,
+/// as a shell reports a command stopped by SIGINT), instead of leaving the terminal silent.
+fn restore_on_ctrl_c(before: Termios) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+    rt.spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = tcsetattr(std::io::stdin(), OptionalActions::Now, &before);
+            eprintln!();
+            std::process::exit(130);
+        }
+    });
 }
 
 impl Drop for Quiet<'_> {

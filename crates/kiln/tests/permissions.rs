@@ -350,6 +350,7 @@ fn on_a_terminal(k: &Kiln, args: &str, lines: &[(&str, &str)]) -> (Option<i32>, 
     use std::io::{Read, Write};
     let mut c = std::process::Command::new("script")
         .args(["-qec", &format!("{BIN} {args}"), "/dev/null"])
+        .env("SHELL", "/bin/bash")
         .env("KILN_SERVER", &k.url)
         .env("KILN_TOKEN", ADMIN)
         .stdin(std::process::Stdio::piped())
@@ -432,4 +433,18 @@ fn secrets_and_passwords_typed_at_a_terminal_are_not_shown() {
     assert_eq!(code, Some(0), "{shown}");
     assert!(!shown.contains("carol-typed-pw-2"), "{shown:?}");
     http::sign_in(&k.url, "carol", "carol-typed-pw-2");
+}
+
+/// Ctrl-C at the prompt of a value not shown ends the command and gives the terminal its echo back.
+#[test]
+fn ctrl_c_at_a_hidden_prompt_gives_the_terminal_back() {
+    let k = Kiln::start();
+    let repo = k.repo("app", "jobs:\n  j:\n    steps: [\"true\"]\n");
+    k.add_project("app", &repo, &[]);
+    // After kiln, the same terminal says how kiln ended and whether it echoes.
+    let (_, shown) = on_a_terminal(&k, "project set app --secret TOKEN; echo kiln-ended-$?; stty -a", &[("(not shown):", "\u{3}")]);
+    assert!(shown.contains("kiln-ended-130"), "kiln did not end by itself with 130 after Ctrl-C (killed by the signal, it leaves the terminal silent and takes the shell with it): {shown:?}");
+    let echo: Vec<&str> = shown.split_whitespace().filter(|w| w.trim_start_matches('-') == "echo").collect();
+    assert_eq!(echo, ["echo"], "the terminal's echo after Ctrl-C: {shown:?}");
+    assert!(!k.json(&["project", "show", "app"]).to_string().contains("TOKEN"), "a stopped command set the secret");
 }
