@@ -180,7 +180,9 @@
     return s;
   }
   // Render one line into `el`; returns the style after it (colours carry over lines: each row
-  // keeps the style it starts in as `row.st`, so lines let go and read again start in it).
+  // keeps the style it starts in as `row.st`, so lines let go at the bottom and read again
+  // start in it; a part read above the view, or a log opened at its tail or at a line, starts
+  // with no colour: the server does not know the colour at an offset).
   function renderLine(el, text, style) {
     let t = text.endsWith("\r") ? text.slice(0, -1) : text;
     if (t.includes("\r")) t = t.split("\r").filter((x) => x.length).pop() || ""; // progress bars: keep the last redraw

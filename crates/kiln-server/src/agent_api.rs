@@ -1,6 +1,7 @@
 //! The agent protocol (HTTP/JSON, versioned): register, claim as a long poll,
 //! heartbeat (renews leases, carries status, returns jobs to stop), log chunks
-//! by byte offset and the live tail of a log past its head, finish. Every job write names its attempt (fencing) and is
+//! by byte offset and the live tail of a log past its head, finish, and an uploaded run's
+//! package for a job of its build. Every job write names its attempt (fencing) and is
 //! accepted only from the agent holding it (checked in the store). Decode, call
 //! `app::jobs` or `app::enrolment`, encode.
 

@@ -9,7 +9,7 @@ impl Store {
     /// Take (or renew) the lease on expanding a build not yet expanded: Some when this caller
     /// may expand it now (nobody holds a live lease on it), None otherwise. Some holds the
     /// value of kv key `read` as it is at that moment, read by the same statement: what the
-    /// expansion compares what it reads with (the server's `sources::meta` keys).
+    /// expansion compares what it reads with (the server's `pipeline_meta` keys).
     pub async fn take_expansion(&self, build_id: i64, lease_ms: i64, read: &str) -> Result<Option<Option<String>>> {
         let _w = self.write_turn().await;
         let now = now_ms();

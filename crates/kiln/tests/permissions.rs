@@ -344,15 +344,17 @@ fn a_secret_can_be_given_on_stdin_and_stays_off_the_command_line() {
     assert_eq!(k.wait_build(k.trigger("app"), 60)["status"], "passed", "the secret was changed by a refused command");
 }
 
-/// Run `kiln ARGS` on a terminal (a pseudo-terminal made by util-linux `script`), typing each of
-/// `lines` once the text before it has been shown. Returns (exit code, everything the terminal showed).
-fn on_a_terminal(k: &Kiln, args: &str, lines: &[(&str, &str)]) -> (Option<i32>, String) {
+/// Run `kiln ARGS` (with the API token `token`) on a terminal, a pseudo-terminal made by
+/// util-linux `script`, in bash. Each of `typing` is (text to wait for, bytes to type): the
+/// bytes are typed once the text has been shown after the previous one. Returns (exit code,
+/// everything the terminal showed). Fails the test if it has not ended after a minute.
+fn on_a_terminal(k: &Kiln, token: &str, args: &str, typing: &[(&str, &str)]) -> (Option<i32>, String) {
     use std::io::{Read, Write};
     let mut c = std::process::Command::new("script")
         .args(["-qec", &format!("{BIN} {args}"), "/dev/null"])
         .env("SHELL", "/bin/bash")
         .env("KILN_SERVER", &k.url)
-        .env("KILN_TOKEN", ADMIN)
+        .env("KILN_TOKEN", token)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -369,70 +371,75 @@ fn on_a_terminal(k: &Kiln, args: &str, lines: &[(&str, &str)]) -> (Option<i32>, 
             s2.lock().unwrap().extend_from_slice(&buf[..n]);
         }
     });
+    let text = || String::from_utf8_lossy(&shown.lock().unwrap()).to_string();
     let mut stdin = c.stdin.take().unwrap();
-    for (after, typed) in lines {
+    let mut seen = 0;
+    for (after, typed) in typing {
         let t0 = Instant::now();
-        while !String::from_utf8_lossy(&shown.lock().unwrap()).contains(after) {
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "kiln {args} never showed {after:?}: {}",
-                String::from_utf8_lossy(&shown.lock().unwrap())
-            );
+        loop {
+            let now = text();
+            if let Some(i) = now[seen.min(now.len())..].find(after) {
+                seen += i + after.len();
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30), "kiln {args} never showed {after:?}: {now:?}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        stdin.write_all(format!("{typed}\n").as_bytes()).unwrap();
+        stdin.write_all(typed.as_bytes()).unwrap();
     }
-    let code = c.wait().unwrap().code();
+    let t0 = Instant::now();
+    let code = loop {
+        if let Some(st) = c.try_wait().unwrap() {
+            break st.code();
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            let _ = c.kill();
+            panic!("kiln {args} still runs after a minute: {:?}", text());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     drop(stdin);
     reader.join().unwrap();
-    let text = String::from_utf8_lossy(&shown.lock().unwrap()).to_string();
-    (code, text)
+    (code, text())
 }
 
-/// Typed at a terminal, a secret's value and a password are read with the typing not shown.
+/// Typed at a terminal, a secret's value (all its lines, up to Ctrl-D) and passwords are read
+/// with the typing not shown; a new password is asked for twice; what was typed ahead and not
+/// read is thrown away, not left for the shell.
 #[test]
 fn secrets_and_passwords_typed_at_a_terminal_are_not_shown() {
     let mut k = Kiln::start();
     k.agent("a1", &[]);
-    let repo = k.repo(
-        "app",
-        "jobs:\n  j:\n    steps: [\"test \\\"$TOKEN\\\" = typed-4be1\"]\n",
-    );
+    let repo = k.repo("app", "jobs:\n  j:\n    steps:\n      - test \"$TOKEN\" = \"$(printf 'typed-4be1\\nsecond-line-7')\"\n");
     k.add_project("app", &repo, &[]);
-    let (code, shown) = on_a_terminal(
-        &k,
-        "project set app --secret TOKEN",
-        &[("value of secret TOKEN (not shown):", "typed-4be1")],
-    );
+    // A pasted key spans lines: all of them are kept, up to Ctrl-D.
+    let (code, shown) = on_a_terminal(&k, ADMIN, "project set app --secret TOKEN", &[("(not shown", "typed-4be1\nsecond-line-7\n\u{4}")]);
     assert_eq!(code, Some(0), "{shown}");
-    assert!(
-        !shown.contains("typed-4be1"),
-        "the terminal showed the secret as it was typed: {shown:?}"
-    );
+    assert!(!shown.contains("typed-4be1") && !shown.contains("second-line-7"), "the terminal showed the secret as it was typed: {shown:?}");
     let id = k.trigger("app");
-    assert_eq!(
-        k.wait_build(id, 60)["status"],
-        "passed",
-        "the step did not get the typed value: {}",
-        k.logs(id)
-    );
-    // A password, typed twice over for a change: neither shows, and both are the ones read.
-    let (code, shown) = on_a_terminal(
-        &k,
-        "user add carol --password-stdin",
-        &[("password:", "carol-typed-pw-1")],
-    );
+    assert_eq!(k.wait_build(id, 60)["status"], "passed", "the step did not get the typed value: {}", k.logs(id));
+    // A new user's password, typed twice; a line typed ahead after it is thrown away, so the
+    // shell that runs next reads nothing.
+    let args = "user add carol --password-stdin; read -t 2 left; echo \"left:[$left]\"";
+    let (code, shown) = on_a_terminal(&k, ADMIN, args, &[("password:", "carol-typed-pw-1\n"), ("password again:", "carol-typed-pw-1\nrm -rf typed-ahead\n")]);
     assert_eq!(code, Some(0), "{shown}");
-    assert!(!shown.contains("carol-typed-pw-1"), "{shown:?}");
+    assert!(!shown.contains("carol-typed-pw-1") && !shown.contains("typed-ahead"), "{shown:?}");
+    assert!(shown.contains("left:[]"), "input typed ahead was left for the shell: {shown:?}");
+    let carol = http::sign_in(&k.url, "carol", "carol-typed-pw-1");
+    // Two different passwords change nothing.
+    let (code, shown) = on_a_terminal(&k, ADMIN, "user passwd carol", &[("password:", "carol-typed-pw-2\n"), ("again:", "carol-typed-pw-X\n")]);
+    assert_eq!(code, Some(2), "{shown}");
+    assert!(shown.contains("differ; nothing changed"), "{shown:?}");
     http::sign_in(&k.url, "carol", "carol-typed-pw-1");
-    let (code, shown) = on_a_terminal(
-        &k,
-        "user passwd carol",
-        &[("password:", "carol-typed-pw-2")],
-    );
+    // Carol changes her own: the current password, then the new one twice.
+    let t = http::send(&k.url, "POST", "/api/v1/tokens", &[("Cookie", &carol.0), ("X-CSRF-Token", &carol.1), ("Content-Type", "application/json")], br#"{"label":"cli"}"#, false);
+    assert_eq!(t.status, 200, "{}", t.text());
+    let token = serde_json::from_slice::<Value>(&t.body).unwrap()["token"].as_str().unwrap().to_string();
+    let typing = [("current password:", "carol-typed-pw-1\n"), ("new password:", "carol-typed-pw-3\n"), ("new password again:", "carol-typed-pw-3\n")];
+    let (code, shown) = on_a_terminal(&k, &token, "user passwd carol", &typing);
     assert_eq!(code, Some(0), "{shown}");
-    assert!(!shown.contains("carol-typed-pw-2"), "{shown:?}");
-    http::sign_in(&k.url, "carol", "carol-typed-pw-2");
+    assert!(!shown.contains("carol-typed-pw"), "{shown:?}");
+    http::sign_in(&k.url, "carol", "carol-typed-pw-3");
 }
 
 /// Ctrl-C at the prompt of a value not shown ends the command and gives the terminal its echo back.
@@ -442,9 +449,10 @@ fn ctrl_c_at_a_hidden_prompt_gives_the_terminal_back() {
     let repo = k.repo("app", "jobs:\n  j:\n    steps: [\"true\"]\n");
     k.add_project("app", &repo, &[]);
     // After kiln, the same terminal says how kiln ended and whether it echoes.
-    let (_, shown) = on_a_terminal(&k, "project set app --secret TOKEN; echo kiln-ended-$?; stty -a", &[("(not shown):", "\u{3}")]);
+    let (_, shown) = on_a_terminal(&k, ADMIN, "project set app --secret TOKEN; echo kiln-ended-$?; stty -a", &[("(not shown", "half-typed\u{3}")]);
     assert!(shown.contains("kiln-ended-130"), "kiln did not end by itself with 130 after Ctrl-C (killed by the signal, it leaves the terminal silent and takes the shell with it): {shown:?}");
     let echo: Vec<&str> = shown.split_whitespace().filter(|w| w.trim_start_matches('-') == "echo").collect();
     assert_eq!(echo, ["echo"], "the terminal's echo after Ctrl-C: {shown:?}");
+    assert!(!shown.contains("half-typed"), "{shown:?}");
     assert!(!k.json(&["project", "show", "app"]).to_string().contains("TOKEN"), "a stopped command set the secret");
 }

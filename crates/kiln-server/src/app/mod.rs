@@ -1,6 +1,7 @@
-//! The application layer: each use case of kiln's server, written once. A use case takes the
-//! caller and typed input, decides permission through `access` (and nowhere else), writes
-//! through the store, and is the only place that emits events and wakes agents. The adapters
+//! The application layer: each use case of kiln's server, written once. A use case takes
+//! typed input (and the caller, when a person or an agent asks), decides permission through
+//! `access` (and nowhere else), writes through the store, and is the only place that emits
+//! events and wakes agents. The adapters
 //! (the JSON API in `api/`, the console in `console/`, webhooks in `sources/hooks.rs`, the
 //! agent protocol and `kiln up`) only decode a request, call one use case and encode its
 //! answer; the poller and cron (`sources/`) call `trigger` the same way.

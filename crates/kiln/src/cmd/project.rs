@@ -125,14 +125,18 @@ pub struct ProjectOpts {
 }
 
 /// A secret's value from stdin (one line's end removed), so it is in no process list or shell
-/// history; typed at a terminal, it is not shown.
+/// history; typed at a terminal (up to Ctrl-D), it is not shown.
 fn secret_from_stdin(name: &str) -> anyhow::Result<String> {
     if name.trim().is_empty() {
         return Err(crate::api_client::Exit(2, "--secret: write NAME=VALUE, or NAME alone to read the value from stdin".into()).into());
     }
-    let raw = crate::hidden_input::value(&format!("value of secret {name} (not shown):"))?;
+    let typed = crate::hidden_input::typed();
+    let raw = crate::hidden_input::value(&format!("value of secret {name} (not shown; Enter, then Ctrl-D to end):"))?;
     let v = String::from_utf8(raw).map_err(|_| crate::api_client::Exit(2, format!("--secret {name}: the value on stdin is not UTF-8 text")))?;
     let v = v.strip_suffix('\n').map(|v| v.strip_suffix('\r').unwrap_or(v)).unwrap_or(&v).to_string();
+    if v.is_empty() && typed {
+        return Err(crate::api_client::Exit(2, format!("--secret {name}: nothing was typed; nothing changed")).into());
+    }
     if v.is_empty() {
         return Err(crate::api_client::Exit(2, format!("--secret {name}: stdin was empty; pipe the value in (printf %s \"$TOKEN\" | kiln project set … --secret {name})")).into());
     }

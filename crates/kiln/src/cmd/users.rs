@@ -15,7 +15,7 @@ pub enum UserCmd {
         /// Make the user an admin.
         #[arg(long)]
         admin: bool,
-        /// Read the password from standard input (first line; typed at a terminal, it is not shown).
+        /// Read the password from standard input (first line; typed at a terminal, it is asked for twice and not shown).
         #[arg(long)]
         password_stdin: bool,
     },
@@ -23,7 +23,7 @@ pub enum UserCmd {
     List,
     /// Set a password from standard input. Your own: the current password on the first line,
     /// the new one on the second. An admin resetting someone else's: the new one only (their
-    /// sessions and API tokens end). Typed at a terminal, each is asked for and not shown.
+    /// sessions and API tokens end). Typed at a terminal, each is asked for (the new one twice) and not shown.
     Passwd { name: String },
     /// Disable a user (admins): their sessions and API tokens end at once; they cannot sign in.
     Disable { name: String },
@@ -63,8 +63,25 @@ pub enum TokenCmd {
     Revoke { id: i64 },
 }
 
-fn read_password() -> anyhow::Result<String> {
-    Ok(crate::hidden_input::lines(&["password:"], "the password").map_err(|e| Exit(2, e))?.remove(0))
+/// A new password (and the current one first when `current`) from stdin. Typed at a terminal,
+/// the new one is asked for twice: a typo would lock the user out.
+fn read_passwords(current: bool) -> anyhow::Result<(Option<String>, String)> {
+    let typed = crate::hidden_input::typed();
+    let mut prompts = Vec::new();
+    if current {
+        prompts.push("current password:");
+    }
+    prompts.push(if current { "new password:" } else { "password:" });
+    if typed {
+        prompts.push(if current { "new password again:" } else { "password again:" });
+    }
+    let what = if current { "your current password and the new one" } else { "the password" };
+    let mut got = crate::hidden_input::lines(&prompts, what).map_err(|e| Exit(2, e))?;
+    if typed && got.pop() != got.last().cloned() {
+        return Err(Exit(2, "the two passwords typed differ; nothing changed".into()).into());
+    }
+    let new = got.pop().expect("one new password");
+    Ok((got.pop(), new))
 }
 
 fn print_user(c: &ClientOpts, u: &User, what: &str) {
@@ -79,7 +96,7 @@ pub async fn user(action: UserCmd, c: &ClientOpts) -> anyhow::Result<i32> {
     let api = api(c);
     match action {
         UserCmd::Add { name, admin, password_stdin } => {
-            let password = if password_stdin { Some(read_password()?) } else { None };
+            let password = if password_stdin { Some(read_passwords(false)?.1) } else { None };
             let r: UserCreated = api.post("/api/v1/users", &UserCreate { name, password, admin }).await?;
             if c.json {
                 print_json(&r);
@@ -102,12 +119,8 @@ pub async fn user(action: UserCmd, c: &ClientOpts) -> anyhow::Result<i32> {
         }
         UserCmd::Passwd { name } => {
             let me: Me = api.get("/api/v1/me").await?;
-            let req = if me.name == name {
-                let mut l = crate::hidden_input::lines(&["current password:", "new password:"], "your current password and the new one").map_err(|e| Exit(2, e))?;
-                PasswordChange { password: l.remove(1), current: Some(l.remove(0)) }
-            } else {
-                PasswordChange { password: read_password()?, current: None }
-            };
+            let (current, password) = read_passwords(me.name == name)?;
+            let req = PasswordChange { password, current };
             let u: User = api.post(&format!("/api/v1/users/{}/password", seg(&name)), &req).await?;
             let what = if me.name == name { "password changed; your other sessions ended" } else { "password reset; their sessions and API tokens ended" };
             print_user(c, &u, what);
