@@ -61,7 +61,8 @@ pub fn value(prompt: &str) -> std::io::Result<Vec<u8>> {
     Ok(raw)
 }
 
-fn without_line_end(line: &str) -> &str {
+/// `line` without one line end (`\n` or `\r\n`) at its end.
+pub fn without_line_end(line: &str) -> &str {
     line.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(line)
 }
 

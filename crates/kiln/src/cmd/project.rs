@@ -133,7 +133,7 @@ fn secret_from_stdin(name: &str) -> anyhow::Result<String> {
     let typed = crate::hidden_input::typed();
     let raw = crate::hidden_input::value(&format!("value of secret {name} (not shown; Enter, then Ctrl-D to end):"))?;
     let v = String::from_utf8(raw).map_err(|_| crate::api_client::Exit(2, format!("--secret {name}: the value on stdin is not UTF-8 text")))?;
-    let v = v.strip_suffix('\n').map(|v| v.strip_suffix('\r').unwrap_or(v)).unwrap_or(&v).to_string();
+    let v = crate::hidden_input::without_line_end(&v).to_string();
     if v.is_empty() && typed {
         return Err(crate::api_client::Exit(2, format!("--secret {name}: nothing was typed; nothing changed")).into());
     }
