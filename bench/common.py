@@ -6,11 +6,23 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def kiln_bin():
-    """KILN_BIN, used as it is (ci/bench-smoke.sh passes the debug binary); else the release build, built first."""
+    """KILN_BIN, used as it is (ci/bench-smoke.sh passes the debug binary); else the release build, built first
+    (with the lean agent binary, `kiln-agent`, beside it)."""
     if os.environ.get("KILN_BIN"):
         return os.environ["KILN_BIN"]
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "kiln"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "kiln", "-p", "kiln-agent"], cwd=ROOT, check=True)
     return os.path.join(ROOT, "target/release/kiln")
+
+
+def agent_cmd(lean):
+    """The command that starts an agent: the lean `kiln-agent` binary beside kiln's (lean=True), else `kiln agent`."""
+    kiln = kiln_bin()
+    if not lean:
+        return [kiln, "agent"]
+    lean_bin = os.path.join(os.path.dirname(kiln), "kiln-agent")
+    if not os.path.exists(lean_bin):
+        raise SystemExit(f"{lean_bin} is missing: build it with cargo build -p kiln-agent (or pass --agent kiln)")
+    return [lean_bin]
 
 
 def free_port():

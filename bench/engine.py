@@ -5,9 +5,10 @@ Prints jobs per second for a burst of N builds (first queued -> last finished), 
 p50/p99 latency from a job being queued to it being started with idle agents (100
 builds one after another, server timestamps), the CPU the server and the agents spent during the burst (from
 just before the first build is submitted to the last one passing: not their start-up, nor the listing of the builds
-afterwards), and peak RSS of the server and agents. Usage: bench/engine.py [BUILDS] [--isolation none]
+afterwards), and peak RSS of the server and agents. Usage: bench/engine.py [BUILDS] [--isolation none] [--agent kiln]
 (default 1000 builds, jobs in the agents' bubblewrap sandbox; `--isolation none` runs them unconfined, to measure the sandbox's
-cost). Builds the release binary first. Figures vary with the machine's load: compare ratios in one run.
+cost). The agents are the lean `kiln-agent` binary, as on an agent machine; `--agent kiln` runs `kiln agent`
+(the whole binary) instead, to compare. Builds the release binaries first. Figures vary with the machine's load: compare ratios in one run.
 
 `--peer buildbot` then runs bench/buildbot.py in the same invocation, right after kiln's server and agents have
 stopped: the same number of builds (or `--peer-builds M`) of a trivial `true` through Buildbot 4.3's master and 4
@@ -22,11 +23,14 @@ import concurrent.futures, os, subprocess, sys, tempfile, time, urllib.request
 import common
 
 ARGS = sys.argv[1:]
-FLAGS = ("--isolation", "--peer", "--peer-builds", "--concurrency", "--runs", "--pause")
+FLAGS = ("--isolation", "--peer", "--peer-builds", "--concurrency", "--runs", "--pause", "--agent")
 opt = lambda flag, default: ARGS[ARGS.index(flag) + 1] if flag in ARGS and ARGS.index(flag) + 1 < len(ARGS) else default
 ISOLATION = opt("--isolation", "sandbox")
 N = next((int(a) for i, a in enumerate(ARGS) if a.isdigit() and (i == 0 or ARGS[i - 1] not in FLAGS)), 1000)
 PEER = opt("--peer", None)
+AGENT = opt("--agent", "kiln-agent")
+if AGENT not in ("kiln-agent", "kiln"):
+    sys.exit(f"bench/engine.py: --agent takes kiln-agent (the lean agent binary, the default) or kiln (`kiln agent`), not {AGENT!r}")
 CONCURRENCY = opt("--concurrency", "1")
 if not CONCURRENCY.isdigit() or int(CONCURRENCY) < 1:
     sys.exit(f"bench/engine.py: --concurrency takes a number of jobs each agent runs at once, at least 1, not {CONCURRENCY!r}")
@@ -52,6 +56,7 @@ if PEER:
     _spec.loader.exec_module(peer)
     peer.ensure_buildbot()  # install once, before anything is measured
 BIN = common.kiln_bin()
+AGENT_CMD = common.agent_cmd(AGENT == "kiln-agent")
 
 def kiln_round():
     """One run of kiln: a fresh server and 4 agents, the burst, the idle latency; its figures."""
@@ -74,7 +79,7 @@ def kiln_round():
                 urllib.request.urlopen(url + "/api/v1/projects", timeout=1); break
             except Exception:
                 time.sleep(0.1)
-        agents = [subprocess.Popen([BIN, "agent", "--server", url, "--token", "bench", "--name", f"a{i}", "--work-dir", f"{tmp}/w{i}",
+        agents = [subprocess.Popen(AGENT_CMD + ["--server", url, "--token", "bench", "--name", f"a{i}", "--work-dir", f"{tmp}/w{i}",
                                     "--isolation", ISOLATION, "--concurrency", CONCURRENCY],
                                    stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/agent{i}.log", "w"), env={**os.environ, "KILN_LOG": "warn"})
                   for i in range(4)]
@@ -118,7 +123,7 @@ def kiln_round():
         last = max(ts(b["finished_at"]) for b in builds)
         lat = sorted((ts(j["started_at"]) - ts(j["created_at"])) * 1000 for j in jobs)
         pct = lambda p: lat[min(len(lat) - 1, int(p / 100 * len(lat)))]
-        print(f"isolation: {ISOLATION}; 4 agents, each running up to {CONCURRENCY} job(s) at once")
+        print(f"isolation: {ISOLATION}; 4 agents ({' '.join(os.path.basename(a) for a in AGENT_CMD)}), each running up to {CONCURRENCY} job(s) at once")
         print(f"builds: {len(builds)} (submitted in {t_submit:.1f}s by 8 client threads), all passed: {all(b['status'] == 'passed' for b in builds)}")
         kiln_rate = len(jobs) / (last - first)
         print(f"throughput: {kiln_rate:.0f} jobs/s (first queued -> last finished, {last - first:.2f}s)")

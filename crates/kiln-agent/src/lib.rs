@@ -10,6 +10,7 @@
 
 pub mod artifacts;
 pub mod checkout;
+pub mod cli;
 pub mod client;
 pub mod env;
 pub mod executor;

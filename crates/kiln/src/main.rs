@@ -210,10 +210,6 @@ enum Command {
     },
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| "info,sqlx=warn,hyper=warn".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
-}
 
 async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
@@ -247,7 +243,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
 
 fn main() {
     let cli = Cli::parse();
-    init_tracing();
+    kiln_agent::cli::init_tracing();
     // An agent only waits on the network and its steps: one thread keeps it small.
     let rt = match cli.command {
         Command::Agent(_) => tokio::runtime::Builder::new_current_thread().enable_all().build(),

@@ -17,6 +17,13 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_kiln");
 pub const AGENT_TOKEN: &str = "test-agent-secret";
 pub const ADMIN: &str = "test-admin-token";
 
+/// The lean agent binary, beside `kiln` (the kiln-agent package's tests make cargo build it).
+pub fn lean_agent_bin() -> PathBuf {
+    let p = Path::new(BIN).with_file_name("kiln-agent");
+    assert!(p.exists(), "{} is missing: build it with cargo build -p kiln-agent (cargo test --workspace does)", p.display());
+    p
+}
+
 pub struct Kiln {
     pub dir: tempfile::TempDir,
     pub url: String,
@@ -113,9 +120,18 @@ impl Kiln {
 
     /// Start an agent with extra args (e.g. "--label", "python=3.12").
     pub fn agent(&mut self, name: &str, args: &[&str]) -> u32 {
+        self.agent_from(Command::new(BIN).arg("agent"), name, args)
+    }
+
+    /// Start the lean `kiln-agent` binary (built beside `kiln` by `cargo test --workspace`).
+    pub fn lean_agent(&mut self, name: &str, args: &[&str]) -> u32 {
+        self.agent_from(&mut Command::new(lean_agent_bin()), name, args)
+    }
+
+    fn agent_from(&mut self, cmd: &mut Command, name: &str, args: &[&str]) -> u32 {
         let log = std::fs::File::create(self.path(&format!("agent-{name}.log"))).unwrap();
-        let child = Command::new(BIN)
-            .args(["agent", "--server", &self.url, "--token", AGENT_TOKEN, "--name", name, "--work-dir"])
+        let child = cmd
+            .args(["--server", &self.url, "--token", AGENT_TOKEN, "--name", name, "--work-dir"])
             .arg(self.path(&format!("work-{name}")))
             .args(args)
             .stdout(Stdio::null())
