@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export KILN_BIN=$PWD/target/debug/kiln
-[ -x "$KILN_BIN" ] || cargo build -q -p kiln
+[ -x "$KILN_BIN" ] && [ -x "${KILN_BIN%/*}/kiln-agent" ] || cargo build -q -p kiln -p kiln-agent  # bench/engine.py runs the lean agent
 echo "== bench/engine.py (20 builds, twice)"
 python3 bench/engine.py 20 --runs 2 --pause 0
 echo "== bench/simagents.py (20 agents, 40 builds)"
