@@ -14,14 +14,14 @@ def kiln_bin():
     return os.path.join(ROOT, "target/release/kiln")
 
 
-def agent_cmd(lean):
-    """The command that starts an agent: the lean `kiln-agent` binary beside kiln's (lean=True), else `kiln agent`."""
-    kiln = kiln_bin()
+def agent_cmd(kiln, lean):
+    """The command that starts an agent: the lean `kiln-agent` binary beside `kiln` (lean=True), else `kiln agent`."""
     if not lean:
         return [kiln, "agent"]
-    lean_bin = os.path.join(os.path.dirname(kiln), "kiln-agent")
+    lean_bin = os.path.join(os.path.dirname(shutil.which(kiln) or kiln), "kiln-agent")
     if not os.path.exists(lean_bin):
-        raise SystemExit(f"{lean_bin} is missing: build it with cargo build -p kiln-agent (or pass --agent kiln)")
+        release = " --release" if os.sep + "release" + os.sep in lean_bin else ""
+        raise SystemExit(f"{lean_bin} is missing: build it with cargo build{release} -p kiln-agent (or pass --agent kiln)")
     return [lean_bin]
 
 

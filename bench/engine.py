@@ -56,7 +56,7 @@ if PEER:
     _spec.loader.exec_module(peer)
     peer.ensure_buildbot()  # install once, before anything is measured
 BIN = common.kiln_bin()
-AGENT_CMD = common.agent_cmd(AGENT == "kiln-agent")
+AGENT_CMD = common.agent_cmd(BIN, AGENT == "kiln-agent")
 
 def kiln_round():
     """One run of kiln: a fresh server and 4 agents, the burst, the idle latency; its figures."""

@@ -133,8 +133,8 @@ pub async fn run(a: AgentArgs) -> Result<i32, Exit> {
     }
 }
 
-
-/// A failure that ends the agent: the exit code and what to tell the user.
+/// A failure that ends a command: the exit code (2 unless said otherwise) and what to tell the
+/// user. `kiln`'s other commands use it too.
 #[derive(Debug)]
 pub struct Exit(pub i32, pub String);
 

@@ -1,6 +1,7 @@
 //! kiln's agent: registers with its labels, claims jobs by long poll, checks
 //! out the commit, runs the steps (see `executor`), streams the log (see
-//! `spool`), heartbeats to keep its leases, and drains on request.
+//! `spool`), heartbeats to keep its leases, and drains on request. Its command line (`cli`)
+//! is `kiln agent` and the lean `kiln-agent` binary (`main.rs`) alike.
 //!
 //! ```text
 //!  register ─► K slots: claim (long poll) ─► checkout ─► run steps ─► flush log ─► finish

@@ -5,16 +5,9 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// A CLI error that carries its exit code (2 unless said otherwise).
-#[derive(Debug)]
-pub struct Exit(pub i32, pub String);
-
-impl std::fmt::Display for Exit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.1)
-    }
-}
-impl std::error::Error for Exit {}
+/// A CLI error that carries its exit code (2 unless said otherwise); the agent's command line
+/// (shared with the lean `kiln-agent` binary) defines it.
+pub use kiln_agent::cli::Exit;
 
 pub struct Api {
     http: reqwest::Client,

@@ -210,7 +210,6 @@ enum Command {
     },
 }
 
-
 async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Up(a) => cmd::up::run(a).await,

@@ -4,5 +4,5 @@
 pub use kiln_agent::cli::AgentArgs;
 
 pub async fn run(a: AgentArgs) -> anyhow::Result<i32> {
-    kiln_agent::cli::run(a).await.map_err(|e| crate::api_client::Exit(e.0, e.1).into())
+    Ok(kiln_agent::cli::run(a).await?)
 }

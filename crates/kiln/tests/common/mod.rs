@@ -1,4 +1,4 @@
-//! Test harness: the real `kiln` binary as separate processes — a server on a
+//! Test harness: the real `kiln` binary (and the lean `kiln-agent`) as separate processes — a server on a
 //! free 127.0.0.1 port with a temp data folder, agents, CLI calls — and real
 //! git repositories in temp folders.
 #![allow(dead_code, clippy::zombie_processes)]
@@ -18,10 +18,34 @@ pub const AGENT_TOKEN: &str = "test-agent-secret";
 pub const ADMIN: &str = "test-admin-token";
 
 /// The lean agent binary, beside `kiln` (the kiln-agent package's tests make cargo build it).
+/// One older than the agent's sources is refused rather than tested.
 pub fn lean_agent_bin() -> PathBuf {
     let p = Path::new(BIN).with_file_name("kiln-agent");
-    assert!(p.exists(), "{} is missing: build it with cargo build -p kiln-agent (cargo test --workspace does)", p.display());
+    let hint = "build it with cargo build -p kiln-agent (cargo test --workspace does)";
+    let built = std::fs::metadata(&p).and_then(|m| m.modified()).unwrap_or_else(|_| panic!("{} is missing: {hint}", p.display()));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    for krate in ["kiln-agent", "kiln-core", "kiln-wire"] {
+        if let Some(newer) = newer_than(&root.join(krate).join("src"), built) {
+            panic!("{} is older than {}: {hint}", p.display(), newer.display());
+        }
+    }
     p
+}
+
+/// A file under `dir` changed after `t`.
+fn newer_than(dir: &Path, t: std::time::SystemTime) -> Option<PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = e.path();
+        let meta = e.metadata().ok()?;
+        if meta.is_dir() {
+            if let Some(p) = newer_than(&path, t) {
+                return Some(p);
+            }
+        } else if meta.modified().ok()? > t {
+            return Some(path);
+        }
+    }
+    None
 }
 
 pub struct Kiln {
