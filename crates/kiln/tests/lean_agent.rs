@@ -49,3 +49,26 @@ fn the_lean_agent_runs_a_job_in_the_sandbox_and_drains_on_sigterm() {
     signal(pid, "-TERM");
     assert_eq!(k.agent_exit("lean", 20), Some(0), "{}", k.agent_log("lean"));
 }
+
+/// The README's first command, `cargo run --release -- up`, needs `cargo run` to know which of
+/// the workspace's binaries to run: exactly one package names its default, and it is kiln.
+#[test]
+fn cargo_run_from_the_workspace_runs_kiln() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut with_bins = Vec::new();
+    let mut defaults = Vec::new();
+    for c in std::fs::read_dir(root).unwrap() {
+        let dir = c.unwrap().path();
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap_or_default();
+        if dir.join("src/main.rs").exists() || manifest.contains("[[bin]]") {
+            with_bins.push(dir.file_name().unwrap().to_string_lossy().into_owned());
+        }
+        for line in manifest.lines() {
+            if let Some(v) = line.trim().strip_prefix("default-run") {
+                defaults.push(v.trim_start_matches([' ', '=']).trim().trim_matches('"').to_string());
+            }
+        }
+    }
+    assert!(with_bins.len() >= 2, "the workspace has kiln and kiln-agent: {with_bins:?}");
+    assert_eq!(defaults, ["kiln"], "packages with binaries: {with_bins:?}");
+}
