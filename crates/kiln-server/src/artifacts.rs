@@ -35,7 +35,7 @@ pub fn routes() -> Routes {
 }
 
 fn root(st: &AppState) -> PathBuf {
-    st.cfg.files_dir().join("artifacts")
+    st.cfg.files_dir().join(crate::datafiles::ARTIFACTS)
 }
 
 /// Where a job's artifacts live (retention removes the folder).
@@ -68,7 +68,7 @@ async fn upload(State(st): State<AppState>, AgentAuth(agent): AgentAuth, Path(jo
         }
         None
     };
-    let staging = root(&st).join(".partial");
+    let staging = root(&st).join(crate::datafiles::PARTIAL);
     tokio::fs::create_dir_all(&staging).await.map_err(|e| AppError::Internal(format!("failed to make {}: {e}", staging.display())))?;
     let tmp = staging.join(uuid::Uuid::new_v4().simple().to_string());
     let written = receive(body, &tmp, &too_big).await;

@@ -84,7 +84,7 @@ pub async fn secret_key(cfg: &ServerConfig, store: &Store) -> anyhow::Result<Sec
     }
     let (path, given) = match &cfg.secret_key_file {
         Some(p) => (p.clone(), true),
-        None => (cfg.data.join("secret-key"), false),
+        None => (cfg.data.join(crate::datafiles::SECRET_KEY), false),
     };
     match std::fs::read_to_string(&path) {
         Ok(text) => SecretKey::parse(&text).map_err(|e| anyhow::anyhow!("{} is not a valid secret key: {e}", path.display())),

@@ -20,6 +20,7 @@ pub mod config;
 mod duties;
 mod console;
 pub mod convert;
+pub mod datafiles;
 pub mod error;
 pub mod events;
 pub mod git;
@@ -101,16 +102,16 @@ pub fn router(st: AppState) -> Router {
 pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result<RunningServer> {
     at_rest::private_data_folder(&cfg.data)?;
     at_rest::private_database(&cfg.database_url())?;
-    let store = Store::open(&cfg.database_url()).await?.with_log_dir(cfg.files_dir().join("logs"));
+    let store = Store::open(&cfg.database_url()).await?.with_log_dir(cfg.files_dir().join(datafiles::LOGS));
     // Logs kept a folder per attempt move to files in their job's folder, once.
-    let upgraded = store.log_files().upgrade_layout().map_err(|e| anyhow::anyhow!("failed to move the logs in {} to the layout of a file per attempt: {e} (fix the folder's permissions or free space and start again)", cfg.files_dir().join("logs").display()))?;
+    let upgraded = store.log_files().upgrade_layout().map_err(|e| anyhow::anyhow!("failed to move the logs in {} to the layout of a file per attempt: {e} (fix the folder's permissions or free space and start again)", cfg.files_dir().join(datafiles::LOGS).display()))?;
     if upgraded > 0 {
-        tracing::info!("moved the logs of {upgraded} job attempts to a file per attempt in {}", cfg.files_dir().join("logs").display());
+        tracing::info!("moved the logs of {upgraded} job attempts to a file per attempt in {}", cfg.files_dir().join(datafiles::LOGS).display());
     }
     // Logs an older kiln kept in the database move into the log files, once.
     let old = store.move_old_logs().await?;
     if old.moved > 0 {
-        tracing::info!("moved the logs of {} job attempts from the database into {}", old.moved, cfg.files_dir().join("logs").display());
+        tracing::info!("moved the logs of {} job attempts from the database into {}", old.moved, cfg.files_dir().join(datafiles::LOGS).display());
     }
     at_rest::seal_secrets(&cfg, &store).await?;
     let agent_token = match &cfg.agent_token {

@@ -139,17 +139,20 @@ fn tests_of(url: &str, id: i64) -> usize {
     v["tests"].as_array().map_or(0, Vec::len)
 }
 
-fn copy(from: &str, to: &str) -> std::process::Output {
-    Command::new(BIN).args(["db", "copy", "--from", from, "--to", to, "--json"]).output().unwrap()
+fn copy(from: &str, to: &str, more: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(["db", "copy", "--from", from, "--to", to, "--json"]).args(more).output().unwrap()
 }
 
 #[test]
 fn db_copy_moves_a_whole_kiln_to_postgresql_and_back() {
     let mut k = Kiln::start();
     k.agent("a", &[]);
-    // A job that proves it opened the project's secret (the log shows it masked), and a
-    // `tests:` job whose three JUnit results are rows to copy.
-    let repo = k.repo("c", &format!("jobs:\n  j:\n    steps: [\"echo copied-$KILN_BUILD_ID\", {OPENS_SECRET:?}]\n  suite:\n    tests:\n      shards: 1\n      list: seq 1 3\n      run: sh run.sh {{tests}}\n"));
+    // A job that proves it opened the project's secret (the log shows it masked) and keeps an
+    // artifact, and a `tests:` job whose three JUnit results are rows to copy.
+    let repo = k.repo(
+        "c",
+        &format!("jobs:\n  j:\n    steps: [\"echo copied-$KILN_BUILD_ID\", {OPENS_SECRET:?}, \"echo artifact-$KILN_BUILD_ID > out.txt\"]\n    artifacts: [out.txt]\n  suite:\n    tests:\n      shards: 1\n      list: seq 1 3\n      run: sh run.sh {{tests}}\n"),
+    );
     std::fs::write(repo.join("run.sh"), JUNIT_RUNNER).unwrap();
     commit_all(&repo, "run.sh");
     k.add_project("c", &repo, &["--secret", "DEPLOY=s3cret-value"]);
@@ -162,39 +165,63 @@ fn db_copy_moves_a_whole_kiln_to_postgresql_and_back() {
     }
     k.kill_server();
     let sqlite = format!("sqlite:{}", k.path("data/kiln.db").display());
+    let data_pg = k.path("data-pg").display().to_string();
+    // A target data folder holding another secret key is refused before anything is written.
+    std::fs::create_dir_all(k.path("data-other")).unwrap();
+    std::fs::write(k.path("data-other/secret-key"), "not the source's key").unwrap();
+    let unused_db = fresh_database();
+    let refused = copy(&sqlite, &unused_db.url, &["--data-to", &k.path("data-other").display().to_string()]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("another key"), "{}", String::from_utf8_lossy(&refused.stderr));
+    // The rows and the files: log bytes and the artifact into the new files folder, the
+    // secret key into the new data folder, counted on both sides. (The source's folders are
+    // named here; `--data-from` defaults to the SQLite file's folder, as below.)
     let pg_db = fresh_database();
     let pg = pg_db.url.clone();
-    let out = copy(&sqlite, &pg);
+    let (data, files_pg) = (k.path("data").display().to_string(), k.path("files-pg").display().to_string());
+    let out = copy(&sqlite, &pg, &["--data-to", &data_pg, "--files-to", &files_pg, "--data-from", &data, "--files-from", &data]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let there: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let copied: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let there: Vec<Value> = copied["tables"].as_array().unwrap().clone();
     let count = |list: &[Value], t: &str| list.iter().find(|c| c["table"] == t).map(|c| c["target"].as_i64().unwrap()).unwrap_or(-1);
     for t in ["projects", "builds", "jobs", "attempts", "users", "api_tokens", "project_members"] {
         assert!(count(&there, t) >= 1, "table {t} copied nothing: {there:#?}");
     }
     assert_eq!(count(&there, "test_results"), 3, "the suite's three results: {there:#?}");
-    // The files are not rows: the command says what to do with them.
-    let note = String::from_utf8_lossy(&out.stderr);
-    for part in ["--files", "logs/ and artifacts/", &format!("{}/secret-key", k.path("data").display())] {
-        assert!(note.contains(part), "the copy's note lacks {part:?}: {note}");
-    }
-    // A second copy into the same database is refused: it is not empty.
-    let again = copy(&sqlite, &pg);
+    let files = |what: &str| copied["files"].as_array().unwrap().iter().find(|c| c["files"] == what).cloned().unwrap_or_else(|| panic!("no {what} in {copied:#}"));
+    assert!(files("logs/")["target"].as_i64().unwrap() >= 2, "{copied:#}");
+    assert_eq!(files("logs/")["target_bytes"], files("logs/")["source_bytes"]);
+    assert_eq!((files("artifacts/")["source"].as_i64(), files("artifacts/")["target"].as_i64()), (Some(1), Some(1)), "{copied:#}");
+    assert_eq!(files("secret-key")["target"], 1);
+    assert_eq!(std::fs::read(k.path("data-pg/secret-key")).unwrap(), std::fs::read(k.path("data/secret-key")).unwrap());
+    // A second copy into the same database is refused (it is not empty), and so is one into
+    // a new database but the same folders, before a row is written there.
+    let again = copy(&sqlite, &pg, &[]);
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"), "{}", String::from_utf8_lossy(&again.stderr));
-    // And back to a new SQLite file: the same counts.
+    let same_folders = copy(&sqlite, &unused_db.url, &["--data-to", &data_pg, "--files-to", &files_pg]);
+    assert_eq!(same_folders.status.code(), Some(2));
+    let why = String::from_utf8_lossy(&same_folders.stderr);
+    assert!(why.contains("is not empty") && why.contains("files-pg"), "{why}");
+    let into_unused = copy(&sqlite, &unused_db.url, &[]);
+    assert!(into_unused.status.success(), "the refused copies wrote rows: {}", String::from_utf8_lossy(&into_unused.stderr));
+    // And back to a new SQLite file, rows only: the same counts, and a note on what to do
+    // with the files.
     let back_path = k.path("back.db");
     let back = format!("sqlite:{}", back_path.display());
-    let out = copy(&pg, &back);
+    let out = copy(&pg, &back, &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let back_counts: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(back_counts, there);
-    // Secrets stay sealed in the copy: a server on it needs the same key.
-    for d in ["data-back", "data-pg"] {
-        std::fs::create_dir_all(k.path(d)).unwrap();
-        std::fs::copy(k.path("data/secret-key"), k.path(d).join("secret-key")).unwrap();
+    let note = String::from_utf8_lossy(&out.stderr);
+    for part in ["--files", "logs/ and artifacts/", "DATA/secret-key", "--data-to"] {
+        assert!(note.contains(part), "the copy's note lacks {part:?}: {note}");
     }
-    // A server on the copy has the build, its log, the project's secret and members. Log bytes
-    // (and artifacts) live in the files folder, not the database: it names the original one.
+    // Secrets stay sealed in the copy: a server on it needs the same key, here copied by hand.
+    std::fs::create_dir_all(k.path("data-back")).unwrap();
+    std::fs::copy(k.path("data/secret-key"), k.path("data-back/secret-key")).unwrap();
+    // A server on the rows-only copy has the build, its log, the project's secret and members.
+    // Log bytes (and artifacts) live in the files folder: it names the original one.
     let files = k.path("data").display().to_string();
     let (srv, url) = spawn_server(&k.path("data-back"), "127.0.0.1:0", &["--database".into(), back.clone(), "--files".into(), files]);
     let _srv = Reaped(srv);
@@ -228,9 +255,17 @@ fn db_copy_moves_a_whole_kiln_to_postgresql_and_back() {
     let logs = String::from_utf8_lossy(&on(&url, &["logs", &on_copy.to_string()]).stdout).into_owned();
     assert_eq!(status, "passed", "build {on_copy} on the copy:\n{logs}");
     assert!(logs.contains("secret opened: ***") && !logs.contains("s3cret-value"), "{logs}");
-    // New rows get new ids past the copied ones (PostgreSQL's sequences moved).
-    let (pg_srv, pg_url) = spawn_server(&k.path("data-pg"), "127.0.0.1:0", &["--database".into(), pg]);
+    // A server on the PostgreSQL copy with the copied folders (none of the old ones) serves
+    // the old build's log and its artifact.
+    let (pg_srv, pg_url) = spawn_server(&k.path("data-pg"), "127.0.0.1:0", &["--database".into(), pg, "--files".into(), files_pg.clone()]);
     let _pg_srv = Reaped(pg_srv);
+    let logs = String::from_utf8_lossy(&on(&pg_url, &["logs", &id.to_string()]).stdout).into_owned();
+    assert!(logs.contains(&format!("copied-{id}")) && logs.contains("secret opened: ***"), "{logs}");
+    let got = k.path("got");
+    let out = on(&pg_url, &["artifacts", &id.to_string(), "--download", &got.display().to_string()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(got.join("j/out.txt")).unwrap().trim(), format!("artifact-{id}"));
+    // New rows get new ids past the copied ones (PostgreSQL's sequences moved).
     let next = trigger_on(&pg_url, "c");
     assert!(next > id, "a new build on the copy got id {next}, not past {id}");
 }

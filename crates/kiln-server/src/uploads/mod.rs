@@ -31,7 +31,7 @@ pub(crate) fn package_path(st: &AppState, name: &str) -> AppResult<std::path::Pa
     if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
         return Err(AppError::Internal(format!("bad package name {name:?}")));
     }
-    Ok(st.cfg.data.join("packages").join(name))
+    Ok(st.cfg.data.join(crate::datafiles::PACKAGES).join(name))
 }
 
 /// A package as a response body, streamed from disk.

@@ -88,7 +88,7 @@ async fn text(field: &mut Field<'_>, max: usize, received: &mut u64, limit: u64)
 /// the first part must be `_csrf` with the session's token.
 pub async fn receive(st: &AppState, mut mp: Multipart, page: Option<&Page>) -> AppResult<Staged> {
     let limit = st.cfg.upload_limit;
-    let root = st.cfg.data.join("packages");
+    let root = st.cfg.data.join(crate::datafiles::PACKAGES);
     let dir = root.join(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
     let files_dir = dir.join("files");
     tokio::fs::create_dir_all(&files_dir).await.map_err(|e| AppError::Internal(format!("failed to create {}: {e}", files_dir.display())))?;

@@ -1,15 +1,19 @@
 //! `kiln db copy --from URL --to URL`: move a whole kiln to another database (SQLite ⇄
-//! PostgreSQL) with the servers stopped, printing and checking each table's rows, then saying
-//! what to do with the files no database holds (logs, artifacts, packages, the secret key).
+//! PostgreSQL) with the servers stopped, printing and checking each table's rows. With
+//! `--data-to` the files no database holds (logs, artifacts, packages, the secret key) are
+//! copied too and counted (`kiln_server::datafiles`); without it, it says what to do with them.
 
 use clap::Subcommand;
+use kiln_server::datafiles::{self, Folders};
+use std::path::PathBuf;
 
 #[derive(Subcommand)]
 pub enum DbCmd {
     /// Copy every row (projects, builds, jobs, attempts with their log lengths, test results,
     /// users, tokens, sealed secrets, members…) into a new, empty database, and check every
-    /// table's row count. Files are not copied (log bytes, artifacts, uploaded packages, the
-    /// secret key): it ends by saying what to do with them.
+    /// table's row count. With --data-to, the files too (log bytes, artifacts, uploaded
+    /// packages, the secret key), counted on both sides; without it, it ends by saying what to
+    /// do with them.
     Copy {
         /// The database to read: sqlite:PATH or postgres://…
         #[arg(long)]
@@ -17,21 +21,63 @@ pub enum DbCmd {
         /// The database to write (made or migrated, and empty): sqlite:PATH or postgres://…
         #[arg(long)]
         to: String,
+        /// The new servers' data folder (their --data): the source's uploaded packages and
+        /// secret key are copied there, and its logs and artifacts unless --files-to is given
+        #[arg(long, value_name = "DIR")]
+        data_to: Option<PathBuf>,
+        /// The new servers' files folder (their --files), when it is not --data-to
+        #[arg(long, value_name = "DIR", requires = "data_to")]
+        files_to: Option<PathBuf>,
+        /// The source servers' data folder (default: the folder of a sqlite:DIR/kiln.db source)
+        #[arg(long, value_name = "DIR", requires = "data_to")]
+        data_from: Option<PathBuf>,
+        /// The source servers' files folder (their --files), when it is not their data folder
+        #[arg(long, value_name = "DIR", requires = "data_to")]
+        files_from: Option<PathBuf>,
     },
 }
 
 pub async fn run(cmd: DbCmd, json: bool) -> anyhow::Result<i32> {
     match cmd {
-        DbCmd::Copy { from, to } => {
+        DbCmd::Copy { from, to, data_to, files_to, data_from, files_from } => {
             if from == to {
                 anyhow::bail!("--from and --to are the same database");
             }
+            // The files' folders are checked before any row is written: a refusal loses nothing.
+            let folders = match data_to {
+                Some(data_to) => {
+                    let Some(data) = data_from.or_else(|| data_folder_of(&from)) else {
+                        anyhow::bail!("--data-to needs the source's data folder: name it with --data-from (it is only implied by a sqlite:DIR/kiln.db source)");
+                    };
+                    let old = Folders { files: files_from.unwrap_or_else(|| data.clone()), data };
+                    let new = Folders { files: files_to.unwrap_or_else(|| data_to.clone()), data: data_to };
+                    datafiles::check_target(&old, &new).map_err(anyhow::Error::msg)?;
+                    Some((old, new))
+                }
+                None => None,
+            };
             let src = kiln_store::Store::open(&from).await?;
+            if let Some(dir) = sqlite_path(&to).and_then(|p| p.parent().map(PathBuf::from)).filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|e| anyhow::anyhow!("failed to make {}: {e}", dir.display()))?;
+            }
             let dst = kiln_store::Store::open(&to).await?;
             let counts = src.copy_to(&dst).await?;
+            let files = match &folders {
+                Some((old, new)) => datafiles::copy(old, new).map_err(|e| anyhow::anyhow!("the rows are copied, but not every file: {e}; fix that, then copy again into an empty database and empty folders"))?,
+                None => Vec::new(),
+            };
             if json {
                 let rows: Vec<_> = counts.iter().map(|c| serde_json::json!({ "table": c.table, "source": c.source, "target": c.target })).collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                if folders.is_none() {
+                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                } else {
+                    let files: Vec<_> = files
+                        .iter()
+                        .map(|c| serde_json::json!({ "files": c.what, "source": c.source_files, "target": c.target_files, "source_bytes": c.source_bytes, "target_bytes": c.target_bytes }))
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "tables": rows, "files": files }))?);
+                }
             } else {
                 println!("{:<24} {:>10} {:>10}", "table", "source", "target");
                 for c in &counts {
@@ -39,6 +85,23 @@ pub async fn run(cmd: DbCmd, json: bool) -> anyhow::Result<i32> {
                 }
                 let total: i64 = counts.iter().map(|c| c.target).sum();
                 println!("copied {total} rows in {} tables; every count matches", counts.len());
+                if let Some((old, new)) = &folders {
+                    println!("{:<24} {:>10} {:>10} {:>14}", "files", "source", "target", "bytes");
+                    for c in &files {
+                        println!("{:<24} {:>10} {:>10} {:>14}", c.what, c.source_files, c.target_files, c.target_bytes);
+                    }
+                    let (n, bytes) = files.iter().fold((0, 0), |(n, b), c| (n + c.target_files, b + c.target_bytes));
+                    println!(
+                        "copied {n} files ({bytes} bytes) from {} to {}; every count matches. Start the new servers with --data {}{}",
+                        old.data.display(),
+                        new.data.display(),
+                        new.data.display(),
+                        if new.files != new.data { format!(" --files {}", new.files.display()) } else { String::new() }
+                    );
+                }
+            }
+            if folders.is_some() {
+                return Ok(0);
             }
             // The rows are copied; these files are not, and the copy's servers need them.
             let note = files_note(&from);
@@ -56,13 +119,9 @@ pub async fn run(cmd: DbCmd, json: bool) -> anyhow::Result<i32> {
 /// the files folder's `logs/` and `artifacts/`, the data folder's `packages/` and `secret-key`.
 /// A `sqlite:DIR/kiln.db` source names its data folder, the default files folder.
 fn files_note(from: &str) -> String {
-    let path = from.strip_prefix("sqlite://").or_else(|| from.strip_prefix("sqlite:")).map(|p| std::path::Path::new(p.split('?').next().unwrap_or(p)));
-    let data = match path {
-        Some(p) if p.file_name().is_some_and(|f| f == "kiln.db") => p.parent().filter(|d| !d.as_os_str().is_empty()).map_or_else(|| ".".to_string(), |d| d.display().to_string()),
-        _ => "DATA".to_string(),
-    };
+    let data = data_folder_of(from).map_or_else(|| "DATA".to_string(), |d| d.display().to_string());
     format!(
-        "not copied (files, not rows): before starting servers on the copy,\n\
+        "not copied (files, not rows; `--data-to DIR` copies them): before starting servers on the copy,\n\
          - log bytes and artifacts: start them with --files naming the old files folder (the old servers' --files, by default \
          their data folder {data}), or copy its logs/ and artifacts/ into the new one\n\
          - uploaded runs: copy {data}/packages/ into the new data folder\n\
@@ -71,9 +130,24 @@ fn files_note(from: &str) -> String {
     )
 }
 
+/// The file of a `sqlite:PATH` database.
+fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    Some(PathBuf::from(path.split('?').next().unwrap_or(path)))
+}
+
+/// The data folder a `sqlite:DIR/kiln.db` database lives in (a server's default layout).
+fn data_folder_of(url: &str) -> Option<PathBuf> {
+    let path = sqlite_path(url)?;
+    if path.file_name()? != "kiln.db" {
+        return None;
+    }
+    Some(path.parent().filter(|d| !d.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), PathBuf::from))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::files_note;
+    use super::{data_folder_of, files_note};
 
     #[test]
     fn the_note_names_the_data_folder_of_a_default_sqlite_database() {
@@ -83,5 +157,9 @@ mod tests {
         }
         assert!(files_note("postgres://h/kiln").contains("DATA/secret-key"));
         assert!(files_note("sqlite:elsewhere.db").contains("DATA/packages/"));
+        assert!(files_note("sqlite:/d/kiln.db").contains("--data-to"));
+        assert_eq!(data_folder_of("sqlite:kiln.db"), Some(".".into()));
+        assert_eq!(data_folder_of("sqlite:/srv/d/kiln.db?mode=rwc"), Some("/srv/d".into()));
+        assert_eq!(data_folder_of("postgres://h/kiln"), None);
     }
 }
