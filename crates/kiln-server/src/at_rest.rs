@@ -26,7 +26,7 @@ pub fn private_data_folder(data: &Path) -> anyhow::Result<()> {
 }
 
 /// The SQLite database file of `url`, if it is one on disk.
-fn sqlite_file(url: &str) -> Option<PathBuf> {
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
     let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
     (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))

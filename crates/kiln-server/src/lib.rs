@@ -8,7 +8,7 @@
 //! ```
 
 pub mod agent_api;
-mod at_rest;
+pub mod at_rest;
 mod api;
 pub mod artifacts;
 pub mod app;
@@ -116,7 +116,7 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
     at_rest::seal_secrets(&cfg, &store).await?;
     let agent_token = match &cfg.agent_token {
         Some(t) => t.clone(),
-        None => at_rest::kept_secret(&cfg.data.join("agent-token"))?.0,
+        None => at_rest::kept_secret(&cfg.data.join(datafiles::AGENT_TOKEN))?.0,
     };
     // A token seeded by an earlier --admin-token stops working once the flag changes or goes.
     let seeded = app::users::SEEDED_ADMIN_TOKEN;
@@ -129,7 +129,7 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
     }
     let mut generated_admin_token = None;
     if store.count_tokens().await? == 0 {
-        let (t, _) = at_rest::kept_secret(&cfg.data.join("admin-token"))?;
+        let (t, _) = at_rest::kept_secret(&cfg.data.join(datafiles::ADMIN_TOKEN))?;
         store.add_token(&t, "admin", true, "generated at first start").await?;
         generated_admin_token = Some(t);
     }

@@ -6,6 +6,16 @@
 use crate::{Backend, Result, Store, StoreError};
 use sqlx::{Any, Row};
 
+/// Which files a kiln's rows refer to: log bytes, artifacts, uploaded packages, and the key
+/// that opens its sealed project secrets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FilesNeeded {
+    pub logs: bool,
+    pub artifacts: bool,
+    pub packages: bool,
+    pub sealed_secrets: bool,
+}
+
 /// A column's type in the target, as the copy reads and binds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -87,6 +97,18 @@ impl Store {
             Backend::Sqlite => sqlx::query("SELECT name, type FROM pragma_table_info($1)").bind(table).fetch_all(self.pool()).await?,
         };
         rows.iter().map(|r| Ok((r.try_get::<String, _>("name")?, kind_of(&r.try_get::<String, _>("type")?)))).collect()
+    }
+
+    /// What this database's rows need from the files beside it, for `kiln db copy --data-to`
+    /// to refuse a source folder that lacks them.
+    pub async fn files_needed(&self) -> Result<FilesNeeded> {
+        let logged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE log_len > 0").fetch_one(self.pool()).await?;
+        Ok(FilesNeeded {
+            logs: logged > 0,
+            artifacts: self.count_rows("artifacts").await? > 0,
+            packages: self.count_rows("uploads").await? > 0,
+            sealed_secrets: self.has_sealed_secrets().await?,
+        })
     }
 
     /// Rows in a table (`table` comes from `tables()`, never from input).

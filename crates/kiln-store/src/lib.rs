@@ -50,7 +50,7 @@ pub use agents::{AgentRow, AgentSpec, EnrolWith, Standing};
 pub use artifacts::ArtifactRow;
 pub use enrolments::EnrolmentRow;
 pub use builds::{BuildFilter, BuildRow, NewBuild};
-pub use copy::CopiedTable;
+pub use copy::{CopiedTable, FilesNeeded};
 pub use error::StoreError;
 pub use logfiles::{dir_size, LogFiles, LogMatch, LogReader, SearchResult};
 pub use logframes::{DeclaredFrames, LogFrames};

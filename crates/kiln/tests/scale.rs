@@ -166,20 +166,30 @@ fn db_copy_moves_a_whole_kiln_to_postgresql_and_back() {
     k.kill_server();
     let sqlite = format!("sqlite:{}", k.path("data/kiln.db").display());
     let data_pg = k.path("data-pg").display().to_string();
-    // A target data folder holding another secret key is refused before anything is written.
+    // The old servers kept log bytes and artifacts in a files folder of their own (--files).
+    std::fs::create_dir_all(k.path("files-old")).unwrap();
+    for tree in ["logs", "artifacts"] {
+        std::fs::rename(k.path("data").join(tree), k.path("files-old").join(tree)).unwrap();
+    }
+    let files_old = k.path("files-old").display().to_string();
+    // Refused before anything is written: without that files folder named (the database has
+    // logs and artifacts the data folder lacks), and into a data folder holding another key.
+    let unused_db = fresh_database();
+    let refused = copy(&sqlite, &unused_db.url, &["--data-to", &data_pg]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--files-from"), "{}", String::from_utf8_lossy(&refused.stderr));
     std::fs::create_dir_all(k.path("data-other")).unwrap();
     std::fs::write(k.path("data-other/secret-key"), "not the source's key").unwrap();
-    let unused_db = fresh_database();
-    let refused = copy(&sqlite, &unused_db.url, &["--data-to", &k.path("data-other").display().to_string()]);
+    let refused = copy(&sqlite, &unused_db.url, &["--data-to", &k.path("data-other").display().to_string(), "--files-from", &files_old]);
     assert_eq!(refused.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("another key"), "{}", String::from_utf8_lossy(&refused.stderr));
-    // The rows and the files: log bytes and the artifact into the new files folder, the
-    // secret key into the new data folder, counted on both sides. (The source's folders are
-    // named here; `--data-from` defaults to the SQLite file's folder, as below.)
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("another secret-key"), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(!k.path("data-pg").exists(), "a refused copy made its target");
+    // The rows and the files: log bytes and the artifact from the old files folder, the key
+    // from the data folder (the SQLite file's, by default), all into the new data folder
+    // (the new servers' files folder too, by default), counted on both sides.
     let pg_db = fresh_database();
     let pg = pg_db.url.clone();
-    let (data, files_pg) = (k.path("data").display().to_string(), k.path("files-pg").display().to_string());
-    let out = copy(&sqlite, &pg, &["--data-to", &data_pg, "--files-to", &files_pg, "--data-from", &data, "--files-from", &data]);
+    let out = copy(&sqlite, &pg, &["--data-to", &data_pg, "--files-from", &files_old]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let copied: Value = serde_json::from_slice(&out.stdout).unwrap();
     let there: Vec<Value> = copied["tables"].as_array().unwrap().clone();
@@ -199,31 +209,37 @@ fn db_copy_moves_a_whole_kiln_to_postgresql_and_back() {
     let again = copy(&sqlite, &pg, &[]);
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"), "{}", String::from_utf8_lossy(&again.stderr));
-    let same_folders = copy(&sqlite, &unused_db.url, &["--data-to", &data_pg, "--files-to", &files_pg]);
+    let same_folders = copy(&sqlite, &unused_db.url, &["--data-to", &data_pg, "--data-from", &k.path("data").display().to_string(), "--files-from", &files_old]);
     assert_eq!(same_folders.status.code(), Some(2));
     let why = String::from_utf8_lossy(&same_folders.stderr);
-    assert!(why.contains("is not empty") && why.contains("files-pg"), "{why}");
+    assert!(why.contains("is not empty") && why.contains("data-pg"), "{why}");
+    // Rows only: the refused copies wrote none. The note says what to do with the files, and
+    // a server started as it says (the old files folder, the key copied by hand) has the log.
     let into_unused = copy(&sqlite, &unused_db.url, &[]);
     assert!(into_unused.status.success(), "the refused copies wrote rows: {}", String::from_utf8_lossy(&into_unused.stderr));
-    // And back to a new SQLite file, rows only: the same counts, and a note on what to do
-    // with the files.
-    let back_path = k.path("back.db");
-    let back = format!("sqlite:{}", back_path.display());
-    let out = copy(&pg, &back, &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let back_counts: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(back_counts, there);
-    let note = String::from_utf8_lossy(&out.stderr);
-    for part in ["--files", "logs/ and artifacts/", "DATA/secret-key", "--data-to"] {
+    let note = String::from_utf8_lossy(&into_unused.stderr);
+    for part in ["--files", "logs/ and artifacts/", &format!("{}/secret-key", k.path("data").display()), "--data-to"] {
         assert!(note.contains(part), "the copy's note lacks {part:?}: {note}");
     }
-    // Secrets stay sealed in the copy: a server on it needs the same key, here copied by hand.
-    std::fs::create_dir_all(k.path("data-back")).unwrap();
-    std::fs::copy(k.path("data/secret-key"), k.path("data-back/secret-key")).unwrap();
-    // A server on the rows-only copy has the build, its log, the project's secret and members.
-    // Log bytes (and artifacts) live in the files folder: it names the original one.
-    let files = k.path("data").display().to_string();
-    let (srv, url) = spawn_server(&k.path("data-back"), "127.0.0.1:0", &["--database".into(), back.clone(), "--files".into(), files]);
+    std::fs::create_dir_all(k.path("data-rows")).unwrap();
+    std::fs::copy(k.path("data/secret-key"), k.path("data-rows/secret-key")).unwrap();
+    let (rows_srv, rows_url) = spawn_server(&k.path("data-rows"), "127.0.0.1:0", &["--database".into(), unused_db.url.clone(), "--files".into(), files_old.clone()]);
+    let rows_srv = Reaped(rows_srv);
+    let logs = String::from_utf8_lossy(&on(&rows_url, &["logs", &id.to_string()]).stdout).into_owned();
+    assert!(logs.contains(&format!("copied-{id}")), "{logs}");
+    drop(rows_srv);
+    // And back to a new SQLite file with the files, from the PostgreSQL copy's folders into a
+    // data folder and a files folder of their own: the same counts.
+    let back_path = k.path("back.db");
+    let back = format!("sqlite:{}", back_path.display());
+    let files_back = k.path("files-back").display().to_string();
+    let out = copy(&pg, &back, &["--data-to", &k.path("data-back").display().to_string(), "--files-to", &files_back, "--data-from", &data_pg]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let back_copied: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(back_copied["tables"].as_array().unwrap(), &there);
+    assert_eq!(back_copied["files"], copied["files"], "the files counted on the way back");
+    // A server on it has the build, its log, the project's secret and members.
+    let (srv, url) = spawn_server(&k.path("data-back"), "127.0.0.1:0", &["--database".into(), back.clone(), "--files".into(), files_back.clone()]);
     let _srv = Reaped(srv);
     let b: Value = serde_json::from_slice(&on(&url, &["show", &id.to_string(), "--json"]).stdout).unwrap();
     assert_eq!(b["status"], "passed");
@@ -257,7 +273,7 @@ fn db_copy_moves_a_whole_kiln_to_postgresql_and_back() {
     assert!(logs.contains("secret opened: ***") && !logs.contains("s3cret-value"), "{logs}");
     // A server on the PostgreSQL copy with the copied folders (none of the old ones) serves
     // the old build's log and its artifact.
-    let (pg_srv, pg_url) = spawn_server(&k.path("data-pg"), "127.0.0.1:0", &["--database".into(), pg, "--files".into(), files_pg.clone()]);
+    let (pg_srv, pg_url) = spawn_server(&k.path("data-pg"), "127.0.0.1:0", &["--database".into(), pg]);
     let _pg_srv = Reaped(pg_srv);
     let logs = String::from_utf8_lossy(&on(&pg_url, &["logs", &id.to_string()]).stdout).into_owned();
     assert!(logs.contains(&format!("copied-{id}")) && logs.contains("secret opened: ***"), "{logs}");

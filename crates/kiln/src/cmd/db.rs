@@ -4,6 +4,7 @@
 //! copied too and counted (`kiln_server::datafiles`); without it, it says what to do with them.
 
 use clap::Subcommand;
+use kiln_server::at_rest::sqlite_file;
 use kiln_server::datafiles::{self, Folders};
 use std::path::PathBuf;
 
@@ -12,8 +13,8 @@ pub enum DbCmd {
     /// Copy every row (projects, builds, jobs, attempts with their log lengths, test results,
     /// users, tokens, sealed secrets, members…) into a new, empty database, and check every
     /// table's row count. With --data-to, the files too (log bytes, artifacts, uploaded
-    /// packages, the secret key), counted on both sides; without it, it ends by saying what to
-    /// do with them.
+    /// packages, the secret key, the generated agent and admin tokens), counted on both sides;
+    /// without it, it ends by saying what to do with them.
     Copy {
         /// The database to read: sqlite:PATH or postgres://…
         #[arg(long)]
@@ -21,14 +22,16 @@ pub enum DbCmd {
         /// The database to write (made or migrated, and empty): sqlite:PATH or postgres://…
         #[arg(long)]
         to: String,
-        /// The new servers' data folder (their --data): the source's uploaded packages and
-        /// secret key are copied there, and its logs and artifacts unless --files-to is given
+        /// The new servers' data folder (their --data): the source's uploaded packages, secret
+        /// key and generated tokens are copied there, and its logs and artifacts unless
+        /// --files-to is given
         #[arg(long, value_name = "DIR")]
         data_to: Option<PathBuf>,
         /// The new servers' files folder (their --files), when it is not --data-to
         #[arg(long, value_name = "DIR", requires = "data_to")]
         files_to: Option<PathBuf>,
-        /// The source servers' data folder (default: the folder of a sqlite:DIR/kiln.db source)
+        /// The source servers' data folder (default: the folder of a sqlite:DIR/kiln.db source;
+        /// a PostgreSQL source needs it)
         #[arg(long, value_name = "DIR", requires = "data_to")]
         data_from: Option<PathBuf>,
         /// The source servers' files folder (their --files), when it is not their data folder
@@ -43,7 +46,10 @@ pub async fn run(cmd: DbCmd, json: bool) -> anyhow::Result<i32> {
             if from == to {
                 anyhow::bail!("--from and --to are the same database");
             }
-            // The files' folders are checked before any row is written: a refusal loses nothing.
+            let src = kiln_store::Store::open(&from).await?;
+            // The folders are checked before anything is written, against what the source's
+            // rows refer to: a refusal loses nothing.
+            let mut notes = Vec::new();
             let folders = match data_to {
                 Some(data_to) => {
                     let Some(data) = data_from.or_else(|| data_folder_of(&from)) else {
@@ -51,22 +57,36 @@ pub async fn run(cmd: DbCmd, json: bool) -> anyhow::Result<i32> {
                     };
                     let old = Folders { files: files_from.unwrap_or_else(|| data.clone()), data };
                     let new = Folders { files: files_to.unwrap_or_else(|| data_to.clone()), data: data_to };
-                    datafiles::check_target(&old, &new).map_err(anyhow::Error::msg)?;
+                    notes = datafiles::check(&old, &new, &src.files_needed().await?).map_err(anyhow::Error::msg)?;
                     Some((old, new))
                 }
                 None => None,
             };
-            let src = kiln_store::Store::open(&from).await?;
-            if let Some(dir) = sqlite_path(&to).and_then(|p| p.parent().map(PathBuf::from)).filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
-                use std::os::unix::fs::DirBuilderExt;
-                std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|e| anyhow::anyhow!("failed to make {}: {e}", dir.display()))?;
+            if let Some(dir) = sqlite_file(&to).and_then(|p| p.parent().map(PathBuf::from)).filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+                datafiles::make_dir(&dir).map_err(|e| anyhow::anyhow!("failed to make {}: {e}", dir.display()))?;
             }
-            let dst = kiln_store::Store::open(&to).await?;
-            let counts = src.copy_to(&dst).await?;
-            let files = match &folders {
-                Some((old, new)) => datafiles::copy(old, new).map_err(|e| anyhow::anyhow!("the rows are copied, but not every file: {e}; fix that, then copy again into an empty database and empty folders"))?,
-                None => Vec::new(),
+            // A new SQLite file is private from its first byte, as a server makes its own.
+            kiln_server::at_rest::private_database(&to)?;
+            // Files first (a full disk is the likeliest failure), then rows; either failing
+            // takes back the files it made.
+            let copied = match &folders {
+                Some((old, new)) => Some(datafiles::copy(old, new).map_err(|e| anyhow::anyhow!("{e}; nothing was copied (the files made were removed)"))?),
+                None => None,
             };
+            let rows = async {
+                let dst = kiln_store::Store::open(&to).await?;
+                src.copy_to(&dst).await
+            };
+            let counts = match rows.await {
+                Ok(c) => c,
+                Err(e) => {
+                    if let Some(c) = &copied {
+                        c.undo();
+                    }
+                    anyhow::bail!("{e}{}", if copied.is_some() { " (the files copied were removed again)" } else { "" });
+                }
+            };
+            let files = copied.map(|c| c.counts).unwrap_or_default();
             if json {
                 let rows: Vec<_> = counts.iter().map(|c| serde_json::json!({ "table": c.table, "source": c.source, "target": c.target })).collect();
                 if folders.is_none() {
@@ -101,6 +121,13 @@ pub async fn run(cmd: DbCmd, json: bool) -> anyhow::Result<i32> {
                 }
             }
             if folders.is_some() {
+                for n in &notes {
+                    if json {
+                        eprintln!("{n}");
+                    } else {
+                        println!("{n}");
+                    }
+                }
                 return Ok(0);
             }
             // The rows are copied; these files are not, and the copy's servers need them.
@@ -130,15 +157,9 @@ fn files_note(from: &str) -> String {
     )
 }
 
-/// The file of a `sqlite:PATH` database.
-fn sqlite_path(url: &str) -> Option<PathBuf> {
-    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
-    Some(PathBuf::from(path.split('?').next().unwrap_or(path)))
-}
-
 /// The data folder a `sqlite:DIR/kiln.db` database lives in (a server's default layout).
 fn data_folder_of(url: &str) -> Option<PathBuf> {
-    let path = sqlite_path(url)?;
+    let path = sqlite_file(url)?;
     if path.file_name()? != "kiln.db" {
         return None;
     }
