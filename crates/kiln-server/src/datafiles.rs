@@ -123,7 +123,12 @@ pub fn check(from: &Folders, to: &Folders, needed: &FilesNeeded) -> Result<Vec<S
             Err(e) => return Err(format!("cannot read {}: {e} (run the copy as the user the servers ran as)", src.path.display())),
         }
         if overlaps(&src.path, &dst.path) {
-            return Err(format!("{}/ would be copied onto or into itself ({} and {}): name another --data-to or --files-to", src.name, src.path.display(), dst.path.display()));
+            return Err(format!(
+                "{}/ would be copied onto or into itself ({} and {}): name another --data-to or --files-to (or, to keep using these folders, copy the rows only, without --data-to)",
+                src.name,
+                src.path.display(),
+                dst.path.display()
+            ));
         }
         match std::fs::read_dir(&dst.path).map(|mut entries| entries.next().is_some()) {
             Ok(true) => {
