@@ -171,7 +171,7 @@ pub async fn start(cfg: ServerConfig, stop: CancellationToken) -> anyhow::Result
         agent_token,
         waiters: Default::default(),
         control: Default::default(),
-        test_lists: Default::default(),
+        test_queues: Default::default(),
         claims: Default::default(),
         events,
         metrics: metrics::Metrics::new(),

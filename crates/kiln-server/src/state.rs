@@ -20,9 +20,10 @@ pub struct Inner {
     pub waiters: crate::waiters::Waiters,
     /// Woken when an agent may have something to stop (cancel, drain, a job taken back).
     pub control: Notify,
-    /// Woken when a shard uploads its build's test list here: the other shards' claims waiting
-    /// for it answer at once (a list uploaded through another server is seen at their next look).
-    pub test_lists: Notify,
+    /// Woken when a test queue changes here (a shard uploads its list, the queue is seeded, a
+    /// batch finishes): the shards' claims waiting on it answer at once (a change made through
+    /// another server is seen at their next look).
+    pub test_queues: Notify,
     /// The last answer to each agent's claim, by the claim's id: a retried claim gets the same job.
     pub claims: std::sync::Mutex<std::collections::HashMap<String, (String, kiln_wire::agent::JobAssignment)>>,
     pub events: EventSender,

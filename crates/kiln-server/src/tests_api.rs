@@ -25,9 +25,9 @@ use std::time::Duration;
 
 /// The largest JUnit report one upload may carry; larger gets 413.
 pub const JUNIT_LIMIT: usize = kiln_wire::agent::JUNIT_LIMIT;
-/// How long a claim waits, on the server, for another shard to finish listing.
+/// How long a claim waits, on the server, for another shard to finish listing or a batch.
 const LIST_WAIT: Duration = Duration::from_secs(3);
-/// How often a waiting claim looks again when no list is uploaded here (another server's).
+/// How often a waiting claim looks again when nothing changes here (a change through another server).
 const LIST_LOOK: Duration = Duration::from_millis(50);
 
 pub fn routes() -> Routes {
@@ -60,14 +60,14 @@ async fn claim(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id)
     }
     let deadline = tokio::time::Instant::now() + LIST_WAIT;
     loop {
-        // Listening before the look, so a list uploaded between the two is not missed.
-        let listed = st.test_lists.notified();
-        tokio::pin!(listed);
-        listed.as_mut().enable();
+        // Listening before the look, so a change made between the two is not missed.
+        let changed = st.test_queues.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
         let c = st.store.claim_tests(by, &group).await?;
         if c == TestClaim::Wait && tokio::time::Instant::now() < deadline {
             tokio::select! {
-                _ = listed => {}
+                _ = changed => {}
                 _ = tokio::time::sleep(LIST_LOOK) => {}
             }
             continue;
@@ -94,7 +94,7 @@ fn seed(st: &AppState, job_id: i64, attempt: i64, agent: &str, group: &TestGroup
         match st.store.seed_test_queue(by, &group).await {
             Ok(Some(from)) => {
                 tracing::debug!("job {job_id}: test queue {} seeded from build {from}'s list", group.key);
-                st.test_lists.notify_waiters();
+                st.test_queues.notify_waiters();
             }
             Ok(None) => {}
             Err(e) => tracing::warn!("job {job_id}: seeding test queue {} from an earlier list: {e}", group.key),
@@ -121,7 +121,7 @@ async fn list(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id):
         }
     }
     st.store.upload_test_list(by, &group, ids, req.static_split, &req.changed_files).await?;
-    st.test_lists.notify_waiters();
+    st.test_queues.notify_waiters();
     Ok(Json(Ack {}))
 }
 
@@ -139,6 +139,9 @@ async fn report(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id
 
 async fn done(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<BatchDone>) -> AppResult<Json<BatchDoneAck>> {
     let s = st.store.finish_test_batch(AgentAttempt { job_id, attempt: req.attempt, agent: &a.name }, req.batch_id, req.exit_code).await?;
+    // Shards waiting for the last batches learn at once that they are done, or take the
+    // tests this one sent back.
+    st.test_queues.notify_waiters();
     if let Ok(j) = st.store.job(job_id).await {
         if let Ok(b) = st.store.build(j.build_id).await {
             st.emit(EventKind::Tests, b.id, Some(job_id), &b.project, "running");
