@@ -170,7 +170,7 @@ print("STREAM-DONE")
   assert.ok((await rowNumbers(page)).length <= ROWS_CAP);
 });
 
-test("a colour set before the rows the page let go carries over when they load again", { timeout: 120_000 }, async (t) => {
+test("a colour set before the rows the page let go carries over when they load again, and one set before a part read from the middle shows in it", { timeout: 120_000 }, async (t) => {
   const k = await new Kiln().start();
   const b = await browser();
   t.after(async () => { await b.close(); k.stop(); });
@@ -201,4 +201,17 @@ sys.stdout.write("\\x1b[31m" + "".join("red-line-%05d\\n" % i for i in range(200
   assert.ok(now.includes(probe) && probe < 20003, `rows ${now[0]}..${now[now.length - 1]}`);
   assert.match(await page.locator(`#L${probe}`).textContent(), /red-line-/);
   assert.equal(await page.locator(`#L${probe} .t .f31`).count(), 1, `line ${probe}, read again, lost its colour`);
+  // Opened at a line deep in the red part (the server says which style is in effect there),
+  // the line is red, and so is the part read above it.
+  const deep = await (await b.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+  deep.on("pageerror", (e) => console.error("# page error:", e.message));
+  await deep.goto(`${k.url}/builds/${id}#L15000`);
+  await deep.locator("#L15000.hl").waitFor({ timeout: 5000 });
+  assert.equal(await deep.locator("#L15000 .t .f31").count(), 1, "a line opened in the middle of the red part is red");
+  const top = (await rowNumbers(deep))[0];
+  await deep.locator("#log").evaluate((el) => { el.scrollTop = 0; el.dispatchEvent(new Event("scroll")); });
+  await deep.waitForFunction((n) => +document.querySelector("#log .l").id.slice(1) < n, top, { timeout: 5000 });
+  const first = (await rowNumbers(deep))[0];
+  assert.ok(first > 10, `the part above starts in the red part (line ${first})`);
+  assert.equal(await deep.locator(`#L${first} .t .f31`).count(), 1, `line ${first}, read above the view, is red`);
 });

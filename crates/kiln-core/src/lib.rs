@@ -17,3 +17,4 @@ pub mod notify;
 pub mod paths;
 pub mod retention;
 pub mod waiting;
+pub mod ansi;

@@ -179,10 +179,19 @@
     s.textContent = text;
     return s;
   }
+  // The style a slice read from the middle of the log starts in (`style`: the one SGR sequence
+  // the server found in effect there, as set in the MiB before it), after `text` if given.
+  function styleOf(seq, text) {
+    const st = {};
+    const re = /\x1b\[([0-9;]*)m/g;
+    let m;
+    for (const t of [seq || "", text || ""]) { re.lastIndex = 0; while ((m = re.exec(t))) applySgr(st, m[1]); }
+    return st;
+  }
   // Render one line into `el`; returns the style after it (colours carry over lines: each row
   // keeps the style it starts in as `row.st`, so lines let go at the bottom and read again
   // start in it; a part read above the view, or a log opened at its tail or at a line, starts
-  // with no colour: the server does not know the colour at an offset).
+  // in the style the server found before it: `styleOf`).
   function renderLine(el, text, style) {
     let t = text.endsWith("\r") ? text.slice(0, -1) : text;
     if (t.includes("\r")) t = t.split("\r").filter((x) => x.length).pop() || ""; // progress bars: keep the last redraw
@@ -291,7 +300,7 @@
     const s = await getSlice(m ? `line=${Math.max(1, +m[1] - 200)}&max=${WINDOW}` : `tail=${FIRST}`);
     if (!s) return false;
     log.opened = true; log.topOff = s.offset; log.topLine = s.line; log.line = s.line - 1; log.len = s.len;
-    log.rest = ""; log.partialEl = null; log.style = {}; log.chars = 0;
+    log.rest = ""; log.partialEl = null; log.style = styleOf(s.style); log.chars = 0;
     box.innerHTML = "";
     updateMore();
     log.offset = s.next_offset;
@@ -331,7 +340,7 @@
       if (s && log.topLine === line && s.line + lines.length === line) {
         const from = Math.max(0, lines.length - ROWS_MAX / 2);
         const frag = document.createDocumentFragment();
-        let st = {};
+        let st = styleOf(s.style, lines.slice(0, from).join("\n"));
         for (let i = from; i < lines.length; i++) { const [row, t] = lineEl(s.line + i, lines[i]); row.st = st; st = renderLine(t, lines[i], st); frag.appendChild(row); }
         const first = rows[0] || null;
         const before = box.scrollHeight;

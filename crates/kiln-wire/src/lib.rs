@@ -844,6 +844,11 @@ pub mod api {
         /// The 1-based number of the line `text` starts in.
         #[serde(default)]
         pub line: u64,
+        /// For a slice asked by `tail`, `before` or `line`: the style (bold, colours) in effect
+        /// where `text` starts, as one ANSI SGR sequence, as set in the MiB before it (""
+        /// for none).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        pub style: String,
     }
 
     /// The live tail of a log past its head (`GET /api/v1/jobs/{id}/log/live`): past its head a

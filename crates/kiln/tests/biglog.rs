@@ -228,3 +228,38 @@ fn an_old_log_that_cannot_be_moved_is_skipped_with_a_warning_and_kept() {
     assert_eq!(raw(&k, job_a).text(), a);
     assert_eq!(sqlite(&db, "SELECT COUNT(*) FROM log_chunks"), "0");
 }
+
+/// A part of a log read from its middle (a line, the tail, the part before an offset) comes
+/// with the style set before it, so a colour set lines earlier still shows; `kiln logs --tail`
+/// prints the last lines in it.
+#[test]
+fn a_part_read_from_the_middle_starts_in_the_colours_set_before_it() {
+    let mut k = Kiln::start();
+    k.agent("a1", &[]);
+    // Bold red for 3000 lines, then a reset and 10 plain lines; a second job ends in green.
+    let repo = k.repo(
+        "colours",
+        "jobs:\n  red:\n    steps: [\"printf '\\\\033[1;31m'; seq -f 'red-%05g' 3000; printf '\\\\033[0m'; seq -f 'plain-%g' 10\"]\n  green:\n    steps: [\"printf '\\\\033[32m'; seq -f 'green-%g' 50\"]\n",
+    );
+    k.add_project("colours", &repo, &[]);
+    let id = k.trigger("colours");
+    let b = k.wait_build(id, 120);
+    assert_eq!(b["status"], "passed", "{b}");
+    let job_id = Kiln::job(&b, "red")["id"].as_i64().unwrap();
+    let slice = |q: &str| -> serde_json::Value { serde_json::from_slice(&get(&k, &format!("/api/v1/jobs/{job_id}/log?{q}"), &[]).body).unwrap() };
+    let at = slice("line=1500&max=200");
+    assert!(at["text"].as_str().unwrap().starts_with("red-0"), "{at}");
+    assert_eq!(at["style"], "\x1b[1;31m", "a line inside the red part: {at}");
+    let up = slice(&format!("before={}&max=500", at["offset"]));
+    assert!(up["text"].as_str().unwrap().starts_with("red-0"), "{up}");
+    assert_eq!(up["style"], "\x1b[1;31m", "the part above it: {up}");
+    let tail = slice("tail=40");
+    assert!(tail["text"].as_str().unwrap().contains("plain-10"), "{tail}");
+    assert!(tail.get("style").is_none(), "after the reset: no style: {tail}");
+    let on = slice(&format!("offset={}&max=200", at["offset"]));
+    assert!(on.get("style").is_none(), "reading on from an offset carries its own style: {on}");
+
+    let out = k.kiln(&["logs", &id.to_string(), "green", "--tail", "2"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\x1b[32mgreen-49\ngreen-50\n"), "the last lines in the green set before them: {text:?}");
+}

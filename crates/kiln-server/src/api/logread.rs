@@ -24,6 +24,8 @@ use std::time::Duration;
 
 /// The most one slice carries.
 const SLICE_MAX: usize = 8 << 20;
+/// How far back before a slice that starts mid-log its style (colours) is looked for.
+const STYLE_LOOKBACK: u64 = 1 << 20;
 
 /// The job, if the viewer may see its build, and the attempt asked for (default: the current one).
 async fn job_for(st: &AppState, viewer: &Viewer, job_id: i64, attempt: Option<i64>) -> AppResult<(JobRow, i64)> {
@@ -69,6 +71,8 @@ pub async fn slice(st: &AppState, viewer: &Viewer, job_id: i64, q: SliceQuery) -
     let len = st.store.log_len(job_id, attempt).await?;
     let max = q.max.unwrap_or(1 << 20).clamp(1, SLICE_MAX);
     let files = st.store.log_files().clone();
+    // Where the reader starts fresh (not reading on from where it was), it needs the style.
+    let fresh = q.tail.is_some() || q.before.is_some() || q.line.is_some();
     let (offset, until, align) = if let Some(t) = q.tail {
         (len.saturating_sub(t.min(SLICE_MAX as u64)), len, true)
     } else if let Some(b) = q.before {
@@ -99,6 +103,14 @@ pub async fn slice(st: &AppState, viewer: &Viewer, job_id: i64, q: SliceQuery) -
     let body = &data[skip..];
     let keep = utf8_complete_prefix(body);
     let next_offset = start + keep as u64;
+    let style = if fresh && start > 0 {
+        let from = start.saturating_sub(STYLE_LOOKBACK);
+        let f = files.clone();
+        let before = blocking(move || f.read(job_id, attempt, from, (start - from) as usize, start)).await?;
+        kiln_core::ansi::style_after(&before)
+    } else {
+        String::new()
+    };
     Ok(LogSlice {
         job_id,
         attempt,
@@ -108,6 +120,7 @@ pub async fn slice(st: &AppState, viewer: &Viewer, job_id: i64, q: SliceQuery) -
         text: String::from_utf8_lossy(&body[..keep]).into_owned(),
         len,
         line,
+        style,
     })
 }
 

@@ -41,7 +41,8 @@ pub async fn run(c: &ClientOpts, build: i64, job: Option<String>, follow: bool, 
 }
 
 /// The last `n` lines of an attempt: asks for ever more bytes from the end until they hold
-/// `n` lines (or the whole log). Returns the lines and the offset after them.
+/// `n` lines (or the whole log). Returns the lines, in the style (colours) set before them,
+/// and the offset after them.
 async fn last_lines(api: &Api, job: &Job, attempt: i64, n: u64) -> anyhow::Result<(String, u64)> {
     let mut bytes = (n * 160).max(4096);
     loop {
@@ -49,8 +50,10 @@ async fn last_lines(api: &Api, job: &Job, attempt: i64, n: u64) -> anyhow::Resul
         let lines = s.text.split_inclusive('\n').count() as u64;
         if lines > n || s.offset == 0 || bytes >= 8 << 20 {
             let skip = lines.saturating_sub(n) as usize;
+            let skipped: String = s.text.split_inclusive('\n').take(skip).collect();
+            let style = kiln_core::ansi::style_after(format!("{}{skipped}", s.style).as_bytes());
             let text: String = s.text.split_inclusive('\n').skip(skip).collect();
-            return Ok((text, s.next_offset));
+            return Ok((style + &text, s.next_offset));
         }
         bytes *= 4;
     }
