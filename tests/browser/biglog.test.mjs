@@ -178,6 +178,7 @@ test("a colour set before the rows the page let go carries over when they load a
   // One colour set on the first line and kept for 20,000 lines: more than the page holds at once.
   const red = `import sys
 sys.stdout.write("\\x1b[31m" + "".join("red-line-%05d\\n" % i for i in range(20000)) + "\\x1b[0mplain-end\\n")
+sys.stdout.write("\\x1b[33mloading\\r\\x1b[2Kdone\\nafter-progress\\n")
 `;
   const repo = k.repo("red", { ".kiln.yml": "jobs:\n  red:\n    steps: [python3 red.py]\n", "red.py": red });
   k.cli("project", "add", "red", "--repo", repo, "--public");
@@ -202,12 +203,17 @@ sys.stdout.write("\\x1b[31m" + "".join("red-line-%05d\\n" % i for i in range(200
   assert.match(await page.locator(`#L${probe}`).textContent(), /red-line-/);
   assert.equal(await page.locator(`#L${probe} .t .f31`).count(), 1, `line ${probe}, read again, lost its colour`);
   // Opened at a line deep in the red part (the server says which style is in effect there),
-  // the line is red, and so is the part read above it.
+  // the line is red, and so is the part read above it (which starts past the colour's start,
+  // about 300 kB before: the server says its style too).
   const deep = await (await b.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
   deep.on("pageerror", (e) => console.error("# page error:", e.message));
-  await deep.goto(`${k.url}/builds/${id}#L15000`);
-  await deep.locator("#L15000.hl").waitFor({ timeout: 5000 });
-  assert.equal(await deep.locator("#L15000 .t .f31").count(), 1, "a line opened in the middle of the red part is red");
+  await deep.goto(`${k.url}/builds/${id}#L19900`);
+  await deep.locator("#L19900.hl").waitFor({ timeout: 5000 });
+  assert.equal(await deep.locator("#L19900 .t .f31").count(), 1, "a line opened in the middle of the red part is red");
+  // A progress line keeps only its last redraw, but the colour an earlier one set goes on.
+  const after = deep.locator("#log .l").filter({ hasText: "after-progress" });
+  assert.equal(await after.locator(".t .f33").count(), 1, "the yellow set before a \\r carries over");
+  assert.equal(await deep.locator("#log .l").filter({ hasText: "loading" }).count(), 0, "only the last redraw shows");
   const top = (await rowNumbers(deep))[0];
   await deep.locator("#log").evaluate((el) => { el.scrollTop = 0; el.dispatchEvent(new Event("scroll")); });
   await deep.waitForFunction((n) => +document.querySelector("#log .l").id.slice(1) < n, top, { timeout: 5000 });

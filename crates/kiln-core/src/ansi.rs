@@ -36,7 +36,9 @@ struct Style {
 impl Style {
     /// Apply one SGR sequence's parameters (`1;31`, `38;5;208`, "" for a reset).
     fn apply(&mut self, params: &str) {
-        let p: Vec<u32> = if params.is_empty() { vec![0] } else { params.split(';').map(|x| x.parse().unwrap_or(0)).collect() };
+        // As the console reads them: an empty parameter is 0, one too big for a number is
+        // nothing it knows (not a reset).
+        let p: Vec<u32> = if params.is_empty() { vec![0] } else { params.split(';').map(|x| if x.is_empty() { 0 } else { x.parse().unwrap_or(u32::MAX) }).collect() };
         let mut i = 0;
         while i < p.len() {
             match p[i] {
@@ -53,14 +55,15 @@ impl Style {
                 c @ 40..=47 => self.bg = Some(c.to_string()),
                 49 => self.bg = None,
                 c @ (38 | 48) => {
-                    // 256 colours (`5;N`) or RGB (`2;R;G;B`): their zeros are not resets.
+                    // 256 colours (`5;N`) or RGB (`2;R;G;B`): their zeros are not resets, and
+                    // values cut off at the end are 0, as the console takes them.
                     let n = match p.get(i + 1) {
                         Some(5) => 2,
                         Some(2) => 4,
                         _ => 0,
                     };
-                    if n > 0 && i + n < p.len() {
-                        let colour = p[i..=i + n].iter().map(u32::to_string).collect::<Vec<_>>().join(";");
+                    if n > 0 {
+                        let colour = (i..=i + n).map(|j| p.get(j).copied().unwrap_or(0).to_string()).collect::<Vec<_>>().join(";");
                         if c == 38 { self.fg = Some(colour) } else { self.bg = Some(colour) }
                     }
                     i += n;
@@ -102,7 +105,9 @@ mod tests {
     fn zeros_in_256_and_rgb_colours_are_not_resets() {
         assert_eq!(style_after(b"\x1b[1m\x1b[38;2;0;0;0mblack, still bold"), "\x1b[1;38;2;0;0;0m");
         assert_eq!(style_after(b"\x1b[48;5;0m\x1b[3mon black"), "\x1b[3;48;5;0m");
-        assert_eq!(style_after(b"\x1b[38;5mcut short, ignored"), "");
+        assert_eq!(style_after(b"\x1b[38;5mcut short: colour 0"), "\x1b[38;5;0m");
+        assert_eq!(style_after(b"\x1b[48;2;9mcut short"), "\x1b[48;2;9;0;0m");
+        assert_eq!(style_after(b"\x1b[38mnothing after it"), "");
     }
 
     #[test]
@@ -111,5 +116,7 @@ mod tests {
         assert_eq!(style_after(b"\x1b[32mgreen \x1b"), "\x1b[32m", "a lone ESC at the end");
         assert_eq!(style_after(b"\x1b[32mgreen \x1b[31"), "\x1b[32m", "a sequence cut off at the end");
         assert_eq!(style_after(b"\x1b(B\x1b[35m"), "\x1b[35m");
+        assert_eq!(style_after(b"\x1b[31m\x1b[4294967296mtoo big: not a reset"), "\x1b[31m");
+        assert_eq!(style_after(b"\x1b[1;;31man empty parameter is 0"), "\x1b[31m");
     }
 }

@@ -180,9 +180,10 @@
     return s;
   }
   // The style a slice read from the middle of the log starts in (`style`: the one SGR sequence
-  // the server found in effect there, as set in the MiB before it), after `text` if given.
-  function styleOf(seq, text) {
-    const st = {};
+  // the server found in effect there, as set in the MiB before it), after `text` if given;
+  // `from`: the style before both (none by default).
+  function styleOf(seq, text, from) {
+    const st = Object.assign({}, from || {});
     const re = /\x1b\[([0-9;]*)m/g;
     let m;
     for (const t of [seq || "", text || ""]) { re.lastIndex = 0; while ((m = re.exec(t))) applySgr(st, m[1]); }
@@ -194,8 +195,14 @@
   // in the style the server found before it: `styleOf`).
   function renderLine(el, text, style) {
     let t = text.endsWith("\r") ? text.slice(0, -1) : text;
-    if (t.includes("\r")) t = t.split("\r").filter((x) => x.length).pop() || ""; // progress bars: keep the last redraw
     const st = Object.assign({}, style);
+    if (t.includes("\r")) { // progress bars: keep the last redraw, in the style the earlier ones set
+      const parts = t.split("\r");
+      let k = parts.length - 1;
+      while (k > 0 && !parts[k].length) k--;
+      Object.assign(st, styleOf("", parts.slice(0, k).join("\r"), st));
+      t = parts[k];
+    }
     const re = /\x1b\[([0-9;]*)m|\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]|\x1b/g;
     let last = 0, m;
     while ((m = re.exec(t))) {

@@ -139,9 +139,11 @@ async fn report(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id
 
 async fn done(State(st): State<AppState>, AgentAuth(a): AgentAuth, Path(job_id): Path<i64>, Json(req): Json<BatchDone>) -> AppResult<Json<BatchDoneAck>> {
     let s = st.store.finish_test_batch(AgentAttempt { job_id, attempt: req.attempt, agent: &a.name }, req.batch_id, req.exit_code).await?;
-    // Shards waiting for the last batches learn at once that they are done, or take the
-    // tests this one sent back.
-    st.test_queues.notify_waiters();
+    // Shards waiting on this queue learn at once that its last batch is over, or take the tests
+    // this one sent back. Only then: each claim woken looks at its queue in a write.
+    if s.none_running || s.retried > 0 || s.requeued > 0 {
+        st.test_queues.notify_waiters();
+    }
     if let Ok(j) = st.store.job(job_id).await {
         if let Ok(b) = st.store.build(j.build_id).await {
             st.emit(EventKind::Tests, b.id, Some(job_id), &b.project, "running");

@@ -68,6 +68,8 @@ pub struct BatchSummary {
     pub retried: u32,
     /// No result, in a batch claimed from a seed before the list came: queued again.
     pub requeued: u32,
+    /// No batch of its group runs any more: shards waiting for the last ones may end.
+    pub none_running: bool,
 }
 
 /// A job of a build ended: for each test group none of whose shards is queued or running any
@@ -743,6 +745,12 @@ impl Store {
             .bind(batch_id)
             .execute(&mut *tx)
             .await?;
+        let running: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM test_batches WHERE build_id = $1 AND group_key = $2 AND state = 'running'")
+            .bind(build_id)
+            .bind(&group)
+            .fetch_one(&mut *tx)
+            .await?;
+        sum.none_running = running == 0;
         tx.commit().await?;
         Ok(sum)
     }

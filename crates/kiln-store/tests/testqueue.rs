@@ -63,3 +63,32 @@ async fn seeded_queue_on_postgresql() {
     let Some((store, _, _db)) = common::postgres("kiln_tq_", "seeded queue cases").await else { return };
     seeded_from_the_last_list(store).await;
 }
+
+/// A finished batch says whether any batch of its group still runs: the server wakes the shards
+/// waiting for the last ones only then.
+async fn the_last_batch_to_finish_says_none_runs(s: Store) {
+    let (_, held) = start_build(&s, &["t-1", "t-2"]).await;
+    let one = AgentAttempt { job_id: held[0].0, attempt: held[0].1, agent: "t-1" };
+    let two = AgentAttempt { job_id: held[1].0, attempt: held[1].1, agent: "t-2" };
+    let g = |i| TestGroup { key: "t".into(), shards: 2, shard_index: i, retries: 0 };
+    let ids: Vec<String> = (0..40).map(|i| format!("test_{i:02}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    list(&s, one, &g(1), &ids).await;
+    // Nothing known: one batch per shard, half the tests each.
+    let TestClaim::Batch { id: first, .. } = s.claim_tests(one, &g(1)).await.unwrap() else { panic!("a batch for shard 1") };
+    let TestClaim::Batch { id: second, .. } = s.claim_tests(two, &g(2)).await.unwrap() else { panic!("a batch for shard 2") };
+    assert!(!s.finish_test_batch(one, first, Some(0)).await.unwrap().none_running, "shard 2's batch still runs");
+    assert!(s.finish_test_batch(two, second, Some(0)).await.unwrap().none_running, "the last batch is over");
+}
+
+#[tokio::test]
+async fn last_batch_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    the_last_batch_to_finish_says_none_runs(sqlite(&dir).await).await;
+}
+
+#[tokio::test]
+async fn last_batch_on_postgresql() {
+    let Some((store, _, _db)) = common::postgres("kiln_tq_", "last batch cases").await else { return };
+    the_last_batch_to_finish_says_none_runs(store).await;
+}

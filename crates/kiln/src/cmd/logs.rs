@@ -53,7 +53,9 @@ async fn last_lines(api: &Api, job: &Job, attempt: i64, n: u64) -> anyhow::Resul
             let skipped: String = s.text.split_inclusive('\n').take(skip).collect();
             let style = kiln_core::ansi::style_after(format!("{}{skipped}", s.style).as_bytes());
             let text: String = s.text.split_inclusive('\n').skip(skip).collect();
-            return Ok((style + &text, s.next_offset));
+            // The style added before the lines ends with them (the next job's header is plain).
+            let reset = if style.is_empty() || kiln_core::ansi::style_after(format!("{style}{text}").as_bytes()).is_empty() { "" } else { "\x1b[0m" };
+            return Ok((style + &text + reset, s.next_offset));
         }
         bytes *= 4;
     }
